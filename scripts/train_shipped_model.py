@@ -1,0 +1,239 @@
+"""Train moft's shipped model: a small AnimateDiff pipeline on synthetic motion videos.
+
+Stages (each resumable): (1) a small AutoencoderKL on frames (32x32x3 -> 16x16x4), (2) the
+UNetMotionModel and the CLIP text encoder on VAE latents with v-prediction and EMA weights,
+(3) export of the EMA weights as a diffusers pipeline folder (``save_pretrained``).
+
+Usage:
+    python scripts/train_shipped_model.py --run runs/shipped            # train (resumes if present)
+    python scripts/train_shipped_model.py --run runs/shipped --export src/moft/shipped/moft-tiny
+    accelerate launch scripts/train_shipped_model.py --run runs/big      # same script on GPUs
+
+Logs go to RUN/log.jsonl (loss, seconds, CPU-seconds) and sample grids to RUN/samples/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from einops import rearrange
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from moft.models import build_tiny_animatediff  # noqa: E402
+from moft.synthetic import make_batch  # noqa: E402
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", type=Path, default=Path("runs/shipped"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--vae-steps", type=int, default=1200)
+    p.add_argument("--vae-batch", type=int, default=64, help="frames per VAE step")
+    p.add_argument("--steps", type=int, default=20000, help="UNet steps (stop any time; checkpoints)")
+    p.add_argument("--batch", type=int, default=16, help="videos per UNet step")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-late", type=float, default=5e-4, help="learning rate after --late-step")
+    p.add_argument("--late-step", type=int, default=1500)
+    p.add_argument("--ema", type=float, default=0.998)
+    p.add_argument("--drop-caption", type=float, default=0.1, help="fraction of empty captions (for CFG)")
+    p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--sample-every", type=int, default=500)
+    p.add_argument("--export", type=Path, default=None, help="write the EMA pipeline here and exit")
+    return p.parse_args()
+
+
+def log(run: Path, **row):
+    row["time"] = time.time()
+    with open(run / "log.jsonl", "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    print(json.dumps(row), flush=True)
+
+
+def atomic_save(obj, path: Path):
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train_vae(args, pipe, accelerator):
+    vae_dir = args.run / "vae"
+    if (vae_dir / "config.json").exists():
+        return pipe.vae.__class__.from_pretrained(vae_dir)
+    vae = pipe.vae
+    ckpt = args.run / "vae_ckpt.pt"
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3)
+    step, rng = 0, np.random.default_rng(args.seed + 1)
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        vae.load_state_dict(state["vae"]), opt.load_state_dict(state["opt"])
+        step, rng = state["step"], state["rng"]
+    vae.train()
+    t0 = time.time()
+    while step < args.vae_steps:
+        frames, _ = make_batch(rng, args.vae_batch // 8)
+        x = torch.from_numpy(rearrange(frames, "b f h w c -> (b f) c h w")) * 2 - 1  # (B*F, 3, H, W)
+        post = vae.encode(x).latent_dist
+        recon = vae.decode(post.sample()).sample
+        loss = F.mse_loss(recon, x) + 0.1 * F.l1_loss(recon, x) + 1e-6 * post.kl().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if step == int(args.vae_steps * 0.8):
+            for g in opt.param_groups:
+                g["lr"] = 2e-4
+        if step % 100 == 0 or step == args.vae_steps:
+            log(args.run, stage="vae", step=step, loss=loss.item(), psnr=float(-10 * np.log10(F.mse_loss(recon, x).item() / 4)),
+                seconds=time.time() - t0)
+            atomic_save({"vae": vae.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng}, ckpt)
+    # latent scale: unit variance of scaled latents, as SD's 0.18215 does for its VAE
+    vae.eval()
+    with torch.no_grad():
+        frames, _ = make_batch(np.random.default_rng(12345), 32)
+        x = torch.from_numpy(rearrange(frames, "b f h w c -> (b f) c h w")) * 2 - 1
+        z = vae.encode(x).latent_dist.mode()
+    vae.register_to_config(scaling_factor=float(1.0 / z.std()))
+    log(args.run, stage="vae_done", scaling_factor=float(1.0 / z.std()))
+    vae.save_pretrained(vae_dir)
+    return vae
+
+
+class EMA:
+    """Exponential moving average of parameters (with the usual warm-up)."""
+
+    def __init__(self, modules: dict[str, torch.nn.Module], decay: float):
+        self.decay = decay
+        self.shadow = {k: copy.deepcopy(m).eval().requires_grad_(False) for k, m in modules.items()}
+
+    @torch.no_grad()
+    def update(self, modules: dict[str, torch.nn.Module], step: int):
+        d = min(self.decay, (1 + step) / (10 + step))
+        for k, m in modules.items():
+            for s, p in zip(self.shadow[k].parameters(), m.parameters()):
+                s.lerp_(p.detach(), 1 - d)
+
+
+def encode_text(pipe, text_encoder, captions):
+    ids = pipe.tokenizer(captions, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                         truncation=True, return_tensors="pt").input_ids
+    return text_encoder(ids).last_hidden_state  # (B, L, D)
+
+
+@torch.no_grad()
+def sample_grid(pipe, path: Path, seed: int = 0):
+    import imageio.v3 as iio  # noqa: PLC0415
+
+    prompts = ["a red disk moving right", "a blue square moving left", "a yellow disk moving up",
+               "a green square moving down", "a white disk moving up right", "a purple disk standing still",
+               "a orange square, the whole scene moving left", "a cyan disk moving right then left"]
+    out = pipe(prompt=prompts, num_frames=8, height=32, width=32, num_inference_steps=25, guidance_scale=4.0,
+               generator=torch.Generator().manual_seed(seed), output_type="np").frames  # (B, F, H, W, 3)
+    grid = rearrange(np.asarray(out), "b f h w c -> f h (b w) c")
+    iio.imwrite(path, (grid * 255).round().astype(np.uint8), duration=250, loop=0)
+
+
+def export(args, pipe, ema_state, path: Path):
+    pipe.unet.load_state_dict(ema_state["unet"])
+    pipe.text_encoder.load_state_dict(ema_state["text_encoder"])
+    pipe.save_pretrained(path, safe_serialization=True)
+    (path / "TRAINING.json").write_text(json.dumps(ema_state.get("meta", {}), indent=2))
+
+
+def main():
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    args.run.mkdir(parents=True, exist_ok=True)
+    accelerator = Accelerator()
+    torch.manual_seed(args.seed)
+    pipe = build_tiny_animatediff(seed=args.seed)
+    pipe.vae = train_vae(args, pipe, accelerator).eval().requires_grad_(False)
+    pipe.set_progress_bar_config(disable=True)
+
+    unet, text_encoder = pipe.unet, pipe.text_encoder
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    ema = EMA({"unet": unet, "text_encoder": text_encoder}, args.ema)
+    step, rng, cpu_seconds = 0, np.random.default_rng(args.seed + 2), 0.0
+    ckpt = args.run / "unet_ckpt.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        unet.load_state_dict(state["unet"]), text_encoder.load_state_dict(state["text_encoder"])
+        opt.load_state_dict(state["opt"])
+        for k in ema.shadow:
+            ema.shadow[k].load_state_dict(state["ema"][k])
+        step, rng, cpu_seconds = state["step"], state["rng"], state.get("cpu_seconds", 0.0)
+        torch.set_rng_state(state["torch_rng"])
+
+    def ema_state():
+        return {k: m.state_dict() for k, m in ema.shadow.items()} | {
+            "meta": {"unet_steps": step, "batch": args.batch, "vae_steps": args.vae_steps, "lr": args.lr,
+                     "lr_late": args.lr_late, "late_step": args.late_step, "ema": args.ema,
+                     "cpu_seconds_unet": cpu_seconds, "prediction_type": "v_prediction"}}
+
+    if args.export is not None:
+        export(args, pipe, ema_state(), args.export)
+        print(f"exported EMA weights of step {step} to {args.export}")
+        return
+
+    unet, text_encoder, opt = accelerator.prepare(unet, text_encoder, opt)
+    sched = pipe.scheduler
+    vae, sf = pipe.vae, pipe.vae.config.scaling_factor
+    unet.train(), text_encoder.train()
+    t_last, cpu_last = time.time(), time.process_time()
+    while step < args.steps:
+        lr = args.lr if step < args.late_step else args.lr_late
+        for g in opt.param_groups:
+            g["lr"] = lr
+        frames, captions = make_batch(rng, args.batch)
+        captions = ["" if rng.random() < args.drop_caption else c for c in captions]
+        b, f = frames.shape[:2]
+        with torch.no_grad():
+            x = torch.from_numpy(rearrange(frames, "b f h w c -> (b f) c h w")) * 2 - 1
+            z = vae.encode(x).latent_dist.sample() * sf
+            z = rearrange(z, "(b f) c h w -> b c f h w", b=b)  # (B, C, F, h, w)
+        noise = torch.randn_like(z)
+        t = torch.randint(0, sched.config.num_train_timesteps, (b,))
+        noisy = sched.add_noise(z, noise, t)
+        target = sched.get_velocity(z, noise, t)
+        emb = encode_text(pipe, text_encoder, captions).repeat_interleave(f, dim=0)  # (B*F, L, D)
+        pred = unet(noisy, t, encoder_hidden_states=emb).sample
+        loss = F.mse_loss(pred, target)
+        opt.zero_grad()
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        ema.update({"unet": accelerator.unwrap_model(unet), "text_encoder": accelerator.unwrap_model(text_encoder)}, step)
+        if step % 20 == 0:
+            now, cpu_now = time.time(), time.process_time()
+            cpu_seconds += cpu_now - cpu_last
+            log(args.run, stage="unet", step=step, loss=loss.item(), lr=lr, sec_per_step=(now - t_last) / 20,
+                cpu_seconds=cpu_seconds)
+            t_last, cpu_last = now, cpu_now
+        if step % args.ckpt_every == 0:
+            atomic_save({"unet": accelerator.unwrap_model(unet).state_dict(),
+                         "text_encoder": accelerator.unwrap_model(text_encoder).state_dict(),
+                         "opt": opt.state_dict(), "ema": {k: m.state_dict() for k, m in ema.shadow.items()},
+                         "step": step, "rng": rng, "torch_rng": torch.get_rng_state(),
+                         "cpu_seconds": cpu_seconds}, ckpt)
+        if step % args.sample_every == 0:
+            sample_pipe = type(pipe)(vae=vae, text_encoder=ema.shadow["text_encoder"], tokenizer=pipe.tokenizer,
+                                     unet=ema.shadow["unet"], motion_adapter=None, scheduler=sched)
+            sample_pipe.set_progress_bar_config(disable=True)
+            (args.run / "samples").mkdir(exist_ok=True)
+            sample_grid(sample_pipe, args.run / "samples" / f"step{step:06d}.gif")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""moft: training-free motion interpretation and control in video diffusion models."""

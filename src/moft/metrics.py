@@ -1,0 +1,616 @@
+"""Offline motion metrics: point/centroid tracking, Motion Fidelity, path errors, PSNR/SSIM.
+
+Conventions: coordinates are pixels with x to the right and y down, pixel
+centres at integer positions (the top-left pixel is at (0, 0)). A set of point
+tracks is an ``(N, F, 2)`` float array holding (x, y) per frame, NaN where a
+point is lost; a single path is ``(F, 2)``. Videos are ``(F, H, W, 3)`` uint8
+or float in [0, 1].
+
+Example:
+    >>> from moft.metrics import track_points, motion_fidelity, track_centroid, path_fit
+    >>> tracks = track_points(generated)                     # (N, F, 2)
+    >>> ref = track_points(reference)                        # (M, F, 2)
+    >>> motion_fidelity(tracks, ref)                         # in [-1, 1]
+    >>> path = track_centroid(generated, color=(255, 0, 0))  # (F, 2)
+    >>> path_fit(path)["angle_deg"]
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from moft.video import to_float, to_uint8
+
+__all__ = [
+    "track_points",
+    "track_centroid",
+    "motion_fidelity",
+    "trajectory_error",
+    "direction_success",
+    "path_fit",
+    "psnr",
+    "ssim",
+    "angle_between",
+]
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+def _grey_uint8(video: np.ndarray) -> np.ndarray:
+    """(F, H, W, 3) or (F, H, W) uint8/float video -> (F, H, W) uint8 grey."""
+    video = to_uint8(np.asarray(video))
+    if video.ndim == 3:
+        return np.ascontiguousarray(video)
+    if video.ndim != 4 or video.shape[-1] != 3:
+        raise ValueError(f"video must have shape (F, H, W, 3) or (F, H, W), got {video.shape}")
+    return np.stack([cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY) for frame in video])
+
+
+def _as_video(video: np.ndarray, name: str = "video") -> np.ndarray:
+    """Accept (F, H, W, C) or a single (H, W, C) frame; return (F, H, W, C)."""
+    video = np.asarray(video)
+    if video.ndim == 3:
+        video = video[None]
+    if video.ndim != 4:
+        raise ValueError(f"{name} must have shape (F, H, W, C) or (H, W, C), got {video.shape}")
+    return video
+
+
+def _first_last_valid(path: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """First and last rows of an (F, 2) path with both coordinates finite."""
+    valid = np.all(np.isfinite(path), axis=-1)  # (F,)
+    if not valid.any():
+        return None
+    indices = np.flatnonzero(valid)
+    return path[indices[0]], path[indices[-1]]
+
+
+def _check_path(path: np.ndarray, name: str) -> np.ndarray:
+    path = np.asarray(path, dtype=np.float64)
+    if path.ndim != 2 or path.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (F, 2), got {path.shape}")
+    return path
+
+
+def angle_between(u, v) -> float:
+    """Unsigned angle between two 2-D vectors, in degrees.
+
+    Example:
+        >>> angle_between((1, 0), (0, 1))
+        90.0
+
+    Args:
+        u: Vector (2,).
+        v: Vector (2,).
+
+    Returns:
+        Angle in [0, 180]; NaN if either vector has zero length or is not finite.
+    """
+    u = np.asarray(u, dtype=np.float64).reshape(2)
+    v = np.asarray(v, dtype=np.float64).reshape(2)
+    nu, nv = float(np.hypot(*u)), float(np.hypot(*v))
+    if not (np.isfinite(nu) and np.isfinite(nv)) or nu == 0.0 or nv == 0.0:
+        return float("nan")
+    # atan2 of cross and dot is accurate for small and near-180 angles alike
+    cross = u[0] * v[1] - u[1] * v[0]
+    dot = u[0] * v[0] + u[1] * v[1]
+    return float(np.degrees(np.arctan2(abs(cross), dot)))
+
+
+# ---------------------------------------------------------------------------
+# tracking
+# ---------------------------------------------------------------------------
+
+
+def track_points(
+    video: np.ndarray,
+    *,
+    max_points: int = 200,
+    mask: np.ndarray | None = None,
+    quality: float = 0.01,
+    min_distance: float = 3,
+    win_size: int | None = None,
+    max_level: int | None = None,
+    fb_threshold: float | None = 1.0,
+) -> np.ndarray:
+    """Track corner points of frame 0 through the video with pyramidal Lucas-Kanade.
+
+    Example:
+        >>> tracks = track_points(video, max_points=100)        # (N, F, 2)
+        >>> disp = np.nanmean(np.diff(tracks, axis=1), axis=(0, 1))  # mean (dx, dy) per frame
+
+    Points come from ``cv2.goodFeaturesToTrack`` on frame 0 and are tracked
+    frame to frame with ``cv2.calcOpticalFlowPyrLK``. A point whose status is
+    0, which leaves the frame, or whose forward-backward error (track to
+    frame k, then back to k - 1) exceeds ``fb_threshold`` is NaN from then on.
+    The forward-backward check removes the wild jumps LK makes for points
+    about to leave the frame or on occlusion boundaries.
+
+    Args:
+        video: ``(F, H, W, 3)`` (or grey ``(F, H, W)``) uint8 or float [0, 1].
+        max_points: Maximum number of corners.
+        mask: Optional ``(H, W)`` bool; corners are only taken where True.
+        quality: ``qualityLevel`` of goodFeaturesToTrack (relative to the best corner).
+        min_distance: Minimum distance between corners, pixels.
+        win_size: LK window side; default 7 for frames under 64 px, 15 under
+            256 px, else 21.
+        max_level: LK pyramid levels; default 1, 2 or 3 by the same size rule.
+        fb_threshold: Maximum forward-backward error in pixels; None turns
+            the check off (half the cost).
+
+    Returns:
+        ``(N, F, 2)`` float64 (x, y) tracks; ``N`` may be 0 (flat frames).
+    """
+    grey = _grey_uint8(video)  # (F, H, W)
+    num_frames, height, width = grey.shape
+    small = min(height, width)
+    if win_size is None:
+        win_size = 7 if small < 64 else 15 if small < 256 else 21
+    if max_level is None:
+        max_level = 1 if small < 64 else 2 if small < 256 else 3
+
+    feature_mask = None
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (height, width):
+            raise ValueError(f"mask must have shape {(height, width)}, got {mask.shape}")
+        feature_mask = mask.astype(np.uint8) * 255
+    corners = cv2.goodFeaturesToTrack(
+        grey[0], maxCorners=int(max_points), qualityLevel=float(quality),
+        minDistance=float(min_distance), mask=feature_mask, blockSize=3,
+    )
+    if corners is None or max_points < 1:
+        return np.zeros((0, num_frames, 2))
+    points = corners.reshape(-1, 2).astype(np.float32)  # (N, 2)
+    tracks = np.full((len(points), num_frames, 2), np.nan)  # (N, F, 2)
+    tracks[:, 0] = points
+    alive = np.ones(len(points), dtype=bool)  # (N,)
+
+    lk = dict(
+        winSize=(int(win_size), int(win_size)), maxLevel=int(max_level),
+        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01),
+    )
+    for k in range(1, num_frames):
+        index = np.flatnonzero(alive)
+        if len(index) == 0:
+            break
+        prev_pts = points[index].reshape(-1, 1, 2)
+        next_pts, status, _ = cv2.calcOpticalFlowPyrLK(grey[k - 1], grey[k], prev_pts, None, **lk)
+        next_pts = next_pts.reshape(-1, 2)  # (n, 2)
+        ok = status.reshape(-1).astype(bool)
+        ok &= np.all(np.isfinite(next_pts), axis=1)
+        ok &= (next_pts[:, 0] >= 0) & (next_pts[:, 0] <= width - 1)
+        ok &= (next_pts[:, 1] >= 0) & (next_pts[:, 1] <= height - 1)
+        if fb_threshold is not None:
+            back_pts, back_status, _ = cv2.calcOpticalFlowPyrLK(
+                grey[k], grey[k - 1], next_pts.reshape(-1, 1, 2).astype(np.float32), None, **lk
+            )
+            fb_error = np.linalg.norm(back_pts.reshape(-1, 2) - prev_pts.reshape(-1, 2), axis=1)
+            ok &= back_status.reshape(-1).astype(bool) & (fb_error <= fb_threshold)
+        alive[index[~ok]] = False
+        points[index[ok]] = next_pts[ok]
+        tracks[index[ok], k] = next_pts[ok]
+    return tracks
+
+
+def track_centroid(
+    video: np.ndarray,
+    *,
+    color=None,
+    mask: np.ndarray | None = None,
+    background: np.ndarray | None = None,
+    threshold: float | None = None,
+    min_area: int = 4,
+    max_jump: float | None = None,
+) -> np.ndarray:
+    """Follow one object by the centroid of its segmented pixels.
+
+    Example:
+        >>> path = track_centroid(video, color=(255, 0, 0))       # (F, 2) red object
+        >>> path = track_centroid(video, mask=first_frame_box)     # moving-foreground mode
+
+    Segmentation, per frame:
+
+    * ``color`` given (RGB, floats in [0, 1] or 0..255 values; read as 0..255
+      when any component exceeds 1): foreground = pixels whose RGB Euclidean
+      distance to it (in [0, 1] units) is below ``threshold`` (default 0.25).
+    * otherwise: foreground = pixels whose RGB distance to the background is
+      above ``threshold`` (default 0.15). The background is ``background``
+      (``(H, W, 3)``) if given, else the per-pixel temporal median, which
+      assumes every pixel shows background in more than half of the frames.
+
+    Connected components (8-connectivity, at least ``min_area`` pixels) are
+    then chosen: while no object has been found yet, the component overlapping
+    ``mask`` most (or the largest one, without mask); afterwards, the
+    component whose centroid is nearest to the last found centroid, if it is
+    within ``max_jump`` pixels per frame elapsed since then (so a vanished
+    object gives NaN instead of a jump to a distractor).
+
+    Args:
+        video: ``(F, H, W, 3)`` uint8 or float [0, 1].
+        color: Object colour, or None for the background-difference mode.
+        mask: Optional ``(H, W)`` bool restricting the initial choice.
+        background: Optional ``(H, W, 3)`` static background (uint8 or float).
+        threshold: Colour distance threshold in [0, 1] RGB units (max sqrt(3)).
+        min_area: Smaller components are ignored.
+        max_jump: Largest centroid move per frame, pixels; default
+            ``0.2 * max(H, W)``. ``math.inf`` disables the limit.
+
+    Returns:
+        ``(F, 2)`` float64 (x, y) centroids; NaN rows where nothing was found.
+    """
+    video = to_float(_as_video(video)).astype(np.float32)  # (F, H, W, 3)
+    if video.shape[-1] != 3:
+        raise ValueError(f"video must have 3 channels, got {video.shape}")
+    num_frames, height, width, _ = video.shape
+
+    if color is not None:
+        color = np.asarray(color, dtype=np.float32).reshape(3)
+        if color.max() > 1.0:
+            color = color / 255.0
+        threshold = 0.25 if threshold is None else float(threshold)
+        distance = np.linalg.norm(video - color, axis=-1)  # (F, H, W)
+        foreground = distance < threshold
+    else:
+        if background is None:
+            background = np.median(video, axis=0)  # (H, W, 3)
+        else:
+            background = to_float(np.asarray(background))
+            if background.shape != (height, width, 3):
+                raise ValueError(f"background must have shape {(height, width, 3)}, got {background.shape}")
+        threshold = 0.15 if threshold is None else float(threshold)
+        distance = np.linalg.norm(video - background[None], axis=-1)  # (F, H, W)
+        foreground = distance > threshold
+
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (height, width):
+            raise ValueError(f"mask must have shape {(height, width)}, got {mask.shape}")
+
+    if max_jump is None:
+        max_jump = 0.2 * max(height, width)
+    path = np.full((num_frames, 2), np.nan)  # (F, 2)
+    last, last_k = None, 0  # last found centroid (x, y) and its frame
+    for k in range(num_frames):
+        count, labels, stats, centroids = cv2.connectedComponentsWithStats(
+            foreground[k].astype(np.uint8), connectivity=8
+        )
+        areas = stats[1:, cv2.CC_STAT_AREA]  # (C,) label 0 is the background
+        keep = np.flatnonzero(areas >= min_area) + 1  # component labels
+        if len(keep) == 0:
+            continue
+        if last is not None:
+            distances = np.linalg.norm(centroids[keep] - last, axis=1)
+            if distances.min() > max_jump * (k - last_k):
+                continue
+            chosen = keep[np.argmin(distances)]
+        elif mask is not None:
+            overlap = np.bincount(labels[mask], minlength=count)[keep]
+            if overlap.max() == 0:
+                continue
+            chosen = keep[np.argmax(overlap)]
+        else:
+            chosen = keep[np.argmax(stats[keep, cv2.CC_STAT_AREA])]
+        last, last_k = centroids[chosen].astype(np.float64), k
+        path[k] = last
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Motion Fidelity
+# ---------------------------------------------------------------------------
+
+
+def _pair_correlations(tracks: np.ndarray, reference: np.ndarray, still_threshold: float) -> np.ndarray:
+    """(N, F, 2), (M, F, 2) -> (N, M) mean per-frame displacement cosines."""
+    def parts(t):
+        v = np.diff(t, axis=1)  # (N, K, 2), K = F - 1
+        finite = np.all(np.isfinite(v), axis=-1)  # (N, K)
+        norm = np.where(finite, np.linalg.norm(np.where(finite[..., None], v, 0.0), axis=-1), 0.0)
+        moving = finite & (norm >= still_threshold)
+        still = finite & ~moving
+        unit = np.where(moving[..., None], v / np.where(moving, norm, 1.0)[..., None], 0.0)  # (N, K, 2)
+        return unit, moving, still, finite
+
+    u, _, still_u, fin_u = parts(tracks)
+    w, _, still_w, fin_w = parts(reference)
+    # moving-moving pairs contribute their cosine (unit is 0 elsewhere),
+    # still-still pairs contribute 1, still-moving pairs 0; all valid frames count.
+    total = np.einsum("nkd,mkd->nm", u, w)  # (N, M)
+    total += still_u.astype(np.float64) @ still_w.T.astype(np.float64)
+    count = fin_u.astype(np.float64) @ fin_w.T.astype(np.float64)  # (N, M)
+    return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+
+
+def motion_fidelity(tracks: np.ndarray, reference_tracks: np.ndarray, *, still_threshold: float = 0.1) -> float:
+    """Motion Fidelity score of two sets of point tracks (MOFT paper, Eq. 5-6).
+
+    Example:
+        >>> motion_fidelity(track_points(generated), track_points(reference))
+
+    corr(tau, tau~) is the mean over frames k of the cosine between the
+    frame-to-frame displacements v_k and v~_k. A frame counts when both
+    displacements are finite; if both have length below ``still_threshold``
+    it scores 1 (both still), if only one does it scores 0, else the cosine.
+    A pair with no frame valid in both has corr 0. Tracks without any finite
+    displacement carry no motion and are dropped first. The score is
+    ``1/2 [ mean_{tau~} max_tau corr + mean_tau max_{tau~} corr ]``, so it is
+    symmetric in its arguments and lies in [-1, 1].
+
+    Args:
+        tracks: ``(N, F, 2)`` tracks (pixels), NaN where lost.
+        reference_tracks: ``(M, F, 2)`` tracks with the same F.
+        still_threshold: Displacement length (pixels per frame) below which a
+            point counts as still in that frame.
+
+    Returns:
+        The score; NaN if either set is empty (after dropping motionless
+        tracks) or F < 2. Cost is O(N M F) in BLAS matrix products.
+    """
+    tracks = np.asarray(tracks, dtype=np.float64)
+    reference = np.asarray(reference_tracks, dtype=np.float64)
+    for name, t in (("tracks", tracks), ("reference_tracks", reference)):
+        if t.ndim != 3 or t.shape[-1] != 2:
+            raise ValueError(f"{name} must have shape (N, F, 2), got {t.shape}")
+    if tracks.shape[1] != reference.shape[1]:
+        raise ValueError(f"frame counts differ: {tracks.shape[1]} vs {reference.shape[1]}")
+    if tracks.shape[1] < 2:
+        return float("nan")
+
+    def informative(t):
+        finite = np.all(np.isfinite(np.diff(t, axis=1)), axis=-1)  # (N, K)
+        return t[finite.any(axis=1)]
+
+    tracks, reference = informative(tracks), informative(reference)
+    if len(tracks) == 0 or len(reference) == 0:
+        return float("nan")
+    corr = _pair_correlations(tracks, reference, still_threshold)  # (N, M)
+    score = 0.5 * (corr.max(axis=0).mean() + corr.max(axis=1).mean())
+    return float(np.clip(score, -1.0, 1.0))
+
+
+# ---------------------------------------------------------------------------
+# path metrics
+# ---------------------------------------------------------------------------
+
+
+def trajectory_error(tracked: np.ndarray, requested: np.ndarray, *, height: int, width: int) -> float:
+    """Mean distance between a tracked and a requested path, as a fraction of the frame.
+
+    Example:
+        >>> trajectory_error(track_centroid(video, color=red), requested, height=256, width=256)
+
+    x is divided by ``width`` and y by ``height`` before taking the per-frame
+    Euclidean distance (the paper's Mean Distance); frames where either path
+    is NaN are skipped.
+
+    Args:
+        tracked: ``(F, 2)`` pixels.
+        requested: ``(F, 2)`` pixels.
+        height: Frame height in pixels.
+        width: Frame width in pixels.
+
+    Returns:
+        Mean normalised distance; NaN if no frame is valid in both.
+    """
+    tracked = _check_path(tracked, "tracked")
+    requested = _check_path(requested, "requested")
+    if tracked.shape != requested.shape:
+        raise ValueError(f"paths differ in shape: {tracked.shape} vs {requested.shape}")
+    scale = np.array([width, height], dtype=np.float64)
+    distance = np.linalg.norm((tracked - requested) / scale, axis=-1)  # (F,)
+    valid = np.isfinite(distance)
+    if not valid.any():
+        return float("nan")
+    return float(distance[valid].mean())
+
+
+def direction_success(
+    tracked: np.ndarray,
+    requested: np.ndarray,
+    *,
+    tolerance_deg: float = 22.5,
+    min_motion: float = 1e-6,
+    still_tolerance: float = 0.5,
+) -> bool:
+    """Whether the tracked net motion goes the requested way.
+
+    Example:
+        >>> direction_success(track_centroid(video, color=red), requested)
+
+    Net displacement = last valid point - first valid point of each path.
+
+    * Request moves (net length >= ``min_motion``): success iff the tracked
+      net displacement is longer than ``still_tolerance`` and within
+      ``tolerance_deg`` of the requested direction.
+    * Request is still: success iff the tracked net displacement is at most
+      ``still_tolerance`` long.
+
+    Args:
+        tracked: ``(F, 2)`` pixels (NaN rows allowed).
+        requested: ``(F, 2)`` pixels; may have a different F.
+        tolerance_deg: Maximum angle between the net displacements.
+        min_motion: Requested net length (pixels) below which the request is still.
+        still_tolerance: Tracked net length (pixels) at or below which the
+            object counts as not having moved.
+
+    Returns:
+        The verdict; False when either path has no valid point.
+    """
+    ends_t = _first_last_valid(_check_path(tracked, "tracked"))
+    ends_r = _first_last_valid(_check_path(requested, "requested"))
+    if ends_t is None or ends_r is None:
+        return False
+    moved = ends_t[1] - ends_t[0]
+    wanted = ends_r[1] - ends_r[0]
+    moved_norm = float(np.hypot(*moved))
+    if float(np.hypot(*wanted)) < min_motion:
+        return moved_norm <= still_tolerance
+    if moved_norm <= still_tolerance or moved_norm < min_motion:
+        return False
+    return bool(angle_between(moved, wanted) <= tolerance_deg)
+
+
+def path_fit(path: np.ndarray) -> dict:
+    """Straight-line fit and motion statistics of one path.
+
+    Example:
+        >>> path_fit(track_centroid(video, color=red))
+        {'r2': 0.99, 'speed': 2.0, 'direction_consistency': 0.98, 'angle_deg': 0.3, ...}
+
+    Args:
+        path: ``(F, 2)`` pixels; NaN rows are skipped.
+
+    Returns:
+        Dict of floats:
+        ``r2``: x(t) and y(t) are each fitted linearly in the frame index t;
+        R^2 = 1 - SS_res / SS_tot with both sums over both coordinates. A
+        still path (SS_tot <= 1e-9 px^2) gives 1.0.
+        ``speed``: mean displacement length between consecutive valid frames.
+        ``direction_consistency``: mean cosine between consecutive
+        displacements (both zero-length counts 1, one zero-length 0); NaN
+        with fewer than two displacements.
+        ``angle_deg``: atan2(dy, dx) of the net displacement in image
+        coordinates (0 = right, 90 = down), NaN if it is zero.
+        ``net_dx``, ``net_dy``: the net displacement (last - first valid).
+        ``num_valid``: number of valid frames.
+        All values but ``num_valid`` are NaN with fewer than two valid frames.
+    """
+    path = _check_path(path, "path")
+    valid = np.all(np.isfinite(path), axis=1)  # (F,)
+    num_valid = int(valid.sum())
+    nan = float("nan")
+    result = {"r2": nan, "speed": nan, "direction_consistency": nan, "angle_deg": nan,
+              "net_dx": nan, "net_dy": nan, "num_valid": num_valid}
+    if num_valid < 2:
+        return result
+
+    t = np.flatnonzero(valid).astype(np.float64)  # (n,)
+    points = path[valid]  # (n, 2)
+    design = np.stack([np.ones_like(t), t], axis=1)  # (n, 2)
+    coef, *_ = np.linalg.lstsq(design, points, rcond=None)  # (2, 2)
+    ss_res = float(np.sum((points - design @ coef) ** 2))
+    ss_tot = float(np.sum((points - points.mean(axis=0)) ** 2))
+    result["r2"] = 1.0 if ss_tot <= 1e-9 else 1.0 - ss_res / ss_tot
+
+    steps = np.diff(path, axis=0)  # (F-1, 2), NaN where either end is invalid
+    step_ok = np.all(np.isfinite(steps), axis=1)
+    norms = np.linalg.norm(steps, axis=1)
+    result["speed"] = float(norms[step_ok].mean()) if step_ok.any() else nan
+
+    cosines = []
+    for a, b, ok_a, ok_b in zip(steps[:-1], steps[1:], step_ok[:-1], step_ok[1:]):
+        if not (ok_a and ok_b):
+            continue
+        na, nb = np.hypot(*a), np.hypot(*b)
+        if na < 1e-9 and nb < 1e-9:
+            cosines.append(1.0)
+        elif na < 1e-9 or nb < 1e-9:
+            cosines.append(0.0)
+        else:
+            cosines.append(float(np.dot(a, b) / (na * nb)))
+    if cosines:
+        result["direction_consistency"] = float(np.mean(cosines))
+
+    net = points[-1] - points[0]
+    result["net_dx"], result["net_dy"] = float(net[0]), float(net[1])
+    if np.hypot(*net) > 0:
+        result["angle_deg"] = float(math.degrees(math.atan2(net[1], net[0])))
+    return result
+
+
+# ---------------------------------------------------------------------------
+# image quality
+# ---------------------------------------------------------------------------
+
+
+def _pair_and_mask(a, b, mask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Float64 [0, 1] videos (F, H, W, C) and a (F, H, W) bool include-mask."""
+    a = _as_video(to_float(np.asarray(a)), "a").astype(np.float64)
+    b = _as_video(to_float(np.asarray(b)), "b").astype(np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"videos differ in shape: {a.shape} vs {b.shape}")
+    num_frames, height, width, _ = a.shape
+    if mask is None:
+        include = np.ones((num_frames, height, width), dtype=bool)
+    else:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape == (height, width):
+            include = np.broadcast_to(mask, (num_frames, height, width))
+        elif mask.shape == (num_frames, height, width):
+            include = mask
+        else:
+            raise ValueError(f"mask must have shape (H, W) or (F, H, W) = {(num_frames, height, width)}, got {mask.shape}")
+    return a, b, include
+
+
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Peak signal-to-noise ratio of two videos, in dB (peak = 1 on the [0, 1] scale).
+
+    Example:
+        >>> psnr(generated, original, mask=~controlled_region)   # mask (H, W) bool
+
+    Args:
+        a: ``(F, H, W, C)`` (or one ``(H, W, C)`` frame), uint8 or float [0, 1].
+        b: Same shape as ``a``; dtypes may differ.
+        mask: Optional ``(H, W)`` or ``(F, H, W)`` bool of pixels to include.
+
+    Returns:
+        PSNR over the included pixels and all channels; inf if identical
+        there, NaN if the mask selects nothing.
+    """
+    a, b, include = _pair_and_mask(a, b, mask)
+    if not include.any():
+        return float("nan")
+    mse = float(np.mean((a - b)[include] ** 2))  # (P, C) -> scalar
+    if mse == 0.0:
+        return float("inf")
+    return float(10.0 * np.log10(1.0 / mse))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Structural similarity of two videos (Gaussian window, sigma 1.5, 7x7).
+
+    Example:
+        >>> ssim(generated, original, mask=~controlled_region)
+
+    The standard SSIM map (Wang et al. 2004; C1 = 0.01^2, C2 = 0.03^2 on the
+    [0, 1] scale, reflected borders) is computed per frame and channel,
+    averaged over channels, then averaged over the included pixels. Windows
+    near the mask edge still see excluded neighbours.
+
+    Args:
+        a: ``(F, H, W, C)`` (or one ``(H, W, C)`` frame), uint8 or float [0, 1].
+        b: Same shape as ``a``; dtypes may differ.
+        mask: Optional ``(H, W)`` or ``(F, H, W)`` bool of pixels to include.
+
+    Returns:
+        Mean SSIM in [-1, 1]; 1.0 for identical inputs; NaN if the mask
+        selects nothing.
+    """
+    a, b, include = _pair_and_mask(a, b, mask)
+    if not include.any():
+        return float("nan")
+    c1, c2 = 0.01**2, 0.03**2
+
+    def blur(x):  # (H, W, C) float64 -> (H, W, C)
+        out = cv2.GaussianBlur(x, (7, 7), 1.5, borderType=cv2.BORDER_REFLECT)
+        return out.reshape(x.shape)
+
+    maps = np.empty(include.shape)  # (F, H, W)
+    for k in range(len(a)):
+        x, y = a[k], b[k]  # (H, W, C)
+        mu_x, mu_y = blur(x), blur(y)
+        var_x = blur(x * x) - mu_x * mu_x
+        var_y = blur(y * y) - mu_y * mu_y
+        cov = blur(x * y) - mu_x * mu_y
+        numerator = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
+        denominator = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
+        maps[k] = (numerator / denominator).mean(axis=-1)
+    return float(maps[include].mean())

@@ -1,0 +1,146 @@
+"""Loading video diffusion pipelines: the shipped model, hub ids, local folders, tiny test models.
+
+Example:
+    >>> import moft
+    >>> pipe = moft.load_pipeline()              # the shipped CPU model (moft-tiny)
+    >>> pipe = moft.load_pipeline("guoyww/animatediff-motion-adapter-v1-5-2")  # doctest: +SKIP
+
+``load_pipeline`` accepts what ``DiffusionPipeline.from_pretrained`` accepts (a hub id or a folder),
+plus the name ``"moft-tiny"`` for the model that ships inside the package.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+SHIPPED_DIR = Path(__file__).parent / "shipped"
+DEFAULT_MODEL = "moft-tiny"
+
+
+class ModelError(ValueError):
+    """A model id or folder that cannot be loaded (one-line message)."""
+
+
+# The shipped model's architecture (also the recipe in scripts/train_shipped_model.py).
+TINY_UNET = dict(
+    sample_size=16,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("DownBlockMotion", "CrossAttnDownBlockMotion", "CrossAttnDownBlockMotion"),
+    up_block_types=("CrossAttnUpBlockMotion", "CrossAttnUpBlockMotion", "UpBlockMotion"),
+    block_out_channels=(32, 64, 96),
+    layers_per_block=1,
+    norm_num_groups=8,
+    cross_attention_dim=64,
+    num_attention_heads=4,
+    motion_num_attention_heads=4,
+    motion_max_seq_length=32,
+    use_motion_mid_block=True,
+)
+TINY_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+    up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+    block_out_channels=(32, 64),
+    layers_per_block=1,
+    latent_channels=4,
+    norm_num_groups=8,
+    sample_size=32,
+    mid_block_add_attention=False,
+)
+TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 max_position_embeddings=20)
+TINY_SCHEDULER = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
+                      prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=True,
+                      timestep_spacing="trailing")
+
+
+def build_tiny_animatediff(seed: int = 0, unet: dict | None = None, vae: dict | None = None):
+    """A randomly initialised ``AnimateDiffPipeline`` with the shipped model's architecture.
+
+    Example:
+        >>> pipe = build_tiny_animatediff(seed=0)
+        >>> type(pipe.unet).__name__
+        'UNetMotionModel'
+
+    Args:
+        seed: seed of the random weights.
+        unet: overrides of ``TINY_UNET``.
+        vae: overrides of ``TINY_VAE``.
+    """
+    from diffusers import AnimateDiffPipeline, AutoencoderKL, DDIMScheduler, UNetMotionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from .tokenizer import build_tokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer(max_length=TINY_TEXT["max_position_embeddings"])
+    text_cfg = CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                              **TINY_TEXT)
+    return AnimateDiffPipeline(
+        vae=AutoencoderKL(**{**TINY_VAE, **(vae or {})}),
+        text_encoder=CLIPTextModel(text_cfg),
+        tokenizer=tokenizer,
+        unet=UNetMotionModel(**{**TINY_UNET, **(unet or {})}),
+        motion_adapter=None,
+        scheduler=DDIMScheduler(**TINY_SCHEDULER),
+    )
+
+
+def resolve_model(model: str | os.PathLike | None) -> str:
+    """Turn a user's ``--model`` into something ``from_pretrained`` can load (a folder or hub id)."""
+    if model is None or str(model) == DEFAULT_MODEL:
+        path = SHIPPED_DIR / DEFAULT_MODEL
+        if not (path / "model_index.json").exists():
+            raise ModelError(f"the shipped model is missing from {path}; reinstall moft")
+        return str(path)
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "model_index.json").exists():
+            raise ModelError(f"{path}: not a diffusers pipeline folder (no model_index.json)")
+        return str(path)
+    if str(model).startswith((".", "/", "~")) or str(model).count("/") != 1:
+        raise ModelError(f"{model}: no such model folder, and not a hub id of the form owner/name")
+    return str(model)
+
+
+def load_pipeline(model: str | os.PathLike | None = None, *, dtype: torch.dtype = torch.float32,
+                  device: str | torch.device = "cpu"):
+    """Load a diffusers video pipeline (shipped model, folder or hub id).
+
+    Example:
+        >>> pipe = load_pipeline("moft-tiny")
+        >>> pipe.unet.config.block_out_channels
+        [32, 128, 128]
+
+    Args:
+        model: ``"moft-tiny"`` (default), a pipeline folder, or a hub id.
+        dtype: weights dtype.
+        device: where to put it.
+
+    Raises:
+        ModelError: the model cannot be found or loaded (one-line message).
+    """
+    from diffusers import DiffusionPipeline
+
+    source = resolve_model(model)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(source, torch_dtype=dtype)
+    except Exception as exc:  # diffusers raises many types; the user needs one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{model}: cannot load pipeline ({first})") from exc
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def denoiser(pipe) -> torch.nn.Module:
+    """The pipeline's denoising network (``unet`` or ``transformer``)."""
+    net = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if net is None:
+        raise ModelError(f"{type(pipe).__name__} has no unet or transformer")
+    return net

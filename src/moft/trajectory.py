@@ -1,0 +1,789 @@
+"""Trajectory files: the user-facing JSON format that says what should move where.
+
+A trajectory file lists *regions* of the frame and, for each, the motion it should
+follow over the video. One file serves any resolution: every coordinate is a
+fraction of the frame, x to the right and y down, ``(0, 0)`` the top-left corner
+and ``(1, 1)`` the bottom-right one.
+
+Example::
+
+    {
+      "version": 1,
+      "frames": 16,
+      "regions": [
+        {"mask": {"box": [0.30, 0.30, 0.60, 0.60]},
+         "points": [[0.45, 0.45], [0.48, 0.45], [0.51, 0.46]]},
+        {"mask": {"circle": [0.75, 0.25, 0.10]},
+         "direction": "left", "speed": 0.02},
+        {"mask": "all",
+         "segments": [{"frames": [0, 7], "direction": [1, 0]},
+                      {"frames": [8, 15], "direction": [-1, 0]}]}
+      ]
+    }
+
+Top level (an object; no other keys are allowed, at any level):
+
+* ``version`` (required): must be ``1``.
+* ``frames`` (optional): number of video frames, an integer in
+  ``[2, MAX_FRAMES]``. When absent the loader's ``default_frames`` is used.
+* ``regions`` (required): a non-empty array (at most ``MAX_REGIONS``) of regions.
+
+A region is an object with a ``mask`` and exactly one kind of motion.
+
+``mask`` is one of
+
+* ``{"box": [x0, y0, x1, y1]}`` with ``x0 < x1`` and ``y0 < y1``. A pixel is in
+  the box when its centre satisfies ``x0 <= x < x1`` and ``y0 <= y < y1``.
+* ``{"circle": [cx, cy, r]}`` with ``0 < r <= 1``. The radius is a fraction of the
+  *shorter* side of the frame, so at ``H x W`` pixels the circle has radius
+  ``r * min(H, W)`` pixels and stays round on non-square frames. Pixels whose
+  centre is within (``<=``) that radius of ``(cx * W, cy * H)`` are in.
+* ``{"polygon": [[x, y], ...]}`` with 3 to ``MAX_POLYGON_POINTS`` vertices and a
+  non-zero area; pixel centres are tested with the even-odd rule.
+* ``{"image": "mask.png"}``: a PNG, white = region. It is converted to grey levels
+  in ``[0, 1]``, resized bilinearly to the target resolution and thresholded at
+  ``>= 0.5``. A relative path is resolved against the trajectory file's folder
+  (``base_dir`` for :func:`parse_trajectory`, or the current directory if that is
+  ``None``). The file must exist, be a readable PNG and have a white pixel.
+* ``"all"``: the whole frame, i.e. a camera pan.
+
+Motion is exactly one of
+
+* ``"points": [[x, y], ...]``: the requested position at each frame (2 to
+  ``MAX_POINTS`` points). A list whose length differs from ``frames`` is resampled
+  linearly: point ``i`` of ``N`` sits at time ``i / (N - 1)`` and frame ``f`` of
+  ``F`` at time ``f / (F - 1)`` (``np.interp`` per coordinate).
+* ``"direction"``: a name (``left``, ``right``, ``up``, ``down``, ``up-left``,
+  ``up-right``, ``down-left``, ``down-right``) or a non-zero vector ``[dx, dy]``
+  (normalised), with an optional ``"speed"``: the distance moved per frame as a
+  fraction of the frame, ``0 < speed <= 1``, default ``0.05``. The displacement is
+  the same for every pair of consecutive frames.
+* ``"segments"``: a non-empty array of ``{"frames": [a, b], "direction": ...,
+  "speed": ...}`` (``speed`` optional as above) with ``0 <= a <= b < frames``.
+  Ranges are inclusive and may not overlap. The displacement from frame ``f`` to
+  ``f + 1`` is taken from the segment containing ``f``; transitions no segment
+  covers have zero motion.
+
+For ``direction`` and ``segments`` the region's path starts at the mask's
+centroid (the analytic centroid of a box, circle centre, polygon area centroid,
+``(0.5, 0.5)`` for ``"all"``, and for an image the centroid of its white pixels at
+the image's own resolution) and accumulates the displacements; the path may leave
+the frame.
+
+Every problem raises :class:`TrajectoryError` (a ``ValueError``) with a one-line
+message that starts with the path of the offending field, for example
+``regions[1].mask.circle: radius must be > 0`` or
+``regions[0]: unknown key 'colour'``. Problems with the document as a whole start
+with the source name (the file path for :func:`load_trajectory`), e.g.
+``clip.json: not valid JSON (line 3, column 5)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_SPEED",
+    "DIRECTIONS",
+    "MAX_FRAMES",
+    "MAX_POINTS",
+    "MAX_POLYGON_POINTS",
+    "MAX_REGIONS",
+    "Region",
+    "Trajectory",
+    "TrajectoryError",
+    "load_trajectory",
+    "parse_trajectory",
+]
+
+VERSION = 1
+DEFAULT_SPEED = 0.05
+MAX_FRAMES = 4096
+MAX_REGIONS = 256
+MAX_POINTS = 4096
+MAX_POLYGON_POINTS = 1024
+_MIN_POLYGON_AREA = 1e-9  # in squared frame fractions; a 1000x1000 frame pixel is 1e-6
+
+_D = math.sqrt(0.5)
+DIRECTIONS: dict[str, tuple[float, float]] = {
+    "left": (-1.0, 0.0),
+    "right": (1.0, 0.0),
+    "up": (0.0, -1.0),
+    "down": (0.0, 1.0),
+    "up-left": (-_D, -_D),
+    "up-right": (_D, -_D),
+    "down-left": (-_D, _D),
+    "down-right": (_D, _D),
+}
+
+_MASK_KINDS = ("box", "circle", "polygon", "image")
+_MOTION_KINDS = ("points", "direction", "segments")
+
+
+class TrajectoryError(ValueError):
+    """An invalid trajectory; the message is one line starting with the field path.
+
+    Example::
+
+        try:
+            traj = load_trajectory("clip.json")
+        except TrajectoryError as err:
+            print(err)  # e.g. "regions[0].mask.box: x0 must be < x1"
+    """
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _one_line(text: str) -> str:
+    """Escape every non-printable character (newlines included) so text stays on one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _short(value: object, limit: int = 40) -> str:
+    """A short one-line repr of a scalar value for error messages."""
+    if value is None:
+        return "null"
+    if _is_bool(value):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = repr(value if len(value) <= limit else value[:limit] + "...")
+    elif isinstance(value, numbers.Number):
+        text = repr(value)
+        if len(text) > limit:
+            text = text[:limit] + "..."
+    else:
+        text = _type_name(value)
+    return _one_line(text)
+
+
+def _type_name(value: object) -> str:
+    """The JSON name of a value's type, as users see it in the file."""
+    if value is None:
+        return "null"
+    if isinstance(value, (bool, np.bool_)):
+        return "boolean"
+    if isinstance(value, numbers.Number):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return _one_line(type(value).__name__)
+
+
+def _fail(path: str, message: str) -> TrajectoryError:
+    return TrajectoryError(_one_line(f"{path}: {message}"))
+
+
+def _is_bool(value: object) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def _object(value: object, path: str, required: tuple[str, ...], optional: tuple[str, ...]) -> Mapping:
+    """Check ``value`` is an object with all ``required`` keys and nothing unknown."""
+    if not isinstance(value, Mapping):
+        raise _fail(path, f"must be an object, got {_type_name(value)}")
+    allowed = set(required) | set(optional)
+    for key in value:
+        if not isinstance(key, str) or key not in allowed:
+            raise _fail(path, f"unknown key {_short(key)}")
+    for key in required:
+        if key not in value:
+            raise _fail(path, f"missing key '{key}'")
+    return value
+
+
+def _array(value: object, path: str, min_len: int, max_len: int, what: str = "items") -> list:
+    """Check ``value`` is an array with ``min_len <= len <= max_len``."""
+    if not isinstance(value, (list, tuple)):
+        raise _fail(path, f"must be an array, got {_type_name(value)}")
+    if len(value) < min_len:
+        if min_len == max_len:
+            raise _fail(path, f"must have exactly {min_len} {what}, got {len(value)}")
+        raise _fail(path, f"must have at least {min_len} {what}, got {len(value)}")
+    if len(value) > max_len:
+        if min_len == max_len:
+            raise _fail(path, f"must have exactly {min_len} {what}, got {len(value)}")
+        raise _fail(path, f"must have at most {max_len} {what}, got {len(value)}")
+    return list(value)
+
+
+def _integer(value: object, path: str, lo: int, hi: int) -> int:
+    """An integer in ``[lo, hi]`` (booleans and floats rejected)."""
+    if _is_bool(value) or not isinstance(value, numbers.Integral):
+        shown = _short(value) if isinstance(value, numbers.Number) and not _is_bool(value) else _type_name(value)
+        raise _fail(path, f"must be an integer, got {shown}")
+    number = int(value)
+    if number < lo:
+        raise _fail(path, f"must be >= {lo}, got {_short(number)}")
+    if number > hi:
+        raise _fail(path, f"must be <= {hi}, got {_short(number)}")
+    return number
+
+
+def _number(value: object, path: str) -> float:
+    """A finite real number as a float (booleans, NaN and infinities rejected)."""
+    if _is_bool(value) or not isinstance(value, numbers.Real):
+        raise _fail(path, f"must be a number, got {_type_name(value)}")
+    try:
+        number = float(value)
+    except Exception:  # OverflowError for huge ints, anything from exotic Real types
+        number = math.nan
+    if not math.isfinite(number):
+        raise _fail(path, f"must be a finite number, got {_short(value)}")
+    return number
+
+
+def _coord(value: object, path: str) -> float:
+    """A frame fraction in ``[0, 1]``."""
+    number = _number(value, path)
+    if not 0.0 <= number <= 1.0:
+        raise _fail(path, f"must be in [0, 1], got {_short(number)}")
+    return number
+
+
+def _point(value: object, path: str) -> list[float]:
+    items = _array(value, path, 2, 2, "numbers [x, y]")
+    return [_coord(items[0], f"{path}[0]"), _coord(items[1], f"{path}[1]")]
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def _parse_mask(value: object, path: str, base_dir: Path | None) -> tuple[dict | str, np.ndarray | None]:
+    """Validate a mask spec; returns the canonical spec and, for images, the grey levels."""
+    if isinstance(value, str):
+        if value == "all":
+            return "all", None
+        raise _fail(path, f'must be "all" or an object with one of {_quoted(_MASK_KINDS)}, got {_short(value)}')
+    if not isinstance(value, Mapping):
+        raise _fail(path, f'must be "all" or an object, got {_type_name(value)}')
+    for key in value:
+        if not isinstance(key, str) or key not in _MASK_KINDS:
+            raise _fail(path, f"unknown key {_short(key)}")
+    if len(value) != 1:
+        raise _fail(path, f"must have exactly one of {_quoted(_MASK_KINDS)}, got {len(value)}")
+    (kind, spec), = value.items()
+    sub = f"{path}.{kind}"
+    if kind == "box":
+        items = _array(spec, sub, 4, 4, "numbers [x0, y0, x1, y1]")
+        x0, y0, x1, y1 = (_coord(v, f"{sub}[{i}]") for i, v in enumerate(items))
+        if not x0 < x1:
+            raise _fail(sub, f"x0 must be < x1, got {_short(x0)} and {_short(x1)}")
+        if not y0 < y1:
+            raise _fail(sub, f"y0 must be < y1, got {_short(y0)} and {_short(y1)}")
+        return {"box": [x0, y0, x1, y1]}, None
+    if kind == "circle":
+        items = _array(spec, sub, 3, 3, "numbers [cx, cy, r]")
+        cx = _coord(items[0], f"{sub}[0]")
+        cy = _coord(items[1], f"{sub}[1]")
+        r = _number(items[2], f"{sub}[2]")
+        if not r > 0.0:
+            raise _fail(sub, f"radius must be > 0, got {_short(r)}")
+        if r > 1.0:
+            raise _fail(sub, f"radius must be <= 1, got {_short(r)}")
+        return {"circle": [cx, cy, r]}, None
+    if kind == "polygon":
+        items = _array(spec, sub, 3, MAX_POLYGON_POINTS, "points")
+        points = [_point(v, f"{sub}[{i}]") for i, v in enumerate(items)]
+        if abs(_polygon_area_centroid(np.asarray(points))[0]) < _MIN_POLYGON_AREA:
+            raise _fail(sub, "polygon has zero area (collinear or self-cancelling points)")
+        return {"polygon": points}, None
+    # image
+    if not isinstance(spec, str):
+        raise _fail(sub, f"must be a path string, got {_type_name(spec)}")
+    if not spec:
+        raise _fail(sub, "must be a non-empty path")
+    resolved = _resolve(spec, base_dir, sub)
+    grey = _read_png(resolved, sub)
+    if not (grey >= 0.5).any():
+        raise _fail(sub, f"image {_short(spec)} has no white pixel (>= 0.5)")
+    return {"image": str(resolved)}, grey
+
+
+def _quoted(names: tuple[str, ...]) -> str:
+    return ", ".join(f"'{n}'" for n in names)
+
+
+def _resolve(spec: str, base_dir: Path | None, path: str) -> Path:
+    try:
+        target = Path(spec)
+        if not target.is_absolute():
+            target = Path(base_dir if base_dir is not None else Path.cwd()) / target
+        return Path(os.path.abspath(target))
+    except Exception as exc:
+        raise _fail(path, f"bad path {_short(spec)} ({_short(type(exc).__name__)})") from None
+
+
+def _read_png(path: Path, field_path: str) -> np.ndarray:
+    """Read a PNG as (h, w) float32 grey levels in [0, 1]."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            if img.format != "PNG":
+                raise _fail(field_path, f"{_short(str(path), 80)} is not a PNG (format {_short(img.format)})")
+            img.load()
+            mode = img.mode
+            if mode.startswith("I"):  # 16/32-bit integer grey
+                grey = np.asarray(img, dtype=np.float64) / 65535.0
+            elif mode == "F":
+                grey = np.asarray(img, dtype=np.float64)
+            else:
+                grey = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+    except TrajectoryError:
+        raise
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise _fail(field_path, f"cannot read {_short(str(path), 80)} ({reason})") from None
+    except Exception as exc:
+        raise _fail(field_path, f"cannot read {_short(str(path), 80)} ({type(exc).__name__}: {exc})") from None
+    grey = np.nan_to_num(grey, nan=0.0, posinf=1.0, neginf=0.0)
+    if grey.ndim != 2 or grey.size == 0:
+        raise _fail(field_path, f"{_short(str(path), 80)} is not a single-channel-convertible image")
+    return np.clip(grey, 0.0, 1.0).astype(np.float32)
+
+
+def _polygon_area_centroid(points: np.ndarray) -> tuple[float, np.ndarray]:
+    """Signed area and area centroid of a polygon. points: (N, 2)."""
+    x, y = points[:, 0], points[:, 1]  # (N,)
+    xn, yn = np.roll(x, -1), np.roll(y, -1)
+    cross = x * yn - xn * y  # (N,)
+    area = 0.5 * float(cross.sum())
+    if area == 0.0:
+        return 0.0, points.mean(axis=0)
+    cx = float(((x + xn) * cross).sum()) / (6.0 * area)
+    cy = float(((y + yn) * cross).sum()) / (6.0 * area)
+    return area, np.clip(np.array([cx, cy]), 0.0, 1.0)
+
+
+def _mask_centroid(mask: dict | str, grey: np.ndarray | None) -> np.ndarray:
+    """Centroid (x, y) of a validated mask, in frame fractions. -> (2,)"""
+    if mask == "all":
+        return np.array([0.5, 0.5])
+    kind, spec = next(iter(mask.items()))
+    if kind == "box":
+        x0, y0, x1, y1 = spec
+        return np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0])
+    if kind == "circle":
+        return np.array([spec[0], spec[1]], dtype=np.float64)
+    if kind == "polygon":
+        return _polygon_area_centroid(np.asarray(spec, dtype=np.float64))[1]
+    assert grey is not None
+    h, w = grey.shape
+    rows, cols = np.nonzero(grey >= 0.5)
+    return np.array([(cols.mean() + 0.5) / w, (rows.mean() + 0.5) / h])
+
+
+def _rasterize_mask(mask: dict | str, grey: np.ndarray | None, height: int, width: int) -> np.ndarray:
+    """(H, W) bool raster of a validated mask; pixel centres at (i + 0.5) / size."""
+    if mask == "all":
+        return np.ones((height, width), dtype=bool)
+    ys = (np.arange(height) + 0.5) / height  # (H,)
+    xs = (np.arange(width) + 0.5) / width  # (W,)
+    kind, spec = next(iter(mask.items()))
+    if kind == "box":
+        x0, y0, x1, y1 = spec
+        in_x = (xs >= x0) & (xs < x1)  # (W,)
+        in_y = (ys >= y0) & (ys < y1)  # (H,)
+        return in_y[:, None] & in_x[None, :]
+    if kind == "circle":
+        cx, cy, r = spec
+        radius = r * min(height, width)  # pixels
+        dx = (np.arange(width) + 0.5) - cx * width  # (W,) pixels
+        dy = (np.arange(height) + 0.5) - cy * height  # (H,) pixels
+        return dy[:, None] ** 2 + dx[None, :] ** 2 <= radius**2
+    if kind == "polygon":
+        px = xs[None, :]  # (1, W)
+        py = ys[:, None]  # (H, 1)
+        inside = np.zeros((height, width), dtype=bool)
+        pts = np.asarray(spec, dtype=np.float64)  # (N, 2)
+        for (xa, ya), (xb, yb) in zip(pts, np.roll(pts, -1, axis=0)):
+            if ya == yb:
+                continue  # horizontal edges never cross a horizontal ray
+            crosses = (ya > py) != (yb > py)  # (H, 1)
+            x_hit = xa + (py - ya) * (xb - xa) / (yb - ya)  # (H, 1)
+            inside ^= crosses & (px < x_hit)
+        return inside
+    assert grey is not None
+    from PIL import Image
+
+    if grey.shape != (height, width):
+        resized = Image.fromarray(np.ascontiguousarray(grey, dtype=np.float32)).resize(
+            (width, height), Image.Resampling.BILINEAR
+        )
+        grey = np.asarray(resized, dtype=np.float32)
+    return grey >= 0.5
+
+
+# --------------------------------------------------------------------------- motion
+
+
+def _parse_direction(value: object, path: str) -> tuple[str | list[float], np.ndarray]:
+    """A direction name or non-zero vector; returns (canonical spec, unit vector (2,))."""
+    if isinstance(value, str):
+        if value not in DIRECTIONS:
+            raise _fail(path, f"unknown direction {_short(value)} (expected one of {', '.join(DIRECTIONS)})")
+        return value, np.array(DIRECTIONS[value])
+    if not isinstance(value, (list, tuple)):
+        raise _fail(path, f"must be a direction name or an array [dx, dy], got {_type_name(value)}")
+    items = _array(value, path, 2, 2, "numbers [dx, dy]")
+    vec = np.array([_number(items[0], f"{path}[0]"), _number(items[1], f"{path}[1]")])
+    scale = float(np.abs(vec).max())
+    if scale == 0.0:
+        raise _fail(path, "direction vector must be non-zero")
+    vec = vec / scale  # avoid overflow/underflow in the norm
+    return [float(v) for v in items], vec / float(np.hypot(vec[0], vec[1]))
+
+
+def _parse_speed(container: Mapping, path: str) -> float:
+    if "speed" not in container:
+        return DEFAULT_SPEED
+    speed = _number(container["speed"], f"{path}.speed")
+    if not 0.0 < speed <= 1.0:
+        raise _fail(f"{path}.speed", f"must be in (0, 1], got {_short(speed)}")
+    return speed
+
+
+def _parse_motion(region: Mapping, path: str, frames: int, start: np.ndarray) -> tuple[dict, np.ndarray]:
+    """Validate a region's motion; returns (canonical motion spec, path (F, 2))."""
+    given = [k for k in _MOTION_KINDS if k in region]
+    if not given:
+        raise _fail(path, f"missing motion: give one of {_quoted(_MOTION_KINDS)}")
+    if len(given) > 1:
+        raise _fail(path, f"give exactly one of {_quoted(_MOTION_KINDS)}, got {_quoted(tuple(given))}")
+    kind = given[0]
+    if "speed" in region and kind != "direction":
+        raise _fail(path, "'speed' is only allowed with 'direction' (inside each segment for 'segments')")
+
+    if kind == "points":
+        sub = f"{path}.points"
+        items = _array(region["points"], sub, 2, MAX_POINTS, "points")
+        points = [_point(v, f"{sub}[{i}]") for i, v in enumerate(items)]
+        given_pts = np.asarray(points, dtype=np.float64)  # (N, 2)
+        t_points = np.linspace(0.0, 1.0, len(points))  # (N,)
+        t_frames = np.linspace(0.0, 1.0, frames)  # (F,)
+        xy = np.stack([np.interp(t_frames, t_points, given_pts[:, k]) for k in (0, 1)], axis=1)  # (F, 2)
+        return {"points": points}, xy
+
+    disp = np.zeros((frames - 1, 2))  # (F - 1, 2)
+    if kind == "direction":
+        spec, unit = _parse_direction(region["direction"], f"{path}.direction")
+        speed = _parse_speed(region, path)
+        disp[:] = unit * speed
+        motion: dict = {"direction": spec, "speed": speed}
+    else:
+        sub = f"{path}.segments"
+        items = _array(region["segments"], sub, 1, frames, "segments")
+        segments = []
+        taken: list[tuple[int, int, int]] = []  # (a, b, index)
+        for i, seg in enumerate(items):
+            seg_path = f"{sub}[{i}]"
+            _object(seg, seg_path, ("frames", "direction"), ("speed",))
+            fr_path = f"{seg_path}.frames"
+            rng = _array(seg["frames"], fr_path, 2, 2, "frame numbers [a, b]")
+            a, b = (_segment_frame(v, fr_path, frames) for v in rng)
+            if a > b:
+                raise _fail(fr_path, f"start {a} is after end {b}")
+            for a2, b2, j in taken:
+                if a <= b2 and a2 <= b:
+                    raise _fail(fr_path, f"frames {a}-{b} overlap segments[{j}] (frames {a2}-{b2})")
+            taken.append((a, b, i))
+            spec, unit = _parse_direction(seg["direction"], f"{seg_path}.direction")
+            speed = _parse_speed(seg, seg_path)
+            disp[a : min(b, frames - 2) + 1] = unit * speed
+            segments.append({"frames": [a, b], "direction": spec, "speed": speed})
+        motion = {"segments": segments}
+    xy = np.concatenate([start[None, :], start[None, :] + np.cumsum(disp, axis=0)], axis=0)  # (F, 2)
+    return motion, xy
+
+
+def _segment_frame(value: object, path: str, frames: int) -> int:
+    if _is_bool(value) or not isinstance(value, numbers.Integral):
+        raise _fail(path, f"frame numbers must be integers, got {_type_name(value)}")
+    number = int(value)
+    if number < 0:
+        raise _fail(path, f"frame {_short(number)} is negative")
+    if number >= frames:
+        raise _fail(path, f"frame {_short(number)} is past the end ({frames} frames)")
+    return number
+
+
+# --------------------------------------------------------------------------- data classes
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array = np.array(array, dtype=np.float64)
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class Region:
+    """One moving region of a trajectory.
+
+    Example::
+
+        traj = load_trajectory("examples/object_left.json")
+        region = traj.regions[0]
+        mask = region.rasterize(32, 32)      # (32, 32) bool
+        step = region.displacements[0]       # (2,) fractions (dx, dy), frame 0 -> 1
+
+    Attributes:
+        index: Position of the region in the file's ``regions`` array.
+        mask: The validated mask spec: ``"all"`` or a one-key dict such as
+            ``{"box": [x0, y0, x1, y1]}``; numbers are floats and an image path is
+            absolute.
+        path: (F, 2) float64 requested position (x, y) per frame, in frame
+            fractions. For ``points`` the resampled points; otherwise it starts at
+            the mask's centroid and accumulates ``displacements``.
+        displacements: (F - 1, 2) float64, ``path[f + 1] - path[f]``.
+        base_dir: For image masks the folder holding the image, else ``None``.
+        motion: The validated motion spec, one of ``{"points": [[x, y], ...]}``,
+            ``{"direction": name_or_vector, "speed": s}`` or
+            ``{"segments": [{"frames": [a, b], "direction": ..., "speed": s}, ...]}``
+            (default speeds filled in).
+    """
+
+    index: int
+    mask: dict | str
+    path: np.ndarray  # (F, 2)
+    displacements: np.ndarray  # (F - 1, 2)
+    base_dir: Path | None
+    motion: dict
+    _grey: np.ndarray | None = field(default=None, repr=False, compare=False)  # (h, w) image mask
+
+    def rasterize(self, height: int, width: int) -> np.ndarray:
+        """The region's mask at a resolution.
+
+        Example::
+
+            mask = region.rasterize(32, 32)   # (32, 32) bool
+            mask.sum()                        # number of pixels in the region
+
+        Args:
+            height: Frame height in pixels (positive int).
+            width: Frame width in pixels (positive int).
+
+        Returns:
+            (H, W) bool array, True inside the region; pixel ``(i, j)`` is sampled at
+            its centre ``((j + 0.5) / W, (i + 0.5) / H)``.
+
+        Raises:
+            TrajectoryError: ``regions[k].mask: covers no pixel at {height}x{width}``
+                when the mask is empty at this resolution, or a bad size.
+        """
+        height = _integer(height, "rasterize: height", 1, 1 << 16)
+        width = _integer(width, "rasterize: width", 1, 1 << 16)
+        raster = _rasterize_mask(self.mask, self._grey, height, width)
+        if not raster.any():
+            raise _fail(f"regions[{self.index}].mask", f"covers no pixel at {height}x{width}")
+        return raster
+
+    def to_dict(self) -> dict:
+        """The region as a JSON-serialisable dict (mask plus motion spec).
+
+        Example::
+
+            json.dumps(region.to_dict())
+        """
+        return json.loads(json.dumps({"mask": self.mask, **self.motion}))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Region):
+            return NotImplemented
+        return (
+            self.index == other.index
+            and self.mask == other.mask
+            and self.motion == other.motion
+            and self.base_dir == other.base_dir
+            and np.array_equal(self.path, other.path)
+            and np.array_equal(self.displacements, other.displacements)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.index, json.dumps(self.to_dict(), sort_keys=True)))
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """A validated trajectory file.
+
+    Example::
+
+        traj = load_trajectory("examples/two_objects.json", default_frames=8)
+        masks = traj.masks(32, 32)                     # (R, 32, 32) bool
+        paths = np.stack([r.path for r in traj.regions])  # (R, F, 2)
+
+    Attributes:
+        version: Format version (always 1).
+        frames: Number of frames F (from the file, else the loader's default).
+        regions: The regions, in file order.
+    """
+
+    version: int
+    frames: int
+    regions: tuple[Region, ...]
+
+    def masks(self, height: int, width: int) -> np.ndarray:
+        """All region masks at a resolution.
+
+        Example::
+
+            masks = traj.masks(32, 32)   # (R, 32, 32) bool
+
+        Raises:
+            TrajectoryError: if any region covers no pixel at this resolution.
+        """
+        return np.stack([r.rasterize(height, width) for r in self.regions])  # (R, H, W)
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict that re-parses to an equal Trajectory.
+
+        Example::
+
+            same = parse_trajectory(traj.to_dict())
+            assert same == traj
+
+        ``frames`` is always written out, default speeds are explicit and image paths
+        are absolute, so the dict does not depend on where it is saved.
+        """
+        return {"version": self.version, "frames": self.frames, "regions": [r.to_dict() for r in self.regions]}
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def parse_trajectory(
+    data: object,
+    *,
+    default_frames: int = 16,
+    base_dir: Path | None = None,
+    source: str = "trajectory",
+) -> Trajectory:
+    """Validate an already-decoded trajectory document.
+
+    Example::
+
+        traj = parse_trajectory({"version": 1, "regions": [
+            {"mask": "all", "direction": "right"}]}, default_frames=8)
+        traj.regions[0].displacements   # (7, 2), each [0.05, 0.0]
+
+    Args:
+        data: The decoded JSON value (dicts, lists, str, numbers, ...).
+        default_frames: Frame count used when the document has no ``frames``.
+        base_dir: Folder against which relative image-mask paths are resolved
+            (``None``: the current directory).
+        source: Name used for whole-document errors (e.g. a missing top-level key).
+
+    Returns:
+        The validated :class:`Trajectory`.
+
+    Raises:
+        TrajectoryError: on any problem, with a one-line message starting with the
+            field path (never any other exception type).
+    """
+    source = _one_line(str(source)) or "trajectory"
+    default_frames = _integer(default_frames, "default_frames", 2, MAX_FRAMES)
+    doc = _object(data, source, ("version", "regions"), ("frames",))
+    if _is_bool(doc["version"]) or not isinstance(doc["version"], numbers.Integral) or doc["version"] != VERSION:
+        raise _fail("version", f"must be {VERSION}, got {_short(doc['version'])}")
+    frames = _integer(doc["frames"], "frames", 2, MAX_FRAMES) if "frames" in doc else default_frames
+
+    items = _array(doc["regions"], "regions", 1, MAX_REGIONS, "regions")
+    regions = []
+    for index, item in enumerate(items):
+        path = f"regions[{index}]"
+        region = _object(item, path, ("mask",), _MOTION_KINDS + ("speed",))
+        mask, grey = _parse_mask(region["mask"], f"{path}.mask", base_dir)
+        start = _mask_centroid(mask, grey)
+        motion, xy = _parse_motion(region, path, frames, start)
+        if grey is not None:
+            grey.setflags(write=False)
+        regions.append(
+            Region(
+                index=index,
+                mask=mask,
+                path=_readonly(xy),
+                displacements=_readonly(np.diff(xy, axis=0)),
+                base_dir=Path(mask["image"]).parent if grey is not None else None,
+                motion=motion,
+                _grey=grey,
+            )
+        )
+    return Trajectory(version=VERSION, frames=frames, regions=tuple(regions))
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    result: dict = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+def load_trajectory(path: str | Path, *, default_frames: int = 16) -> Trajectory:
+    """Read and validate a trajectory JSON file.
+
+    Example::
+
+        traj = load_trajectory("examples/pan_right.json")
+        traj.frames, len(traj.regions)   # (8, 1)
+
+    Args:
+        path: The JSON file. Relative image-mask paths inside it are resolved
+            against its folder.
+        default_frames: Frame count used when the file has no ``frames``.
+
+    Returns:
+        The validated :class:`Trajectory`.
+
+    Raises:
+        TrajectoryError: if the file is missing/unreadable, is not valid UTF-8
+            JSON (``<file>: not valid JSON (line L, column C)``), has duplicate
+            keys, or fails validation.
+    """
+    try:
+        file = Path(path)
+        name = _one_line(str(path))
+    except Exception:
+        raise _fail("path", f"must be a file path, got {_type_name(path)}") from None
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise _fail(name, f"cannot read file ({exc.strerror or type(exc).__name__})") from None
+    except Exception as exc:
+        raise _fail(name, f"cannot read file ({type(exc).__name__})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _fail(name, "not valid UTF-8 text") from None
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicates)
+    except json.JSONDecodeError as exc:
+        raise _fail(name, f"not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
+    except _DuplicateKey as exc:
+        raise _fail(name, f"duplicate key {_short(exc.args[0])} in a JSON object") from None
+    except RecursionError:
+        raise _fail(name, "not valid JSON (nested too deeply)") from None
+    except Exception as exc:  # e.g. ValueError for huge integer literals
+        raise _fail(name, f"not valid JSON ({_short(type(exc).__name__)})") from None
+    return parse_trajectory(
+        data, default_frames=default_frames, base_dir=Path(os.path.abspath(file)).parent, source=name
+    )

@@ -1,0 +1,306 @@
+"""Tests for moft.metrics on small synthetic videos (32x32, 8 frames)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from moft.metrics import (
+    angle_between,
+    direction_success,
+    motion_fidelity,
+    path_fit,
+    psnr,
+    ssim,
+    track_centroid,
+    track_points,
+    trajectory_error,
+)
+
+H = W = 32
+F = 8
+YELLOW = (1.0, 1.0, 0.0)
+
+
+def smooth_texture(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """(H, W, 3) float32 in [0.25, 0.75]: blurred noise."""
+    rng = np.random.default_rng(seed)
+    noise = rng.random((height, width, 3)).astype(np.float32)
+    smooth = cv2.GaussianBlur(noise, (0, 0), 2.0)
+    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
+    return 0.25 + 0.5 * smooth
+
+
+def disk_video(frames=F, start=(8.0, 16.0), velocity=(2.0, 0.0), radius=4, color=YELLOW):
+    """Disk moving over a static texture -> ((F, H, W, 3) uint8, (F, 2) true centres)."""
+    background = smooth_texture(H, W)
+    yy, xx = np.mgrid[0:H, 0:W]
+    video, path = [], []
+    for k in range(frames):
+        cx, cy = start[0] + velocity[0] * k, start[1] + velocity[1] * k
+        frame = background.copy()
+        frame[(xx - cx) ** 2 + (yy - cy) ** 2 <= radius**2] = color
+        video.append(frame)
+        path.append((cx, cy))
+    return (np.stack(video) * 255).round().astype(np.uint8), np.array(path)
+
+
+def pan_video(step=(1, 2), frames=F):
+    """Crop window moving by ``step`` (dx, dy) per frame: content moves by -step."""
+    big = smooth_texture(H + 40, W + 40, seed=3)
+    y0, x0 = 20 - step[1] * frames // 2, 20 - step[0] * frames // 2
+    video = [big[y0 + step[1] * k : y0 + step[1] * k + H, x0 + step[0] * k : x0 + step[0] * k + W] for k in range(frames)]
+    return np.stack(video)  # (F, H, W, 3) float
+
+
+def disk_mask(center=(8.0, 16.0), radius=6):
+    yy, xx = np.mgrid[0:H, 0:W]
+    return (xx - center[0]) ** 2 + (yy - center[1]) ** 2 <= radius**2
+
+
+# ---------------------------------------------------------------------------
+# tracking
+# ---------------------------------------------------------------------------
+
+
+def test_track_centroid_color_mode_recovers_path():
+    video, path = disk_video()
+    for color in (YELLOW, (255, 255, 0)):
+        found = track_centroid(video, color=color)
+        assert found.shape == (F, 2)
+        assert np.abs(found - path).max() < 0.5
+
+
+def test_track_centroid_float_video_and_mask():
+    video, path = disk_video()
+    found = track_centroid(video.astype(np.float32) / 255, color=YELLOW, mask=disk_mask())
+    assert np.abs(found - path).max() < 0.5
+
+
+def test_track_centroid_median_mode():
+    video, path = disk_video(frames=16, start=(6.0, 8.0), velocity=(1.0, 1.0))
+    found = track_centroid(video)
+    assert np.abs(found - path).max() < 0.5
+
+
+def test_track_centroid_mask_picks_component_and_nan_when_missing():
+    video, path = disk_video()
+    # a second, smaller yellow disk that stays still in the top-right corner
+    yy, xx = np.mgrid[0:H, 0:W]
+    video[:, (xx - 26) ** 2 + (yy - 5) ** 2 <= 9] = (255, 255, 0)
+    video[5, (xx - path[5, 0]) ** 2 + (yy - path[5, 1]) ** 2 <= 16] = 128  # disk hidden in frame 5
+    found = track_centroid(video, color=YELLOW, mask=disk_mask())
+    ok = np.arange(F) != 5
+    assert np.abs(found[ok] - path[ok]).max() < 0.5
+    assert np.isnan(found[5]).all()
+    # without mask, the largest component wins: still the moving disk (r=4 > r=3)
+    assert np.abs(track_centroid(video, color=YELLOW)[0] - path[0]).max() < 0.5
+
+
+def test_track_points_disk_moves_right():
+    video, _ = disk_video()
+    tracks = track_points(video, mask=disk_mask())
+    assert tracks.ndim == 3 and tracks.shape[1:] == (F, 2) and len(tracks) >= 3
+    displacement = np.nanmean(np.diff(tracks, axis=1), axis=(0, 1))
+    np.testing.assert_allclose(displacement, (2.0, 0.0), atol=0.25)
+
+
+def test_track_points_pan():
+    video = pan_video(step=(1, 2))
+    tracks = track_points(video)
+    assert len(tracks) >= 10
+    displacement = np.nanmedian(np.diff(tracks, axis=1), axis=(0, 1))
+    np.testing.assert_allclose(displacement, (-1.0, -2.0), atol=0.1)
+    mean = np.nanmean(np.diff(tracks, axis=1), axis=(0, 1))
+    np.testing.assert_allclose(mean, (-1.0, -2.0), atol=0.2)
+    # points leaving through the top edge are lost, and stay lost
+    assert np.isnan(tracks[:, -1]).any()
+    lost = np.isnan(tracks[:, :, 0])
+    assert np.all(lost[:, 1:] >= lost[:, :-1])
+
+
+def test_track_points_flat_video_and_bad_mask():
+    flat = np.full((4, 16, 16, 3), 100, np.uint8)
+    assert track_points(flat).shape == (0, 4, 2)
+    with pytest.raises(ValueError):
+        track_points(flat, mask=np.ones((8, 8), bool))
+
+
+# ---------------------------------------------------------------------------
+# motion fidelity
+# ---------------------------------------------------------------------------
+
+
+def random_walks(n, frames=F, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, frames, 2)).cumsum(axis=1) * 2.0
+
+
+def test_motion_fidelity_identical_opposite_symmetric():
+    tracks = random_walks(20)
+    assert motion_fidelity(tracks, tracks) == pytest.approx(1.0)
+    # opposite: every point moves exactly against one reference direction
+    line = np.zeros((5, F, 2))
+    line[:, :, 0] = np.arange(F) * 2.0 + np.arange(5)[:, None]
+    assert motion_fidelity(line, -line) == pytest.approx(-1.0)
+    other = random_walks(13, seed=1)
+    assert motion_fidelity(tracks, other) == pytest.approx(motion_fidelity(other, tracks))
+    assert -1.0 <= motion_fidelity(tracks, other) <= 1.0
+    assert motion_fidelity(tracks, other) < 0.9
+
+
+def test_motion_fidelity_on_tracker_output():
+    tracks = track_points(pan_video(step=(1, 2)))
+    assert motion_fidelity(tracks, tracks) == pytest.approx(1.0)
+    opposite = track_points(pan_video(step=(-1, -2)))
+    assert motion_fidelity(tracks, opposite) < -0.9
+
+
+def test_motion_fidelity_nan_still_and_empty():
+    tracks = random_walks(4)
+    tracks[0, 3:] = np.nan  # lost part way: scored over its valid frames
+    assert motion_fidelity(tracks, tracks) == pytest.approx(1.0)
+    still = np.ones((3, F, 2))
+    assert motion_fidelity(still, still) == pytest.approx(1.0)
+    assert motion_fidelity(still, random_walks(3)) == pytest.approx(0.0)
+    assert math.isnan(motion_fidelity(np.zeros((0, F, 2)), tracks))
+    assert math.isnan(motion_fidelity(tracks, np.full((2, F, 2), np.nan)))
+    with pytest.raises(ValueError):
+        motion_fidelity(tracks, random_walks(2, frames=F + 1))
+
+
+def test_motion_fidelity_fast_for_500_tracks():
+    a, b = random_walks(500, frames=16, seed=2), random_walks(500, frames=16, seed=3)
+    start = time.perf_counter()
+    score = motion_fidelity(a, b)
+    assert time.perf_counter() - start < 2.0
+    assert 0.0 < score < 1.0
+
+
+# ---------------------------------------------------------------------------
+# path metrics
+# ---------------------------------------------------------------------------
+
+
+def test_trajectory_error():
+    _, path = disk_video()
+    assert trajectory_error(path, path, height=H, width=W) == 0.0
+    shifted = path + np.array([3.2, 0.0])
+    assert trajectory_error(shifted, path, height=H, width=W) == pytest.approx(0.1)
+    diagonal = path + np.array([3.0, 4.0])
+    assert trajectory_error(diagonal, path, height=30, width=30) == pytest.approx(5.0 / 30)
+    partial = shifted.copy()
+    partial[2:5] = np.nan
+    assert trajectory_error(partial, path, height=H, width=W) == pytest.approx(0.1)
+    assert math.isnan(trajectory_error(np.full((F, 2), np.nan), path, height=H, width=W))
+
+
+def rotated_path(angle_deg, length=20.0, frames=F):
+    t = np.linspace(0, 1, frames)[:, None]
+    direction = np.array([math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg))])
+    return 10.0 + t * length * direction  # (F, 2)
+
+
+def test_direction_success():
+    requested = rotated_path(0)
+    assert direction_success(rotated_path(20), requested)
+    assert not direction_success(rotated_path(25), requested)
+    assert direction_success(rotated_path(-20), requested)
+    assert not direction_success(rotated_path(180), requested)
+    assert direction_success(rotated_path(25), requested, tolerance_deg=30)
+    # tracked object did not move while the request moves
+    assert not direction_success(np.full((F, 2), 5.0), requested)
+    # still request: success iff the object stays within still_tolerance
+    still = np.full((F, 2), 5.0)
+    assert direction_success(still + 0.2, still)
+    assert not direction_success(rotated_path(0, length=3.0), still)
+    # NaN frames at the ends are skipped
+    tracked = rotated_path(10)
+    tracked[[0, -1]] = np.nan
+    assert direction_success(tracked, requested)
+    assert not direction_success(np.full((F, 2), np.nan), requested)
+
+
+def test_angle_between():
+    assert angle_between((1, 0), (0, 1)) == pytest.approx(90.0)
+    assert angle_between((1, 0), (-1, 0)) == pytest.approx(180.0)
+    assert angle_between((1, 1), (2, 2)) == pytest.approx(0.0, abs=1e-6)
+    assert math.isnan(angle_between((0, 0), (1, 0)))
+
+
+def test_path_fit_line_random_walk_and_still():
+    line = rotated_path(90, length=14.0)  # straight down
+    fit = path_fit(line)
+    assert fit["r2"] == pytest.approx(1.0)
+    assert fit["speed"] == pytest.approx(2.0)
+    assert fit["direction_consistency"] == pytest.approx(1.0)
+    assert fit["angle_deg"] == pytest.approx(90.0)
+    assert (fit["net_dx"], fit["net_dy"]) == pytest.approx((0.0, 14.0), abs=1e-9)
+
+    walks = [path_fit(walk) for walk in random_walks(20, frames=16, seed=5)]
+    assert np.mean([fit["r2"] for fit in walks]) < 0.7
+    assert abs(np.mean([fit["direction_consistency"] for fit in walks])) < 0.2
+    angle = np.linspace(0, 2 * np.pi, 17)
+    circle = np.stack([10 + 5 * np.cos(angle), 10 + 5 * np.sin(angle)], axis=1)
+    assert path_fit(circle)["r2"] < 0.3
+
+    still = path_fit(np.full((F, 2), 3.0))
+    assert still["r2"] == 1.0 and still["speed"] == 0.0
+    assert math.isnan(still["angle_deg"])
+
+    holes = line.copy()
+    holes[3] = np.nan
+    assert path_fit(holes)["r2"] == pytest.approx(1.0)
+    assert path_fit(holes)["num_valid"] == F - 1
+    assert math.isnan(path_fit(np.full((F, 2), np.nan))["r2"])
+
+
+# ---------------------------------------------------------------------------
+# PSNR / SSIM
+# ---------------------------------------------------------------------------
+
+
+def test_psnr_ssim_identical_and_dtypes():
+    video, _ = disk_video()
+    assert psnr(video, video) == math.inf
+    assert ssim(video, video) == pytest.approx(1.0, abs=1e-12)
+    as_float = video.astype(np.float32) / 255
+    assert psnr(video, as_float) == math.inf
+    assert ssim(as_float, video) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_psnr_ssim_noisy():
+    video, _ = disk_video()
+    clean = video.astype(np.float64) / 255
+    rng = np.random.default_rng(0)
+    noisy = np.clip(clean + rng.normal(0, 0.05, clean.shape), 0, 1)
+    noisier = np.clip(clean + rng.normal(0, 0.2, clean.shape), 0, 1)
+    mse = np.mean((noisy - clean) ** 2)
+    assert psnr(noisy, clean) == pytest.approx(10 * np.log10(1 / mse))
+    assert 20 < psnr(noisy, clean) < 30
+    assert psnr(noisier, clean) < psnr(noisy, clean)
+    assert 0 < ssim(noisier, clean) < ssim(noisy, clean) < 1
+    assert ssim(noisy, clean) == pytest.approx(ssim(clean, noisy))
+
+
+def test_psnr_ssim_masked():
+    video, _ = disk_video()
+    damaged = video.copy()
+    damaged[:, :, 16:] = 255 - damaged[:, :, 16:]  # right half changed
+    left = np.zeros((H, W), bool)
+    left[:, :12] = True  # well away from the changed half (SSIM window is 7x7)
+    assert psnr(damaged, video, mask=left) == math.inf
+    assert ssim(damaged, video, mask=left) == pytest.approx(1.0)
+    assert psnr(damaged, video) < 20
+    assert ssim(damaged, video) < 0.7
+    per_frame = np.broadcast_to(left, (F, H, W)).copy()
+    assert psnr(damaged, video, mask=per_frame) == math.inf
+    assert math.isnan(psnr(damaged, video, mask=np.zeros((H, W), bool)))
+    with pytest.raises(ValueError):
+        psnr(damaged, video, mask=np.ones((4, 4), bool))
+    with pytest.raises(ValueError):
+        ssim(video[:2], video)
