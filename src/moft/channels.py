@@ -1,0 +1,308 @@
+"""Motion channels: fit them by PCA on synthetic pans (paper §3.2), save, load, check.
+
+Example:
+    >>> import moft
+    >>> pipe = moft.load_pipeline()                                   # doctest: +SKIP
+    >>> ch = moft.fit_channels(pipe, fraction=0.04)                  # horizontal + vertical
+    >>> ch.indices                          # union of both, ranked by |PC1 loading|
+    >>> ch.save("channels.safetensors")     # + channels.json beside it
+    >>> ch = moft.MotionChannels.load("channels.safetensors", expect_channels=64)
+
+Procedure (official notebook, generalised): render whole-frame pans of still scenes (left/right for
+the horizontal channels, up/down for the vertical ones), take the denoiser's features by DDIM
+inversion (or by noising to a timestep), remove content correlation, take the centre crop of frame
+0 as samples, run PCA, rank channels by the absolute loading of the first component and keep the
+top ``fraction``. The same data also give each channel's *response*: a least-squares fit of the
+region-mean MOFT over frames against the content's displacement from its mean position. Target
+synthesis uses that fit to turn a requested trajectory into channel curves (see ``targets.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from .features import remove_content_correlation, resize
+
+
+class ChannelsError(ValueError):
+    """A channel file that is missing, malformed or fitted on another feature space."""
+
+
+PAN_DIRECTIONS = {"horizontal": ((-1.0, 0.0), (1.0, 0.0)), "vertical": ((0.0, -1.0), (0.0, 1.0))}
+
+
+@dataclass
+class MotionChannels:
+    """Motion channels of one model at one capture site.
+
+    Attributes:
+        horizontal: ``(k,)`` channel indices ranked by |PC1 loading| on left/right pans.
+        vertical: ``(k,)`` the same on up/down pans.
+        loadings: ``{"horizontal": (C,), "vertical": (C,)}`` PC1 loadings.
+        response: ``(C, 2)`` MOFT value per unit of content displacement (x, y), in fractions of
+            the frame, fitted over all pan videos.
+        response_r2: ``(C,)`` R^2 of that linear fit per channel.
+        meta: model, site, timestep, fraction, explained variance, source videos.
+    """
+
+    horizontal: torch.Tensor
+    vertical: torch.Tensor
+    loadings: dict[str, torch.Tensor]
+    response: torch.Tensor
+    response_r2: torch.Tensor
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_channels(self) -> int:
+        return int(self.response.shape[0])
+
+    @property
+    def indices(self) -> torch.Tensor:
+        """Union of horizontal and vertical channels, in rank order, without repeats: ``(d,)``."""
+        seen: list[int] = []
+        for i in torch.stack([self.horizontal, self.vertical], 1).flatten().tolist():
+            if i not in seen:
+                seen.append(i)
+        return torch.tensor(seen, dtype=torch.long)
+
+    def top(self, fraction: float) -> torch.Tensor:
+        """Union of the top ``fraction`` of channels by each PC1 loading (for ablations): ``(d,)``."""
+        k = max(1, round(fraction * self.num_channels))
+        h = self.loadings["horizontal"].abs().argsort(descending=True)[:k]
+        v = self.loadings["vertical"].abs().argsort(descending=True)[:k]
+        return torch.unique(torch.cat([h, v]), sorted=False)
+
+    def check(self, num_channels: int, site: str | None = None) -> None:
+        """Raise ``ChannelsError`` unless these channels fit features with ``num_channels`` channels."""
+        if num_channels != self.num_channels:
+            raise ChannelsError(
+                f"channel file was fitted on {self.num_channels}-channel features "
+                f"({self.meta.get('site', '?')}); this model's {site or 'site'} has {num_channels}")
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"horizontal": self.horizontal, "vertical": self.vertical,
+                "loadings_horizontal": self.loadings["horizontal"], "loadings_vertical": self.loadings["vertical"],
+                "response": self.response, "response_r2": self.response_r2}
+
+    def digest(self) -> str:
+        """SHA-256 of the tensors (recorded in run reports)."""
+        h = hashlib.sha256()
+        for k, v in sorted(self.tensors().items()):
+            h.update(k.encode())
+            h.update(v.contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path`` (safetensors, metadata inside) and ``path.json`` (the same metadata)."""
+        from safetensors.torch import save
+
+        from .video import atomic_write_bytes, atomic_write_text
+
+        path = Path(path)
+        meta = json.dumps(self.meta, indent=2, sort_keys=True)
+        data = save({k: v.contiguous() for k, v in self.tensors().items()}, metadata={"moft_channels": meta})
+        atomic_write_bytes(path, data)
+        atomic_write_text(path.with_suffix(".json"), meta + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, expect_channels: int | None = None) -> "MotionChannels":
+        """Read a channel file; ``expect_channels`` checks it against a model's feature width."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise ChannelsError(f"{path}: no such channel file")
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                meta = json.loads((fh.metadata() or {})["moft_channels"])
+                t = {k: fh.get_tensor(k) for k in fh.keys()}
+            ch = cls(t["horizontal"].long(), t["vertical"].long(),
+                     {"horizontal": t["loadings_horizontal"], "vertical": t["loadings_vertical"]},
+                     t["response"].float(), t["response_r2"].float(), meta)
+        except Exception as exc:  # safetensors raises several types for a bad file
+            raise ChannelsError(f"{path}: not a moft channel file ({type(exc).__name__})") from exc
+        if ch.response.ndim != 2 or ch.response.shape[1] != 2:
+            raise ChannelsError(f"{path}: malformed response tensor {tuple(ch.response.shape)}")
+        if expect_channels is not None:
+            ch.check(expect_channels)
+        return ch
+
+
+def pan_videos(*, size: tuple[int, int], num_frames: int, speed: float, scenes: int, seed: int,
+               images: list[np.ndarray] | None = None):
+    """Whole-frame pans for fitting: yields ``(frames (F, H, W, 3) uint8, direction (2,), axis)``.
+
+    ``speed`` is a fraction of the frame per frame. Scenes are random textured still pictures
+    (``synthetic.pan_video``) unless ``images`` are given; those are panned by sub-pixel crops.
+    """
+    from .synthetic import pan_video
+    from .video import resize_video
+
+    h, w = size
+    rng = np.random.default_rng(seed)
+    for axis, dirs in PAN_DIRECTIONS.items():
+        for s in range(scenes):
+            for d in dirs:
+                if images:
+                    frames = _pan_image(images[s % len(images)], d, speed, num_frames, h, w)
+                else:
+                    side = max(h, w)
+                    clip = pan_video(np.random.default_rng(seed + 1000 * s), direction=d, speed=speed * side,
+                                     size=side, n_frames=num_frames)
+                    frames = resize_video((clip.frames * 255).round().astype(np.uint8), h, w)
+                # a little per-frame noise, as the official notebook adds
+                noisy = frames.astype(np.float32) + rng.normal(0, 2.0, frames.shape)
+                yield np.clip(noisy, 0, 255).astype(np.uint8), np.asarray(d), axis
+
+
+def _pan_image(image: np.ndarray, d, speed: float, num_frames: int, h: int, w: int) -> np.ndarray:
+    """Pan a still image: a window of 70% of it moves so the content moves along ``d``."""
+    import cv2
+
+    ih, iw = image.shape[:2]
+    ch, cw = int(ih * 0.7), int(iw * 0.7)
+    travel = np.array([speed * cw, speed * ch]) * (num_frames - 1)
+    frames = []
+    for f in range(num_frames):
+        off = np.array([(iw - cw) / 2, (ih - ch) / 2]) - np.asarray(d) * (f * speed * np.array([cw, ch]) - travel / 2)
+        m = np.float32([[cw / w, 0, off[0]], [0, ch / h, off[1]]])
+        frames.append(cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                     borderMode=cv2.BORDER_REFLECT))
+    return np.stack(frames)
+
+
+@torch.no_grad()
+def fit_channels(
+    pipe,
+    *,
+    fraction: float = 0.04,
+    timestep: int = 200,
+    method: str = "inversion",
+    num_frames: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    scenes: int = 4,
+    speed: float = 0.04,
+    site: str | None = None,
+    crop: float = 0.25,
+    num_steps: int = 25,
+    seed: int = 0,
+    images: list[np.ndarray] | None = None,
+    model_name: str = "",
+    progress=None,
+) -> MotionChannels:
+    """Fit horizontal and vertical motion channels of ``pipe``'s denoiser.
+
+    Example:
+        >>> ch = fit_channels(pipe, fraction=0.04, method="noise", scenes=2)  # doctest: +SKIP
+
+    Args:
+        pipe: a diffusers video pipeline.
+        fraction: share of channels kept per axis (paper: top 4%).
+        timestep: where features are taken: inversion up to the step nearest this timestep, or
+            noising to it (official: inversion step 5 of 25, t = 200).
+        method: ``"inversion"`` (DDIM inversion, as the paper) or ``"noise"`` (one noised forward).
+        num_frames, height, width: video size (default: the shipped model's 8x32x32, else 16x512x512).
+        scenes: still scenes per axis; each gives two pans (opposite directions).
+        speed: pan speed, fraction of the frame per frame.
+        site: capture site (default: the architecture's ``up_blocks.1``).
+        crop: side of the centre crop used for PCA samples, as a fraction of the feature map
+            (official: 16/64 = 0.25).
+        num_steps: DDIM steps of the inversion schedule.
+        seed: scenes and noise.
+        images: optional still pictures ``(H, W, 3)`` uint8 to pan instead of synthetic scenes.
+        model_name: recorded in the metadata.
+        progress: optional callable ``progress(done, total)``.
+    """
+    from sklearn.decomposition import PCA
+
+    from .adapters import architecture_of
+    from .inversion import ddim_invert, noised_features
+    from .latents import encode_prompt, encode_video, vae_scale
+    from .models import denoiser
+
+    if method not in ("inversion", "noise"):
+        raise ValueError(f"method must be 'inversion' or 'noise', got {method!r}")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    net = denoiser(pipe)
+    arch = architecture_of(net)
+    site = site or arch.default_site
+    default = default_video_size(pipe)
+    num_frames, height, width = num_frames or default[0], height or default[1], width or default[2]
+    cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
+    pipe.scheduler.set_timesteps(num_steps)
+    ts = sorted(int(t) for t in pipe.scheduler.timesteps)
+    step = int(np.argmin([abs(t - timestep) for t in ts]))
+
+    videos = list(pan_videos(size=(height, width), num_frames=num_frames, speed=speed, scenes=scenes, seed=seed,
+                             images=images))
+    samples = {"horizontal": [], "vertical": []}
+    curves, targets = [], []  # region-mean CR features (F, C) and displacements (F, 2)
+    for n, (frames, d, axis) in enumerate(videos):
+        z0 = encode_video(pipe, frames)
+        if method == "inversion":
+            feats = ddim_invert(pipe, z0, cond, num_steps=num_steps, capture_step=step, sites=[site],
+                                stop_after_capture=True).features[site]
+        else:
+            feats = noised_features(pipe, z0, cond, timestep=ts[step], seed=seed + n, sites=[site])[site]
+        x = remove_content_correlation(resize(feats.float(), (height // vae_scale(pipe), width // vae_scale(pipe))))
+        x = x[0]  # (F, C, H, W)
+        hh, ww = x.shape[-2:]
+        r0, r1 = int(hh * (0.5 - crop / 2)), max(int(hh * (0.5 + crop / 2)), int(hh * (0.5 - crop / 2)) + 1)
+        c0, c1 = int(ww * (0.5 - crop / 2)), max(int(ww * (0.5 + crop / 2)), int(ww * (0.5 - crop / 2)) + 1)
+        centre = x[:, :, r0:r1, c0:c1]  # (F, C, h, w)
+        samples[axis].append(rearrange(centre[0], "c h w -> (h w) c"))
+        curves.append(centre.mean(dim=(-2, -1)))  # (F, C)
+        pos = np.arange(num_frames)[:, None] * speed * d[None, :]  # (F, 2) content displacement
+        targets.append(torch.from_numpy(pos - pos.mean(0)).float())
+        if progress is not None:
+            progress(n + 1, len(videos))
+
+    num_c = curves[0].shape[1]
+    k = max(1, round(fraction * num_c))
+    ranked, loadings, explained = {}, {}, {}
+    for axis, rows in samples.items():
+        data = torch.cat(rows).numpy()  # (N, C)
+        pca = PCA(n_components=min(4, data.shape[0], data.shape[1])).fit(data)
+        loadings[axis] = torch.from_numpy(pca.components_[0]).float()
+        ranked[axis] = loadings[axis].abs().argsort(descending=True)[:k]
+        explained[axis] = [float(v) for v in pca.explained_variance_ratio_]
+
+    y = torch.cat(curves)  # (N*F, C)
+    xd = torch.cat(targets)  # (N*F, 2)
+    sol = torch.linalg.lstsq(xd, y).solution  # (2, C)
+    pred = xd @ sol
+    r2 = 1 - ((y - pred) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0).clamp_min(1e-12)
+    meta = {
+        "model": model_name, "architecture": arch.name, "site": site, "method": method,
+        "timestep": ts[step], "inversion_step": step, "num_steps": num_steps, "fraction": fraction,
+        "k": k, "num_channels": num_c, "explained_variance_ratio": explained,
+        "frames": num_frames, "height": height, "width": width, "speed": speed,
+        "source_videos": [f"{'image' if images else 'synthetic'} scene {s} pan {tuple(d.tolist())}"
+                          for s, (_, d, _) in zip([i // 2 % scenes for i in range(len(videos))], videos)],
+        "response_units": "MOFT value per fraction-of-frame displacement from the mean position",
+        "seed": seed,
+    }
+    return MotionChannels(ranked["horizontal"], ranked["vertical"], loadings, sol.T.contiguous(), r2, meta)
+
+
+def default_video_size(pipe) -> tuple[int, int, int]:
+    """``(frames, height, width)`` a pipeline is meant for: the shipped model's 8x32x32, else the
+    denoiser's configured sample size (SD-1.5: 64 latents -> 512 pixels) with 16 frames."""
+    from .latents import vae_scale
+    from .models import denoiser
+
+    net = denoiser(pipe)
+    side = int(getattr(net.config, "sample_size", 64) or 64)
+    side = side if isinstance(side, int) else side[0]
+    frames = int(getattr(net.config, "num_frames", 0) or (8 if side * vae_scale(pipe) <= 64 else 16))
+    return frames, side * vae_scale(pipe), side * vae_scale(pipe)

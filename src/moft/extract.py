@@ -1,0 +1,115 @@
+"""Extract features and MOFT of a generated or a given video (``moft extract``).
+
+Example:
+    >>> import moft
+    >>> pipe = moft.load_pipeline()                                      # doctest: +SKIP
+    >>> ex = moft.extract(pipe, prompt="a red disk moving left", seed=0)
+    >>> ex.features.shape, ex.moft.shape      # (F, C, H, W) at the site; (F, d, h, w) on the latent grid
+    >>> ex = moft.extract(pipe, video=moft.read_video("clip.gif"), timestep=200)
+
+A prompt is generated with DDIM and its conditional-branch features are taken at the denoising
+step nearest ``timestep``; a video is DDIM-inverted with the empty prompt and its features are
+taken at the inversion step nearest ``timestep`` (official: 200).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .channels import MotionChannels, default_video_size
+from .features import moft as moft_of
+
+
+@dataclass
+class Extraction:
+    """Features of one video.
+
+    Attributes:
+        features: ``(F, C, H, W)`` raw site output.
+        moft: ``(F, d, h, w)`` MOFT on the latent grid (all channels when no channel file).
+        channels: ``(d,)`` indices or None.
+        frames: ``(F, H, W, 3)`` float video the features belong to.
+        meta: prompt/video, site, timestep, seed, model.
+    """
+
+    features: torch.Tensor
+    moft: torch.Tensor
+    channels: torch.Tensor | None
+    frames: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> Path:
+        from safetensors.torch import save
+
+        from .video import atomic_write_bytes
+
+        tensors = {"features": self.features.float().contiguous(), "moft": self.moft.float().contiguous()}
+        if self.channels is not None:
+            tensors["channels"] = self.channels.long().contiguous()
+        return atomic_write_bytes(Path(path), save(tensors, metadata={"moft_extract": json.dumps(self.meta)}))
+
+
+def nearest_step(pipe, steps: int, timestep: int, ascending: bool) -> tuple[int, int]:
+    """``(index, timestep)`` of the schedule entry nearest ``timestep``."""
+    pipe.scheduler.set_timesteps(steps)
+    ts = [int(t) for t in pipe.scheduler.timesteps]
+    ts = sorted(ts) if ascending else ts
+    i = int(np.argmin([abs(t - timestep) for t in ts]))
+    return i, ts[i]
+
+
+def extract(pipe, *, prompt: str | None = None, video: np.ndarray | None = None, timestep: int = 200,
+            seed: int = 0, channels: MotionChannels | None = None, site: str | None = None, steps: int = 25,
+            guidance_scale: float = 7.5, num_frames: int | None = None, progress=None) -> Extraction:
+    """Features and MOFT of a prompt's generated video or of a given video.
+
+    Args:
+        pipe: a diffusers video pipeline.
+        prompt: text to generate from (exclusive with ``video``).
+        video: ``(F, H, W, 3)`` frames to invert (exclusive with ``prompt``).
+        timestep: where to take the features.
+        seed: initial noise of the generation.
+        channels: motion channels; checked against the site's width.
+        site: capture site (default: the architecture's).
+        steps: DDIM steps of generation / inversion.
+        guidance_scale: CFG scale of the generation.
+        num_frames: frames to generate (default: the model's).
+        progress: optional ``progress(done, total)``.
+    """
+    from .adapters import architecture_of
+    from .inversion import ddim_invert
+    from .latents import decode_latents, encode_prompt, encode_video, vae_scale
+    from .models import denoiser
+    from .sampler import sample
+
+    if (prompt is None) == (video is None):
+        raise ValueError("give exactly one of prompt or video")
+    site = site or architecture_of(denoiser(pipe)).default_site
+    f, h, w = default_video_size(pipe)
+    if prompt is not None:
+        index, t = nearest_step(pipe, steps, timestep, ascending=False)
+        out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=num_frames or f,
+                     capture_at=index, capture_site=site, progress=progress)
+        feats, frames = out.counts.pop("features"), out.frames
+        meta = {"prompt": prompt, "seed": seed, "guidance_scale": guidance_scale, "denoising_step": index}
+    else:
+        index, t = nearest_step(pipe, steps, timestep, ascending=True)
+        z0 = encode_video(pipe, video, h, w)
+        inv = ddim_invert(pipe, z0, {"encoder_hidden_states": encode_prompt(pipe, "")}, num_steps=steps,
+                          capture_step=index, sites=[site], stop_after_capture=True,
+                          progress=(lambda i: progress(i + 1, index + 1)) if progress else None)
+        feats, frames = inv.features[site], decode_latents(pipe, z0)[0]
+        meta = {"video_frames": int(z0.shape[1]), "inversion_step": index}
+    if channels is not None:
+        channels.check(feats.shape[2], site)
+    idx = channels.indices if channels is not None else None
+    size = (frames.shape[1] // vae_scale(pipe), frames.shape[2] // vae_scale(pipe))
+    m = moft_of(feats.float(), idx, size)[0]
+    meta.update({"site": site, "timestep": t, "steps": steps, "feature_shape": list(feats.shape[1:]),
+                 "channels": idx.tolist() if idx is not None else None})
+    return Extraction(feats[0].float(), m, idx, frames, meta)

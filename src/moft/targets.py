@@ -1,0 +1,162 @@
+"""Target MOFT for control: synthesized from a trajectory, or taken from a reference video.
+
+Example:
+    >>> from moft.targets import synthesize_target, reference_target, Target
+    >>> traj = load_trajectory("examples/object_left.json", default_frames=8)      # doctest: +SKIP
+    >>> target = synthesize_target(traj, channels, latent_size=(16, 16))
+    >>> target.curves.shape                            # (R, F, d) one curve per region
+    >>> target.save("left.target.safetensors"); Target.load("left.target.safetensors")
+
+Synthesis generalises the paper's piecewise-linear min/max curves (official ``get_curve``) to 2-D
+motion: each motion channel's region-mean value is modelled as a linear function of the content's
+displacement from its mean position, ``M_c(f) = a_c * (x_f - mean x) + b_c * (y_f - mean y)``, with
+``(a_c, b_c)`` fitted on the channel-fitting pans (``MotionChannels.response``). A constant motion
+gives the paper's linear ramp; a reversal gives its piecewise-linear curve.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .channels import MotionChannels
+from .features import moft, region_mean
+
+
+class TargetError(ValueError):
+    """A target file that is missing, malformed, or does not match the run."""
+
+
+@dataclass
+class Target:
+    """What guidance pulls the MOFT towards.
+
+    Attributes:
+        curves: ``(R, F, d)`` region-mean target per region (the official loss).
+        masks: ``(R, h, w)`` bool regions on the working grid (where the loss looks and, with
+            gradient masking, where latents may change).
+        channels: ``(d,)`` channel indices, or None for all channels (the "vanilla"/"+CR" ablations).
+        content_removal: whether the target and the generated features have the frame mean removed.
+        maps: ``(R, F, d, h, w)`` per-position targets (reference videos), or None (broadcast curves).
+        meta: where it came from (trajectory or reference video, site, timestep, ...).
+    """
+
+    curves: torch.Tensor
+    masks: torch.Tensor
+    channels: torch.Tensor | None
+    content_removal: bool = True
+    maps: torch.Tensor | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.curves.shape[1])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.masks.shape[-2]), int(self.masks.shape[-1])
+
+    def save(self, path: str | Path) -> Path:
+        from safetensors.torch import save
+
+        from .video import atomic_write_bytes
+
+        tensors = {"curves": self.curves.float().contiguous(), "masks": self.masks.to(torch.uint8).contiguous()}
+        if self.channels is not None:
+            tensors["channels"] = self.channels.long().contiguous()
+        if self.maps is not None:
+            tensors["maps"] = self.maps.float().contiguous()
+        meta = dict(self.meta, content_removal=self.content_removal)
+        return atomic_write_bytes(Path(path), save(tensors, metadata={"moft_target": json.dumps(meta)}))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Target":
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise TargetError(f"{path}: no such target file")
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                meta = json.loads((fh.metadata() or {})["moft_target"])
+                t = {k: fh.get_tensor(k) for k in fh.keys()}
+            target = cls(t["curves"], t["masks"].bool(), t.get("channels"), bool(meta.pop("content_removal")),
+                         t.get("maps"), meta)
+        except Exception as exc:
+            raise TargetError(f"{path}: not a moft target file ({type(exc).__name__})") from exc
+        if target.curves.ndim != 3 or target.masks.ndim != 3 or target.curves.shape[0] != target.masks.shape[0]:
+            raise TargetError(f"{path}: malformed target (curves {tuple(target.curves.shape)}, "
+                              f"masks {tuple(target.masks.shape)})")
+        return target
+
+
+def synthesize_target(trajectory, channels: MotionChannels, *, latent_size: tuple[int, int],
+                      num_frames: int | None = None, gain: float = 1.0) -> Target:
+    """Target curves from a trajectory and the channels' fitted response.
+
+    Args:
+        trajectory: a parsed ``moft.trajectory.Trajectory``.
+        channels: fitted motion channels (with ``response``).
+        latent_size: ``(h, w)`` working grid for the masks.
+        num_frames: must equal the trajectory's frame count when given.
+        gain: scales the synthesized curves (larger = stronger motion request).
+    """
+    from .trajectory import TrajectoryError
+
+    if num_frames is not None and trajectory.frames != num_frames:
+        raise TrajectoryError(f"frames: trajectory has {trajectory.frames} frames, the run makes {num_frames}")
+    idx = channels.indices
+    response = channels.response[idx]  # (d, 2)
+    curves = []
+    for region in trajectory.regions:
+        p = torch.from_numpy(np.asarray(region.path, dtype=np.float32))  # (F, 2)
+        curves.append(gain * (p - p.mean(0)) @ response.T)  # (F, d)
+    masks = torch.from_numpy(trajectory.masks(*latent_size))  # (R, h, w)
+    return Target(torch.stack(curves), masks, idx, True, None,
+                  {"source": "trajectory", "trajectory": trajectory.to_dict(), "gain": gain,
+                   "channels_site": channels.meta.get("site"), "channels_digest": channels.digest()})
+
+
+@torch.no_grad()
+def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | None, masks: torch.Tensor | None = None,
+                     num_steps: int = 25, inversion_step: int = 5, content_removal: bool = True,
+                     site: str | None = None, height: int | None = None, width: int | None = None,
+                     source: str = "") -> Target:
+    """Target MOFT from a reference video by DDIM inversion (paper §4, official code).
+
+    Args:
+        pipe: the pipeline that will be guided.
+        frames: ``(F, H, W, 3)`` reference video (resized to the run's size).
+        channels: motion channels, or None to keep all channels (ablations).
+        masks: ``(R, h, w)`` regions; default one region covering the frame.
+        num_steps, inversion_step: inversion schedule and the step whose features are taken
+            (official: 5 of 25, t = 200).
+        content_removal: remove the frame mean (False = the paper's "vanilla" feature).
+        site: capture site.
+        height, width: run size in pixels (default: the model's).
+    """
+    from .channels import default_video_size
+    from .inversion import ddim_invert
+    from .latents import encode_prompt, encode_video, vae_scale
+
+    f, h, w = default_video_size(pipe)
+    height, width = height or h, width or w
+    z0 = encode_video(pipe, frames, height, width)
+    cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
+    inv = ddim_invert(pipe, z0, cond, num_steps=num_steps, capture_step=inversion_step,
+                      sites=[site] if site else None, stop_after_capture=True)
+    feats = next(iter(inv.features.values())).float()
+    size = (height // vae_scale(pipe), width // vae_scale(pipe))
+    idx = channels.indices if channels is not None else None
+    maps = moft(feats, idx, size, content_removal=content_removal)[0]  # (F, d, h, w)
+    if masks is None:
+        masks = torch.ones(1, *size, dtype=torch.bool)
+    curves = torch.stack([region_mean(maps[None], m)[0] for m in masks])  # (R, F, d)
+    region_maps = maps[None].expand(len(masks), *maps.shape).clone()  # (R, F, d, h, w)
+    return Target(curves, masks.bool(), idx, content_removal, region_maps,
+                  {"source": "reference", "video": source, "inversion_step": inversion_step,
+                   "timestep": inv.timesteps[-1], "num_steps": num_steps, "frames": int(maps.shape[0])})
