@@ -1,1 +1,41 @@
-"""moft: training-free motion interpretation and control in video diffusion models."""
+"""moft: training-free motion interpretation and control in video diffusion models.
+
+Implements MOFT (Xiao et al., "Video Diffusion Models are Training-free Motion Interpreter and
+Controller", NeurIPS 2024). The data flow, one module each:
+
+    capture (capture.py) -> MOFT (features.py, channels.py) -> target (targets.py) -> guided sampler (sampler.py)
+
+Example:
+    >>> import moft
+    >>> pipe = moft.load_pipeline()                      # the shipped CPU model
+    >>> ex = moft.extract(pipe, prompt="a red disk moving left")
+    >>> traj = moft.load_trajectory("examples/object_left.json", default_frames=8)
+    >>> res = moft.control(pipe, traj, prompt="a red disk", channels=moft.default_channels())
+"""
+
+from .adapters import ARCHITECTURES, Architecture, ArchitectureError, architecture_of, call_denoiser
+from .capture import StopForward, capture
+from .channels import ChannelsError, MotionChannels, fit_channels
+from .control import ControlResult, control
+from .extract import Extraction, extract
+from .features import cosine_map, moft, region_mean, remove_content_correlation, resize, select_channels
+from .inversion import ddim_invert, noised_features
+from .latents import decode_latents, encode_prompt, encode_video, initial_noise
+from .models import ModelError, default_channels, load_pipeline
+from .sampler import GuidanceConfig, SampleResult, sample
+from .shared_kv import SharedKV
+from .targets import Target, TargetError, reference_target, synthesize_target
+from .trajectory import Trajectory, TrajectoryError, load_trajectory, parse_trajectory
+from .video import read_video, write_video
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ARCHITECTURES", "Architecture", "ArchitectureError", "ChannelsError", "ControlResult", "Extraction",
+    "GuidanceConfig", "ModelError", "MotionChannels", "SampleResult", "SharedKV", "StopForward", "Target",
+    "TargetError", "Trajectory", "TrajectoryError", "architecture_of", "call_denoiser", "capture", "control",
+    "cosine_map", "ddim_invert", "decode_latents", "default_channels", "encode_prompt", "encode_video", "extract",
+    "fit_channels", "initial_noise", "load_pipeline", "load_trajectory", "moft", "noised_features",
+    "parse_trajectory", "read_video", "reference_target", "region_mean", "remove_content_correlation", "resize",
+    "sample", "select_channels", "synthesize_target", "write_video",
+]

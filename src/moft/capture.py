@@ -72,7 +72,10 @@ def to_canonical(x: torch.Tensor, batch: int, frames: int, height: int, width: i
         if h == 0 or tokens % h:
             raise CaptureError(f"{tokens} tokens do not form a grid with aspect {height}x{width}")
         sizes["h"] = h
-    return rearrange(x, f"{layout} -> b f c h w", **{k: v for k, v in sizes.items() if k in layout})
+    try:
+        return rearrange(x, f"{layout} -> b f c h w", **{k: v for k, v in sizes.items() if k in layout})
+    except Exception as exc:  # einops' error names the axes; ours names the tensor
+        raise CaptureError(f"layout {layout!r} does not fit a {tuple(x.shape)} output") from exc
 
 
 class capture(ContextDecorator):  # noqa: N801 - used like a function, as baukit's Trace

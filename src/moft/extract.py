@@ -63,6 +63,27 @@ def nearest_step(pipe, steps: int, timestep: int, ascending: bool) -> tuple[int,
     return i, ts[i]
 
 
+@torch.no_grad()
+def site_channels(pipe, site: str | None = None) -> int:
+    """Channel count of a capture site, from one early-exit forward on a small zero latent."""
+    from .adapters import call_denoiser
+    from .capture import capture
+    from .latents import encode_prompt, latent_channels, vae_scale
+    from .models import denoiser
+
+    net = denoiser(pipe)
+    f, h, w = default_video_size(pipe)
+    side = min(8, h // vae_scale(pipe))
+    z = torch.zeros(1, f, latent_channels(pipe), side, side, device=net.device, dtype=net.dtype)
+    cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
+    if getattr(net.config, "in_channels", 0) == 2 * latent_channels(pipe):  # image-latent conditioning (SVD)
+        cond = {"encoder_hidden_states": torch.zeros(1, 1, net.config.cross_attention_dim),
+                "added_time_ids": torch.zeros(1, 3), "image_latents": z}
+    with capture(net, site, stop=True) as cap:
+        call_denoiser(net, z, 500, cond)
+    return int(cap.output.shape[2])
+
+
 def extract(pipe, *, prompt: str | None = None, video: np.ndarray | None = None, timestep: int = 200,
             seed: int = 0, channels: MotionChannels | None = None, site: str | None = None, steps: int = 25,
             guidance_scale: float = 7.5, num_frames: int | None = None, progress=None) -> Extraction:
@@ -90,6 +111,8 @@ def extract(pipe, *, prompt: str | None = None, video: np.ndarray | None = None,
     if (prompt is None) == (video is None):
         raise ValueError("give exactly one of prompt or video")
     site = site or architecture_of(denoiser(pipe)).default_site
+    if channels is not None:
+        channels.check(site_channels(pipe, site), site)
     f, h, w = default_video_size(pipe)
     if prompt is not None:
         index, t = nearest_step(pipe, steps, timestep, ascending=False)
@@ -105,8 +128,6 @@ def extract(pipe, *, prompt: str | None = None, video: np.ndarray | None = None,
                           progress=(lambda i: progress(i + 1, index + 1)) if progress else None)
         feats, frames = inv.features[site], decode_latents(pipe, z0)[0]
         meta = {"video_frames": int(z0.shape[1]), "inversion_step": index}
-    if channels is not None:
-        channels.check(feats.shape[2], site)
     idx = channels.indices if channels is not None else None
     size = (frames.shape[1] // vae_scale(pipe), frames.shape[2] // vae_scale(pipe))
     m = moft_of(feats.float(), idx, size)[0]

@@ -36,7 +36,8 @@ def split_prediction(scheduler, model_output: torch.Tensor, x: torch.Tensor, t: 
         eps = sa * model_output + sb * x
     elif kind == "sample":
         x0 = model_output
-        eps = (x - sa * x0) / sb
+        # at alpha = 1 (a clean latent) the noise is undefined; take none
+        eps = (x - sa * x0) / sb if float(sb) > 1e-6 else torch.zeros_like(x)
     else:
         raise ValueError(f"unsupported prediction_type {kind!r}")
     return x0, eps

@@ -104,7 +104,8 @@ def resolve_model(model: str | os.PathLike | None) -> str:
         if not (path / "model_index.json").exists():
             raise ModelError(f"{path}: not a diffusers pipeline folder (no model_index.json)")
         return str(path)
-    if str(model).startswith((".", "/", "~")) or str(model).count("/") != 1:
+    owner, _, name = str(model).partition("/")
+    if str(model).startswith((".", "/", "~")) or not owner or not name or "/" in name:
         raise ModelError(f"{model}: no such model folder, and not a hub id of the form owner/name")
     return str(model)
 
@@ -127,14 +128,23 @@ def load_pipeline(model: str | os.PathLike | None = None, *, dtype: torch.dtype 
         ModelError: the model cannot be found or loaded (one-line message).
     """
     from diffusers import DiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+
+    from .adapters import architecture_of
+
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
 
     source = resolve_model(model)
     try:
-        pipe = DiffusionPipeline.from_pretrained(source, torch_dtype=dtype)
+        pipe = DiffusionPipeline.from_pretrained(source, dtype=dtype)
     except Exception as exc:  # diffusers raises many types; the user needs one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{model}: cannot load pipeline ({first})") from exc
     pipe.set_progress_bar_config(disable=True)
+    architecture_of(denoiser(pipe))  # a clear error for a model moft has no adapter for
     return pipe.to(device)
 
 
@@ -144,3 +154,34 @@ def denoiser(pipe) -> torch.nn.Module:
     if net is None:
         raise ModelError(f"{type(pipe).__name__} has no unet or transformer")
     return net
+
+
+CHANNELS_FILE = "motion_channels.safetensors"
+DEFAULTS_FILE = "moft.json"
+
+
+def default_channels(model: str | os.PathLike | None = None):
+    """The motion channels shipped inside a model folder (``motion_channels.safetensors``), or None.
+
+    Example:
+        >>> ch = default_channels()              # the shipped model's fitted channels
+    """
+    from .channels import MotionChannels
+
+    try:
+        folder = Path(resolve_model(model))
+    except ModelError:
+        return None
+    path = folder / CHANNELS_FILE
+    return MotionChannels.load(path) if path.is_file() else None
+
+
+def model_defaults(model: str | os.PathLike | None = None) -> dict:
+    """Per-model defaults from ``moft.json`` in a model folder (prompt, CFG scale, guidance settings)."""
+    import json
+
+    try:
+        path = Path(resolve_model(model)) / DEFAULTS_FILE
+    except ModelError:
+        return {}
+    return json.loads(path.read_text()) if path.is_file() else {}

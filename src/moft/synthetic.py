@@ -12,7 +12,8 @@ Example:
     >>> pan.tracks.shape                         # (objects, frames, xy)
     (1, 8, 2)
 
-Conventions: pixel coordinates (x right, y down); a clip's ``tracks`` hold each object's centre per
+Conventions: pixel coordinates (x right, y down, pixel centres at integers as in OpenCV and
+``moft.metrics``; the fraction of the frame is ``(px + 0.5) / size``); a clip's ``tracks`` hold each object's centre per
 frame in pixels; a pan moves the *content* in ``direction`` (as a trajectory region ``"all"`` does).
 """
 
@@ -117,7 +118,7 @@ def render(
         ``(F, size, size, 3)`` float32 frames.
     """
     n_frames = camera.shape[0]
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5  # (H, W) pixel centres
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)  # (H, W) pixel centres at integers (OpenCV)
     out = np.empty((n_frames, size, size, 3), dtype=np.float32)
     for f in range(n_frames):
         sx, sy = xs + camera[f, 0], ys + camera[f, 1]

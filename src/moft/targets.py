@@ -123,7 +123,7 @@ def synthesize_target(trajectory, channels: MotionChannels, *, latent_size: tupl
 
 @torch.no_grad()
 def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | None, masks: torch.Tensor | None = None,
-                     num_steps: int = 25, inversion_step: int = 5, content_removal: bool = True,
+                     num_steps: int = 25, timestep: int = 200, content_removal: bool = True,
                      site: str | None = None, height: int | None = None, width: int | None = None,
                      source: str = "") -> Target:
     """Target MOFT from a reference video by DDIM inversion (paper §4, official code).
@@ -133,13 +133,14 @@ def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | Non
         frames: ``(F, H, W, 3)`` reference video (resized to the run's size).
         channels: motion channels, or None to keep all channels (ablations).
         masks: ``(R, h, w)`` regions; default one region covering the frame.
-        num_steps, inversion_step: inversion schedule and the step whose features are taken
-            (official: 5 of 25, t = 200).
+        num_steps, timestep: inversion schedule and the timestep whose features are taken (the
+            nearest inversion step; official: step 5 of 25, t = 200).
         content_removal: remove the frame mean (False = the paper's "vanilla" feature).
         site: capture site.
         height, width: run size in pixels (default: the model's).
     """
     from .channels import default_video_size
+    from .extract import nearest_step
     from .inversion import ddim_invert
     from .latents import encode_prompt, encode_video, vae_scale
 
@@ -147,6 +148,7 @@ def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | Non
     height, width = height or h, width or w
     z0 = encode_video(pipe, frames, height, width)
     cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
+    inversion_step, _ = nearest_step(pipe, num_steps, timestep, ascending=True)
     inv = ddim_invert(pipe, z0, cond, num_steps=num_steps, capture_step=inversion_step,
                       sites=[site] if site else None, stop_after_capture=True)
     feats = next(iter(inv.features.values())).float()

@@ -1,0 +1,93 @@
+"""Motion control in one call: trajectory or reference video -> target -> guided sampling.
+
+Example:
+    >>> import moft
+    >>> pipe = moft.load_pipeline()                                                  # doctest: +SKIP
+    >>> traj = moft.load_trajectory("examples/object_left.json", default_frames=8)
+    >>> res = moft.control(pipe, traj, prompt="a red disk", channels=moft.default_channels(), seed=0,
+    ...                    keep_source=True)
+    >>> res.frames.shape, res.report["losses"][0]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .channels import MotionChannels, default_video_size
+from .sampler import GuidanceConfig, SampleResult, config_dict, sample
+from .targets import Target, reference_target, synthesize_target
+
+
+@dataclass
+class ControlResult:
+    """Frames plus diagnostics of one controlled generation.
+
+    Attributes:
+        frames: ``(F, H, W, 3)`` float32 guided video.
+        source_frames: the unguided video from the same noise, or None.
+        target: the ``Target`` used.
+        result: the sampler's ``SampleResult`` (latents, losses, counts, seconds).
+        report: JSON-ready settings and diagnostics.
+    """
+
+    frames: np.ndarray
+    source_frames: np.ndarray | None
+    target: Target
+    result: SampleResult
+    report: dict = field(default_factory=dict)
+
+
+def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | None = None,
+            reference: np.ndarray | None = None, target: Target | None = None, seed: int = 0, steps: int = 25,
+            guidance_scale: float = 7.5, guidance: GuidanceConfig | None = None,
+            init_latents: torch.Tensor | None = None, keep_source: bool = False, gain: float = 1.0,
+            reference_timestep: int = 200, progress=None) -> ControlResult:
+    """Steer a generation's motion.
+
+    Args:
+        pipe: a diffusers text-to-video pipeline.
+        trajectory: a parsed ``Trajectory`` (regions and motion); with ``reference`` it gives the regions only.
+        prompt: text prompt.
+        channels: motion channels (needed unless ``target`` is given with its own channels).
+        reference: ``(F, H, W, 3)`` reference video: the target is its inverted MOFT.
+        target: a ready ``Target`` (e.g. ``Target.load``); overrides trajectory and reference.
+        seed, steps, guidance_scale: sampling settings.
+        guidance: ``GuidanceConfig`` (official defaults).
+        init_latents: ``(1, F, C, h, w)`` initial noise (reproduce or edit an earlier video).
+        keep_source: also return the unguided video from the same noise.
+        gain: strength of synthesized curves.
+        reference_timestep: timestep of the reference's inverted MOFT (official: 200, step 5 of 25).
+        progress: ``progress(done, total)``.
+    """
+    from .latents import vae_scale
+
+    g = guidance or GuidanceConfig()
+    f, h, w = default_video_size(pipe)
+    if init_latents is not None:
+        f = int(init_latents.shape[1])
+    size = (h // vae_scale(pipe), w // vae_scale(pipe))
+    if target is None:
+        if reference is not None:
+            masks = torch.from_numpy(trajectory.masks(*size)) if trajectory is not None else None
+            target = reference_target(pipe, reference[:f] if len(reference) >= f else reference, channels=channels,
+                                      masks=masks, num_steps=steps, timestep=reference_timestep, site=g.site)
+            if target.num_frames != f:
+                raise ValueError(f"reference video has {target.num_frames} frames, the model makes {f}")
+        else:
+            if trajectory is None or channels is None:
+                raise ValueError("a synthesized target needs a trajectory and motion channels")
+            target = synthesize_target(trajectory, channels, latent_size=size, num_frames=f, gain=gain)
+    out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=f,
+                 latents=init_latents, target=target, guidance=g, keep_source=keep_source, progress=progress)
+    report = {
+        "prompt": prompt, "seed": seed, "steps": steps, "guidance_scale": guidance_scale,
+        "frames": f, "height": h, "width": w, "guidance": config_dict(g),
+        "weight": g.resolved_weight(len(target.masks)), "gain": gain,
+        "target": {k: v for k, v in target.meta.items() if k != "trajectory"},
+        "channels_digest": channels.digest() if channels is not None else None,
+        "losses": out.losses, "counts": out.counts, "seconds": out.seconds,
+    }
+    return ControlResult(out.frames, out.source_frames, target, out, report)

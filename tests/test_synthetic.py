@@ -1,0 +1,151 @@
+"""Synthetic clips: determinism, ground-truth tracks, captions, kinds, batches, and trackers agreeing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from moft.metrics import track_centroid
+from moft.synthetic import COLORS, DIRECTIONS, KINDS, SHAPES, make_batch, make_clip, pan_video
+
+SIZE, FRAMES = 32, 8
+
+
+def _clip(seed: int, **kwargs):
+    return make_clip(np.random.default_rng(seed), **kwargs)
+
+
+def test_make_clip_is_deterministic_per_seed():
+    a, b = _clip(11), _clip(11)
+    assert np.array_equal(a.frames, b.frames)
+    assert np.array_equal(a.tracks, b.tracks)
+    assert (a.caption, a.kind, a.directions, a.colors, a.shapes) == (b.caption, b.kind, b.directions, b.colors,
+                                                                     b.shapes)
+
+
+def test_make_clip_differs_between_seeds():
+    assert not np.array_equal(_clip(1, kind="object").frames, _clip(2, kind="object").frames)
+
+
+def test_make_clip_frames_are_float_in_unit_range():
+    clip = _clip(0)
+    assert clip.frames.shape == (FRAMES, SIZE, SIZE, 3)
+    assert clip.frames.dtype == np.float32
+    assert clip.frames.min() >= 0.0 and clip.frames.max() <= 1.0
+
+
+@pytest.mark.parametrize("kind", ["object", "reverse", "still", "two_objects"])
+def test_objects_stay_inside_the_frame(kind):
+    for seed in range(40):
+        clip = _clip(seed, kind=kind)
+        assert clip.tracks.shape == (2 if kind == "two_objects" else 1, FRAMES, 2)
+        assert clip.tracks.min() >= 0.0 and clip.tracks.max() <= SIZE, (kind, seed)
+
+
+def test_objects_stay_inside_the_frame_at_top_speed():
+    for seed, name in enumerate(DIRECTIONS):
+        clip = _clip(seed, kind="object", direction=name, speed=2.25)
+        assert clip.tracks.min() >= 0.0 and clip.tracks.max() <= SIZE, name
+
+
+def test_caption_names_colour_shape_and_direction():
+    clip = _clip(0, kind="object", direction="left", color="red", shape="disk", describe_motion=True)
+    assert clip.caption == "a red disk moving left"
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_object_caption_names_its_own_attributes(seed):
+    clip = _clip(seed, kind="object", describe_motion=True)
+    assert clip.colors[0] in COLORS and clip.shapes[0] in SHAPES and clip.directions[0] in DIRECTIONS
+    assert clip.caption == f"a {clip.colors[0]} {clip.shapes[0]} moving {clip.directions[0]}"
+
+
+def test_reverse_caption_names_both_directions():
+    clip = _clip(3, kind="reverse", direction="right", describe_motion=True)
+    assert clip.caption.endswith("moving right then left")
+
+
+def test_caption_without_motion_names_only_the_object():
+    clip = _clip(0, kind="object", color="blue", shape="square", describe_motion=False)
+    assert clip.caption == "a blue square"
+
+
+def test_object_track_moves_in_its_direction_at_its_speed():
+    clip = _clip(4, kind="object", direction="down right", speed=1.5)
+    steps = np.diff(clip.tracks[0], axis=0)
+    np.testing.assert_allclose(steps, np.tile(np.asarray(DIRECTIONS["down right"]) * 1.5, (FRAMES - 1, 1)))
+
+
+def test_pan_moves_the_background():
+    clip = _clip(5, kind="pan", direction="left")
+    diffs = np.abs(np.diff(clip.frames, axis=0)).max(axis=(1, 2, 3))
+    assert (diffs > 0.01).all()
+
+
+def test_pan_moves_the_content_in_its_direction():
+    clip = _clip(5, kind="pan", direction="left", speed=1.5)
+    steps = np.diff(clip.tracks[0], axis=0)
+    np.testing.assert_allclose(steps, np.tile([-1.5, 0.0], (FRAMES - 1, 1)), atol=1e-12)
+
+
+def test_still_keeps_the_object_still():
+    clip = _clip(6, kind="still")
+    assert np.ptp(clip.tracks, axis=1).max() == 0.0
+    assert clip.directions == ["still"]
+
+
+def test_still_frames_are_identical():
+    clip = _clip(6, kind="still")
+    assert np.array_equal(clip.frames, np.repeat(clip.frames[:1], FRAMES, axis=0))
+
+
+def test_unknown_kind_is_rejected():
+    with pytest.raises(ValueError, match="kind"):
+        _clip(0, kind="explode")
+
+
+def test_make_clip_size_and_frames_are_honoured():
+    clip = _clip(0, size=48, n_frames=5, kind="object")
+    assert clip.frames.shape == (5, 48, 48, 3)
+    assert clip.tracks.shape == (1, 5, 2)
+
+
+def test_make_batch_stacks_clips_and_captions():
+    frames, captions = make_batch(np.random.default_rng(0), 3)
+    assert frames.shape == (3, FRAMES, SIZE, SIZE, 3)
+    assert frames.dtype == np.float32
+    assert len(captions) == 3 and all(isinstance(c, str) and c for c in captions)
+
+
+def test_make_batch_passes_options_to_each_clip():
+    frames, captions = make_batch(np.random.default_rng(0), 2, kind="still", n_frames=4, describe_motion=True)
+    assert frames.shape == (2, 4, SIZE, SIZE, 3)
+    assert all(c.endswith("standing still") for c in captions)
+
+
+def test_pan_video_is_a_pan_in_the_nearest_direction():
+    clip = pan_video(np.random.default_rng(0), direction=(0.0, 3.0), speed=2.0)
+    assert clip.kind == "pan" and clip.directions == ["down"]
+    np.testing.assert_allclose(np.diff(clip.tracks[0], axis=0), np.tile([0.0, 2.0], (FRAMES - 1, 1)), atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_centroid_tracker_recovers_the_object_track(seed):
+    clip = _clip(seed, kind="object")
+    path = track_centroid(clip.frames, color=COLORS[clip.colors[0]])
+    assert np.isfinite(path).all()
+    assert np.abs(path - clip.tracks[0]).max() <= 1.0
+
+
+def test_centroid_tracker_has_no_systematic_offset_from_the_tracks():
+    bias = []
+    for seed in range(10):
+        clip = _clip(seed, kind="object")
+        path = track_centroid(clip.frames, color=COLORS[clip.colors[0]])
+        bias.append((path - clip.tracks[0]).mean(axis=0))
+    assert np.abs(np.mean(bias, axis=0)).max() < 0.2
+
+
+def test_every_kind_can_be_drawn():
+    kinds = {_clip(seed).kind for seed in range(60)}
+    assert kinds == set(KINDS)
