@@ -292,6 +292,47 @@ def control(
         typer.echo(f"wrote {out} ({res.result.seconds:.1f} s; loss {first:.4g} -> {last:.4g})")
 
 
+@app.command()
+def evaluate(
+    suite: Path = typer.Argument(..., help="suite JSON (see benchmarks/)"),
+    out: Path = typer.Option(..., help="REPORT.json; REPORT.md and REPORT.png are written beside it"),
+    model: Optional[str] = typer.Option(None, help="moft-tiny (default), a pipeline folder or a hub id"),
+    channels: Optional[Path] = typer.Option(None, help="motion channel file (default: the model's shipped one)"),
+    work_dir: Optional[Path] = typer.Option(None, help="per-item results (default: REPORT.parts/); reruns resume"),
+):
+    """Run a suite of controlled generations, score them, write a report (shards under accelerate launch)."""
+    with _errors():
+        import os
+
+        import torch
+        from accelerate import PartialState
+
+        from .evaluate import collect, load_suite, markdown_table, run_suite, summarise
+        from .figures import report_figure
+        from .video import atomic_write_text
+
+        _check_out(out, (".json",))
+        spec = load_suite(suite)
+        ch = _channels(channels, model, required=True)
+        state = PartialState()
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // state.num_processes))
+        pipe = _load(model)
+        work = work_dir or out.with_suffix(".parts")
+        with _progress(f"evaluate [{state.process_index}]") as update:
+            run_suite(pipe, spec, work, ch, process_index=state.process_index, num_processes=state.num_processes,
+                      progress=update)
+        state.wait_for_everyone()
+        if state.is_main_process:
+            rows = collect(spec, work)
+            table = summarise(rows)
+            report = {"suite": spec, "model": model or "moft-tiny", "channels_digest": ch.digest(),
+                      "table": table, "rows": rows}
+            atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+            atomic_write_text(out.with_suffix(".md"), f"## {spec['name']}\n\n" + markdown_table(table))
+            report_figure(table, out.with_suffix(".png"), title=spec["name"])
+            typer.echo(markdown_table(table))
+
+
 def _quiet():
     """Silence library chatter (loading bars, optional-dependency warnings) on the user's terminal."""
     import os

@@ -96,3 +96,26 @@ def pca_direction_figure(vectors: dict[str, torch.Tensor | np.ndarray], path: st
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def report_figure(table: list[dict], path: str | Path, title: str = "") -> Path:
+    """Bar charts of direction success and Motion Fidelity per setting of an evaluation report."""
+    import io
+
+    from .video import atomic_write_bytes
+
+    plt = _plt()
+    names = [t["setting"] for t in table]
+    fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.1 * len(names) + 2), 3.6))
+    for ax, key, label in ((axes[0], "direction_success", "direction success"),
+                           (axes[1], "motion_fidelity", "Motion Fidelity")):
+        vals = [t[key] if t[key] is not None else 0.0 for t in table]
+        ax.bar(range(len(names)), vals, color="tab:blue")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(label)
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return atomic_write_bytes(Path(path), buf.getvalue())

@@ -1,0 +1,280 @@
+"""Evaluation suites: run prompts x seeds x motion requests x settings, score them, write a report.
+
+Example:
+    >>> from moft.evaluate import load_suite, run_suite
+    >>> suite = load_suite("benchmarks/smoke.json")                        # doctest: +SKIP
+    >>> report = run_suite(pipe, suite, work_dir="runs/smoke")            # resumable
+    >>> report["table"][0]["direction_success"]
+
+Workflow per item (the paper's T2V protocol, §5.1): generate the unguided *source* video of
+(prompt, seed); find the prompt's object in it (colour tracker) and put a box region around it
+(or take the whole frame for a camera pan); ask for a motion (a direction, or a reference video's
+motion); generate the guided video from the same noise; track the object and score it against the
+request. The unguided source scored against the same request is the baseline row.
+
+Suite file (JSON)::
+
+    {"name": "smoke", "steps": 25, "guidance_scale": 4.0,
+     "prompts": ["a red disk standing still"], "seeds": [0, 1],
+     "requests": [{"name": "left", "region": "object", "direction": "left", "speed": 0.05},
+                  {"name": "pan right (ref)", "region": "all", "reference": {"direction": "right"}}],
+     "settings": [{"name": "MOFT"}, {"name": "+CR", "features": "cr"}, {"name": "no K/V", "shared_kv": false}]}
+
+Setting keys: ``features`` (``moft`` | ``cr`` | ``vanilla``; vanilla needs a reference),
+``fraction`` (motion-channel share), and any ``GuidanceConfig`` field (``steps`` as [start, end]).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .metrics import direction_success, motion_fidelity, psnr, ssim, track_centroid, track_points, trajectory_error
+from .sampler import GuidanceConfig, sample
+from .synthetic import COLORS, DIRECTIONS, make_clip
+from .targets import Target, reference_target, synthesize_target
+from .trajectory import parse_trajectory
+
+SETTING_KEYS = {"name", "features", "fraction", "gain"} | set(GuidanceConfig.__dataclass_fields__)
+REQUEST_KEYS = {"name", "region", "direction", "speed", "reference"}
+
+
+class SuiteError(ValueError):
+    """A malformed suite file (one-line message naming the field)."""
+
+
+def load_suite(path: str | Path) -> dict:
+    """Read and check a suite file."""
+    path = Path(path)
+    try:
+        suite = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SuiteError(f"{path}: no such suite file") from None
+    except json.JSONDecodeError as exc:
+        raise SuiteError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+    for key in ("prompts", "seeds", "requests", "settings"):
+        if not isinstance(suite.get(key), list) or not suite[key]:
+            raise SuiteError(f"{path}: {key}: a non-empty list is required")
+    for i, r in enumerate(suite["requests"]):
+        if set(r) - REQUEST_KEYS:
+            raise SuiteError(f"{path}: requests[{i}]: unknown key {sorted(set(r) - REQUEST_KEYS)[0]!r}")
+        if r.get("region") not in ("object", "all"):
+            raise SuiteError(f"{path}: requests[{i}].region: 'object' or 'all'")
+        direction = r.get("direction") or (r.get("reference") or {}).get("direction")
+        if direction not in DIRECTIONS:
+            raise SuiteError(f"{path}: requests[{i}]: direction must be one of {', '.join(DIRECTIONS)}")
+    for i, s in enumerate(suite["settings"]):
+        if set(s) - SETTING_KEYS:
+            raise SuiteError(f"{path}: settings[{i}]: unknown key {sorted(set(s) - SETTING_KEYS)[0]!r}")
+        if s.get("features", "moft") not in ("moft", "cr", "vanilla"):
+            raise SuiteError(f"{path}: settings[{i}].features: moft, cr or vanilla")
+    for i, p in enumerate(suite["prompts"]):
+        if _prompt_color(p) is None:
+            raise SuiteError(f"{path}: prompts[{i}]: must name one of the colours {', '.join(COLORS)}")
+    suite.setdefault("name", path.stem)
+    return suite
+
+
+def _prompt_color(prompt: str) -> str | None:
+    return next((w for w in prompt.lower().replace(",", " ").split() if w in COLORS), None)
+
+
+def items(suite: dict) -> list[dict]:
+    """Every (prompt, seed, request, setting) in a fixed order, each with a stable id."""
+    out = []
+    for p in suite["prompts"]:
+        for s in suite["seeds"]:
+            for r in suite["requests"]:
+                for st in [{"name": "unguided", "unguided": True}] + suite["settings"]:
+                    item = {"prompt": p, "seed": s, "request": r, "setting": st}
+                    item["id"] = hashlib.sha1(json.dumps(item, sort_keys=True).encode()).hexdigest()[:16]
+                    out.append(item)
+    return out
+
+
+def _object_box(frames: np.ndarray, color: str, pad: float = 1.5) -> tuple[np.ndarray, list[float]] | None:
+    """Centroid (x, y) px and a square box [x0, y0, x1, y1] (fractions) around the object in frame 0."""
+    rgb = np.asarray(COLORS[color])
+    dist = np.linalg.norm(frames[0] - rgb, axis=-1)  # (H, W)
+    mask = dist < 0.25
+    if mask.sum() < 3:
+        return None
+    ys, xs = np.nonzero(mask)
+    h, w = mask.shape
+    c = np.array([xs.mean(), ys.mean()])
+    r = max(np.sqrt(mask.sum() / np.pi), 2.0) * pad
+    box = [max(0.0, (c[0] - r + 0.5) / w), max(0.0, (c[1] - r + 0.5) / h),
+           min(1.0, (c[0] + r + 0.5) / w), min(1.0, (c[1] + r + 0.5) / h)]
+    return c, box
+
+
+def _settings(setting: dict) -> tuple[GuidanceConfig, dict]:
+    g_kwargs = {k: v for k, v in setting.items() if k in GuidanceConfig.__dataclass_fields__}
+    if "steps" in g_kwargs:
+        g_kwargs["steps"] = tuple(g_kwargs["steps"])
+    return GuidanceConfig(**g_kwargs), {k: setting.get(k) for k in ("features", "fraction", "gain")}
+
+
+def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
+    """Generate and score one item; ``cache`` keeps source videos per (prompt, seed)."""
+    steps, cfg = suite.get("steps", 25), suite.get("guidance_scale", 7.5)
+    prompt, seed, req, setting = item["prompt"], item["seed"], item["request"], item["setting"]
+    key = (prompt, seed)
+    if key not in cache:
+        cache[key] = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg)
+    src = cache[key]
+    f, h, w = src.frames.shape[:3]
+    color = _prompt_color(prompt)
+    found = _object_box(src.frames, color)
+    row = {"id": item["id"], "prompt": prompt, "seed": seed, "request": req["name"], "setting": setting["name"]}
+    if found is None:
+        return dict(row, status="no object in source")
+    start, box = found
+    direction = np.asarray(DIRECTIONS[req.get("direction") or req["reference"]["direction"]])
+    speed = float(req.get("speed", 0.05))
+    region = {"mask": "all" if req["region"] == "all" else {"box": box}}
+    requested = start + np.arange(f)[:, None] * speed * np.array([w, h]) * direction  # (F, 2) px
+    if setting.get("unguided"):
+        frames, seconds = src.frames, 0.0
+    else:
+        g, extra = _settings(setting)
+        traj = parse_trajectory({"version": 1, "frames": f, "regions": [
+            dict(region, direction=list(direction), speed=speed)]})
+        lat = (src.latents.shape[-2], src.latents.shape[-1])
+        features = extra["features"] or "moft"
+        if "reference" in req:
+            ref = make_clip(np.random.default_rng(seed + 7), kind="pan", n_frames=f, size=h,
+                            direction=req["reference"]["direction"], speed=speed * 32)
+            chosen = None if features != "moft" else _channel_subset(channels, extra["fraction"])
+            masks = torch.from_numpy(traj.masks(*lat))
+            target = reference_target(pipe, (ref.frames * 255).round().astype(np.uint8), channels=None, masks=masks,
+                                      num_steps=steps, content_removal=features != "vanilla")
+            if chosen is not None:
+                target = _restrict(target, chosen)
+        else:
+            if features == "vanilla":
+                return dict(row, status="vanilla features need a reference video")
+            gain = extra["gain"] or 1.0
+            if features == "cr":
+                target = _all_channel_target(traj, channels, lat, gain)
+            elif extra["fraction"] is not None:
+                target = _restrict(_all_channel_target(traj, channels, lat, gain),
+                                   _channel_subset(channels, extra["fraction"]))
+            else:
+                target = synthesize_target(traj, channels, latent_size=lat, gain=gain)
+        out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, latents=src.initial_latents,
+                     target=target, guidance=g)
+        frames, seconds = out.frames, out.seconds
+        row["final_loss"] = out.losses[-1]["loss"] if out.losses else None
+    path = track_centroid(frames, color=COLORS[color])
+    req_mask = np.asarray(parse_trajectory({"version": 1, "frames": f, "regions": [dict(
+        region, direction="left")]}).masks(h, w)[0])
+    tracks = track_points(frames, mask=req_mask)
+    ref_tracks = requested[None] + (tracks[:, :1] - start) if len(tracks) else requested[None]
+    outside = ~_dilate(req_mask, 2)
+    row.update({
+        "status": "ok",
+        "direction_success": bool(direction_success(path, requested)),
+        "trajectory_error": float(trajectory_error(path, requested, height=h, width=w)),
+        "motion_fidelity": float(motion_fidelity(tracks, ref_tracks)) if len(tracks) else float("nan"),
+        "psnr_outside": float(psnr(frames, src.frames, outside)) if outside.any() else float("nan"),
+        "ssim_outside": float(ssim(frames, src.frames, outside)) if outside.any() else float("nan"),
+        "seconds": seconds,
+    })
+    return row
+
+
+def _dilate(mask: np.ndarray, px: int) -> np.ndarray:
+    import cv2
+
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * px + 1, 2 * px + 1), np.uint8)) > 0
+
+
+def _channel_subset(channels, fraction: float | None) -> torch.Tensor:
+    return channels.indices if fraction is None else channels.top(fraction)
+
+
+def _all_channel_target(traj, channels, lat, gain) -> Target:
+    """A synthesized target over every channel (the "+CR" row: CR without the channel filter)."""
+    from copy import copy
+
+    everything = copy(channels)
+    c = channels.num_channels
+    everything.horizontal = torch.arange(c)
+    everything.vertical = torch.arange(c)
+    return synthesize_target(traj, everything, latent_size=lat, gain=gain)
+
+
+def _restrict(target: Target, chosen: torch.Tensor) -> Target:
+    """Keep the target's entries for ``chosen`` channels (targets built over all channels)."""
+    all_idx = target.channels if target.channels is not None else torch.arange(target.curves.shape[-1])
+    pos = torch.tensor([int((all_idx == c).nonzero()[0]) for c in chosen.tolist()])
+    maps = target.maps[:, :, pos] if target.maps is not None else None
+    return Target(target.curves[..., pos], target.masks, chosen, target.content_removal, maps, target.meta)
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean metrics per (request kind, setting), in first-seen order."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["setting"], []).append(r)
+    table = []
+    for name, rs in groups.items():
+        ok = [r for r in rs if r.get("status") == "ok"]
+        entry = {"setting": name, "items": len(rs), "scored": len(ok)}
+        for k in ("motion_fidelity", "direction_success", "trajectory_error", "psnr_outside", "ssim_outside",
+                  "seconds"):
+            vals = np.asarray([float(r[k]) for r in ok], dtype=np.float64)
+            vals = vals[np.isfinite(vals)]
+            entry[k] = float(vals.mean()) if len(vals) else None
+        table.append(entry)
+    return table
+
+
+def markdown_table(table: list[dict]) -> str:
+    head = ("| setting | scored | Motion Fidelity ↑ | direction success ↑ | trajectory error ↓ | PSNR outside ↑ "
+            "| SSIM outside ↑ | s / video |\n|---|---|---|---|---|---|---|---|\n")
+
+    def fmt(v, p=3):
+        return "–" if v is None else f"{v:.{p}f}"
+
+    return head + "".join(
+        f"| {t['setting']} | {t['scored']}/{t['items']} | {fmt(t['motion_fidelity'] and 100 * t['motion_fidelity'], 1)} "
+        f"| {fmt(t['direction_success'], 2)} | {fmt(t['trajectory_error'])} | {fmt(t['psnr_outside'], 1)} "
+        f"| {fmt(t['ssim_outside'])} | {fmt(t['seconds'], 1)} |\n" for t in table)
+
+
+def run_suite(pipe, suite: dict, work_dir: str | Path, channels, *, process_index: int = 0, num_processes: int = 1,
+              progress=None) -> list[dict]:
+    """Run this process's share of the items (``items[process_index::num_processes]``), skipping
+    items already finished in ``work_dir``; returns this share's rows."""
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    todo = items(suite)[process_index::num_processes]
+    cache: dict = {}
+    rows = []
+    for n, item in enumerate(todo):
+        done = work / f"{item['id']}.json"
+        if done.exists():
+            rows.append(json.loads(done.read_text()))
+        else:
+            torch.manual_seed(0)
+            row = run_item(pipe, suite, item, channels, cache)
+            from .video import atomic_write_text
+
+            atomic_write_text(done, json.dumps(row))
+            rows.append(row)
+        if progress is not None:
+            progress(n + 1, len(todo))
+    return rows
+
+
+def collect(suite: dict, work_dir: str | Path) -> list[dict]:
+    """All finished rows of a suite, in item order (identical however the work was sharded)."""
+    work = Path(work_dir)
+    return [json.loads((work / f"{it['id']}.json").read_text()) for it in items(suite)
+            if (work / f"{it['id']}.json").exists()]
