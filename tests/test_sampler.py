@@ -74,7 +74,7 @@ def test_gradient_is_zero_outside_the_mask(animatediff, tiny_channels):
     animatediff.scheduler.set_timesteps(STEPS)
     t = animatediff.scheduler.timesteps[0]
     mask = gradient_mask(target, init.shape, "all")
-    z = _guide(net, init.clone(), t, 0, target, g, 6.0, mask, cond, None, {"forwards": 0, "backwards": 0}, [])
+    z = _guide(net, init.clone(), t, 0, target, g, 6.0, mask, cond, None, None, {"forwards": 0, "backwards": 0}, [])
     delta = (z - init).abs()  # (1, F, C, h, w)
     outside = ~target.masks.any(0)
     assert delta[..., outside].max() == 0
@@ -171,3 +171,12 @@ def test_bad_guidance_settings_are_rejected():
         GuidanceConfig(grad_mask="some")
     with pytest.raises(ValueError, match="loss"):
         GuidanceConfig(loss="l1")
+
+
+def test_official_style_cfg_loss_batch_gives_the_same_update(animatediff, tiny_channels):
+    outs = []
+    for batch in ("cond", "cfg"):
+        g = GuidanceConfig(steps=(1, 2), iterations=1, shared_kv=False, loss_batch=batch, early_exit=batch == "cond")
+        outs.append(sample(animatediff, "a red disk", steps=3, seed=5, target=_target(tiny_channels), guidance=g))
+    np.testing.assert_allclose(outs[0].frames, outs[1].frames, atol=1e-5)
+    assert outs[1].counts["forwards"] == outs[0].counts["forwards"] + 1

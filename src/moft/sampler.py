@@ -53,6 +53,8 @@ class GuidanceConfig:
         checkpointing: enable the denoiser's gradient checkpointing during guidance.
         autocast: ``None``, ``"bfloat16"`` or ``"float16"`` for the loss forward.
         site: capture site (default: the architecture's ``up_blocks.1``).
+        loss_batch: ``"cond"`` (the loss forward runs on the conditional prompt only) or ``"cfg"``
+            (on the whole CFG batch, as the official code does; for benchmarks).
     """
 
     steps: tuple[int, int] = (3, 12)
@@ -66,8 +68,11 @@ class GuidanceConfig:
     checkpointing: bool = False
     autocast: str | None = None
     site: str | None = None
+    loss_batch: str = "cond"
 
     def __post_init__(self):
+        if self.loss_batch not in ("cond", "cfg"):
+            raise ValueError(f"loss_batch must be 'cond' or 'cfg', got {self.loss_batch!r}")
         if self.loss not in ("region_mse", "per_position"):
             raise ValueError(f"loss must be 'region_mse' or 'per_position', got {self.loss!r}")
         if not (self.grad_mask in ("all", "off") or (self.grad_mask.startswith("first:")
@@ -236,7 +241,7 @@ def sample(
                     kv.mode = "off"
                 z_src = sched.step(out_src, t, z_src).prev_sample
             if i in guided:
-                z = _guide(net, z, t, i, target, g, weight, gmask, cond, kv, counts, result.losses)
+                z = _guide(net, z, t, i, target, g, weight, gmask, cond, uncond, kv, counts, result.losses)
             with torch.no_grad():
                 if i == capture_at:
                     with capture(net, capture_site, detach=True, select="cond" if uncond is not None else None) as cap:
@@ -256,7 +261,7 @@ def sample(
     return result
 
 
-def _guide(net, z, t, i, target, g: GuidanceConfig, weight, gmask, cond, kv, counts, log) -> torch.Tensor:
+def _guide(net, z, t, i, target, g: GuidanceConfig, weight, gmask, cond, uncond, kv, counts, log) -> torch.Tensor:
     """``g.iterations`` gradient steps on the latents at denoising step ``i``."""
     site = g.site
     channels = target.channels
@@ -266,10 +271,14 @@ def _guide(net, z, t, i, target, g: GuidanceConfig, weight, gmask, cond, kv, cou
         if kv is not None:
             kv.mode = "share"
         amp = torch.autocast(z.device.type, dtype=dtype) if dtype is not None else nullcontext()
+        full = g.loss_batch == "cfg" and uncond is not None
         with torch.enable_grad():
-            with amp, capture(net, site, detach=False, stop=g.early_exit) as cap:
-                call_denoiser(net, z, t, cond)
-            counts["forwards"] += 1
+            with amp, capture(net, site, detach=False, stop=g.early_exit, select="cond" if full else None) as cap:
+                if full:
+                    call_denoiser(net, torch.cat([z, z]), t, {k: torch.cat([uncond[k], cond[k]]) for k in cond})
+                else:
+                    call_denoiser(net, z, t, cond)
+            counts["forwards"] += 2 if full else 1
             feat = moft(cap.output.float(), channels, target.size, content_removal=target.content_removal)
             loss, per_region = guidance_loss(feat, target, g.loss)
             (grad,) = torch.autograd.grad(weight * loss, z)

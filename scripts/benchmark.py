@@ -1,0 +1,206 @@
+"""Speed and memory of guided sampling and of feature capture, measured side by side in one run.
+
+Usage:
+    python scripts/benchmark.py --out docs/benchmark.json                 # shipped model + full-size configs
+    python scripts/benchmark.py --models moft-tiny --out /tmp/b.json      # shipped model only
+
+For each model, each case runs in its own subprocess (so peak RSS is that case's own) with the same
+seed, steps and prompt:
+    unguided          plain DDIM + CFG
+    guided (moft)     our loop: loss forward on the conditional half, early exit after the site
+    guided (official) the official code's way: loss forward on the full CFG batch, no early exit
+and reports wall time, peak RSS (``torch.cuda.max_memory_allocated`` on GPU), denoiser forward and
+backward counts, and the ratios. Capture overhead: the same forward timed plainly and under
+``moft.capture`` (detached), alternating, median of repeats.
+
+Full-size models (``animatediff``, ``zeroscope``) are the published configs under ``configs/`` with
+random weights, a one-layer text encoder of the right width and the tiny VAE, at small latents, so
+their ratios mean what they mean on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+CASES = {
+    "unguided": None,
+    "guided (moft)": {"loss_batch": "cond", "early_exit": True},
+    "guided (official)": {"loss_batch": "cfg", "early_exit": False},
+}
+FULL = {
+    # name: (frames, latent side, steps, guided steps)
+    "moft-tiny": (8, 16, 25, (3, 12)),
+    "animatediff": (16, 8, 10, (1, 5)),
+    "zeroscope": (16, 8, 10, (1, 5)),
+}
+
+
+def build(name: str):
+    """The pipeline to benchmark (``moft-tiny`` loads the shipped model)."""
+    from moft.models import build_tiny_animatediff, load_pipeline
+
+    if name == "moft-tiny":
+        return load_pipeline()
+    from accelerate import init_empty_weights  # noqa: F401  (keeps diffusers' fast init path importable)
+    from diffusers import MotionAdapter, TextToVideoSDPipeline, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    cfg = lambda f: json.loads((ROOT / "configs" / f).read_text())  # noqa: E731
+    tiny = build_tiny_animatediff()
+    if name == "animatediff":
+        unet = UNetMotionModel.from_unet2d(UNet2DConditionModel.from_config(cfg("animatediff-sd15-unet.json")),
+                                           MotionAdapter.from_config(cfg("animatediff-motion-adapter-v1-5-2.json")))
+    else:
+        unet = UNet3DConditionModel.from_config(cfg("zeroscope-v2-unet3d.json"))
+    width = unet.config.cross_attention_dim
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tiny.tokenizer), hidden_size=width, intermediate_size=256,
+                                        num_hidden_layers=1, num_attention_heads=8, max_position_embeddings=20,
+                                        bos_token_id=tiny.tokenizer.bos_token_id, eos_token_id=tiny.tokenizer.eos_token_id,
+                                        pad_token_id=tiny.tokenizer.pad_token_id))
+    unet.eval()
+    if name == "animatediff":
+        pipe = type(tiny)(vae=tiny.vae, text_encoder=text, tokenizer=tiny.tokenizer, unet=unet, motion_adapter=None,
+                          scheduler=tiny.scheduler)
+    else:
+        pipe = TextToVideoSDPipeline(vae=tiny.vae, text_encoder=text, tokenizer=tiny.tokenizer, unet=unet,
+                                     scheduler=tiny.scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def one_case(model: str, case: str) -> dict:
+    """Run one case in this process; print its JSON."""
+    from moft.channels import MotionChannels
+    from moft.latents import latent_channels
+    from moft.models import default_channels
+    from moft.sampler import GuidanceConfig, sample
+    from moft.targets import synthesize_target
+    from moft.trajectory import parse_trajectory
+
+    frames, side, steps, guided = FULL[model]
+    pipe = build(model)
+    scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    target = None
+    g = None
+    if CASES[case] is not None:
+        ch = default_channels() if model == "moft-tiny" else None
+        if ch is None:  # random full-size weights: any channels exercise the same work
+            c = 1280
+            ch = MotionChannels(torch.arange(51), torch.arange(51, 102), {"horizontal": torch.ones(c), "vertical": torch.ones(c)},
+                                torch.randn(c, 2, generator=torch.Generator().manual_seed(0)), torch.ones(c), {})
+        traj = parse_trajectory({"version": 1, "frames": frames, "regions": [
+            {"mask": {"box": [0.25, 0.25, 0.75, 0.75]}, "direction": "left", "speed": 0.05}]})
+        target = synthesize_target(traj, ch, latent_size=(side, side))
+        g = GuidanceConfig(steps=guided, **CASES[case])
+    torch.manual_seed(0)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    out = sample(pipe, "a red disk", steps=steps, seed=0, num_frames=frames, height=side * scale, width=side * scale,
+                 target=target, guidance=g, guidance_scale=7.5)
+    seconds = time.perf_counter() - t0
+    peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return {"model": model, "case": case, "seconds": seconds, "loop_seconds": out.seconds, "peak_bytes": peak,
+            "forwards": out.counts["forwards"], "backwards": out.counts["backwards"], "steps": steps,
+            "frames": frames, "latent": side, "guided_steps": list(guided), "latent_channels": latent_channels(pipe)}
+
+
+@torch.no_grad()
+def capture_overhead(model: str, repeats: int) -> dict:
+    """Median time of a plain forward vs the same forward under ``capture`` (alternating)."""
+    from moft.adapters import call_denoiser
+    from moft.capture import capture
+    from moft.latents import encode_prompt, latent_channels
+    from moft.models import denoiser
+
+    frames, side, _, _ = FULL[model]
+    pipe = build(model)
+    net = denoiser(pipe)
+    z = torch.randn(2, frames, latent_channels(pipe), side, side, generator=torch.Generator().manual_seed(0))
+    cond = {"encoder_hidden_states": encode_prompt(pipe, ["", "a red disk"])}
+    plain, hooked = [], []
+    call_denoiser(net, z, 500, cond)  # warm-up
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        call_denoiser(net, z, 500, cond)
+        plain.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        with capture(net, detach=True):
+            call_denoiser(net, z, 500, cond)
+        hooked.append(time.perf_counter() - t0)
+    p, h = statistics.median(plain), statistics.median(hooked)
+    return {"model": model, "plain_s": p, "capture_s": h, "overhead": h / p - 1, "repeats": repeats}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="moft-tiny,animatediff,zeroscope")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--one", nargs=2, metavar=("MODEL", "CASE"), help=argparse.SUPPRESS)
+    ap.add_argument("--overhead", metavar="MODEL", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    torch.set_num_threads(int(os.environ.get("MOFT_BENCH_THREADS", "2")))
+    if args.one:
+        print(json.dumps(one_case(*args.one)))
+        return
+    if args.overhead:
+        print(json.dumps(capture_overhead(args.overhead, args.repeats)))
+        return
+    rows, overheads = [], []
+    for model in args.models.split(","):
+        for case in CASES:
+            proc = subprocess.run([sys.executable, __file__, "--one", model, case], capture_output=True, text=True,
+                                  check=True)
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), flush=True)
+        proc = subprocess.run([sys.executable, __file__, "--overhead", model, "--repeats", str(args.repeats)],
+                              capture_output=True, text=True, check=True)
+        overheads.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(json.dumps(overheads[-1]), flush=True)
+    for r in rows:
+        base = next(b for b in rows if b["model"] == r["model"] and b["case"] == "unguided")
+        r["time_vs_unguided"] = r["seconds"] / base["seconds"]
+        r["rss_vs_unguided"] = r["peak_bytes"] / base["peak_bytes"]
+        off = next((b for b in rows if b["model"] == r["model"] and b["case"] == "guided (official)"), None)
+        if off is not None and r["case"] == "guided (moft)":
+            r["time_vs_official"] = r["seconds"] / off["seconds"]
+            r["rss_vs_official"] = r["peak_bytes"] / off["peak_bytes"]
+    report = {"rows": rows, "capture_overhead": overheads, "device": "cuda" if torch.cuda.is_available() else "cpu",
+              "threads": torch.get_num_threads(), "torch": torch.__version__}
+    print(markdown(report))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        args.out.with_suffix(".md").write_text(markdown(report))
+
+
+def markdown(report: dict) -> str:
+    lines = ["| model | case | time (s) | × unguided | × official | peak RSS (GiB) | forwards | backwards |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['model']} ({r['frames']}f, {r['latent']}² latents, {r['steps']} steps) | {r['case']} "
+                     f"| {r['seconds']:.1f} | {r['time_vs_unguided']:.2f} | {r.get('time_vs_official', float('nan')):.2f} "
+                     f"| {r['peak_bytes'] / 2**30:.2f} | {r['forwards']} | {r['backwards']} |")
+    lines += ["", "| model | plain forward (s) | under capture (s) | overhead |", "|---|---|---|---|"]
+    for o in report["capture_overhead"]:
+        lines.append(f"| {o['model']} | {o['plain_s']:.4f} | {o['capture_s']:.4f} | {100 * o['overhead']:+.1f}% |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Targets: synthesized curves follow the fitted response; reference targets; save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from moft.targets import Target, TargetError, reference_target, synthesize_target
+from moft.trajectory import TrajectoryError, parse_trajectory
+
+from conftest import FRAMES
+
+
+def _traj(motion: dict, mask=None):
+    region = {"mask": mask or {"box": [0.25, 0.25, 0.75, 0.75]}, **motion}
+    return parse_trajectory({"version": 1, "frames": FRAMES, "regions": [region]})
+
+
+def test_synthesized_curve_is_response_times_centred_displacement(tiny_channels):
+    traj = _traj({"direction": "right", "speed": 0.05})
+    t = synthesize_target(traj, tiny_channels, latent_size=(16, 16))
+    idx = tiny_channels.indices
+    disp = torch.from_numpy(np.asarray(traj.regions[0].path, dtype=np.float32))
+    disp = disp - disp.mean(0)
+    expected = disp @ tiny_channels.response[idx].T
+    assert torch.allclose(t.curves[0], expected, atol=1e-6)
+    assert torch.allclose(t.curves.mean(1), torch.zeros_like(t.curves.mean(1)), atol=1e-6)  # CR-consistent
+
+
+def test_opposite_directions_give_opposite_curves(tiny_channels):
+    right = synthesize_target(_traj({"direction": "right"}), tiny_channels, latent_size=(16, 16))
+    left = synthesize_target(_traj({"direction": "left"}), tiny_channels, latent_size=(16, 16))
+    assert torch.allclose(right.curves, -left.curves, atol=1e-6)
+
+
+def test_reversal_gives_a_piecewise_linear_curve(tiny_channels):
+    traj = _traj({"segments": [{"frames": [0, 3], "direction": "right"}, {"frames": [4, 7], "direction": "left"}]})
+    c = synthesize_target(traj, tiny_channels, latent_size=(16, 16)).curves[0]  # (F, d)
+    slopes = torch.diff(c, dim=0)
+    assert torch.allclose(slopes[:3], slopes[0].expand(3, -1), atol=1e-6)
+    assert torch.allclose(slopes[4:], -slopes[0].expand(3, -1), atol=1e-6)
+
+
+def test_gain_scales_curves(tiny_channels):
+    a = synthesize_target(_traj({"direction": "up"}), tiny_channels, latent_size=(16, 16))
+    b = synthesize_target(_traj({"direction": "up"}), tiny_channels, latent_size=(16, 16), gain=2.0)
+    assert torch.allclose(b.curves, 2 * a.curves)
+
+
+def test_frame_count_mismatch_is_a_trajectory_error(tiny_channels):
+    with pytest.raises(TrajectoryError, match="frames"):
+        synthesize_target(_traj({"direction": "up"}), tiny_channels, latent_size=(16, 16), num_frames=16)
+
+
+def test_masks_are_on_the_working_grid(tiny_channels):
+    t = synthesize_target(_traj({"direction": "up"}), tiny_channels, latent_size=(16, 16))
+    assert t.masks.shape == (1, 16, 16) and t.masks.dtype == torch.bool
+    assert int(t.masks.sum()) == 64  # the box covers half of each side
+
+
+def test_save_load_round_trip(tmp_path, tiny_channels):
+    t = synthesize_target(_traj({"direction": "left"}), tiny_channels, latent_size=(16, 16))
+    t.save(tmp_path / "t.safetensors")
+    u = Target.load(tmp_path / "t.safetensors")
+    assert torch.equal(t.curves, u.curves) and torch.equal(t.masks, u.masks) and torch.equal(t.channels, u.channels)
+    assert u.meta["source"] == "trajectory" and u.content_removal
+
+
+def test_load_rejects_missing_and_foreign_files(tmp_path):
+    with pytest.raises(TargetError, match="no such target file"):
+        Target.load(tmp_path / "none.safetensors")
+    (tmp_path / "x.safetensors").write_bytes(b"garbage")
+    with pytest.raises(TargetError, match="not a moft target file"):
+        Target.load(tmp_path / "x.safetensors")
+
+
+def test_reference_target_of_a_pan(animatediff, tiny_channels):
+    from moft.synthetic import make_clip
+
+    clip = make_clip(np.random.default_rng(0), kind="pan", direction="left")
+    frames = (clip.frames * 255).round().astype(np.uint8)
+    t = reference_target(animatediff, frames, channels=tiny_channels, num_steps=5, timestep=200)
+    d = len(tiny_channels.indices)
+    assert t.curves.shape == (1, FRAMES, d) and t.maps.shape == (1, FRAMES, d, 16, 16)
+    assert torch.allclose(t.curves.mean(1), torch.zeros(1, d), atol=1e-5)
+    assert t.meta["source"] == "reference"
+
+
+def test_reference_target_vanilla_keeps_all_channels_and_the_frame_mean(animatediff):
+    from moft.synthetic import make_clip
+
+    frames = (make_clip(np.random.default_rng(1), kind="pan").frames * 255).astype(np.uint8)
+    t = reference_target(animatediff, frames, channels=None, num_steps=5, content_removal=False)
+    assert t.channels is None and t.curves.shape[-1] == 64 and not t.content_removal
+    assert t.curves.mean(1).abs().max() > 1e-4
