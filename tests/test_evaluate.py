@@ -53,8 +53,8 @@ def test_two_shards_give_the_same_rows_as_one(tmp_path, animatediff, tiny_channe
     import moft.evaluate as ev
 
     # a random model draws no red disk; place one by hand so every item is scored
-    real = ev._object_box
-    monkeypatch.setattr(ev, "_object_box", lambda frames, color, pad=1.5: real(frames, color) or (
+    real = ev.object_box
+    monkeypatch.setattr(ev, "object_box", lambda frames, color, pad=1.5: real(frames, color) or (
         np.array([16.0, 16.0]), [0.35, 0.35, 0.65, 0.65]))
     suite = load_suite(_write(tmp_path, SUITE))
     run_suite(animatediff, suite, tmp_path / "one", tiny_channels)

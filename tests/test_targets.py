@@ -23,20 +23,33 @@ def test_synthesized_curve_is_response_times_centred_displacement(tiny_channels)
     idx = tiny_channels.indices
     disp = torch.from_numpy(np.asarray(traj.regions[0].path, dtype=np.float32))
     disp = disp - disp.mean(0)
-    expected = disp @ tiny_channels.response[idx].T
+    expected = tiny_channels.baseline[:, idx] + disp @ tiny_channels.response[idx].T
     assert torch.allclose(t.curves[0], expected, atol=1e-6)
     assert torch.allclose(t.curves.mean(1), torch.zeros_like(t.curves.mean(1)), atol=1e-6)  # CR-consistent
 
 
-def test_opposite_directions_give_opposite_curves(tiny_channels):
+def test_opposite_directions_are_symmetric_about_the_baseline(tiny_channels):
     right = synthesize_target(_traj({"direction": "right"}), tiny_channels, latent_size=(16, 16))
     left = synthesize_target(_traj({"direction": "left"}), tiny_channels, latent_size=(16, 16))
-    assert torch.allclose(right.curves, -left.curves, atol=1e-6)
+    base = tiny_channels.baseline[:, tiny_channels.indices]
+    assert torch.allclose(right.curves - base, -(left.curves - base), atol=1e-6)
+
+
+def test_baseline_is_resampled_to_other_frame_counts(tiny_channels):
+    from moft.targets import baseline_curve
+
+    b = baseline_curve(tiny_channels, 16)
+    assert b.shape == (16, tiny_channels.num_channels)
+    assert torch.allclose(b.mean(0), torch.zeros(tiny_channels.num_channels), atol=1e-6)
+    base = tiny_channels.baseline
+    assert torch.allclose(b[0] - b[-1], base[0] - base[-1], atol=1e-5)  # endpoints kept, up to the mean shift
+    assert torch.equal(baseline_curve(tiny_channels, base.shape[0]), base.float())
 
 
 def test_reversal_gives_a_piecewise_linear_curve(tiny_channels):
     traj = _traj({"segments": [{"frames": [0, 3], "direction": "right"}, {"frames": [4, 7], "direction": "left"}]})
     c = synthesize_target(traj, tiny_channels, latent_size=(16, 16)).curves[0]  # (F, d)
+    c = c - tiny_channels.baseline[:, tiny_channels.indices]
     slopes = torch.diff(c, dim=0)
     assert torch.allclose(slopes[:3], slopes[0].expand(3, -1), atol=1e-6)
     assert torch.allclose(slopes[4:], -slopes[0].expand(3, -1), atol=1e-6)
@@ -45,7 +58,8 @@ def test_reversal_gives_a_piecewise_linear_curve(tiny_channels):
 def test_gain_scales_curves(tiny_channels):
     a = synthesize_target(_traj({"direction": "up"}), tiny_channels, latent_size=(16, 16))
     b = synthesize_target(_traj({"direction": "up"}), tiny_channels, latent_size=(16, 16), gain=2.0)
-    assert torch.allclose(b.curves, 2 * a.curves)
+    base = tiny_channels.baseline[:, tiny_channels.indices]
+    assert torch.allclose(b.curves - base, 2 * (a.curves - base), atol=1e-6)
 
 
 def test_frame_count_mismatch_is_a_trajectory_error(tiny_channels):

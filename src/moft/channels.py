@@ -12,9 +12,10 @@ Procedure (official notebook, generalised): render whole-frame pans of still sce
 the horizontal channels, up/down for the vertical ones), take the denoiser's features by DDIM
 inversion (or by noising to a timestep), remove content correlation, take the centre crop of frame
 0 as samples, run PCA, rank channels by the absolute loading of the first component and keep the
-top ``fraction``. The same data also give each channel's *response*: a least-squares fit of the
-region-mean MOFT over frames against the content's displacement from its mean position. Target
-synthesis uses that fit to turn a requested trajectory into channel curves (see ``targets.py``).
+top ``fraction``. The same data also give each channel's *baseline* (its mean curve over frames
+across all pans: what every video shares, e.g. frame-position effects) and *response* (a
+least-squares fit of the rest against the content's displacement from its mean position). Target
+synthesis uses both to turn a requested trajectory into channel curves (see ``targets.py``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ class MotionChannels:
         loadings: ``{"horizontal": (C,), "vertical": (C,)}`` PC1 loadings.
         response: ``(C, 2)`` MOFT value per unit of content displacement (x, y), in fractions of
             the frame, fitted over all pan videos.
-        response_r2: ``(C,)`` R^2 of that linear fit per channel.
+        response_r2: ``(C,)`` R^2 of that linear fit per channel (after the baseline).
+        baseline: ``(F, C)`` the direction-independent part of the region-mean MOFT over frames
+            (mean over all fitting pans, which come in opposite pairs).
         meta: model, site, timestep, fraction, explained variance, source videos.
     """
 
@@ -57,6 +60,7 @@ class MotionChannels:
     loadings: dict[str, torch.Tensor]
     response: torch.Tensor
     response_r2: torch.Tensor
+    baseline: torch.Tensor | None = None
     meta: dict = field(default_factory=dict)
 
     @property
@@ -89,7 +93,8 @@ class MotionChannels:
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"horizontal": self.horizontal, "vertical": self.vertical,
                 "loadings_horizontal": self.loadings["horizontal"], "loadings_vertical": self.loadings["vertical"],
-                "response": self.response, "response_r2": self.response_r2}
+                "response": self.response, "response_r2": self.response_r2,
+                **({"baseline": self.baseline} if self.baseline is not None else {})}
 
     def digest(self) -> str:
         """SHA-256 of the tensors (recorded in run reports)."""
@@ -126,7 +131,7 @@ class MotionChannels:
                 t = {k: fh.get_tensor(k) for k in fh.keys()}
             ch = cls(t["horizontal"].long(), t["vertical"].long(),
                      {"horizontal": t["loadings_horizontal"], "vertical": t["loadings_vertical"]},
-                     t["response"].float(), t["response_r2"].float(), meta)
+                     t["response"].float(), t["response_r2"].float(), t.get("baseline"), meta)
         except Exception as exc:  # safetensors raises several types for a bad file
             raise ChannelsError(f"{path}: not a moft channel file ({type(exc).__name__})") from exc
         if ch.response.ndim != 2 or ch.response.shape[1] != 2:
@@ -277,7 +282,8 @@ def fit_channels(
         ranked[axis] = loadings[axis].abs().argsort(descending=True)[:k]
         explained[axis] = [float(v) for v in pca.explained_variance_ratio_]
 
-    y = torch.cat(curves)  # (N*F, C)
+    baseline = torch.stack(curves).mean(0)  # (F, C): opposite pans cancel their motion part
+    y = torch.cat([c - baseline for c in curves])  # (N*F, C)
     xd = torch.cat(targets)  # (N*F, 2)
     sol = torch.linalg.lstsq(xd, y).solution  # (2, C)
     pred = xd @ sol
@@ -290,9 +296,10 @@ def fit_channels(
         "source_videos": [f"{'image' if images else 'synthetic'} scene {s} pan {tuple(d.tolist())}"
                           for s, (_, d, _) in zip([i // 2 % scenes for i in range(len(videos))], videos)],
         "response_units": "MOFT value per fraction-of-frame displacement from the mean position",
+        "baseline": "mean region-mean MOFT over frames of all fitting pans (direction-independent part)",
         "seed": seed,
     }
-    return MotionChannels(ranked["horizontal"], ranked["vertical"], loadings, sol.T.contiguous(), r2, meta)
+    return MotionChannels(ranked["horizontal"], ranked["vertical"], loadings, sol.T.contiguous(), r2, baseline, meta)
 
 
 def default_video_size(pipe) -> tuple[int, int, int]:

@@ -96,7 +96,7 @@ def items(suite: dict) -> list[dict]:
     return out
 
 
-def _object_box(frames: np.ndarray, color: str, pad: float = 1.5) -> tuple[np.ndarray, list[float]] | None:
+def object_box(frames: np.ndarray, color: str, pad: float = 1.5) -> tuple[np.ndarray, list[float]] | None:
     """Centroid (x, y) px and a square box [x0, y0, x1, y1] (fractions) around the object in frame 0."""
     rgb = np.asarray(COLORS[color])
     dist = np.linalg.norm(frames[0] - rgb, axis=-1)  # (H, W)
@@ -129,7 +129,7 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
     src = cache[key]
     f, h, w = src.frames.shape[:3]
     color = _prompt_color(prompt)
-    found = _object_box(src.frames, color)
+    found = object_box(src.frames, color)
     row = {"id": item["id"], "prompt": prompt, "seed": seed, "request": req["name"], "setting": setting["name"]}
     if found is None:
         return dict(row, status="no object in source")

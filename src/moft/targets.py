@@ -9,8 +9,9 @@ Example:
 
 Synthesis generalises the paper's piecewise-linear min/max curves (official ``get_curve``) to 2-D
 motion: each motion channel's region-mean value is modelled as a linear function of the content's
-displacement from its mean position, ``M_c(f) = a_c * (x_f - mean x) + b_c * (y_f - mean y)``, with
-``(a_c, b_c)`` fitted on the channel-fitting pans (``MotionChannels.response``). A constant motion
+displacement from its mean position plus a direction-independent baseline,
+``M_c(f) = m_c(f) + a_c * (x_f - mean x) + b_c * (y_f - mean y)``, with ``m_c`` and ``(a_c, b_c)``
+fitted on the channel-fitting pans (``MotionChannels.baseline`` and ``.response``). A constant motion
 gives the paper's linear ramp; a reversal gives its piecewise-linear curve.
 """
 
@@ -111,14 +112,29 @@ def synthesize_target(trajectory, channels: MotionChannels, *, latent_size: tupl
         raise TrajectoryError(f"frames: trajectory has {trajectory.frames} frames, the run makes {num_frames}")
     idx = channels.indices
     response = channels.response[idx]  # (d, 2)
+    base = baseline_curve(channels, trajectory.frames)[:, idx]  # (F, d)
     curves = []
     for region in trajectory.regions:
         p = torch.from_numpy(np.asarray(region.path, dtype=np.float32))  # (F, 2)
-        curves.append(gain * (p - p.mean(0)) @ response.T)  # (F, d)
+        curves.append(base + gain * (p - p.mean(0)) @ response.T)  # (F, d)
     masks = torch.from_numpy(trajectory.masks(*latent_size))  # (R, h, w)
     return Target(torch.stack(curves), masks, idx, True, None,
                   {"source": "trajectory", "trajectory": trajectory.to_dict(), "gain": gain,
                    "channels_site": channels.meta.get("site"), "channels_digest": channels.digest()})
+
+
+def baseline_curve(channels: MotionChannels, num_frames: int) -> torch.Tensor:
+    """The channels' direction-independent curve ``(F, C)``, resampled to ``num_frames`` (zeros if none)."""
+    base = channels.baseline
+    if base is None:
+        return torch.zeros(num_frames, channels.num_channels)
+    if base.shape[0] == num_frames:
+        return base.float()
+    x = torch.linspace(0, base.shape[0] - 1, num_frames)
+    lo = x.floor().long().clamp(max=base.shape[0] - 2)
+    frac = (x - lo)[:, None]
+    out = base[lo] * (1 - frac) + base[lo + 1] * frac
+    return out - out.mean(0)  # keep the zero frame mean of CR features
 
 
 @torch.no_grad()
