@@ -17,7 +17,9 @@ Suite file (JSON)::
     {"name": "smoke", "steps": 25, "guidance_scale": 4.0,
      "prompts": ["a red disk standing still"], "seeds": [0, 1],
      "requests": [{"name": "left", "region": "object", "direction": "left", "speed": 0.05},
-                  {"name": "pan right (ref)", "region": "all", "reference": {"direction": "right"}}],
+                  {"name": "pan right (ref)", "region": "all", "reference": {"direction": "right"}},
+                  {"name": "apart", "objects": [{"color": "first", "direction": "left"},
+                                                {"color": "second", "direction": "right"}]}],
      "settings": [{"name": "MOFT"}, {"name": "+CR", "features": "cr"}, {"name": "no K/V", "shared_kv": false}]}
 
 Setting keys: ``features`` (``moft`` | ``cr`` | ``vanilla``; vanilla needs a reference),
@@ -40,7 +42,7 @@ from .targets import Target, reference_target, synthesize_target
 from .trajectory import parse_trajectory
 
 SETTING_KEYS = {"name", "features", "fraction", "gain"} | set(GuidanceConfig.__dataclass_fields__)
-REQUEST_KEYS = {"name", "region", "direction", "speed", "reference"}
+REQUEST_KEYS = {"name", "region", "direction", "speed", "reference", "objects"}
 
 
 class SuiteError(ValueError):
@@ -62,6 +64,12 @@ def load_suite(path: str | Path) -> dict:
     for i, r in enumerate(suite["requests"]):
         if set(r) - REQUEST_KEYS:
             raise SuiteError(f"{path}: requests[{i}]: unknown key {sorted(set(r) - REQUEST_KEYS)[0]!r}")
+        if "objects" in r:
+            for j, o in enumerate(r["objects"]):
+                if (o.get("color") not in (*COLORS, "first", "second") or o.get("direction") not in DIRECTIONS
+                        or set(o) - {"color", "direction"}):
+                    raise SuiteError(f"{path}: requests[{i}].objects[{j}]: needs a colour (or first/second) and a direction")
+            continue
         if r.get("region") not in ("object", "all"):
             raise SuiteError(f"{path}: requests[{i}].region: 'object' or 'all'")
         direction = r.get("direction") or (r.get("reference") or {}).get("direction")
@@ -119,6 +127,39 @@ def _settings(setting: dict) -> tuple[GuidanceConfig, dict]:
     return GuidanceConfig(**g_kwargs), {k: setting.get(k) for k in ("features", "fraction", "gain")}
 
 
+def _parts(prompt: str, req: dict) -> list[dict]:
+    """A request as parts ``{color, direction, region}``: one per controlled object (or the pan)."""
+    if "objects" in req:
+        named = [w for w in prompt.lower().replace(",", " ").split() if w in COLORS]
+        pick = {"first": 0, "second": 1}
+        return [{"color": named[pick[o["color"]]] if o["color"] in pick else o["color"], "direction": o["direction"],
+                 "region": "object"} for o in req["objects"]]
+    direction = req.get("direction") or req["reference"]["direction"]
+    return [{"color": _prompt_color(prompt), "direction": direction, "region": req["region"]}]
+
+
+def _target(pipe, req, traj, channels, setting_extra, lat, steps, seed, size) -> Target | str:
+    """The request's target under a setting's feature mode, or a reason why there is none."""
+    features = setting_extra["features"] or "moft"
+    gain = setting_extra["gain"] or 1.0
+    f, h = traj.frames, size
+    if "reference" in req:
+        ref = make_clip(np.random.default_rng(seed + 7), kind="pan", n_frames=f, size=h,
+                        direction=req["reference"]["direction"], speed=float(req.get("speed", 0.05)) * 32)
+        masks = torch.from_numpy(traj.masks(*lat))
+        target = reference_target(pipe, (ref.frames * 255).round().astype(np.uint8), channels=None, masks=masks,
+                                  num_steps=steps, content_removal=features != "vanilla")
+        return _restrict(target, _channel_subset(channels, setting_extra["fraction"])) if features == "moft" else target
+    if features == "vanilla":
+        return "vanilla features need a reference video"
+    if features == "cr":
+        return _all_channel_target(traj, channels, lat, gain)
+    if setting_extra["fraction"] is not None:
+        return _restrict(_all_channel_target(traj, channels, lat, gain),
+                         _channel_subset(channels, setting_extra["fraction"]))
+    return synthesize_target(traj, channels, latent_size=lat, gain=gain)
+
+
 def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
     """Generate and score one item; ``cache`` keeps source videos per (prompt, seed)."""
     steps, cfg = suite.get("steps", 25), suite.get("guidance_scale", 7.5)
@@ -128,59 +169,48 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
         cache[key] = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg)
     src = cache[key]
     f, h, w = src.frames.shape[:3]
-    color = _prompt_color(prompt)
-    found = object_box(src.frames, color)
     row = {"id": item["id"], "prompt": prompt, "seed": seed, "request": req["name"], "setting": setting["name"]}
-    if found is None:
-        return dict(row, status="no object in source")
-    start, box = found
-    direction = np.asarray(DIRECTIONS[req.get("direction") or req["reference"]["direction"]])
     speed = float(req.get("speed", 0.05))
-    region = {"mask": "all" if req["region"] == "all" else {"box": box}}
-    requested = start + np.arange(f)[:, None] * speed * np.array([w, h]) * direction  # (F, 2) px
+    parts, regions = _parts(prompt, req), []
+    for part in parts:
+        found = object_box(src.frames, part["color"])
+        if found is None:
+            return dict(row, status=f"no {part['color']} object in source")
+        part["start"], box = found
+        d = np.asarray(DIRECTIONS[part["direction"]])
+        part["requested"] = part["start"] + np.arange(f)[:, None] * speed * np.array([w, h]) * d  # (F, 2) px
+        regions.append({"mask": "all" if part["region"] == "all" else {"box": box},
+                        "direction": list(d), "speed": speed})
+    traj = parse_trajectory({"version": 1, "frames": f, "regions": regions})
     if setting.get("unguided"):
         frames, seconds = src.frames, 0.0
     else:
         g, extra = _settings(setting)
-        traj = parse_trajectory({"version": 1, "frames": f, "regions": [
-            dict(region, direction=list(direction), speed=speed)]})
         lat = (src.latents.shape[-2], src.latents.shape[-1])
-        features = extra["features"] or "moft"
-        if "reference" in req:
-            ref = make_clip(np.random.default_rng(seed + 7), kind="pan", n_frames=f, size=h,
-                            direction=req["reference"]["direction"], speed=speed * 32)
-            chosen = None if features != "moft" else _channel_subset(channels, extra["fraction"])
-            masks = torch.from_numpy(traj.masks(*lat))
-            target = reference_target(pipe, (ref.frames * 255).round().astype(np.uint8), channels=None, masks=masks,
-                                      num_steps=steps, content_removal=features != "vanilla")
-            if chosen is not None:
-                target = _restrict(target, chosen)
-        else:
-            if features == "vanilla":
-                return dict(row, status="vanilla features need a reference video")
-            gain = extra["gain"] or 1.0
-            if features == "cr":
-                target = _all_channel_target(traj, channels, lat, gain)
-            elif extra["fraction"] is not None:
-                target = _restrict(_all_channel_target(traj, channels, lat, gain),
-                                   _channel_subset(channels, extra["fraction"]))
-            else:
-                target = synthesize_target(traj, channels, latent_size=lat, gain=gain)
+        target = _target(pipe, req, traj, channels, extra, lat, steps, seed, h)
+        if isinstance(target, str):
+            return dict(row, status=target)
         out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, latents=src.initial_latents,
                      target=target, guidance=g)
         frames, seconds = out.frames, out.seconds
         row["final_loss"] = out.losses[-1]["loss"] if out.losses else None
-    path = track_centroid(frames, color=COLORS[color])
-    req_mask = np.asarray(parse_trajectory({"version": 1, "frames": f, "regions": [dict(
-        region, direction="left")]}).masks(h, w)[0])
-    tracks = track_points(frames, mask=req_mask)
-    ref_tracks = requested[None] + (tracks[:, :1] - start) if len(tracks) else requested[None]
-    outside = ~_dilate(req_mask, 2)
+    masks = traj.masks(h, w)  # (R, H, W)
+    success, error, tracks, ref_tracks = [], [], [], []
+    for part, mask in zip(parts, masks):
+        path = track_centroid(frames, color=COLORS[part["color"]])
+        success.append(direction_success(path, part["requested"]))
+        error.append(trajectory_error(path, part["requested"], height=h, width=w))
+        t = track_points(frames, mask=mask)
+        if len(t):
+            tracks.append(t)
+            ref_tracks.append(part["requested"][None] - part["start"] + t[:, :1])  # each point follows the request
+    outside = ~_dilate(masks.any(0), 2)
+    mf = motion_fidelity(np.concatenate(tracks), np.concatenate(ref_tracks)) if tracks else float("nan")
     row.update({
         "status": "ok",
-        "direction_success": bool(direction_success(path, requested)),
-        "trajectory_error": float(trajectory_error(path, requested, height=h, width=w)),
-        "motion_fidelity": float(motion_fidelity(tracks, ref_tracks)) if len(tracks) else float("nan"),
+        "direction_success": float(np.mean(success)),
+        "trajectory_error": float(np.nanmean(error)) if np.isfinite(error).any() else float("nan"),
+        "motion_fidelity": float(mf),
         "psnr_outside": float(psnr(frames, src.frames, outside)) if outside.any() else float("nan"),
         "ssim_outside": float(ssim(frames, src.frames, outside)) if outside.any() else float("nan"),
         "seconds": seconds,
