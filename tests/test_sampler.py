@@ -180,3 +180,21 @@ def test_official_style_cfg_loss_batch_gives_the_same_update(animatediff, tiny_c
         outs.append(sample(animatediff, "a red disk", steps=3, seed=5, target=_target(tiny_channels), guidance=g))
     np.testing.assert_allclose(outs[0].frames, outs[1].frames, atol=1e-5)
     assert outs[1].counts["forwards"] == outs[0].counts["forwards"] + 1
+
+
+def test_a_multistep_scheduler_is_replaced_by_ddim_with_the_same_noise_schedule(animatediff):
+    from diffusers import DPMSolverMultistepScheduler
+
+    from moft.models import ddim_scheduler
+
+    original = animatediff.scheduler
+    try:
+        animatediff.scheduler = DPMSolverMultistepScheduler.from_config(original.config)
+        sched = ddim_scheduler(animatediff)
+        assert type(sched).__name__ == "DDIMScheduler"
+        assert torch.allclose(sched.alphas_cumprod, original.alphas_cumprod)
+        a = sample(animatediff, "a red disk", steps=3, seed=1).frames
+        assert type(animatediff.scheduler).__name__ == "DPMSolverMultistepScheduler"
+        assert np.isfinite(a).all()
+    finally:
+        animatediff.scheduler = original

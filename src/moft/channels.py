@@ -232,7 +232,7 @@ def fit_channels(
     from .adapters import architecture_of
     from .inversion import ddim_invert, noised_features
     from .latents import encode_prompt, encode_video, vae_scale
-    from .models import denoiser
+    from .models import ddim_scheduler, denoiser
 
     if method not in ("inversion", "noise"):
         raise ValueError(f"method must be 'inversion' or 'noise', got {method!r}")
@@ -244,8 +244,9 @@ def fit_channels(
     default = default_video_size(pipe)
     num_frames, height, width = num_frames or default[0], height or default[1], width or default[2]
     cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
-    pipe.scheduler.set_timesteps(num_steps)
-    ts = sorted(int(t) for t in pipe.scheduler.timesteps)
+    sched = ddim_scheduler(pipe)
+    sched.set_timesteps(num_steps)
+    ts = sorted(int(t) for t in sched.timesteps)
     step = int(np.argmin([abs(t - timestep) for t in ts]))
 
     videos = list(pan_videos(size=(height, width), num_frames=num_frames, speed=speed, scenes=scenes, seed=seed,

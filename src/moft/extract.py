@@ -55,9 +55,12 @@ class Extraction:
 
 
 def nearest_step(pipe, steps: int, timestep: int, ascending: bool) -> tuple[int, int]:
-    """``(index, timestep)`` of the schedule entry nearest ``timestep``."""
-    pipe.scheduler.set_timesteps(steps)
-    ts = [int(t) for t in pipe.scheduler.timesteps]
+    """``(index, timestep)`` of the DDIM schedule entry nearest ``timestep``."""
+    from .models import ddim_scheduler
+
+    sched = ddim_scheduler(pipe)
+    sched.set_timesteps(steps)
+    ts = [int(t) for t in sched.timesteps]
     ts = sorted(ts) if ascending else ts
     i = int(np.argmin([abs(t - timestep) for t in ts]))
     return i, ts[i]

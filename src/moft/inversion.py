@@ -20,7 +20,7 @@ import torch
 
 from .adapters import call_denoiser
 from .capture import capture
-from .models import denoiser
+from .models import ddim_scheduler, denoiser
 
 
 def split_prediction(scheduler, model_output: torch.Tensor, x: torch.Tensor, t: int):
@@ -73,7 +73,7 @@ def ddim_invert(pipe, z0: torch.Tensor, cond: dict, *, num_steps: int = 25, capt
         stop_after_capture: return right after the capture step.
         progress: optional callable ``progress(i)`` per step.
     """
-    sched = pipe.scheduler
+    sched = ddim_scheduler(pipe)
     net = denoiser(pipe)
     sched.set_timesteps(num_steps)
     ts = sorted(int(t) for t in sched.timesteps)  # ascending
@@ -107,7 +107,7 @@ def noised_features(pipe, z0: torch.Tensor, cond: dict, *, timestep: int, seed: 
     Returns:
         ``{site: (B, F, C, H, W)}``.
     """
-    sched = pipe.scheduler
+    sched = ddim_scheduler(pipe)
     net = denoiser(pipe)
     gen = torch.Generator("cpu").manual_seed(seed)
     noise = torch.randn(z0.shape, generator=gen, dtype=z0.dtype).to(z0.device)

@@ -185,3 +185,18 @@ def model_defaults(model: str | os.PathLike | None = None) -> dict:
     except ModelError:
         return {}
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def ddim_scheduler(pipe):
+    """The pipeline's scheduler if it is DDIM, else a DDIM scheduler with the same noise schedule.
+
+    The guided loop steps two branches (guided and source) through one scheduler, which only a
+    stateless sampler allows; multistep solvers (DPM-Solver, PNDM) keep a history per trajectory.
+    """
+    from diffusers import DDIMScheduler
+
+    if isinstance(pipe.scheduler, DDIMScheduler):
+        return pipe.scheduler
+    if not hasattr(pipe.scheduler, "alphas_cumprod"):
+        raise ValueError(f"{type(pipe.scheduler).__name__} is not a DDPM-family scheduler; moft samples with DDIM")
+    return DDIMScheduler.from_config(pipe.scheduler.config)

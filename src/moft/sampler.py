@@ -31,7 +31,7 @@ from .adapters import call_denoiser
 from .capture import capture
 from .features import moft, region_mean
 from .latents import decode_latents, initial_noise, text_conditioning
-from .models import denoiser
+from .models import ddim_scheduler, denoiser
 from .shared_kv import SharedKV
 
 
@@ -202,7 +202,7 @@ def sample(
     from .channels import default_video_size
 
     net = denoiser(pipe)
-    sched = pipe.scheduler
+    sched = ddim_scheduler(pipe)
     g = guidance or GuidanceConfig()
     f0, h0, w0 = default_video_size(pipe)
     num_frames, height, width = num_frames or f0, height or h0, width or w0
