@@ -164,3 +164,27 @@ def test_console_script_exit_code_and_single_line(tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "no such model folder" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_evaluate_smoke_suite_writes_report_table_and_figure(model_dir, tmp_path):
+    suite = json.loads((EXAMPLES.parent / "benchmarks" / "smoke.json").read_text())
+    suite["steps"] = 3
+    suite["settings"] = [dict(s, steps=[1, 2]) for s in suite["settings"]]
+    path = tmp_path / "smoke.json"
+    path.write_text(json.dumps(suite))
+    out = tmp_path / "report.json"
+    r = run("evaluate", path, "--model", model_dir, "--out", out)
+    assert r.exit_code == 0, r.output
+    report = json.loads(out.read_text())
+    assert [t["setting"] for t in report["table"]] == ["unguided"] + [s["name"] for s in suite["settings"]]
+    assert len(report["rows"]) == len(suite["requests"]) * (1 + len(suite["settings"]))
+    assert out.with_suffix(".md").read_text().startswith("## smoke")
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    again = run("evaluate", path, "--model", model_dir, "--out", out)  # resumes: nothing is redone
+    assert again.exit_code == 0 and json.loads(out.read_text())["rows"] == report["rows"]
+
+
+def test_evaluate_rejects_a_bad_suite(model_dir, tmp_path):
+    bad = tmp_path / "s.json"
+    bad.write_text('{"prompts": []}')
+    assert_user_error(run("evaluate", bad, "--model", model_dir, "--out", tmp_path / "r.json"), "prompts")

@@ -16,7 +16,7 @@ Example:
 from .adapters import ARCHITECTURES, Architecture, ArchitectureError, architecture_of, call_denoiser
 from .capture import StopForward, capture
 from .channels import ChannelsError, MotionChannels, fit_channels
-from .control import ControlResult, control
+from .control import ControlResult, control, default_guidance
 from .extract import Extraction, extract
 from .features import cosine_map, moft, region_mean, remove_content_correlation, resize, select_channels
 from .inversion import ddim_invert, noised_features
@@ -34,7 +34,7 @@ __all__ = [
     "ARCHITECTURES", "Architecture", "ArchitectureError", "ChannelsError", "ControlResult", "Extraction",
     "GuidanceConfig", "ModelError", "MotionChannels", "SampleResult", "SharedKV", "StopForward", "Target",
     "TargetError", "Trajectory", "TrajectoryError", "architecture_of", "call_denoiser", "capture", "control",
-    "cosine_map", "ddim_invert", "decode_latents", "default_channels", "encode_prompt", "encode_video", "extract",
+    "cosine_map", "ddim_invert", "default_guidance", "decode_latents", "default_channels", "encode_prompt", "encode_video", "extract",
     "fit_channels", "initial_noise", "load_pipeline", "load_trajectory", "moft", "noised_features",
     "parse_trajectory", "read_video", "reference_target", "region_mean", "remove_content_correlation", "resize",
     "sample", "select_channels", "synthesize_target", "write_video",

@@ -222,13 +222,13 @@ def control(
     init_latents: Optional[Path] = typer.Option(None, help="initial noise (.safetensors written by an earlier run)"),
     save_source: bool = typer.Option(False, help="also write OUT.source.EXT: the unguided video from the same noise"),
     channels: Optional[Path] = typer.Option(None, help="motion channel file (default: the model's shipped one)"),
-    guided_steps: str = typer.Option("3:12", help="guided step indices START:END (end exclusive)"),
-    iterations: int = typer.Option(2, help="gradient iterations per guided step"),
-    step_size: float = typer.Option(0.5, help="latent update step"),
-    weight: Optional[float] = typer.Option(None, help="loss weight (default 6 for one region, 8 for several)"),
-    loss: str = typer.Option("region_mse", help="region_mse (official) or per_position (paper Eq. 3)"),
-    shared_kv: bool = typer.Option(True, help="share spatial K/V from the unguided branch"),
-    grad_mask: str = typer.Option("all", help="all, first:N or off"),
+    guided_steps: Optional[str] = typer.Option(None, help="guided step indices START:END, end exclusive [3:12]"),
+    iterations: Optional[int] = typer.Option(None, help="gradient iterations per guided step [2]"),
+    step_size: Optional[float] = typer.Option(None, help="latent update step [0.5; the model's moft.json may tune it]"),
+    weight: Optional[float] = typer.Option(None, help="loss weight [6 for one region, 8 for several]"),
+    loss: Optional[str] = typer.Option(None, help="region_mse (official) or per_position (paper Eq. 3)"),
+    shared_kv: Optional[bool] = typer.Option(None, "--shared-kv/--no-shared-kv", help="share spatial K/V from the unguided branch [on]"),
+    grad_mask: Optional[str] = typer.Option(None, help="all, first:N or off [all]"),
     gain: float = typer.Option(1.0, help="strength of synthesized target curves"),
 ):
     """Generate a video whose regions move as the trajectory says."""
@@ -236,20 +236,23 @@ def control(
         from safetensors.torch import load_file, save
 
         from .control import control as run
+        from .control import default_guidance
         from .latents import vae_scale
         from .models import model_defaults
-        from .sampler import GuidanceConfig
         from .targets import Target
         from .trajectory import load_trajectory
         from .video import atomic_write_bytes, atomic_write_text, read_video, write_video
 
         _check_out(out, (".gif", ".mp4"))
-        try:
-            start, end = (int(v) for v in guided_steps.split(":"))
-        except ValueError:
-            raise ValueError(f"--guided-steps: expected START:END, got {guided_steps!r}") from None
-        g = GuidanceConfig(steps=(start, end), iterations=iterations, step_size=step_size, weight=weight, loss=loss,
-                           shared_kv=shared_kv, grad_mask=grad_mask)
+        given = {"iterations": iterations, "step_size": step_size, "weight": weight, "loss": loss,
+                 "shared_kv": shared_kv, "grad_mask": grad_mask}
+        if guided_steps is not None:
+            try:
+                given["steps"] = tuple(int(v) for v in guided_steps.split(":"))
+                assert len(given["steps"]) == 2
+            except (ValueError, AssertionError):
+                raise ValueError(f"--guided-steps: expected START:END, got {guided_steps!r}") from None
+        g = default_guidance(model, **{k: v for k, v in given.items() if v is not None})
         defaults = model_defaults(model)
         pipe = _load(model)
         from .channels import default_video_size
@@ -309,10 +312,12 @@ def evaluate(
 
         from .evaluate import collect, load_suite, markdown_table, run_suite, summarise
         from .figures import report_figure
+        from .models import model_defaults
         from .video import atomic_write_text
 
         _check_out(out, (".json",))
         spec = load_suite(suite)
+        spec["guidance"] = dict(model_defaults(model).get("guidance", {}), **spec.get("guidance", {}))
         ch = _channels(channels, model, required=True)
         state = PartialState()
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // state.num_processes))

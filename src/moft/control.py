@@ -21,6 +21,21 @@ from .sampler import GuidanceConfig, SampleResult, config_dict, sample
 from .targets import Target, reference_target, synthesize_target
 
 
+def default_guidance(model=None, **overrides) -> GuidanceConfig:
+    """The official settings, updated by the model folder's ``moft.json`` ``"guidance"`` entry.
+
+    Example:
+        >>> g = default_guidance()            # the shipped model's tuned step size, official otherwise
+        >>> g = default_guidance("path/to/animatediff", iterations=3)
+    """
+    from .models import model_defaults
+
+    settings = dict(model_defaults(model).get("guidance", {}), **overrides)
+    if "steps" in settings:
+        settings["steps"] = tuple(settings["steps"])
+    return GuidanceConfig(**settings)
+
+
 @dataclass
 class ControlResult:
     """Frames plus diagnostics of one controlled generation.

@@ -24,6 +24,8 @@ Suite file (JSON)::
 
 Setting keys: ``features`` (``moft`` | ``cr`` | ``vanilla``; vanilla needs a reference),
 ``fraction`` (motion-channel share), and any ``GuidanceConfig`` field (``steps`` as [start, end]).
+A suite-level ``"guidance"`` object sets the base for every setting; ``moft evaluate`` puts the
+model's own defaults (``moft.json``) under it.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def load_suite(path: str | Path) -> dict:
         raise SuiteError(f"{path}: no such suite file") from None
     except json.JSONDecodeError as exc:
         raise SuiteError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+    if set(suite.get("guidance", {})) - set(GuidanceConfig.__dataclass_fields__):
+        raise SuiteError(f"{path}: guidance: unknown key {sorted(set(suite['guidance']) - set(GuidanceConfig.__dataclass_fields__))[0]!r}")
     for key in ("prompts", "seeds", "requests", "settings"):
         if not isinstance(suite.get(key), list) or not suite[key]:
             raise SuiteError(f"{path}: {key}: a non-empty list is required")
@@ -120,8 +124,10 @@ def object_box(frames: np.ndarray, color: str, pad: float = 1.5) -> tuple[np.nda
     return c, box
 
 
-def _settings(setting: dict) -> tuple[GuidanceConfig, dict]:
-    g_kwargs = {k: v for k, v in setting.items() if k in GuidanceConfig.__dataclass_fields__}
+def _settings(setting: dict, base: dict | None = None) -> tuple[GuidanceConfig, dict]:
+    """A setting's ``GuidanceConfig`` (over ``base``: the model's and the suite's guidance defaults)."""
+    g_kwargs = dict(base or {})
+    g_kwargs.update({k: v for k, v in setting.items() if k in GuidanceConfig.__dataclass_fields__})
     if "steps" in g_kwargs:
         g_kwargs["steps"] = tuple(g_kwargs["steps"])
     return GuidanceConfig(**g_kwargs), {k: setting.get(k) for k in ("features", "fraction", "gain")}
@@ -185,7 +191,7 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
     if setting.get("unguided"):
         frames, seconds = src.frames, 0.0
     else:
-        g, extra = _settings(setting)
+        g, extra = _settings(setting, suite.get("guidance"))
         lat = (src.latents.shape[-2], src.latents.shape[-1])
         target = _target(pipe, req, traj, channels, extra, lat, steps, seed, h)
         if isinstance(target, str):
