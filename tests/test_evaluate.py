@@ -79,3 +79,9 @@ def test_finished_items_are_not_redone(tmp_path, animatediff, tiny_channels, mon
     monkeypatch.setattr(ev, "run_item", lambda *a, **k: pytest.fail("an item was redone"))
     rows = run_suite(animatediff, suite, tmp_path / "w", tiny_channels)
     assert [r["status"] for r in rows] == ["done", "done"]
+
+
+def test_item_ids_change_with_the_base_guidance(tmp_path):
+    a = load_suite(_write(tmp_path, SUITE))
+    b = dict(a, guidance={"step_size": 50})
+    assert {i["id"] for i in items(a)}.isdisjoint({i["id"] for i in items(b)})

@@ -103,7 +103,9 @@ def items(suite: dict) -> list[dict]:
             for r in suite["requests"]:
                 for st in [{"name": "unguided", "unguided": True}] + suite["settings"]:
                     item = {"prompt": p, "seed": s, "request": r, "setting": st}
-                    item["id"] = hashlib.sha1(json.dumps(item, sort_keys=True).encode()).hexdigest()[:16]
+                    run = {k: suite.get(k) for k in ("guidance", "steps", "guidance_scale")}
+                    key = json.dumps(dict(item, run=run), sort_keys=True)  # any change of setting: a new item
+                    item["id"] = hashlib.sha1(key.encode()).hexdigest()[:16]
                     out.append(item)
     return out
 
