@@ -24,6 +24,18 @@ def _plt():
     return plt
 
 
+def _save(fig, path: str | Path) -> Path:
+    """Write a matplotlib figure as PNG, atomically, and close it."""
+    import io
+
+    from .video import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    _plt().close(fig)
+    return atomic_write_bytes(Path(path), buf.getvalue())
+
+
 def extraction_figure(ex, path: str | Path, point: tuple[int, int] | None = None) -> Path:
     """Three panels: frame 0, PCA of every position's MOFT vector coloured by frame, and the cosine
     similarity of one point's MOFT (frame 0) to every position of the last frame.
@@ -34,8 +46,6 @@ def extraction_figure(ex, path: str | Path, point: tuple[int, int] | None = None
         point: ``(row, col)`` on the MOFT grid; default: the centre.
     """
     from sklearn.decomposition import PCA
-
-    from .video import atomic_write_bytes
 
     plt = _plt()
     m = ex.moft  # (F, d, h, w)
@@ -57,12 +67,7 @@ def extraction_figure(ex, path: str | Path, point: tuple[int, int] | None = None
     for a in (axes[0], axes[2]):
         a.set_xticks([]), a.set_yticks([])
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return atomic_write_bytes(Path(path), buf.getvalue())
+    return _save(fig, path)
 
 
 def pca_direction_figure(vectors: dict[str, torch.Tensor | np.ndarray], path: str | Path, title: str = "") -> Path:
@@ -74,8 +79,6 @@ def pca_direction_figure(vectors: dict[str, torch.Tensor | np.ndarray], path: st
         title: figure title.
     """
     from sklearn.decomposition import PCA
-
-    from .video import atomic_write_bytes
 
     plt = _plt()
     labels = list(vectors)
@@ -90,20 +93,11 @@ def pca_direction_figure(vectors: dict[str, torch.Tensor | np.ndarray], path: st
     ax.legend(fontsize=7, markerscale=2)
     ax.set_title(title)
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return atomic_write_bytes(Path(path), buf.getvalue())
+    return _save(fig, path)
 
 
 def report_figure(table: list[dict], path: str | Path, title: str = "") -> Path:
     """Bar charts of direction success and Motion Fidelity per setting of an evaluation report."""
-    import io
-
-    from .video import atomic_write_bytes
-
     plt = _plt()
     names = [t["setting"] for t in table]
     fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.1 * len(names) + 2), 3.6))
@@ -115,7 +109,4 @@ def report_figure(table: list[dict], path: str | Path, title: str = "") -> Path:
         ax.set_title(label)
     fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return atomic_write_bytes(Path(path), buf.getvalue())
+    return _save(fig, path)
