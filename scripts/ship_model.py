@@ -29,7 +29,24 @@ def main():
     ap.add_argument("--guidance-scale", type=float, default=4.0)
     ap.add_argument("--prompt", default="a red disk standing still")
     ap.add_argument("--scenes", type=int, default=8)
+    ap.add_argument("--guidance-from", type=Path, default=None,
+                    help="an evaluation report of step-size settings: write the best one (direction success, "
+                         "then smaller step) into moft.json's guidance defaults and exit")
     args = ap.parse_args()
+    if args.guidance_from is not None:
+        report = json.loads(args.guidance_from.read_text())
+        steps = {s["name"]: s["step_size"] for s in report["suite"]["settings"]}
+        rows = [t for t in report["table"] if t["setting"] in steps and t["direction_success"] is not None]
+        best = max(rows, key=lambda t: (round(t["direction_success"], 6), -steps[t["setting"]]))
+        defaults_path = args.out / "moft.json"
+        defaults = json.loads(defaults_path.read_text())
+        defaults["guidance"] = {"step_size": steps[best["setting"]]}
+        defaults["guidance_chosen_by"] = {"report": str(args.guidance_from), "setting": best["setting"],
+                                          "direction_success": best["direction_success"]}
+        defaults_path.write_text(json.dumps(defaults, indent=2) + "\n")
+        print(f"guidance step_size {steps[best['setting']]} ({best['setting']}: direction success "
+              f"{best['direction_success']:.2f})")
+        return
     tmp = args.out.with_name(args.out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     subprocess.run([sys.executable, str(ROOT / "scripts/train_shipped_model.py"), "--run", str(args.run),

@@ -188,3 +188,16 @@ def test_evaluate_rejects_a_bad_suite(model_dir, tmp_path):
     bad = tmp_path / "s.json"
     bad.write_text('{"prompts": []}')
     assert_user_error(run("evaluate", bad, "--model", model_dir, "--out", tmp_path / "r.json"), "prompts")
+
+
+def test_evaluate_shards_merge_into_one_report(model_dir, tmp_path):
+    suite = json.loads((EXAMPLES.parent / "benchmarks" / "smoke.json").read_text())
+    suite.update(steps=2, requests=suite["requests"][:1], settings=[dict(suite["settings"][0], steps=[1, 2])])
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(suite))
+    out = tmp_path / "r.json"
+    for k in ("1/2", "0/2"):
+        r = run("evaluate", path, "--model", model_dir, "--out", out, "--shard", k)
+        assert r.exit_code == 0, r.output
+    assert len(json.loads(out.read_text())["rows"]) == 2
+    assert_user_error(run("evaluate", path, "--model", model_dir, "--out", out, "--shard", "2/2"), "--shard")

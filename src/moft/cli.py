@@ -302,6 +302,7 @@ def evaluate(
     model: Optional[str] = typer.Option(None, help="moft-tiny (default), a pipeline folder or a hub id"),
     channels: Optional[Path] = typer.Option(None, help="motion channel file (default: the model's shipped one)"),
     work_dir: Optional[Path] = typer.Option(None, help="per-item results (default: REPORT.parts/); reruns resume"),
+    shard: Optional[str] = typer.Option(None, help="K/N: run only every N-th item from the K-th (without accelerate)"),
 ):
     """Run a suite of controlled generations, score them, write a report (shards under accelerate launch)."""
     with _errors():
@@ -319,15 +320,24 @@ def evaluate(
         spec = load_suite(suite)
         spec["guidance"] = dict(model_defaults(model).get("guidance", {}), **spec.get("guidance", {}))
         ch = _channels(channels, model, required=True)
-        state = PartialState()
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // state.num_processes))
+        if shard is not None:
+            try:
+                index, count = (int(v) for v in shard.split("/"))
+                assert 0 <= index < count
+            except (ValueError, AssertionError):
+                raise ValueError(f"--shard: expected K/N with 0 <= K < N, got {shard!r}") from None
+            state, main = None, True
+        else:
+            state = PartialState()
+            index, count, main = state.process_index, state.num_processes, state.is_main_process
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))
         pipe = _load(model)
         work = work_dir or out.with_suffix(".parts")
-        with _progress(f"evaluate [{state.process_index}]") as update:
-            run_suite(pipe, spec, work, ch, process_index=state.process_index, num_processes=state.num_processes,
-                      progress=update)
-        state.wait_for_everyone()
-        if state.is_main_process:
+        with _progress(f"evaluate [{index}/{count}]") as update:
+            run_suite(pipe, spec, work, ch, process_index=index, num_processes=count, progress=update)
+        if state is not None:
+            state.wait_for_everyone()
+        if main:
             rows = collect(spec, work)
             table = summarise(rows)
             report = {"suite": spec, "model": model or "moft-tiny", "channels_digest": ch.digest(),
