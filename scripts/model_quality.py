@@ -135,7 +135,9 @@ def main():
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--figure", type=Path, default=None)
     p.add_argument("--skip-decoding", action="store_true")
+    p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
+    torch.set_num_threads(args.threads)
     from moft.models import model_defaults
 
     pipe = load_pipeline(args.model)

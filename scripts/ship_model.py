@@ -59,6 +59,8 @@ def main():
     channels = fit_channels(pipe, method="inversion", scenes=args.scenes, model_name="moft-tiny")
     channels.save(tmp / "motion_channels.safetensors")
     training = json.loads((tmp / "TRAINING.json").read_text())
+    log = [json.loads(line) for line in (args.run / "log.jsonl").read_text().splitlines()]
+    training["vae_steps"] = max(r["step"] for r in log if r.get("stage") == "vae")
     (tmp / "TRAINING.json").unlink()
     (tmp / "moft.json").write_text(json.dumps({
         "prompt": args.prompt, "guidance_scale": args.guidance_scale, "frames": 8, "height": 32, "width": 32,
