@@ -190,12 +190,17 @@ def main():
 
 
 def markdown(report: dict) -> str:
-    lines = ["| model | case | time (s) | × unguided | × official | peak RSS (GiB) | forwards | backwards |",
+    lines = [f"## Speed and memory ({report['device']}, {report['threads']} threads, torch {report['torch']})", "",
+             "| model | case | time (s) | × unguided | × official | peak RSS (GiB) | forwards | backwards |",
              "|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         lines.append(f"| {r['model']} ({r['frames']}f, {r['latent']}² latents, {r['steps']} steps) | {r['case']} "
                      f"| {r['seconds']:.1f} | {r['time_vs_unguided']:.2f} | {r.get('time_vs_official', float('nan')):.2f} "
                      f"| {r['peak_bytes'] / 2**30:.2f} | {r['forwards']} | {r['backwards']} |")
+    floor = [r for r in report["rows"] if r["case"] == "guided (moft)"]
+    for r in floor:
+        lines += ["", f"Work floor of a guided {r['model']} run: {r['forwards']} denoiser forwards and {r['backwards']} "
+                      f"backwards (unguided: {next(b['forwards'] for b in report['rows'] if b['model'] == r['model'] and b['case'] == 'unguided')} forwards)."]
     lines += ["", "| model | plain forward (s) | under capture (s) | overhead |", "|---|---|---|---|"]
     for o in report["capture_overhead"]:
         lines.append(f"| {o['model']} | {o['plain_s']:.4f} | {o['capture_s']:.4f} | {100 * o['overhead']:+.1f}% |")

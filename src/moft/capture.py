@@ -103,15 +103,16 @@ class capture(ContextDecorator):  # noqa: N801 - used like a function, as baukit
         self.arch = architecture_of(model)
         self.model = model
         self.sites = [sites] if isinstance(sites, str) else list(sites or [self.arch.default_site])
-        modules = dict(model.named_modules())
-        missing = [s for s in self.sites if s not in modules]
-        if missing:
-            near = [n for n in modules if n.startswith(missing[0].rsplit(".", 1)[0])][:5]
-            raise CaptureError(f"no module {missing[0]!r} in {type(model).__name__}"
-                               + (f" (e.g. {', '.join(near)})" if near else ""))
+        self.modules = {}
+        for site in self.sites:
+            try:
+                self.modules[site] = model.get_submodule(site)
+            except AttributeError:
+                near = [n for n, _ in model.named_modules() if n.startswith(site.rsplit(".", 1)[0])][:5]
+                raise CaptureError(f"no module {site!r} in {type(model).__name__}"
+                                   + (f" (e.g. {', '.join(near)})" if near else "")) from None
         if select not in (None, "cond", "uncond") and not isinstance(select, slice):
             raise CaptureError(f"select must be None, 'cond', 'uncond' or a slice, got {select!r}")
-        self.modules = {s: modules[s] for s in self.sites}
         self.detach, self.stop, self.select, self.layout = detach, stop, select, layout
         self.features: dict[str, torch.Tensor] = {}
         self._handles: list = []
