@@ -100,7 +100,7 @@ def one_case(model: str, case: str) -> dict:
         if ch is None:  # random full-size weights: any channels exercise the same work
             c = 1280
             ch = MotionChannels(torch.arange(51), torch.arange(51, 102), {"horizontal": torch.ones(c), "vertical": torch.ones(c)},
-                                torch.randn(c, 2, generator=torch.Generator().manual_seed(0)), torch.ones(c), {})
+                                torch.randn(c, 2, generator=torch.Generator().manual_seed(0)), torch.ones(c))
         traj = parse_trajectory({"version": 1, "frames": frames, "regions": [
             {"mask": {"box": [0.25, 0.25, 0.75, 0.75]}, "direction": "left", "speed": 0.05}]})
         target = synthesize_target(traj, ch, latent_size=(side, side))

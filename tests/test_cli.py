@@ -132,7 +132,7 @@ def test_channel_file_of_another_width_is_rejected(model_dir, tmp_path):
     from moft.channels import MotionChannels
 
     wide = MotionChannels(torch.arange(3), torch.arange(3), {"horizontal": torch.zeros(1280), "vertical": torch.zeros(1280)},
-                          torch.zeros(1280, 2), torch.zeros(1280), {"site": "up_blocks.1"})
+                          torch.zeros(1280, 2), torch.zeros(1280), meta={"site": "up_blocks.1"})
     wide.save(tmp_path / "wide.safetensors")
     r = run("extract", "--model", model_dir, "--prompt", "x", "--steps", 2, "--out", tmp_path / "o.safetensors",
             "--channels", tmp_path / "wide.safetensors")
