@@ -290,9 +290,9 @@ def control(
         if save_target is not None:
             res.target.save(save_target)
         atomic_write_text(out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
-        first = res.result.losses[0]["loss"] if res.result.losses else float("nan")
-        last = res.result.losses[-1]["loss"] if res.result.losses else float("nan")
-        typer.echo(f"wrote {out} ({res.result.seconds:.1f} s; loss {first:.4g} -> {last:.4g})")
+        losses = res.result.losses
+        what = f"loss {losses[0]['loss']:.4g} -> {losses[-1]['loss']:.4g}" if losses else "unguided"
+        typer.echo(f"wrote {out} ({res.result.seconds:.1f} s; {what})")
 
 
 @app.command()
