@@ -129,3 +129,14 @@ def test_save_writes_a_safetensors_file_that_loads_back(from_video, tmp_path):
         assert torch.equal(fh.get_tensor("moft"), from_video.moft)
         assert torch.equal(fh.get_tensor("channels"), from_video.channels)
         assert json.loads(fh.metadata()["moft_extract"]) == json.loads(json.dumps(from_video.meta))
+
+
+def test_site_channels_probes_every_architecture(animatediff, modelscope, svd_unet):
+    import types
+
+    from moft.extract import site_channels
+
+    assert site_channels(animatediff) == 64
+    assert site_channels(modelscope) == 32
+    svd = types.SimpleNamespace(unet=svd_unet, vae=animatediff.vae, scheduler=animatediff.scheduler)
+    assert site_channels(svd) == 32

@@ -106,7 +106,7 @@ def info(model: Optional[str] = typer.Option(None, help="moft-tiny (default), a 
         from .adapters import architecture_of, call_denoiser
         from .capture import capture, capture_sites
         from .channels import default_video_size
-        from .latents import encode_prompt, latent_channels, vae_scale
+        from .latents import latent_channels, probe_conditioning, vae_scale
         from .models import default_channels, denoiser
 
         pipe = _load(model)
@@ -116,9 +116,8 @@ def info(model: Optional[str] = typer.Option(None, help="moft-tiny (default), a 
         sites = capture_sites(net)
         s = vae_scale(pipe)
         z = torch.zeros(1, f, latent_channels(pipe), h // s, w // s)
-        cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
         with torch.no_grad(), capture(net, stop=True) as cap:
-            call_denoiser(net, z, 500, cond)
+            call_denoiser(net, z, 500, probe_conditioning(pipe, z))
         ch = default_channels(model)
         lines = [
             f"pipeline      {type(pipe).__name__}",

@@ -71,19 +71,15 @@ def site_channels(pipe, site: str | None = None) -> int:
     """Channel count of a capture site, from one early-exit forward on a small zero latent."""
     from .adapters import call_denoiser
     from .capture import capture
-    from .latents import encode_prompt, latent_channels, vae_scale
+    from .latents import latent_channels, probe_conditioning, vae_scale
     from .models import denoiser
 
     net = denoiser(pipe)
     f, h, w = default_video_size(pipe)
     side = min(8, h // vae_scale(pipe))
     z = torch.zeros(1, f, latent_channels(pipe), side, side, device=net.device, dtype=net.dtype)
-    cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
-    if getattr(net.config, "in_channels", 0) == 2 * latent_channels(pipe):  # image-latent conditioning (SVD)
-        cond = {"encoder_hidden_states": torch.zeros(1, 1, net.config.cross_attention_dim),
-                "added_time_ids": torch.zeros(1, 3), "image_latents": z}
     with capture(net, site, stop=True) as cap:
-        call_denoiser(net, z, 500, cond)
+        call_denoiser(net, z, 500, probe_conditioning(pipe, z))
     return int(cap.output.shape[2])
 
 

@@ -98,3 +98,15 @@ def initial_noise(pipe, *, num_frames: int, height: int, width: int, seed: int, 
     z = randn_tensor(shape, generator=gen, device=net.device, dtype=net.dtype)
     z = z * pipe.scheduler.init_noise_sigma
     return rearrange(z, "b c f h w -> b f c h w")
+
+
+def probe_conditioning(pipe, latents: torch.Tensor) -> dict:
+    """Neutral conditioning for a shape probe: the empty prompt, or zero image conditioning (SVD)."""
+    from .adapters import architecture_of
+
+    net = denoiser(pipe)
+    if architecture_of(net).concat_image_latents:
+        b = latents.shape[0]
+        return {"encoder_hidden_states": torch.zeros(b, 1, net.config.cross_attention_dim, dtype=net.dtype),
+                "added_time_ids": torch.zeros(b, 3, dtype=net.dtype), "image_latents": torch.zeros_like(latents)}
+    return {"encoder_hidden_states": encode_prompt(pipe, [""] * latents.shape[0])}
