@@ -87,7 +87,7 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
     if target is None:
         if reference is not None:
             masks = torch.from_numpy(trajectory.masks(*size)) if trajectory is not None else None
-            target = reference_target(pipe, reference[:f] if len(reference) >= f else reference, channels=channels,
+            target = reference_target(pipe, reference[:f], channels=channels,
                                       masks=masks, num_steps=steps, timestep=reference_timestep, site=g.site)
             if target.num_frames != f:
                 raise ValueError(f"reference video has {target.num_frames} frames, the model makes {f}")

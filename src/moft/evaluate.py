@@ -160,12 +160,8 @@ def _target(pipe, req, traj, channels, setting_extra, lat, steps, seed, size) ->
         return _restrict(target, _channel_subset(channels, setting_extra["fraction"])) if features == "moft" else target
     if features == "vanilla":
         return "vanilla features need a reference video"
-    if features == "cr":
-        return _all_channel_target(traj, channels, lat, gain)
-    if setting_extra["fraction"] is not None:
-        return _restrict(_all_channel_target(traj, channels, lat, gain),
-                         _channel_subset(channels, setting_extra["fraction"]))
-    return synthesize_target(traj, channels, latent_size=lat, gain=gain)
+    indices = torch.arange(channels.num_channels) if features == "cr" else _channel_subset(channels, setting_extra["fraction"])
+    return synthesize_target(traj, channels, latent_size=lat, gain=gain, indices=indices)
 
 
 def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
@@ -234,17 +230,6 @@ def _dilate(mask: np.ndarray, px: int) -> np.ndarray:
 
 def _channel_subset(channels, fraction: float | None) -> torch.Tensor:
     return channels.indices if fraction is None else channels.top(fraction)
-
-
-def _all_channel_target(traj, channels, lat, gain) -> Target:
-    """A synthesized target over every channel (the "+CR" row: CR without the channel filter)."""
-    from copy import copy
-
-    everything = copy(channels)
-    c = channels.num_channels
-    everything.horizontal = torch.arange(c)
-    everything.vertical = torch.arange(c)
-    return synthesize_target(traj, everything, latent_size=lat, gain=gain)
 
 
 def _restrict(target: Target, chosen: torch.Tensor) -> Target:

@@ -96,7 +96,8 @@ class Target:
 
 
 def synthesize_target(trajectory, channels: MotionChannels, *, latent_size: tuple[int, int],
-                      num_frames: int | None = None, gain: float = 1.0) -> Target:
+                      num_frames: int | None = None, gain: float = 1.0,
+                      indices: torch.Tensor | None = None) -> Target:
     """Target curves from a trajectory and the channels' fitted response.
 
     Args:
@@ -105,12 +106,14 @@ def synthesize_target(trajectory, channels: MotionChannels, *, latent_size: tupl
         latent_size: ``(h, w)`` working grid for the masks.
         num_frames: must equal the trajectory's frame count when given.
         gain: scales the synthesized curves (larger = stronger motion request).
+        indices: channels to target (default: the motion channels ``channels.indices``; e.g. all
+            channels for the "+CR without channel filter" ablation).
     """
     from .trajectory import TrajectoryError
 
     if num_frames is not None and trajectory.frames != num_frames:
         raise TrajectoryError(f"frames: trajectory has {trajectory.frames} frames, the run makes {num_frames}")
-    idx = channels.indices
+    idx = channels.indices if indices is None else torch.as_tensor(indices, dtype=torch.long)
     response = channels.response[idx]  # (d, 2)
     base = baseline_curve(channels, trajectory.frames)[:, idx]  # (F, d)
     curves = []
