@@ -47,10 +47,20 @@ def parse_args():
     p.add_argument("--late-step", type=int, default=1500)
     p.add_argument("--ema", type=float, default=0.998)
     p.add_argument("--drop-caption", type=float, default=0.1, help="fraction of empty captions (for CFG)")
+    p.add_argument("--mix", type=_mix, default=None,
+                   help="data mix from now on, e.g. object=0.6,still=0.1,pan=0.15 (default: synthetic.KIND_WEIGHTS)")
+    p.add_argument("--describe", type=float, default=0.8, help="share of captions that name the motion")
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--sample-every", type=int, default=500)
     p.add_argument("--export", type=Path, default=None, help="write the EMA pipeline here and exit")
     return p.parse_args()
+
+
+def _mix(text: str) -> dict[str, float]:
+    try:
+        return {k.strip(): float(v) for k, v in (item.split("=") for item in text.split(","))}
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--mix wants kind=weight,... got {text!r}") from exc
 
 
 def log(run: Path, **row):
@@ -164,7 +174,7 @@ def main():
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     ema = EMA({"unet": unet, "text_encoder": text_encoder}, args.ema)
-    step, rng, cpu_seconds = 0, np.random.default_rng(args.seed + 2), 0.0
+    step, rng, cpu_seconds, phases = 0, np.random.default_rng(args.seed + 2), 0.0, []
     ckpt = args.run / "unet_ckpt.pt"
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
@@ -173,19 +183,26 @@ def main():
         for k in ema.shadow:
             ema.shadow[k].load_state_dict(state["ema"][k])
         step, rng, cpu_seconds = state["step"], state["rng"], state.get("cpu_seconds", 0.0)
+        phases = state.get("phases", [{"from_step": 0, "mix": None, "describe": 0.8, "lr": args.lr,
+                                       "lr_late": args.lr_late, "late_step": args.late_step}])
         torch.set_rng_state(state["torch_rng"])
 
     def ema_state():
         return {k: m.state_dict() for k, m in ema.shadow.items()} | {
             "meta": {"unet_steps": step, "batch": args.batch, "vae_steps": args.vae_steps, "lr": args.lr,
                      "lr_late": args.lr_late, "late_step": args.late_step, "ema": args.ema,
-                     "cpu_seconds_unet": cpu_seconds, "prediction_type": "v_prediction"}}
+                     "cpu_seconds_unet": cpu_seconds, "prediction_type": "v_prediction", "phases": phases}}
 
     if args.export is not None:
         export(args, pipe, ema_state(), args.export)
         print(f"exported EMA weights of step {step} to {args.export}")
         return
 
+    phase = {"from_step": step, "mix": args.mix, "describe": args.describe, "lr": args.lr,
+             "lr_late": args.lr_late, "late_step": args.late_step}
+    if not phases or {k: v for k, v in phases[-1].items() if k != "from_step"} != {k: v for k, v in phase.items() if k != "from_step"}:
+        phases.append(phase)  # the recipe, phase by phase (the data mix may change on resume)
+        log(args.run, stage="phase", **phase)
     unet, text_encoder, opt = accelerator.prepare(unet, text_encoder, opt)
     sched = pipe.scheduler
     vae, sf = pipe.vae, pipe.vae.config.scaling_factor
@@ -195,7 +212,7 @@ def main():
         lr = args.lr if step < args.late_step else args.lr_late
         for g in opt.param_groups:
             g["lr"] = lr
-        frames, captions = make_batch(rng, args.batch)
+        frames, captions = make_batch(rng, args.batch, kind_weights=args.mix, describe_prob=args.describe)
         captions = ["" if rng.random() < args.drop_caption else c for c in captions]
         b, f = frames.shape[:2]
         with torch.no_grad():
@@ -226,7 +243,7 @@ def main():
                          "text_encoder": accelerator.unwrap_model(text_encoder).state_dict(),
                          "opt": opt.state_dict(), "ema": {k: m.state_dict() for k, m in ema.shadow.items()},
                          "step": step, "rng": rng, "torch_rng": torch.get_rng_state(),
-                         "cpu_seconds": cpu_seconds}, ckpt)
+                         "cpu_seconds": cpu_seconds, "phases": phases}, ckpt)
         if step % args.sample_every == 0:
             sample_pipe = type(pipe)(vae=vae, text_encoder=ema.shadow["text_encoder"], tokenizer=pipe.tokenizer,
                                      unet=ema.shadow["unet"], motion_adapter=None, scheduler=sched)

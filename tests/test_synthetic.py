@@ -123,6 +123,30 @@ def test_make_batch_passes_options_to_each_clip():
     assert all(c.endswith("standing still") for c in captions)
 
 
+def test_kind_weights_choose_the_data_mix():
+    rng = np.random.default_rng(0)
+    kinds = {make_clip(rng, n_frames=2, kind_weights={"still": 1.0, "pan": 0.0}).kind for _ in range(5)}
+    assert kinds == {"still"}
+
+
+def test_describe_prob_zero_never_names_the_motion():
+    rng = np.random.default_rng(0)
+    captions = [make_clip(rng, n_frames=2, kind="object", describe_prob=0.0).caption for _ in range(5)]
+    assert not any("moving" in c for c in captions)
+
+
+@pytest.mark.parametrize("weights", [{"jump": 1.0}, {"still": 0.0}, {"still": -1.0, "pan": 2.0}])
+def test_bad_kind_weights_are_rejected(weights):
+    with pytest.raises(ValueError, match="kind_weights"):
+        make_clip(np.random.default_rng(0), n_frames=2, kind_weights=weights)
+
+
+def test_default_mix_is_unchanged_by_the_new_options():
+    a = make_clip(np.random.default_rng(5), n_frames=2)
+    b = make_clip(np.random.default_rng(5), n_frames=2, kind_weights=None, describe_prob=0.8)
+    assert a.caption == b.caption and np.array_equal(a.frames, b.frames)
+
+
 def test_pan_video_is_a_pan_in_the_nearest_direction():
     clip = pan_video(np.random.default_rng(0), direction=(0.0, 3.0), speed=2.0)
     assert clip.kind == "pan" and clip.directions == ["down"]

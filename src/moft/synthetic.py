@@ -156,20 +156,32 @@ def make_clip(
     color: str | None = None,
     shape: str | None = None,
     describe_motion: bool | None = None,
+    kind_weights: dict[str, float] | None = None,
+    describe_prob: float = 0.8,
 ) -> Clip:
     """Sample one clip; any unset attribute is drawn at random.
+
+    ``kind`` is drawn with ``kind_weights`` (default ``KIND_WEIGHTS``; missing kinds weigh 0) and
+    the motion is named in the caption with probability ``describe_prob``.
 
     Example:
         >>> clip = make_clip(np.random.default_rng(3), kind="reverse", direction="right")
         >>> clip.caption.endswith("moving right then left")
         True
     """
-    kind = kind or str(rng.choice(KINDS, p=KIND_WEIGHTS))
+    if kind is None:
+        weights = np.asarray(KIND_WEIGHTS)
+        if kind_weights is not None:
+            weights = np.asarray([kind_weights.get(k, 0.0) for k in KINDS], dtype=np.float64)
+            if set(kind_weights) - set(KINDS) or weights.sum() <= 0 or (weights < 0).any():
+                raise ValueError(f"kind_weights must weigh kinds among {KINDS} (non-negative), got {kind_weights}")
+            weights = weights / weights.sum()
+        kind = str(rng.choice(KINDS, p=weights))
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     scale = size / 32.0
     speed = float(speed if speed is not None else rng.uniform(*SPEED_RANGE)) * scale
-    describe = bool(rng.random() < 0.8) if describe_motion is None else describe_motion
+    describe = bool(rng.random() < describe_prob) if describe_motion is None else describe_motion
     background = _background(rng)
     n_obj = 2 if kind == "two_objects" else 1
     names = list(DIRECTIONS)
