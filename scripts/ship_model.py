@@ -29,6 +29,7 @@ def main():
     ap.add_argument("--guidance-scale", type=float, default=4.0)
     ap.add_argument("--prompt", default="a red disk standing still")
     ap.add_argument("--scenes", type=int, default=8)
+    ap.add_argument("--rank", default="pca", choices=("pca", "separation"), help="channel ranking (fit_channels)")
     ap.add_argument("--guidance-from", type=Path, default=None,
                     help="an evaluation report of step-size settings: write the best one (direction success, "
                          "then smaller step) into moft.json's guidance defaults and exit")
@@ -56,7 +57,7 @@ def main():
 
     t0 = time.time()
     pipe = load_pipeline(str(tmp))
-    channels = fit_channels(pipe, method="inversion", scenes=args.scenes, model_name="moft-tiny")
+    channels = fit_channels(pipe, method="inversion", scenes=args.scenes, rank=args.rank, model_name="moft-tiny")
     channels.save(tmp / "motion_channels.safetensors")
     training = json.loads((tmp / "TRAINING.json").read_text())
     log = [json.loads(line) for line in (args.run / "log.jsonl").read_text().splitlines()]

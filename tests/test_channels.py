@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from moft.channels import ChannelsError, MotionChannels, fit_channels, pan_videos
+from moft.channels import ChannelsError, MotionChannels, fit_channels, pan_videos, separation
 from moft.metrics import track_points
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -94,6 +94,34 @@ def test_fit_rejects_an_unknown_method(animatediff):
 def test_fit_rejects_a_fraction_outside_zero_one(animatediff, fraction):
     with pytest.raises(ValueError, match="fraction"):
         fit_channels(animatediff, method="noise", fraction=fraction)
+
+
+def test_fit_rejects_an_unknown_rank(animatediff):
+    with pytest.raises(ValueError, match="rank"):
+        fit_channels(animatediff, method="noise", rank="vibes")
+
+
+def test_separation_ranking_keeps_the_channels_with_the_largest_d_prime(animatediff):
+    ch = fit_channels(animatediff, method="noise", scenes=2, rank="separation", num_steps=5)
+    assert ch.meta["rank"] == "separation"
+    for axis in ("horizontal", "vertical"):
+        d = ch.loadings[axis]
+        assert d.shape == (C,) and torch.isfinite(d).all()
+        assert torch.equal(getattr(ch, axis), d.abs().argsort(descending=True)[:K])
+
+
+def test_separation_finds_the_one_channel_that_tells_the_groups_apart():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 6, generator=gen)
+    labels = torch.tensor([1.0, -1.0]).repeat(20)
+    x[:, 4] += 3 * labels
+    d = separation(x, labels)
+    assert int(d.abs().argmax()) == 4 and d[4] > 0
+
+
+def test_separation_needs_two_samples_per_group():
+    with pytest.raises(ValueError, match="two samples"):
+        separation(torch.zeros(3, 2), torch.tensor([1.0, 1.0, -1.0]))
 
 
 # ---------------------------------------------------------------------------

@@ -68,6 +68,21 @@ def test_fit_channels_writes_file_and_metadata(model_dir, tmp_path):
     assert meta["k"] == 3 and meta["site"] == "up_blocks.1"
 
 
+def test_fit_channels_separation_rank_is_recorded(model_dir, tmp_path):
+    out = tmp_path / "ch.safetensors"
+    r = run("fit-channels", "--model", model_dir, "--out", out, "--scenes", 1, "--method", "noise",
+            "--rank", "separation")
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.with_suffix(".json").read_text())["rank"] == "separation"
+
+
+def test_fit_channels_unknown_rank_is_one_line_and_no_file(model_dir, tmp_path):
+    out = tmp_path / "ch.safetensors"
+    r = run("fit-channels", "--model", model_dir, "--out", out, "--scenes", 1, "--rank", "vibes")
+    assert r.exit_code == 2 and "rank" in r.output and "Traceback" not in r.output
+    assert not out.exists()
+
+
 def test_control_writes_video_report_latents_and_source(model_dir, tmp_path):
     out = tmp_path / "c.gif"
     r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", out, "--steps", 4,

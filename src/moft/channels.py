@@ -197,6 +197,7 @@ def fit_channels(
     scenes: int = 4,
     speed: float = 0.04,
     site: str | None = None,
+    rank: str = "pca",
     crop: float = 0.25,
     num_steps: int = 25,
     seed: int = 0,
@@ -219,6 +220,11 @@ def fit_channels(
         scenes: still scenes per axis; each gives two pans (opposite directions).
         speed: pan speed, fraction of the frame per frame.
         site: capture site (default: the architecture's ``up_blocks.1``).
+        rank: how channels are ranked per axis: ``"pca"`` (the paper: |loading| on the first
+            principal component of the pooled frame-0 samples) or ``"separation"`` (|d'|, the
+            difference of the two opposite pans' channel means over their pooled standard deviation,
+            i.e. how well each channel alone tells the two directions apart). ``loadings`` hold the
+            PC1 loadings or the signed d' accordingly.
         crop: side of the centre crop used for PCA samples, as a fraction of the feature map
             (official: 16/64 = 0.25).
         num_steps: DDIM steps of the inversion schedule.
@@ -234,6 +240,8 @@ def fit_channels(
     from .latents import encode_prompt, encode_video, vae_scale
     from .models import ddim_scheduler, denoiser
 
+    if rank not in ("pca", "separation"):
+        raise ValueError(f"rank must be 'pca' or 'separation', got {rank!r}")
     if method not in ("inversion", "noise"):
         raise ValueError(f"method must be 'inversion' or 'noise', got {method!r}")
     if not 0 < fraction <= 1:
@@ -252,6 +260,7 @@ def fit_channels(
     videos = list(pan_videos(size=(height, width), num_frames=num_frames, speed=speed, scenes=scenes, seed=seed,
                              images=images))
     samples = {"horizontal": [], "vertical": []}
+    signs = {"horizontal": [], "vertical": []}  # +1 / -1: which of the axis' two pans each sample is from
     curves, targets = [], []  # region-mean CR features (F, C) and displacements (F, 2)
     for n, (frames, d, axis) in enumerate(videos):
         z0 = encode_video(pipe, frames)
@@ -266,7 +275,8 @@ def fit_channels(
         r0, r1 = int(hh * (0.5 - crop / 2)), max(int(hh * (0.5 + crop / 2)), int(hh * (0.5 - crop / 2)) + 1)
         c0, c1 = int(ww * (0.5 - crop / 2)), max(int(ww * (0.5 + crop / 2)), int(ww * (0.5 - crop / 2)) + 1)
         centre = x[:, :, r0:r1, c0:c1]  # (F, C, h, w)
-        samples[axis].append(rearrange(centre[0], "c h w -> (h w) c"))
+        samples[axis].append(rearrange(centre[0], "c h w -> (h w) c"))  # (h*w, C)
+        signs[axis].append(torch.full((samples[axis][-1].shape[0],), float(np.sign(d.sum()))))
         curves.append(centre.mean(dim=(-2, -1)))  # (F, C)
         pos = np.arange(num_frames)[:, None] * speed * d[None, :]  # (F, 2) content displacement
         targets.append(torch.from_numpy(pos - pos.mean(0)).float())
@@ -279,9 +289,12 @@ def fit_channels(
     for axis, rows in samples.items():
         data = torch.cat(rows).numpy()  # (N, C)
         pca = PCA(n_components=min(4, data.shape[0], data.shape[1])).fit(data)
-        loadings[axis] = torch.from_numpy(pca.components_[0]).float()
-        ranked[axis] = loadings[axis].abs().argsort(descending=True)[:k]
         explained[axis] = [float(v) for v in pca.explained_variance_ratio_]
+        if rank == "pca":
+            loadings[axis] = torch.from_numpy(pca.components_[0]).float()
+        else:
+            loadings[axis] = separation(torch.cat(rows), torch.cat(signs[axis]))
+        ranked[axis] = loadings[axis].abs().argsort(descending=True)[:k]
 
     baseline = torch.stack(curves).mean(0)  # (F, C): opposite pans cancel their motion part
     y = torch.cat([c - baseline for c in curves])  # (N*F, C)
@@ -292,7 +305,7 @@ def fit_channels(
     meta = {
         "model": model_name, "architecture": arch.name, "site": site, "method": method,
         "timestep": ts[step], "inversion_step": step, "num_steps": num_steps, "fraction": fraction,
-        "k": k, "num_channels": num_c, "explained_variance_ratio": explained,
+        "k": k, "num_channels": num_c, "rank": rank, "explained_variance_ratio": explained,
         "frames": num_frames, "height": height, "width": width, "speed": speed,
         "source_videos": [f"{'image' if images else 'synthetic'} scene {s} pan {tuple(d.tolist())}"
                           for s, (_, d, _) in zip([i // 2 % scenes for i in range(len(videos))], videos)],
@@ -301,6 +314,25 @@ def fit_channels(
         "seed": seed,
     }
     return MotionChannels(ranked["horizontal"], ranked["vertical"], loadings, sol.T.contiguous(), r2, baseline, meta)
+
+
+def separation(samples: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Signed d' per channel between two groups: ``(mean+ - mean-) / pooled std``.
+
+    Example:
+        >>> x = torch.tensor([[1.0, 0.0], [1.2, 5.0], [-1.0, 0.1], [-1.2, 4.9]])
+        >>> separation(x, torch.tensor([1.0, 1.0, -1.0, -1.0]))[0] > 10
+        tensor(True)
+
+    Args:
+        samples: ``(N, C)`` feature vectors.
+        labels: ``(N,)`` +1 or -1, the group of each sample (both groups present).
+    """
+    pos, neg = samples[labels > 0], samples[labels < 0]  # (N+, C), (N-, C)
+    if len(pos) < 2 or len(neg) < 2:
+        raise ValueError("separation needs at least two samples in each group")
+    pooled = ((pos.var(0) + neg.var(0)) / 2).clamp_min(1e-12).sqrt()  # (C,)
+    return (pos.mean(0) - neg.mean(0)) / pooled
 
 
 def default_video_size(pipe) -> tuple[int, int, int]:

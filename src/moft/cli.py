@@ -178,13 +178,14 @@ def fit_channels(
     model: Optional[str] = typer.Option(None, help="moft-tiny (default), a pipeline folder or a hub id"),
     fraction: float = typer.Option(0.04, help="share of channels kept per axis (paper: 4%)"),
     method: str = typer.Option("inversion", help="inversion (paper) or noise (one noised forward)"),
+    rank: str = typer.Option("pca", help="pca (paper: |PC1 loading|) or separation (|d'| between opposite pans)"),
     timestep: int = typer.Option(200, help="timestep of the features"),
     scenes: int = typer.Option(4, help="still scenes per axis (two pans each)"),
     images: Optional[Path] = typer.Option(None, help="folder of still pictures to pan instead of synthetic scenes"),
     site: Optional[str] = typer.Option(None, help="module path to capture (default: up_blocks.1)"),
     seed: int = typer.Option(0),
 ):
-    """Fit horizontal and vertical motion channels by PCA on synthetic pans."""
+    """Fit horizontal and vertical motion channels on synthetic pans (PCA, as the paper, or d')."""
     with _errors():
         from .channels import fit_channels as run
         from .video import read_video
@@ -198,7 +199,8 @@ def fit_channels(
             pics = [read_video(p)[0] for p in files]
         pipe = _load(model)
         with _progress("fit-channels") as update:
-            ch = run(pipe, fraction=fraction, method=method, timestep=timestep, scenes=scenes, site=site, seed=seed,
+            ch = run(pipe, fraction=fraction, method=method, rank=rank, timestep=timestep, scenes=scenes, site=site,
+                     seed=seed,
                      images=pics, model_name=model or "moft-tiny", progress=update)
         ch.save(out)
         ev = ch.meta["explained_variance_ratio"]
