@@ -3,7 +3,8 @@
 Usage:
     python scripts/model_quality.py                          # the shipped model, full bars
     python scripts/model_quality.py --model runs/shipped/export --samples 16 --quick
-    python scripts/model_quality.py --out docs/quality.json --figure docs/pca_directions.png
+    python scripts/model_quality.py --out docs/results/model_quality.json --figure docs/results/pca_directions.png
+    (writes the JSON report with every sample and a Markdown table of the bars beside it)
 
 Bars (measured, reported as fractions; nothing is asserted here):
     1. sample quality: of N unguided samples of constant-motion prompts, the share with one trackable
@@ -123,6 +124,32 @@ def moft_decoding(pipe, per_direction: int, seed: int, timestep: int, steps: int
     return out
 
 
+def markdown(report: dict) -> str:
+    """The bars as a Markdown table (copied into the README by scripts/results_tables.py)."""
+    q, d = report["sample_quality"], report.get("moft_decoding")
+    n = q["samples"]
+
+    def frac(key):
+        return f"{100 * q[key]:.0f}% ({round(q[key] * n)}/{n})"
+
+    lines = [f"Measured by `python scripts/model_quality.py` on {report['model']} ({n} unguided samples, CFG "
+             f"{report['guidance_scale']:g}, {report['steps']} DDIM steps"
+             + (f"; {d['videos']} held-out labelled videos, DDIM-inverted to t = {d['timestep']}" if d else "") + ").",
+             "", "| bar | target | measured |", "|---|---|---|",
+             f"| samples with one trackable object | – | {frac('present_fraction')} |",
+             f"| coherent samples (straight path R² ≥ 0.9, consistent steps, speed in range) | ≥ 90% | "
+             f"{frac('coherent_fraction')}; median R² {q['median_r2']:.2f}, median speed {q['median_speed_px']:.2f} px/frame |",
+             f"| prompt's direction followed (within 22.5°) | ≥ 80% | {frac('text_direction_fraction')} (chance 12.5%) |"]
+    if d:
+        lines += [f"| 8-direction decoding from frame-0 MOFT (CR, all channels), 5-fold logistic regression | ≥ 95% | "
+                  f"{100 * d['accuracy_moft_all_channels']:.0f}% |",
+                  f"| the same from raw features (no CR) | clearly worse | {100 * d['accuracy_raw']:.0f}% |"]
+        if "accuracy_moft_motion_channels" in d:
+            lines.append(f"| the same from the shipped motion channels only | – | "
+                         f"{100 * d['accuracy_moft_motion_channels']:.0f}% |")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None)
@@ -154,6 +181,7 @@ def main():
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
+        args.out.with_suffix(".md").write_text(markdown(report))
 
 
 if __name__ == "__main__":

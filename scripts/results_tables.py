@@ -1,5 +1,8 @@
-"""Copy the measured tables (docs/results/*.md, written by `moft evaluate` and scripts/benchmark.py)
-into README.md between the `<!-- results -->` markers, so the README shows exactly what was run.
+"""Copy the measured tables (docs/results/*.md, written by `moft evaluate`, scripts/benchmark.py and
+scripts/model_quality.py) into README.md between markers, so the README shows exactly what was run.
+
+Blocks: ``<!-- quality -->`` (the shipped model's bars) and ``<!-- results -->`` (the paper's tables and
+the benchmarks).
 
 Usage:
     python scripts/results_tables.py
@@ -8,22 +11,32 @@ Usage:
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["table1_synthesis", "table1_reference", "camera_pan", "two_objects", "table4_channels", "ablations",
-         "tune_step_size", "benchmark"]
+BLOCKS = {
+    "quality": ["model_quality"],
+    "results": ["table1_synthesis", "table1_reference", "camera_pan", "two_objects", "table4_channels", "ablations",
+                "tune_step_size", "benchmark", "benchmark_full"],
+}
 
 
-def main():
+def fill(text: str, block: str, names: list[str]) -> tuple[str, int]:
+    """Replace what lies between ``<!-- block -->`` and ``<!-- /block -->`` with the named tables."""
     parts = []
-    for name in ORDER:
+    for name in names:
         md = ROOT / "docs" / "results" / f"{name}.md"
         if md.exists():
             parts.append(f"<!-- from docs/results/{name}.md -->\n" + md.read_text().strip() + "\n")
+    head, rest = text.split(f"<!-- {block} -->", 1)
+    _, tail = rest.split(f"<!-- /{block} -->", 1)
+    return head + f"<!-- {block} -->\n" + "\n".join(parts) + f"<!-- /{block} -->" + tail, len(parts)
+
+
+def main():
     readme = ROOT / "README.md"
     text = readme.read_text()
-    head, rest = text.split("<!-- results -->", 1)
-    _, tail = rest.split("<!-- /results -->", 1)
-    readme.write_text(head + "<!-- results -->\n" + "\n".join(parts) + "<!-- /results -->" + tail)
-    print(f"{len(parts)} tables")
+    for block, names in BLOCKS.items():
+        text, n = fill(text, block, names)
+        print(f"{block}: {n} tables")
+    readme.write_text(text)
 
 
 if __name__ == "__main__":
