@@ -216,3 +216,25 @@ def test_evaluate_shards_merge_into_one_report(model_dir, tmp_path):
         assert r.exit_code == 0, r.output
     assert len(json.loads(out.read_text())["rows"]) == 2
     assert_user_error(run("evaluate", path, "--model", model_dir, "--out", out, "--shard", "2/2"), "--shard")
+
+
+@pytest.mark.slow
+def test_evaluate_under_torchrun_splits_items_between_two_cpu_processes(model_dir, tmp_path):
+    """Two processes (gloo on CPU) share the items and give the same rows as one process."""
+    import shutil
+
+    suite = json.loads((EXAMPLES.parent / "benchmarks" / "smoke.json").read_text())
+    suite.update(steps=2, settings=[dict(suite["settings"][0], steps=[1, 2])])
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(suite))
+    torchrun = shutil.which("torchrun") or pytest.skip("torchrun not on PATH")
+    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "moft.cli", "evaluate", str(path), "--model",
+                           str(model_dir), "--out", str(tmp_path / "two.json")], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "[0/2]" in proc.stdout + proc.stderr and "[1/2]" in proc.stdout + proc.stderr
+    r = run("evaluate", path, "--model", model_dir, "--out", tmp_path / "one.json")
+    assert r.exit_code == 0, r.output
+    two, one = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("two", "one"))
+    assert [row["id"] for row in two["rows"]] == [row["id"] for row in one["rows"]]
+    assert two["table"] == one["table"]

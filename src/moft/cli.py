@@ -329,7 +329,9 @@ def evaluate(
                 raise ValueError(f"--shard: expected K/N with 0 <= K < N, got {shard!r}") from None
             state, main = None, True
         else:
-            state = PartialState()
+            # cpu=True lets torchrun's processes on a CPU-only machine form a gloo group (accelerate
+            # only does so when told it is on CPU); on GPUs accelerate launch picks NCCL as usual
+            state = PartialState(cpu=not torch.cuda.is_available())
             index, count, main = state.process_index, state.num_processes, state.is_main_process
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))
         pipe = _load(model)
