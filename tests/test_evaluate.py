@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from moft.evaluate import SuiteError, collect, items, load_suite, markdown_table, run_suite, summarise
+from moft.evaluate import SuiteError, collect, items, load_suite, markdown_table, run_identity, run_suite, summarise
 
 SUITE = {
     "name": "t", "steps": 3, "guidance_scale": 4.0,
@@ -60,7 +60,8 @@ def test_two_shards_give_the_same_rows_as_one(tmp_path, animatediff, tiny_channe
     run_suite(animatediff, suite, tmp_path / "one", tiny_channels)
     for k in range(2):
         run_suite(animatediff, suite, tmp_path / "two", tiny_channels, process_index=k, num_processes=2)
-    one, two = collect(suite, tmp_path / "one"), collect(suite, tmp_path / "two")
+    ident = run_identity(animatediff, tiny_channels)
+    one, two = collect(suite, tmp_path / "one", ident), collect(suite, tmp_path / "two", ident)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(one) == strip(two) and len(one) == 2
     assert all(r["status"] == "ok" for r in one)
@@ -73,12 +74,43 @@ def test_finished_items_are_not_redone(tmp_path, animatediff, tiny_channels, mon
     import moft.evaluate as ev
 
     suite = load_suite(_write(tmp_path, SUITE))
-    for it in items(suite):
+    for it in items(suite, run_identity(animatediff, tiny_channels)):
         (tmp_path / "w").mkdir(exist_ok=True)
         (tmp_path / "w" / f"{it['id']}.json").write_text(json.dumps({"id": it["id"], "setting": "x", "status": "done"}))
     monkeypatch.setattr(ev, "run_item", lambda *a, **k: pytest.fail("an item was redone"))
     rows = run_suite(animatediff, suite, tmp_path / "w", tiny_channels)
     assert [r["status"] for r in rows] == ["done", "done"]
+
+
+def test_rows_of_another_model_or_channel_file_are_not_reused(tmp_path, animatediff, tiny_channels, monkeypatch):
+    import dataclasses
+
+    import moft.evaluate as ev
+
+    suite = load_suite(_write(tmp_path, SUITE))
+    for it in items(suite, run_identity(animatediff, tiny_channels)):
+        (tmp_path / "w").mkdir(exist_ok=True)
+        (tmp_path / "w" / f"{it['id']}.json").write_text(json.dumps({"id": it["id"], "status": "done"}))
+    other = dataclasses.replace(tiny_channels, horizontal=tiny_channels.horizontal.flip(0))
+    assert run_identity(animatediff, other) != run_identity(animatediff, tiny_channels)
+    redone = []
+    monkeypatch.setattr(ev, "run_item", lambda pipe, suite, item, *a, **k: redone.append(item["id"]) or
+                        {"id": item["id"], "status": "redone"})
+    rows = run_suite(animatediff, suite, tmp_path / "w", other)
+    assert [r["status"] for r in rows] == ["redone", "redone"]
+
+
+def test_run_identity_follows_the_weights(animatediff, tiny_channels):
+    import copy
+
+    import torch
+
+    before = run_identity(animatediff, tiny_channels)
+    changed = copy.deepcopy(animatediff)
+    with torch.no_grad():
+        next(changed.unet.parameters()).flatten()[0] += 1.0
+    assert run_identity(changed, tiny_channels) != before
+    assert run_identity(animatediff, tiny_channels) == before
 
 
 def test_item_ids_change_with_the_base_guidance(tmp_path):

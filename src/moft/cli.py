@@ -312,7 +312,7 @@ def evaluate(
         import torch
         from accelerate import PartialState
 
-        from .evaluate import collect, load_suite, markdown_table, run_suite, summarise
+        from .evaluate import collect, load_suite, markdown_table, run_identity, run_suite, summarise
         from .figures import report_figure
         from .models import model_defaults
         from .video import atomic_write_text
@@ -341,7 +341,7 @@ def evaluate(
         if state is not None:
             state.wait_for_everyone()
         if main:
-            rows = collect(spec, work)
+            rows = collect(spec, work, run_identity(pipe, ch))
             table = summarise(rows)
             report = {"suite": spec, "model": model or "moft-tiny", "channels_digest": ch.digest(),
                       "table": table, "rows": rows}

@@ -95,8 +95,29 @@ def _prompt_color(prompt: str) -> str | None:
     return next((w for w in prompt.lower().replace(",", " ").split() if w in COLORS), None)
 
 
-def items(suite: dict) -> list[dict]:
-    """Every (prompt, seed, request, setting) in a fixed order, each with a stable id."""
+def run_identity(pipe, channels) -> str:
+    """A fingerprint of what a row depends on beyond the suite: the denoiser's and text encoder's
+    weights (the first elements of every tensor) and the motion channels. Rows of another model or
+    channel file get other ids, so a work folder is never resumed with stale rows.
+
+    Example:
+        >>> run_identity(pipe, channels)  # doctest: +SKIP
+        '5f0c2a9e41d7b3c8'
+    """
+    from .models import denoiser
+
+    h = hashlib.sha1()
+    for module in (denoiser(pipe), getattr(pipe, "text_encoder", None)):
+        for name, param in (module.named_parameters() if module is not None else ()):
+            h.update(name.encode())
+            h.update(param.detach().flatten()[:64].float().cpu().numpy().tobytes())
+    h.update(channels.digest().encode())
+    return h.hexdigest()[:16]
+
+
+def items(suite: dict, identity: str = "") -> list[dict]:
+    """Every (prompt, seed, request, setting) in a fixed order, each with a stable id
+    (which also depends on ``identity``, see ``run_identity``)."""
     out = []
     for p in suite["prompts"]:
         for s in suite["seeds"]:
@@ -104,7 +125,7 @@ def items(suite: dict) -> list[dict]:
                 for st in [{"name": "unguided", "unguided": True}] + suite["settings"]:
                     item = {"prompt": p, "seed": s, "request": r, "setting": st}
                     run = {k: suite.get(k) for k in ("guidance", "steps", "guidance_scale")}
-                    key = json.dumps(dict(item, run=run), sort_keys=True)  # any change of setting: a new item
+                    key = json.dumps(dict(item, run=run), sort_keys=True) + identity  # any change: a new item
                     item["id"] = hashlib.sha1(key.encode()).hexdigest()[:16]
                     out.append(item)
     return out
@@ -277,7 +298,7 @@ def run_suite(pipe, suite: dict, work_dir: str | Path, channels, *, process_inde
     items already finished in ``work_dir``; returns this share's rows."""
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    todo = items(suite)[process_index::num_processes]
+    todo = items(suite, run_identity(pipe, channels))[process_index::num_processes]
     cache: dict = {}
     rows = []
     for n, item in enumerate(todo):
@@ -296,8 +317,9 @@ def run_suite(pipe, suite: dict, work_dir: str | Path, channels, *, process_inde
     return rows
 
 
-def collect(suite: dict, work_dir: str | Path) -> list[dict]:
-    """All finished rows of a suite, in item order (identical however the work was sharded)."""
+def collect(suite: dict, work_dir: str | Path, identity: str = "") -> list[dict]:
+    """All finished rows of a suite, in item order (identical however the work was sharded);
+    ``identity`` is ``run_identity(pipe, channels)`` of the run."""
     work = Path(work_dir)
-    return [json.loads((work / f"{it['id']}.json").read_text()) for it in items(suite)
+    return [json.loads((work / f"{it['id']}.json").read_text()) for it in items(suite, identity)
             if (work / f"{it['id']}.json").exists()]
