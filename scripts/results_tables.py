@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = {
     "quality": ["model_quality"],
     "results": ["table1_synthesis", "table1_reference", "camera_pan", "two_objects", "table4_channels", "ablations",
-                "tune_step_size", "benchmark", "benchmark_full"],
+                "tune_step_size", "prompt_no_motion", "benchmark", "benchmark_full"],
 }
 
 
