@@ -82,6 +82,24 @@ def test_finished_items_are_not_redone(tmp_path, animatediff, tiny_channels, mon
     assert [r["status"] for r in rows] == ["done", "done"]
 
 
+def test_shards_take_whole_groups_round_robin(tmp_path, animatediff, tiny_channels, monkeypatch):
+    import moft.evaluate as ev
+
+    suite = load_suite(_write(tmp_path, {**SUITE, "seeds": [0, 1, 2],
+                                         "requests": SUITE["requests"] + [dict(SUITE["requests"][0], name="right",
+                                                                               direction="right")]}))
+    ran = {0: [], 1: []}
+    for k in (0, 1):
+        monkeypatch.setattr(ev, "run_item", lambda pipe, suite, item, *a, k=k, **kw: ran[k].append(item) or
+                            {"id": item["id"], "status": "ok"})
+        run_suite(animatediff, suite, tmp_path / f"w{k}", tiny_channels, process_index=k, num_processes=2)
+    groups = [{it["group"] for it in ran[k]} for k in (0, 1)]
+    assert groups[0].isdisjoint(groups[1]) and len(groups[0]) == len(groups[1]) == 3
+    for k in (0, 1):  # each share holds every setting of its groups: unguided and guided alike
+        assert sorted(it["setting"]["name"] for it in ran[k]) == ["MOFT"] * 3 + ["unguided"] * 3
+    assert len(ran[0]) + len(ran[1]) == len(items(suite))
+
+
 def test_rows_of_another_model_or_channel_file_are_not_reused(tmp_path, animatediff, tiny_channels, monkeypatch):
     import dataclasses
 

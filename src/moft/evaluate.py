@@ -119,14 +119,17 @@ def items(suite: dict, identity: str = "") -> list[dict]:
     """Every (prompt, seed, request, setting) in a fixed order, each with a stable id
     (which also depends on ``identity``, see ``run_identity``)."""
     out = []
+    group = 0  # one group per (prompt, seed, request): its settings share one unguided source video
     for p in suite["prompts"]:
         for s in suite["seeds"]:
             for r in suite["requests"]:
+                group += 1
                 for st in [{"name": "unguided", "unguided": True}] + suite["settings"]:
                     item = {"prompt": p, "seed": s, "request": r, "setting": st}
                     run = {k: suite.get(k) for k in ("guidance", "steps", "guidance_scale")}
                     key = json.dumps(dict(item, run=run), sort_keys=True) + identity  # any change: a new item
                     item["id"] = hashlib.sha1(key.encode()).hexdigest()[:16]
+                    item["group"] = group - 1
                     out.append(item)
     return out
 
@@ -294,11 +297,12 @@ def markdown_table(table: list[dict]) -> str:
 
 def run_suite(pipe, suite: dict, work_dir: str | Path, channels, *, process_index: int = 0, num_processes: int = 1,
               progress=None) -> list[dict]:
-    """Run this process's share of the items (``items[process_index::num_processes]``), skipping
-    items already finished in ``work_dir``; returns this share's rows."""
+    """Run this process's share of the items, skipping items already finished in ``work_dir``;
+    returns this share's rows. Shares are whole groups (every setting of one prompt, seed and
+    request, dealt round-robin), so the work is balanced and each source video is made once."""
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    todo = items(suite, run_identity(pipe, channels))[process_index::num_processes]
+    todo = [it for it in items(suite, run_identity(pipe, channels)) if it["group"] % num_processes == process_index]
     cache: dict = {}
     rows = []
     for n, item in enumerate(todo):
