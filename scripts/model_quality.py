@@ -2,7 +2,8 @@
 
 Usage:
     python scripts/model_quality.py                          # the shipped model, full bars
-    python scripts/model_quality.py --model runs/shipped/export --samples 16 --quick
+    python scripts/model_quality.py --model runs/shipped/export --samples 16 --skip-decoding
+    python scripts/model_quality.py --only text_effect --out docs/results/model_quality.json  # add one part
     python scripts/model_quality.py --out docs/results/model_quality.json --figure docs/results/pca_directions.png
     (writes the JSON report with every sample and a Markdown table of the bars beside it)
 
@@ -14,6 +15,8 @@ Bars (measured, reported as fractions; nothing is asserted here):
     3. MOFT emerges: on held-out labelled videos (DDIM-inverted), 5-fold logistic-regression accuracy
        of the 8 motion directions from frame-0 features with content correlation removed (MOFT, all
        channels and motion channels only) against raw features.
+    Also (a diagnostic, no bar): how much of the net motion the direction word decides, from the
+    same noise under 'moving left/right/up/down' (variance split between words and the rest).
 """
 
 from __future__ import annotations
@@ -69,6 +72,29 @@ def sample_quality(pipe, n: int, seed: int, guidance_scale: float, steps: int) -
         "median_speed_px": float(np.nanmedian([r["speed"] for r in rows])),
         "rows": rows,
     }
+
+
+def text_effect(pipe, seeds: int, seed: int, guidance_scale: float, steps: int) -> dict:
+    """How much of the motion the direction word decides: sample 'a red disk moving {w}' for the
+    four axis directions from the same seeds and split the variance of the net displacement
+    (last minus first tracked centroid) into a between-word part and the rest (1.0: the word
+    alone decides the motion; 0.0: the noise does, whatever the word)."""
+    words = ["left", "right", "up", "down"]
+    disp = np.full((len(words), seeds, 2), np.nan)  # (word, seed, xy)
+    for w, word in enumerate(words):
+        for k in range(seeds):
+            frames = sample(pipe, f"a red disk moving {word}", seed=seed + k, steps=steps,
+                            guidance_scale=guidance_scale).frames
+            path = track_centroid(frames, color=COLORS["red"])
+            if np.isfinite(path).all():
+                disp[w, k] = path[-1] - path[0]
+    ok = np.isfinite(disp).all(axis=(0, 2))  # seeds tracked under every word
+    d = disp[:, ok]
+    total = float(((d - d.mean(axis=(0, 1))) ** 2).sum())
+    between = float(d.shape[1] * ((d.mean(axis=1) - d.mean(axis=(0, 1))) ** 2).sum())
+    return {"words": words, "seeds": int(ok.sum()),
+            "mean_displacement_px": {w: [round(float(v), 3) for v in d[i].mean(0)] for i, w in enumerate(words)},
+            "variance_explained_by_word": between / total if total > 0 else float("nan")}
 
 
 @torch.no_grad()
@@ -147,6 +173,10 @@ def markdown(report: dict) -> str:
         if "accuracy_moft_motion_channels" in d:
             lines.append(f"| the same from the shipped motion channels only | – | "
                          f"{100 * d['accuracy_moft_motion_channels']:.0f}% |")
+    te = report.get("text_effect")
+    if te:
+        lines.append(f"| share of motion variance decided by the direction word ({len(te['words'])} words × "
+                     f"{te['seeds']} seeds, same noise) | – | {100 * te['variance_explained_by_word']:.0f}% |")
     return "\n".join(lines) + "\n"
 
 
@@ -162,6 +192,9 @@ def main():
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--figure", type=Path, default=None)
     p.add_argument("--skip-decoding", action="store_true")
+    p.add_argument("--text-seeds", type=int, default=8, help="seeds per direction word for the text-effect check")
+    p.add_argument("--only", choices=("text_effect",), default=None,
+                   help="run only this part and merge it into an existing --out report")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -170,14 +203,24 @@ def main():
     pipe = load_pipeline(args.model)
     cfg = args.guidance_scale or model_defaults(args.model).get("guidance_scale", 7.5)
     t0 = time.time()
-    report = {"model": args.model or "moft-tiny", "guidance_scale": cfg, "steps": args.steps}
-    report["sample_quality"] = sample_quality(pipe, args.samples, args.seed, cfg, args.steps)
-    if not args.skip_decoding:
-        report["moft_decoding"] = moft_decoding(pipe, args.per_direction, args.seed, args.timestep, args.steps,
-                                                args.figure, args.model)
-    report["seconds"] = time.time() - t0
+    if args.only:
+        if args.out is None or not args.out.exists():
+            p.error("--only merges into an existing report: give --out REPORT.json of an earlier run")
+        report = json.loads(args.out.read_text())
+        if (report["model"], report["guidance_scale"], report["steps"]) != (args.model or "moft-tiny", cfg, args.steps):
+            p.error(f"{args.out} was measured with other settings; rerun it whole")
+    else:
+        report = {"model": args.model or "moft-tiny", "guidance_scale": cfg, "steps": args.steps}
+        report["sample_quality"] = sample_quality(pipe, args.samples, args.seed, cfg, args.steps)
+        if not args.skip_decoding:
+            report["moft_decoding"] = moft_decoding(pipe, args.per_direction, args.seed, args.timestep, args.steps,
+                                                    args.figure, args.model)
+    if args.only in (None, "text_effect") and args.text_seeds > 0:
+        report["text_effect"] = text_effect(pipe, args.text_seeds, args.seed, cfg, args.steps)
+    report["seconds" if not args.only else f"seconds_{args.only}"] = time.time() - t0
     summary = {k: v for k, v in report["sample_quality"].items() if k != "rows"}
-    print(json.dumps({"sample_quality": summary, "moft_decoding": report.get("moft_decoding")}, indent=2))
+    print(json.dumps({"sample_quality": summary, "moft_decoding": report.get("moft_decoding"),
+                      "text_effect": report.get("text_effect")}, indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -69,3 +69,24 @@ def test_train_mix_parses_kind_weights():
     with pytest.raises(argparse.ArgumentTypeError, match="kind=weight"):
         train._mix("object")
     json.dumps(train._mix("still=1"))  # recorded in the checkpoint's phases as JSON
+
+
+@pytest.mark.parametrize("decided_by_word, expected", [(True, 1.0), (False, 0.0)])
+def test_text_effect_splits_motion_variance_between_word_and_noise(monkeypatch, decided_by_word, expected):
+    import types
+
+    import numpy as np
+
+    mq = _load("model_quality")
+    step = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+
+    def fake_sample(pipe, prompt, seed, **kw):
+        word = prompt.rsplit(" ", 1)[1]
+        v = np.array(step[word] if decided_by_word else step[list(step)[seed % 4]], dtype=float)
+        return types.SimpleNamespace(frames=np.arange(8)[:, None] * v)  # the "video" is its own path
+
+    monkeypatch.setattr(mq, "sample", fake_sample)
+    monkeypatch.setattr(mq, "track_centroid", lambda frames, color: frames)
+    out = mq.text_effect(None, seeds=4, seed=0, guidance_scale=4.0, steps=2)
+    assert out["seeds"] == 4
+    assert out["variance_explained_by_word"] == pytest.approx(expected)
