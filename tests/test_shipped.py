@@ -54,7 +54,7 @@ def test_shipped_model_makes_a_coherent_object(shipped, direction, color, seed):
     """One object of the prompt's colour in every frame, moving smoothly (no jumps).
 
     Whether it moves the prompt's way is a quality bar the current model does not meet yet
-    (scripts/model_quality.py: 11%), so it is not asserted here.
+    (scripts/model_quality.py: 12%, chance 12.5%), so it is not asserted here.
     """
     from moft.sampler import sample
 
