@@ -170,7 +170,10 @@ def capture_overhead(model: str, repeats: int) -> dict:
             call_denoiser(net, z, 500, cond)
         hooked.append(time.perf_counter() - t0)
     p, h = statistics.median(plain), statistics.median(hooked)
-    return {"model": model, "plain_s": p, "capture_s": h, "overhead": h / p - 1, "repeats": repeats}
+    # noise: the spread of the plain timings (interquartile range over the median)
+    q = statistics.quantiles(plain, n=4)
+    return {"model": model, "plain_s": p, "capture_s": h, "overhead": h / p - 1, "repeats": repeats,
+            "plain_iqr_fraction": (q[2] - q[0]) / p}
 
 
 def main():
@@ -230,9 +233,10 @@ def markdown(report: dict) -> str:
     for r in floor:
         lines += ["", f"Work floor of a guided {r['model']} run: {r['forwards']} denoiser forwards and {r['backwards']} "
                       f"backwards (unguided: {next(b['forwards'] for b in report['rows'] if b['model'] == r['model'] and b['case'] == 'unguided')} forwards)."]
-    lines += ["", "| model | plain forward (s) | under capture (s) | overhead |", "|---|---|---|---|"]
+    lines += ["", "| model | plain forward (s) | under capture (s) | overhead | noise (IQR of plain) |", "|---|---|---|---|---|"]
     for o in report["capture_overhead"]:
-        lines.append(f"| {o['model']} | {o['plain_s']:.4f} | {o['capture_s']:.4f} | {100 * o['overhead']:+.1f}% |")
+        noise = f"{100 * o['plain_iqr_fraction']:.1f}%" if "plain_iqr_fraction" in o else "–"
+        lines.append(f"| {o['model']} | {o['plain_s']:.4f} | {o['capture_s']:.4f} | {100 * o['overhead']:+.1f}% | {noise} |")
     return "\n".join(lines) + "\n"
 
 
