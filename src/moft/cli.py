@@ -200,8 +200,7 @@ def fit_channels(
         pipe = _load(model)
         with _progress("fit-channels") as update:
             ch = run(pipe, fraction=fraction, method=method, rank=rank, timestep=timestep, scenes=scenes, site=site,
-                     seed=seed,
-                     images=pics, model_name=model or "moft-tiny", progress=update)
+                     seed=seed, images=pics, model_name=model or "moft-tiny", progress=update)
         ch.save(out)
         ev = ch.meta["explained_variance_ratio"]
         typer.echo(f"wrote {out}: horizontal {ch.horizontal.tolist()}, vertical {ch.vertical.tolist()} "

@@ -31,6 +31,7 @@ model's own defaults (``moft.json``) under it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
@@ -119,18 +120,14 @@ def items(suite: dict, identity: str = "") -> list[dict]:
     """Every (prompt, seed, request, setting) in a fixed order, each with a stable id
     (which also depends on ``identity``, see ``run_identity``)."""
     out = []
-    group = 0  # one group per (prompt, seed, request): its settings share one unguided source video
-    for p in suite["prompts"]:
-        for s in suite["seeds"]:
-            for r in suite["requests"]:
-                group += 1
-                for st in [{"name": "unguided", "unguided": True}] + suite["settings"]:
-                    item = {"prompt": p, "seed": s, "request": r, "setting": st}
-                    run = {k: suite.get(k) for k in ("guidance", "steps", "guidance_scale")}
-                    key = json.dumps(dict(item, run=run), sort_keys=True) + identity  # any change: a new item
-                    item["id"] = hashlib.sha1(key.encode()).hexdigest()[:16]
-                    item["group"] = group - 1
-                    out.append(item)
+    run = {k: suite.get(k) for k in ("guidance", "steps", "guidance_scale")}
+    # one group per (prompt, seed, request): its settings share one unguided source video
+    groups = itertools.product(suite["prompts"], suite["seeds"], suite["requests"])
+    for group, (p, s, r) in enumerate(groups):
+        for st in [{"name": "unguided", "unguided": True}] + suite["settings"]:
+            item = {"prompt": p, "seed": s, "request": r, "setting": st}
+            key = json.dumps(dict(item, run=run), sort_keys=True) + identity  # any change: a new item
+            out.append(dict(item, id=hashlib.sha1(key.encode()).hexdigest()[:16], group=group))
     return out
 
 
@@ -321,7 +318,7 @@ def run_suite(pipe, suite: dict, work_dir: str | Path, channels, *, process_inde
     return rows
 
 
-def collect(suite: dict, work_dir: str | Path, identity: str = "") -> list[dict]:
+def collect(suite: dict, work_dir: str | Path, identity: str) -> list[dict]:
     """All finished rows of a suite, in item order (identical however the work was sharded);
     ``identity`` is ``run_identity(pipe, channels)`` of the run."""
     work = Path(work_dir)
