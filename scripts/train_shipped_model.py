@@ -200,7 +200,10 @@ def main():
 
     phase = {"from_step": step, "mix": args.mix, "describe": args.describe, "lr": args.lr,
              "lr_late": args.lr_late, "late_step": args.late_step}
-    if not phases or {k: v for k, v in phases[-1].items() if k != "from_step"} != {k: v for k, v in phase.items() if k != "from_step"}:
+    def recipe(ph):
+        return {k: v for k, v in ph.items() if k != "from_step"}
+
+    if not phases or recipe(phases[-1]) != recipe(phase):
         phases.append(phase)  # the recipe, phase by phase (the data mix may change on resume)
         log(args.run, stage="phase", **phase)
     unet, text_encoder, opt = accelerator.prepare(unet, text_encoder, opt)
