@@ -50,6 +50,9 @@ def parse_args():
     p.add_argument("--mix", type=_mix, default=None,
                    help="data mix from now on, e.g. object=0.6,still=0.1,pan=0.15 (default: synthetic.KIND_WEIGHTS)")
     p.add_argument("--describe", type=float, default=0.8, help="share of captions that name the motion")
+    p.add_argument("--text-encoder", choices=("trained", "frozen"), default="trained",
+                   help="train the text encoder with the UNet, or freeze it at its random initialisation "
+                        "(switching to frozen on resume resets it there, as AnimateDiff keeps CLIP fixed)")
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--sample-every", type=int, default=500)
     p.add_argument("--export", type=Path, default=None, help="write the EMA pipeline here and exit")
@@ -185,6 +188,8 @@ def main():
         step, rng, cpu_seconds = state["step"], state["rng"], state.get("cpu_seconds", 0.0)
         phases = state.get("phases", [{"from_step": 0, "mix": None, "describe": 0.8, "lr": args.lr,
                                        "lr_late": args.lr_late, "late_step": args.late_step}])
+        for ph in phases:
+            ph.setdefault("text_encoder", "trained")  # phases recorded before the option existed
         torch.set_rng_state(state["torch_rng"])
 
     def ema_state():
@@ -199,17 +204,22 @@ def main():
         return
 
     phase = {"from_step": step, "mix": args.mix, "describe": args.describe, "lr": args.lr,
-             "lr_late": args.lr_late, "late_step": args.late_step}
+             "lr_late": args.lr_late, "late_step": args.late_step, "text_encoder": args.text_encoder}
     def recipe(ph):
         return {k: v for k, v in ph.items() if k != "from_step"}
 
     if not phases or recipe(phases[-1]) != recipe(phase):
+        if phases and args.text_encoder == "frozen" and phases[-1]["text_encoder"] == "trained":
+            fresh = build_tiny_animatediff(seed=args.seed).text_encoder.state_dict()  # its random initialisation
+            text_encoder.load_state_dict(fresh), ema.shadow["text_encoder"].load_state_dict(fresh)
         phases.append(phase)  # the recipe, phase by phase (the data mix may change on resume)
         log(args.run, stage="phase", **phase)
+    train_text = args.text_encoder == "trained"
+    text_encoder.requires_grad_(train_text)  # frozen: AdamW skips parameters without gradients
     unet, text_encoder, opt = accelerator.prepare(unet, text_encoder, opt)
     sched = pipe.scheduler
     vae, sf = pipe.vae, pipe.vae.config.scaling_factor
-    unet.train(), text_encoder.train()
+    unet.train(), text_encoder.train(train_text)
     t_last, cpu_last = time.time(), time.process_time()
     while step < args.steps:
         lr = args.lr if step < args.late_step else args.lr_late
@@ -226,7 +236,8 @@ def main():
         t = torch.randint(0, sched.config.num_train_timesteps, (b,))
         noisy = sched.add_noise(z, noise, t)
         target = sched.get_velocity(z, noise, t)
-        emb = encode_text(pipe, text_encoder, captions).repeat_interleave(f, dim=0)  # (B*F, L, D)
+        with torch.set_grad_enabled(train_text):
+            emb = encode_text(pipe, text_encoder, captions).repeat_interleave(f, dim=0)  # (B*F, L, D)
         pred = unet(noisy, t, encoder_hidden_states=emb).sample
         loss = F.mse_loss(pred, target)
         opt.zero_grad()

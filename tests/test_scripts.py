@@ -26,7 +26,8 @@ def quality_report():
                                "text_direction_fraction": 0.25, "median_r2": 0.9, "median_speed_px": 1.5,
                                "rows": rows},
             "moft_decoding": {"videos": 16, "timestep": 199, "accuracy_raw": 0.25,
-                              "accuracy_moft_all_channels": 0.5, "accuracy_moft_motion_channels": 0.375}}
+                              "accuracy_moft_all_channels": 0.5, "accuracy_moft_motion_channels": 0.375,
+                              "learning_curve": {"moft_all_channels": {"8": 0.25, "16": 0.5}}}}
 
 
 def test_quality_markdown_reports_every_bar_with_counts(quality_report):
@@ -34,6 +35,7 @@ def test_quality_markdown_reports_every_bar_with_counts(quality_report):
     assert "75% (3/4)" in md and "25% (1/4)" in md and "100% (4/4)" in md
     assert "| 50% |" in md and "| 25% |" in md and "| 38% |" in md
     assert "t = 199" in md
+    assert "8: 25%, 16: 50%" in md
 
 
 def test_quality_markdown_without_decoding(quality_report):
@@ -90,3 +92,29 @@ def test_text_effect_splits_motion_variance_between_word_and_noise(monkeypatch, 
     out = mq.text_effect(None, seeds=4, seed=0, guidance_scale=4.0, steps=2)
     assert out["seeds"] == 4
     assert out["variance_explained_by_word"] == pytest.approx(expected)
+
+
+def test_word_separation_is_zero_for_words_the_encoder_maps_alike(animatediff):
+    import torch
+
+    mq = _load("model_quality")
+    sep = mq.word_separation(animatediff)
+    assert set(sep) == {"direction", "colour", "shape"} and all(v["closest"] > 0 for v in sep.values())
+    emb = animatediff.text_encoder.get_input_embeddings().weight
+    ids = [animatediff.tokenizer.convert_tokens_to_ids(w) for w in ("left", "right", "up", "down")]
+    saved = emb[ids].clone()
+    try:
+        with torch.no_grad():
+            emb[ids] = emb[ids[0]].clone()  # every direction word now the same token
+        assert mq.word_separation(animatediff)["direction"]["closest"] == pytest.approx(0.0, abs=1e-6)
+    finally:
+        with torch.no_grad():
+            emb[ids] = saved
+
+
+def test_quality_markdown_reports_the_text_diagnostics(quality_report):
+    report = quality_report | {"text_effect": {"words": ["left", "right"], "seeds": 3, "variance_explained_by_word": 0.5,
+                                               "text_encoder_word_separation": {"direction": {"closest": 0.05, "pair": "left/right"},
+                                                                                "colour": {"closest": 0.4, "pair": "red/blue"}}}}
+    md = _load("model_quality").markdown(report)
+    assert "| 50% |" in md and "direction 0.05 (left/right), colour 0.40 (red/blue)" in md
