@@ -93,6 +93,8 @@ def text_effect(pipe, seeds: int, seed: int, guidance_scale: float, steps: int) 
             if np.isfinite(path).all():
                 disp[w, k] = path[-1] - path[0]
     ok = np.isfinite(disp).all(axis=(0, 2))  # seeds tracked under every word
+    if not ok.any():
+        return {"words": words, "seeds": 0, "mean_displacement_px": None, "variance_explained_by_word": None}
     d = disp[:, ok]
     total = float(((d - d.mean(axis=(0, 1))) ** 2).sum())
     between = float(d.shape[1] * ((d.mean(axis=1) - d.mean(axis=(0, 1))) ** 2).sum())
@@ -211,8 +213,10 @@ def markdown(report: dict) -> str:
                          f"{100 * d['accuracy_moft_motion_channels']:.0f}% |")
     te = report.get("text_effect")
     if te:
+        share = te["variance_explained_by_word"]
         lines.append(f"| share of motion variance decided by the direction word ({len(te['words'])} words × "
-                     f"{te['seeds']} seeds, same noise) | – | {100 * te['variance_explained_by_word']:.0f}% |")
+                     f"{te['seeds']} seeds, same noise) | – | "
+                     + (f"{100 * share:.0f}% |" if share is not None else "no seed tracked under every word |"))
         sep = te.get("text_encoder_word_separation")
         if sep:
             lines.append("| text-encoder distance between prompts differing in one word (closest pair, relative) | – | "

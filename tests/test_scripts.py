@@ -94,6 +94,22 @@ def test_text_effect_splits_motion_variance_between_word_and_noise(monkeypatch, 
     assert out["variance_explained_by_word"] == pytest.approx(expected)
 
 
+def test_text_effect_without_a_tracked_seed_reports_none(monkeypatch):
+    import types
+
+    import numpy as np
+
+    mq = _load("model_quality")
+    monkeypatch.setattr(mq, "sample", lambda pipe, prompt, seed, **kw: types.SimpleNamespace(frames=None))
+    monkeypatch.setattr(mq, "track_centroid", lambda frames, color: np.full((8, 2), np.nan))
+    out = mq.text_effect(None, seeds=2, seed=0, guidance_scale=4.0, steps=2)
+    assert out["seeds"] == 0 and out["variance_explained_by_word"] is None
+    report = {"model": "m", "guidance_scale": 4.0, "steps": 2, "text_effect": out,
+              "sample_quality": {"samples": 1, "coherent_fraction": 0.0, "present_fraction": 0.0,
+                                 "text_direction_fraction": 0.0, "median_r2": 0.0, "median_speed_px": 0.0}}
+    assert "no seed tracked under every word" in mq.markdown(report)
+
+
 def test_word_separation_is_zero_for_words_the_encoder_maps_alike(animatediff):
     import torch
 
