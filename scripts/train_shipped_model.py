@@ -50,6 +50,8 @@ def parse_args():
     p.add_argument("--mix", type=_mix, default=None,
                    help="data mix from now on, e.g. object=0.6,still=0.1,pan=0.15 (default: synthetic.KIND_WEIGHTS)")
     p.add_argument("--describe", type=float, default=0.8, help="share of captions that name the motion")
+    p.add_argument("--cross", type=float, default=0.0,
+                   help="share of moving objects that start at the edge behind their motion (synthetic.make_clip cross_prob)")
     p.add_argument("--text-encoder", choices=("trained", "frozen"), default="trained",
                    help="train the text encoder with the UNet, or freeze it at its random initialisation "
                         "(switching to frozen on resume resets it there, as AnimateDiff keeps CLIP fixed)")
@@ -189,7 +191,8 @@ def main():
         phases = state.get("phases", [{"from_step": 0, "mix": None, "describe": 0.8, "lr": args.lr,
                                        "lr_late": args.lr_late, "late_step": args.late_step}])
         for ph in phases:
-            ph.setdefault("text_encoder", "trained")  # phases recorded before the option existed
+            ph.setdefault("text_encoder", "trained")  # phases recorded before these options existed
+            ph.setdefault("cross", 0.0)
         torch.set_rng_state(state["torch_rng"])
 
     def ema_state():
@@ -204,7 +207,8 @@ def main():
         return
 
     phase = {"from_step": step, "mix": args.mix, "describe": args.describe, "lr": args.lr,
-             "lr_late": args.lr_late, "late_step": args.late_step, "text_encoder": args.text_encoder}
+             "lr_late": args.lr_late, "late_step": args.late_step, "text_encoder": args.text_encoder,
+             "cross": args.cross}
     def recipe(ph):
         return {k: v for k, v in ph.items() if k != "from_step"}
 
@@ -225,7 +229,8 @@ def main():
         lr = args.lr if step < args.late_step else args.lr_late
         for g in opt.param_groups:
             g["lr"] = lr
-        frames, captions = make_batch(rng, args.batch, kind_weights=args.mix, describe_prob=args.describe)
+        frames, captions = make_batch(rng, args.batch, kind_weights=args.mix, describe_prob=args.describe,
+                                      cross_prob=args.cross)
         captions = ["" if rng.random() < args.drop_caption else c for c in captions]
         b, f = frames.shape[:2]
         with torch.no_grad():

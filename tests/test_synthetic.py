@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from moft.metrics import track_centroid
-from moft.synthetic import COLORS, DIRECTIONS, KINDS, SHAPES, make_batch, make_clip, pan_video
+from moft.synthetic import COLORS, DIRECTIONS, KINDS, RADIUS_RANGE, SHAPES, make_batch, make_clip, pan_video
 
 SIZE, FRAMES = 32, 8
 
@@ -173,3 +173,22 @@ def test_centroid_tracker_has_no_systematic_offset_from_the_tracks():
 def test_every_kind_can_be_drawn():
     kinds = {_clip(seed).kind for seed in range(60)}
     assert kinds == set(KINDS)
+
+
+@pytest.mark.parametrize("direction", ["right", "up left", "down"])
+def test_crossing_objects_start_at_the_edge_behind_their_motion(direction):
+    clip = make_clip(np.random.default_rng(2), kind="object", direction=direction, cross_prob=1.0)
+    d = np.asarray(DIRECTIONS[direction])
+    start, r = clip.tracks[0, 0], RADIUS_RANGE[1]
+    for axis in range(2):
+        if d[axis] > 0:
+            assert start[axis] <= r + 1.0 + 1e-6  # the near (low) edge
+        elif d[axis] < 0:
+            assert start[axis] >= 32 - r - 1.0 - 1e-6  # the far (high) edge
+    assert (clip.tracks >= 0).all() and (clip.tracks <= 32).all()
+
+
+def test_cross_prob_zero_leaves_the_default_stream_unchanged():
+    a = make_clip(np.random.default_rng(9), n_frames=3)
+    b = make_clip(np.random.default_rng(9), n_frames=3, cross_prob=0.0)
+    np.testing.assert_array_equal(a.frames, b.frames)

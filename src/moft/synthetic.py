@@ -132,16 +132,22 @@ def render(
 
 def _straight_path(
     rng: np.random.Generator, direction: np.ndarray, speed: float, n_frames: int, size: int, r: float,
-    reverse_at: int | None = None,
+    reverse_at: int | None = None, cross: bool = False,
 ) -> np.ndarray:
-    """Centres ``(F, 2)`` moving at ``speed`` px/frame, kept inside the frame; optional reversal."""
+    """Centres ``(F, 2)`` moving at ``speed`` px/frame, kept inside the frame; optional reversal.
+
+    ``cross``: start at the edge behind the motion (on each axis it moves along), so the object
+    crosses the frame instead of starting anywhere it can.
+    """
     steps = np.ones(n_frames - 1)
     if reverse_at is not None:
         steps[reverse_at:] = -1.0
     offsets = np.concatenate([[0.0], np.cumsum(steps)])[:, None] * speed * direction  # (F, 2)
     lo = r + 1.0 - offsets.min(axis=0)
     hi = size - r - 1.0 - offsets.max(axis=0)
-    start = rng.uniform(np.minimum(lo, hi), np.maximum(lo, hi))
+    start = rng.uniform(np.minimum(lo, hi), np.maximum(lo, hi))  # (2,)
+    if cross:
+        start = np.where(direction > 1e-9, lo, np.where(direction < -1e-9, hi, start))
     return start + offsets
 
 
@@ -158,11 +164,14 @@ def make_clip(
     describe_motion: bool | None = None,
     kind_weights: dict[str, float] | None = None,
     describe_prob: float = 0.8,
+    cross_prob: float = 0.0,
 ) -> Clip:
     """Sample one clip; any unset attribute is drawn at random.
 
-    ``kind`` is drawn with ``kind_weights`` (default ``KIND_WEIGHTS``; missing kinds weigh 0) and
-    the motion is named in the caption with probability ``describe_prob``.
+    ``kind`` is drawn with ``kind_weights`` (default ``KIND_WEIGHTS``; missing kinds weigh 0), the
+    motion is named in the caption with probability ``describe_prob``, and with probability
+    ``cross_prob`` moving objects start at the edge behind their motion and cross the frame (so the
+    direction also decides where the object is in each frame, not only how it moves).
 
     Example:
         >>> clip = make_clip(np.random.default_rng(3), kind="reverse", direction="right")
@@ -192,6 +201,7 @@ def make_clip(
     dirs = [direction or str(rng.choice(names))]
     if n_obj == 2:
         dirs.append(str(rng.choice(names)))
+    cross = bool(rng.random() < cross_prob) if cross_prob > 0 else False  # no draw: default streams unchanged
     camera = np.zeros((n_frames, 2))
     objects, tracks, words = [], [], []
     for k in range(n_obj):
@@ -200,9 +210,9 @@ def make_clip(
         if kind in ("still", "pan"):
             centres = _straight_path(rng, d, 0.0, n_frames, size, r)
         elif kind == "reverse":
-            centres = _straight_path(rng, d, speed, n_frames, size, r, reverse_at=n_frames // 2)
+            centres = _straight_path(rng, d, speed, n_frames, size, r, reverse_at=n_frames // 2, cross=cross)
         else:
-            centres = _straight_path(rng, d, speed, n_frames, size, r)
+            centres = _straight_path(rng, d, speed, n_frames, size, r, cross=cross)
         objects.append((shapes[k], COLORS[colors[k]], r, centres))
         tracks.append(centres)
         noun = f"a {colors[k]} {shapes[k]}"
