@@ -68,6 +68,7 @@ def test_two_shards_give_the_same_rows_as_one(tmp_path, animatediff, tiny_channe
     table = summarise(one)
     assert [t["setting"] for t in table] == ["unguided", "MOFT"]
     assert "| MOFT |" in markdown_table(table)
+    assert {"toward_px", "motion_kept"} <= set(one[1]) and "pushed toward (px)" in markdown_table(table)
 
 
 def test_finished_items_are_not_redone(tmp_path, animatediff, tiny_channels, monkeypatch):
@@ -135,3 +136,12 @@ def test_item_ids_change_with_the_base_guidance(tmp_path):
     a = load_suite(_write(tmp_path, SUITE))
     b = dict(a, guidance={"step_size": 50})
     assert {i["id"] for i in items(a)}.isdisjoint({i["id"] for i in items(b)})
+
+
+def test_item_ids_change_with_the_scorer_version(tmp_path, monkeypatch):
+    import moft.evaluate as ev
+
+    suite = load_suite(_write(tmp_path, SUITE))
+    before = [i["id"] for i in items(suite)]
+    monkeypatch.setattr(ev, "SCORER_VERSION", ev.SCORER_VERSION + 1)
+    assert not set(before) & {i["id"] for i in items(suite)}

@@ -304,3 +304,23 @@ def test_psnr_ssim_masked():
         psnr(damaged, video, mask=np.ones((4, 4), bool))
     with pytest.raises(ValueError):
         ssim(video[:2], video)
+
+
+def test_steering_separates_push_from_damping():
+    from moft.metrics import steering
+
+    frames = np.arange(8, dtype=float)[:, None]
+    source = np.hstack([frames * 1.0, np.zeros((8, 1))])  # moves right 7 px
+    left = -source  # requested: left
+    pushed = np.hstack([frames * -0.5, frames * 0.2])  # now left 3.5 px, drifting down 1.4 px
+    out = steering(pushed, source, left)
+    assert out["toward_px"] == pytest.approx(10.5)
+    assert out["across_px"] == pytest.approx(1.4)
+    assert out["motion_kept"] == pytest.approx(np.hypot(3.5, 1.4) / 7)
+    damped = source * 0.25  # slower, same way: pushed 5.25 px *toward* left, kept a quarter
+    assert steering(damped, source, left)["toward_px"] == pytest.approx(5.25)
+    assert steering(damped, source, left)["motion_kept"] == pytest.approx(0.25)
+    assert steering(source, source, source)["toward_px"] == 0.0
+    still = steering(pushed, source, np.zeros((8, 2)))
+    assert math.isnan(still["toward_px"]) and not math.isnan(still["motion_kept"])
+    assert math.isnan(steering(np.full((8, 2), np.nan), source, left)["toward_px"])

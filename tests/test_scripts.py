@@ -134,3 +134,28 @@ def test_quality_markdown_reports_the_text_diagnostics(quality_report):
                                                                                 "colour": {"closest": 0.4, "pair": "red/blue"}}}}
     md = _load("model_quality").markdown(report)
     assert "| 50% |" in md and "direction 0.05 (left/right), colour 0.40 (red/blue)" in md
+
+
+def test_target_specificity_tells_direction_coded_targets_from_direction_blind_ones():
+    import torch
+
+    spec = _load("target_specificity").specificity
+    rng = torch.Generator().manual_seed(0)
+    codes = torch.randn(8, 1, 4, 3, generator=rng)  # one (F, d) curve per direction
+    coded = codes + 0.1 * torch.randn(8, 5, 4, 3, generator=rng)  # (D, S, F, d): 5 noisy scenes each
+    out = spec(coded)
+    assert out["nearest_centroid_accuracy"] == 1.0
+    assert out["cos_same_direction"] > 0.9 > out["cos_other_directions"]
+    blind = codes[:1].expand(8, 5, 4, 3) + 0.1 * torch.randn(8, 5, 4, 3, generator=rng)  # every direction alike
+    out = spec(blind)
+    assert out["nearest_centroid_accuracy"] < 0.5
+    assert abs(out["cos_same_direction"] - out["cos_other_directions"]) < 0.05
+
+
+def test_target_specificity_runs_on_a_tiny_model(animatediff):
+    mod = _load("target_specificity")
+    rows = mod.measure(animatediff, {"all": None, "two": [0, 1]}, [200], scenes=2, speed=1.6, seed=0)
+    assert [(r["timestep"], r["channels"]) for r in rows] == [(200, "all"), (200, "two")]
+    assert rows[0]["num_channels"] == animatediff.unet.config.block_out_channels[1] and rows[1]["num_channels"] == 2
+    assert all(-1 <= r["cos_opposite"] <= 1 and 0 <= r["nearest_centroid_accuracy"] <= 1 for r in rows)
+    assert "| 200 | two (2) |" in mod.markdown({"model": "m", "scenes": 2, "rows": rows})

@@ -10,7 +10,11 @@ Workflow per item (the paper's T2V protocol, §5.1): generate the unguided *sour
 (prompt, seed); find the prompt's object in it (colour tracker) and put a box region around it
 (or take the whole frame for a camera pan); ask for a motion (a direction, or a reference video's
 motion); generate the guided video from the same noise; track the object and score it against the
-request. The unguided source scored against the same request is the baseline row.
+request. The unguided source scored against the same request is the baseline row. Besides the
+verdict (direction success) each row records what guidance did to the object's net motion against
+that source (``moft.metrics.steering``): ``toward_px``, the displacement it added along the
+request, and ``motion_kept``, the guided net length over the source's. Over requests in opposite
+directions, damping cancels out of the mean ``toward_px``; what remains is steering.
 
 Suite file (JSON)::
 
@@ -38,12 +42,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .metrics import direction_success, motion_fidelity, psnr, ssim, track_centroid, track_points, trajectory_error
+from .metrics import (direction_success, motion_fidelity, psnr, ssim, steering, track_centroid, track_points,
+                      trajectory_error)
 from .sampler import GuidanceConfig, sample
 from .synthetic import COLORS, DIRECTIONS, make_clip
 from .targets import Target, reference_target, synthesize_target
 from .trajectory import parse_trajectory
 
+# bumped whenever run_item scores differently, so work folders never mix rows of two scorers
+SCORER_VERSION = 2
 SETTING_KEYS = {"name", "features", "fraction", "gain"} | set(GuidanceConfig.__dataclass_fields__)
 REQUEST_KEYS = {"name", "region", "direction", "speed", "reference", "objects"}
 
@@ -126,7 +133,7 @@ def items(suite: dict, identity: str = "") -> list[dict]:
     for group, (p, s, r) in enumerate(groups):
         for st in [{"name": "unguided", "unguided": True}] + suite["settings"]:
             item = {"prompt": p, "seed": s, "request": r, "setting": st}
-            key = json.dumps(dict(item, run=run), sort_keys=True) + identity  # any change: a new item
+            key = json.dumps(dict(item, run=run, scorer=SCORER_VERSION), sort_keys=True) + identity  # any change: new item
             out.append(dict(item, id=hashlib.sha1(key.encode()).hexdigest()[:16], group=group))
     return out
 
@@ -220,11 +227,12 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
         frames, seconds = out.frames, out.seconds
         row["final_loss"] = out.losses[-1]["loss"] if out.losses else None
     masks = traj.masks(h, w)  # (R, H, W)
-    success, error, tracks, ref_tracks = [], [], [], []
+    success, error, tracks, ref_tracks, steer = [], [], [], [], []
     for part, mask in zip(parts, masks):
         path = track_centroid(frames, color=COLORS[part["color"]])
         success.append(direction_success(path, part["requested"]))
         error.append(trajectory_error(path, part["requested"], height=h, width=w))
+        steer.append(steering(path, track_centroid(src.frames, color=COLORS[part["color"]]), part["requested"]))
         t = track_points(frames, mask=mask)
         if len(t):
             tracks.append(t)
@@ -240,6 +248,9 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
         "ssim_outside": float(ssim(frames, src.frames, outside)) if outside.any() else float("nan"),
         "seconds": seconds,
     })
+    for key in ("toward_px", "motion_kept"):
+        vals = [v[key] for v in steer if np.isfinite(v[key])]
+        row[key] = float(np.mean(vals)) if vals else float("nan")
     return row
 
 
@@ -270,9 +281,9 @@ def summarise(rows: list[dict]) -> list[dict]:
     for name, rs in groups.items():
         ok = [r for r in rs if r.get("status") == "ok"]
         entry = {"setting": name, "items": len(rs), "scored": len(ok)}
-        for k in ("motion_fidelity", "direction_success", "trajectory_error", "psnr_outside", "ssim_outside",
-                  "seconds"):
-            vals = np.asarray([float(r[k]) for r in ok], dtype=np.float64)
+        for k in ("motion_fidelity", "direction_success", "trajectory_error", "toward_px", "motion_kept",
+                  "psnr_outside", "ssim_outside", "seconds"):
+            vals = np.asarray([float(r.get(k, np.nan)) for r in ok], dtype=np.float64)
             vals = vals[np.isfinite(vals)]
             entry[k] = float(vals.mean()) if len(vals) else None
         table.append(entry)
@@ -280,15 +291,16 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def markdown_table(table: list[dict]) -> str:
-    head = ("| setting | scored | Motion Fidelity ↑ | direction success ↑ | trajectory error ↓ | PSNR outside ↑ "
-            "| SSIM outside ↑ | s / video |\n|---|---|---|---|---|---|---|---|\n")
+    head = ("| setting | scored | Motion Fidelity ↑ | direction success ↑ | trajectory error ↓ | pushed toward (px) ↑ "
+            "| motion kept | PSNR outside ↑ | SSIM outside ↑ | s / video |\n|---|---|---|---|---|---|---|---|---|---|\n")
 
     def fmt(v, p=3):
         return "–" if v is None else f"{v:.{p}f}"
 
     return head + "".join(
         f"| {t['setting']} | {t['scored']}/{t['items']} | {fmt(t['motion_fidelity'] and 100 * t['motion_fidelity'], 1)} "
-        f"| {fmt(t['direction_success'], 2)} | {fmt(t['trajectory_error'])} | {fmt(t['psnr_outside'], 1)} "
+        f"| {fmt(t['direction_success'], 2)} | {fmt(t['trajectory_error'])} | {fmt(t.get('toward_px'), 1)} "
+        f"| {fmt(t.get('motion_kept'), 2)} | {fmt(t['psnr_outside'], 1)} "
         f"| {fmt(t['ssim_outside'])} | {fmt(t['seconds'], 1)} |\n" for t in table)
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "motion_fidelity",
     "trajectory_error",
     "direction_success",
+    "steering",
     "path_fit",
     "psnr",
     "ssim",
@@ -455,6 +456,45 @@ def direction_success(
     if moved_norm <= still_tolerance or moved_norm < min_motion:
         return False
     return bool(angle_between(moved, wanted) <= tolerance_deg)
+
+
+def steering(tracked: np.ndarray, source: np.ndarray, requested: np.ndarray) -> dict:
+    """How guidance changed an object's net motion, against the unguided source from the same noise.
+
+    Example:
+        >>> steering(track_centroid(guided, color=red), track_centroid(source, color=red), requested)
+        {'toward_px': 6.5, 'across_px': 0.4, 'motion_kept': 0.8}
+
+    Direction success is a yes/no verdict on the guided video alone; this separates what guidance
+    *did*: the change of net displacement (last minus first valid point) projected on the
+    requested direction (``toward_px``, positive when the object was pushed the requested way),
+    its size across that direction (``across_px``), and the guided net length over the source's
+    (``motion_kept``: 1 unchanged, below 1 damped, above 1 amplified).
+
+    Args:
+        tracked: ``(F, 2)`` guided path, pixels (NaN rows allowed).
+        source: ``(F, 2)`` unguided path from the same noise.
+        requested: ``(F, 2)`` requested path.
+
+    Returns:
+        ``toward_px``, ``across_px`` (NaN when the request is still or a path has no valid
+        point) and ``motion_kept`` (NaN when the source did not move or a path is empty).
+    """
+    nan = {"toward_px": float("nan"), "across_px": float("nan"), "motion_kept": float("nan")}
+    ends = [_first_last_valid(_check_path(p, n)) for p, n in
+            ((tracked, "tracked"), (source, "source"), (requested, "requested"))]
+    if any(e is None for e in ends):
+        return nan
+    moved, before, wanted = (e[1] - e[0] for e in ends)
+    out = dict(nan)
+    if np.hypot(*before) > 1e-6:
+        out["motion_kept"] = float(np.hypot(*moved) / np.hypot(*before))
+    if np.hypot(*wanted) > 1e-6:
+        unit = wanted / np.hypot(*wanted)
+        change = moved - before
+        out["toward_px"] = float(change @ unit)
+        out["across_px"] = float(abs(change[0] * unit[1] - change[1] * unit[0]))
+    return out
 
 
 def path_fit(path: np.ndarray) -> dict:
