@@ -161,7 +161,7 @@ def moft_decoding(pipe, per_direction: int, seed: int, timestep: int, steps: int
     y = np.asarray(labels)
     out = {"videos": len(y), "directions": names, "timestep": t, "inversion_step": index, "learning_curve": {}}
     # the classifier's accuracy as it gets more labelled videos (the first n per direction)
-    sizes = sorted({n for n in (8, 16, 32, per_direction) if 5 <= n <= per_direction})
+    sizes = sorted({n for n in (8, 16, 32, 64, per_direction) if 5 <= n <= per_direction})
     for key, rows in feats.items():
         if not rows:
             continue

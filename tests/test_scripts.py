@@ -155,7 +155,31 @@ def test_target_specificity_tells_direction_coded_targets_from_direction_blind_o
 def test_target_specificity_runs_on_a_tiny_model(animatediff):
     mod = _load("target_specificity")
     rows = mod.measure(animatediff, {"all": None, "two": [0, 1]}, [200], scenes=2, speed=1.6, seed=0)
-    assert [(r["timestep"], r["channels"]) for r in rows] == [(200, "all"), (200, "two")]
+    assert [(r["clips"], r["channels"]) for r in rows] == [("pan", "all"), ("pan", "two"), ("object", "all"),
+                                                           ("object", "two")]
     assert rows[0]["num_channels"] == animatediff.unet.config.block_out_channels[1] and rows[1]["num_channels"] == 2
     assert all(-1 <= r["cos_opposite"] <= 1 and 0 <= r["nearest_centroid_accuracy"] <= 1 for r in rows)
-    assert "| 200 | two (2) |" in mod.markdown({"model": "m", "scenes": 2, "rows": rows})
+    norms = [{"step": 3, "timestep": 879, "samples": 0, "generated_norm": None, "target_norm": 3.0, "ratio": None}]
+    text = mod.markdown({"model": "m", "scenes": 2, "rows": rows, "norm_prompt": "p", "norms": norms})
+    assert "| object | 200 | two (2) |" in text and "| 3 | 879 | 0 | – | 3.00 | – |" in text
+
+
+def test_path_box_covers_the_path_on_the_latent_grid():
+    import numpy as np
+
+    box = _load("target_specificity").path_box(np.array([[4.0, 4.0], [12.0, 6.0]]), (16, 16), 2, pad=2.0)
+    rows, cols = box.nonzero(as_tuple=True)
+    assert (int(cols.min()), int(cols.max()), int(rows.min()), int(rows.max())) == (1, 7, 1, 4)
+
+
+def test_norm_ratio_compares_generated_and_target_curves(animatediff, monkeypatch):
+    import numpy as np
+
+    import moft.evaluate as ev
+
+    # a random model draws no red disk; place one by hand so the region exists
+    monkeypatch.setattr(ev, "object_box", lambda frames, color, pad=1.5: (np.array([16.0, 16.0]), [0.3, 0.3, 0.7, 0.7]))
+    rows = _load("target_specificity").norm_ratio(animatediff, prompt="a red disk", seeds=[0], guided_steps=[1],
+                                                  steps=3, guidance_scale=4.0, scenes=1, speed=1.6, seed=0)
+    assert len(rows) == 1 and rows[0]["samples"] == 1
+    assert rows[0]["ratio"] == rows[0]["generated_norm"] / rows[0]["target_norm"] > 0
