@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-measure every committed figure on the shipped model, in the order the figures depend on each
-# other, and copy the tables into the README. 26 minutes on two CPU cores (moft-tiny, step 5,800).
+# other, and copy the tables into the README. 37 minutes on two CPU cores (moft-tiny, step 5,800).
 #
 # Usage:
 #   python scripts/ship_model.py --run RUN      # first, when the shipped weights change

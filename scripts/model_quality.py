@@ -228,7 +228,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None)
     p.add_argument("--samples", type=int, default=64)
-    p.add_argument("--per-direction", type=int, default=64, help="held-out labelled videos per direction")
+    p.add_argument("--per-direction", type=int, default=128, help="held-out labelled videos per direction")
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--guidance-scale", type=float, default=None)

@@ -1,8 +1,9 @@
 """Copy the measured tables (docs/results/*.md, written by `moft evaluate`, scripts/benchmark.py and
 scripts/model_quality.py) into README.md between markers, so the README shows exactly what was run.
 
-Blocks: ``<!-- quality -->`` (the shipped model's bars), ``<!-- channel-ranking -->`` and
-``<!-- results -->`` (the paper's tables and the benchmarks).
+Blocks: ``<!-- quality -->`` (the shipped model's bars), ``<!-- channel-ranking -->``,
+``<!-- target-specificity -->`` (why guidance damps instead of steering) and ``<!-- results -->``
+(the paper's tables and the benchmarks).
 
 Usage:
     python scripts/results_tables.py
@@ -14,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = {
     "quality": ["model_quality"],
     "channel-ranking": ["channel_ranking"],
+    "target-specificity": ["target_specificity"],
     "results": ["table1_synthesis", "table1_reference", "camera_pan", "two_objects", "table4_channels", "ablations",
                 "tune_step_size", "prompt_no_motion", "benchmark", "benchmark_full"],
 }

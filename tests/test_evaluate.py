@@ -145,3 +145,11 @@ def test_item_ids_change_with_the_scorer_version(tmp_path, monkeypatch):
     before = [i["id"] for i in items(suite)]
     monkeypatch.setattr(ev, "SCORER_VERSION", ev.SCORER_VERSION + 1)
     assert not set(before) & {i["id"] for i in items(suite)}
+
+
+def test_summary_takes_the_median_of_motion_kept():
+    rows = [{"setting": "s", "status": "ok", "motion_kept": k, "toward_px": t, "direction_success": 0.0,
+             "motion_fidelity": 0.1, "trajectory_error": 0.2, "psnr_outside": 30.0, "ssim_outside": 0.9, "seconds": 1.0}
+            for k, t in ((0.5, 1.0), (0.6, -1.0), (100.0, 3.0))]
+    (entry,) = summarise(rows)
+    assert entry["motion_kept"] == 0.6 and entry["toward_px"] == 1.0
