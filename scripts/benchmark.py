@@ -177,6 +177,8 @@ def capture_overhead(model: str, repeats: int) -> dict:
 
 
 def main():
+    from moft.video import write_report
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="moft-tiny,animatediff,zeroscope")
     ap.add_argument("--out", type=Path, default=None)
@@ -214,9 +216,7 @@ def main():
               "threads": torch.get_num_threads(), "torch": torch.__version__}
     print(markdown(report))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-        args.out.with_suffix(".md").write_text(markdown(report))
+        write_report(args.out, report, markdown(report))
 
 
 def markdown(report: dict) -> str:

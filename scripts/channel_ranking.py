@@ -39,6 +39,7 @@ def main():
 
     from moft.channels import fit_channels
     from moft.models import load_pipeline
+    from moft.video import write_report
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None)
@@ -68,8 +69,7 @@ def main():
               "rows": rows, "seconds": time.time() - t0}
     print(markdown(report))
     if args.out:
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-        args.out.with_suffix(".md").write_text(markdown(report))
+        write_report(args.out, report, markdown(report))
 
 
 if __name__ == "__main__":

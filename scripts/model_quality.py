@@ -225,6 +225,8 @@ def markdown(report: dict) -> str:
 
 
 def main():
+    from moft.video import write_report
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None)
     p.add_argument("--samples", type=int, default=64)
@@ -267,9 +269,7 @@ def main():
     print(json.dumps({"sample_quality": summary, "moft_decoding": report.get("moft_decoding"),
                       "text_effect": report.get("text_effect")}, indent=2))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-        args.out.with_suffix(".md").write_text(markdown(report))
+        write_report(args.out, report, markdown(report))
 
 
 if __name__ == "__main__":

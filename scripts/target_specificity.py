@@ -25,7 +25,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -168,6 +167,7 @@ def markdown(report: dict) -> str:
 def main():
     from moft.channels import fit_channels
     from moft.models import default_channels, load_pipeline
+    from moft.video import write_report
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="moft-tiny (default), a pipeline folder or a hub id")
@@ -198,8 +198,7 @@ def main():
               "seconds": time.time() - t0}
     print(markdown(report))
     if args.out:
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-        args.out.with_suffix(".md").write_text(markdown(report))
+        write_report(args.out, report, markdown(report))
 
 
 if __name__ == "__main__":

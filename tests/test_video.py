@@ -264,3 +264,12 @@ def test_resize_video():
     np.testing.assert_array_equal(resize_video(video, 32, 32), video)
     with pytest.raises(ValueError):
         resize_video(video[0], 8, 8)
+
+
+def test_write_report_writes_json_and_markdown_beside_it(tmp_path):
+    import json
+
+    from moft.video import write_report
+
+    out = write_report(tmp_path / "deep" / "r.json", {"a": 1}, "| a |\n")
+    assert json.loads(out.read_text()) == {"a": 1} and (tmp_path / "deep" / "r.md").read_text() == "| a |\n"

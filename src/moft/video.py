@@ -49,6 +49,7 @@ __all__ = [
     "to_uint8",
     "atomic_write_bytes",
     "atomic_write_text",
+    "write_report",
     "VIDEO_SUFFIXES",
     "IMAGE_SUFFIXES",
 ]
@@ -525,3 +526,25 @@ def resize_video(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     for index, frame in enumerate(frames):
         out[index] = cv2.resize(np.ascontiguousarray(frame), (width, height), interpolation=interpolation)
     return out
+
+
+def write_report(path: str | Path, report: dict, markdown: str) -> Path:
+    """Write a JSON report and its Markdown rendering beside it (``.md``), each atomically.
+
+    Example:
+        >>> write_report("docs/results/quality.json", report, markdown(report))   # + quality.md
+
+    Args:
+        path: The JSON file; parent folders are created.
+        report: JSON-ready data.
+        markdown: The report as Markdown.
+
+    Returns:
+        The JSON path.
+    """
+    import json
+
+    path = Path(path)
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(path.with_suffix(".md"), markdown)
+    return path
