@@ -173,7 +173,7 @@ def main():
     ap.add_argument("--model", default=None, help="moft-tiny (default), a pipeline folder or a hub id")
     ap.add_argument("--timesteps", default="200,500,800")
     ap.add_argument("--scenes", type=int, default=6)
-    ap.add_argument("--speed", type=float, default=1.6, help="pan speed, px/frame")
+    ap.add_argument("--speed", type=float, default=1.6, help="speed of the pans and objects, px/frame")
     ap.add_argument("--seed", type=int, default=100)
     ap.add_argument("--norm-prompt", default="a red disk standing still")
     ap.add_argument("--norm-seeds", type=int, default=4, help="samples for the magnitude comparison (0: skip)")
