@@ -30,7 +30,7 @@ from einops import rearrange
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from moft.models import build_tiny_animatediff  # noqa: E402
-from moft.synthetic import make_batch  # noqa: E402
+from moft.synthetic import make_batch, make_clip  # noqa: E402
 
 
 def parse_args():
@@ -55,6 +55,12 @@ def parse_args():
     p.add_argument("--text-encoder", choices=("trained", "frozen"), default="trained",
                    help="train the text encoder with the UNet, or freeze it at its random initialisation "
                         "(switching to frozen on resume resets it there, as AnimateDiff keeps CLIP fixed)")
+    p.add_argument("--t-min", type=int, default=0,
+                   help="draw training timesteps from [t_min, T) (a phase on the noise levels where only the caption "
+                        "can say where the object is)")
+    p.add_argument("--object-weight", type=float, default=0.0,
+                   help="weigh the loss by 1 + this x the objects' coverage (0: plain MSE); the objects are a few "
+                        "percent of the pixels, so plain MSE spends itself on the background texture")
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--sample-every", type=int, default=500)
     p.add_argument("--export", type=Path, default=None, help="write the EMA pipeline here and exit")
@@ -139,6 +145,24 @@ class EMA:
                 s.lerp_(p.detach(), 1 - d)
 
 
+def object_weighted_mse(pred: torch.Tensor, target: torch.Tensor, cover: torch.Tensor, weight: float) -> torch.Tensor:
+    """MSE with each latent position weighted by ``1 + weight x`` the objects' coverage there.
+
+    Example:
+        >>> loss = object_weighted_mse(pred, target, cover, 10.0)  # doctest: +SKIP
+
+    Args:
+        pred, target: ``(B, C, F, h, w)`` latents.
+        cover: ``(B, 1, F, H, W)`` pixel coverage of the objects in [0, 1] (``Clip.masks``), pooled to ``(h, w)``.
+        weight: 0 gives plain MSE.
+
+    Returns:
+        The weighted mean, normalised by the mean weight (same scale as plain MSE).
+    """
+    w = 1 + weight * F.adaptive_avg_pool3d(cover.to(pred.dtype), pred.shape[2:])  # (B, 1, F, h, w)
+    return (w * (pred - target) ** 2).mean() / w.mean()
+
+
 def encode_text(pipe, text_encoder, captions):
     ids = pipe.tokenizer(captions, padding="max_length", max_length=pipe.tokenizer.model_max_length,
                          truncation=True, return_tensors="pt").input_ids
@@ -193,6 +217,8 @@ def main():
         for ph in phases:
             ph.setdefault("text_encoder", "trained")  # phases recorded before these options existed
             ph.setdefault("cross", 0.0)
+            ph.setdefault("t_min", 0)
+            ph.setdefault("object_weight", 0.0)
         torch.set_rng_state(state["torch_rng"])
 
     def ema_state():
@@ -208,7 +234,8 @@ def main():
 
     phase = {"from_step": step, "mix": args.mix, "describe": args.describe, "lr": args.lr,
              "lr_late": args.lr_late, "late_step": args.late_step, "text_encoder": args.text_encoder,
-             "cross": args.cross}
+             "cross": args.cross, "t_min": args.t_min,
+             "object_weight": args.object_weight}
     def recipe(ph):
         return {k: v for k, v in ph.items() if k != "from_step"}
 
@@ -229,8 +256,9 @@ def main():
         lr = args.lr if step < args.late_step else args.lr_late
         for g in opt.param_groups:
             g["lr"] = lr
-        frames, captions = make_batch(rng, args.batch, kind_weights=args.mix, describe_prob=args.describe,
-                                      cross_prob=args.cross)
+        clips = [make_clip(rng, kind_weights=args.mix, describe_prob=args.describe, cross_prob=args.cross)
+                 for _ in range(args.batch)]
+        frames, captions = np.stack([c.frames for c in clips]), [c.caption for c in clips]  # (B, F, H, W, 3)
         captions = ["" if rng.random() < args.drop_caption else c for c in captions]
         b, f = frames.shape[:2]
         with torch.no_grad():
@@ -238,13 +266,14 @@ def main():
             z = vae.encode(x).latent_dist.sample() * sf
             z = rearrange(z, "(b f) c h w -> b c f h w", b=b)  # (B, C, F, h, w)
         noise = torch.randn_like(z)
-        t = torch.randint(0, sched.config.num_train_timesteps, (b,))
+        t = torch.randint(args.t_min, sched.config.num_train_timesteps, (b,))
         noisy = sched.add_noise(z, noise, t)
         target = sched.get_velocity(z, noise, t)
         with torch.set_grad_enabled(train_text):
             emb = encode_text(pipe, text_encoder, captions).repeat_interleave(f, dim=0)  # (B*F, L, D)
         pred = unet(noisy, t, encoder_hidden_states=emb).sample
-        loss = F.mse_loss(pred, target)
+        cover = torch.from_numpy(np.stack([c.masks for c in clips]))[:, None]  # (B, 1, F, H, W)
+        loss = object_weighted_mse(pred, target, cover, args.object_weight)
         opt.zero_grad()
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(params, 1.0)

@@ -183,3 +183,20 @@ def test_norm_ratio_compares_generated_and_target_curves(animatediff, monkeypatc
                                                   steps=3, guidance_scale=4.0, scenes=1, speed=1.6, seed=0)
     assert len(rows) == 1 and rows[0]["samples"] == 1
     assert rows[0]["ratio"] == rows[0]["generated_norm"] / rows[0]["target_norm"] > 0
+
+
+def test_object_weighted_mse_is_plain_mse_at_weight_zero_and_favours_the_objects():
+    import torch
+
+    train = _load("train_shipped_model")
+    pred, target = torch.zeros(2, 4, 8, 4, 4), torch.zeros(2, 4, 8, 4, 4)
+    cover = torch.zeros(2, 1, 8, 8, 8)
+    cover[..., :2, :2] = 1.0  # the object covers the top-left latent cell
+    pred[..., 0, 0] = 1.0  # an error only on the object
+    plain = torch.nn.functional.mse_loss(pred, target)
+    assert train.object_weighted_mse(pred, target, cover, 0.0) == pytest.approx(plain.item())
+    on_object = train.object_weighted_mse(pred, target, cover, 10.0)
+    pred2 = torch.zeros_like(pred)
+    pred2[..., 3, 3] = 1.0  # the same error on the background
+    off_object = train.object_weighted_mse(pred2, target, cover, 10.0)
+    assert on_object > plain > off_object

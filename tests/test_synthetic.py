@@ -192,3 +192,20 @@ def test_cross_prob_zero_leaves_the_default_stream_unchanged():
     a = make_clip(np.random.default_rng(9), n_frames=3)
     b = make_clip(np.random.default_rng(9), n_frames=3, cross_prob=0.0)
     np.testing.assert_array_equal(a.frames, b.frames)
+
+
+def test_masks_cover_each_object_where_its_track_is():
+    clip = make_clip(np.random.default_rng(4), kind="two_objects")
+    assert clip.masks.shape == clip.frames.shape[:3] and clip.masks.dtype == np.float32
+    for track in clip.tracks:
+        for f, (x, y) in enumerate(track):
+            assert clip.masks[f, int(round(y)), int(round(x))] == 1.0
+    assert 0.0 < clip.masks.mean() < 0.3  # objects, not the background
+
+
+def test_masks_are_empty_far_from_the_object():
+    clip = make_clip(np.random.default_rng(5), kind="object", direction="right")
+    ys, xs = np.mgrid[0:32, 0:32]
+    for f, (x, y) in enumerate(clip.tracks[0]):
+        far = np.hypot(xs - x, ys - y) > 8  # radius is at most 5.5 px (squares: corner at 7.8)
+        assert clip.masks[f][far].max() == 0.0

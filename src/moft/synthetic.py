@@ -62,6 +62,7 @@ class Clip:
         kind: one of ``KINDS``.
         speed: pixels per frame of the (first) object's or the pan's motion.
         colors / shapes: per object.
+        masks: ``(F, H, W)`` float32 in [0, 1], the objects' coverage per frame (their union).
     """
 
     frames: np.ndarray
@@ -72,6 +73,7 @@ class Clip:
     speed: float
     colors: list[str] = field(default_factory=list)
     shapes: list[str] = field(default_factory=list)
+    masks: np.ndarray | None = None
 
 
 def _background(rng: np.random.Generator):
@@ -105,7 +107,8 @@ def render(
     objects: list[tuple[str, tuple[float, float, float], float, np.ndarray]],
     camera: np.ndarray,
     size: int,
-) -> np.ndarray:
+    coverage: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Render frames of objects over a background seen through a moving camera.
 
     Args:
@@ -113,21 +116,24 @@ def render(
         objects: ``(shape, rgb, radius, centres (F, 2))`` in scene pixels.
         camera: ``(F, 2)`` offset of the view into the scene, pixels.
         size: frame side in pixels.
+        coverage: also return the objects' coverage ``(F, size, size)`` (union of their alphas).
 
     Returns:
-        ``(F, size, size, 3)`` float32 frames.
+        ``(F, size, size, 3)`` float32 frames (and the coverage if asked).
     """
     n_frames = camera.shape[0]
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)  # (H, W) pixel centres at integers (OpenCV)
     out = np.empty((n_frames, size, size, 3), dtype=np.float32)
+    cover = np.zeros((n_frames, size, size), dtype=np.float32)
     for f in range(n_frames):
         sx, sy = xs + camera[f, 0], ys + camera[f, 1]
         img = background(sx, sy)  # (H, W, 3)
         for shape, rgb, r, centres in objects:
             a = _alpha(shape, sx, sy, centres[f, 0], centres[f, 1], r)[..., None]
             img = img * (1 - a) + np.asarray(rgb) * a
+            cover[f] = np.maximum(cover[f], a[..., 0])
         out[f] = np.clip(img, 0.0, 1.0)
-    return out
+    return (out, cover) if coverage else out
 
 
 def _straight_path(
@@ -233,10 +239,10 @@ def make_clip(
         caption = " and ".join(words)
         if kind == "still" and describe:
             caption = f"{words[0]} standing still"
-    frames = render(background, objects, camera, size)
+    frames, masks = render(background, objects, camera, size, coverage=True)
     if kind == "still":
         dirs = ["still"]
-    return Clip(frames, caption, track, dirs, kind, speed, colors, shapes)
+    return Clip(frames, caption, track, dirs, kind, speed, colors, shapes, masks)
 
 
 def _opposite(name: str) -> str:
