@@ -200,3 +200,14 @@ def test_object_weighted_mse_is_plain_mse_at_weight_zero_and_favours_the_objects
     pred2[..., 3, 3] = 1.0  # the same error on the background
     off_object = train.object_weighted_mse(pred2, target, cover, 10.0)
     assert on_object > plain > off_object
+
+
+def test_word_loss_gain_is_zero_when_the_caption_is_unchanged_and_not_otherwise():
+    from moft.models import build_tiny_animatediff
+
+    mq = _load("model_quality")
+    pipe = build_tiny_animatediff(seed=0)
+    same = mq.word_loss_gain(pipe, 1, seed=0, timesteps=(900,), swap={w: w for w in mq.OPPOSITE_WORD})
+    assert same["clips"] == 4 and same["timesteps"][900]["gain"] == 0.0
+    swapped = mq.word_loss_gain(pipe, 1, seed=0, timesteps=(900,))
+    assert swapped["timesteps"][900]["gain"] != 0.0  # a random text encoder tells the words apart
