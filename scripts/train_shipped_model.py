@@ -64,6 +64,9 @@ def parse_args():
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--sample-every", type=int, default=500)
     p.add_argument("--export", type=Path, default=None, help="write the EMA pipeline here and exit")
+    p.add_argument("--export-weights", choices=("ema", "raw"), default="ema",
+                   help="export the EMA weights (default, what ships) or the raw ones (to probe a phase "
+                        "shorter than the EMA horizon of ~1/(1-ema) steps)")
     return p.parse_args()
 
 
@@ -228,8 +231,11 @@ def main():
                      "cpu_seconds_unet": cpu_seconds, "prediction_type": "v_prediction", "phases": phases}}
 
     if args.export is not None:
-        export(args, pipe, ema_state(), args.export)
-        print(f"exported EMA weights of step {step} to {args.export}")
+        weights = ema_state()
+        if args.export_weights == "raw":
+            weights |= {"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict()}
+        export(args, pipe, weights, args.export)
+        print(f"exported {args.export_weights} weights of step {step} to {args.export}")
         return
 
     phase = {"from_step": step, "mix": args.mix, "describe": args.describe, "lr": args.lr,
