@@ -115,8 +115,6 @@ def word_loss_gain(pipe, clips_per_word: int, seed: int, timesteps=(950, 800, 60
     clips captioned with the opposite direction, relative to the true caption, per timestep (same
     noise). Half the clips cross the frame (where the word alone says where the object starts).
     Reported plain and with the objects weighted x10 (they are a few percent of the pixels)."""
-    from einops import rearrange
-
     from moft.adapters import call_denoiser
 
     swap = swap or OPPOSITE_WORD
@@ -133,14 +131,10 @@ def word_loss_gain(pipe, clips_per_word: int, seed: int, timesteps=(950, 800, 60
     gen = torch.Generator().manual_seed(seed)
     out = {"clips": len(clips), "timesteps": {}}
     for t in timesteps:
-        noise = torch.randn(z.shape, generator=gen)
+        noise = torch.randn(z.shape, generator=gen)  # (B, F, C, h, w)
         tt = torch.full((len(clips),), t)
-        noisy = rearrange(pipe.scheduler.add_noise(rearrange(z, "b f c h w -> b c f h w"),
-                                                   rearrange(noise, "b f c h w -> b c f h w"), tt),
-                          "b c f h w -> b f c h w")
-        target = rearrange(pipe.scheduler.get_velocity(rearrange(z, "b f c h w -> b c f h w"),
-                                                       rearrange(noise, "b f c h w -> b c f h w"), tt),
-                           "b c f h w -> b f c h w")
+        # the scheduler broadcasts over trailing axes, so the (B, F, C, h, w) layout can stay
+        noisy, target = pipe.scheduler.add_noise(z, noise, tt), pipe.scheduler.get_velocity(z, noise, tt)
         loss = {}
         for k, e in emb.items():
             err = (call_denoiser(denoiser(pipe), noisy, t, {"encoder_hidden_states": e}) - target) ** 2
