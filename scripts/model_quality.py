@@ -114,7 +114,15 @@ def word_loss_gain(pipe, clips_per_word: int, seed: int, timesteps=(950, 800, 60
     """How much the denoiser reads the direction word: its v-prediction loss on held-out single-object
     clips captioned with the opposite direction, relative to the true caption, per timestep (same
     noise). Half the clips cross the frame (where the word alone says where the object starts).
-    Reported plain and with the objects weighted x10 (they are a few percent of the pixels)."""
+    Reported plain and with the objects weighted x10 (they are a few percent of the pixels).
+
+    Also the denoiser used as a classifier of the word (as in "Your Diffusion Model is Secretly a
+    Zero-Shot Classifier", Li et al. 2023): each clip captioned with each of the words, the word of
+    least objects-weighted loss picked. ``word_accuracy`` is the fraction picked right (chance 1/len(words))
+    and ``confusion[true][picked]`` counts the picks; ``gain_by_word[true][word]`` is the mean objects-
+    weighted loss rise under each word (less noisy than the picks). Both show a model that reads one
+    axis only (e.g. "left" and "up" alike) where the opposite-word gain alone cannot.
+    """
     from moft.adapters import call_denoiser
 
     swap = swap or OPPOSITE_WORD
@@ -125,24 +133,38 @@ def word_loss_gain(pipe, clips_per_word: int, seed: int, timesteps=(950, 800, 60
     z = torch.cat([encode_video(pipe, (c.frames * 255).round().astype(np.uint8)) for c in clips])  # (B, F, C, h, w)
     cover = torch.from_numpy(np.stack([c.masks for c in clips]))[:, :, None]  # (B, F, 1, H, W)
     weight = 1 + 10 * torch.nn.functional.adaptive_avg_pool3d(cover, (1, *z.shape[-2:]))  # (B, F, 1, h, w)
-    true = [c.caption for c in clips]
-    wrong = [c.rsplit(" ", 1)[0] + " " + swap[c.rsplit(" ", 1)[1]] for c in true]
-    emb = {"true": encode_prompt(pipe, true), "opposite": encode_prompt(pipe, wrong)}
+    stem = [c.caption.rsplit(" ", 1)[0] for c in clips]
+    truth = [c.caption.rsplit(" ", 1)[1] for c in clips]
+    emb = {"true": encode_prompt(pipe, [c.caption for c in clips]),
+           "opposite": encode_prompt(pipe, [f"{s} {swap[w]}" for s, w in zip(stem, truth)])}
+    emb |= {w: encode_prompt(pipe, [f"{s} {w}" for s in stem]) for w in words}
     gen = torch.Generator().manual_seed(seed)
-    out = {"clips": len(clips), "timesteps": {}}
+    out = {"clips": len(clips), "words": words, "timesteps": {}}
     for t in timesteps:
         noise = torch.randn(z.shape, generator=gen)  # (B, F, C, h, w)
         tt = torch.full((len(clips),), t)
         # the scheduler broadcasts over trailing axes, so the (B, F, C, h, w) layout can stay
         noisy, target = pipe.scheduler.add_noise(z, noise, tt), pipe.scheduler.get_velocity(z, noise, tt)
-        loss = {}
+        loss = {}  # name -> (plain (B,), objects-weighted (B,))
         for k, e in emb.items():
             err = (call_denoiser(denoiser(pipe), noisy, t, {"encoder_hidden_states": e}) - target) ** 2
-            loss[k] = (float(err.mean()), float((weight * err).mean() / weight.mean()))
+            loss[k] = (err.mean(dim=(1, 2, 3, 4)), (weight * err).mean(dim=(1, 2, 3, 4)) / weight.mean())
+        per_word = torch.stack([loss[w][1] for w in words], dim=1)  # (B, W)
+        picked = [words[i] for i in per_word.argmin(dim=1).tolist()]
         out["timesteps"][int(t)] = {
-            "loss_true": loss["true"][0],
-            "gain": loss["opposite"][0] / loss["true"][0] - 1,
-            "gain_object_weighted": loss["opposite"][1] / loss["true"][1] - 1}
+            "loss_true": float(loss["true"][0].mean()),
+            "gain": float(loss["opposite"][0].mean() / loss["true"][0].mean() - 1),
+            "gain_object_weighted": float(loss["opposite"][1].mean() / loss["true"][1].mean() - 1),
+            "word_accuracy": sum(p == w for p, w in zip(picked, truth)) / len(clips),
+            "confusion": {w: {v: sum(p == v for p, x in zip(picked, truth) if x == w) for v in words}
+                          for w in words},
+            "gain_by_word": {w: {v: round(float(per_word[rows, j].mean() / per_word[rows, words.index(w)].mean() - 1), 4)
+                                 for j, v in enumerate(words)}
+                             for w in words for rows in [torch.tensor([x == w for x in truth])]}}
+        by_word = out["timesteps"][int(t)]["gain_by_word"]
+        pair = min(((w, v) for w in words for v in words if v != w), key=lambda wv: by_word[wv[0]][wv[1]])
+        out["timesteps"][int(t)]["weakest_pair"] = {"true": pair[0], "caption": pair[1],
+                                                    "gain": by_word[pair[0]][pair[1]]}
     return out
 
 
@@ -255,11 +277,12 @@ def markdown(report: dict) -> str:
             lines.append(f"| the same from the shipped motion channels only | – | "
                          f"{100 * d['accuracy_moft_motion_channels']:.0f}% |")
     te = report.get("text_effect")
-    if te:
+    if te and "variance_explained_by_word" in te:
         share = te["variance_explained_by_word"]
         lines.append(f"| share of motion variance decided by the direction word ({len(te['words'])} words × "
                      f"{te['seeds']} seeds, same noise) | – | "
                      + (f"{100 * share:.0f}% |" if share is not None else "no seed tracked under every word |"))
+    if te:
         sep = te.get("text_encoder_word_separation")
         if sep:
             lines.append("| text-encoder distance between prompts differing in one word (closest pair, relative) | – | "
@@ -270,6 +293,14 @@ def markdown(report: dict) -> str:
                          "clips; t: plain / objects x10) | – | " + ", ".join(
                              f"{t}: {100 * g['gain']:+.1f}% / {100 * g['gain_object_weighted']:+.1f}%"
                              for t, g in gain["timesteps"].items()) + " |")
+            if "word_accuracy" in next(iter(gain["timesteps"].values())):
+                lines.append(f"| the denoiser as a classifier of the direction word (least loss of {len(gain['words'])} "
+                             f"captions; chance {100 / len(gain['words']):.0f}%) | – | " + ", ".join(
+                                 f"t {t}: {100 * g['word_accuracy']:.0f}%" for t, g in gain["timesteps"].items()) + " |")
+                lines.append("| the two words it tells apart least (objects-weighted loss rise under the wrong one; "
+                             "≤ 0: read alike) | – | " + ", ".join(
+                                 f"t {t}: {w['true']}→{w['caption']} {100 * w['gain']:+.1f}%"
+                                 for t, g in gain["timesteps"].items() for w in [g["weakest_pair"]]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -288,8 +319,9 @@ def main():
     p.add_argument("--figure", type=Path, default=None)
     p.add_argument("--skip-decoding", action="store_true")
     p.add_argument("--text-seeds", type=int, default=8, help="seeds per direction word for the text-effect check")
-    p.add_argument("--only", choices=("text_effect",), default=None,
-                   help="run only this part and merge it into an existing --out report")
+    p.add_argument("--only", choices=("text_effect", "word_loss"), default=None,
+                   help="run only this part (word_loss: the denoiser's direction-word loss probe, no sampling, "
+                        "seconds) and merge it into --out if that report exists, else only print it")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -299,9 +331,10 @@ def main():
     cfg = args.guidance_scale or model_defaults(args.model).get("guidance_scale", 7.5)
     t0 = time.time()
     if args.only:
-        if args.out is None or not args.out.exists():
-            p.error("--only merges into an existing report: give --out REPORT.json of an earlier run")
-        report = json.loads(args.out.read_text())
+        if args.out is not None and not args.out.exists():
+            p.error(f"--only merges into an existing report and {args.out} does not exist; rerun it whole")
+        report = json.loads(args.out.read_text()) if args.out else {
+            "model": args.model or "moft-tiny", "guidance_scale": cfg, "steps": args.steps}
         if (report["model"], report["guidance_scale"], report["steps"]) != (args.model or "moft-tiny", cfg, args.steps):
             p.error(f"{args.out} was measured with other settings; rerun it whole")
     else:
@@ -313,9 +346,10 @@ def main():
     if args.only in (None, "text_effect") and args.text_seeds > 0:
         report["text_effect"] = text_effect(pipe, args.text_seeds, args.seed, cfg, args.steps)
         report["text_effect"]["text_encoder_word_separation"] = word_separation(pipe)
-        report["text_effect"]["direction_word_loss_gain"] = word_loss_gain(pipe, 8, args.seed)
+    if args.only in (None, "text_effect", "word_loss") and args.text_seeds > 0:
+        report.setdefault("text_effect", {})["direction_word_loss_gain"] = word_loss_gain(pipe, 8, args.seed)
     report["seconds" if not args.only else f"seconds_{args.only}"] = time.time() - t0
-    summary = {k: v for k, v in report["sample_quality"].items() if k != "rows"}
+    summary = {k: v for k, v in report.get("sample_quality", {}).items() if k != "rows"}
     print(json.dumps({"sample_quality": summary, "moft_decoding": report.get("moft_decoding"),
                       "text_effect": report.get("text_effect")}, indent=2))
     if args.out:

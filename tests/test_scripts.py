@@ -211,3 +211,7 @@ def test_word_loss_gain_is_zero_when_the_caption_is_unchanged_and_not_otherwise(
     assert same["clips"] == 4 and same["timesteps"][900]["gain"] == 0.0
     swapped = mq.word_loss_gain(pipe, 1, seed=0, timesteps=(900,))
     assert swapped["timesteps"][900]["gain"] != 0.0  # a random text encoder tells the words apart
+    probe = swapped["timesteps"][900]
+    confusion = probe["confusion"]
+    assert all(sum(row.values()) == 1 for row in confusion.values())  # one clip per word, one pick each
+    assert probe["word_accuracy"] == sum(confusion[w][w] for w in confusion) / 4
