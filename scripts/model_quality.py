@@ -186,6 +186,14 @@ def word_separation(pipe) -> dict:
         dist.fill_diagonal_(float("inf"))
         i, j = divmod(int(dist.argmin()), len(words))
         out[name] = {"closest": float(dist[i, j]), "pair": f"{words[i]}/{words[j]}"}
+        if name == "direction":  # e: left, right, up, down
+            # if the left-right and up-down contrasts are not orthogonal, one diagonal contrast is larger
+            # and a denoiser learning to read the word picks it up first ("left" and "up" alike)
+            lr, ud = e[0] - e[1], e[2] - e[3]  # (L*D,)
+            scale = e.norm(dim=1).mean()
+            out[name] |= {"axes_cosine": float(torch.nn.functional.cosine_similarity(lr, ud, dim=0)),
+                          "diagonal_contrasts": {"left+up vs right+down": float((lr + ud).norm() / scale),
+                                                 "left+down vs right+up": float((lr - ud).norm() / scale)}}
     return out
 
 
@@ -286,7 +294,9 @@ def markdown(report: dict) -> str:
         sep = te.get("text_encoder_word_separation")
         if sep:
             lines.append("| text-encoder distance between prompts differing in one word (closest pair, relative) | – | "
-                         + ", ".join(f"{k} {v['closest']:.2f} ({v['pair']})" for k, v in sep.items()) + " |")
+                         + ", ".join(f"{k} {v['closest']:.2f} ({v['pair']})" for k, v in sep.items())
+                         + (f"; cosine of the left−right and up−down contrasts {sep['direction']['axes_cosine']:+.2f}"
+                            if "axes_cosine" in sep["direction"] else "") + " |")
         gain = te.get("direction_word_loss_gain")
         if gain:
             lines.append(f"| denoiser loss rise when the caption names the opposite direction ({gain['clips']} held-out "
@@ -345,9 +355,9 @@ def main():
                                                     args.figure, args.model)
     if args.only in (None, "text_effect") and args.text_seeds > 0:
         report["text_effect"] = text_effect(pipe, args.text_seeds, args.seed, cfg, args.steps)
-        report["text_effect"]["text_encoder_word_separation"] = word_separation(pipe)
     if args.only in (None, "text_effect", "word_loss") and args.text_seeds > 0:
-        report.setdefault("text_effect", {})["direction_word_loss_gain"] = word_loss_gain(pipe, 8, args.seed)
+        report.setdefault("text_effect", {})["text_encoder_word_separation"] = word_separation(pipe)
+        report["text_effect"]["direction_word_loss_gain"] = word_loss_gain(pipe, 8, args.seed)
     report["seconds" if not args.only else f"seconds_{args.only}"] = time.time() - t0
     summary = {k: v for k, v in report.get("sample_quality", {}).items() if k != "rows"}
     print(json.dumps({"sample_quality": summary, "moft_decoding": report.get("moft_decoding"),
