@@ -44,7 +44,7 @@ from moft.latents import encode_prompt, encode_video, vae_scale  # noqa: E402
 from moft.metrics import direction_success, path_fit, track_centroid  # noqa: E402
 from moft.models import default_channels, denoiser, load_pipeline  # noqa: E402
 from moft.sampler import sample  # noqa: E402
-from moft.synthetic import COLORS, DIRECTIONS, SHAPES, SPEED_RANGE, make_clip  # noqa: E402
+from moft.synthetic import COLORS, DIRECTIONS, SHAPES, SPEED_RANGE, make_clip, object_weights  # noqa: E402
 
 # training speeds are SPEED_RANGE (0.75-2.25 px/frame); a tracked centroid is allowed a margin
 SPEED_BAND = (SPEED_RANGE[0] - 0.25, SPEED_RANGE[1] + 0.75)
@@ -131,8 +131,8 @@ def word_loss_gain(pipe, clips_per_word: int, seed: int, timesteps=(950, 800, 60
     clips = [make_clip(rng, kind="object", direction=words[i % len(words)], describe_motion=True, cross_prob=0.5)
              for i in range(clips_per_word * len(words))]
     z = torch.cat([encode_video(pipe, (c.frames * 255).round().astype(np.uint8)) for c in clips])  # (B, F, C, h, w)
-    cover = torch.from_numpy(np.stack([c.masks for c in clips]))[:, :, None]  # (B, F, 1, H, W)
-    weight = 1 + 10 * torch.nn.functional.adaptive_avg_pool3d(cover, (1, *z.shape[-2:]))  # (B, F, 1, h, w)
+    weight = object_weights(np.stack([c.masks for c in clips]), z.shape[-2:], 10.0)  # (B, F, h, w)
+    weight = torch.from_numpy(weight)[:, :, None]  # (B, F, 1, h, w), as z
     stem = [c.caption.rsplit(" ", 1)[0] for c in clips]
     truth = [c.caption.rsplit(" ", 1)[1] for c in clips]
     emb = {"true": encode_prompt(pipe, [c.caption for c in clips]),

@@ -30,7 +30,7 @@ from einops import rearrange
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from moft.models import build_tiny_animatediff  # noqa: E402
-from moft.synthetic import make_batch, make_clip  # noqa: E402
+from moft.synthetic import make_batch, make_clip, object_weights  # noqa: E402
 
 
 def parse_args():
@@ -148,21 +148,18 @@ class EMA:
                 s.lerp_(p.detach(), 1 - d)
 
 
-def object_weighted_mse(pred: torch.Tensor, target: torch.Tensor, cover: torch.Tensor, weight: float) -> torch.Tensor:
-    """MSE with each latent position weighted by ``1 + weight x`` the objects' coverage there.
+def object_weighted_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """MSE with each latent position weighted, normalised by the mean weight (same scale as plain MSE).
 
     Example:
-        >>> loss = object_weighted_mse(pred, target, cover, 10.0)  # doctest: +SKIP
+        >>> w = torch.from_numpy(object_weights(masks, (16, 16), 10.0))  # doctest: +SKIP
+        >>> loss = object_weighted_mse(pred, target, w)  # doctest: +SKIP
 
     Args:
         pred, target: ``(B, C, F, h, w)`` latents.
-        cover: ``(B, 1, F, H, W)`` pixel coverage of the objects in [0, 1] (``Clip.masks``), pooled to ``(h, w)``.
-        weight: 0 gives plain MSE.
-
-    Returns:
-        The weighted mean, normalised by the mean weight (same scale as plain MSE).
+        weights: ``(B, F, h, w)``, from ``moft.synthetic.object_weights`` (all ones: plain MSE).
     """
-    w = 1 + weight * F.adaptive_avg_pool3d(cover.to(pred.dtype), pred.shape[2:])  # (B, 1, F, h, w)
+    w = rearrange(weights.to(pred.dtype), "b f h w -> b 1 f h w")
     return (w * (pred - target) ** 2).mean() / w.mean()
 
 
@@ -278,8 +275,8 @@ def main():
         with torch.set_grad_enabled(train_text):
             emb = encode_text(pipe, text_encoder, captions).repeat_interleave(f, dim=0)  # (B*F, L, D)
         pred = unet(noisy, t, encoder_hidden_states=emb).sample
-        cover = torch.from_numpy(np.stack([c.masks for c in clips]))[:, None]  # (B, 1, F, H, W)
-        loss = object_weighted_mse(pred, target, cover, args.object_weight)
+        weights = object_weights(np.stack([c.masks for c in clips]), z.shape[-2:], args.object_weight)  # (B, F, h, w)
+        loss = object_weighted_mse(pred, target, torch.from_numpy(weights))
         opt.zero_grad()
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(params, 1.0)

@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -188,17 +189,20 @@ def test_norm_ratio_compares_generated_and_target_curves(animatediff, monkeypatc
 def test_object_weighted_mse_is_plain_mse_at_weight_zero_and_favours_the_objects():
     import torch
 
+    from moft.synthetic import object_weights
+
     train = _load("train_shipped_model")
     pred, target = torch.zeros(2, 4, 8, 4, 4), torch.zeros(2, 4, 8, 4, 4)
-    cover = torch.zeros(2, 1, 8, 8, 8)
+    cover = np.zeros((2, 8, 8, 8), np.float32)
     cover[..., :2, :2] = 1.0  # the object covers the top-left latent cell
     pred[..., 0, 0] = 1.0  # an error only on the object
     plain = torch.nn.functional.mse_loss(pred, target)
-    assert train.object_weighted_mse(pred, target, cover, 0.0) == pytest.approx(plain.item())
-    on_object = train.object_weighted_mse(pred, target, cover, 10.0)
+    weighted = lambda p, w: train.object_weighted_mse(p, target, torch.from_numpy(object_weights(cover, (4, 4), w)))
+    assert weighted(pred, 0.0) == pytest.approx(plain.item())
+    on_object = weighted(pred, 10.0)
     pred2 = torch.zeros_like(pred)
     pred2[..., 3, 3] = 1.0  # the same error on the background
-    off_object = train.object_weighted_mse(pred2, target, cover, 10.0)
+    off_object = weighted(pred2, 10.0)
     assert on_object > plain > off_object
 
 

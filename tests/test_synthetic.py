@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from moft.metrics import track_centroid
-from moft.synthetic import COLORS, DIRECTIONS, KINDS, RADIUS_RANGE, SHAPES, make_batch, make_clip, pan_video
+from moft.synthetic import (
+    COLORS, DIRECTIONS, KINDS, RADIUS_RANGE, SHAPES, make_batch, make_clip, object_weights, pan_video,
+)
 
 SIZE, FRAMES = 32, 8
 
@@ -209,3 +211,16 @@ def test_masks_are_empty_far_from_the_object():
     for f, (x, y) in enumerate(clip.tracks[0]):
         far = np.hypot(xs - x, ys - y) > 8  # radius is at most 5.5 px (squares: corner at 7.8)
         assert clip.masks[f][far].max() == 0.0
+
+
+def test_object_weights_are_one_off_the_objects_and_one_plus_weight_where_covered():
+    masks = np.zeros((2, 8, 32, 32), np.float32)
+    masks[0, :, :4, :4] = 1.0  # a whole 2x2 latent block of frame-batch 0
+    masks[1, 3, 0, 0] = 1.0  # one pixel of a 2x2 block
+    w = object_weights(masks, (16, 16), 10.0)
+    assert w.shape == (2, 8, 16, 16) and w.dtype == np.float32
+    assert (w[0, :, :2, :2] == 11.0).all() and w[0, :, 2:].min() == 1.0
+    assert w[1, 3, 0, 0] == pytest.approx(1 + 10 / 4) and w[1].sum() == pytest.approx(16 * 16 * 8 + 10 / 4)
+    assert (object_weights(masks, (16, 16), 0.0) == 1.0).all()
+    with pytest.raises(ValueError, match="does not divide"):
+        object_weights(masks, (10, 10), 1.0)
