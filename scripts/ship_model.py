@@ -52,6 +52,8 @@ def main():
     shutil.rmtree(tmp, ignore_errors=True)
     subprocess.run([sys.executable, str(ROOT / "scripts/train_shipped_model.py"), "--run", str(args.run),
                     "--export", str(tmp)], check=True)
+    import torch
+
     from moft.channels import fit_channels
     from moft.models import load_pipeline
 
@@ -60,8 +62,8 @@ def main():
     channels = fit_channels(pipe, method="inversion", scenes=args.scenes, rank=args.rank, model_name="moft-tiny")
     channels.save(tmp / "motion_channels.safetensors")
     training = json.loads((tmp / "TRAINING.json").read_text())
-    log = [json.loads(line) for line in (args.run / "log.jsonl").read_text().splitlines()]
-    training["vae_steps"] = max(r["step"] for r in log if r.get("stage") == "vae")
+    # the VAE's own checkpoint says how long it trained (a run branched from another has no VAE log rows)
+    training["vae_steps"] = torch.load(args.run / "vae_ckpt.pt", map_location="cpu", weights_only=False)["step"]
     (tmp / "TRAINING.json").unlink()
     (tmp / "moft.json").write_text(json.dumps({
         "prompt": args.prompt, "guidance_scale": args.guidance_scale, "frames": 8, "height": 32, "width": 32,

@@ -153,3 +153,16 @@ def test_summary_takes_the_median_of_motion_kept():
             for k, t in ((0.5, 1.0), (0.6, -1.0), (100.0, 3.0))]
     (entry,) = summarise(rows)
     assert entry["motion_kept"] == 0.6 and entry["toward_px"] == 1.0
+
+
+def test_a_diverging_setting_is_a_failed_request_not_a_crash(tmp_path, animatediff, tiny_channels, monkeypatch):
+    import moft.evaluate as ev
+
+    monkeypatch.setattr(ev, "object_box", lambda frames, color, pad=1.5: (np.array([16.0, 16.0]), [0.35, 0.35, 0.65, 0.65]))
+    suite = load_suite(_write(tmp_path, {**SUITE, "settings": [{"name": "huge", "steps": [1, 2], "step_size": 1e39}]}))
+    rows = run_suite(animatediff, suite, tmp_path / "w", tiny_channels)
+    huge = next(r for r in rows if r["setting"] == "huge")
+    assert huge["status"] == "ok" and huge["direction_success"] == 0.0 and "diverged at step 1" in huge["diverged"]
+    table = summarise(rows)
+    assert table[1]["diverged"] == 1 and table[1]["direction_success"] == 0.0
+    assert "| huge | 1/1 (1 diverged) |" in markdown_table(table)

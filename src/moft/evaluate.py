@@ -44,7 +44,7 @@ import torch
 
 from .metrics import (direction_success, motion_fidelity, psnr, ssim, steering, track_centroid, track_points,
                       trajectory_error)
-from .sampler import GuidanceConfig, sample
+from .sampler import GuidanceConfig, GuidanceDiverged, sample
 from .synthetic import COLORS, DIRECTIONS, make_clip
 from .targets import Target, reference_target, synthesize_target
 from .trajectory import parse_trajectory
@@ -222,8 +222,11 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
         target = _target(pipe, req, traj, channels, extra, lat, steps, seed, h)
         if isinstance(target, str):
             return dict(row, status=target)
-        out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, latents=src.initial_latents,
-                     target=target, guidance=g)
+        try:
+            out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, latents=src.initial_latents,
+                         target=target, guidance=g)
+        except GuidanceDiverged as exc:  # no video: the request failed (counted in direction success)
+            return dict(row, status="ok", diverged=str(exc), direction_success=0.0)
         frames, seconds = out.frames, out.seconds
         row["final_loss"] = out.losses[-1]["loss"] if out.losses else None
     masks = traj.masks(h, w)  # (R, H, W)
@@ -273,14 +276,18 @@ def _restrict(target: Target, chosen: torch.Tensor) -> Target:
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Mean metrics (median ``motion_kept``) per setting, in first-seen order."""
+    """Mean metrics (median ``motion_kept``) per setting, in first-seen order.
+
+    A request whose guidance diverged (``GuidanceDiverged``: no video) counts as a failed direction and
+    in ``diverged``; it has no other metric.
+    """
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(r["setting"], []).append(r)
     table = []
     for name, rs in groups.items():
         ok = [r for r in rs if r.get("status") == "ok"]
-        entry = {"setting": name, "items": len(rs), "scored": len(ok)}
+        entry = {"setting": name, "items": len(rs), "scored": len(ok), "diverged": sum("diverged" in r for r in ok)}
         for k in ("motion_fidelity", "direction_success", "trajectory_error", "toward_px", "motion_kept",
                   "psnr_outside", "ssim_outside", "seconds"):
             vals = np.asarray([float(r.get(k, np.nan)) for r in ok], dtype=np.float64)
@@ -299,7 +306,7 @@ def markdown_table(table: list[dict]) -> str:
         return "–" if v is None else f"{v:.{p}f}"
 
     return head + "".join(
-        f"| {t['setting']} | {t['scored']}/{t['items']} | {fmt(t['motion_fidelity'] and 100 * t['motion_fidelity'], 1)} "
+        f"| {t['setting']} | {t['scored']}/{t['items']}{f' ({d} diverged)' if (d := t.get('diverged')) else ''} | {fmt(t['motion_fidelity'] and 100 * t['motion_fidelity'], 1)} "
         f"| {fmt(t['direction_success'], 2)} | {fmt(t['trajectory_error'])} | {fmt(t.get('toward_px'), 1)} "
         f"| {fmt(t.get('motion_kept'), 2)} | {fmt(t['psnr_outside'], 1)} "
         f"| {fmt(t['ssim_outside'])} | {fmt(t['seconds'], 1)} |\n" for t in table)

@@ -80,11 +80,15 @@ class GuidanceConfig:
             raise ValueError(f"grad_mask must be 'all', 'off' or 'first:N', got {self.grad_mask!r}")
         if self.autocast not in (None, "bfloat16", "float16"):
             raise ValueError(f"autocast must be None, 'bfloat16' or 'float16', got {self.autocast!r}")
-        if self.iterations < 0 or self.steps[0] > self.steps[1]:
+        if len(self.steps) != 2 or self.iterations < 0 or self.steps[0] > self.steps[1]:
             raise ValueError(f"bad guidance schedule steps={self.steps} iterations={self.iterations}")
 
     def resolved_weight(self, regions: int) -> float:
         return self.weight if self.weight is not None else (6.0 if regions == 1 else 8.0)
+
+
+class GuidanceDiverged(ValueError):
+    """A guidance step left non-finite latents (the step size is too large for this model)."""
 
 
 @dataclass
@@ -242,6 +246,9 @@ def sample(
                 z_src = sched.step(out_src, t, z_src).prev_sample
             if i in guided:
                 z = _guide(net, z, t, i, target, g, weight, gmask, cond, uncond, kv, counts, result.losses)
+                if not torch.isfinite(z).all():
+                    raise GuidanceDiverged(f"guidance diverged at step {i} (t = {int(t)}): the latents are no "
+                                           f"longer finite; lower step_size (now {g.step_size:g})")
             with torch.no_grad():
                 if i == capture_at:
                     with capture(net, capture_site, detach=True, select="cond" if uncond is not None else None) as cap:
