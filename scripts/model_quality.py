@@ -134,10 +134,11 @@ def word_loss_gain(pipe, clips_per_word: int, seed: int, timesteps=(950, 800, 60
     weight = object_weights(np.stack([c.masks for c in clips]), z.shape[-2:], 10.0)  # (B, F, h, w)
     weight = torch.from_numpy(weight)[:, :, None]  # (B, F, 1, h, w), as z
     stem = [c.caption.rsplit(" ", 1)[0] for c in clips]
-    truth = [c.caption.rsplit(" ", 1)[1] for c in clips]
-    emb = {"true": encode_prompt(pipe, [c.caption for c in clips]),
-           "opposite": encode_prompt(pipe, [f"{s} {swap[w]}" for s, w in zip(stem, truth)])}
-    emb |= {w: encode_prompt(pipe, [f"{s} {w}" for s in stem]) for w in words}
+    truth = [words.index(c.caption.rsplit(" ", 1)[1]) for c in clips]  # (B,) each clip's own word
+    opposite = [words.index(swap[words[i]]) for i in truth]  # (B,)
+    # each clip under each word's caption: the true and the opposite caption are among them
+    emb = [encode_prompt(pipe, [f"{s} {w}" for s in stem]) for w in words]
+    rows = torch.arange(len(clips))
     gen = torch.Generator().manual_seed(seed)
     out = {"clips": len(clips), "words": words, "timesteps": {}}
     for t in timesteps:
@@ -145,26 +146,27 @@ def word_loss_gain(pipe, clips_per_word: int, seed: int, timesteps=(950, 800, 60
         tt = torch.full((len(clips),), t)
         # the scheduler broadcasts over trailing axes, so the (B, F, C, h, w) layout can stay
         noisy, target = pipe.scheduler.add_noise(z, noise, tt), pipe.scheduler.get_velocity(z, noise, tt)
-        loss = {}  # name -> (plain (B,), objects-weighted (B,))
-        for k, e in emb.items():
+        plain, weighted = [], []  # per word: (B,)
+        for e in emb:
             err = (call_denoiser(denoiser(pipe), noisy, t, {"encoder_hidden_states": e}) - target) ** 2
-            loss[k] = (err.mean(dim=(1, 2, 3, 4)), (weight * err).mean(dim=(1, 2, 3, 4)) / weight.mean())
-        per_word = torch.stack([loss[w][1] for w in words], dim=1)  # (B, W)
-        picked = [words[i] for i in per_word.argmin(dim=1).tolist()]
+            plain.append(err.mean(dim=(1, 2, 3, 4)))
+            weighted.append((weight * err).mean(dim=(1, 2, 3, 4)) / weight.mean())
+        plain, weighted = torch.stack(plain, dim=1), torch.stack(weighted, dim=1)  # (B, W)
+        picked = weighted.argmin(dim=1).tolist()
+        by_word = {}  # true word -> caption word -> mean objects-weighted loss rise
+        for i, w in enumerate(words):
+            own = weighted[torch.tensor(truth) == i]  # (clips of w, W)
+            by_word[w] = {v: round(float(own[:, j].mean() / own[:, i].mean() - 1), 4) for j, v in enumerate(words)}
+        weakest = min(((w, v) for w in words for v in words if v != w), key=lambda wv: by_word[wv[0]][wv[1]])
         out["timesteps"][int(t)] = {
-            "loss_true": float(loss["true"][0].mean()),
-            "gain": float(loss["opposite"][0].mean() / loss["true"][0].mean() - 1),
-            "gain_object_weighted": float(loss["opposite"][1].mean() / loss["true"][1].mean() - 1),
+            "loss_true": float(plain[rows, truth].mean()),
+            "gain": float(plain[rows, opposite].mean() / plain[rows, truth].mean() - 1),
+            "gain_object_weighted": float(weighted[rows, opposite].mean() / weighted[rows, truth].mean() - 1),
             "word_accuracy": sum(p == w for p, w in zip(picked, truth)) / len(clips),
-            "confusion": {w: {v: sum(p == v for p, x in zip(picked, truth) if x == w) for v in words}
-                          for w in words},
-            "gain_by_word": {w: {v: round(float(per_word[rows, j].mean() / per_word[rows, words.index(w)].mean() - 1), 4)
-                                 for j, v in enumerate(words)}
-                             for w in words for rows in [torch.tensor([x == w for x in truth])]}}
-        by_word = out["timesteps"][int(t)]["gain_by_word"]
-        pair = min(((w, v) for w in words for v in words if v != w), key=lambda wv: by_word[wv[0]][wv[1]])
-        out["timesteps"][int(t)]["weakest_pair"] = {"true": pair[0], "caption": pair[1],
-                                                    "gain": by_word[pair[0]][pair[1]]}
+            "confusion": {w: {v: sum(p == b for p, x in zip(picked, truth) if x == a) for b, v in enumerate(words)}
+                          for a, w in enumerate(words)},
+            "gain_by_word": by_word,
+            "weakest_pair": {"true": weakest[0], "caption": weakest[1], "gain": by_word[weakest[0]][weakest[1]]}}
     return out
 
 
