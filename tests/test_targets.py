@@ -108,3 +108,20 @@ def test_reference_target_vanilla_keeps_all_channels_and_the_frame_mean(animated
     t = reference_target(animatediff, frames, channels=None, num_steps=5, content_removal=False)
     assert t.channels is None and t.curves.shape[-1] == 64 and not t.content_removal
     assert t.curves.mean(1).abs().max() > 1e-4
+
+
+def test_drag_target_inverts_the_dragged_source_over_the_swept_region(animatediff, tiny_channels):
+    from moft.synthetic import make_clip
+    from moft.targets import drag_target
+    from moft.trajectory import parse_trajectory
+
+    still = make_clip(np.random.default_rng(2), kind="still").frames  # (F, 32, 32, 3)
+    traj = parse_trajectory({"version": 1, "frames": FRAMES, "regions": [
+        {"mask": {"box": [0.0, 0.0, 0.25, 0.25]}, "direction": "right", "speed": 0.05}]})
+    t = drag_target(animatediff, still, traj, channels=tiny_channels, num_steps=5, timestep=200)
+    d = len(tiny_channels.indices)
+    assert t.maps.shape == (1, FRAMES, d, 16, 16) and t.curves.shape == (1, FRAMES, d)
+    assert t.masks.shape == (1, 16, 16) and t.masks[0, :4, :9].all() and not t.masks[0, 4:].any()
+    assert t.meta["source"] == "drag" and t.meta["trajectory"] == traj.to_dict()
+    with pytest.raises(TrajectoryError, match="frames"):
+        drag_target(animatediff, still[:4], traj, channels=tiny_channels, num_steps=5)

@@ -24,7 +24,8 @@ from .latents import decode_latents, encode_prompt, encode_video, initial_noise
 from .models import ModelError, default_channels, load_pipeline
 from .sampler import GuidanceConfig, SampleResult, sample
 from .shared_kv import SharedKV
-from .targets import Target, TargetError, reference_target, synthesize_target
+from .drag import drag_video
+from .targets import Target, TargetError, drag_target, reference_target, synthesize_target
 from .trajectory import Trajectory, TrajectoryError, load_trajectory, parse_trajectory
 from .video import read_video, write_video
 
@@ -34,7 +35,8 @@ __all__ = [
     "ARCHITECTURES", "Architecture", "ArchitectureError", "ChannelsError", "ControlResult", "Extraction",
     "GuidanceConfig", "ModelError", "MotionChannels", "SampleResult", "SharedKV", "StopForward", "Target",
     "TargetError", "Trajectory", "TrajectoryError", "architecture_of", "call_denoiser", "capture", "control",
-    "cosine_map", "ddim_invert", "default_guidance", "decode_latents", "default_channels", "encode_prompt", "encode_video", "extract",
+    "cosine_map", "ddim_invert", "default_guidance", "decode_latents", "default_channels", "drag_target", "drag_video",
+    "encode_prompt", "encode_video", "extract",
     "fit_channels", "initial_noise", "load_pipeline", "load_trajectory", "moft", "noised_features",
     "parse_trajectory", "read_video", "reference_target", "region_mean", "remove_content_correlation", "resize",
     "sample", "select_channels", "synthesize_target", "write_video",

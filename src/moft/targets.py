@@ -1,4 +1,4 @@
-"""Target MOFT for control: synthesized from a trajectory, or taken from a reference video.
+"""Target MOFT for control: synthesized from a trajectory, or taken from a (reference or drag-proxy) video.
 
 Example:
     >>> from moft.targets import synthesize_target, reference_target, Target
@@ -13,6 +13,12 @@ displacement from its mean position plus a direction-independent baseline,
 ``M_c(f) = m_c(f) + a_c * (x_f - mean x) + b_c * (y_f - mean y)``, with ``m_c`` and ``(a_c, b_c)``
 fitted on the channel-fitting pans (``MotionChannels.baseline`` and ``.response``). A constant motion
 gives the paper's linear ramp; a reversal gives its piecewise-linear curve.
+
+A trajectory can also become per-position maps: ``drag_target`` inverts the unguided video of the
+same noise with its regions dragged along the trajectory (``moft.drag``), as ``reference_target``
+inverts a reference video. Pair map targets with the per-position loss; region means of a moving
+object's MOFT average away the structure that carries its motion on moft-tiny
+(``docs/results/tune_control.md``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ import torch
 
 from .channels import MotionChannels
 from .features import moft, region_mean
+
+
+# how a trajectory becomes a target: the paper's region-mean curves, or the inverted drag proxy
+TARGET_KINDS = ("curves", "drag")
 
 
 class TargetError(ValueError):
@@ -181,3 +191,39 @@ def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | Non
     return Target(curves, masks.bool(), idx, content_removal, region_maps,
                   {"source": "reference", "video": source, "inversion_step": inversion_step,
                    "timestep": inv.timesteps[-1], "num_steps": num_steps, "frames": int(maps.shape[0])})
+
+
+def drag_target(pipe, source_frames: np.ndarray, trajectory, *, channels: MotionChannels | None,
+                num_steps: int = 25, timestep: int = 200, site: str | None = None) -> Target:
+    """Per-position target from a trajectory: the inverted MOFT of the source dragged along it.
+
+    Example:
+        >>> src = sample(pipe, "a red disk standing still", seed=0)                   # doctest: +SKIP
+        >>> target = drag_target(pipe, src.frames, traj, channels=channels)
+        >>> target.maps.shape, target.masks.shape       # (R, F, d, h, w), (R, h, w) swept regions
+
+    Args:
+        pipe: the pipeline that will be guided.
+        source_frames: ``(F, H, W, 3)`` the unguided video of the same noise (frame 0 is dragged).
+        trajectory: a parsed ``Trajectory`` with ``F`` frames.
+        channels: motion channels, or None for all channels.
+        num_steps, timestep, site: as ``reference_target``.
+
+    The regions are where each region passes (``moft.drag.swept_masks``): the loss compares maps
+    there, and gradient masking lets the latents change there only.
+    """
+    from .drag import drag_video, swept_masks
+    from .latents import vae_scale
+    from .trajectory import TrajectoryError
+
+    f, h, w = source_frames.shape[:3]
+    if trajectory.frames != f:
+        raise TrajectoryError(f"frames: trajectory has {trajectory.frames} frames, the run makes {f}")
+    proxy = drag_video(source_frames, trajectory)  # (F, H, W, 3)
+    grid = (h // vae_scale(pipe), w // vae_scale(pipe))
+    masks = torch.from_numpy(swept_masks(trajectory, (h, w), grid))  # (R, h, w)
+    target = reference_target(pipe, (proxy * 255).round().astype(np.uint8), channels=channels, masks=masks,
+                              num_steps=num_steps, timestep=timestep, site=site, height=h, width=w)
+    target.meta.update(source="drag", trajectory=trajectory.to_dict())
+    target.meta.pop("video", None)
+    return target

@@ -1,0 +1,95 @@
+"""Drag proxies: a trajectory rendered as a video by dragging the source's regions along their paths.
+
+Example:
+    >>> from moft.drag import drag_video, swept_masks
+    >>> traj = parse_trajectory({"version": 1, "frames": 8, "regions": [
+    ...     {"mask": {"box": [0.3, 0.3, 0.6, 0.6]}, "direction": "right", "speed": 0.05}]})  # doctest: +SKIP
+    >>> proxy = drag_video(source.frames, traj)      # (F, H, W, 3): frame 0's box moving right
+    >>> masks = swept_masks(traj, (32, 32), (16, 16))  # (R, 16, 16) where each region passes
+
+Why: the paper synthesizes a target as region-mean MOFT curves. On moft-tiny those cannot steer
+(``docs/results/tune_control.md``): a moving object's MOFT is a map with structure (what arrives
+and what leaves), and its mean over a region averages that structure away. A reference video
+gives per-position maps, but needs a video that already has the wanted motion. The drag proxy
+makes one from the unguided video of the same noise: in every frame, each region's frame-0
+content is pasted at the trajectory's displacement over frame 0 (the vacated area inpainted),
+a camera pan (region ``"all"``) shifts the whole frame. DDIM-inverting the proxy
+(``moft.targets.drag_target``) gives the per-position target; the model's own rendering of
+the object is kept, only its motion is the trajectory's.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def _shift(image: np.ndarray, dx: float, dy: float, border: int) -> np.ndarray:
+    """Translate ``(H, W, ...)`` by ``(dx, dy)`` pixels, bilinear; ``border`` is a cv2 border mode."""
+    h, w = image.shape[:2]
+    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=border)
+
+
+def drag_video(frames: np.ndarray, trajectory) -> np.ndarray:
+    """Frame 0 of ``frames`` with each trajectory region dragged along its path.
+
+    Args:
+        frames: ``(F, H, W, 3)`` video (float in [0, 1] or uint8); only frame 0 is used.
+        trajectory: a parsed ``moft.trajectory.Trajectory`` with ``F`` frames.
+
+    Returns:
+        ``(F, H, W, 3)`` float32 in [0, 1]. Frame ``f`` shows region ``r``'s frame-0 content moved by
+        ``path[f] - path[0]``; regions are pasted in file order (later on top). A ``"all"`` region
+        moves the whole frame (edges replicated), the camera-pan proxy.
+    """
+    first = np.asarray(frames[0], dtype=np.float32)
+    if first.ndim != 3 or first.shape[-1] != 3:
+        raise ValueError(f"frames must be (F, H, W, 3), got {tuple(np.shape(frames))}")
+    if np.asarray(frames).dtype == np.uint8:
+        first = first / 255.0
+    h, w = first.shape[:2]
+    masks = trajectory.masks(h, w)  # (R, H, W)
+    moving = masks[[r.mask != "all" for r in trajectory.regions]].any(0) if len(masks) else np.zeros((h, w), bool)
+    hole = moving.astype(np.uint8)
+    background = first.copy()  # (H, W, 3): frame 0 with the moving regions inpainted
+    if moving.any():
+        filled = cv2.inpaint((first * 255).round().clip(0, 255).astype(np.uint8), hole, 3, cv2.INPAINT_TELEA)
+        background[hole > 0] = filled[hole > 0] / 255.0
+    out = np.empty((trajectory.frames, h, w, 3), np.float32)
+    for f in range(trajectory.frames):
+        canvas = background.copy()
+        for region, mask in zip(trajectory.regions, masks):
+            dx, dy = (region.path[f] - region.path[0]) * np.array([w, h])
+            if region.mask == "all":
+                canvas = _shift(canvas, dx, dy, cv2.BORDER_REPLICATE)
+                continue
+            alpha = _shift(mask.astype(np.float32), dx, dy, cv2.BORDER_CONSTANT)[..., None]  # (H, W, 1)
+            canvas = alpha * _shift(first, dx, dy, cv2.BORDER_REPLICATE) + (1 - alpha) * canvas
+        out[f] = canvas
+    return out.clip(0.0, 1.0)
+
+
+def swept_masks(trajectory, size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
+    """Where each region passes over the video: the union of its mask moved along its path.
+
+    Args:
+        trajectory: a parsed ``Trajectory``.
+        size: ``(H, W)`` pixels at which the masks are moved.
+        grid: ``(h, w)`` of the result (the latent grid).
+
+    Returns:
+        ``(R, h, w)`` bool; a cell is in when any pixel of it is.
+    """
+    h, w = size
+    out = []
+    for region, mask in zip(trajectory.regions, trajectory.masks(h, w)):
+        swept = np.zeros((h, w), np.float32)
+        if region.mask == "all":
+            swept[:] = 1.0
+        for f in range(trajectory.frames):
+            dx, dy = (region.path[f] - region.path[0]) * np.array([w, h])
+            swept = np.maximum(swept, _shift(mask.astype(np.float32), dx, dy, cv2.BORDER_CONSTANT))
+        cells = cv2.resize(swept, (grid[1], grid[0]), interpolation=cv2.INTER_AREA)  # (h, w)
+        out.append(cells > 0.0)
+    return np.stack(out)

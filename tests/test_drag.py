@@ -1,0 +1,67 @@
+"""``moft.drag``: the trajectory rendered by dragging the source's regions; the swept masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from moft.drag import drag_video, swept_masks
+from moft.trajectory import parse_trajectory
+
+
+def _still(size: int = 32, frames: int = 8) -> np.ndarray:
+    """A still video: grey gradient background, a red 6x6 square at x 8..14, y 12..18."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    img = np.stack([0.3 + 0.2 * xx, 0.3 + 0.2 * yy, 0.4 + 0 * xx], -1).astype(np.float32)
+    img[12:18, 8:14] = (1.0, 0.0, 0.0)
+    return np.repeat(img[None], frames, 0)
+
+
+def _traj(mask, direction, speed=0.0625, frames=8):
+    return parse_trajectory({"version": 1, "frames": frames,
+                             "regions": [{"mask": mask, "direction": direction, "speed": speed}]})
+
+
+def _red_centroid(frame: np.ndarray) -> np.ndarray:
+    red = (frame[..., 0] > 0.8) & (frame[..., 1] < 0.2)
+    ys, xs = np.nonzero(red)
+    return np.array([xs.mean(), ys.mean()])
+
+
+def test_a_box_moves_its_frame0_content_along_the_path():
+    box = {"box": [8 / 32, 12 / 32, 14 / 32, 18 / 32]}
+    proxy = drag_video(_still(), _traj(box, "right"))  # 2 px per frame
+    assert proxy.shape == (8, 32, 32, 3) and proxy.dtype == np.float32
+    np.testing.assert_allclose(proxy[0], _still()[0], atol=1e-6)
+    path = np.stack([_red_centroid(f) for f in proxy])
+    np.testing.assert_allclose(path[:, 0] - path[0, 0], 2.0 * np.arange(8), atol=0.1)
+    np.testing.assert_allclose(path[:, 1], path[0, 1], atol=0.1)
+
+
+def test_the_vacated_area_is_filled_from_the_background():
+    box = {"box": [8 / 32, 12 / 32, 14 / 32, 18 / 32]}
+    last = drag_video(_still(), _traj(box, "right"))[-1]
+    hole = last[12:18, 8:14]  # the square left at frame 7 (moved 14 px)
+    assert not ((hole[..., 0] > 0.8) & (hole[..., 1] < 0.2)).any()
+    assert np.abs(hole - _still()[0, 11, 8:14].mean(0)).max() < 0.2  # close to the surrounding grey
+
+
+def test_a_pan_shifts_the_whole_frame():
+    proxy = drag_video(_still(), _traj("all", "down"))
+    np.testing.assert_allclose(_red_centroid(proxy[3]) - _red_centroid(proxy[0]), [0.0, 6.0], atol=0.1)
+
+
+def test_uint8_frames_are_accepted_and_bad_shapes_refused():
+    still = (_still() * 255).round().astype(np.uint8)
+    proxy = drag_video(still, _traj("all", "left"))
+    assert proxy.max() <= 1.0 and np.allclose(proxy[0], still[0] / 255.0, atol=1e-6)
+    with pytest.raises(ValueError, match="frames must be"):
+        drag_video(np.zeros((8, 32, 32)), _traj("all", "left"))
+
+
+def test_swept_masks_cover_where_the_region_passes():
+    box = {"box": [0.0, 0.0, 0.25, 0.25]}
+    m = swept_masks(_traj(box, "right"), (32, 32), (16, 16))  # 8x8 px box moving 14 px right
+    assert m.shape == (1, 16, 16) and m.dtype == bool
+    assert m[0, :4, :11].all() and not m[0, 4:].any() and not m[0, :, 12:].any()
+    assert swept_masks(_traj("all", "up"), (32, 32), (16, 16)).all()
