@@ -121,6 +121,17 @@ def test_control_with_reference_video(model_dir, tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["target"]["source"] == "reference"
 
 
+def test_control_with_a_drag_target(model_dir, tmp_path):
+    out = tmp_path / "d.gif"
+    r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", out, "--steps", 3,
+            "--guided-steps", "1:2", "--target-kind", "drag", "--loss", "per_position")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "d.json").read_text())["target"]["source"] == "drag"
+    bad = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "e.gif",
+              "--target-kind", "sketch")
+    assert bad.exit_code == 2 and "--target-kind" in bad.output and not (tmp_path / "e.gif").exists()
+
+
 @pytest.mark.parametrize("args, text", [
     (["extract", "--model", "/no/such/folder", "--prompt", "x", "--out", "o.safetensors"], "no such model folder"),
     (["extract", "--model", "{model}", "--prompt", "x", "--out", "o.txt"], "must end in .safetensors"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import moft
 from moft.control import control
@@ -59,3 +60,33 @@ def test_two_regions_use_weight_8(animatediff, tiny_channels):
     two = load_trajectory(Path(__file__).parents[1] / "examples" / "two_objects.json", default_frames=FRAMES)
     res = control(animatediff, two, prompt="x", channels=tiny_channels, steps=3, guidance=GuidanceConfig(steps=(1, 2), iterations=1))
     assert res.report["weight"] == 8.0 and len(res.report["losses"][0]["regions"]) == 2
+
+
+def test_control_with_a_drag_target_starts_from_the_source_noise(animatediff, tiny_channels, traj):
+    g = GuidanceConfig(steps=(1, 3), iterations=1, loss="per_position")
+    res = control(animatediff, traj, prompt="a red disk", channels=tiny_channels, steps=4, guidance=g, seed=5,
+                  target_kind="drag", keep_source=True)
+    assert res.report["target"]["source"] == "drag" and res.target.maps is not None
+    plain = control(animatediff, traj, prompt="a red disk", channels=tiny_channels, steps=4, guidance=g, seed=5,
+                    keep_source=True)
+    assert torch.equal(res.result.initial_latents, plain.result.initial_latents)
+    assert np.allclose(res.source_frames, plain.source_frames, atol=1e-5)
+    with pytest.raises(ValueError, match="target_kind"):
+        control(animatediff, traj, prompt="x", channels=tiny_channels, steps=2, target_kind="sketch")
+
+
+def test_control_takes_its_defaults_from_the_folder_the_pipeline_came_from(model_dir, tmp_path, tiny_channels, traj):
+    import json
+    import shutil
+
+    from moft.models import load_pipeline, pipeline_defaults
+
+    folder = tmp_path / "m"
+    shutil.copytree(model_dir, folder)
+    (folder / "moft.json").write_text(json.dumps({"guidance_scale": 3.0, "target": "drag",
+                                                  "guidance": {"steps": [1, 2], "iterations": 1, "loss": "per_position"}}))
+    pipe = load_pipeline(folder)
+    assert pipeline_defaults(pipe)["guidance_scale"] == 3.0 and pipeline_defaults(tiny_channels) == {}
+    res = control(pipe, traj, prompt="a red disk", channels=tiny_channels, steps=3)
+    assert res.report["guidance_scale"] == 3.0 and res.report["guidance"]["loss"] == "per_position"
+    assert res.report["target"]["source"] == "drag" and len(res.report["losses"]) == 1

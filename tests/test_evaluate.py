@@ -36,6 +36,8 @@ def test_items_are_stable_and_include_an_unguided_baseline(tmp_path):
     ({"requests": [{"name": "x", "region": "object", "direction": "sideways"}]}, "direction"),
     ({"settings": [{"name": "x", "bogus": 1}]}, "unknown key"),
     ({"prompts": ["a disk"]}, "colour"),
+    ({"settings": [{"name": "x", "target": "sketch"}]}, "target"),
+    ({"target": "sketch"}, "target"),
 ])
 def test_bad_suites_are_one_line_errors(tmp_path, change, text):
     with pytest.raises(SuiteError, match=text):
@@ -166,3 +168,20 @@ def test_a_diverging_setting_is_a_failed_request_not_a_crash(tmp_path, animatedi
     table = summarise(rows)
     assert table[1]["diverged"] == 1 and table[1]["direction_success"] == 0.0
     assert "| huge | 1/1 (1 diverged) |" in markdown_table(table)
+
+
+def test_a_drag_setting_scores_a_per_position_target(tmp_path, animatediff, tiny_channels, monkeypatch):
+    import moft.evaluate as ev
+
+    monkeypatch.setattr(ev, "object_box", lambda frames, color, pad=1.5: (np.array([16.0, 16.0]), [0.35, 0.35, 0.65, 0.65]))
+    made = []
+    real = ev.drag_target
+    monkeypatch.setattr(ev, "drag_target", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    suite = load_suite(_write(tmp_path, {**SUITE, "settings": [
+        {"name": "drag", "steps": [1, 2], "target": "drag", "loss": "per_position"}, {"name": "curves", "steps": [1, 2]}]}))
+    rows = run_suite(animatediff, suite, tmp_path / "w", tiny_channels)
+    assert [r["status"] for r in rows] == ["ok"] * 3 and len(made) == 1
+    assert made[0].meta["source"] == "drag" and made[0].maps is not None
+    # the suite-level default kind applies to settings that do not name one
+    drag_default = load_suite(_write(tmp_path, {**SUITE, "target": "drag"}))
+    assert {i["id"] for i in items(drag_default)}.isdisjoint({i["id"] for i in items(suite)})

@@ -222,14 +222,17 @@ def control(
     init_latents: Optional[Path] = typer.Option(None, help="initial noise (.safetensors written by an earlier run)"),
     save_source: bool = typer.Option(False, help="also write OUT.source.EXT: the unguided video from the same noise"),
     channels: Optional[Path] = typer.Option(None, help="motion channel file (default: the model's shipped one)"),
-    guided_steps: Optional[str] = typer.Option(None, help="guided step indices START:END, end exclusive [3:12]"),
-    iterations: Optional[int] = typer.Option(None, help="gradient iterations per guided step [2]"),
-    step_size: Optional[float] = typer.Option(None, help="latent update step [0.5; the model's moft.json may tune it]"),
+    guided_steps: Optional[str] = typer.Option(None, help="guided step indices START:END, end exclusive [the model's moft.json, else 3:12]"),
+    iterations: Optional[int] = typer.Option(None, help="gradient iterations per guided step [the model's moft.json, else 2]"),
+    step_size: Optional[float] = typer.Option(None, help="latent update step [the model's moft.json, else 0.5]"),
     weight: Optional[float] = typer.Option(None, help="loss weight [6 for one region, 8 for several]"),
-    loss: Optional[str] = typer.Option(None, help="region_mse (official) or per_position (paper Eq. 3)"),
-    shared_kv: Optional[bool] = typer.Option(None, "--shared-kv/--no-shared-kv", help="share spatial K/V from the unguided branch [on]"),
+    loss: Optional[str] = typer.Option(None, help="region_mse (official) or per_position (paper Eq. 3) [the model's moft.json, else region_mse]"),
+    shared_kv: Optional[bool] = typer.Option(None, "--shared-kv/--no-shared-kv", help="share spatial K/V from the unguided branch [the model's moft.json, else on]"),
     grad_mask: Optional[str] = typer.Option(None, help="all, first:N or off [all]"),
     gain: float = typer.Option(1.0, help="strength of synthesized target curves"),
+    target_kind: Optional[str] = typer.Option(None, help="curves (paper: region-mean curves from the channels) or "
+                                              "drag (the unguided video's regions dragged along the trajectory, "
+                                              "inverted) [the model's moft.json, else curves]"),
 ):
     """Generate a video whose regions move as the trajectory says."""
     with _errors():
@@ -239,11 +242,14 @@ def control(
         from .control import default_guidance
         from .latents import vae_scale
         from .models import model_defaults
-        from .targets import Target
+        from .targets import TARGET_KINDS, Target
         from .trajectory import load_trajectory
         from .video import atomic_write_bytes, atomic_write_text, read_video, write_video
 
         _check_out(out, (".gif", ".mp4"))
+        kind = target_kind or model_defaults(model).get("target", "curves")
+        if kind not in TARGET_KINDS:
+            raise ValueError(f"--target-kind: expected one of {', '.join(TARGET_KINDS)}, got {kind!r}")
         given = {"iterations": iterations, "step_size": step_size, "weight": weight, "loss": loss,
                  "shared_kv": shared_kv, "grad_mask": grad_mask}
         if guided_steps is not None:
@@ -276,7 +282,7 @@ def control(
         with _progress("control") as update:
             res = run(pipe, traj, prompt=prompt, channels=ch, reference=ref, target=tgt, seed=seed, steps=steps,
                       guidance_scale=cfg, guidance=g, init_latents=init, keep_source=save_source, gain=gain,
-                      progress=update)
+                      target_kind=kind, progress=update)
         stem = out.with_suffix("")
         latents_path = Path(f"{stem}.latents.safetensors")
         report = dict(res.report, model=model or "moft-tiny", trajectory=str(trajectory),
@@ -319,6 +325,7 @@ def evaluate(
         _check_out(out, (".json",))
         spec = load_suite(suite)
         spec["guidance"] = dict(model_defaults(model).get("guidance", {}), **spec.get("guidance", {}))
+        spec.setdefault("target", model_defaults(model).get("target", "curves"))
         ch = _channels(channels, model, required=True)
         if shard is not None:
             try:

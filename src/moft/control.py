@@ -18,19 +18,21 @@ import torch
 
 from .channels import MotionChannels, default_video_size
 from .sampler import GuidanceConfig, SampleResult, config_dict, sample
-from .targets import Target, reference_target, synthesize_target
+from .targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
 
 
-def default_guidance(model=None, **overrides) -> GuidanceConfig:
+def default_guidance(model=None, *, defaults: dict | None = None, **overrides) -> GuidanceConfig:
     """The official settings, updated by the model folder's ``moft.json`` ``"guidance"`` entry.
 
     Example:
-        >>> g = default_guidance()            # the shipped model's tuned step size, official otherwise
+        >>> g = default_guidance()            # the shipped model's tuned settings, official otherwise
         >>> g = default_guidance("path/to/animatediff", iterations=3)
+        >>> g = default_guidance(defaults=pipeline_defaults(pipe))      # the folder a pipeline came from
     """
     from .models import model_defaults
 
-    settings = dict(model_defaults(model).get("guidance", {}), **overrides)
+    defaults = model_defaults(model) if defaults is None else defaults
+    settings = dict(defaults.get("guidance", {}), **overrides)
     if "steps" in settings:
         settings["steps"] = tuple(settings["steps"])
     return GuidanceConfig(**settings)
@@ -57,9 +59,9 @@ class ControlResult:
 
 def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | None = None,
             reference: np.ndarray | None = None, target: Target | None = None, seed: int = 0, steps: int = 25,
-            guidance_scale: float = 7.5, guidance: GuidanceConfig | None = None,
+            guidance_scale: float | None = None, guidance: GuidanceConfig | None = None,
             init_latents: torch.Tensor | None = None, keep_source: bool = False, gain: float = 1.0,
-            reference_timestep: int = 200, progress=None) -> ControlResult:
+            reference_timestep: int = 200, target_kind: str | None = None, progress=None) -> ControlResult:
     """Steer a generation's motion.
 
     Args:
@@ -69,21 +71,33 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
         channels: motion channels (needed unless ``target`` is given with its own channels).
         reference: ``(F, H, W, 3)`` reference video: the target is its inverted MOFT.
         target: a ready ``Target`` (e.g. ``Target.load``); overrides trajectory and reference.
-        seed, steps, guidance_scale: sampling settings.
-        guidance: ``GuidanceConfig`` (official defaults).
+        seed, steps: sampling settings.
+        guidance_scale: CFG scale (default: the model folder's ``moft.json``, else 7.5).
+        guidance: ``GuidanceConfig`` (default: the model folder's ``moft.json``, else the official settings).
         init_latents: ``(1, F, C, h, w)`` initial noise (reproduce or edit an earlier video).
         keep_source: also return the unguided video from the same noise.
         gain: strength of synthesized curves.
+        target_kind: how a trajectory becomes a target: ``"curves"`` (the paper's region-mean
+            synthesis from the channels' fitted response) or ``"drag"`` (the unguided video of the
+            same noise, its regions dragged along the trajectory and inverted: per-position maps;
+            pair it with ``GuidanceConfig(loss="per_position")``). Default: the model folder's
+            ``moft.json`` ``"target"``, else ``"curves"``.
         reference_timestep: timestep of the reference's inverted MOFT (official: 200, step 5 of 25).
         progress: ``progress(done, total)``.
     """
     from .latents import vae_scale
 
-    g = guidance or GuidanceConfig()
+    from .models import pipeline_defaults
+
+    defaults = pipeline_defaults(pipe)
+    g = guidance or default_guidance(defaults=defaults)
+    guidance_scale = guidance_scale if guidance_scale is not None else defaults.get("guidance_scale", 7.5)
+    target_kind = target_kind or defaults.get("target", "curves")
     f, h, w = default_video_size(pipe)
     if init_latents is not None:
         f = int(init_latents.shape[1])
     size = (h // vae_scale(pipe), w // vae_scale(pipe))
+    source = None  # the unguided video of the same noise, when the target needs one
     if target is None:
         if reference is not None:
             masks = torch.from_numpy(trajectory.masks(*size)) if trajectory is not None else None
@@ -91,12 +105,26 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
                                       masks=masks, num_steps=steps, timestep=reference_timestep, site=g.site)
             if target.num_frames != f:
                 raise ValueError(f"reference video has {target.num_frames} frames, the model makes {f}")
+        elif target_kind not in TARGET_KINDS:
+            raise ValueError(f"target_kind must be one of {', '.join(TARGET_KINDS)}, got {target_kind!r}")
+        elif trajectory is None or channels is None:
+            raise ValueError("a target from a trajectory needs the trajectory and motion channels")
+        elif target_kind == "drag":
+            if trajectory.frames != f:
+                raise ValueError(f"frames: trajectory has {trajectory.frames} frames, the run makes {f}")
+            source = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=f,
+                            latents=init_latents)
+            init_latents = source.initial_latents
+            target = drag_target(pipe, source.frames, trajectory, channels=channels, num_steps=steps,
+                                 timestep=reference_timestep, site=g.site)
         else:
-            if trajectory is None or channels is None:
-                raise ValueError("a synthesized target needs a trajectory and motion channels")
             target = synthesize_target(trajectory, channels, latent_size=size, num_frames=f, gain=gain)
+    source_frames = source.frames if source is not None else None
     out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=f,
-                 latents=init_latents, target=target, guidance=g, keep_source=keep_source, progress=progress)
+                 latents=init_latents, target=target, guidance=g, keep_source=keep_source and source_frames is None,
+                 progress=progress)
+    if keep_source and source_frames is not None:
+        out.source_frames = source_frames  # the drag target's unguided video: the same noise, already made
     report = {
         "prompt": prompt, "seed": seed, "steps": steps, "guidance_scale": guidance_scale,
         "frames": f, "height": h, "width": w, "guidance": config_dict(g),

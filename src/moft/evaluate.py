@@ -27,9 +27,11 @@ Suite file (JSON)::
      "settings": [{"name": "MOFT"}, {"name": "+CR", "features": "cr"}, {"name": "no K/V", "shared_kv": false}]}
 
 Setting keys: ``features`` (``moft`` | ``cr`` | ``vanilla``; vanilla needs a reference),
-``fraction`` (motion-channel share), and any ``GuidanceConfig`` field (``steps`` as [start, end]).
-A suite-level ``"guidance"`` object sets the base for every setting; ``moft evaluate`` puts the
-model's own defaults (``moft.json``) under it.
+``fraction`` (motion-channel share), ``target`` (how a direction request becomes a target:
+``curves``, the paper's region-mean synthesis, or ``drag``, the inverted drag proxy of the source,
+``moft.targets.drag_target``), and any ``GuidanceConfig`` field (``steps`` as [start, end]).
+A suite-level ``"guidance"`` object sets the base for every setting and ``"target"`` the default
+target kind; ``moft evaluate`` puts the model's own defaults (``moft.json``) under them.
 """
 
 from __future__ import annotations
@@ -46,12 +48,12 @@ from .metrics import (direction_success, motion_fidelity, psnr, ssim, steering, 
                       trajectory_error)
 from .sampler import GuidanceConfig, GuidanceDiverged, sample
 from .synthetic import COLORS, DIRECTIONS, make_clip
-from .targets import Target, reference_target, synthesize_target
+from .targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
 from .trajectory import parse_trajectory
 
 # bumped whenever run_item scores differently, so work folders never mix rows of two scorers
 SCORER_VERSION = 2
-SETTING_KEYS = {"name", "features", "fraction", "gain"} | set(GuidanceConfig.__dataclass_fields__)
+SETTING_KEYS = {"name", "features", "fraction", "gain", "target"} | set(GuidanceConfig.__dataclass_fields__)
 REQUEST_KEYS = {"name", "region", "direction", "speed", "reference", "objects"}
 
 
@@ -92,6 +94,10 @@ def load_suite(path: str | Path) -> dict:
             raise SuiteError(f"{path}: settings[{i}]: unknown key {sorted(set(s) - SETTING_KEYS)[0]!r}")
         if s.get("features", "moft") not in ("moft", "cr", "vanilla"):
             raise SuiteError(f"{path}: settings[{i}].features: moft, cr or vanilla")
+        if s.get("target", "curves") not in TARGET_KINDS:
+            raise SuiteError(f"{path}: settings[{i}].target: expected one of {', '.join(TARGET_KINDS)}, got {s['target']!r}")
+    if suite.get("target", "curves") not in TARGET_KINDS:
+        raise SuiteError(f"{path}: target: expected one of {', '.join(TARGET_KINDS)}, got {suite['target']!r}")
     for i, p in enumerate(suite["prompts"]):
         if _prompt_color(p) is None:
             raise SuiteError(f"{path}: prompts[{i}]: must name one of the colours {', '.join(COLORS)}")
@@ -127,7 +133,7 @@ def items(suite: dict, identity: str = "") -> list[dict]:
     """Every (prompt, seed, request, setting) in a fixed order, each with a stable id
     (which also depends on ``identity``, see ``run_identity``)."""
     out = []
-    run = {k: suite.get(k) for k in ("guidance", "steps", "guidance_scale")}
+    run = {k: suite.get(k) for k in ("guidance", "steps", "guidance_scale", "target")}
     # one group per (prompt, seed, request): its settings share one unguided source video
     groups = itertools.product(suite["prompts"], suite["seeds"], suite["requests"])
     for group, (p, s, r) in enumerate(groups):
@@ -160,7 +166,7 @@ def _settings(setting: dict, base: dict | None = None) -> tuple[GuidanceConfig, 
     g_kwargs.update({k: v for k, v in setting.items() if k in GuidanceConfig.__dataclass_fields__})
     if "steps" in g_kwargs:
         g_kwargs["steps"] = tuple(g_kwargs["steps"])
-    return GuidanceConfig(**g_kwargs), {k: setting.get(k) for k in ("features", "fraction", "gain")}
+    return GuidanceConfig(**g_kwargs), {k: setting.get(k) for k in ("features", "fraction", "gain", "target")}
 
 
 def _parts(prompt: str, req: dict) -> list[dict]:
@@ -174,8 +180,9 @@ def _parts(prompt: str, req: dict) -> list[dict]:
     return [{"color": _prompt_color(prompt), "direction": direction, "region": req["region"]}]
 
 
-def _target(pipe, req, traj, channels, setting_extra, lat, steps, seed, size) -> Target | str:
-    """The request's target under a setting's feature mode, or a reason why there is none."""
+def _target(pipe, req, traj, channels, setting_extra, lat, steps, seed, size, source, kind) -> Target | str:
+    """The request's target under a setting's feature mode and target kind (``source``: the unguided
+    frames, dragged for a ``drag`` target), or a reason why there is none."""
     features = setting_extra["features"] or "moft"
     gain = setting_extra["gain"] or 1.0
     f, h = traj.frames, size
@@ -188,6 +195,9 @@ def _target(pipe, req, traj, channels, setting_extra, lat, steps, seed, size) ->
         return _restrict(target, _channel_subset(channels, setting_extra["fraction"])) if features == "moft" else target
     if features == "vanilla":
         return "vanilla features need a reference video"
+    if kind == "drag":
+        target = drag_target(pipe, source, traj, channels=None, num_steps=steps)
+        return _restrict(target, _channel_subset(channels, setting_extra["fraction"])) if features == "moft" else target
     indices = torch.arange(channels.num_channels) if features == "cr" else _channel_subset(channels, setting_extra["fraction"])
     return synthesize_target(traj, channels, latent_size=lat, gain=gain, indices=indices)
 
@@ -219,7 +229,8 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
     else:
         g, extra = _settings(setting, suite.get("guidance"))
         lat = (src.latents.shape[-2], src.latents.shape[-1])
-        target = _target(pipe, req, traj, channels, extra, lat, steps, seed, h)
+        kind = extra["target"] or suite.get("target", "curves")
+        target = _target(pipe, req, traj, channels, extra, lat, steps, seed, h, src.frames, kind)
         if isinstance(target, str):
             return dict(row, status=target)
         try:

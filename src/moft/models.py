@@ -187,6 +187,20 @@ def model_defaults(model: str | os.PathLike | None = None) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def pipeline_defaults(pipe) -> dict:
+    """``model_defaults`` of the folder a pipeline was loaded from ({} for hub ids and pipelines built in code).
+
+    Example:
+        >>> pipeline_defaults(load_pipeline())["guidance_scale"]     # the shipped model's moft.json
+        4.0
+    """
+    config = getattr(pipe, "config", None) or {}
+    origin = config.get("_name_or_path")
+    if not origin or not Path(origin).is_dir():
+        return {}
+    return model_defaults(origin)
+
+
 def ddim_scheduler(pipe):
     """The pipeline's scheduler if it is DDIM, else a DDIM scheduler with the same noise schedule.
 
