@@ -51,8 +51,8 @@ def main():
     for direction, region in REQUESTS:
         traj = parse_trajectory({"version": 1, "frames": src.frames.shape[0], "regions": [
             {"mask": "all" if region == "all" else {"box": box}, "direction": direction, "speed": args.speed}]})
-        res = control(pipe, traj, prompt=args.prompt, channels=channels, seed=args.seed, guidance_scale=cfg,
-                      init_latents=src.initial_latents)
+        # guidance settings, target kind and CFG scale: the shipped model's moft.json
+        res = control(pipe, traj, prompt=args.prompt, channels=channels, seed=args.seed, init_latents=src.initial_latents)
         panels.append(res.frames)
         path = track_centroid(res.frames, color=COLORS[color])
         tracks[f"{direction} ({region})"] = {"path": path.tolist(), "fit": path_fit(path)}

@@ -6,7 +6,7 @@
 #   python scripts/ship_model.py --run RUN      # first, when the shipped weights change
 #   bash scripts/measure_shipped.sh [SHARDS]    # SHARDS parallel processes per suite (default 2)
 #
-# The step-size sweep runs first: its best setting becomes the model's guidance default (moft.json),
+# The control tuning suite runs first: its best setting becomes the model's guidance and target default (moft.json),
 # which every other suite then uses. Suites resume from their docs/results/NAME.parts work folders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +23,8 @@ evaluate() {  # one suite in $shards processes, then collect their rows into the
     moft evaluate "benchmarks/$suite.json" --out "$results/$suite.json"
 }
 
-evaluate tune_step_size
-python scripts/ship_model.py --guidance-from "$results/tune_step_size.json"
+evaluate tune_control
+python scripts/ship_model.py --guidance-from "$results/tune_control.json"
 for suite in table1_synthesis table1_reference camera_pan two_objects table4_channels ablations prompt_no_motion; do
     evaluate "$suite"
 done

@@ -2,7 +2,7 @@
 scripts/model_quality.py) into README.md between markers, so the README shows exactly what was run.
 
 Blocks: ``<!-- quality -->`` (the shipped model's bars), ``<!-- channel-ranking -->``,
-``<!-- target-specificity -->`` (why guidance damps instead of steering) and ``<!-- results -->``
+``<!-- target-specificity -->`` (which targets carry direction) and ``<!-- results -->``
 (the paper's tables and the benchmarks).
 
 Usage:
@@ -16,8 +16,8 @@ BLOCKS = {
     "quality": ["model_quality"],
     "channel-ranking": ["channel_ranking"],
     "target-specificity": ["target_specificity"],
-    "results": ["table1_synthesis", "table1_reference", "camera_pan", "two_objects", "table4_channels", "ablations",
-                "tune_step_size", "prompt_no_motion", "benchmark", "benchmark_full"],
+    "results": ["tune_control", "table1_synthesis", "table1_reference", "camera_pan", "two_objects", "table4_channels",
+                "ablations", "prompt_no_motion", "benchmark", "benchmark_full"],
 }
 
 

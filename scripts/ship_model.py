@@ -22,6 +22,40 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 
+def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
+    """Write the best setting of a tuning report into ``moft.json`` (``guidance`` and ``target``).
+
+    Best: the highest direction success, then the most displacement added toward the request
+    (``toward_px``), then the smaller step. The setting is stored whole (the suite's base guidance
+    plus its own fields), so the model's default reproduces the measured row.
+    """
+    from moft.evaluate import _settings
+    from moft.sampler import config_dict
+
+    report = json.loads(report_path.read_text())
+    suite = report["suite"]
+    settings = {s["name"]: s for s in suite["settings"]}
+    rows = [t for t in report["table"] if t["setting"] in settings and t["direction_success"] is not None]
+    if not rows:
+        raise SystemExit(f"{report_path}: no scored setting to choose from")
+
+    def rank(t):
+        g, _ = _settings(settings[t["setting"]], suite.get("guidance"))
+        return round(t["direction_success"], 6), round(t["toward_px"] or 0.0, 3), -g.step_size
+
+    best = max(rows, key=rank)
+    g, extra = _settings(settings[best["setting"]], suite.get("guidance"))
+    defaults = json.loads(defaults_path.read_text())
+    defaults["guidance"] = config_dict(g)
+    defaults["target"] = extra["target"] or suite.get("target", "curves")
+    defaults["guidance_chosen_by"] = {"report": str(report_path), "setting": best["setting"],
+                                      "direction_success": best["direction_success"], "toward_px": best["toward_px"]}
+    defaults_path.write_text(json.dumps(defaults, indent=2) + "\n")
+    print(f"control defaults: {best['setting']} (direction success {best['direction_success']:.2f}, "
+          f"pushed {best['toward_px']:+.1f} px toward the request)")
+    return defaults
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, default=Path("runs/shipped"))
@@ -31,22 +65,11 @@ def main():
     ap.add_argument("--scenes", type=int, default=8)
     ap.add_argument("--rank", default="pca", choices=("pca", "separation"), help="channel ranking (fit_channels)")
     ap.add_argument("--guidance-from", type=Path, default=None,
-                    help="an evaluation report of step-size settings: write the best one (direction success, "
-                         "then smaller step) into moft.json's guidance defaults and exit")
+                    help="an evaluation report of control settings (benchmarks/tune_control.json): write the best "
+                         "one into moft.json's guidance and target defaults and exit")
     args = ap.parse_args()
     if args.guidance_from is not None:
-        report = json.loads(args.guidance_from.read_text())
-        steps = {s["name"]: s["step_size"] for s in report["suite"]["settings"]}
-        rows = [t for t in report["table"] if t["setting"] in steps and t["direction_success"] is not None]
-        best = max(rows, key=lambda t: (round(t["direction_success"], 6), -steps[t["setting"]]))
-        defaults_path = args.out / "moft.json"
-        defaults = json.loads(defaults_path.read_text())
-        defaults["guidance"] = {"step_size": steps[best["setting"]]}
-        defaults["guidance_chosen_by"] = {"report": str(args.guidance_from), "setting": best["setting"],
-                                          "direction_success": best["direction_success"]}
-        defaults_path.write_text(json.dumps(defaults, indent=2) + "\n")
-        print(f"guidance step_size {steps[best['setting']]} ({best['setting']}: direction success "
-              f"{best['direction_success']:.2f})")
+        choose_control_defaults(args.guidance_from, args.out / "moft.json")
         return
     tmp = args.out.with_name(args.out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -219,3 +219,26 @@ def test_word_loss_gain_is_zero_when_the_caption_is_unchanged_and_not_otherwise(
     confusion = probe["confusion"]
     assert all(sum(row.values()) == 1 for row in confusion.values())  # one clip per word, one pick each
     assert probe["word_accuracy"] == sum(confusion[w][w] for w in confusion) / 4
+
+
+def test_control_defaults_take_the_best_setting_whole(tmp_path):
+    suite = {"guidance": {"steps": [3, 12], "iterations": 2, "step_size": 0.5, "loss": "region_mse"}, "target": "curves",
+             "settings": [{"name": "official"}, {"name": "drag", "target": "drag", "loss": "per_position", "iterations": 4},
+                          {"name": "drag big", "target": "drag", "loss": "per_position", "step_size": 2.0}]}
+    table = [{"setting": "unguided", "direction_success": 0.1, "toward_px": 0.0},
+             {"setting": "official", "direction_success": 0.1, "toward_px": 0.2},
+             {"setting": "drag", "direction_success": 0.8, "toward_px": 4.0},
+             {"setting": "drag big", "direction_success": 0.8, "toward_px": 3.0}]
+    report, defaults = tmp_path / "r.json", tmp_path / "moft.json"
+    report.write_text(json.dumps({"suite": suite, "table": table}))
+    defaults.write_text(json.dumps({"prompt": "p"}))
+    _load("ship_model").choose_control_defaults(report, defaults)
+    written = json.loads(defaults.read_text())
+    assert written["prompt"] == "p" and written["target"] == "drag"
+    assert written["guidance"]["loss"] == "per_position" and written["guidance"]["iterations"] == 4
+    assert written["guidance"]["step_size"] == 0.5 and written["guidance"]["steps"] == [3, 12]
+    assert written["guidance_chosen_by"]["setting"] == "drag"
+    from moft.control import default_guidance
+
+    (tmp_path / "model_index.json").write_text("{}")
+    assert default_guidance(tmp_path).iterations == 4  # the folder's moft.json loads as a GuidanceConfig

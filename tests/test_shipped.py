@@ -1,4 +1,5 @@
-"""The shipped model: its files load through diffusers, its channels fit it, it makes a coherent video.
+"""The shipped model: its files load through diffusers, its channels fit it, it makes a coherent video
+that follows the prompt's direction, and ``moft control``'s defaults steer it.
 
 A fast smoke check of what ``scripts/model_quality.py`` measures in full.
 """
@@ -10,9 +11,9 @@ import json
 import numpy as np
 import pytest
 
-from moft.metrics import path_fit, track_centroid
+from moft.metrics import direction_success, path_fit, track_centroid
 from moft.models import SHIPPED_DIR, default_channels, load_pipeline, model_defaults
-from moft.synthetic import COLORS
+from moft.synthetic import COLORS, DIRECTIONS
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -51,11 +52,8 @@ def test_shipped_defaults_name_a_prompt_and_cfg_scale():
 
 @pytest.mark.parametrize("direction, color, seed", [("right", "red", 0), ("down", "blue", 1)])
 def test_shipped_model_makes_a_coherent_object(shipped, direction, color, seed):
-    """One object of the prompt's colour in every frame, moving smoothly (no jumps).
-
-    Whether it moves the prompt's way is a quality bar the current model does not meet yet
-    (scripts/model_quality.py: 12%, chance 12.5%), so it is not asserted here.
-    """
+    """One object of the prompt's colour in every frame, moving smoothly (no jumps) the prompt's way
+    (scripts/model_quality.py measures both over 64 samples)."""
     from moft.sampler import sample
 
     frames = sample(shipped, f"a {color} disk moving {direction}", seed=seed,
@@ -65,3 +63,25 @@ def test_shipped_model_makes_a_coherent_object(shipped, direction, color, seed):
     steps = np.linalg.norm(np.diff(path, axis=0), axis=1)
     assert steps.max() < 5.0
     assert path_fit(path)["r2"] > 0.8
+    assert direction_success(path, path[0] + np.arange(len(path))[:, None] * np.asarray(DIRECTIONS[direction])) == 1.0
+
+
+@pytest.mark.parametrize("direction", ["left", "right"])
+def test_shipped_control_defaults_move_the_object_the_requested_way(shipped, direction):
+    """The model folder's control defaults (moft.json: target kind and guidance, chosen by the tuning
+    suite) push a still object more than 1 px the requested way (the request asks 11 px; the paper's
+    curve targets move it by -0.4 to 0.4 px; the suites in docs/results measure the averages)."""
+    from moft.control import control
+    from moft.evaluate import object_box
+    from moft.metrics import steering
+    from moft.sampler import sample
+    from moft.trajectory import parse_trajectory
+
+    prompt = "a red disk standing still"
+    src = sample(shipped, prompt, seed=0, guidance_scale=model_defaults()["guidance_scale"])
+    start, box = object_box(src.frames, "red")
+    traj = parse_trajectory({"version": 1, "frames": 8, "regions": [{"mask": {"box": box}, "direction": direction}]})
+    res = control(shipped, traj, prompt=prompt, channels=default_channels(), seed=0)
+    requested = start + np.arange(8)[:, None] * 1.6 * np.asarray(DIRECTIONS[direction])
+    red = COLORS["red"]
+    assert steering(track_centroid(res.frames, color=red), track_centroid(src.frames, color=red), requested)["toward_px"] > 1.0
