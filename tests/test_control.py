@@ -90,3 +90,14 @@ def test_control_takes_its_defaults_from_the_folder_the_pipeline_came_from(model
     res = control(pipe, traj, prompt="a red disk", channels=tiny_channels, steps=3)
     assert res.report["guidance_scale"] == 3.0 and res.report["guidance"]["loss"] == "per_position"
     assert res.report["target"]["source"] == "drag" and len(res.report["losses"]) == 1
+
+
+def test_drag_control_runs_unchanged_on_modelscope(modelscope, traj):
+    from moft.channels import fit_channels
+
+    channels = fit_channels(modelscope, method="noise", scenes=1, seed=0)
+    g = GuidanceConfig(steps=(1, 3), iterations=2, loss="per_position")
+    res = control(modelscope, traj, prompt="a red disk", channels=channels, steps=4, guidance=g, target_kind="drag")
+    assert res.frames.shape == (FRAMES, 32, 32, 3) and res.target.maps.shape[2] == len(channels.indices)
+    losses = [r["loss"] for r in res.report["losses"]]
+    assert len(losses) == 4 and np.isfinite(losses).all() and losses[1] < losses[0]
