@@ -45,7 +45,7 @@ def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
 
     best = max(rows, key=rank)
     g, extra = _settings(settings[best["setting"]], suite.get("guidance"))
-    defaults = json.loads(defaults_path.read_text())
+    defaults = json.loads(defaults_path.read_text()) if defaults_path.is_file() else {}  # a hub model's folder has none
     defaults["guidance"] = config_dict(g)
     defaults["target"] = extra["target"] or suite.get("target", "curves")
     defaults["guidance_chosen_by"] = {"report": str(report_path), "setting": best["setting"],

@@ -242,3 +242,7 @@ def test_control_defaults_take_the_best_setting_whole(tmp_path):
 
     (tmp_path / "model_index.json").write_text("{}")
     assert default_guidance(tmp_path).iterations == 4  # the folder's moft.json loads as a GuidanceConfig
+    other = tmp_path / "hub-model"
+    other.mkdir()
+    _load("ship_model").choose_control_defaults(report, other / "moft.json")  # a folder without moft.json
+    assert json.loads((other / "moft.json").read_text())["target"] == "drag"
