@@ -124,9 +124,13 @@ def test_control_with_reference_video(model_dir, tmp_path):
 def test_control_with_a_drag_target(model_dir, tmp_path):
     out = tmp_path / "d.gif"
     r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", out, "--steps", 3,
-            "--guided-steps", "1:2", "--target-kind", "drag", "--loss", "per_position")
+            "--guided-steps", "1:2", "--target-kind", "drag", "--loss", "per_position", "--save-proxy")
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "d.json").read_text())["target"]["source"] == "drag"
+    assert (tmp_path / "d.proxy.gif").stat().st_size > 0
+    curves = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "c.gif",
+                 "--target-kind", "curves", "--save-proxy")
+    assert curves.exit_code == 2 and "--save-proxy" in curves.output and not (tmp_path / "c.gif").exists()
     bad = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "e.gif",
               "--target-kind", "sketch")
     assert bad.exit_code == 2 and "--target-kind" in bad.output and not (tmp_path / "e.gif").exists()

@@ -67,6 +67,8 @@ def test_control_with_a_drag_target_starts_from_the_source_noise(animatediff, ti
     res = control(animatediff, traj, prompt="a red disk", channels=tiny_channels, steps=4, guidance=g, seed=5,
                   target_kind="drag", keep_source=True)
     assert res.report["target"]["source"] == "drag" and res.target.maps is not None
+    assert res.proxy_frames.shape == (FRAMES, 32, 32, 3)
+    np.testing.assert_allclose(res.proxy_frames[0], res.source_frames[0], atol=1e-6)  # frame 0 is the source's
     plain = control(animatediff, traj, prompt="a red disk", channels=tiny_channels, steps=4, guidance=g, seed=5,
                     keep_source=True)
     assert torch.equal(res.result.initial_latents, plain.result.initial_latents)

@@ -221,6 +221,7 @@ def control(
     save_target: Optional[Path] = typer.Option(None, help="write the target used to this .safetensors"),
     init_latents: Optional[Path] = typer.Option(None, help="initial noise (.safetensors written by an earlier run)"),
     save_source: bool = typer.Option(False, help="also write OUT.source.EXT: the unguided video from the same noise"),
+    save_proxy: bool = typer.Option(False, help="also write OUT.proxy.EXT: the drag proxy (drag targets only)"),
     channels: Optional[Path] = typer.Option(None, help="motion channel file (default: the model's shipped one)"),
     guided_steps: Optional[str] = typer.Option(None, help="guided step indices START:END, end exclusive [the model's moft.json, else 3:12]"),
     iterations: Optional[int] = typer.Option(None, help="gradient iterations per guided step [the model's moft.json, else 2]"),
@@ -250,6 +251,8 @@ def control(
         kind = target_kind or model_defaults(model).get("target", "curves")
         if kind not in TARGET_KINDS:
             raise ValueError(f"--target-kind: expected one of {', '.join(TARGET_KINDS)}, got {kind!r}")
+        if save_proxy and (kind != "drag" or target is not None or reference is not None):
+            raise ValueError("--save-proxy: only a drag target made from the trajectory has a proxy video")
         given = {"iterations": iterations, "step_size": step_size, "weight": weight, "loss": loss,
                  "shared_kv": shared_kv, "grad_mask": grad_mask}
         if guided_steps is not None:
@@ -292,6 +295,8 @@ def control(
         write_video(out, res.frames)
         if save_source:
             write_video(Path(f"{stem}.source{out.suffix}"), res.source_frames)
+        if save_proxy:
+            write_video(Path(f"{stem}.proxy{out.suffix}"), res.proxy_frames)
         atomic_write_bytes(latents_path, save({"latents": res.result.initial_latents.contiguous().float()}))
         if save_target is not None:
             res.target.save(save_target)

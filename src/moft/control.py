@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .channels import MotionChannels, default_video_size
+from .drag import drag_video
 from .sampler import GuidanceConfig, SampleResult, config_dict, sample
 from .targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
 
@@ -48,6 +49,7 @@ class ControlResult:
         target: the ``Target`` used.
         result: the sampler's ``SampleResult`` (latents, losses, counts, seconds).
         report: JSON-ready settings and diagnostics.
+        proxy_frames: ``(F, H, W, 3)`` the drag proxy a drag target was inverted from, else None.
     """
 
     frames: np.ndarray
@@ -55,6 +57,7 @@ class ControlResult:
     target: Target
     result: SampleResult
     report: dict = field(default_factory=dict)
+    proxy_frames: np.ndarray | None = None
 
 
 def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | None = None,
@@ -133,4 +136,5 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
         "channels_digest": channels.digest() if channels is not None else None,
         "losses": out.losses, "counts": out.counts, "seconds": out.seconds,
     }
-    return ControlResult(out.frames, out.source_frames, target, out, report)
+    proxy = drag_video(source.frames, trajectory) if source is not None else None  # cheap: what drag_target inverted
+    return ControlResult(out.frames, out.source_frames, target, out, report, proxy)
