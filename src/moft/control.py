@@ -113,8 +113,6 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
         elif trajectory is None or channels is None:
             raise ValueError("a target from a trajectory needs the trajectory and motion channels")
         elif target_kind == "drag":
-            if trajectory.frames != f:
-                raise ValueError(f"frames: trajectory has {trajectory.frames} frames, the run makes {f}")
             source = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=f,
                             latents=init_latents)
             init_latents = source.initial_latents
@@ -122,12 +120,11 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
                                  timestep=reference_timestep, site=g.site)
         else:
             target = synthesize_target(trajectory, channels, latent_size=size, num_frames=f, gain=gain)
-    source_frames = source.frames if source is not None else None
     out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=f,
-                 latents=init_latents, target=target, guidance=g, keep_source=keep_source and source_frames is None,
+                 latents=init_latents, target=target, guidance=g, keep_source=keep_source and source is None,
                  progress=progress)
-    if keep_source and source_frames is not None:
-        out.source_frames = source_frames  # the drag target's unguided video: the same noise, already made
+    if keep_source and source is not None:
+        out.source_frames = source.frames  # the drag target's unguided video: the same noise, already made
     report = {
         "prompt": prompt, "seed": seed, "steps": steps, "guidance_scale": guidance_scale,
         "frames": f, "height": h, "width": w, "guidance": config_dict(g),
