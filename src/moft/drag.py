@@ -31,6 +31,11 @@ def _shift(image: np.ndarray, dx: float, dy: float, border: int) -> np.ndarray:
     return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=border)
 
 
+def _offset(region, f: int, h: int, w: int) -> np.ndarray:
+    """Region's displacement ``(dx, dy)`` in pixels from frame 0 to frame ``f``."""
+    return (region.path[f] - region.path[0]) * np.array([w, h])
+
+
 def drag_video(frames: np.ndarray, trajectory) -> np.ndarray:
     """Frame 0 of ``frames`` with each trajectory region dragged along its path.
 
@@ -50,7 +55,7 @@ def drag_video(frames: np.ndarray, trajectory) -> np.ndarray:
         first = first / 255.0
     h, w = first.shape[:2]
     masks = trajectory.masks(h, w)  # (R, H, W)
-    moving = masks[[r.mask != "all" for r in trajectory.regions]].any(0) if len(masks) else np.zeros((h, w), bool)
+    moving = masks[[r.mask != "all" for r in trajectory.regions]].any(0)  # (H, W); all False for pans only
     hole = moving.astype(np.uint8)
     background = first.copy()  # (H, W, 3): frame 0 with the moving regions inpainted
     if moving.any():
@@ -60,7 +65,7 @@ def drag_video(frames: np.ndarray, trajectory) -> np.ndarray:
     for f in range(trajectory.frames):
         canvas = background.copy()
         for region, mask in zip(trajectory.regions, masks):
-            dx, dy = (region.path[f] - region.path[0]) * np.array([w, h])
+            dx, dy = _offset(region, f, h, w)
             if region.mask == "all":
                 canvas = _shift(canvas, dx, dy, cv2.BORDER_REPLICATE)
                 continue
@@ -88,8 +93,7 @@ def swept_masks(trajectory, size: tuple[int, int], grid: tuple[int, int]) -> np.
         if region.mask == "all":
             swept[:] = 1.0
         for f in range(trajectory.frames):
-            dx, dy = (region.path[f] - region.path[0]) * np.array([w, h])
-            swept = np.maximum(swept, _shift(mask.astype(np.float32), dx, dy, cv2.BORDER_CONSTANT))
+            swept = np.maximum(swept, _shift(mask.astype(np.float32), *_offset(region, f, h, w), cv2.BORDER_CONSTANT))
         cells = cv2.resize(swept, (grid[1], grid[0]), interpolation=cv2.INTER_AREA)  # (h, w)
         out.append(cells > 0.0)
     return np.stack(out)

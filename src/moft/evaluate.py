@@ -186,20 +186,21 @@ def _target(pipe, req, traj, channels, setting_extra, lat, steps, seed, size, so
     features = setting_extra["features"] or "moft"
     gain = setting_extra["gain"] or 1.0
     f, h = traj.frames, size
+    chosen = _channel_subset(channels, setting_extra["fraction"])
     if "reference" in req:
         ref = make_clip(np.random.default_rng(seed + 7), kind="pan", n_frames=f, size=h,
                         direction=req["reference"]["direction"], speed=float(req.get("speed", 0.05)) * 32)
         masks = torch.from_numpy(traj.masks(*lat))
-        target = reference_target(pipe, (ref.frames * 255).round().astype(np.uint8), channels=None, masks=masks,
-                                  num_steps=steps, content_removal=features != "vanilla")
-        return _restrict(target, _channel_subset(channels, setting_extra["fraction"])) if features == "moft" else target
-    if features == "vanilla":
+        maps = reference_target(pipe, (ref.frames * 255).round().astype(np.uint8), channels=None, masks=masks,
+                                num_steps=steps, content_removal=features != "vanilla")
+    elif features == "vanilla":
         return "vanilla features need a reference video"
-    if kind == "drag":
-        target = drag_target(pipe, source, traj, channels=None, num_steps=steps)
-        return _restrict(target, _channel_subset(channels, setting_extra["fraction"])) if features == "moft" else target
-    indices = torch.arange(channels.num_channels) if features == "cr" else _channel_subset(channels, setting_extra["fraction"])
-    return synthesize_target(traj, channels, latent_size=lat, gain=gain, indices=indices)
+    elif kind == "drag":
+        maps = drag_target(pipe, source, traj, channels=None, num_steps=steps)
+    else:
+        indices = torch.arange(channels.num_channels) if features == "cr" else chosen
+        return synthesize_target(traj, channels, latent_size=lat, gain=gain, indices=indices)
+    return _restrict(maps, chosen) if features == "moft" else maps  # map targets are built over all channels
 
 
 def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
