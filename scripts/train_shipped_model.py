@@ -1,12 +1,15 @@
-"""Train moft's shipped model: a small AnimateDiff pipeline on synthetic motion videos.
+"""Train moft's shipped models on synthetic motion videos: moft-tiny (AnimateDiff) and moft-tiny-wan (Wan DiT).
 
-Stages (each resumable): (1) a small AutoencoderKL on frames (32x32x3 -> 16x16x4), (2) the
-UNetMotionModel and the CLIP text encoder on VAE latents with v-prediction and EMA weights,
+Stages (each resumable): (1) a small VAE on frames (32x32x3 -> 16x16x4; ``AutoencoderKL`` per frame,
+or ``AutoencoderKLWan`` on 9-frame clips without temporal compression), (2) the denoiser on VAE
+latents with EMA weights (moft-tiny: UNetMotionModel + CLIP text encoder, v-prediction; moft-tiny-wan:
+WanTransformer3DModel with a frozen random UMT5 encoder, rectified flow with the velocity target),
 (3) export of the EMA weights as a diffusers pipeline folder (``save_pretrained``).
 
 Usage:
     python scripts/train_shipped_model.py --run runs/shipped            # train (resumes if present)
     python scripts/train_shipped_model.py --run runs/shipped --export src/moft/shipped/moft-tiny
+    python scripts/train_shipped_model.py --organism wan --run runs/wan --text-encoder frozen --threads 1
     accelerate launch scripts/train_shipped_model.py --run runs/big      # same script on GPUs
 
 Logs go to RUN/log.jsonl (loss, seconds, CPU-seconds) and sample grids to RUN/samples/.
@@ -20,7 +23,9 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -29,13 +34,15 @@ from accelerate import Accelerator
 from einops import rearrange
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from moft.models import build_tiny_animatediff  # noqa: E402
+from moft.models import build_tiny_animatediff, build_tiny_wan  # noqa: E402
 from moft.synthetic import make_batch, make_clip, object_weights  # noqa: E402
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=Path, default=Path("runs/shipped"))
+    p.add_argument("--organism", choices=tuple(ORGANISMS), default="animatediff",
+                   help="animatediff (moft-tiny, v-prediction) or wan (moft-tiny-wan, rectified flow)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--vae-steps", type=int, default=1200)
@@ -90,7 +97,7 @@ def atomic_save(obj, path: Path):
     os.replace(tmp, path)
 
 
-def train_vae(args, pipe, accelerator):
+def train_vae(args, pipe, organism):
     vae_dir = args.run / "vae"
     if (vae_dir / "config.json").exists():
         return pipe.vae.__class__.from_pretrained(vae_dir)
@@ -105,8 +112,8 @@ def train_vae(args, pipe, accelerator):
     vae.train()
     t0 = time.time()
     while step < args.vae_steps:
-        frames, _ = make_batch(rng, args.vae_batch // 8)
-        x = torch.from_numpy(rearrange(frames, "b f h w c -> (b f) c h w")) * 2 - 1  # (B*F, 3, H, W)
+        frames, _ = make_batch(rng, max(1, args.vae_batch // organism.frames), n_frames=organism.frames)
+        x = organism.vae_input(frames)
         post = vae.encode(x).latent_dist
         recon = vae.decode(post.sample()).sample
         loss = F.mse_loss(recon, x) + 0.1 * F.l1_loss(recon, x) + 1e-6 * post.kl().mean()
@@ -121,16 +128,117 @@ def train_vae(args, pipe, accelerator):
             log(args.run, stage="vae", step=step, loss=loss.item(), psnr=float(-10 * np.log10(F.mse_loss(recon, x).item() / 4)),
                 seconds=time.time() - t0)
             atomic_save({"vae": vae.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng}, ckpt)
-    # latent scale: unit variance of scaled latents, as SD's 0.18215 does for its VAE
     vae.eval()
     with torch.no_grad():
-        frames, _ = make_batch(np.random.default_rng(12345), 32)
-        x = torch.from_numpy(rearrange(frames, "b f h w c -> (b f) c h w")) * 2 - 1
-        z = vae.encode(x).latent_dist.mode()
-    vae.register_to_config(scaling_factor=float(1.0 / z.std()))
-    log(args.run, stage="vae_done", scaling_factor=float(1.0 / z.std()))
+        frames, _ = make_batch(np.random.default_rng(12345), 32, n_frames=organism.frames)
+        z = vae.encode(organism.vae_input(frames)).latent_dist.mode()
+    scale = organism.register_scale(vae, z)
+    log(args.run, stage="vae_done", **scale)
     vae.save_pretrained(vae_dir)
     return vae
+
+
+def _frames_per_image(frames: np.ndarray) -> torch.Tensor:
+    """``(B, F, H, W, 3)`` in [0, 1] -> ``(B*F, 3, H, W)`` in [-1, 1] (an image VAE's input)."""
+    return torch.from_numpy(rearrange(frames, "b f h w c -> (b f) c h w")) * 2 - 1
+
+
+def _clips(frames: np.ndarray) -> torch.Tensor:
+    """``(B, F, H, W, 3)`` in [0, 1] -> ``(B, 3, F, H, W)`` in [-1, 1] (a video VAE's input)."""
+    return torch.from_numpy(rearrange(frames, "b f h w c -> b c f h w")) * 2 - 1
+
+
+def _register_sd_scale(vae, z: torch.Tensor) -> dict:
+    """Unit variance of scaled latents, as SD's 0.18215 does for its VAE."""
+    vae.register_to_config(scaling_factor=float(1.0 / z.std()))
+    return {"scaling_factor": vae.config.scaling_factor}
+
+
+def _register_wan_scale(vae, z: torch.Tensor) -> dict:
+    """Per-channel mean and std of the latents (``(B, C, F, h, w)``), as Wan's VAE config carries them."""
+    mean, std = z.mean(dim=(0, 2, 3, 4)), z.std(dim=(0, 2, 3, 4))
+    vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
+    return {"latents_mean": mean.tolist(), "latents_std": std.tolist()}
+
+
+@torch.no_grad()
+def _latents_sd(vae, frames: np.ndarray) -> torch.Tensor:
+    """Scaled VAE latents ``(B, C, F, h, w)`` of an image VAE applied per frame."""
+    b = frames.shape[0]
+    z = vae.encode(_frames_per_image(frames)).latent_dist.sample() * vae.config.scaling_factor
+    return rearrange(z, "(b f) c h w -> b c f h w", b=b)
+
+
+@torch.no_grad()
+def _latents_wan(vae, frames: np.ndarray) -> torch.Tensor:
+    """Normalised Wan VAE latents ``(B, C, F, h, w)`` (``(z - latents_mean) / latents_std``)."""
+    z = vae.encode(_clips(frames)).latent_dist.sample()
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    return (z - mean) / std
+
+
+def _noise_ddpm(sched, z, noise, t_min: int, generator=None):
+    """v-prediction on the scheduler's DDPM noise levels: ``(noisy, timesteps, target)``."""
+    t = torch.randint(t_min, sched.config.num_train_timesteps, (z.shape[0],))
+    return sched.add_noise(z, noise, t), t, sched.get_velocity(z, noise, t)
+
+
+def _noise_flow(sched, z, noise, t_min: int):
+    """Rectified flow: ``x_t = (1 - s) z + s noise``, velocity target ``noise - z``; ``s`` logit-normal,
+    shifted by the scheduler's ``shift`` (the sigmas it samples with), and at least ``t_min / 1000``."""
+    shift = sched.config.shift
+    u = torch.sigmoid(torch.randn(z.shape[0]))
+    s = shift * u / (1 + (shift - 1) * u)
+    s = s.clamp(min=t_min / sched.config.num_train_timesteps)
+    sv = s.view(-1, 1, 1, 1, 1)
+    return (1 - sv) * z + sv * noise, s * sched.config.num_train_timesteps, noise - z
+
+
+def _text_clip(pipe, text_encoder, captions):
+    ids = pipe.tokenizer(captions, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                         truncation=True, return_tensors="pt").input_ids
+    return text_encoder(ids).last_hidden_state  # (B, L, D)
+
+
+def _text_umt5(pipe, text_encoder, captions):
+    """The embeddings ``WanPipeline`` computes (512 positions, zeros after each caption's tokens)."""
+    return pipe.encode_prompt(captions, do_classifier_free_guidance=False, max_sequence_length=512,
+                              device=torch.device("cpu"))[0]  # (B, 512, D)
+
+
+def _predict_unet(net, noisy, t, emb):
+    return net(noisy, t, encoder_hidden_states=emb.repeat_interleave(noisy.shape[2], dim=0)).sample
+
+
+def _predict_dit(net, noisy, t, emb):
+    return net(noisy, t, encoder_hidden_states=emb, return_dict=False)[0]
+
+
+@dataclass(frozen=True)
+class Organism:
+    """What differs between the shipped organisms' recipes (everything else is shared)."""
+
+    build: Callable
+    denoiser: str  # pipeline attribute of the trained network
+    frames: int  # frames per clip (Wan clips are 4k+1)
+    vae_input: Callable  # (B, F, H, W, 3) -> the VAE's input
+    register_scale: Callable  # (vae, latents) -> logged scale facts
+    latents: Callable  # (vae, frames) -> (B, C, F, h, w) training latents
+    noise: Callable  # (sched, z, noise, t_min) -> (noisy, t, target)
+    text: Callable  # (pipe, text_encoder, captions) -> (B, L, D)
+    predict: Callable  # (net, noisy, t, emb) -> prediction (B, C, F, h, w)
+    prediction_type: str
+    sample_frames: int  # num_frames to pass the stock pipeline for a clip of ``frames``
+
+
+ORGANISMS = {
+    "animatediff": Organism(build_tiny_animatediff, "unet", 8, _frames_per_image, _register_sd_scale, _latents_sd,
+                            _noise_ddpm, _text_clip, _predict_unet, "v_prediction", 8),
+    # WanPipeline rounds num_frames up to the next (k * temporal scale + 1): with scale 1 it adds one, so 8 -> 9.
+    "wan": Organism(build_tiny_wan, "transformer", 9, _clips, _register_wan_scale, _latents_wan,
+                    _noise_flow, _text_umt5, _predict_dit, "flow_velocity", 8),
+}
 
 
 class EMA:
@@ -163,27 +271,21 @@ def object_weighted_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch
     return (w * (pred - target) ** 2).mean() / w.mean()
 
 
-def encode_text(pipe, text_encoder, captions):
-    ids = pipe.tokenizer(captions, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                         truncation=True, return_tensors="pt").input_ids
-    return text_encoder(ids).last_hidden_state  # (B, L, D)
-
-
 @torch.no_grad()
-def sample_grid(pipe, path: Path, seed: int = 0):
+def sample_grid(pipe, organism: Organism, path: Path, seed: int = 0):
     import imageio.v3 as iio  # noqa: PLC0415
 
     prompts = ["a red disk moving right", "a blue square moving left", "a yellow disk moving up",
                "a green square moving down", "a white disk moving up right", "a purple disk standing still",
                "a orange square, the whole scene moving left", "a cyan disk moving right then left"]
-    out = pipe(prompt=prompts, num_frames=8, height=32, width=32, num_inference_steps=25, guidance_scale=4.0,
-               generator=torch.Generator().manual_seed(seed), output_type="np").frames  # (B, F, H, W, 3)
-    grid = rearrange(np.asarray(out), "b f h w c -> f h (b w) c")
+    out = pipe(prompt=prompts, num_frames=organism.sample_frames, height=32, width=32, num_inference_steps=25,
+               guidance_scale=4.0, generator=torch.Generator().manual_seed(seed), output_type="np").frames
+    grid = rearrange(np.asarray(out), "b f h w c -> f h (b w) c")  # (F, H, B*W, 3)
     iio.imwrite(path, (grid * 255).round().astype(np.uint8), duration=250, loop=0)
 
 
-def export(args, pipe, ema_state, path: Path):
-    pipe.unet.load_state_dict(ema_state["unet"])
+def export(args, pipe, organism: Organism, ema_state, path: Path):
+    getattr(pipe, organism.denoiser).load_state_dict(ema_state[organism.denoiser])
     pipe.text_encoder.load_state_dict(ema_state["text_encoder"])
     pipe.save_pretrained(path, safe_serialization=True)
     (path / "TRAINING.json").write_text(json.dumps(ema_state.get("meta", {}), indent=2))
@@ -191,23 +293,25 @@ def export(args, pipe, ema_state, path: Path):
 
 def main():
     args = parse_args()
+    organism = ORGANISMS[args.organism]
     torch.set_num_threads(args.threads)
     args.run.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator()
     torch.manual_seed(args.seed)
-    pipe = build_tiny_animatediff(seed=args.seed)
-    pipe.vae = train_vae(args, pipe, accelerator).eval().requires_grad_(False)
+    pipe = organism.build(seed=args.seed)
+    pipe.vae = train_vae(args, pipe, organism).eval().requires_grad_(False)
     pipe.set_progress_bar_config(disable=True)
 
-    unet, text_encoder = pipe.unet, pipe.text_encoder
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+    net, text_encoder = getattr(pipe, organism.denoiser), pipe.text_encoder
+    name = organism.denoiser
+    params = list(net.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    ema = EMA({"unet": unet, "text_encoder": text_encoder}, args.ema)
+    ema = EMA({name: net, "text_encoder": text_encoder}, args.ema)
     step, rng, cpu_seconds, phases = 0, np.random.default_rng(args.seed + 2), 0.0, []
-    ckpt = args.run / "unet_ckpt.pt"
+    ckpt = args.run / f"{name}_ckpt.pt"
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
-        unet.load_state_dict(state["unet"]), text_encoder.load_state_dict(state["text_encoder"])
+        net.load_state_dict(state[name]), text_encoder.load_state_dict(state["text_encoder"])
         opt.load_state_dict(state["opt"])
         for k in ema.shadow:
             ema.shadow[k].load_state_dict(state["ema"][k])
@@ -223,15 +327,16 @@ def main():
 
     def ema_state():
         return {k: m.state_dict() for k, m in ema.shadow.items()} | {
-            "meta": {"unet_steps": step, "batch": args.batch, "vae_steps": args.vae_steps, "lr": args.lr,
+            "meta": {f"{name}_steps": step, "batch": args.batch, "vae_steps": args.vae_steps, "lr": args.lr,
                      "lr_late": args.lr_late, "late_step": args.late_step, "ema": args.ema,
-                     "cpu_seconds_unet": cpu_seconds, "prediction_type": "v_prediction", "phases": phases}}
+                     f"cpu_seconds_{name}": cpu_seconds, "prediction_type": organism.prediction_type,
+                     "frames": organism.frames, "phases": phases}}
 
     if args.export is not None:
         weights = ema_state()
         if args.export_weights == "raw":
-            weights |= {"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict()}
-        export(args, pipe, weights, args.export)
+            weights |= {name: net.state_dict(), "text_encoder": text_encoder.state_dict()}
+        export(args, pipe, organism, weights, args.export)
         print(f"exported {args.export_weights} weights of step {step} to {args.export}")
         return
 
@@ -244,37 +349,40 @@ def main():
 
     if not phases or recipe(phases[-1]) != recipe(phase):
         if phases and args.text_encoder == "frozen" and phases[-1]["text_encoder"] == "trained":
-            fresh = build_tiny_animatediff(seed=args.seed).text_encoder.state_dict()  # its random initialisation
+            fresh = organism.build(seed=args.seed).text_encoder.state_dict()  # its random initialisation
             text_encoder.load_state_dict(fresh), ema.shadow["text_encoder"].load_state_dict(fresh)
         phases.append(phase)  # the recipe, phase by phase (the data mix may change on resume)
         log(args.run, stage="phase", **phase)
     train_text = args.text_encoder == "trained"
     text_encoder.requires_grad_(train_text)  # frozen: AdamW skips parameters without gradients
-    unet, text_encoder, opt = accelerator.prepare(unet, text_encoder, opt)
+    text_cache: dict[str, torch.Tensor] = {}  # frozen encoder: one embedding per caption
+
+    def embed(captions):
+        if train_text:
+            return organism.text(pipe, text_encoder, captions)
+        with torch.no_grad():
+            new = sorted(set(captions) - set(text_cache))
+            if new:
+                text_cache.update(zip(new, organism.text(pipe, text_encoder, new)))
+        return torch.stack([text_cache[c] for c in captions])  # (B, L, D)
+
+    net, text_encoder, opt = accelerator.prepare(net, text_encoder, opt)
     sched = pipe.scheduler
-    vae, sf = pipe.vae, pipe.vae.config.scaling_factor
-    unet.train(), text_encoder.train(train_text)
+    vae = pipe.vae
+    net.train(), text_encoder.train(train_text)
     t_last, cpu_last = time.time(), time.process_time()
     while step < args.steps:
         lr = args.lr if step < args.late_step else args.lr_late
         for g in opt.param_groups:
             g["lr"] = lr
-        clips = [make_clip(rng, kind_weights=args.mix, describe_prob=args.describe, cross_prob=args.cross)
-                 for _ in range(args.batch)]
+        clips = [make_clip(rng, n_frames=organism.frames, kind_weights=args.mix, describe_prob=args.describe,
+                           cross_prob=args.cross) for _ in range(args.batch)]
         frames, captions = np.stack([c.frames for c in clips]), [c.caption for c in clips]  # (B, F, H, W, 3)
         captions = ["" if rng.random() < args.drop_caption else c for c in captions]
-        b, f = frames.shape[:2]
-        with torch.no_grad():
-            x = torch.from_numpy(rearrange(frames, "b f h w c -> (b f) c h w")) * 2 - 1
-            z = vae.encode(x).latent_dist.sample() * sf
-            z = rearrange(z, "(b f) c h w -> b c f h w", b=b)  # (B, C, F, h, w)
+        z = organism.latents(vae, frames)  # (B, C, F, h, w)
         noise = torch.randn_like(z)
-        t = torch.randint(args.t_min, sched.config.num_train_timesteps, (b,))
-        noisy = sched.add_noise(z, noise, t)
-        target = sched.get_velocity(z, noise, t)
-        with torch.set_grad_enabled(train_text):
-            emb = encode_text(pipe, text_encoder, captions).repeat_interleave(f, dim=0)  # (B*F, L, D)
-        pred = unet(noisy, t, encoder_hidden_states=emb).sample
+        noisy, t, target = organism.noise(sched, z, noise, args.t_min)
+        pred = organism.predict(net, noisy, t, embed(captions))
         weights = object_weights(np.stack([c.masks for c in clips]), z.shape[-2:], args.object_weight)  # (B, F, h, w)
         loss = object_weighted_mse(pred, target, torch.from_numpy(weights))
         opt.zero_grad()
@@ -282,25 +390,24 @@ def main():
         accelerator.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        ema.update({"unet": accelerator.unwrap_model(unet), "text_encoder": accelerator.unwrap_model(text_encoder)}, step)
+        ema.update({name: accelerator.unwrap_model(net), "text_encoder": accelerator.unwrap_model(text_encoder)}, step)
         if step % 20 == 0:
             now, cpu_now = time.time(), time.process_time()
             cpu_seconds += cpu_now - cpu_last
-            log(args.run, stage="unet", step=step, loss=loss.item(), lr=lr, sec_per_step=(now - t_last) / 20,
+            log(args.run, stage=name, step=step, loss=loss.item(), lr=lr, sec_per_step=(now - t_last) / 20,
                 cpu_seconds=cpu_seconds)
             t_last, cpu_last = now, cpu_now
         if step % args.ckpt_every == 0:
-            atomic_save({"unet": accelerator.unwrap_model(unet).state_dict(),
+            atomic_save({name: accelerator.unwrap_model(net).state_dict(),
                          "text_encoder": accelerator.unwrap_model(text_encoder).state_dict(),
                          "opt": opt.state_dict(), "ema": {k: m.state_dict() for k, m in ema.shadow.items()},
                          "step": step, "rng": rng, "torch_rng": torch.get_rng_state(),
                          "cpu_seconds": cpu_seconds, "phases": phases}, ckpt)
         if step % args.sample_every == 0:
-            sample_pipe = type(pipe)(vae=vae, text_encoder=ema.shadow["text_encoder"], tokenizer=pipe.tokenizer,
-                                     unet=ema.shadow["unet"], motion_adapter=None, scheduler=sched)
+            sample_pipe = type(pipe)(**{**pipe.components, name: ema.shadow[name], "text_encoder": ema.shadow["text_encoder"]})
             sample_pipe.set_progress_bar_config(disable=True)
             (args.run / "samples").mkdir(exist_ok=True)
-            sample_grid(sample_pipe, args.run / "samples" / f"step{step:06d}.gif")
+            sample_grid(sample_pipe, organism, args.run / "samples" / f"step{step:06d}.gif")
 
 
 if __name__ == "__main__":

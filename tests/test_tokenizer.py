@@ -90,3 +90,25 @@ def test_auto_tokenizer_loads_the_saved_tokenizer(tok, tmp_path):
     loaded = AutoTokenizer.from_pretrained(tmp_path)
     assert _ids(loaded, "a red disk moving left") == _ids(tok, "a red disk moving left")
     assert loaded.model_max_length == LENGTH
+
+
+def test_t5_tokenizer_follows_t5_conventions_and_the_wan_pipeline_accepts_it():
+    """UMT5 expects <pad> = 0 and </s> = 1 after the words, no start token; WanPipeline keeps the
+    caption's positions (attention mask) and zeros the rest."""
+    import torch
+
+    from moft.models import build_tiny_wan
+    from moft.tokenizer import build_t5_tokenizer
+
+    tok = build_t5_tokenizer()
+    enc = tok("a red disk", padding="max_length", max_length=8, return_attention_mask=True)
+    assert enc.input_ids[3:] == [tok.eos_token_id] + [tok.pad_token_id] * 4
+    assert (tok.pad_token_id, tok.eos_token_id) == (0, 1)
+    assert tok.unk_token_id not in enc.input_ids[:3]
+    pipe = build_tiny_wan()
+    emb, _ = pipe.encode_prompt("a red disk", do_classifier_free_guidance=False, max_sequence_length=12)
+    assert emb.shape == (1, 12, 64)
+    assert emb[0, :4].abs().sum(-1).min() > 0 and emb[0, 4:].abs().max() == 0  # 3 words + </s>, then zeros
+    with torch.no_grad():
+        out = pipe("a red disk", num_frames=8, height=32, width=32, num_inference_steps=2, output_type="np").frames
+    assert out.shape == (1, 9, 32, 32, 3)  # temporal scale 1: WanPipeline rounds 8 frames up to 9

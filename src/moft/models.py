@@ -92,6 +92,60 @@ def build_tiny_animatediff(seed: int = 0, unet: dict | None = None, vae: dict | 
     )
 
 
+# The DiT organism's architecture (moft-tiny-wan; recipe in scripts/train_shipped_model.py --organism wan).
+TINY_WAN_TRANSFORMER = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=4,
+    attention_head_dim=32,
+    in_channels=4,
+    out_channels=4,
+    text_dim=64,
+    freq_dim=64,
+    ffn_dim=256,
+    num_layers=6,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    rope_max_seq_len=32,
+)
+# No temporal compression: a 4x causal VAE leaves 3 latent frames of a 9-frame clip, too few for a
+# per-frame MOFT; spatially 2x like moft-tiny's VAE (32x32 frames -> 16x16 latents -> 8x8 tokens).
+TINY_WAN_VAE = dict(base_dim=16, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[False],
+                    scale_factor_temporal=1, scale_factor_spatial=2, latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
+TINY_UMT5 = dict(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4, dropout_rate=0.0)
+TINY_FLOW_SCHEDULER = dict(num_train_timesteps=1000, shift=3.0)
+
+
+def build_tiny_wan(seed: int = 0, transformer: dict | None = None, vae: dict | None = None):
+    """A randomly initialised ``WanPipeline`` with the DiT organism's architecture (moft-tiny-wan).
+
+    Example:
+        >>> pipe = build_tiny_wan(seed=0)
+        >>> type(pipe.transformer).__name__, pipe.vae.config.scale_factor_temporal
+        ('WanTransformer3DModel', 1)
+
+    Args:
+        seed: seed of the random weights.
+        transformer: overrides of ``TINY_WAN_TRANSFORMER``.
+        vae: overrides of ``TINY_WAN_VAE``.
+    """
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from .tokenizer import build_t5_tokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = build_t5_tokenizer()
+    text_cfg = UMT5Config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                          eos_token_id=tokenizer.eos_token_id, **TINY_UMT5)
+    return WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=UMT5EncoderModel(text_cfg),
+        vae=AutoencoderKLWan(**{**TINY_WAN_VAE, **(vae or {})}),
+        transformer=WanTransformer3DModel(**{**TINY_WAN_TRANSFORMER, **(transformer or {})}),
+        scheduler=FlowMatchEulerDiscreteScheduler(**TINY_FLOW_SCHEDULER),
+    )
+
+
 def resolve_model(model: str | os.PathLike | None) -> str:
     """Turn a user's ``--model`` into something ``from_pretrained`` can load (a folder or hub id)."""
     if model is None or str(model) == DEFAULT_MODEL:

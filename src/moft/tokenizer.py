@@ -55,3 +55,25 @@ def build_tokenizer(words: list[str] | None = None, max_length: int = 16) -> Pre
         pad_token="<|endoftext|>",
         model_max_length=max_length,
     )
+
+
+def build_t5_tokenizer(words: list[str] | None = None, max_length: int = 512) -> PreTrainedTokenizerFast:
+    """The same word-level vocabulary with T5 conventions, for UMT5 text encoders (``WanPipeline``).
+
+    Example:
+        >>> tok = build_t5_tokenizer()
+        >>> enc = tok("a red disk", padding="max_length", max_length=6, return_attention_mask=True)
+        >>> enc.input_ids[-3:], enc.attention_mask
+        ([1, 0, 0], [1, 1, 1, 1, 0, 0])
+
+    ``<pad>`` is id 0 and ``</s>`` id 1 (UMT5's ``pad_token_id``/``eos_token_id``); a sequence is
+    ``words </s>`` with no start token, padded with ``<pad>``, as T5 tokenizers do.
+    """
+    special = ["<pad>", "</s>", "<unk>"]
+    vocab = {tok: i for i, tok in enumerate(special + sorted(set(words or WORDS)))}
+    core = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", vocab["</s>"])])
+    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                                   model_max_length=max_length)
