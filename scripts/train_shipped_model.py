@@ -112,6 +112,8 @@ def train_vae(args, pipe, organism):
     vae.train()
     t0 = time.time()
     while step < args.vae_steps:
+        for g in opt.param_groups:  # the schedule follows the step (a resumed run may have more steps)
+            g["lr"] = 1e-3 if step < int(args.vae_steps * 0.8) else 2e-4
         frames, _ = make_batch(rng, max(1, args.vae_batch // organism.frames), n_frames=organism.frames)
         x = organism.vae_input(frames)
         post = vae.encode(x).latent_dist
@@ -121,9 +123,6 @@ def train_vae(args, pipe, organism):
         loss.backward()
         opt.step()
         step += 1
-        if step == int(args.vae_steps * 0.8):
-            for g in opt.param_groups:
-                g["lr"] = 2e-4
         if step % 100 == 0 or step == args.vae_steps:
             log(args.run, stage="vae", step=step, loss=loss.item(), psnr=float(-10 * np.log10(F.mse_loss(recon, x).item() / 4)),
                 seconds=time.time() - t0)
