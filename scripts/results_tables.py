@@ -1,9 +1,11 @@
 """Copy the measured tables (docs/results/*.md, written by `moft evaluate`, scripts/benchmark.py and
-scripts/model_quality.py) into README.md between markers, so the README shows exactly what was run.
+scripts/model_quality.py) into the README and the docs pages between markers, so they show exactly
+what was run.
 
-Blocks: ``<!-- quality -->`` (the shipped model's bars), ``<!-- channel-ranking -->``,
-``<!-- target-specificity -->`` (which targets carry direction) and ``<!-- results -->``
-(the paper's tables and the benchmarks).
+Blocks (file: block): README.md: ``<!-- headline -->`` (the tables a user compares against);
+docs/moft-tiny.md: ``<!-- quality -->`` (the shipped model's bars), ``<!-- channel-ranking -->``;
+docs/control.md: ``<!-- target-specificity -->`` (which targets carry direction); docs/results.md:
+``<!-- results -->`` (the paper's tables and the benchmarks).
 
 Usage:
     python scripts/results_tables.py
@@ -12,12 +14,13 @@ Usage:
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCKS = {
-    "quality": ["model_quality"],
-    "channel-ranking": ["channel_ranking"],
-    "target-specificity": ["target_specificity"],
-    "results": ["tune_control", "table1_synthesis", "table1_reference", "camera_pan", "two_objects", "table4_channels",
-                "ablations", "prompt_no_motion", "benchmark", "benchmark_full"],
+BLOCKS = {  # block: (file, the docs/results tables it shows)
+    "headline": ("README.md", ["table1_synthesis", "benchmark"]),
+    "quality": ("docs/moft-tiny.md", ["model_quality"]),
+    "channel-ranking": ("docs/moft-tiny.md", ["channel_ranking"]),
+    "target-specificity": ("docs/control.md", ["target_specificity"]),
+    "results": ("docs/results.md", ["tune_control", "table1_synthesis", "table1_reference", "camera_pan", "two_objects", "table4_channels",
+                "ablations", "prompt_no_motion", "benchmark", "benchmark_full"]),
 }
 
 
@@ -34,12 +37,11 @@ def fill(text: str, block: str, names: list[str]) -> tuple[str, int]:
 
 
 def main():
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    for block, names in BLOCKS.items():
-        text, n = fill(text, block, names)
-        print(f"{block}: {n} tables")
-    readme.write_text(text)
+    for block, (name, tables) in BLOCKS.items():
+        path = ROOT / name
+        text, n = fill(path.read_text(), block, tables)
+        path.write_text(text)
+        print(f"{name} {block}: {n} tables")
 
 
 if __name__ == "__main__":
