@@ -125,9 +125,9 @@ def test_a_reference_clip_change_gives_new_item_ids(tmp_path):
 def test_strict_rows_say_why_a_metric_is_null():
     row = strict({"a": float("nan"), "b": float("inf"), "c": np.float64(0.5), "d": "x"}, {"a": "no tracks"})
     assert row == {"a": None, "b": None, "c": 0.5, "d": "x",
-                   "null_reasons": {"a": "no tracks", "b": "infinite (identical pixels)"}}
+                   "null_because": {"a": "no tracks", "b": "infinite (identical pixels)"}}
     json.dumps(row, allow_nan=False)
-    assert "null_reasons" not in strict({"a": 1.0})
+    assert "null_because" not in strict({"a": 1.0})
 
 
 # ---------------------------------------------------------------------------
@@ -365,7 +365,7 @@ def test_general_metrics_suite_runs_end_to_end_on_the_shipped_model(tmp_path):
     for r in rows:
         assert r["motion_fidelity_lk"] is not None and -1 <= r["motion_fidelity_lk"] <= 1
         for key, value in r.items():
-            assert value is not None or key in r["null_reasons"]
+            assert value is not None or key in r["null_because"]
     assert "Motion Fidelity (LK)" in out.with_suffix(".md").read_text()
 
 

@@ -37,7 +37,7 @@ to the object's net motion against that source (``moft.metrics.steering``): ``to
 displacement it added along the request, and ``motion_kept``, the guided net length over the
 source's. Over requests in opposite directions, damping cancels out of the mean ``toward_px``;
 what remains is steering. Rows are strict JSON: a metric that cannot be measured is ``null`` and
-``null_reasons`` says why.
+``null_because`` says why.
 
 Suite file (JSON)::
 
@@ -577,21 +577,22 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
 
 
 def strict(scores: dict, reasons: dict | None = None) -> dict:
-    """Scores as strict JSON: a non-finite number becomes ``None`` and ``null_reasons`` says why.
+    """Scores as strict JSON: a non-finite number becomes ``None`` and ``null_because`` says why
+    (the key ``moft.video.strict_json`` uses, here with the metric's own reason).
 
     Example:
         >>> strict({"psnr": float("inf"), "mf": float("nan"), "n": 3}, {"mf": "no tracks"})
-        {'psnr': None, 'mf': None, 'n': 3, 'null_reasons': {'psnr': 'infinite (identical pixels)', 'mf': 'no tracks'}}
+        {'psnr': None, 'mf': None, 'n': 3, 'null_because': {'psnr': 'infinite (identical pixels)', 'mf': 'no tracks'}}
     """
     out, why = {}, {}
     for k, v in scores.items():
         if isinstance(v, (float, np.floating)) and not math.isfinite(v):
             out[k] = None
-            why[k] = "infinite (identical pixels)" if v > 0 else (reasons or {}).get(k, "not measurable")
+            why[k] = (reasons or {}).get(k) or ("infinite (identical pixels)" if v > 0 else "not measurable")
         else:
             out[k] = float(v) if isinstance(v, (float, np.floating)) else v
     if why:
-        out["null_reasons"] = why
+        out["null_because"] = why
     return out
 
 
