@@ -21,6 +21,7 @@ from moft.metrics import (
     path_fit,
     psnr,
     region_points,
+    region_tracks,
     request_tracks,
     ssim,
     ssim_map,
@@ -385,6 +386,21 @@ def test_trackers_recover_a_planted_sub_pixel_translation(tracker):
     assert motion_fidelity(tracks, requested) > 0.99
     assert objmc(tracks, requested) < 0.25
     assert objmc(tracks, request_tracks(tracks[:, 0], -truth[0])) > 5
+
+
+@pytest.mark.parametrize("method", ["lk", "dis", "farneback"])
+def test_region_tracks_seed_inside_the_region_and_follow_it(method):
+    velocity = np.array([1.3, -0.7])
+    video, interior = patch_video(velocity=tuple(velocity))
+    tracks = region_tracks(video, interior, method=method)
+    starts = tracks[:, 0].round().astype(int)
+    inner = cv2.erode(interior.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert len(tracks) >= 4 and inner[starts[:, 1], starts[:, 0]].all()  # 2 px in from the edge
+    np.testing.assert_allclose(mean_path(tracks)[-1] - mean_path(tracks)[0], (F - 1) * velocity, atol=0.25)
+    flat = np.full((4, 32, 32, 3), 90, np.uint8)  # no corner anywhere: LK falls back to a grid
+    region = np.zeros((32, 32), bool)
+    region[8:20, 8:20] = True
+    assert len(region_tracks(flat, region)) == 16 and len(track_points(flat, mask=region)) == 0
 
 
 def test_flow_tracks_lose_points_that_leave_the_frame_or_fail_the_check():

@@ -79,7 +79,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .metrics import (camera_motion, direction_success, mean_path, motion_fidelity, objmc, psnr, region_points,
+from .metrics import (camera_motion, direction_success, mean_path, motion_fidelity, objmc, psnr, region_tracks,
                       request_tracks, ssim, steering, track_centroid, track_points, trajectory_error)
 from .sampler import GuidanceConfig, GuidanceDiverged, sample
 from .synthetic import COLORS, DIRECTIONS, make_clip
@@ -622,19 +622,6 @@ def _background(frames, source, outside, scores: dict, reasons: dict) -> None:
     scores["ssim_outside"] = ssim(frames, source, outside)
 
 
-def _lk_tracks(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """LK tracks from corners in ``mask`` (2 px in from its edge, where corners straddle the region and
-    the ground), or from a 2-px grid in it where it has under 4 corners (flat content)."""
-    import cv2
-
-    inner = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8), borderType=cv2.BORDER_REPLICATE) > 0
-    mask = inner if inner.sum() >= 16 else mask
-    tracks = track_points(frames, mask=mask)
-    if len(tracks) < 4:
-        tracks = track_points(frames, points=region_points(mask, spacing=2, max_points=200))
-    return tracks  # (N, F, 2)
-
-
 def score_synthetic(frames, source, parts, traj) -> tuple[dict, dict]:
     """Synthetic-object protocol: colour-centroid direction/distance/steering, LK Motion Fidelity."""
     f, h, w = frames.shape[:3]
@@ -685,8 +672,8 @@ def score_trajectory(frames, source, traj) -> tuple[dict, dict]:
     success, error, steer, tracks, wanted, cam = [], [], [], [], [], []
     for region, mask in zip(traj.regions, masks):
         requested = region.path * scale  # (F, 2) px
-        t = _lk_tracks(frames, mask)
-        path, before = mean_path(t), mean_path(_lk_tracks(source, mask))  # (F, 2)
+        t = region_tracks(frames, mask)
+        path, before = mean_path(t), mean_path(region_tracks(source, mask))  # (F, 2)
         requested_here = requested - requested[0] + path[0]  # the request from where the region is
         success.append(direction_success(path, requested_here) if len(t) else False)
         error.append(trajectory_error(path, requested_here, height=h, width=w))
@@ -724,7 +711,7 @@ def score_transfer(frames, source, reference, mask) -> tuple[dict, dict]:
     the two clips' camera motion (median flow outside the region, over the frame when the
     region is the whole frame).
     """
-    t, ref = _lk_tracks(frames, mask), _lk_tracks(reference, mask)  # (N, F, 2), (M, F, 2)
+    t, ref = region_tracks(frames, mask), region_tracks(reference, mask)  # (N, F, 2), (M, F, 2)
     path, ref_path = mean_path(t), mean_path(ref)
     whole = bool(mask.all())
     exclude = None if whole else _dilate(mask, 2)

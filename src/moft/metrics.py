@@ -45,6 +45,7 @@ from moft.video import to_float, to_uint8
 __all__ = [
     "track_points",
     "region_points",
+    "region_tracks",
     "optical_flow",
     "flow_tracks",
     "camera_motion",
@@ -270,6 +271,41 @@ def region_points(mask: np.ndarray, *, spacing: float = 2.0, max_points: int = 4
     step = max(step, int(math.ceil(math.sqrt(mask.sum() / max(1, int(max_points))))))
     ys, xs = np.nonzero(mask[::step, ::step])
     return np.stack([xs * step, ys * step], axis=1).astype(np.float64)  # (N, 2)
+
+
+def region_tracks(video: np.ndarray, mask: np.ndarray, *, method: str = "lk", inset: int = 2) -> np.ndarray:
+    """Point tracks of a frame-0 region, as ``moft evaluate`` takes them.
+
+    Example:
+        >>> tracks = region_tracks(video, traj.regions[0].rasterize(h, w))   # doctest: +SKIP
+
+    Seeds lie ``inset`` px inside the region (corners on its edge straddle the region and the
+    ground, and LK windows there are pulled toward the still side), unless that leaves under 16
+    pixels. ``"lk"``: ``track_points`` from the corners there, or from a 2-px grid
+    (``region_points``) when there are under 4 corners (flat content); ``"dis"`` /
+    ``"farneback"``: ``flow_tracks`` from a 2-px grid.
+
+    Args:
+        video: ``(F, H, W, 3)`` or ``(F, H, W)`` uint8 or float [0, 1].
+        mask: ``(H, W)`` bool region in frame 0.
+        method: ``"lk"``, ``"dis"`` or ``"farneback"``.
+        inset: Pixels to keep away from the region's edge.
+
+    Returns:
+        ``(N, F, 2)`` float64 tracks.
+    """
+    grey = _grey_uint8(video)  # (F, H, W)
+    mask = _check_mask(mask, *grey.shape[1:])
+    if inset > 0:
+        side = 2 * int(inset) + 1
+        inner = cv2.erode(mask.astype(np.uint8), np.ones((side, side), np.uint8), borderType=cv2.BORDER_REPLICATE) > 0
+        mask = inner if inner.sum() >= 16 else mask
+    if method != "lk":
+        return flow_tracks(grey, mask=mask, method=method, spacing=2, max_points=200)
+    tracks = track_points(grey, mask=mask)
+    if len(tracks) < 4:
+        tracks = track_points(grey, points=region_points(mask, spacing=2, max_points=200))
+    return tracks  # (N, F, 2)
 
 
 FLOW_METHODS = ("dis", "farneback")
