@@ -68,9 +68,17 @@ def test_items_are_stable_and_include_an_unguided_baseline(tmp_path):
                     "speed": 0.1}]}, "requests[0]: unknown key 'speed'"),
     ({"requests": [{"name": "c", "reference_clip": "missing.gif"}]}, "requests[0].reference_clip: "),
     ({"requests": [{"name": "c", "reference_clip": str(BENCHMARKS / "clips" / "pan_left.gif"), "mask": {"circle": [0.5, 0.5, 0]}}]},
-     "requests[0].mask: mask.circle"),
+     "requests[0].mask.circle: "),
+    ({"requests": [{"name": "t", "trajectory": {"version": 1, "regions": [
+        {"mask": "all", "segments": [{"frames": [0, 11], "direction": "left"}]}]}}]}, None),  # fits 12+ frames
 ])
 def test_bad_suites_are_one_line_errors(tmp_path, change, text):
+    if text is None:  # a trajectory without "frames" is only checked against the model's frame count later
+        suite = load_suite(_write(tmp_path, {**SUITE, **change}))
+        check_suite(suite, 12, 32, 32, (16, 16))
+        with pytest.raises(SuiteError, match=r"requests\[0\] \(t\): .*segments"):
+            check_suite(suite, 8, 32, 32, (16, 16))
+        return
     with pytest.raises(SuiteError) as info:
         load_suite(_write(tmp_path, {**SUITE, **change}))
     assert text in str(info.value) and "\n" not in str(info.value)

@@ -84,7 +84,7 @@ from .metrics import (camera_motion, direction_success, mean_path, motion_fideli
 from .sampler import GuidanceConfig, GuidanceDiverged, sample
 from .synthetic import COLORS, DIRECTIONS, make_clip
 from .targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
-from .trajectory import TrajectoryError, load_trajectory, parse_trajectory
+from .trajectory import MAX_FRAMES, TrajectoryError, load_trajectory, parse_trajectory
 
 # bumped whenever run_item scores differently, so work folders never mix rows of two scorers
 SCORER_VERSION = 3
@@ -311,16 +311,16 @@ def _inline_trajectory(value, where: str, base: Path) -> dict:
     try:
         if isinstance(value, str):
             file = Path(value) if Path(value).is_absolute() else base / value
-            traj = load_trajectory(file)
+            traj = load_trajectory(file, default_frames=MAX_FRAMES)
             doc = json.loads(file.read_text(encoding="utf-8-sig"))
         else:
-            traj = parse_trajectory(value, base_dir=base, source=where)
+            traj = parse_trajectory(value, default_frames=MAX_FRAMES, base_dir=base, source=where)
             doc = value
     except TrajectoryError as exc:
         raise SuiteError(f"{where}: {exc}") from None
     out = traj.to_dict()
-    if "frames" not in doc:
-        del out["frames"]  # the model's frame count, at run time
+    if "frames" not in doc:  # checked against the model's frame count at run time (check_suite)
+        del out["frames"]
     return out
 
 
@@ -330,7 +330,7 @@ def _mask_trajectory(mask, frames: int, where: str, base: Path | None = None):
         return parse_trajectory({"version": 1, "frames": frames, "regions": [{"mask": mask, "points": [[0.5, 0.5]] * 2}]},
                                 base_dir=base, source=where)
     except TrajectoryError as exc:
-        raise SuiteError(f"{where}: {str(exc).replace('regions[0].mask', 'mask')}") from None
+        raise SuiteError(str(exc).replace("regions[0].mask", where)) from None
 
 
 def _prompt_color(prompt: str) -> str | None:
