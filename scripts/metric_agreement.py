@@ -31,7 +31,7 @@ from moft.video import write_report  # noqa: E402
 def objects(clips: int, size: int, seed: int) -> list[dict]:
     rows = []
     for method in ("colour centroid", "lk", "dis", "farneback"):
-        success, error, fidelity, distance, lost = [], [], [], [], []
+        success, error, fidelity, distance, lost, ratio = [], [], [], [], [], []
         for n in range(clips):
             clip = make_clip(np.random.default_rng(seed + n), kind="object", size=size, n_frames=8)
             truth = clip.tracks[0]  # (F, 2) px
@@ -46,6 +46,9 @@ def objects(clips: int, size: int, seed: int) -> list[dict]:
                 tracks = region_tracks(video, region, method=method)
                 path = mean_path(tracks)
             success.append(direction_success(path, truth))
+            net = truth[-1] - truth[0]
+            if np.isfinite(path[[0, -1]]).all():  # measured net displacement along the true one, over its length
+                ratio.append(float((path[-1] - path[0]) @ net / (net @ net)))
             error.append(trajectory_error(path, truth, height=size, width=size))
             if tracks is not None and len(tracks):
                 wanted = request_tracks(tracks[:, 0], truth)
@@ -55,6 +58,7 @@ def objects(clips: int, size: int, seed: int) -> list[dict]:
         rows.append({"content": "object", "method": method, "clips": clips,
                      "direction_success": float(np.mean(success)),
                      "mean_distance": float(np.nanmean(error)),
+                     "net_ratio": float(np.mean(ratio)) if ratio else None,
                      "motion_fidelity": float(np.nanmean(fidelity)) if fidelity else None,
                      "objmc_px": float(np.nanmean(distance)) if distance else None,
                      "lost_by_last_frame": float(np.mean(lost)) if lost else None})
@@ -81,12 +85,14 @@ def markdown(report: dict) -> str:
     lines = [f"Agreement of the metrics with ground truth on {report['clips']} synthetic clips per row "
              f"({report['size']}x{report['size']}, 8 frames; `python scripts/metric_agreement.py`).", "",
              "| content | tracker | direction success | mean distance | Motion Fidelity vs truth (x100) | ObjMC (px) "
-             "| tracks lost by the last frame | camera error (px/frame) |", "|---|---|---|---|---|---|---|---|"]
+             "| tracks lost by the last frame | measured / true net motion | camera error (px/frame) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v, f: "–" if v is None else f.format(v)  # noqa: E731
     for r in report["rows"]:
         lines.append(f"| {r['content']} | {r['method']} | {r['direction_success']:.2f} | {fmt(r.get('mean_distance'), '{:.3f}')} "
                      f"| {fmt(r.get('motion_fidelity') and 100 * r['motion_fidelity'], '{:.1f}')} "
                      f"| {fmt(r.get('objmc_px'), '{:.2f}')} | {fmt(r.get('lost_by_last_frame'), '{:.2f}')} "
+                     f"| {fmt(r.get('net_ratio'), '{:.2f}')} "
                      f"| {fmt(r.get('camera_error_px_per_frame'), '{:.2f}')} |")
     return "\n".join(lines) + "\n"
 
