@@ -14,7 +14,6 @@ measurement scores direction success 1, Motion Fidelity 1 and zero error.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
