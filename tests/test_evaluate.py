@@ -109,7 +109,7 @@ def test_the_shipped_suites_load_and_fit_the_shipped_model():
     assert len(clips) == 2 and all(c.shape == (8, 32, 32, 3) for c in clips)
     with pytest.raises(SuiteError, match="the model makes 16"):
         check_suite(general, 16, 32, 32, (16, 16))  # examples/pan_right.json says 8 frames; the clips have 16
-    with pytest.raises(SuiteError, match="has 16 frames, the model makes 24"):
+    with pytest.raises(SuiteError, match="too few frames: the clip has 16"):
         check_suite(dict(general, requests=general["requests"][4:]), 24, 32, 32, (16, 16))
 
 

@@ -420,6 +420,9 @@ def _parts(prompt: str, req: dict) -> list[dict]:
 def fit_reference_clip(path: str | Path, frames: int, height: int, width: int) -> np.ndarray:
     """A reference clip as the model's frames: its first ``frames`` frames resized to the model's size.
 
+    A stopgap until the clip rule of issue 18 §1 (``moft.video.read_clip``: frame window, stride,
+    spatial fit) is on this branch; then this is ``read_clip(path, frames, size=(height, width)).frames``.
+
     Example:
         >>> ref = fit_reference_clip("clip.mp4", 8, 32, 32)   # doctest: +SKIP
 
@@ -433,7 +436,7 @@ def fit_reference_clip(path: str | Path, frames: int, height: int, width: int) -
     except VideoError as exc:
         raise SuiteError(str(exc)) from None
     if len(clip) < frames:
-        raise SuiteError(f"{path}: the reference clip has {len(clip)} frames, the model makes {frames}")
+        raise SuiteError(f"{path}: too few frames: the clip has {len(clip)}; the model makes {frames}-frame videos")
     return resize_video(clip, height, width)
 
 
