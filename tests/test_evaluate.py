@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 
-from moft.evaluate import SuiteError, collect, items, load_suite, markdown_table, run_identity, run_suite, summarise
+from moft.evaluate import (SuiteError, check_suite, collect, items, load_suite, markdown_table, protocol, run_identity,
+                           run_suite, score_transfer, score_trajectory, strict, summarise)
+
+BENCHMARKS = __import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"
 
 SUITE = {
     "name": "t", "steps": 3, "guidance_scale": 4.0,
@@ -38,10 +42,163 @@ def test_items_are_stable_and_include_an_unguided_baseline(tmp_path):
     ({"prompts": ["a disk"]}, "colour"),
     ({"settings": [{"name": "x", "target": "sketch"}]}, "target"),
     ({"target": "sketch"}, "target"),
+    # issue 18 §7: each a one-line error naming the problem, before any model is loaded
+    ({"prompts": [3]}, "prompts[0]: must be a non-empty string"),
+    ({"seeds": ["0"]}, "seeds[0]: must be an integer"),
+    ({"seeds": [2**70]}, "seeds[0]: must be an integer in"),
+    ({"steps": "25"}, "steps: must be an integer"),
+    ({"steps": 0}, "steps: must be an integer in [1,"),
+    ({"settings": [{"name": "x", "iterations": "2"}]}, "settings[0].iterations: must be an integer"),
+    ({"settings": [{"name": "x", "step_size": "big"}]}, "settings[0].step_size: must be a finite number"),
+    ({"settings": [{"name": "x", "steps": ["1", 2]}]}, "settings[0].steps: must be [start, end]"),
+    ({"settings": [{"name": "x", "steps": [30, 40]}]}, "hold none of the 3 DDIM steps"),
+    ({"settings": [{"name": "x"}]}, "hold none of the 3 DDIM steps"),  # the default 3:12 with 3 steps
+    ({"settings": [{"steps": [1, 2]}]}, "settings[0].name: must be a non-empty string"),
+    ({"colour": "red"}, "top level: unknown key 'colour'"),
+    ({"requests": ["left"]}, "requests[0]: must be an object"),
+    ({"requests": [{"name": "x", "region": "object", "direction": "left", "speed": "fast"}]}, "requests[0].speed"),
+    ({"guidance": {"steps": [5, 9]}}, "guidance.steps: the guided steps [5, 9) hold none"),
+    ({"guidance": {"shared_kv": "yes"}}, "guidance.shared_kv: must be true or false"),
+    ({"guidance_scale": "4"}, "guidance_scale: must be a finite number"),
+    ({"requests": [{"name": "t", "trajectory": {"version": 1, "regions": [{"mask": {"box": [0.5, 0, 0.2, 1]},
+                                                                          "direction": "left"}]}}]},
+     "requests[0].trajectory: regions[0].mask.box"),
+    ({"requests": [{"name": "t", "trajectory": "missing.json"}]}, "requests[0].trajectory: "),
+    ({"requests": [{"name": "t", "trajectory": {"version": 1, "regions": [{"mask": "all", "direction": "left"}]},
+                    "speed": 0.1}]}, "requests[0]: unknown key 'speed'"),
+    ({"requests": [{"name": "c", "reference_clip": "missing.gif"}]}, "requests[0].reference_clip: "),
+    ({"requests": [{"name": "c", "reference_clip": str(BENCHMARKS / "clips" / "pan_left.gif"), "mask": {"circle": [0.5, 0.5, 0]}}]},
+     "requests[0].mask.circle: "),
+    ({"requests": [{"name": "t", "trajectory": {"version": 1, "regions": [
+        {"mask": "all", "segments": [{"frames": [0, 11], "direction": "left"}]}]}}]}, None),  # fits 12+ frames
 ])
 def test_bad_suites_are_one_line_errors(tmp_path, change, text):
-    with pytest.raises(SuiteError, match=text):
+    if text is None:  # a trajectory without "frames" is only checked against the model's frame count later
+        suite = load_suite(_write(tmp_path, {**SUITE, **change}))
+        check_suite(suite, 12, 32, 32, (16, 16))
+        with pytest.raises(SuiteError, match=r"requests\[0\] \(t\): .*segments"):
+            check_suite(suite, 8, 32, 32, (16, 16))
+        return
+    with pytest.raises(SuiteError) as info:
         load_suite(_write(tmp_path, {**SUITE, **change}))
+    assert text in str(info.value) and "\n" not in str(info.value)
+    assert str(info.value).startswith(str(tmp_path / "suite.json"))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]", "the top level must be a JSON object, got a list"),
+    ('{"prompts": ["a"], "seeds": [NaN]}', "NaN is not a JSON number"),
+    ("{oops", "not valid JSON"),
+])
+def test_suites_that_are_not_objects_or_strict_json(tmp_path, text, message):
+    p = tmp_path / "s.json"
+    p.write_text(text)
+    with pytest.raises(SuiteError, match=message.replace("[", r"\[")):
+        load_suite(p)
+
+
+def test_the_shipped_suites_load_and_fit_the_shipped_model():
+    hub = load_suite(BENCHMARKS / "example_hub_animatediff.json")  # not runnable here: it loads and checks
+    assert {protocol(r) for r in hub["requests"]} == {"trajectory", "motion-transfer"}
+    check_suite(hub, 16, 512, 512, (64, 64))
+    general = load_suite(BENCHMARKS / "general_metrics.json")
+    assert {protocol(r) for r in general["requests"]} == {"trajectory", "motion-transfer"}
+    plans = check_suite(general, 8, 32, 32, (16, 16))
+    assert all(p["trajectory"].frames == 8 for p in plans.values())
+    clips = [p["reference"] for p in plans.values() if p["reference"] is not None]
+    assert len(clips) == 2 and all(c.shape == (8, 32, 32, 3) for c in clips)
+    with pytest.raises(SuiteError, match="the model makes 16"):
+        check_suite(general, 16, 32, 32, (16, 16))  # examples/pan_right.json says 8 frames; the clips have 16
+    with pytest.raises(SuiteError, match="too few frames: the clip has 16"):
+        check_suite(dict(general, requests=general["requests"][4:]), 24, 32, 32, (16, 16))
+
+
+def test_a_loaded_suite_is_a_suite_file_itself(tmp_path):
+    """Paths become absolute and trajectory files inline: the loaded suite reloads from anywhere unchanged."""
+    suite = load_suite(BENCHMARKS / "general_metrics.json")
+    again = load_suite(_write(tmp_path, suite))
+    assert again == suite and [i["id"] for i in items(again)] == [i["id"] for i in items(suite)]
+
+
+def test_a_reference_clip_change_gives_new_item_ids(tmp_path):
+    import shutil
+
+    shutil.copy(BENCHMARKS / "clips" / "pan_left.gif", tmp_path / "clip.gif")
+    suite = load_suite(_write(tmp_path, {**SUITE, "requests": [{"name": "c", "reference_clip": "clip.gif"}]}))
+    before = {i["id"] for i in items(suite)}
+    shutil.copy(BENCHMARKS / "clips" / "disk_right.gif", tmp_path / "clip.gif")
+    assert before.isdisjoint({i["id"] for i in items(suite)})
+
+
+def test_strict_rows_say_why_a_metric_is_null():
+    row = strict({"a": float("nan"), "b": float("inf"), "c": np.float64(0.5), "d": "x"}, {"a": "no tracks"})
+    assert row == {"a": None, "b": None, "c": 0.5, "d": "x",
+                   "null_because": {"a": "no tracks", "b": "infinite (identical pixels)"}}
+    json.dumps(row, allow_nan=False)
+    assert "null_because" not in strict({"a": 1.0})
+
+
+# ---------------------------------------------------------------------------
+# the general scorers against planted motion (no model)
+# ---------------------------------------------------------------------------
+
+
+def _texture(size, seed):
+    import cv2
+
+    t = cv2.GaussianBlur(np.random.default_rng(seed).random((size, size, 3)).astype(np.float32), (0, 0), 1.5)
+    return (t - t.min()) / (t.max() - t.min())
+
+
+def _moving_square(step, size=64, frames=8, box=(14, 12, 46, 44)):
+    """A textured square moving by ``step`` px/frame over a still texture: (F, S, S, 3) uint8."""
+    ground, patch = 0.3 + 0.4 * _texture(size, 1), _texture(size, 2)
+    x0, y0, x1, y1 = box
+    video = np.repeat(ground[None], frames, axis=0)
+    for k in range(frames):
+        dx, dy = int(round(step[0] * k)), int(round(step[1] * k))
+        video[k, y0 + dy:y1 + dy, x0 + dx:x1 + dx] = patch[y0:y1, x0:x1]
+    return (video * 255).round().astype(np.uint8)
+
+
+def _trajectory(region):
+    from moft.trajectory import parse_trajectory
+
+    return parse_trajectory({"version": 1, "frames": 8, "regions": [region]})
+
+
+def test_score_trajectory_on_planted_motion():
+    box = {"box": [14 / 64, 12 / 64, 46 / 64, 44 / 64]}
+    traj = _trajectory({"mask": box, "direction": "right", "speed": 2 / 64})  # 2 px/frame right
+    still, moved = _moving_square((0, 0)), _moving_square((2, 0))
+    good, reasons = score_trajectory(moved, still, traj)
+    assert good["direction_success_lk"] == 1.0 and good["motion_fidelity_lk"] > 0.95
+    assert good["objmc_lk_px"] < 0.5 and good["trajectory_error_lk"] < 0.01
+    assert good["toward_px_lk"] == pytest.approx(14.0, abs=0.5)  # 7 frames x 2 px more than the still source
+    assert math.isnan(good["camera_error_flow_px"]) and "camera" in reasons["camera_error_flow_px"]
+    assert good["psnr_outside"] > 40 and good["ssim_outside"] > 0.99  # the ground is untouched
+    bad, _ = score_trajectory(_moving_square((-2, 0)), still, traj)
+    assert bad["direction_success_lk"] == 0.0 and bad["motion_fidelity_lk"] < -0.5 and bad["objmc_lk_px"] > 10
+    assert bad["toward_px_lk"] == pytest.approx(-14.0, abs=0.5)
+    # the camera: a whole-frame pan request against a planted pan
+    ground = _texture(96, 3)
+    pan = np.stack([ground[16:80, 16 - 2 * k:80 - 2 * k] for k in range(8)])  # content moves right 2 px/frame
+    pan = (pan * 255).round().astype(np.uint8)
+    cam, reasons = score_trajectory(pan, pan[:1].repeat(8, 0), _trajectory({"mask": "all", "direction": "right",
+                                                                             "speed": 2 / 64}))
+    assert cam["camera_error_flow_px"] < 0.2 and cam["motion_fidelity_lk"] > 0.95 and cam["direction_success_lk"] == 1
+    assert cam["psnr_outside"] != cam["psnr_outside"] and "cover the frame" in reasons["psnr_outside"]
+
+
+def test_score_transfer_on_planted_motion():
+    ref = _moving_square((2, 1))
+    mask = np.zeros((64, 64), bool)
+    mask[12:44, 14:46] = True
+    same, _ = score_transfer(ref, _moving_square((0, 0)), ref, mask)
+    assert same["motion_fidelity_lk"] == pytest.approx(1.0) and same["objmc_lk_px"] == pytest.approx(0.0, abs=1e-6)
+    assert same["camera_error_flow_px"] < 0.05
+    other, _ = score_transfer(_moving_square((-1, 2)), _moving_square((0, 0)), ref, mask)
+    assert other["motion_fidelity_lk"] < 0.5 and other["objmc_lk_px"] > 5
 
 
 def test_bad_json_suite(tmp_path):
@@ -151,7 +308,7 @@ def test_item_ids_change_with_the_scorer_version(tmp_path, monkeypatch):
 
 def test_summary_takes_the_median_of_motion_kept():
     rows = [{"setting": "s", "status": "ok", "motion_kept": k, "toward_px": t, "direction_success": 0.0,
-             "motion_fidelity": 0.1, "trajectory_error": 0.2, "psnr_outside": 30.0, "ssim_outside": 0.9, "seconds": 1.0}
+             "motion_fidelity_lk": 0.1, "trajectory_error": 0.2, "psnr_outside": 30.0, "ssim_outside": 0.9, "seconds": 1.0}
             for k, t in ((0.5, 1.0), (0.6, -1.0), (100.0, 3.0))]
     (entry,) = summarise(rows)
     assert entry["motion_kept"] == 0.6 and entry["toward_px"] == 1.0
@@ -185,3 +342,47 @@ def test_a_drag_setting_scores_a_per_position_target(tmp_path, animatediff, tiny
     # the suite-level default kind applies to settings that do not name one
     drag_default = load_suite(_write(tmp_path, {**SUITE, "target": "drag"}))
     assert {i["id"] for i in items(drag_default)}.isdisjoint({i["id"] for i in items(suite)})
+
+
+# ---------------------------------------------------------------------------
+# the general-metrics suite end to end on the shipped model
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_general_metrics_suite_runs_end_to_end_on_the_shipped_model(tmp_path):
+    """Every request of benchmarks/general_metrics.json (explicit regions, a trajectory file, two reference
+    clips) through ``moft evaluate`` with 2 DDIM steps and one guided iteration: a strict-JSON report of
+    general (LK/flow) metrics only."""
+    from typer.testing import CliRunner
+
+    from moft.cli import app
+
+    suite = load_suite(BENCHMARKS / "general_metrics.json")  # absolute paths: runnable from tmp_path
+    suite.update(steps=2, seeds=[0], settings=[{"name": "MOFT", "steps": [0, 1], "iterations": 1,
+                                                "target": "curves", "loss": "region_mse"}])
+    out = tmp_path / "report.json"
+    r = CliRunner().invoke(app, ["evaluate", str(_write(tmp_path, suite)), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    text = out.read_text()
+    report = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the report"))
+    rows = report["rows"]
+    assert len(rows) == 2 * len(suite["requests"]) and all(r["status"] == "ok" for r in rows)
+    assert {r["protocol"] for r in rows} == {"trajectory", "motion-transfer"}
+    assert not any(k in r for r in rows for k in ("direction_success", "trajectory_error", "toward_px"))  # no colour
+    for r in rows:
+        assert r["motion_fidelity_lk"] is not None and -1 <= r["motion_fidelity_lk"] <= 1
+        for key, value in r.items():
+            assert value is not None or key in r["null_because"]
+    assert "Motion Fidelity (LK)" in out.with_suffix(".md").read_text()
+
+
+def test_evaluate_cli_rejects_a_bad_suite_before_loading_the_model(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import moft.cli as cli
+
+    monkeypatch.setattr(cli, "_load", lambda model: pytest.fail("the model was loaded"))
+    r = CliRunner().invoke(cli.app, ["evaluate", str(_write(tmp_path, {**SUITE, "requests": ["left"]})),
+                                     "--out", str(tmp_path / "r.json")])
+    assert r.exit_code == 2 and "requests[0]: must be an object" in r.output and "Traceback" not in r.output

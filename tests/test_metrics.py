@@ -11,11 +11,20 @@ import pytest
 
 from moft.metrics import (
     angle_between,
+    camera_motion,
     direction_success,
+    flow_tracks,
+    mean_path,
     motion_fidelity,
+    objmc,
+    optical_flow,
     path_fit,
     psnr,
+    region_points,
+    region_tracks,
+    request_tracks,
     ssim,
+    ssim_map,
     track_centroid,
     track_points,
     trajectory_error,
@@ -292,7 +301,7 @@ def test_psnr_ssim_masked():
     damaged = video.copy()
     damaged[:, :, 16:] = 255 - damaged[:, :, 16:]  # right half changed
     left = np.zeros((H, W), bool)
-    left[:, :12] = True  # well away from the changed half (SSIM window is 7x7)
+    left[:, :11] = True  # out of reach of the changed half (SSIM window is 11x11: 5 px each side)
     assert psnr(damaged, video, mask=left) == math.inf
     assert ssim(damaged, video, mask=left) == pytest.approx(1.0)
     assert psnr(damaged, video) < 20
@@ -324,3 +333,167 @@ def test_steering_separates_push_from_damping():
     still = steering(pushed, source, np.zeros((8, 2)))
     assert math.isnan(still["toward_px"]) and not math.isnan(still["motion_kept"])
     assert math.isnan(steering(np.full((8, 2), np.nan), source, left)["toward_px"])
+
+
+# ---------------------------------------------------------------------------
+# general motion metrics against planted ground truth
+# ---------------------------------------------------------------------------
+
+
+def _grey_texture(size, seed, blur=1.5):
+    rng = np.random.default_rng(seed)
+    t = cv2.GaussianBlur(rng.random((size, size)).astype(np.float32), (0, 0), blur)
+    return np.repeat(((t - t.min()) / (t.max() - t.min()))[..., None], 3, axis=-1)  # (S, S, 3) in [0, 1]
+
+
+def patch_video(size=64, velocity=(1.3, -0.7), frames=F):
+    """A textured square translated by a sub-pixel ``velocity`` (px/frame) over another, still texture.
+
+    Returns ((F, S, S, 3) uint8, (S, S) bool interior of the square in frame 0, 4 px in from its edge).
+    """
+    background = 0.35 + 0.3 * _grey_texture(size, 1)
+    texture = _grey_texture(size, 2)
+    yy, xx = np.mgrid[0:size, 0:size]
+    centre, half = 0.45 * size, 0.25 * size
+    video = []
+    for k in range(frames):
+        dx, dy = velocity[0] * k, velocity[1] * k
+        shifted = cv2.warpAffine(texture, np.float32([[1, 0, dx], [0, 1, dy]]), (size, size), flags=cv2.INTER_CUBIC,
+                                 borderMode=cv2.BORDER_REFLECT)
+        inside = (np.abs(xx - centre - dx) <= half) & (np.abs(yy - centre - dy) <= half)
+        video.append(np.where(inside[..., None], shifted, background))
+    interior = (np.abs(xx - centre) <= half - 4) & (np.abs(yy - centre) <= half - 4)
+    return (np.stack(video) * 255).round().astype(np.uint8), interior
+
+
+@pytest.mark.parametrize("tracker", ["lk_corners", "lk_grid", "dis", "farneback"])
+def test_trackers_recover_a_planted_sub_pixel_translation(tracker):
+    velocity = np.array([1.3, -0.7])
+    video, interior = patch_video(velocity=tuple(velocity))
+    if tracker == "lk_corners":
+        tracks = track_points(video, mask=interior)
+    elif tracker == "lk_grid":
+        tracks = track_points(video, points=region_points(interior, spacing=3))
+    else:
+        tracks = flow_tracks(video, mask=interior, method=tracker, spacing=3)
+    assert len(tracks) >= 3 and np.isfinite(tracks).all()  # nothing lost: the square stays in view
+    truth = tracks[:, :1] + np.arange(F)[:, None] * velocity  # (N, F, 2)
+    error = np.linalg.norm(tracks - truth, axis=-1)  # (N, F)
+    assert np.percentile(error, 90) < 0.25
+    np.testing.assert_allclose(mean_path(tracks)[-1] - mean_path(tracks)[0], (F - 1) * velocity, atol=0.25)
+    # against the request it was given, the translation scores full fidelity and a small ObjMC error
+    requested = request_tracks(tracks[:, 0], truth[0])
+    assert motion_fidelity(tracks, requested) > 0.99
+    assert objmc(tracks, requested) < 0.25
+    assert objmc(tracks, request_tracks(tracks[:, 0], -truth[0])) > 5
+
+
+@pytest.mark.parametrize("method", ["lk", "dis", "farneback"])
+def test_region_tracks_seed_inside_the_region_and_follow_it(method):
+    velocity = np.array([1.3, -0.7])
+    video, interior = patch_video(velocity=tuple(velocity))
+    tracks = region_tracks(video, interior, method=method)
+    starts = tracks[:, 0].round().astype(int)
+    inner = cv2.erode(interior.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert len(tracks) >= 4 and inner[starts[:, 1], starts[:, 0]].all()  # 2 px in from the edge
+    np.testing.assert_allclose(mean_path(tracks)[-1] - mean_path(tracks)[0], (F - 1) * velocity, atol=0.25)
+    flat = np.full((4, 32, 32, 3), 90, np.uint8)  # no corner anywhere: LK falls back to a grid
+    region = np.zeros((32, 32), bool)
+    region[8:20, 8:20] = True
+    assert len(region_tracks(flat, region)) == 16 and len(track_points(flat, mask=region)) == 0
+
+
+def test_flow_tracks_lose_points_that_leave_the_frame_or_fail_the_check():
+    video = np.stack([np.roll(_grey_texture(32, 4), 3 * k, axis=1) for k in range(4)])  # content 3 px/frame right
+    tracks = flow_tracks(video, points=np.array([[2.0, 16.0], [30.0, 16.0]]), method="farneback")
+    assert np.isfinite(tracks[0]).all() and np.isnan(tracks[1, 1:]).all()  # x 30 -> 33 leaves a 32-px frame
+    with pytest.raises(ValueError, match="method"):
+        optical_flow(video, method="raft")
+
+
+@pytest.mark.parametrize("method", ["dis", "farneback"])
+def test_camera_motion_recovers_a_planted_pan_beside_a_moving_object(method):
+    size, step = 64, (2, 1)  # the window moves up-left by (2, 1) px: the content moves (+2, +1) px/frame
+    big = _grey_texture(size + 40, 3)
+    video = np.stack([big[20 - step[1] * k:20 - step[1] * k + size, 20 - step[0] * k:20 - step[0] * k + size]
+                      for k in range(F)])  # (F, S, S, 3)
+    video = (video * 255).round().astype(np.uint8)
+    box = np.zeros((F, size, size), bool)
+    for k in range(F):  # an object on the left half, moving down 3 px/frame, against the pan
+        box[k, 8 + 3 * k:26 + 3 * k, 2:34] = True
+        video[k, box[k]] = (_grey_texture(size, 5)[:18, :32] * 255).round().astype(np.uint8).reshape(-1, 3)
+    pan = camera_motion(video, exclude=box, method=method)  # (F - 1, 2)
+    assert pan.shape == (F - 1, 2)
+    np.testing.assert_allclose(pan, np.broadcast_to(step, pan.shape), atol=0.1)
+    flow = optical_flow(video, method=method)
+    np.testing.assert_allclose(camera_motion(video, exclude=box, flow=flow), pan)
+    assert np.isnan(camera_motion(video, exclude=np.ones((size, size), bool), flow=flow)).all()
+
+
+def test_motion_fidelity_closed_forms():
+    frames = np.arange(F, dtype=float)[:, None]
+    right = np.hstack([frames, 0 * frames])[None]  # (1, F, 2)
+    down = np.hstack([0 * frames, frames])[None]
+    sixty = np.hstack([0.5 * frames, np.sqrt(0.75) * frames])[None]
+    assert motion_fidelity(right, sixty) == pytest.approx(0.5)
+    assert motion_fidelity(right, down) == pytest.approx(0.0)
+    # two generated tracks (right, down) against one reference (right): the reference's best match is 1;
+    # the generated tracks' best matches are 1 and 0; half the paper's sum: (1 + 0.5) / 2
+    assert motion_fidelity(np.concatenate([right, down]), right) == pytest.approx(0.75)
+    # a track reversing half way scores the mean of its per-frame cosines: (3 * 1 + 4 * -1) / 7
+    zigzag = np.hstack([np.minimum(frames, 3) - np.maximum(frames - 3, 0), 0 * frames])[None]
+    assert motion_fidelity(zigzag, right) == pytest.approx(-1 / 7)
+
+
+def test_region_points_mean_path_request_tracks_objmc():
+    mask = np.zeros((10, 10), bool)
+    mask[2:8, 3:9] = True
+    pts = region_points(mask, spacing=2)
+    assert mask[pts[:, 1].astype(int), pts[:, 0].astype(int)].all() and len(pts) == 9
+    assert len(region_points(np.ones((100, 100), bool), spacing=1, max_points=50)) <= 50
+    tracks = np.array([[[0, 0], [1, 0], [2, 0], [3, 0]],
+                       [[10, 10], [11, 10], [np.nan, np.nan], [np.nan, np.nan]]], float)
+    np.testing.assert_allclose(mean_path(tracks), [[5, 5], [6, 5], [7, 5], [8, 5]])
+    assert np.isnan(mean_path(np.full((2, 3, 2), np.nan))).all()
+    req = request_tracks(tracks[:, 0], np.array([[50, 50], [52, 50], [54, 50], [56, 50]], float))
+    np.testing.assert_allclose(req[1, -1], [16, 10])
+    # per point: 0, 1, 2, 3 px behind (first), 0, 1 px (second, then lost): mean of the 6 valid entries
+    assert objmc(tracks, req) == pytest.approx((0 + 1 + 2 + 3 + 0 + 1) / 6)
+    assert objmc(tracks, req[0, :, :] * 0 + tracks[0]) == pytest.approx(objmc(tracks, tracks[0]))
+    assert math.isnan(objmc(np.full((1, 4, 2), np.nan), req[:1]))
+    with pytest.raises(ValueError):
+        objmc(tracks, req[:, :3])
+
+
+# ---------------------------------------------------------------------------
+# SSIM: the standard window, against scikit-image
+# ---------------------------------------------------------------------------
+
+
+def test_ssim_window_is_11x11():
+    rng = np.random.default_rng(0)
+    a = rng.random((1, 31, 31, 3))
+    b = a.copy()
+    b[0, 15, 15] = 1 - b[0, 15, 15]  # one pixel changed: windows centred within 5 px of it see it
+    changed = np.abs(ssim_map(a, b)[0] - 1) > 1e-12
+    yy, xx = np.nonzero(changed)
+    assert (yy.min(), yy.max(), xx.min(), xx.max()) == (10, 20, 10, 20)
+
+
+def test_ssim_matches_scikit_image():
+    metrics = pytest.importorskip("skimage.metrics")
+    rng = np.random.default_rng(1)
+    a = rng.random((3, 40, 48, 3))
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1)
+    kwargs = dict(channel_axis=-1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0)
+    reference = [metrics.structural_similarity(a[k], b[k], full=True, **kwargs) for k in range(3)]
+    assert ssim(a, b) == pytest.approx(np.mean([r[0] for r in reference]), abs=1e-7)
+    full = np.stack([r[1].mean(axis=-1) for r in reference])  # (F, H, W)
+    np.testing.assert_allclose(ssim_map(a, b), full, atol=1e-7)
+    mask = np.zeros((40, 48), bool)
+    mask[:20, 10:] = True
+    assert ssim(a, b, mask=mask) == pytest.approx(full[:, mask].mean(), abs=1e-7)
+    as_uint8 = (a * 255).round().astype(np.uint8), (b * 255).round().astype(np.uint8)
+    uint8_reference = np.mean([metrics.structural_similarity(as_uint8[0][k], as_uint8[1][k], **dict(kwargs, data_range=255))
+                               for k in range(3)])
+    assert ssim(*as_uint8) == pytest.approx(uint8_reference, abs=1e-7)

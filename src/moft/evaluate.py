@@ -1,10 +1,10 @@
 """Evaluation suites: run prompts x seeds x motion requests x settings, score them, write a report.
 
 Example:
-    >>> from moft.evaluate import load_suite, run_suite
-    >>> suite = load_suite("benchmarks/smoke.json")                        # doctest: +SKIP
-    >>> report = run_suite(pipe, suite, work_dir="runs/smoke")            # resumable
-    >>> report["table"][0]["direction_success"]
+    >>> from moft.evaluate import load_suite, run_suite, summarise
+    >>> suite = load_suite("benchmarks/general_metrics.json")             # checked before any model loads
+    >>> rows = run_suite(pipe, suite, "runs/general", channels)           # doctest: +SKIP
+    >>> summarise(rows)[0]["motion_fidelity_lk"]                          # doctest: +SKIP
 
 Workflow per item (the paper's T2V protocol, §5.1): generate the unguided *source* video of
 (prompt, seed); find the prompt's object in it (colour tracker) and put a box region around it
@@ -16,15 +16,48 @@ that source (``moft.metrics.steering``): ``toward_px``, the displacement it adde
 request, and ``motion_kept``, the guided net length over the source's. Over requests in opposite
 directions, damping cancels out of the mean ``toward_px``; what remains is steering.
 
+Two protocols:
+
+* **general** (any model, any prompt): a request names its region and motion explicitly, as a
+  trajectory (``"trajectory"``: a file or an inline trajectory document, ``moft.trajectory``:
+  box / circle / polygon / mask image / ``"all"`` regions with points, a direction or segments),
+  or gives a reference clip to copy the motion of (``"reference_clip"``, motion transfer, with an
+  optional ``"mask"``). Scored with the general metrics of ``moft.metrics``: LK point tracks
+  inside the frame-0 region against the requested tracks (Motion Fidelity, ObjMC-style distance,
+  direction, mean distance) or against the reference clip's LK tracks (Motion Fidelity), camera
+  motion as the median dense flow, PSNR/SSIM against the unguided source outside the regions.
+  Metric names say ``lk``/``flow``: they are not CoTracker figures.
+* **synthetic-object** (the shipped model's coloured organisms): the object is found by the
+  colour word of the prompt and followed by its colour centroid (paper T2V protocol, §5.1).
+
+In both, each (prompt, seed, request) first makes the unguided *source* video; each setting then
+makes the guided video from the same noise. The unguided source scored against the same request
+is the baseline row. Besides the verdict (direction success) each row records what guidance did
+to the object's net motion against that source (``moft.metrics.steering``): ``toward_px``, the
+displacement it added along the request, and ``motion_kept``, the guided net length over the
+source's. Over requests in opposite directions, damping cancels out of the mean ``toward_px``;
+what remains is steering. Rows are strict JSON: a metric that cannot be measured is ``null`` and
+``null_because`` says why.
+
 Suite file (JSON)::
 
     {"name": "smoke", "steps": 25, "guidance_scale": 4.0,
      "prompts": ["a red disk standing still"], "seeds": [0, 1],
-     "requests": [{"name": "left", "region": "object", "direction": "left", "speed": 0.05},
+     "requests": [{"name": "box left", "trajectory": {"version": 1, "regions": [
+                      {"mask": {"box": [0.3, 0.3, 0.7, 0.7]}, "direction": "left", "speed": 0.05}]}},
+                  {"name": "curve", "trajectory": "curve.json"},
+                  {"name": "copy clip", "reference_clip": "clips/pan.mp4", "mask": "all"},
+                  {"name": "left", "region": "object", "direction": "left", "speed": 0.05},
                   {"name": "pan right (ref)", "region": "all", "reference": {"direction": "right"}},
                   {"name": "apart", "objects": [{"color": "first", "direction": "left"},
                                                 {"color": "second", "direction": "right"}]}],
      "settings": [{"name": "MOFT"}, {"name": "+CR", "features": "cr"}, {"name": "no K/V", "shared_kv": false}]}
+
+The last three requests are of the synthetic-object protocol and need a colour word in every
+prompt. Relative paths (trajectory files, clips, mask images) are read from the suite file's
+folder. Top-level keys: ``name``, ``description``, ``steps`` (DDIM steps), ``guidance_scale``,
+``prompts``, ``seeds``, ``requests``, ``settings``, ``guidance``, ``target``; anything else is an
+error, and ``load_suite`` checks every field before any model is loaded.
 
 Setting keys: ``features`` (``moft`` | ``cr`` | ``vanilla``; vanilla needs a reference),
 ``fraction`` (motion-channel share), ``target`` (how a direction request becomes a target:
@@ -39,70 +72,265 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
+import numbers
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .metrics import (direction_success, motion_fidelity, psnr, ssim, steering, track_centroid, track_points,
-                      trajectory_error)
+from .metrics import (camera_motion, direction_success, mean_path, motion_fidelity, objmc, psnr, region_tracks,
+                      request_tracks, ssim, steering, track_centroid, track_points, trajectory_error)
 from .sampler import GuidanceConfig, GuidanceDiverged, sample
 from .synthetic import COLORS, DIRECTIONS, make_clip
 from .targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
-from .trajectory import parse_trajectory
+from .trajectory import MAX_FRAMES, TrajectoryError, load_trajectory, parse_trajectory
 
 # bumped whenever run_item scores differently, so work folders never mix rows of two scorers
-SCORER_VERSION = 2
+SCORER_VERSION = 3
+SUITE_KEYS = {"name", "description", "steps", "guidance_scale", "prompts", "seeds", "requests", "settings",
+              "guidance", "target"}
 SETTING_KEYS = {"name", "features", "fraction", "gain", "target"} | set(GuidanceConfig.__dataclass_fields__)
-REQUEST_KEYS = {"name", "region", "direction", "speed", "reference", "objects"}
+REQUEST_KEYS = {  # per protocol
+    "synthetic-object": {"name", "region", "direction", "speed", "reference", "objects"},
+    "trajectory": {"name", "trajectory"},
+    "motion-transfer": {"name", "reference_clip", "mask"},
+}
+MAX_SEED = 2**63 - 1
+SSIM_REACH = 5  # px: half the SSIM window; excluded regions are dilated by it
+_GUIDANCE_TYPES = {  # GuidanceConfig field -> (accepted types, description)
+    "iterations": ((numbers.Integral,), "an integer >= 0"), "step_size": ((numbers.Real,), "a finite number"),
+    "weight": ((numbers.Real, type(None)), "a finite number or null"), "loss": ((str,), "a string"),
+    "shared_kv": ((bool,), "true or false"), "grad_mask": ((str,), "a string"),
+    "early_exit": ((bool,), "true or false"), "checkpointing": ((bool,), "true or false"),
+    "autocast": ((str, type(None)), "a string or null"), "site": ((str, type(None)), "a string or null"),
+    "loss_batch": ((str,), "a string"),
+}
 
 
 class SuiteError(ValueError):
     """A malformed suite file (one-line message naming the field)."""
 
 
+def _kind(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, numbers.Number) else type(value).__name__)
+
+
+def _integer(value, where: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
+        raise SuiteError(f"{where}: must be an integer in [{lo}, {hi}], got {_kind(value)} {json.dumps(value)[:40]}")
+    return int(value)
+
+
+def _number(value, where: str, lo: float = -math.inf, hi: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and lo <= value <= hi):
+        raise SuiteError(f"{where}: must be a finite number in [{lo:g}, {hi:g}], got {_kind(value)} {json.dumps(value)[:40]}")
+    return float(value)
+
+
+def _string(value, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SuiteError(f"{where}: must be a non-empty string, got {_kind(value)}")
+    return value
+
+
+def _object(value, where: str, allowed: set) -> dict:
+    if not isinstance(value, dict):
+        raise SuiteError(f"{where}: must be an object, got {_kind(value)}")
+    if set(value) - allowed:
+        raise SuiteError(f"{where}: unknown key {sorted(set(value) - allowed)[0]!r}")
+    return value
+
+
+def _list(value, where: str) -> list:
+    if not isinstance(value, list) or not value:
+        raise SuiteError(f"{where}: a non-empty list is required, got {_kind(value)}")
+    return value
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def protocol(request: dict) -> str:
+    """A request's protocol: ``trajectory`` or ``motion-transfer`` (general metrics), or ``synthetic-object``.
+
+    Example:
+        >>> protocol({"name": "x", "reference_clip": "clip.mp4"})
+        'motion-transfer'
+    """
+    if "trajectory" in request:
+        return "trajectory"
+    if "reference_clip" in request:
+        return "motion-transfer"
+    return "synthetic-object"
+
+
 def load_suite(path: str | Path) -> dict:
-    """Read and check a suite file."""
+    """Read and check a suite file completely (before any model is loaded).
+
+    Example:
+        >>> suite = load_suite("benchmarks/general_metrics.json")
+        >>> [protocol(r) for r in suite["requests"]][:2]
+        ['trajectory', 'trajectory']
+
+    Trajectories (files or inline) are parsed and stored inline (image-mask and clip paths made
+    absolute), so the loaded suite no longer depends on the folder it came from.
+
+    Raises:
+        SuiteError: a one-line message naming the file and the field.
+    """
     path = Path(path)
     try:
-        suite = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise SuiteError(f"{path}: no such suite file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"{path}: cannot read the suite file ({type(exc).__name__})") from None
+    try:
+        suite = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise SuiteError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno})") from None
-    if set(suite.get("guidance", {})) - set(GuidanceConfig.__dataclass_fields__):
-        raise SuiteError(f"{path}: guidance: unknown key {sorted(set(suite['guidance']) - set(GuidanceConfig.__dataclass_fields__))[0]!r}")
-    for key in ("prompts", "seeds", "requests", "settings"):
-        if not isinstance(suite.get(key), list) or not suite[key]:
-            raise SuiteError(f"{path}: {key}: a non-empty list is required")
-    for i, r in enumerate(suite["requests"]):
-        if set(r) - REQUEST_KEYS:
-            raise SuiteError(f"{path}: requests[{i}]: unknown key {sorted(set(r) - REQUEST_KEYS)[0]!r}")
-        if "objects" in r:
-            for j, o in enumerate(r["objects"]):
-                if (o.get("color") not in (*COLORS, "first", "second") or o.get("direction") not in DIRECTIONS
-                        or set(o) - {"color", "direction"}):
-                    raise SuiteError(f"{path}: requests[{i}].objects[{j}]: needs a colour (or first/second) and a direction")
-            continue
-        if r.get("region") not in ("object", "all"):
-            raise SuiteError(f"{path}: requests[{i}].region: 'object' or 'all'")
-        direction = r.get("direction") or (r.get("reference") or {}).get("direction")
-        if direction not in DIRECTIONS:
-            raise SuiteError(f"{path}: requests[{i}]: direction must be one of {', '.join(DIRECTIONS)}")
-    for i, s in enumerate(suite["settings"]):
-        if set(s) - SETTING_KEYS:
-            raise SuiteError(f"{path}: settings[{i}]: unknown key {sorted(set(s) - SETTING_KEYS)[0]!r}")
-        if s.get("features", "moft") not in ("moft", "cr", "vanilla"):
-            raise SuiteError(f"{path}: settings[{i}].features: moft, cr or vanilla")
-        if s.get("target", "curves") not in TARGET_KINDS:
-            raise SuiteError(f"{path}: settings[{i}].target: expected one of {', '.join(TARGET_KINDS)}, got {s['target']!r}")
+    except (ValueError, RecursionError) as exc:
+        raise SuiteError(f"{path}: not valid JSON ({exc})") from None
+    try:
+        return _check_suite(suite, path)
+    except SuiteError as exc:
+        raise SuiteError(f"{path}: {exc}") from None
+
+
+def _check_suite(suite, path: Path) -> dict:
+    if not isinstance(suite, dict):
+        raise SuiteError(f"the top level must be a JSON object, got {_kind(suite)}")
+    _object(suite, "top level", SUITE_KEYS)
+    base = path.parent
+    if "name" in suite:
+        _string(suite["name"], "name")
+    if "description" in suite and not isinstance(suite["description"], str):
+        raise SuiteError(f"description: must be a string, got {_kind(suite['description'])}")
+    steps = _integer(suite.get("steps", 25), "steps", 1, 10_000)
+    _number(suite.get("guidance_scale", 7.5), "guidance_scale", 0.0, 1e4)
     if suite.get("target", "curves") not in TARGET_KINDS:
-        raise SuiteError(f"{path}: target: expected one of {', '.join(TARGET_KINDS)}, got {suite['target']!r}")
-    for i, p in enumerate(suite["prompts"]):
-        if _prompt_color(p) is None:
-            raise SuiteError(f"{path}: prompts[{i}]: must name one of the colours {', '.join(COLORS)}")
+        raise SuiteError(f"target: expected one of {', '.join(TARGET_KINDS)}, got {suite['target']!r}")
+    guidance = _object(suite.get("guidance", {}), "guidance", set(GuidanceConfig.__dataclass_fields__))
+    _check_guidance(guidance, "guidance", steps, check_range="steps" in guidance)
+    for i, p in enumerate(_list(suite.get("prompts"), "prompts")):
+        _string(p, f"prompts[{i}]")
+    for i, seed in enumerate(_list(suite.get("seeds"), "seeds")):
+        _integer(seed, f"seeds[{i}]", 0, MAX_SEED)
+    requests = _list(suite.get("requests"), "requests")
+    for i, r in enumerate(requests):
+        requests[i] = _check_request(r, f"requests[{i}]", base)
+    for i, s in enumerate(_list(suite.get("settings"), "settings")):
+        where = f"settings[{i}]"
+        _object(s, where, SETTING_KEYS)
+        _string(s.get("name"), f"{where}.name")
+        if s.get("features", "moft") not in ("moft", "cr", "vanilla"):
+            raise SuiteError(f"{where}.features: moft, cr or vanilla")
+        if s.get("target", "curves") not in TARGET_KINDS:
+            raise SuiteError(f"{where}.target: expected one of {', '.join(TARGET_KINDS)}, got {s['target']!r}")
+        if s.get("fraction") is not None:
+            _number(s["fraction"], f"{where}.fraction", 1e-9, 1.0)
+        if s.get("gain") is not None:
+            _number(s["gain"], f"{where}.gain", -1e6, 1e6)
+        _check_guidance({k: v for k, v in s.items() if k in GuidanceConfig.__dataclass_fields__}, where, steps,
+                        base=guidance)
+    if any(protocol(r) == "synthetic-object" for r in requests):
+        for i, p in enumerate(suite["prompts"]):
+            if _prompt_color(p) is None:
+                raise SuiteError(f"prompts[{i}]: must name one of the colours {', '.join(COLORS)} "
+                                 f"(the synthetic-object requests find the object by its colour)")
     suite.setdefault("name", path.stem)
     return suite
+
+
+def _check_guidance(fields: dict, where: str, steps: int, base: dict | None = None,
+                    check_range: bool = True) -> GuidanceConfig:
+    """Types of GuidanceConfig fields, then GuidanceConfig's own checks and the guided range."""
+    for key, value in fields.items():
+        if key == "steps":
+            if (not isinstance(value, list) or len(value) != 2
+                    or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in value)):
+                raise SuiteError(f"{where}.steps: must be [start, end] (two integers), got {json.dumps(value)[:40]}")
+            continue
+        types, text = _GUIDANCE_TYPES[key]
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        if not ok or (isinstance(value, float) and not math.isfinite(value)):
+            raise SuiteError(f"{where}.{key}: must be {text}, got {_kind(value)} {json.dumps(value)[:40]}")
+    try:
+        g = _settings(fields, base)[0]
+    except (TypeError, ValueError) as exc:
+        raise SuiteError(f"{where}: {str(exc).splitlines()[0]}") from None
+    start, end = g.steps
+    if check_range and (start < 0 or start >= min(end, steps)):
+        raise SuiteError(f"{where}.steps: the guided steps [{start}, {end}) hold none of the {steps} DDIM steps "
+                         f"(guidance would never run)")
+    return g
+
+
+def _check_request(r, where: str, base: Path) -> dict:
+    if not isinstance(r, dict):
+        raise SuiteError(f"{where}: must be an object with a name and a motion, got {_kind(r)} {json.dumps(r)[:40]}")
+    kind = protocol(r)
+    _object(r, where, REQUEST_KEYS[kind])
+    _string(r.get("name"), f"{where}.name")
+    if kind == "trajectory":
+        return dict(r, trajectory=_inline_trajectory(r["trajectory"], f"{where}.trajectory", base))
+    if kind == "motion-transfer":
+        from .video import VideoError, read_video
+
+        clip = Path(_string(r["reference_clip"], f"{where}.reference_clip"))
+        clip = clip if clip.is_absolute() else base / clip
+        try:
+            read_video(clip, max_frames=1)
+        except VideoError as exc:
+            raise SuiteError(f"{where}.reference_clip: {exc}") from None
+        mask = _mask_trajectory(r.get("mask", "all"), 2, f"{where}.mask", base).regions[0].mask
+        return dict(r, reference_clip=str(clip.resolve()), mask=mask)
+    if "objects" in r:
+        for j, o in enumerate(_list(r["objects"], f"{where}.objects")):
+            if (not isinstance(o, dict) or o.get("color") not in (*COLORS, "first", "second")
+                    or o.get("direction") not in DIRECTIONS or set(o) - {"color", "direction"}):
+                raise SuiteError(f"{where}.objects[{j}]: needs a colour (or first/second) and a direction")
+        return r
+    if r.get("region") not in ("object", "all"):
+        raise SuiteError(f"{where}.region: 'object' or 'all' (or give a 'trajectory' or a 'reference_clip')")
+    if "reference" in r:
+        _object(r["reference"], f"{where}.reference", {"direction"})
+    direction = r.get("direction") or (r.get("reference") or {}).get("direction")
+    if direction not in DIRECTIONS:
+        raise SuiteError(f"{where}: direction must be one of {', '.join(DIRECTIONS)}")
+    if "speed" in r:
+        _number(r["speed"], f"{where}.speed", 1e-9, 1.0)
+    return r
+
+
+def _inline_trajectory(value, where: str, base: Path) -> dict:
+    """A trajectory file or inline document, checked, as an inline document with absolute paths."""
+    try:
+        if isinstance(value, str):
+            file = Path(value) if Path(value).is_absolute() else base / value
+            traj = load_trajectory(file, default_frames=MAX_FRAMES)
+            doc = json.loads(file.read_text(encoding="utf-8-sig"))
+        else:
+            traj = parse_trajectory(value, default_frames=MAX_FRAMES, base_dir=base, source=where)
+            doc = value
+    except TrajectoryError as exc:
+        raise SuiteError(f"{where}: {exc}") from None
+    out = traj.to_dict()
+    if "frames" not in doc:  # checked against the model's frame count at run time (check_suite)
+        del out["frames"]
+    return out
+
+
+def _mask_trajectory(mask, frames: int, where: str, base: Path | None = None):
+    """A one-region trajectory holding only a mask (motion transfer: the motion comes from the clip)."""
+    try:
+        return parse_trajectory({"version": 1, "frames": frames, "regions": [{"mask": mask, "points": [[0.5, 0.5]] * 2}]},
+                                base_dir=base, source=where)
+    except TrajectoryError as exc:
+        raise SuiteError(str(exc).replace("regions[0].mask", where)) from None
 
 
 def _prompt_color(prompt: str) -> str | None:
@@ -129,17 +357,26 @@ def run_identity(pipe, channels) -> str:
     return h.hexdigest()[:16]
 
 
+def _file_digest(path: str) -> str:
+    try:
+        return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return "unreadable"
+
+
 def items(suite: dict, identity: str = "") -> list[dict]:
     """Every (prompt, seed, request, setting) in a fixed order, each with a stable id
-    (which also depends on ``identity``, see ``run_identity``)."""
+    (which also depends on ``identity``, see ``run_identity``, and on a reference clip's bytes)."""
     out = []
     run = {k: suite.get(k) for k in ("guidance", "steps", "guidance_scale", "target")}
+    clips = {r["reference_clip"]: _file_digest(r["reference_clip"]) for r in suite["requests"] if "reference_clip" in r}
     # one group per (prompt, seed, request): its settings share one unguided source video
     groups = itertools.product(suite["prompts"], suite["seeds"], suite["requests"])
     for group, (p, s, r) in enumerate(groups):
         for st in [{"name": "unguided", "unguided": True}] + suite["settings"]:
             item = {"prompt": p, "seed": s, "request": r, "setting": st}
-            key = json.dumps(dict(item, run=run, scorer=SCORER_VERSION), sort_keys=True) + identity  # any change: new item
+            key = json.dumps(dict(item, run=run, scorer=SCORER_VERSION, clip=clips.get(r.get("reference_clip"))),
+                             sort_keys=True) + identity  # any change: new item
             out.append(dict(item, id=hashlib.sha1(key.encode()).hexdigest()[:16], group=group))
     return out
 
@@ -170,7 +407,7 @@ def _settings(setting: dict, base: dict | None = None) -> tuple[GuidanceConfig, 
 
 
 def _parts(prompt: str, req: dict) -> list[dict]:
-    """A request as parts ``{color, direction, region}``: one per controlled object (or the pan)."""
+    """A synthetic-object request as parts ``{color, direction, region}``: one per controlled object (or the pan)."""
     if "objects" in req:
         named = [w for w in prompt.lower().replace(",", " ").split() if w in COLORS]
         pick = {"first": 0, "second": 1}
@@ -180,19 +417,83 @@ def _parts(prompt: str, req: dict) -> list[dict]:
     return [{"color": _prompt_color(prompt), "direction": direction, "region": req["region"]}]
 
 
-def _target(pipe, req, traj, channels, setting_extra, lat, steps, seed, size, source, kind) -> Target | str:
-    """The request's target under a setting's feature mode and target kind (``source``: the unguided
-    frames, dragged for a ``drag`` target), or a reason why there is none."""
+def fit_reference_clip(path: str | Path, frames: int, height: int, width: int) -> np.ndarray:
+    """A reference clip as the model's frames: its first ``frames`` frames resized to the model's size.
+
+    A stopgap until the clip rule of issue 18 §1 (``moft.video.read_clip``: frame window, stride,
+    spatial fit) is on this branch; then this is ``read_clip(path, frames, size=(height, width)).frames``.
+
+    Example:
+        >>> ref = fit_reference_clip("clip.mp4", 8, 32, 32)   # doctest: +SKIP
+
+    Raises:
+        SuiteError: an unreadable clip or one with fewer frames than the model makes.
+    """
+    from .video import VideoError, read_video, resize_video
+
+    try:
+        clip = read_video(path, max_frames=frames)  # (F, H0, W0, 3) uint8
+    except VideoError as exc:
+        raise SuiteError(str(exc)) from None
+    if len(clip) < frames:
+        raise SuiteError(f"{path}: too few frames: the clip has {len(clip)}; the model makes {frames}-frame videos")
+    return resize_video(clip, height, width)
+
+
+def check_suite(suite: dict, frames: int, height: int, width: int, latent: tuple[int, int]) -> dict:
+    """What every general request needs at the model's size, checked before any sampling.
+
+    Example:
+        >>> plans = check_suite(load_suite("benchmarks/general_metrics.json"), 8, 32, 32, (16, 16))
+        >>> plans[0]["trajectory"].frames
+        8
+
+    Returns:
+        ``{request index: {"trajectory": Trajectory, "reference": (F, H, W, 3) uint8 or None}}``
+        for the requests of the general protocols.
+
+    Raises:
+        SuiteError: a trajectory of another frame count, a region that covers no pixel of the
+            latent grid, a clip too short or unreadable.
+    """
+    plans = {}
+    for i, req in enumerate(suite["requests"]):
+        kind, where = protocol(req), f"requests[{i}] ({req['name']})"
+        if kind == "synthetic-object":
+            continue
+        if kind == "trajectory":
+            try:
+                traj = parse_trajectory(req["trajectory"], default_frames=frames, source=where)
+            except TrajectoryError as exc:
+                raise SuiteError(f"{where}: {exc}") from None
+            ref = None
+        else:
+            traj = _mask_trajectory(req["mask"], frames, where)
+            ref = fit_reference_clip(req["reference_clip"], frames, height, width)
+        if traj.frames != frames:
+            raise SuiteError(f"{where}: the trajectory has {traj.frames} frames, the model makes {frames}")
+        try:
+            traj.masks(*latent), traj.masks(height, width)
+        except TrajectoryError as exc:
+            raise SuiteError(f"{where}: {exc}") from None
+        plans[i] = {"trajectory": traj, "reference": ref}
+    for i, s in enumerate(suite["settings"]):
+        _check_guidance({k: v for k, v in s.items() if k in GuidanceConfig.__dataclass_fields__}, f"settings[{i}]",
+                        int(suite.get("steps", 25)), base=suite.get("guidance"))
+    return plans
+
+
+def _target(pipe, reference, traj, channels, setting_extra, lat, steps, source, kind) -> Target | str:
+    """The request's target under a setting's feature mode and target kind (``reference``: a clip
+    whose motion to copy; ``source``: the unguided frames, dragged for a ``drag`` target), or a
+    reason why there is none."""
     features = setting_extra["features"] or "moft"
     gain = setting_extra["gain"] or 1.0
-    f, h = traj.frames, size
     chosen = _channel_subset(channels, setting_extra["fraction"])
-    if "reference" in req:
-        ref = make_clip(np.random.default_rng(seed + 7), kind="pan", n_frames=f, size=h,
-                        direction=req["reference"]["direction"], speed=float(req.get("speed", 0.05)) * 32)
+    if reference is not None:
         masks = torch.from_numpy(traj.masks(*lat))
-        maps = reference_target(pipe, (ref.frames * 255).round().astype(np.uint8), channels=None, masks=masks,
-                                num_steps=steps, content_removal=features != "vanilla")
+        maps = reference_target(pipe, reference, channels=None, masks=masks, num_steps=steps,
+                                content_removal=features != "vanilla")
     elif features == "vanilla":
         return "vanilla features need a reference video"
     elif kind == "drag":
@@ -203,8 +504,34 @@ def _target(pipe, req, traj, channels, setting_extra, lat, steps, seed, size, so
     return _restrict(maps, chosen) if features == "moft" else maps  # map targets are built over all channels
 
 
+def _synthetic_request(src_frames, prompt, req, seed) -> tuple | str:
+    """A synthetic-object request on its source video: (parts, trajectory, reference clip), or why not."""
+    f, h, w = src_frames.shape[:3]
+    speed = float(req.get("speed", 0.05))
+    parts, regions = _parts(prompt, req), []
+    for part in parts:
+        found = object_box(src_frames, part["color"])
+        if found is None:
+            return f"no {part['color']} object in source"
+        part["start"], box = found
+        d = np.asarray(DIRECTIONS[part["direction"]])
+        part["requested"] = part["start"] + np.arange(f)[:, None] * speed * np.array([w, h]) * d  # (F, 2) px
+        regions.append({"mask": "all" if part["region"] == "all" else {"box": box},
+                        "direction": list(d), "speed": speed})
+    traj = parse_trajectory({"version": 1, "frames": f, "regions": regions})
+    reference = None
+    if "reference" in req:
+        clip = make_clip(np.random.default_rng(seed + 7), kind="pan", n_frames=f, size=h,
+                         direction=req["reference"]["direction"], speed=speed * 32)
+        reference = (clip.frames * 255).round().astype(np.uint8)
+    return parts, traj, reference
+
+
 def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
-    """Generate and score one item; ``cache`` keeps source videos per (prompt, seed)."""
+    """Generate and score one item; ``cache`` keeps source videos per (prompt, seed) and the
+    requests' ``check_suite`` plans (made on first use)."""
+    from .latents import vae_scale
+
     steps, cfg = suite.get("steps", 25), suite.get("guidance_scale", 7.5)
     prompt, seed, req, setting = item["prompt"], item["seed"], item["request"], item["setting"]
     key = (prompt, seed)
@@ -212,61 +539,197 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
         cache[key] = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg)
     src = cache[key]
     f, h, w = src.frames.shape[:3]
-    row = {"id": item["id"], "prompt": prompt, "seed": seed, "request": req["name"], "setting": setting["name"]}
-    speed = float(req.get("speed", 0.05))
-    parts, regions = _parts(prompt, req), []
-    for part in parts:
-        found = object_box(src.frames, part["color"])
-        if found is None:
-            return dict(row, status=f"no {part['color']} object in source")
-        part["start"], box = found
-        d = np.asarray(DIRECTIONS[part["direction"]])
-        part["requested"] = part["start"] + np.arange(f)[:, None] * speed * np.array([w, h]) * d  # (F, 2) px
-        regions.append({"mask": "all" if part["region"] == "all" else {"box": box},
-                        "direction": list(d), "speed": speed})
-    traj = parse_trajectory({"version": 1, "frames": f, "regions": regions})
+    lat = (src.latents.shape[-2], src.latents.shape[-1])
+    kind = protocol(req)
+    row = {"id": item["id"], "prompt": prompt, "seed": seed, "request": req["name"], "setting": setting["name"],
+           "protocol": kind}
+    if kind == "synthetic-object":
+        made = _synthetic_request(src.frames, prompt, req, seed)
+        if isinstance(made, str):
+            return dict(row, status=made)
+        parts, traj, reference = made
+    else:
+        if "plans" not in cache:
+            cache["plans"] = check_suite(suite, f, h, w, (h // vae_scale(pipe), w // vae_scale(pipe)))
+        plan = cache["plans"][suite["requests"].index(req)]
+        traj, reference = plan["trajectory"], plan["reference"]
     if setting.get("unguided"):
         frames, seconds = src.frames, 0.0
     else:
         g, extra = _settings(setting, suite.get("guidance"))
-        lat = (src.latents.shape[-2], src.latents.shape[-1])
-        kind = extra["target"] or suite.get("target", "curves")
-        target = _target(pipe, req, traj, channels, extra, lat, steps, seed, h, src.frames, kind)
+        target_kind = extra["target"] or suite.get("target", "curves")
+        target = _target(pipe, reference, traj, channels, extra, lat, steps, src.frames, target_kind)
         if isinstance(target, str):
             return dict(row, status=target)
         try:
             out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, latents=src.initial_latents,
                          target=target, guidance=g)
         except GuidanceDiverged as exc:  # no video: the request failed (counted in direction success)
-            return dict(row, status="ok", diverged=str(exc), direction_success=0.0)
+            failed = "direction_success" if kind == "synthetic-object" else "direction_success_lk"
+            return dict(row, status="ok", diverged=str(exc), **({failed: 0.0} if kind != "motion-transfer" else {}))
         frames, seconds = out.frames, out.seconds
         row["final_loss"] = out.losses[-1]["loss"] if out.losses else None
+    if kind == "synthetic-object":
+        scores, reasons = score_synthetic(frames, src.frames, parts, traj)
+    elif kind == "trajectory":
+        scores, reasons = score_trajectory(frames, src.frames, traj)
+    else:
+        scores, reasons = score_transfer(frames, src.frames, reference, traj.regions[0].rasterize(h, w))
+    scores["seconds"] = seconds
+    return dict(row, status="ok", **strict(scores, reasons))
+
+
+def strict(scores: dict, reasons: dict | None = None) -> dict:
+    """Scores as strict JSON: a non-finite number becomes ``None`` and ``null_because`` says why
+    (the key ``moft.video.strict_json`` uses, here with the metric's own reason).
+
+    Example:
+        >>> strict({"psnr": float("inf"), "mf": float("nan"), "n": 3}, {"mf": "no tracks"})
+        {'psnr': None, 'mf': None, 'n': 3, 'null_because': {'psnr': 'infinite (identical pixels)', 'mf': 'no tracks'}}
+    """
+    out, why = {}, {}
+    for k, v in scores.items():
+        if isinstance(v, (float, np.floating)) and not math.isfinite(v):
+            out[k] = None
+            why[k] = (reasons or {}).get(k) or ("infinite (identical pixels)" if v > 0 else "not measurable")
+        else:
+            out[k] = float(v) if isinstance(v, (float, np.floating)) else v
+    if why:
+        out["null_because"] = why
+    return out
+
+
+def _outside(masks: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Background pixels per frame: not in any frame-0 region nor where it was asked to go, widened
+    by the SSIM window's reach. ``masks`` (R, H, W), ``offsets`` (R, F, 2) px -> (F, H, W) bool."""
+    import cv2
+
+    num_frames, (height, width) = offsets.shape[1], masks.shape[1:]
+    covered = np.zeros((num_frames, height, width), bool)  # (F, H, W)
+    for mask, offset in zip(masks, offsets):
+        m = mask.astype(np.uint8)
+        for k in range(num_frames):
+            moved = cv2.warpAffine(m, np.float32([[1, 0, offset[k, 0]], [0, 1, offset[k, 1]]]), (width, height),
+                                   flags=cv2.INTER_NEAREST) if np.all(np.isfinite(offset[k])) else m
+            covered[k] |= (m | moved) > 0
+    return ~np.stack([_dilate(c, SSIM_REACH) for c in covered])
+
+
+def _background(frames, source, outside, scores: dict, reasons: dict) -> None:
+    if not outside.any():
+        reason = "the regions cover the frame: no background to compare"
+        scores["psnr_outside"], scores["ssim_outside"] = math.nan, math.nan
+        reasons["psnr_outside"] = reasons["ssim_outside"] = reason
+        return
+    scores["psnr_outside"] = psnr(frames, source, outside)
+    scores["ssim_outside"] = ssim(frames, source, outside)
+
+
+def score_synthetic(frames, source, parts, traj) -> tuple[dict, dict]:
+    """Synthetic-object protocol: colour-centroid direction/distance/steering, LK Motion Fidelity."""
+    f, h, w = frames.shape[:3]
     masks = traj.masks(h, w)  # (R, H, W)
     success, error, tracks, ref_tracks, steer = [], [], [], [], []
     for part, mask in zip(parts, masks):
         path = track_centroid(frames, color=COLORS[part["color"]])
         success.append(direction_success(path, part["requested"]))
         error.append(trajectory_error(path, part["requested"], height=h, width=w))
-        steer.append(steering(path, track_centroid(src.frames, color=COLORS[part["color"]]), part["requested"]))
+        steer.append(steering(path, track_centroid(source, color=COLORS[part["color"]]), part["requested"]))
         t = track_points(frames, mask=mask)
         if len(t):
             tracks.append(t)
-            ref_tracks.append(part["requested"][None] - part["start"] + t[:, :1])  # each point follows the request
-    outside = ~_dilate(masks.any(0), 2)
-    mf = motion_fidelity(np.concatenate(tracks), np.concatenate(ref_tracks)) if tracks else float("nan")
-    row.update({
-        "status": "ok",
+            ref_tracks.append(request_tracks(t[:, 0], part["requested"]))  # each point follows the request
+    scores = {
         "direction_success": float(np.mean(success)),
-        "trajectory_error": float(np.nanmean(error)) if np.isfinite(error).any() else float("nan"),
-        "motion_fidelity": float(mf),
-        "psnr_outside": float(psnr(frames, src.frames, outside)) if outside.any() else float("nan"),
-        "ssim_outside": float(ssim(frames, src.frames, outside)) if outside.any() else float("nan"),
-        "seconds": seconds,
-    })
+        "trajectory_error": float(np.nanmean(error)) if np.isfinite(error).any() else math.nan,
+        "motion_fidelity_lk": motion_fidelity(np.concatenate(tracks), np.concatenate(ref_tracks)) if tracks else math.nan,
+    }
+    reasons = {"trajectory_error": "the object was not found in the guided video",
+               "motion_fidelity_lk": "no LK track in the regions"}
     for key in ("toward_px", "motion_kept"):
         vals = [v[key] for v in steer if np.isfinite(v[key])]
-        row[key] = float(np.mean(vals)) if vals else float("nan")
-    return row
+        scores[key] = float(np.mean(vals)) if vals else math.nan
+        reasons[key] = "a still request or source, or the object was not found"
+    offsets = np.stack([p["requested"] - p["requested"][0] for p in parts])  # (R, F, 2)
+    _background(frames, source, _outside(masks, offsets), scores, reasons)
+    return scores, reasons
+
+
+def score_trajectory(frames, source, traj) -> tuple[dict, dict]:
+    """General protocol for an explicit trajectory: LK tracks of each frame-0 region against the request.
+
+    Per region: LK tracks of the generated and the source video from the region's frame-0 pixels;
+    each point's request is the region's requested path moved to its start (``request_tracks``).
+    The region's path is the mean of its tracks (``mean_path``); direction success, mean distance
+    (fraction of the frame) and steering compare it with the requested path; Motion Fidelity and
+    ObjMC pool the points of all regions. A region ``"all"`` is the camera: its tracks cover the
+    frame, and the median dense flow outside the other regions gives the camera error (px/frame).
+    """
+    f, h, w = frames.shape[:3]
+    masks = traj.masks(h, w)  # (R, H, W)
+    scale = np.array([w, h], dtype=np.float64)
+    objects = np.zeros((h, w), bool)
+    for region, mask in zip(traj.regions, masks):
+        if region.mask != "all":
+            objects |= mask
+    success, error, steer, tracks, wanted, cam = [], [], [], [], [], []
+    for region, mask in zip(traj.regions, masks):
+        requested = region.path * scale  # (F, 2) px
+        t = region_tracks(frames, mask)
+        path, before = mean_path(t), mean_path(region_tracks(source, mask))  # (F, 2)
+        requested_here = requested - requested[0] + path[0]  # the request from where the region is
+        success.append(direction_success(path, requested_here) if len(t) else False)
+        error.append(trajectory_error(path, requested_here, height=h, width=w))
+        steer.append(steering(path, before, requested))
+        if len(t):
+            tracks.append(t)
+            wanted.append(request_tracks(t[:, 0], requested))
+        if region.mask == "all":
+            moved = camera_motion(frames, exclude=_dilate(objects, 2) if objects.any() else None)  # (F-1, 2)
+            cam.append(np.linalg.norm(moved - region.displacements * scale, axis=-1))  # (F-1,)
+    scores = {
+        "direction_success_lk": float(np.mean(success)),
+        "trajectory_error_lk": float(np.nanmean(error)) if np.isfinite(error).any() else math.nan,
+        "motion_fidelity_lk": motion_fidelity(np.concatenate(tracks), np.concatenate(wanted)) if tracks else math.nan,
+        "objmc_lk_px": objmc(np.concatenate(tracks), np.concatenate(wanted)) if tracks else math.nan,
+        "camera_error_flow_px": float(np.nanmean(np.concatenate(cam))) if cam else math.nan,
+    }
+    reasons = {"trajectory_error_lk": "no LK track in the regions", "motion_fidelity_lk": "no LK track in the regions",
+               "objmc_lk_px": "no LK track in the regions",
+               "camera_error_flow_px": "no camera region ('all') in the request"}
+    for key in ("toward_px", "motion_kept"):
+        vals = [v[key] for v in steer if np.isfinite(v[key])]
+        scores[f"{key}_lk"] = float(np.mean(vals)) if vals else math.nan
+        reasons[f"{key}_lk"] = "a still request or source, or no LK track"
+    offsets = np.stack([(r.path - r.path[0]) * scale for r in traj.regions])  # (R, F, 2)
+    _background(frames, source, _outside(masks, offsets), scores, reasons)
+    return scores, reasons
+
+
+def score_transfer(frames, source, reference, mask) -> tuple[dict, dict]:
+    """Motion-transfer protocol: LK tracks of the generated and the reference clip in the same frame-0 region.
+
+    Motion Fidelity between the two track sets; ObjMC-style distance between their mean paths
+    (both started at the generated region's start); camera error: the per-frame difference of
+    the two clips' camera motion (median flow outside the region, over the frame when the
+    region is the whole frame).
+    """
+    t, ref = region_tracks(frames, mask), region_tracks(reference, mask)  # (N, F, 2), (M, F, 2)
+    path, ref_path = mean_path(t), mean_path(ref)
+    whole = bool(mask.all())
+    exclude = None if whole else _dilate(mask, 2)
+    cam = camera_motion(frames, exclude=exclude) - camera_motion(reference, exclude=exclude)  # (F-1, 2)
+    scores = {
+        "motion_fidelity_lk": motion_fidelity(t, ref) if len(t) and len(ref) else math.nan,
+        "objmc_lk_px": objmc(path[None], request_tracks(path[:1], ref_path)) if len(t) and len(ref) else math.nan,
+        "camera_error_flow_px": float(np.nanmean(np.linalg.norm(cam, axis=-1))) if np.isfinite(cam).any() else math.nan,
+    }
+    reasons = {"motion_fidelity_lk": "no LK track in the region of one of the clips",
+               "objmc_lk_px": "no LK track in the region of one of the clips",
+               "camera_error_flow_px": "the region covers the frame"}
+    offsets = (ref_path - ref_path[0])[None] if np.isfinite(ref_path).all() else np.zeros((1, len(frames), 2))
+    _background(frames, source, _outside(mask[None], offsets), scores, reasons)
+    return scores, reasons
 
 
 def _dilate(mask: np.ndarray, px: int) -> np.ndarray:
@@ -287,8 +750,30 @@ def _restrict(target: Target, chosen: torch.Tensor) -> Target:
     return Target(target.curves[..., pos], target.masks, chosen, target.content_removal, maps, target.meta)
 
 
+# (row key, table label, x100, digits, protocols that score it); medians for ratios (one near-still source
+# would dominate a mean)
+_S, _T, _M = "synthetic-object", "trajectory", "motion-transfer"
+METRICS = (
+    ("motion_fidelity_lk", "Motion Fidelity (LK) ↑", True, 1, {_S, _T, _M}),
+    ("direction_success", "direction success (colour) ↑", False, 2, {_S}),
+    ("direction_success_lk", "direction success (LK) ↑", False, 2, {_T}),
+    ("trajectory_error", "mean distance (colour) ↓", False, 3, {_S}),
+    ("trajectory_error_lk", "mean distance (LK) ↓", False, 3, {_T}),
+    ("objmc_lk_px", "ObjMC (LK, px) ↓", False, 2, {_T, _M}),
+    ("camera_error_flow_px", "camera error (flow, px/frame) ↓", False, 2, {_T, _M}),
+    ("toward_px", "pushed toward (px) ↑", False, 1, {_S}),
+    ("toward_px_lk", "pushed toward (LK, px) ↑", False, 1, {_T}),
+    ("motion_kept", "motion kept (median)", False, 2, {_S}),
+    ("motion_kept_lk", "motion kept (LK, median)", False, 2, {_T}),
+    ("psnr_outside", "PSNR outside ↑", False, 1, {_S, _T, _M}),
+    ("ssim_outside", "SSIM outside ↑", False, 3, {_S, _T, _M}),
+    ("seconds", "s / video", False, 1, {_S, _T, _M}),
+)
+_MEDIAN = {"motion_kept", "motion_kept_lk"}
+
+
 def summarise(rows: list[dict]) -> list[dict]:
-    """Mean metrics (median ``motion_kept``) per setting, in first-seen order.
+    """Mean metrics (median ``motion_kept``) per setting, in first-seen order; ``None`` where no row has one.
 
     A request whose guidance diverged (``GuidanceDiverged``: no video) counts as a failed direction and
     in ``diverged``; it has no other metric.
@@ -299,40 +784,46 @@ def summarise(rows: list[dict]) -> list[dict]:
     table = []
     for name, rs in groups.items():
         ok = [r for r in rs if r.get("status") == "ok"]
-        entry = {"setting": name, "items": len(rs), "scored": len(ok), "diverged": sum("diverged" in r for r in ok)}
-        for k in ("motion_fidelity", "direction_success", "trajectory_error", "toward_px", "motion_kept",
-                  "psnr_outside", "ssim_outside", "seconds"):
-            vals = np.asarray([float(r.get(k, np.nan)) for r in ok], dtype=np.float64)
+        entry = {"setting": name, "items": len(rs), "scored": len(ok), "diverged": sum("diverged" in r for r in ok),
+                 "protocols": sorted({r.get("protocol", _S) for r in rs})}
+        for k, *_ in METRICS:
+            vals = np.asarray([float(r[k]) for r in ok if r.get(k) is not None], dtype=np.float64)
             vals = vals[np.isfinite(vals)]
-            average = np.median if k == "motion_kept" else np.mean  # a ratio: one near-still source would dominate a mean
-            entry[k] = float(average(vals)) if len(vals) else None
+            entry[k] = float((np.median if k in _MEDIAN else np.mean)(vals)) if len(vals) else None
         table.append(entry)
     return table
 
 
 def markdown_table(table: list[dict]) -> str:
-    head = ("| setting | scored | Motion Fidelity ↑ | direction success ↑ | trajectory error ↓ | pushed toward (px) ↑ "
-            "| motion kept (median) | PSNR outside ↑ | SSIM outside ↑ | s / video |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    """The summary as Markdown, one column per metric of the protocols in the table."""
+    protocols = {p for t in table for p in t.get("protocols", [_S])}
+    shown = [m for m in METRICS if m[4] & protocols]
+    head = "| setting | scored | " + " | ".join(m[1] for m in shown) + " |\n"
+    head += "|---|---|" + "---|" * len(shown) + "\n"
 
-    def fmt(v, p=3):
-        return "–" if v is None else f"{v:.{p}f}"
+    def fmt(v, percent, digits):
+        return "–" if v is None else f"{100 * v if percent else v:.{digits}f}"
 
     return head + "".join(
-        f"| {t['setting']} | {t['scored']}/{t['items']}{f' ({d} diverged)' if (d := t.get('diverged')) else ''} | {fmt(t['motion_fidelity'] and 100 * t['motion_fidelity'], 1)} "
-        f"| {fmt(t['direction_success'], 2)} | {fmt(t['trajectory_error'])} | {fmt(t.get('toward_px'), 1)} "
-        f"| {fmt(t.get('motion_kept'), 2)} | {fmt(t['psnr_outside'], 1)} "
-        f"| {fmt(t['ssim_outside'])} | {fmt(t['seconds'], 1)} |\n" for t in table)
+        f"| {t['setting']} | {t['scored']}/{t['items']}{f' ({d} diverged)' if (d := t.get('diverged')) else ''} | "
+        + " | ".join(fmt(t.get(k), pct, dig) for k, _, pct, dig, _ in shown) + " |\n" for t in table)
 
 
 def run_suite(pipe, suite: dict, work_dir: str | Path, channels, *, process_index: int = 0, num_processes: int = 1,
               progress=None) -> list[dict]:
     """Run this process's share of the items, skipping items already finished in ``work_dir``;
     returns this share's rows. Shares are whole groups (every setting of one prompt, seed and
-    request, dealt round-robin), so the work is balanced and each source video is made once."""
+    request, dealt round-robin), so the work is balanced and each source video is made once.
+    The general requests are checked at the model's size (``check_suite``) before any sampling."""
+    from .channels import default_video_size
+    from .latents import vae_scale
+    from .video import atomic_write_text
+
+    f, h, w = default_video_size(pipe)
+    cache: dict = {"plans": check_suite(suite, f, h, w, (h // vae_scale(pipe), w // vae_scale(pipe)))}
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     todo = [it for it in items(suite, run_identity(pipe, channels)) if it["group"] % num_processes == process_index]
-    cache: dict = {}
     rows = []
     for n, item in enumerate(todo):
         done = work / f"{item['id']}.json"
@@ -341,9 +832,7 @@ def run_suite(pipe, suite: dict, work_dir: str | Path, channels, *, process_inde
         else:
             torch.manual_seed(0)
             row = run_item(pipe, suite, item, channels, cache)
-            from .video import atomic_write_text
-
-            atomic_write_text(done, json.dumps(row))
+            atomic_write_text(done, json.dumps(row, allow_nan=False))
             rows.append(row)
         if progress is not None:
             progress(n + 1, len(todo))

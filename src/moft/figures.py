@@ -97,13 +97,14 @@ def pca_direction_figure(vectors: dict[str, torch.Tensor | np.ndarray], path: st
 
 
 def report_figure(table: list[dict], path: str | Path, title: str = "") -> Path:
-    """Bar charts of direction success and Motion Fidelity per setting of an evaluation report."""
+    """Bar charts of direction success and Motion Fidelity (LK) per setting of an evaluation report."""
     plt = _plt()
     names = [t["setting"] for t in table]
     fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.1 * len(names) + 2), 3.6))
-    for ax, key, label in ((axes[0], "direction_success", "direction success"),
-                           (axes[1], "motion_fidelity", "Motion Fidelity")):
-        vals = [t[key] if t[key] is not None else 0.0 for t in table]
+    success = "direction_success" if any(t.get("direction_success") is not None for t in table) else "direction_success_lk"
+    for ax, key, label in ((axes[0], success, success.replace("_lk", " (LK)").replace("_", " ")),
+                           (axes[1], "motion_fidelity_lk", "Motion Fidelity (LK)")):
+        vals = [t.get(key) if t.get(key) is not None else 0.0 for t in table]
         ax.bar(range(len(names)), vals, color="tab:blue")
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(label)

@@ -1,18 +1,36 @@
-"""Offline motion metrics: point/centroid tracking, Motion Fidelity, path errors, PSNR/SSIM.
+"""Offline motion metrics: point tracks (LK, dense flow), camera motion, Motion Fidelity, path errors, PSNR/SSIM.
+
+Two protocols use them (see docs/metrics.md):
+
+* **General metrics** (any model, any content): point tracks inside a region, from OpenCV's
+  pyramidal Lucas-Kanade (``track_points``) or integrated dense optical flow (``flow_tracks``);
+  camera motion as the median flow outside the regions (``camera_motion``); Motion Fidelity
+  between track sets (``motion_fidelity``); ObjMC-style mean distance to requested tracks
+  (``objmc``). These are LK/flow figures, *not* CoTracker figures: they are not comparable with
+  the numbers peers report with CoTracker.
+* **Synthetic-object protocol** (the shipped model's coloured organisms only): the object is
+  segmented by its colour and followed by its centroid (``track_centroid``).
 
 Conventions: coordinates are pixels with x to the right and y down, pixel
 centres at integer positions (the top-left pixel is at (0, 0)). A set of point
 tracks is an ``(N, F, 2)`` float array holding (x, y) per frame, NaN where a
 point is lost; a single path is ``(F, 2)``. Videos are ``(F, H, W, 3)`` uint8
-or float in [0, 1].
+or float in [0, 1]. Displacements are those of the *content*: a camera panning
+right moves the content left (negative dx).
 
 Example:
-    >>> from moft.metrics import track_points, motion_fidelity, track_centroid, path_fit
-    >>> tracks = track_points(generated)                     # (N, F, 2)
-    >>> ref = track_points(reference)                        # (M, F, 2)
-    >>> motion_fidelity(tracks, ref)                         # in [-1, 1]
-    >>> path = track_centroid(generated, color=(255, 0, 0))  # (F, 2)
-    >>> path_fit(path)["angle_deg"]
+    >>> import numpy as np
+    >>> from moft.metrics import track_points, motion_fidelity, camera_motion
+    >>> rng = np.random.default_rng(0)
+    >>> texture = (rng.random((48, 48, 3)) * 255).astype(np.uint8)
+    >>> video = np.stack([np.roll(texture, k, axis=1) for k in range(6)])   # content moves right 1 px/frame
+    >>> tracks = track_points(video)                                        # (N, 6, 2)
+    >>> round(float(np.nanmedian(np.diff(tracks, axis=1)[..., 0])), 2)
+    1.0
+    >>> motion_fidelity(tracks, tracks)
+    1.0
+    >>> camera_motion(video)[0].round(1) + 0.0                              # median flow, frame 0 -> 1
+    array([1., 0.])
 """
 
 from __future__ import annotations
@@ -26,14 +44,23 @@ from moft.video import to_float, to_uint8
 
 __all__ = [
     "track_points",
+    "region_points",
+    "region_tracks",
+    "optical_flow",
+    "flow_tracks",
+    "camera_motion",
+    "mean_path",
+    "request_tracks",
     "track_centroid",
     "motion_fidelity",
+    "objmc",
     "trajectory_error",
     "direction_success",
     "steering",
     "path_fit",
     "psnr",
     "ssim",
+    "ssim_map",
     "angle_between",
 ]
 
@@ -79,6 +106,21 @@ def _check_path(path: np.ndarray, name: str) -> np.ndarray:
     return path
 
 
+def _check_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (height, width):
+        raise ValueError(f"mask must have shape {(height, width)}, got {mask.shape}")
+    return mask
+
+
+def _check_points(points: np.ndarray) -> np.ndarray:
+    """(N, 2) finite (x, y) start points as float32."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2) if np.size(points) else np.zeros((0, 2))
+    if not np.all(np.isfinite(points)):
+        raise ValueError("points must be finite")
+    return points.astype(np.float32)
+
+
 def angle_between(u, v) -> float:
     """Unsigned angle between two 2-D vectors, in degrees.
 
@@ -119,14 +161,16 @@ def track_points(
     win_size: int | None = None,
     max_level: int | None = None,
     fb_threshold: float | None = 1.0,
+    points: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Track corner points of frame 0 through the video with pyramidal Lucas-Kanade.
+    """Track points of frame 0 through the video with pyramidal Lucas-Kanade (OpenCV).
 
     Example:
-        >>> tracks = track_points(video, max_points=100)        # (N, F, 2)
-        >>> disp = np.nanmean(np.diff(tracks, axis=1), axis=(0, 1))  # mean (dx, dy) per frame
+        >>> tracks = track_points(video, max_points=100)        # doctest: +SKIP
+        >>> disp = np.nanmean(np.diff(tracks, axis=1), axis=(0, 1))  # doctest: +SKIP
 
-    Points come from ``cv2.goodFeaturesToTrack`` on frame 0 and are tracked
+    Points are ``points`` if given, else ``cv2.goodFeaturesToTrack`` corners of frame 0 (inside
+    ``mask``); they are tracked
     frame to frame with ``cv2.calcOpticalFlowPyrLK``. A point whose status is
     0, which leaves the frame, or whose forward-backward error (track to
     frame k, then back to k - 1) exceeds ``fb_threshold`` is NaN from then on.
@@ -144,6 +188,8 @@ def track_points(
         max_level: LK pyramid levels; default 1, 2 or 3 by the same size rule.
         fb_threshold: Maximum forward-backward error in pixels; None turns
             the check off (half the cost).
+        points: Optional ``(N, 2)`` (x, y) start points in frame 0 (e.g. ``region_points``);
+            ``mask``, ``max_points``, ``quality`` and ``min_distance`` are then unused.
 
     Returns:
         ``(N, F, 2)`` float64 (x, y) tracks; ``N`` may be 0 (flat frames).
@@ -156,19 +202,21 @@ def track_points(
     if max_level is None:
         max_level = 1 if small < 64 else 2 if small < 256 else 3
 
-    feature_mask = None
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != (height, width):
-            raise ValueError(f"mask must have shape {(height, width)}, got {mask.shape}")
-        feature_mask = mask.astype(np.uint8) * 255
-    corners = cv2.goodFeaturesToTrack(
-        grey[0], maxCorners=int(max_points), qualityLevel=float(quality),
-        minDistance=float(min_distance), mask=feature_mask, blockSize=3,
-    )
-    if corners is None or max_points < 1:
+    if points is not None:
+        points = _check_points(points)
+    else:
+        feature_mask = None
+        if mask is not None:
+            feature_mask = _check_mask(mask, height, width).astype(np.uint8) * 255
+        corners = cv2.goodFeaturesToTrack(
+            grey[0], maxCorners=int(max_points), qualityLevel=float(quality),
+            minDistance=float(min_distance), mask=feature_mask, blockSize=3,
+        )
+        if corners is None or max_points < 1:
+            return np.zeros((0, num_frames, 2))
+        points = corners.reshape(-1, 2).astype(np.float32)  # (N, 2)
+    if len(points) == 0:
         return np.zeros((0, num_frames, 2))
-    points = corners.reshape(-1, 2).astype(np.float32)  # (N, 2)
     tracks = np.full((len(points), num_frames, 2), np.nan)  # (N, F, 2)
     tracks[:, 0] = points
     alive = np.ones(len(points), dtype=bool)  # (N,)
@@ -200,6 +248,278 @@ def track_points(
     return tracks
 
 
+def region_points(mask: np.ndarray, *, spacing: float = 2.0, max_points: int = 400) -> np.ndarray:
+    """A regular grid of start points inside a region (for trackers on flat or smooth content).
+
+    Example:
+        >>> mask = np.zeros((8, 8), bool); mask[2:6, 2:6] = True
+        >>> region_points(mask, spacing=2).tolist()
+        [[2.0, 2.0], [4.0, 2.0], [2.0, 4.0], [4.0, 4.0]]
+
+    Args:
+        mask: ``(H, W)`` bool region.
+        spacing: Grid step in pixels; widened as needed to keep at most ``max_points``.
+        max_points: Upper bound on the number of points.
+
+    Returns:
+        ``(N, 2)`` float64 (x, y) pixel centres inside ``mask``, row by row.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must have shape (H, W), got {mask.shape}")
+    step = max(1, int(round(spacing)))
+    step = max(step, int(math.ceil(math.sqrt(mask.sum() / max(1, int(max_points))))))
+    ys, xs = np.nonzero(mask[::step, ::step])
+    return np.stack([xs * step, ys * step], axis=1).astype(np.float64)  # (N, 2)
+
+
+def region_tracks(video: np.ndarray, mask: np.ndarray, *, method: str = "lk", inset: int = 2) -> np.ndarray:
+    """Point tracks of a frame-0 region, as ``moft evaluate`` takes them.
+
+    Example:
+        >>> tracks = region_tracks(video, traj.regions[0].rasterize(h, w))   # doctest: +SKIP
+
+    Seeds lie ``inset`` px inside the region (corners on its edge straddle the region and the
+    ground, and LK windows there are pulled toward the still side), unless that leaves under 16
+    pixels. ``"lk"``: ``track_points`` from the corners there, or from a 2-px grid
+    (``region_points``) when there are under 4 corners (flat content); ``"dis"`` /
+    ``"farneback"``: ``flow_tracks`` from a 2-px grid.
+
+    Args:
+        video: ``(F, H, W, 3)`` or ``(F, H, W)`` uint8 or float [0, 1].
+        mask: ``(H, W)`` bool region in frame 0.
+        method: ``"lk"``, ``"dis"`` or ``"farneback"``.
+        inset: Pixels to keep away from the region's edge.
+
+    Returns:
+        ``(N, F, 2)`` float64 tracks.
+    """
+    grey = _grey_uint8(video)  # (F, H, W)
+    mask = _check_mask(mask, *grey.shape[1:])
+    if inset > 0:
+        side = 2 * int(inset) + 1
+        inner = cv2.erode(mask.astype(np.uint8), np.ones((side, side), np.uint8), borderType=cv2.BORDER_REPLICATE) > 0
+        mask = inner if inner.sum() >= 16 else mask
+    if method != "lk":
+        return flow_tracks(grey, mask=mask, method=method, spacing=2, max_points=200)
+    tracks = track_points(grey, mask=mask)
+    if len(tracks) < 4:
+        tracks = track_points(grey, points=region_points(mask, spacing=2, max_points=200))
+    return tracks  # (N, F, 2)
+
+
+FLOW_METHODS = ("dis", "farneback")
+
+
+def optical_flow(video: np.ndarray, *, method: str = "dis", backward: bool = False) -> np.ndarray:
+    """Dense optical flow between consecutive frames (OpenCV DIS or Farneback).
+
+    Example:
+        >>> flow = optical_flow(video)              # doctest: +SKIP
+        >>> flow.shape                              # (F - 1, H, W, 2): (dx, dy) of frame k -> k + 1  # doctest: +SKIP
+
+    DIS uses the ``MEDIUM`` preset (8-px patches, variational refinement) down to full resolution
+    (finest scale 0; the preset stops at half resolution, which biases sub-pixel motion). Farneback
+    uses pyramid scale 0.5, 3 levels, window 9 (7 under 64 px), 3 iterations, poly_n 5, sigma 1.1.
+
+    Args:
+        video: ``(F, H, W, 3)`` or ``(F, H, W)`` uint8 or float [0, 1].
+        method: ``"dis"`` or ``"farneback"``.
+        backward: Flow from frame k + 1 to frame k instead.
+
+    Returns:
+        ``(F - 1, H, W, 2)`` float32: at pixel (y, x) of the first frame of the pair, the (dx, dy)
+        to its position in the second.
+    """
+    if method not in FLOW_METHODS:
+        raise ValueError(f"method must be one of {', '.join(FLOW_METHODS)}, got {method!r}")
+    grey = _grey_uint8(video)  # (F, H, W)
+    num_frames, height, width = grey.shape
+    small = min(height, width) < 64
+    if method == "dis":
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        dis.setFinestScale(0)  # the preset stops at half resolution: sub-pixel bias on small frames
+    flows = np.zeros((max(num_frames - 1, 0), height, width, 2), np.float32)  # (F-1, H, W, 2)
+    for k in range(num_frames - 1):
+        a, b = (grey[k + 1], grey[k]) if backward else (grey[k], grey[k + 1])
+        if method == "dis":
+            flow = dis.calc(a, b, None)
+        else:
+            flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 7 if small else 9, 3, 5, 1.1, 0)
+        flows[k] = flow
+    return flows
+
+
+def _sample(field: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Bilinear (H, W, 2) field at (N, 2) float points (replicated borders) -> (N, 2)."""
+    xy = points.astype(np.float32).reshape(-1, 1, 2)
+    out = cv2.remap(field, xy[..., 0], xy[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(-1, 2).astype(np.float64)
+
+
+def flow_tracks(
+    video: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    points: np.ndarray | None = None,
+    method: str = "dis",
+    spacing: float = 2.0,
+    max_points: int = 400,
+    fb_threshold: float | None = 1.0,
+) -> np.ndarray:
+    """Point tracks by integrating dense optical flow along the frames.
+
+    Example:
+        >>> tracks = flow_tracks(video, mask=region)      # doctest: +SKIP
+
+    Start points are ``points``, else a grid in ``mask`` (``region_points``), else a grid over the
+    frame. Each point moves by the bilinearly sampled forward flow of its current position. With
+    ``fb_threshold`` the backward flow is computed too, and a point whose forward-backward error
+    ``|f(p) + b(p + f(p))|`` exceeds it (an occlusion or a flow failure) is NaN from then on, as
+    is a point that leaves the frame.
+
+    Args:
+        video: ``(F, H, W, 3)`` or ``(F, H, W)`` uint8 or float [0, 1].
+        mask: Optional ``(H, W)`` bool region for the grid.
+        points: Optional ``(N, 2)`` (x, y) start points.
+        method: ``"dis"`` or ``"farneback"`` (``optical_flow``).
+        spacing: Grid step in pixels.
+        max_points: Largest grid.
+        fb_threshold: Maximum forward-backward error in pixels; None: no check (half the cost).
+
+    Returns:
+        ``(N, F, 2)`` float64 (x, y) tracks.
+    """
+    grey = _grey_uint8(video)  # (F, H, W)
+    num_frames, height, width = grey.shape
+    if points is None:
+        region = np.ones((height, width), bool) if mask is None else _check_mask(mask, height, width)
+        points = region_points(region, spacing=spacing, max_points=max_points)
+    points = _check_points(points).astype(np.float64)  # (N, 2)
+    tracks = np.full((len(points), num_frames, 2), np.nan)  # (N, F, 2)
+    tracks[:, 0] = points
+    if len(points) == 0 or num_frames < 2:
+        return tracks
+    forward = optical_flow(grey, method=method)  # (F-1, H, W, 2)
+    backward = optical_flow(grey, method=method, backward=True) if fb_threshold is not None else None
+    alive = np.ones(len(points), dtype=bool)  # (N,)
+    for k in range(num_frames - 1):
+        step = _sample(forward[k], points)  # (N, 2)
+        moved = points + step
+        ok = alive & np.all(np.isfinite(moved), axis=1)
+        ok &= (moved[:, 0] >= 0) & (moved[:, 0] <= width - 1) & (moved[:, 1] >= 0) & (moved[:, 1] <= height - 1)
+        if backward is not None:
+            error = np.linalg.norm(step + _sample(backward[k], moved), axis=1)
+            ok &= error <= fb_threshold
+        alive = ok
+        points = np.where(ok[:, None], moved, points)
+        tracks[ok, k + 1] = moved[ok]
+    return tracks
+
+
+def camera_motion(
+    video: np.ndarray,
+    *,
+    exclude: np.ndarray | None = None,
+    method: str = "dis",
+    flow: np.ndarray | None = None,
+) -> np.ndarray:
+    """Global (camera) motion: the median dense flow per frame pair, outside ``exclude``.
+
+    Example:
+        >>> pan = camera_motion(video, exclude=object_mask)   # doctest: +SKIP
+        >>> pan.sum(0)            # net content displacement (dx, dy) over the clip  # doctest: +SKIP
+
+    The median is robust to objects covering under half of the counted pixels; pass the moving
+    objects' region as ``exclude`` when they are large. A camera panning right moves the content
+    left: negative dx.
+
+    Args:
+        video: ``(F, H, W, 3)`` or ``(F, H, W)`` uint8 or float [0, 1].
+        exclude: Optional ``(H, W)`` or ``(F, H, W)`` bool of pixels to leave out (frame k's mask
+            applies to the pair k -> k + 1).
+        method: ``"dis"`` or ``"farneback"``.
+        flow: Optional precomputed ``optical_flow(video)``.
+
+    Returns:
+        ``(F - 1, 2)`` float64 (dx, dy) per frame pair; NaN rows where no pixel is counted.
+    """
+    grey = _grey_uint8(video)  # (F, H, W)
+    num_frames, height, width = grey.shape
+    flow = optical_flow(grey, method=method) if flow is None else np.asarray(flow)  # (F-1, H, W, 2)
+    if flow.shape != (max(num_frames - 1, 0), height, width, 2):
+        raise ValueError(f"flow must have shape {(num_frames - 1, height, width, 2)}, got {flow.shape}")
+    if exclude is None:
+        keep = np.ones((num_frames, height, width), bool)
+    else:
+        exclude = np.asarray(exclude, dtype=bool)
+        if exclude.shape == (height, width):
+            exclude = np.broadcast_to(exclude, (num_frames, height, width))
+        elif exclude.shape != (num_frames, height, width):
+            raise ValueError(f"exclude must have shape (H, W) or (F, H, W), got {exclude.shape}")
+        keep = ~exclude
+    out = np.full((len(flow), 2), np.nan)  # (F-1, 2)
+    for k in range(len(flow)):
+        if keep[k].any():
+            out[k] = np.median(flow[k][keep[k]], axis=0)
+    return out
+
+
+def mean_path(tracks: np.ndarray) -> np.ndarray:
+    """One path for a set of tracks: their mean start, then the mean displacement per frame.
+
+    Example:
+        >>> t = np.array([[[0, 0], [1, 0], [2, 0]], [[4, 4], [5, 4], [np.nan, np.nan]]], float)
+        >>> mean_path(t).tolist()
+        [[2.0, 2.0], [3.0, 2.0], [4.0, 2.0]]
+
+    Each frame-to-frame step is averaged over the points valid in both frames, so points lost
+    on the way do not drag the path toward the others' positions. The path is NaN from the
+    first step no point survives.
+
+    Args:
+        tracks: ``(N, F, 2)`` pixels, NaN where lost.
+
+    Returns:
+        ``(F, 2)`` float64; all NaN if there are no tracks.
+    """
+    tracks = np.asarray(tracks, dtype=np.float64)
+    if tracks.ndim != 3 or tracks.shape[-1] != 2:
+        raise ValueError(f"tracks must have shape (N, F, 2), got {tracks.shape}")
+    num_frames = tracks.shape[1]
+    path = np.full((num_frames, 2), np.nan)  # (F, 2)
+    start = np.all(np.isfinite(tracks[:, 0]), axis=1)
+    if not start.any():
+        return path
+    path[0] = tracks[start, 0].mean(axis=0)
+    steps = np.diff(tracks, axis=1)  # (N, F-1, 2)
+    for k in range(num_frames - 1):
+        valid = np.all(np.isfinite(steps[:, k]), axis=1)
+        if not valid.any():
+            break
+        path[k + 1] = path[k] + steps[valid, k].mean(axis=0)
+    return path
+
+
+def request_tracks(points: np.ndarray, path: np.ndarray) -> np.ndarray:
+    """Requested tracks: every start point follows the displacements of a requested path.
+
+    Example:
+        >>> request_tracks(np.array([[1.0, 1.0]]), np.array([[5.0, 5.0], [7.0, 5.0]])).tolist()
+        [[[1.0, 1.0], [3.0, 1.0]]]
+
+    Args:
+        points: ``(N, 2)`` start points (frame 0), pixels.
+        path: ``(F, 2)`` requested path, pixels (only its displacements matter).
+
+    Returns:
+        ``(N, F, 2)`` float64: ``points[n] + path[k] - path[0]``.
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    path = _check_path(path, "path")
+    return points[:, None, :] + (path - path[0])[None]  # (N, F, 2)
+
+
 def track_centroid(
     video: np.ndarray,
     *,
@@ -210,11 +530,14 @@ def track_centroid(
     min_area: int = 4,
     max_jump: float | None = None,
 ) -> np.ndarray:
-    """Follow one object by the centroid of its segmented pixels.
+    """Follow one object by the centroid of its segmented pixels (the synthetic-object protocol).
+
+    Meant for the shipped model's flat coloured organisms, where a colour picks the object out;
+    on real footage use point tracks (``track_points``, ``flow_tracks``) instead.
 
     Example:
-        >>> path = track_centroid(video, color=(255, 0, 0))       # (F, 2) red object
-        >>> path = track_centroid(video, mask=first_frame_box)     # moving-foreground mode
+        >>> path = track_centroid(video, color=(255, 0, 0))       # (F, 2) red object  # doctest: +SKIP
+        >>> path = track_centroid(video, mask=first_frame_box)     # moving-foreground mode  # doctest: +SKIP
 
     Segmentation, per frame:
 
@@ -330,23 +653,35 @@ def _pair_correlations(tracks: np.ndarray, reference: np.ndarray, still_threshol
 
 
 def motion_fidelity(tracks: np.ndarray, reference_tracks: np.ndarray, *, still_threshold: float = 0.1) -> float:
-    """Motion Fidelity score of two sets of point tracks (MOFT paper, Eq. 5-6).
+    """Motion Fidelity of two sets of point tracks (MOFT paper Eq. 5-6, after SMM), halved to [-1, 1].
 
     Example:
-        >>> motion_fidelity(track_points(generated), track_points(reference))
+        >>> right = np.stack([np.arange(4.0), np.zeros(4)], axis=1)[None]     # (1, 4, 2): 1 px/frame right
+        >>> down = right[..., ::-1]                                           # 1 px/frame down
+        >>> motion_fidelity(right, right), motion_fidelity(right, down)
+        (1.0, 0.0)
+        >>> motion_fidelity(np.concatenate([right, down]), right)             # (1/2) (1 + (1 + 0) / 2)
+        0.75
 
     corr(tau, tau~) is the mean over frames k of the cosine between the
-    frame-to-frame displacements v_k and v~_k. A frame counts when both
+    frame-to-frame displacements v_k and v~_k (Eq. 5). A frame counts when both
     displacements are finite; if both have length below ``still_threshold``
-    it scores 1 (both still), if only one does it scores 0, else the cosine.
-    A pair with no frame valid in both has corr 0. Tracks without any finite
-    displacement carry no motion and are dropped first. The score is
-    ``1/2 [ mean_{tau~} max_tau corr + mean_tau max_{tau~} corr ]``, so it is
-    symmetric in its arguments and lies in [-1, 1].
+    it scores 1 (both still), if only one does it scores 0, else the cosine
+    (the paper leaves the cosine of a zero displacement undefined). A pair with
+    no frame valid in both has corr 0. Tracks without any finite displacement
+    carry no motion and are dropped first.
+
+    The paper's Eq. 6 is the *sum* ``mean_{tau~} max_tau corr + mean_tau max_{tau~} corr``
+    (so it reaches 2); this returns half of it, so identical motion scores 1 and the value is
+    symmetric in its arguments and lies in [-1, 1] (x 100 for the paper's tables, whose scaling
+    is not stated). SMM's public script computes only one of the two terms. Peers track with
+    CoTracker; fed LK or flow tracks (``track_points``, ``flow_tracks``) this is an LK/flow
+    Motion Fidelity, not comparable with CoTracker figures.
 
     Args:
         tracks: ``(N, F, 2)`` tracks (pixels), NaN where lost.
-        reference_tracks: ``(M, F, 2)`` tracks with the same F.
+        reference_tracks: ``(M, F, 2)`` tracks with the same F (a reference clip's tracks, or
+            ``request_tracks`` of a requested path).
         still_threshold: Displacement length (pixels per frame) below which a
             point counts as still in that frame.
 
@@ -376,6 +711,39 @@ def motion_fidelity(tracks: np.ndarray, reference_tracks: np.ndarray, *, still_t
     return float(np.clip(score, -1.0, 1.0))
 
 
+def objmc(tracks: np.ndarray, requested: np.ndarray) -> float:
+    """ObjMC-style error: mean distance in pixels between tracks and the tracks requested of them.
+
+    Example:
+        >>> t = np.zeros((2, 3, 2)); want = t + [3.0, 4.0]
+        >>> objmc(t, want)
+        5.0
+
+    MotionCtrl's ObjMC is the mean Euclidean distance between the generated and the requested
+    trajectories, over points and frames. Here the generated ones are LK/flow tracks (peers use
+    CoTracker), and each point's request is usually ``request_tracks`` of its own start. Entries
+    where either is NaN are skipped.
+
+    Args:
+        tracks: ``(N, F, 2)`` pixels.
+        requested: ``(N, F, 2)`` pixels, or one ``(F, 2)`` path for every track.
+
+    Returns:
+        Mean distance in pixels of the frame it was measured at; NaN when nothing is valid.
+    """
+    tracks = np.asarray(tracks, dtype=np.float64)
+    requested = np.asarray(requested, dtype=np.float64)
+    if tracks.ndim != 3 or tracks.shape[-1] != 2:
+        raise ValueError(f"tracks must have shape (N, F, 2), got {tracks.shape}")
+    if requested.ndim == 2:
+        requested = requested[None]
+    if requested.shape[1:] != tracks.shape[1:] or requested.shape[0] not in (1, tracks.shape[0]):
+        raise ValueError(f"requested must have shape (N, F, 2) or (F, 2) matching {tracks.shape}, got {requested.shape}")
+    distance = np.linalg.norm(tracks - requested, axis=-1)  # (N, F)
+    valid = np.isfinite(distance)
+    return float(distance[valid].mean()) if valid.any() else float("nan")
+
+
 # ---------------------------------------------------------------------------
 # path metrics
 # ---------------------------------------------------------------------------
@@ -385,7 +753,7 @@ def trajectory_error(tracked: np.ndarray, requested: np.ndarray, *, height: int,
     """Mean distance between a tracked and a requested path, as a fraction of the frame.
 
     Example:
-        >>> trajectory_error(track_centroid(video, color=red), requested, height=256, width=256)
+        >>> trajectory_error(track_centroid(video, color=red), requested, height=256, width=256)  # doctest: +SKIP
 
     x is divided by ``width`` and y by ``height`` before taking the per-frame
     Euclidean distance (the paper's Mean Distance); frames where either path
@@ -423,7 +791,7 @@ def direction_success(
     """Whether the tracked net motion goes the requested way.
 
     Example:
-        >>> direction_success(track_centroid(video, color=red), requested)
+        >>> direction_success(track_centroid(video, color=red), requested)  # doctest: +SKIP
 
     Net displacement = last valid point - first valid point of each path.
 
@@ -462,7 +830,7 @@ def steering(tracked: np.ndarray, source: np.ndarray, requested: np.ndarray) -> 
     """How guidance changed an object's net motion, against the unguided source from the same noise.
 
     Example:
-        >>> steering(track_centroid(guided, color=red), track_centroid(source, color=red), requested)
+        >>> steering(track_centroid(guided, color=red), track_centroid(source, color=red), requested)  # doctest: +SKIP
         {'toward_px': 6.5, 'across_px': 0.4, 'motion_kept': 0.8}
 
     Direction success is a yes/no verdict on the guided video alone; this separates what guidance
@@ -501,7 +869,7 @@ def path_fit(path: np.ndarray) -> dict:
     """Straight-line fit and motion statistics of one path.
 
     Example:
-        >>> path_fit(track_centroid(video, color=red))
+        >>> path_fit(track_centroid(video, color=red))  # doctest: +SKIP
         {'r2': 0.99, 'speed': 2.0, 'direction_consistency': 0.98, 'angle_deg': 0.3, ...}
 
     Args:
@@ -594,7 +962,7 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Peak signal-to-noise ratio of two videos, in dB (peak = 1 on the [0, 1] scale).
 
     Example:
-        >>> psnr(generated, original, mask=~controlled_region)   # mask (H, W) bool
+        >>> psnr(generated, original, mask=~controlled_region)   # mask (H, W) bool  # doctest: +SKIP
 
     Args:
         a: ``(F, H, W, C)`` (or one ``(H, W, C)`` frame), uint8 or float [0, 1].
@@ -614,36 +982,38 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     return float(10.0 * np.log10(1.0 / mse))
 
 
-def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Structural similarity of two videos (Gaussian window, sigma 1.5, 7x7).
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5  # Wang et al. 2004: an 11x11 Gaussian window, sigma 1.5
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel SSIM of two videos (Wang et al. 2004), averaged over colour channels.
 
     Example:
-        >>> ssim(generated, original, mask=~controlled_region)
+        >>> frame = np.random.default_rng(0).random((16, 16, 3))
+        >>> ssim_map(frame, frame).shape, float(ssim_map(frame, frame).min())
+        ((1, 16, 16), 1.0)
 
-    The standard SSIM map (Wang et al. 2004; C1 = 0.01^2, C2 = 0.03^2 on the
-    [0, 1] scale, reflected borders) is computed per frame and channel,
-    averaged over channels, then averaged over the included pixels. Windows
-    near the mask edge still see excluded neighbours.
+    The standard definition: local means, variances and covariance under an 11x11 Gaussian
+    window of sigma 1.5 (population statistics), C1 = (0.01 L)^2 and C2 = (0.03 L)^2 with
+    L = 1 on the [0, 1] scale, borders reflected (``d c b a | a b c d``). Equal, per channel, to
+    scikit-image's ``structural_similarity(..., gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=1, full=True)`` map.
 
     Args:
         a: ``(F, H, W, C)`` (or one ``(H, W, C)`` frame), uint8 or float [0, 1].
         b: Same shape as ``a``; dtypes may differ.
-        mask: Optional ``(H, W)`` or ``(F, H, W)`` bool of pixels to include.
 
     Returns:
-        Mean SSIM in [-1, 1]; 1.0 for identical inputs; NaN if the mask
-        selects nothing.
+        ``(F, H, W)`` float64 in [-1, 1].
     """
-    a, b, include = _pair_and_mask(a, b, mask)
-    if not include.any():
-        return float("nan")
+    a, b, _ = _pair_and_mask(a, b, None)
     c1, c2 = 0.01**2, 0.03**2
 
     def blur(x):  # (H, W, C) float64 -> (H, W, C)
-        out = cv2.GaussianBlur(x, (7, 7), 1.5, borderType=cv2.BORDER_REFLECT)
+        out = cv2.GaussianBlur(x, (SSIM_WINDOW, SSIM_WINDOW), SSIM_SIGMA, borderType=cv2.BORDER_REFLECT)
         return out.reshape(x.shape)
 
-    maps = np.empty(include.shape)  # (F, H, W)
+    maps = np.empty(a.shape[:3])  # (F, H, W)
     for k in range(len(a)):
         x, y = a[k], b[k]  # (H, W, C)
         mu_x, mu_y = blur(x), blur(y)
@@ -653,4 +1023,38 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
         numerator = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
         denominator = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
         maps[k] = (numerator / denominator).mean(axis=-1)
-    return float(maps[include].mean())
+    return maps
+
+
+def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Structural similarity of two videos (Wang et al. 2004: Gaussian 11x11, sigma 1.5).
+
+    Example:
+        >>> frame = np.random.default_rng(0).random((16, 16, 3))
+        >>> ssim(frame, frame)
+        1.0
+
+    Without a mask: the mean of ``ssim_map`` over all frames, leaving out a 5-pixel border
+    (where the window reaches past the frame), which is scikit-image's
+    ``structural_similarity`` (with the settings of ``ssim_map``) averaged over frames. With a
+    mask: the mean of the map over the mask's pixels (masked SSIM), border included; windows
+    near the mask's edge still see the pixels outside it, so dilate an excluded region by 5 px
+    to keep it from leaking in.
+
+    Args:
+        a: ``(F, H, W, C)`` (or one ``(H, W, C)`` frame), uint8 or float [0, 1].
+        b: Same shape as ``a``; dtypes may differ.
+        mask: Optional ``(H, W)`` or ``(F, H, W)`` bool of pixels to include.
+
+    Returns:
+        Mean SSIM in [-1, 1]; 1.0 for identical inputs; NaN if the mask selects nothing (or,
+        without a mask, a frame side is under 11 pixels).
+    """
+    a, b, include = _pair_and_mask(a, b, mask)
+    if mask is None:
+        pad = (SSIM_WINDOW - 1) // 2
+        include = np.zeros_like(include)
+        include[:, pad:include.shape[1] - pad, pad:include.shape[2] - pad] = True
+    if not include.any():
+        return float("nan")
+    return float(ssim_map(a, b)[include].mean())
