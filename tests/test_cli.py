@@ -88,7 +88,7 @@ def test_control_writes_video_report_latents_and_source(model_dir, tmp_path):
     r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", out, "--steps", 4,
             "--guided-steps", "1:3", "--save-source", "--save-target", tmp_path / "t.safetensors")
     assert r.exit_code == 0, r.output
-    report = json.loads((tmp_path / "c.json").read_text())
+    report = json.loads((tmp_path / "c.report.json").read_text())
     assert report["prompt"] == "a red disk"  # from the model folder's moft.json
     assert report["guidance_scale"] == 4.0
     assert len(report["losses"]) == 2 * 2 and report["channels_digest"]
@@ -118,7 +118,7 @@ def test_control_with_reference_video(model_dir, tmp_path):
     r = run("control", EXAMPLES / "pan_right.json", "--model", model_dir, "--out", out, "--steps", 3,
             "--guided-steps", "1:2", "--reference", ref)
     assert r.exit_code == 0, r.output
-    assert json.loads((tmp_path / "r.json").read_text())["target"]["source"] == "reference"
+    assert json.loads((tmp_path / "r.report.json").read_text())["target"]["source"] == "reference"
 
 
 def test_control_with_a_drag_target(model_dir, tmp_path):
@@ -126,7 +126,7 @@ def test_control_with_a_drag_target(model_dir, tmp_path):
     r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", out, "--steps", 3,
             "--guided-steps", "1:2", "--target-kind", "drag", "--loss", "per_position", "--save-proxy")
     assert r.exit_code == 0, r.output
-    assert json.loads((tmp_path / "d.json").read_text())["target"]["source"] == "drag"
+    assert json.loads((tmp_path / "d.report.json").read_text())["target"]["source"] == "drag"
     assert (tmp_path / "d.proxy.gif").stat().st_size > 0
     curves = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "c.gif",
                  "--target-kind", "curves", "--save-proxy")
@@ -164,7 +164,7 @@ def test_channel_file_of_another_width_is_rejected(model_dir, tmp_path):
     wide = MotionChannels(torch.arange(3), torch.arange(3), {"horizontal": torch.zeros(1280), "vertical": torch.zeros(1280)},
                           torch.zeros(1280, 2), torch.zeros(1280), meta={"site": "up_blocks.1"})
     wide.save(tmp_path / "wide.safetensors")
-    r = run("extract", "--model", model_dir, "--prompt", "x", "--steps", 2, "--out", tmp_path / "o.safetensors",
+    r = run("extract", "--model", model_dir, "--prompt", "a red disk", "--steps", 2, "--out", tmp_path / "o.safetensors",
             "--channels", tmp_path / "wide.safetensors")
     assert_user_error(r, "1280")
     assert not (tmp_path / "o.safetensors").exists()

@@ -51,7 +51,7 @@ def test_control_with_a_saved_target_and_init_latents_reproduces(tmp_path, anima
 
 def test_control_needs_channels_for_a_synthesized_target(animatediff, traj):
     with pytest.raises(ValueError, match="channels"):
-        control(animatediff, traj, prompt="x", steps=2)
+        control(animatediff, traj, prompt="x", steps=4, guidance=G)
 
 
 def test_two_regions_use_weight_8(animatediff, tiny_channels):
@@ -74,7 +74,7 @@ def test_control_with_a_drag_target_starts_from_the_source_noise(animatediff, ti
     assert torch.equal(res.result.initial_latents, plain.result.initial_latents)
     assert np.allclose(res.source_frames, plain.source_frames, atol=1e-5)
     with pytest.raises(ValueError, match="target_kind"):
-        control(animatediff, traj, prompt="x", channels=tiny_channels, steps=2, target_kind="sketch")
+        control(animatediff, traj, prompt="x", channels=tiny_channels, steps=4, guidance=g, target_kind="sketch")
 
 
 def test_control_takes_its_defaults_from_the_folder_the_pipeline_came_from(model_dir, tmp_path, tiny_channels, traj):
