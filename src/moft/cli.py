@@ -141,7 +141,7 @@ def _warn_unknown_words(pipe, prompt: Optional[str]):
 MODEL_HELP = "moft-tiny (default), a pipeline folder or a hub id"
 START_HELP = "clip: first frame to take"
 STRIDE_HELP = "clip: frames between frames taken (default: the clip's fps / the model's fps, about 1 s for 8 frames)"
-FPS_HELP = "clip: sample the clip at this frame rate instead of --stride"
+FPS_HELP = "clip: sample the clip at this frame rate instead of --stride (default: none, see --stride)"
 FIT_HELP = "clip: crop (centre crop to the model's aspect, then resize), resize (stretch) or pad (black bars)"
 
 
@@ -183,16 +183,16 @@ def info(model: Optional[str] = typer.Option(None, help="moft-tiny (default), a 
 @app.command()
 def extract(
     out: Path = typer.Option(..., help="FEATURES.safetensors to write"),
-    prompt: Optional[str] = typer.Option(None, help="generate this prompt and take its features (or --video)"),
+    prompt: Optional[str] = typer.Option(None, help="generate this prompt and take its features (default: none; give it or --video)"),
     video: Optional[Path] = typer.Option(None, help="clip to invert instead of a prompt: MP4/WebM/GIF/PNG folder, "
-                                         "any size and length (see --start, --stride, --fps, --fit)"),
+                                         "any size and length (see --start, --stride, --fps, --fit; default: none)"),
     model: Optional[str] = typer.Option(None, help=MODEL_HELP),
     seed: int = typer.Option(0),
     timestep: int = typer.Option(200, help="timestep of the features (generation or inversion)"),
     channels: Optional[Path] = typer.Option(None, help="motion channel file (default: the model's shipped one)"),
     site: Optional[str] = typer.Option(None, help="module path to capture (default: the architecture's, up_blocks.1)"),
     steps: int = typer.Option(25, help="DDIM steps"),
-    figure: Optional[Path] = typer.Option(None, help="also write a PNG: PCA of MOFT and a correspondence heatmap"),
+    figure: Optional[Path] = typer.Option(None, help="also write a PNG: PCA of MOFT and a correspondence heatmap (default: none)"),
     start: int = typer.Option(0, help=START_HELP),
     stride: Optional[int] = typer.Option(None, help=STRIDE_HELP),
     fps: Optional[float] = typer.Option(None, help=FPS_HELP),
@@ -282,10 +282,11 @@ def control(
     steps: int = typer.Option(25, help="DDIM steps"),
     guidance_scale: Optional[float] = typer.Option(None, help="CFG scale (default: the model's moft.json, else 7.5)"),
     reference: Optional[Path] = typer.Option(None, help="reference clip whose motion to copy: MP4/WebM/GIF/PNG "
-                                             "folder, any size and length (see --start, --stride, --fps, --fit)"),
-    target: Optional[Path] = typer.Option(None, help="a saved target file (from --save-target)"),
-    save_target: Optional[Path] = typer.Option(None, help="write the target used to this .safetensors"),
-    init_latents: Optional[Path] = typer.Option(None, help="initial noise (.safetensors written by an earlier run)"),
+                                             "folder, any size and length (see --start, --stride, --fps, --fit; "
+                                             "default: none, the trajectory gives the motion)"),
+    target: Optional[Path] = typer.Option(None, help="a saved target file (from --save-target; default: none)"),
+    save_target: Optional[Path] = typer.Option(None, help="write the target used to this .safetensors (default: not written)"),
+    init_latents: Optional[Path] = typer.Option(None, help="initial noise (.safetensors written by an earlier run; default: from --seed)"),
     save_source: bool = typer.Option(False, help="also write OUT.source.EXT: the unguided video from the same noise"),
     save_proxy: bool = typer.Option(False, help="also write OUT.proxy.EXT: the drag proxy (drag targets only)"),
     channels: Optional[Path] = typer.Option(None, help="motion channel file (default: the model's shipped one)"),
@@ -294,7 +295,7 @@ def control(
     iterations: Optional[int] = typer.Option(None, help="gradient iterations per guided step; 0: unguided "
                                              "(default: the model's moft.json, else 2)"),
     step_size: Optional[float] = typer.Option(None, help="latent update step (default: the model's moft.json, else 0.5)"),
-    weight: Optional[float] = typer.Option(None, help="loss weight (default: 6 for one region, 8 for several)"),
+    weight: Optional[float] = typer.Option(None, help="loss weight (default: the model's moft.json, else 6 for one region, 8 for several)"),
     loss: Optional[str] = typer.Option(None, help="region_mse (official) or per_position (paper Eq. 3) "
                                        "(default: the model's moft.json, else region_mse)"),
     shared_kv: Optional[bool] = typer.Option(None, "--shared-kv/--no-shared-kv", help="share spatial K/V from the "

@@ -204,6 +204,9 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
         site = g.site or architecture_of(denoiser(pipe)).default_site
         channels.check(site_channels(pipe, site), site)
     size = (h // vae_scale(pipe), w // vae_scale(pipe))
+    if target is not None and (target.num_frames != f or tuple(target.size) != size):
+        raise ControlError(f"the target is for {target.num_frames} frames on a {tuple(target.size)} latent grid; "
+                           f"this run makes {f} frames on {size}")
     phase = (lambda name: (lambda done, total: progress(done, total, name))) if progress else (lambda name: None)
     guided = g.iterations > 0 and g.steps[0] < g.steps[1]
     source = None  # the unguided video of the same noise, when the target needs one
