@@ -521,3 +521,28 @@ def test_help_shows_every_default():
     text = runner.invoke(app, ["control", "--help"], env={"COLUMNS": "300"}).output
     for default in ("else 3:12)", "else 2)", "else 0.5)", "else region_mse)", "else all)", "else curves)", "else on)"):
         assert default in text, default  # not swallowed as rich markup
+
+
+@pytest.mark.slow
+def test_a_real_clip_on_the_shipped_model(tmp_path):
+    """The issue's case: real footage of another size, length and frame rate on moft-tiny, exit 0 in seconds."""
+    r = run("extract", "--video", BIKES, "--out", tmp_path / "f.safetensors", "--steps", 4)
+    assert r.exit_code == 0, r.output
+    assert tuple(load_file(str(tmp_path / "f.safetensors"))["features"].shape) == (8, 64, 16, 16)
+    r = run("control", EXAMPLES / "pan_right.json", "--reference", BIKES, "--out", tmp_path / "r.gif", "--steps", 4,
+            "--guided-steps", "1:3")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "r.report.json").read_text())
+    assert report["reference_clip"]["stride"] == 3 and report["frames"] == 8 and report["height"] == 32
+
+
+def test_zero_iterations_is_unguided_and_makes_no_drag_target(model_dir, tmp_path, monkeypatch):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("moft.control"), "drag_target",
+                        lambda *a, **k: pytest.fail("built a drag target for --iterations 0"))
+    r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "u.gif", "--steps", 3,
+            "--iterations", 0, "--target-kind", "drag")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "u.report.json").read_text())
+    assert report["target"] is None and report["losses"] == [] and "unguided" in r.stdout

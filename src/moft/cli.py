@@ -202,7 +202,7 @@ def extract(
     with _errors():
         from .control import check_settings
         from .extract import extract as run
-        from .video import check_clip_rule
+        from .video import check_clip_rule, output_set
 
         _check_out(out, (".safetensors",))
         if figure is not None:
@@ -224,11 +224,12 @@ def extract(
         ex.meta["model"] = model or "moft-tiny"
         if video is not None:
             ex.meta.update(video=str(video), clip=clip.describe())
-        ex.save(out)
-        if figure is not None:
-            from .figures import extraction_figure
+        with output_set() as stage:  # the features and the figure, or neither
+            ex.save(stage(out))
+            if figure is not None:
+                from .figures import extraction_figure
 
-            extraction_figure(ex, figure)
+                extraction_figure(ex, stage(figure))
         typer.echo(f"wrote {out}: features {tuple(ex.features.shape)}, moft {tuple(ex.moft.shape)}")
 
 
@@ -427,7 +428,7 @@ def evaluate(
         from .evaluate import collect, load_suite, markdown_table, run_identity, run_suite, summarise
         from .figures import report_figure
         from .models import model_defaults
-        from .video import atomic_write_text, strict_json
+        from .video import output_set, strict_json
 
         _check_out(out, (".json",))
         _no_clobber({"suite": suite, "channel file": channels},
@@ -461,9 +462,11 @@ def evaluate(
             table = summarise(rows)
             report = {"suite": spec, "model": model or "moft-tiny", "channels_digest": ch.digest(),
                       "table": table, "rows": rows}
-            atomic_write_text(out, strict_json(report))
-            atomic_write_text(out.with_suffix(".md"), f"## {spec['name']}\n\n" + markdown_table(table))
-            report_figure(table, out.with_suffix(".png"), title=spec["name"])
+            text = strict_json(report)
+            with output_set() as stage:  # report, table and figure, or none of them
+                stage(out).write_text(text)
+                stage(out.with_suffix(".md")).write_text(f"## {spec['name']}\n\n" + markdown_table(table))
+                report_figure(table, stage(out.with_suffix(".png")), title=spec["name"])
             typer.echo(markdown_table(table))
 
 
