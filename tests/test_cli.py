@@ -546,3 +546,16 @@ def test_zero_iterations_is_unguided_and_makes_no_drag_target(model_dir, tmp_pat
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "u.report.json").read_text())
     assert report["target"] is None and report["losses"] == [] and "unguided" in r.stdout
+
+
+@pytest.mark.parametrize("args, text", [
+    (["control", "x.json", "--out", "o.gif", "--steps", "abc"], "Invalid value for '--steps'"),
+    (["control", "x.json"], "Missing option '--out'"),
+    (["bogus"], "No such command 'bogus'"),
+    (["control", "x.json", "--out", "o.gif"], "x.json"),
+])
+def test_console_script_typer_errors_are_one_line_too(tmp_path, args, text):
+    proc = subprocess.run([sys.executable, "-m", "moft.cli", *args], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], proc.stderr

@@ -359,6 +359,10 @@ def control(
         check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
         if reference is not None and not reference.exists():
             raise UsageError(f"{reference}: no such file or folder")
+        if defaults.get("frames"):  # the model folder names its frame count: check the trajectory before loading
+            load_trajectory(trajectory, default_frames=int(defaults["frames"]))
+        elif not trajectory.is_file():
+            raise UsageError(f"{trajectory}: no such trajectory file")
         tgt = Target.load(target) if target is not None else None
         ch = _channels(channels, model, required=tgt is None and reference is None)
         init = None
@@ -488,12 +492,25 @@ def _terminate(signum, frame):
 
 
 def main():
-    """Console-script entry point."""
+    """Console-script entry point: exit 0 on success, 2 with one line ``error: ...`` on bad input
+    (moft's and typer's own errors), 130 on Ctrl-C, 143 on SIGTERM; a bug keeps its traceback (1)."""
     import signal
 
     _quiet()
     signal.signal(signal.SIGTERM, _terminate)
-    app(prog_name="moft")
+    args = sys.argv[1:] or ["--help"]  # a bare `moft` shows the help
+    try:
+        code = app(args, prog_name="moft", standalone_mode=False)
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        code = 130
+    except typer.TyperException as exc:  # typer's own: a bad option value, a missing option, an unknown command
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        lines = str(exc.format_message() if hasattr(exc, "format_message") else exc).strip().splitlines()
+        typer.echo(f"error: {lines[0] if lines else type(exc).__name__}{hint}", err=True)
+        code = getattr(exc, "exit_code", 2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
