@@ -184,19 +184,18 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
             or not finite; ``ChannelsError``: channels of another width or with bad indices. Both
             before any model work.
     """
-    from .latents import vae_scale
-
-    from .models import pipeline_defaults
-
     from .adapters import architecture_of
     from .extract import site_channels
-    from .models import denoiser
+    from .latents import vae_scale
+    from .models import denoiser, pipeline_defaults
 
     defaults = pipeline_defaults(pipe)
     g = guidance or default_guidance(defaults=defaults)
     guidance_scale = guidance_scale if guidance_scale is not None else defaults.get("guidance_scale", 7.5)
     target_kind = target_kind or defaults.get("target", "curves")
     check_settings(steps=steps, seed=seed, guidance_scale=guidance_scale, gain=gain, guidance=g)
+    if target_kind not in TARGET_KINDS:
+        raise ControlError(f"target_kind must be one of {', '.join(TARGET_KINDS)}, got {target_kind!r}")
     f, h, w = default_video_size(pipe)
     if init_latents is not None:
         f = int(check_init_latents(init_latents, pipe).shape[1])
@@ -208,7 +207,7 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
         raise ControlError(f"the target is for {target.num_frames} frames on a {tuple(target.size)} latent grid; "
                            f"this run makes {f} frames on {size}")
     phase = (lambda name: (lambda done, total: progress(done, total, name))) if progress else (lambda name: None)
-    guided = g.iterations > 0 and g.steps[0] < g.steps[1]
+    guided = g.iterations > 0  # check_settings made sure the guided steps meet the schedule
     source = None  # the unguided video of the same noise, when the target needs one
     if target is None and guided:
         if reference is not None:
@@ -219,8 +218,6 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
             masks = torch.from_numpy(trajectory.masks(*size)) if trajectory is not None else None
             target = reference_target(pipe, reference[:f], channels=channels, masks=masks, num_steps=steps,
                                       timestep=reference_timestep, site=g.site, progress=phase("invert"))
-        elif target_kind not in TARGET_KINDS:
-            raise ControlError(f"target_kind must be one of {', '.join(TARGET_KINDS)}, got {target_kind!r}")
         elif trajectory is None or channels is None:
             raise ControlError("a target from a trajectory needs the trajectory and motion channels")
         elif target_kind == "drag":
