@@ -3,10 +3,10 @@
 Example:
     >>> import moft
     >>> pipe = moft.load_pipeline()                                                  # doctest: +SKIP
-    >>> traj = moft.load_trajectory("examples/object_left.json", default_frames=8)
+    >>> traj = moft.load_trajectory("examples/object_left.json", default_frames=8)  # doctest: +SKIP
     >>> res = moft.control(pipe, traj, prompt="a red disk", channels=moft.default_channels(), seed=0,
-    ...                    keep_source=True)
-    >>> res.frames.shape, res.report["losses"][0]
+    ...                    keep_source=True)                                       # doctest: +SKIP
+    >>> res.frames.shape, res.report["losses"][0]                                  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -113,8 +113,8 @@ def default_guidance(model=None, *, defaults: dict | None = None, **overrides) -
 
     Example:
         >>> g = default_guidance()            # the shipped model's tuned settings, official otherwise
-        >>> g = default_guidance("path/to/animatediff", iterations=3)
-        >>> g = default_guidance(defaults=pipeline_defaults(pipe))      # the folder a pipeline came from
+        >>> g = default_guidance("path/to/animatediff", iterations=3)                   # doctest: +SKIP
+        >>> g = default_guidance(defaults=pipeline_defaults(pipe))  # the pipeline's folder  # doctest: +SKIP
     """
     from .models import model_defaults
 

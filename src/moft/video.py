@@ -5,9 +5,10 @@ Every video in moft is a numpy array of shape ``(F, H, W, 3)``: ``uint8`` in
 
 Example:
     >>> from moft.video import read_video, write_video, resize_video
-    >>> frames = read_video("clip.mp4", max_frames=16)   # (F, H, W, 3) uint8
-    >>> small = resize_video(frames, 256, 256)            # (F, 256, 256, 3) uint8
-    >>> write_video("out/clip.gif", small, fps=8)          # atomic write
+    >>> frames = read_video("clip.mp4", max_frames=16)   # (F, H, W, 3) uint8     # doctest: +SKIP
+    >>> small = resize_video(frames, 256, 256)            # (F, 256, 256, 3) uint8  # doctest: +SKIP
+    >>> write_video("out/clip.gif", small, fps=8)          # atomic write          # doctest: +SKIP
+    >>> model = read_video("phone.mp4", num_frames=8, size=(32, 32))  # any clip -> the model's   # doctest: +SKIP
 
 Notes:
     * GIF frames are written through Pillow one frame at a time and assembled
@@ -82,7 +83,7 @@ def to_float(frames: np.ndarray) -> np.ndarray:
     """Convert frames to float32 in [0, 1].
 
     Example:
-        >>> to_float(np.full((2, 4, 4, 3), 255, np.uint8)).max()
+        >>> float(to_float(np.full((2, 4, 4, 3), 255, np.uint8)).max())
         1.0
 
     Args:
@@ -491,7 +492,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write bytes to ``path`` atomically (temp file + ``os.replace``).
 
     Example:
-        >>> atomic_write_bytes("runs/x/weights.safetensors", blob)
+        >>> atomic_write_bytes("runs/x/weights.safetensors", blob)          # doctest: +SKIP
 
     Args:
         path: Target file; parent folders are created.
@@ -513,7 +514,7 @@ def atomic_write_text(path: str | Path, text: str, *, encoding: str = "utf-8") -
     """Write text to ``path`` atomically (temp file + ``os.replace``).
 
     Example:
-        >>> atomic_write_text("runs/x/metrics.json", json.dumps(scores))
+        >>> atomic_write_text("runs/x/metrics.json", strict_json(scores))   # doctest: +SKIP
 
     Args:
         path: Target file; parent folders are created.
@@ -757,8 +758,8 @@ def write_video(path: str | Path, frames: np.ndarray, *, fps: int = 8) -> Path:
     """Write frames as a GIF, an MP4 or a folder of PNG frames, atomically.
 
     Example:
-        >>> write_video("out/clip.mp4", frames, fps=8)    # frames (F, H, W, 3)
-        >>> write_video("out/clip_frames", frames)       # out/clip_frames/00000.png ...
+        >>> write_video("out/clip.mp4", frames, fps=8)    # frames (F, H, W, 3)      # doctest: +SKIP
+        >>> write_video("out/clip_frames", frames)       # out/clip_frames/00000.png ...  # doctest: +SKIP
 
     Args:
         path: ``.gif``, ``.mp4``, or a path without suffix (or an existing
@@ -847,7 +848,7 @@ def write_report(path: str | Path, report: dict, markdown: str) -> Path:
     """Write a JSON report and its Markdown rendering beside it (``.md``), each atomically.
 
     Example:
-        >>> write_report("docs/results/quality.json", report, markdown(report))   # + quality.md
+        >>> write_report("docs/results/quality.json", report, markdown(report))   # + quality.md  # doctest: +SKIP
 
     Args:
         path: The JSON file; parent folders are created.
