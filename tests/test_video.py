@@ -429,3 +429,15 @@ def test_write_report_is_strict_json(tmp_path):
     video_module.write_report(tmp_path / "r.json", {"ssim": float("nan")}, "| ssim |\n")
     text = (tmp_path / "r.json").read_text()
     assert "NaN" not in text and json.loads(text) == {"ssim": None, "null_because": {"ssim": "nan"}}
+
+
+def test_a_webm_of_odd_size_length_and_frame_rate(tmp_path):
+    import imageio.v3 as iio
+
+    frames = np.repeat((2 * np.arange(121, dtype=np.uint8))[:, None, None, None], 58, 1)  # frame k: grey 2k
+    frames = np.ascontiguousarray(np.broadcast_to(frames, (121, 58, 102, 3)))  # (F, H, W, 3), 102x58, odd length
+    iio.imwrite(tmp_path / "a.webm", frames, fps=30, codec="libvpx-vp9", macro_block_size=1)
+    clip = video_module.read_clip(tmp_path / "a.webm", 8, size=(32, 32), start=1)
+    assert clip.source_fps == 30 and clip.stride == 4  # 30 / 8 = 3.75
+    got = [int(round(f[..., 0].mean() / 2)) for f in clip.frames]  # lossy: grey levels come back within 1
+    assert np.abs(np.array(got) - np.arange(1, 30, 4)).max() <= 1, got
