@@ -338,7 +338,7 @@ def read_clip(path: str | Path, num_frames: int, *, size: tuple[int, int] | None
 
     * **window**: frames ``start, start + stride, ..., start + (num_frames - 1) * stride`` of the clip.
     * **stride**: ``stride`` if given; else ``round(source fps / fps)`` if ``fps`` is given (the rate
-      to sample the clip at); else ``round(source fps / clip_fps)``, so the frames span about as much
+      to sample the clip at; at least 1: a clip is never upsampled); else ``round(source fps / clip_fps)``, so the frames span about as much
       time as the model's clips (8 frames at 8 fps = 1 s: a 25 fps clip is read at stride 3). Only this
       default stride shrinks (down to 1) when the clip is too short for it. A folder of frames or a
       still has no frame rate: the default stride is 1 and ``fps`` is refused.
