@@ -382,15 +382,6 @@ def test_bad_numbers_are_refused_before_the_model_loads(model_dir, tmp_path, mon
     assert list(tmp_path.iterdir()) == []
 
 
-def _channel_file(tiny_channels, path, **change):
-    from dataclasses import replace
-
-    import torch
-
-    replace(tiny_channels, **{k: torch.as_tensor(v) for k, v in change.items()}).save(path)
-    return path
-
-
 @pytest.mark.parametrize("change, text", [
     ({"horizontal": [0, 1, 99], "vertical": [2, 3, 4]}, "lie in 0..63"),
     ({"horizontal": [0, -1, 2], "vertical": [2, 3, 4]}, "lie in 0..63"),
@@ -399,17 +390,15 @@ def _channel_file(tiny_channels, path, **change):
 ])
 def test_bad_channel_files_are_one_line_errors_before_the_model_loads(model_dir, tiny_channels, tmp_path, monkeypatch,
                                                                        change, text):
-    import moft.cli
-
-    path = tmp_path / "ch.safetensors"
-    torch_change = {k: v for k, v in change.items()}
     from dataclasses import replace
 
     import torch
-
-    bad = replace(tiny_channels, **{k: torch.as_tensor(v, dtype=torch.long) for k, v in torch_change.items()})
     from safetensors.torch import save_file
 
+    import moft.cli
+
+    path = tmp_path / "ch.safetensors"
+    bad = replace(tiny_channels, **{k: torch.as_tensor(v, dtype=torch.long) for k, v in change.items()})
     save_file({k: v.contiguous() for k, v in bad.tensors().items()}, str(path),
               metadata={"moft_channels": json.dumps(bad.meta)})  # written as a buggy fitter would
     monkeypatch.setattr(moft.cli, "_load", lambda model: pytest.fail("loaded the model before refusing"))
