@@ -292,7 +292,10 @@ def test_bad_clip_windows_are_one_line_errors(model_dir, tmp_path, flags, text):
     assert not (tmp_path / "f.safetensors").exists()
 
 
-def test_unreadable_and_empty_clips_are_one_line_errors(model_dir, tmp_path):
+def test_unreadable_and_empty_clips_are_one_line_errors(model_dir, tmp_path, monkeypatch):
+    import moft.cli
+
+    monkeypatch.setattr(moft.cli, "_load", lambda model: pytest.fail("loaded the model before reading the clip"))
     (tmp_path / "text.mp4").write_text("not a video")
     (tmp_path / "empty").mkdir()
     for clip, text in [("text.mp4", "unreadable video"), ("empty", "no .png/.jpg frames"), ("gone.webm", "no such")]:

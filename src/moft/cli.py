@@ -117,6 +117,13 @@ def _no_clobber(inputs: dict[str, Optional[Path]], outputs: dict[str, Optional[P
         seen[real] = name
 
 
+def _probe_clip(path: Path):
+    """Decode a clip's first frame before the model loads: a missing, unreadable or empty clip fails fast."""
+    from .video import read_clip
+
+    read_clip(path, 1)
+
+
 def _read_clip(path: Path, pipe, model: str | None, start: int, stride: Optional[int], fps: Optional[float],
                fit: str):
     """The model's frames of any clip (``moft.video.read_clip``'s rule)."""
@@ -212,8 +219,8 @@ def extract(
         _no_clobber({"video": video, "channel file": channels}, {"--out": out, "--figure": figure})
         check_settings(steps=steps, seed=seed)
         check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
-        if video is not None and not video.exists():
-            raise UsageError(f"{video}: no such file or folder")
+        if video is not None:
+            _probe_clip(video)
         ch = _channels(channels, model, required=False)
         pipe = _load(model)
         _warn_unknown_words(pipe, prompt)
@@ -357,8 +364,8 @@ def control(
         if save_target is not None and g.iterations == 0 and target is None:
             raise UsageError("--save-target: --iterations 0 runs unguided and makes no target")
         check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
-        if reference is not None and not reference.exists():
-            raise UsageError(f"{reference}: no such file or folder")
+        if reference is not None:
+            _probe_clip(reference)
         if defaults.get("frames"):  # the model folder names its frame count: check the trajectory before loading
             load_trajectory(trajectory, default_frames=int(defaults["frames"]))
         elif not trajectory.is_file():
