@@ -322,7 +322,7 @@ def control(
     with _errors():
         from safetensors.torch import load_file, save
 
-        from .control import check_init_latents, check_settings, default_guidance
+        from .control import ControlError, check_init_latents, check_settings, default_guidance
         from .control import control as run
         from .latents import vae_scale
         from .models import model_defaults
@@ -344,7 +344,8 @@ def control(
         for name, path in outputs.items():
             if path is not None and path.is_dir():
                 raise UsageError(f"{path}: {name} would replace an existing folder; give another --out")
-        kind = target_kind or model_defaults(model).get("target", "curves")
+        defaults = model_defaults(model)
+        kind = target_kind or defaults.get("target", "curves")
         if kind not in TARGET_KINDS:
             raise UsageError(f"--target-kind: expected one of {', '.join(TARGET_KINDS)}, got {kind!r}")
         if save_proxy and (kind != "drag" or target is not None or reference is not None):
@@ -358,7 +359,6 @@ def control(
             except (ValueError, AssertionError):
                 raise UsageError(f"--guided-steps: expected START:END, got {guided_steps!r}") from None
         g = default_guidance(model, **{k: v for k, v in given.items() if v is not None})
-        defaults = model_defaults(model)
         cfg = guidance_scale if guidance_scale is not None else defaults.get("guidance_scale", 7.5)
         check_settings(steps=steps, seed=seed, guidance_scale=cfg, gain=gain, guidance=g)
         if save_target is not None and g.iterations == 0 and target is None:
@@ -385,7 +385,7 @@ def control(
         if init is not None:
             try:
                 f = int(check_init_latents(init, pipe).shape[1])
-            except ValueError as exc:
+            except ControlError as exc:
                 raise UsageError(f"{init_latents}: {exc}") from None
         traj = load_trajectory(trajectory, default_frames=f)
         if traj.frames != f:
