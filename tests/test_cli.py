@@ -88,7 +88,7 @@ def test_control_writes_video_report_latents_and_source(model_dir, tmp_path):
     r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", out, "--steps", 4,
             "--guided-steps", "1:3", "--save-source", "--save-target", tmp_path / "t.safetensors")
     assert r.exit_code == 0, r.output
-    report = json.loads((tmp_path / "c.json").read_text())
+    report = json.loads((tmp_path / "c.report.json").read_text())
     assert report["prompt"] == "a red disk"  # from the model folder's moft.json
     assert report["guidance_scale"] == 4.0
     assert len(report["losses"]) == 2 * 2 and report["channels_digest"]
@@ -118,7 +118,7 @@ def test_control_with_reference_video(model_dir, tmp_path):
     r = run("control", EXAMPLES / "pan_right.json", "--model", model_dir, "--out", out, "--steps", 3,
             "--guided-steps", "1:2", "--reference", ref)
     assert r.exit_code == 0, r.output
-    assert json.loads((tmp_path / "r.json").read_text())["target"]["source"] == "reference"
+    assert json.loads((tmp_path / "r.report.json").read_text())["target"]["source"] == "reference"
 
 
 def test_control_with_a_drag_target(model_dir, tmp_path):
@@ -126,7 +126,7 @@ def test_control_with_a_drag_target(model_dir, tmp_path):
     r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", out, "--steps", 3,
             "--guided-steps", "1:2", "--target-kind", "drag", "--loss", "per_position", "--save-proxy")
     assert r.exit_code == 0, r.output
-    assert json.loads((tmp_path / "d.json").read_text())["target"]["source"] == "drag"
+    assert json.loads((tmp_path / "d.report.json").read_text())["target"]["source"] == "drag"
     assert (tmp_path / "d.proxy.gif").stat().st_size > 0
     curves = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "c.gif",
                  "--target-kind", "curves", "--save-proxy")
@@ -164,7 +164,7 @@ def test_channel_file_of_another_width_is_rejected(model_dir, tmp_path):
     wide = MotionChannels(torch.arange(3), torch.arange(3), {"horizontal": torch.zeros(1280), "vertical": torch.zeros(1280)},
                           torch.zeros(1280, 2), torch.zeros(1280), meta={"site": "up_blocks.1"})
     wide.save(tmp_path / "wide.safetensors")
-    r = run("extract", "--model", model_dir, "--prompt", "x", "--steps", 2, "--out", tmp_path / "o.safetensors",
+    r = run("extract", "--model", model_dir, "--prompt", "a red disk", "--steps", 2, "--out", tmp_path / "o.safetensors",
             "--channels", tmp_path / "wide.safetensors")
     assert_user_error(r, "1280")
     assert not (tmp_path / "o.safetensors").exists()
@@ -253,3 +253,301 @@ def test_evaluate_under_torchrun_splits_items_between_two_cpu_processes(model_di
     two, one = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("two", "one"))
     assert [row["id"] for row in two["rows"]] == [row["id"] for row in one["rows"]]
     assert two["table"] == one["table"]
+
+
+# ---------------------------------------------------------------------------
+# any clip in (issue 18 §1)
+# ---------------------------------------------------------------------------
+
+BIKES = __import__("pathlib").Path(__file__).parent / "data" / "bikes.mp4"  # real footage: 640x272, 250 frames, 25 fps
+
+
+def test_a_real_clip_goes_through_extract_and_control_in_seconds(model_dir, tmp_path):
+    import time
+
+    t0 = time.perf_counter()
+    r = run("extract", "--model", model_dir, "--video", BIKES, "--out", tmp_path / "f.safetensors", "--steps", 4)
+    assert r.exit_code == 0, r.output
+    t1 = time.perf_counter()
+    assert tuple(load_file(str(tmp_path / "f.safetensors"))["features"].shape) == (8, 64, 16, 16)
+    out = tmp_path / "r.gif"
+    r = run("control", EXAMPLES / "pan_right.json", "--model", model_dir, "--out", out, "--steps", 4,
+            "--guided-steps", "1:3", "--reference", BIKES, "--start", 100, "--fps", 5, "--fit", "pad")
+    assert r.exit_code == 0, r.output
+    t2 = time.perf_counter()
+    report = json.loads((tmp_path / "r.report.json").read_text())
+    assert report["target"]["source"] == "reference"
+    assert report["reference_clip"] == {"start": 100, "stride": 5, "source_fps": 25.0, "fit": "pad", "frames": 8}
+    assert t1 - t0 < 60 and t2 - t1 < 60, (t1 - t0, t2 - t1)  # seconds, not minutes (a loaded 2-core machine)
+
+
+@pytest.mark.parametrize("flags, text", [
+    (["--start", 245], "too few frames"), (["--stride", 40], "too few frames"), (["--stride", 0], "stride"),
+    (["--start", -3], "start"), (["--fps", 0], "fps"), (["--fit", "zoom"], "fit must be one of"),
+    (["--stride", 2, "--fps", 4], "at most one"),
+])
+def test_bad_clip_windows_are_one_line_errors(model_dir, tmp_path, flags, text):
+    r = run("extract", "--model", model_dir, "--video", BIKES, "--out", tmp_path / "f.safetensors", *flags)
+    assert_user_error(r, text)
+    assert not (tmp_path / "f.safetensors").exists()
+
+
+def test_unreadable_and_empty_clips_are_one_line_errors(model_dir, tmp_path, monkeypatch):
+    import moft.cli
+
+    monkeypatch.setattr(moft.cli, "_load", lambda model: pytest.fail("loaded the model before reading the clip"))
+    (tmp_path / "text.mp4").write_text("not a video")
+    (tmp_path / "empty").mkdir()
+    for clip, text in [("text.mp4", "unreadable video"), ("empty", "no .png/.jpg frames"), ("gone.webm", "no such")]:
+        r = run("control", EXAMPLES / "pan_right.json", "--model", model_dir, "--out", tmp_path / "o.gif",
+                "--reference", tmp_path / clip)
+        assert_user_error(r, text)
+    assert not (tmp_path / "o.gif").exists()
+
+
+# ---------------------------------------------------------------------------
+# never clobber an input (§5)
+# ---------------------------------------------------------------------------
+
+
+def test_control_report_never_lands_on_the_trajectory(model_dir, tmp_path):
+    traj = tmp_path / "curve.json"
+    traj.write_text((EXAMPLES / "object_left.json").read_text())
+    before = traj.read_bytes()
+    r = run("control", traj, "--model", model_dir, "--out", tmp_path / "curve.gif", "--steps", 4, "--guided-steps",
+            "1:3", "--prompt", "a red zebra disk")
+    assert r.exit_code == 0, r.output
+    assert traj.read_bytes() == before
+    assert json.loads((tmp_path / "curve.report.json").read_text())["trajectory"] == str(traj)
+    warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+    assert warnings == ["warning: the model does not know 'zebra'; it reads as <unk>"]
+
+
+def test_an_output_over_an_input_is_refused_before_any_work(model_dir, tmp_path, monkeypatch):
+    import moft.cli
+
+    monkeypatch.setattr(moft.cli, "_load", lambda model: pytest.fail("loaded the model before refusing"))
+    traj = EXAMPLES / "object_left.json"
+    ref = tmp_path / "r.gif"
+    ref.write_bytes(b"GIF89a")
+    for name in ("t.safetensors", "a.latents.safetensors", "c.safetensors", "s.json"):
+        (tmp_path / name).write_bytes(b"input")
+    cases = [
+        (["control", traj, "--out", tmp_path / "o.gif", "--save-target", tmp_path / "o.gif"], "--save-target"),
+        (["control", traj, "--out", ref, "--reference", ref], "reference"),
+        (["control", traj, "--out", tmp_path / "x.gif", "--target", tmp_path / "t.safetensors",
+          "--save-target", tmp_path / "t.safetensors"], "target"),
+        (["control", traj, "--out", tmp_path / "a.gif", "--init-latents", tmp_path / "a.latents.safetensors"],
+         "init latents"),
+        (["control", traj, "--out", tmp_path / "x.gif", "--channels", tmp_path / "c.safetensors",
+          "--save-target", tmp_path / "c.safetensors"], "channel file"),
+        (["extract", "--prompt", "a red disk", "--channels", tmp_path / "c.safetensors", "--out",
+          tmp_path / "c.safetensors"], "channel file"),
+        (["evaluate", tmp_path / "s.json", "--out", tmp_path / "s.json"], "suite"),
+    ]
+    for args, text in cases:
+        assert_user_error(run(*args, "--model", model_dir), text)
+    assert all((tmp_path / n).read_bytes() == b"input" for n in ("t.safetensors", "a.latents.safetensors",
+                                                                 "c.safetensors", "s.json"))
+    assert ref.read_bytes() == b"GIF89a"
+
+
+def test_out_naming_an_existing_folder_keeps_its_contents(model_dir, tmp_path):
+    folder = tmp_path / "o.gif"
+    folder.mkdir()
+    (folder / "precious.txt").write_text("mine")
+    assert_user_error(run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", folder),
+                      "existing folder")
+    assert (folder / "precious.txt").read_text() == "mine"
+
+
+# ---------------------------------------------------------------------------
+# every bad input a one-line error before the expensive work (§7)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flags, text", [
+    (["--steps", 0], "steps must be >= 1"), (["--steps", -1], "steps must be >= 1"),
+    (["--guided-steps", "30:40", "--steps", 25], "run no step of the 25-step schedule"),
+    (["--steps", 3], "guided steps 3:12 run no step of the 3-step schedule"),
+    (["--gain", 1e30], "gain must be <= 100"), (["--guidance-scale", "nan"], "guidance_scale must be a finite"),
+    (["--weight", "nan"], "weight must be a finite"), (["--seed", 2**70], "seed must be in 0.."),
+    (["--iterations", -1], "iterations"), (["--step-size", 0], "step_size must be > 0"),
+    (["--iterations", 0, "--save-target", "t.safetensors"], "makes no target"),
+])
+def test_bad_numbers_are_refused_before_the_model_loads(model_dir, tmp_path, monkeypatch, flags, text):
+    import moft.cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(moft.cli, "_load", lambda model: pytest.fail("loaded the model before refusing"))
+    r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", "o.gif", *flags)
+    assert_user_error(r, text)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("change, text", [
+    ({"horizontal": [0, 1, 99], "vertical": [2, 3, 4]}, "lie in 0..63"),
+    ({"horizontal": [0, -1, 2], "vertical": [2, 3, 4]}, "lie in 0..63"),
+    ({"horizontal": [[0, 1], [2, 3]], "vertical": [[0, 1], [2, 3]]}, "non-empty list"),
+    ({"horizontal": [], "vertical": []}, "non-empty list"),
+])
+def test_bad_channel_files_are_one_line_errors_before_the_model_loads(model_dir, tiny_channels, tmp_path, monkeypatch,
+                                                                       change, text):
+    from dataclasses import replace
+
+    import torch
+    from safetensors.torch import save_file
+
+    import moft.cli
+
+    path = tmp_path / "ch.safetensors"
+    bad = replace(tiny_channels, **{k: torch.as_tensor(v, dtype=torch.long) for k, v in change.items()})
+    save_file({k: v.contiguous() for k, v in bad.tensors().items()}, str(path),
+              metadata={"moft_channels": json.dumps(bad.meta)})  # written as a buggy fitter would
+    monkeypatch.setattr(moft.cli, "_load", lambda model: pytest.fail("loaded the model before refusing"))
+    r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "o.gif",
+            "--channels", path)
+    assert_user_error(r, text)
+
+
+def test_a_channel_file_of_a_narrower_model_is_refused_in_control(model_dir, tiny_channels, tmp_path):
+    from dataclasses import replace
+
+    narrow = replace(tiny_channels, response=tiny_channels.response[:32], response_r2=tiny_channels.response_r2[:32],
+                     horizontal=tiny_channels.horizontal.clamp(max=31), vertical=tiny_channels.vertical.clamp(max=31))
+    narrow.save(tmp_path / "n.safetensors")
+    r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "o.gif",
+            "--channels", tmp_path / "n.safetensors", "--steps", 4, "--guided-steps", "1:3")
+    assert_user_error(r, "32-channel features")
+    assert not (tmp_path / "o.gif").exists()
+
+
+@pytest.mark.parametrize("shape, fill, text", [
+    ((1, 8, 3, 16, 16), 0.0, "shape"), ((1, 8, 4, 8, 8), 0.0, "shape"), ((1, 8, 4, 16, 16), float("nan"), "NaN"),
+])
+def test_bad_init_latents_are_one_line_errors_naming_the_file(model_dir, tmp_path, shape, fill, text):
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / "z.safetensors"
+    save_file({"latents": torch.full(shape, fill)}, str(path))
+    r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "o.gif",
+            "--init-latents", path, "--steps", 4, "--guided-steps", "1:3")
+    assert_user_error(r, text)
+    assert "z.safetensors" in r.stderr and not (tmp_path / "o.gif").exists()
+
+
+def test_fit_channels_zero_scenes_is_a_one_line_error(model_dir, tmp_path):
+    assert_user_error(run("fit-channels", "--model", model_dir, "--out", tmp_path / "c.safetensors", "--scenes", 0),
+                      "--scenes must be >= 1")
+
+
+def test_ctrl_c_after_the_video_is_written_leaves_no_output(model_dir, tmp_path, monkeypatch):
+    import safetensors.torch
+
+    staged = []
+
+    def interrupted(*args, **kwargs):
+        staged.extend(p.name for p in tmp_path.iterdir())
+        raise KeyboardInterrupt  # Ctrl-C while the latents are written, after the video
+
+    monkeypatch.setattr(safetensors.torch, "save", interrupted)
+    r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "c.gif", "--steps", 3,
+            "--guided-steps", "1:2")
+    assert r.exit_code == 130  # typer/click: interrupted
+    assert any(name.endswith(".tmp.gif") for name in staged), staged  # the video was written, staged
+    assert list(tmp_path.iterdir()) == []  # no video without its report and latents, no temp files
+
+
+def test_sigterm_during_a_write_leaves_no_temp_file(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import moft.cli
+    import moft.video
+
+    def killed(fd):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.signal(signal.SIGTERM, moft.cli._terminate)  # what `moft` installs in main()
+    try:
+        monkeypatch.setattr(moft.video.os, "fsync", killed)
+        with pytest.raises(SystemExit) as info:
+            moft.video.atomic_write_text(tmp_path / "r.json", "{}")
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert info.value.code == 143 and list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------
+# issue 14: only moft's errors are one line; --help shows defaults
+# ---------------------------------------------------------------------------
+
+
+def test_an_internal_error_keeps_its_traceback(model_dir, tmp_path, monkeypatch):
+    import importlib
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(importlib.import_module("moft.control"), "control", broken)
+    r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "o.gif",
+            "--steps", 3, "--guided-steps", "1:2")
+    assert r.exit_code == 1 and isinstance(r.exception, ValueError) and "error:" not in r.stderr
+    proc = subprocess.run([sys.executable, "-c", "import moft.cli, moft.models as m; "
+                           "m.load_pipeline = lambda *a, **k: 1 / 0; moft.cli.main()", "info", "--model",
+                           str(model_dir)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "ZeroDivisionError" in proc.stderr
+
+
+def test_help_shows_every_default():
+    import click
+    import typer.main
+
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():
+        for p in command.params:
+            if isinstance(p, click.Option) and p.name != "help" and not p.required:
+                shown = (p.default is not None and p.show_default is not False) or "default" in (p.help or "")
+                assert shown, f"moft {name} --{p.name}: no default in the help"
+    text = runner.invoke(app, ["control", "--help"], env={"COLUMNS": "300"}).output
+    for default in ("else 3:12)", "else 2)", "else 0.5)", "else region_mse)", "else all)", "else curves)", "else on)"):
+        assert default in text, default  # not swallowed as rich markup
+
+
+@pytest.mark.slow
+def test_a_real_clip_on_the_shipped_model(tmp_path):
+    """The issue's case: real footage of another size, length and frame rate on moft-tiny, exit 0 in seconds."""
+    r = run("extract", "--video", BIKES, "--out", tmp_path / "f.safetensors", "--steps", 4)
+    assert r.exit_code == 0, r.output
+    assert tuple(load_file(str(tmp_path / "f.safetensors"))["features"].shape) == (8, 64, 16, 16)
+    r = run("control", EXAMPLES / "pan_right.json", "--reference", BIKES, "--out", tmp_path / "r.gif", "--steps", 4,
+            "--guided-steps", "1:3")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "r.report.json").read_text())
+    assert report["reference_clip"]["stride"] == 3 and report["frames"] == 8 and report["height"] == 32
+
+
+def test_zero_iterations_is_unguided_and_makes_no_drag_target(model_dir, tmp_path, monkeypatch):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("moft.control"), "drag_target",
+                        lambda *a, **k: pytest.fail("built a drag target for --iterations 0"))
+    r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "u.gif", "--steps", 3,
+            "--iterations", 0, "--target-kind", "drag")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "u.report.json").read_text())
+    assert report["target"] is None and report["losses"] == [] and "unguided" in r.stdout
+
+
+@pytest.mark.parametrize("args, text", [
+    (["control", "x.json", "--out", "o.gif", "--steps", "abc"], "Invalid value for '--steps'"),
+    (["control", "x.json"], "Missing option '--out'"),
+    (["bogus"], "No such command 'bogus'"),
+    (["control", "x.json", "--out", "o.gif"], "x.json"),
+])
+def test_console_script_typer_errors_are_one_line_too(tmp_path, args, text):
+    proc = subprocess.run([sys.executable, "-m", "moft.cli", *args], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], proc.stderr

@@ -51,7 +51,7 @@ def test_control_with_a_saved_target_and_init_latents_reproduces(tmp_path, anima
 
 def test_control_needs_channels_for_a_synthesized_target(animatediff, traj):
     with pytest.raises(ValueError, match="channels"):
-        control(animatediff, traj, prompt="x", steps=2)
+        control(animatediff, traj, prompt="x", steps=4, guidance=G)
 
 
 def test_two_regions_use_weight_8(animatediff, tiny_channels):
@@ -74,7 +74,7 @@ def test_control_with_a_drag_target_starts_from_the_source_noise(animatediff, ti
     assert torch.equal(res.result.initial_latents, plain.result.initial_latents)
     assert np.allclose(res.source_frames, plain.source_frames, atol=1e-5)
     with pytest.raises(ValueError, match="target_kind"):
-        control(animatediff, traj, prompt="x", channels=tiny_channels, steps=2, target_kind="sketch")
+        control(animatediff, traj, prompt="x", channels=tiny_channels, steps=4, guidance=g, target_kind="sketch")
 
 
 def test_control_takes_its_defaults_from_the_folder_the_pipeline_came_from(model_dir, tmp_path, tiny_channels, traj):
@@ -103,3 +103,119 @@ def test_drag_control_runs_unchanged_on_modelscope(modelscope, traj):
     assert res.frames.shape == (FRAMES, 32, 32, 3) and res.target.maps.shape[2] == len(channels.indices)
     losses = [r["loss"] for r in res.report["losses"]]
     assert len(losses) == 4 and np.isfinite(losses).all() and losses[1] < losses[0]
+
+
+@pytest.mark.parametrize("settings, text", [
+    ({"steps": 0}, "steps must be >= 1"), ({"steps": -1}, "steps must be >= 1"),
+    ({"seed": 2**70}, "seed must be in 0..9223372036854775807"), ({"seed": -1}, "seed"),
+    ({"guidance_scale": float("nan")}, "guidance_scale must be a finite"), ({"gain": 1e30}, "gain must be <= 100"),
+    ({"gain": 0.0}, "gain must be > 0"), ({"gain": float("inf")}, "gain must be a finite"),
+    ({"guidance": GuidanceConfig(weight=float("nan"))}, "weight must be a finite"),
+    ({"guidance": GuidanceConfig(step_size=0.0)}, "step_size must be > 0"),
+    ({"steps": 25, "guidance": GuidanceConfig(steps=(30, 40))}, "guided steps 30:40 run no step of the 25-step"),
+    ({"steps": 3, "guidance": GuidanceConfig(steps=(3, 12))}, "guided steps 3:12 run no step of the 3-step"),
+])
+def test_settings_that_cannot_work_are_one_line_control_errors(settings, text):
+    from moft.control import ControlError, check_settings
+
+    with pytest.raises(ControlError, match=text) as info:
+        check_settings(**settings)
+    assert "\n" not in str(info.value)
+
+
+def test_settings_that_can_work_pass():
+    from moft.control import check_settings
+
+    check_settings(steps=4, guidance=GuidanceConfig(steps=(3, 12)))  # guides step 3: the overlap is enough
+    check_settings(steps=3, guidance=GuidanceConfig(steps=(3, 12), iterations=0))  # unguided: no schedule needed
+    check_settings(seed=2**63 - 1, guidance_scale=0.0, gain=100.0)
+
+
+def test_control_checks_numbers_before_sampling(animatediff, tiny_channels, traj, monkeypatch):
+    control_module = __import__("importlib").import_module("moft.control")
+    from moft.control import ControlError
+
+    monkeypatch.setattr(control_module, "sample", lambda *a, **k: pytest.fail("sampled before the check"))
+    with pytest.raises(ControlError, match="guidance_scale"):
+        control(animatediff, traj, prompt="x", channels=tiny_channels, steps=4, guidance=G,
+                guidance_scale=float("nan"))
+
+
+@pytest.mark.parametrize("shape, fill, text", [
+    ((1, FRAMES, 3, 16, 16), 0.0, "shape"),   # another latent channel count
+    ((1, FRAMES, 4, 8, 8), 0.0, "shape"),     # another grid
+    ((FRAMES, 4, 16, 16), 0.0, "shape"),      # no batch axis
+    ((1, FRAMES, 4, 16, 16), float("nan"), "NaN"),
+])
+def test_init_latents_of_another_shape_or_not_finite_are_refused(animatediff, tiny_channels, traj, shape, fill, text):
+    from moft.control import ControlError
+
+    with pytest.raises(ControlError, match=text):
+        control(animatediff, traj, prompt="x", channels=tiny_channels, steps=4, guidance=G,
+                init_latents=torch.full(shape, fill))
+
+
+def _channels_with(ch, horizontal, vertical=None):
+    from dataclasses import replace
+
+    return replace(ch, horizontal=torch.as_tensor(horizontal), vertical=torch.as_tensor(
+        vertical if vertical is not None else horizontal))
+
+
+@pytest.mark.parametrize("horizontal, vertical, text", [
+    ([0, 64, 1], None, "lie in 0..63"), ([0, -1, 2], None, "lie in 0..63"), ([], None, "non-empty"),
+    ([[0, 1], [2, 3]], None, "non-empty list"), ([0, 1, 2], [3, 4], "3 horizontal but 2 vertical"),
+])
+def test_channel_indices_are_checked_against_the_model(animatediff, tiny_channels, traj, horizontal, vertical, text):
+    from moft.channels import ChannelsError
+
+    bad = _channels_with(tiny_channels, horizontal, vertical)
+    with pytest.raises(ChannelsError, match=text):
+        control(animatediff, traj, prompt="x", channels=bad, steps=4, guidance=G)
+
+
+def test_channels_of_another_width_are_refused(animatediff, tiny_channels, traj):
+    from dataclasses import replace
+
+    from moft.channels import ChannelsError
+
+    narrow = replace(tiny_channels, response=tiny_channels.response[:32], response_r2=tiny_channels.response_r2[:32])
+    narrow = _channels_with(narrow, [0, 1, 2])
+    with pytest.raises(ChannelsError, match="32-channel features"):
+        control(animatediff, traj, prompt="x", channels=narrow, steps=4, guidance=G)
+
+
+def test_progress_reports_every_long_phase_of_a_drag_run(animatediff, tiny_channels, traj):
+    calls = []
+    g = GuidanceConfig(steps=(1, 3), iterations=1, loss="per_position")
+    control(animatediff, traj, prompt="a red disk", channels=tiny_channels, steps=4, guidance=g, target_kind="drag",
+            progress=lambda done, total, phase: calls.append((phase, done, total)))
+    phases = [p for p, _, _ in calls]
+    assert sorted(set(phases), key=phases.index) == ["source", "invert", "guide"]  # in this order
+    for phase in ("source", "invert", "guide"):
+        done = [(d, t) for p, d, t in calls if p == phase]
+        assert done[-1][0] == done[-1][1]  # each phase reaches its total
+    assert [d for p, d, _ in calls if p == "guide"] == [1, 2, 3, 4]
+
+
+def test_zero_iterations_builds_no_target(animatediff, tiny_channels, traj, monkeypatch):
+    control_module = __import__("importlib").import_module("moft.control")
+
+    for name in ("drag_target", "synthesize_target", "reference_target"):
+        monkeypatch.setattr(control_module, name, lambda *a, **k: pytest.fail("built a target for an unguided run"))
+    g = GuidanceConfig(iterations=0, loss="per_position")
+    res = control(animatediff, traj, prompt="a red disk", channels=tiny_channels, steps=3, guidance=g,
+                  target_kind="drag", seed=2)
+    plain = control(animatediff, traj, prompt="a red disk", channels=tiny_channels, steps=3, guidance=g,
+                    target_kind="curves", seed=2)
+    assert res.target is None and res.report["target"] is None and res.report["losses"] == []
+    assert np.array_equal(res.frames, plain.frames)  # both are the plain sample of seed 2
+
+
+def test_a_saved_target_of_another_run_size_is_refused(animatediff, tiny_channels, traj):
+    from moft.control import ControlError
+
+    a = control(animatediff, traj, prompt="a red disk", channels=tiny_channels, steps=4, guidance=G)
+    with pytest.raises(ControlError, match="target"):
+        control(animatediff, None, prompt="x", target=a.target, steps=4, guidance=G,
+                init_latents=torch.randn(1, FRAMES // 2, 4, 16, 16))

@@ -273,3 +273,171 @@ def test_write_report_writes_json_and_markdown_beside_it(tmp_path):
 
     out = write_report(tmp_path / "deep" / "r.json", {"a": 1}, "| a |\n")
     assert json.loads(out.read_text()) == {"a": 1} and (tmp_path / "deep" / "r.md").read_text() == "| a |\n"
+
+
+# ---------------------------------------------------------------------------
+# any clip in: read_clip's window, stride and fit
+# ---------------------------------------------------------------------------
+
+BIKES = __import__("pathlib").Path(__file__).parent / "data" / "bikes.mp4"  # real footage: 640x272, 250 frames, 25 fps
+
+
+def numbered_gif(path, frames: int, fps: float, height=24, width=40):
+    """A lossless GIF whose frame k is flat grey 2k (so the frame index reads back from the pixels)."""
+    video = np.repeat(np.repeat(np.repeat((2 * np.arange(frames, dtype=np.uint8))[:, None, None, None], height, 1),
+                                width, 2), 3, 3)  # (F, H, W, 3)
+    return write_video(path, video, fps=fps)
+
+
+def indices_of(frames) -> list[int]:
+    return [int(f[..., 0].mean().round()) // 2 for f in frames]
+
+
+def test_default_stride_spans_about_one_second_like_the_models_clips(tmp_path):
+    gif = numbered_gif(tmp_path / "n.gif", 100, fps=25)
+    clip = video_module.read_clip(gif, 8)
+    assert clip.source_fps == 25 and clip.stride == 3  # 25 fps / 8 fps
+    assert indices_of(clip.frames) == [0, 3, 6, 9, 12, 15, 18, 21]  # 21 frames at 25 fps ~ 0.84 s ~ 7 frames at 8 fps
+    assert indices_of(video_module.read_clip(gif, 8, start=10, stride=5).frames) == list(range(10, 50, 5))
+    assert video_module.read_clip(gif, 8, fps=12.5).stride == 2
+    assert video_module.read_clip(gif, 4, clip_fps=25).stride == 1  # a model of 25 fps clips
+
+
+def test_default_stride_shrinks_for_a_short_clip_but_an_explicit_one_does_not(tmp_path):
+    gif = numbered_gif(tmp_path / "short.gif", 10, fps=25)
+    assert indices_of(video_module.read_clip(gif, 8).frames) == list(range(8))  # stride 3 needs 22 frames
+    assert indices_of(video_module.read_clip(gif, 4).frames) == [0, 3, 6, 9]
+    with pytest.raises(VideoError, match="too few frames.*stride 3 need 22"):
+        video_module.read_clip(gif, 8, stride=3)
+    with pytest.raises(VideoError, match="too few frames"):
+        video_module.read_clip(gif, 8, start=5)
+    with pytest.raises(VideoError, match="too few frames"):
+        video_module.read_clip(gif, 11)
+
+
+def test_a_frame_folder_has_no_frame_rate(tmp_path):
+    folder = write_video(tmp_path / "frames", np.stack([np.full((8, 8, 3), 2 * k, np.uint8) for k in range(12)]))
+    assert indices_of(video_module.read_clip(folder, 8).frames) == list(range(8))  # default stride 1
+    assert indices_of(video_module.read_clip(folder, 3, stride=4).frames) == [0, 4, 8]
+    with pytest.raises(VideoError, match="no frame rate"):
+        video_module.read_clip(folder, 8, fps=4)
+
+
+def test_fit_crop_resize_pad_against_a_three_band_frame():
+    frame = np.zeros((1, 32, 64, 3), np.uint8)  # wide: red | green (centre half) | blue
+    frame[:, :, :16, 0] = 255
+    frame[:, :, 16:48, 1] = 255
+    frame[:, :, 48:, 2] = 255
+    crop = video_module.fit_video(frame, 16, 16, "crop")
+    assert (crop[..., 1] == 255).all() and crop[..., [0, 2]].max() == 0  # only the centre square remains
+    stretched = video_module.fit_video(frame, 16, 16, "resize")
+    assert (stretched[0, :, 0, 0] == 255).all() and (stretched[0, :, -1, 2] == 255).all()  # all three bands
+    pad = video_module.fit_video(frame, 16, 16, "pad")  # 64x32 -> 64x64 with 16-row bars -> 16x16
+    assert pad[0, :4].max() == 0 and pad[0, -4:].max() == 0 and (pad[0, 6:10, 0, 0] == 255).all()
+    tall = video_module.fit_video(np.transpose(frame, (0, 2, 1, 3)), 16, 16, "crop")  # tall: crop rows
+    assert (tall[..., 1] == 255).all()
+    with pytest.raises(VideoError, match="fit must be one of"):
+        video_module.fit_video(frame, 16, 16, "squash")
+
+
+def test_a_real_clip_decodes_only_the_frames_it_needs(monkeypatch):
+    import imageio.v3 as iio
+
+    decoded = []
+    real = iio.imiter
+
+    def counting(*args, **kwargs):
+        for image in real(*args, **kwargs):
+            decoded.append(image.shape)
+            yield image
+
+    monkeypatch.setattr(iio, "imiter", counting)
+    clip = video_module.read_clip(BIKES, 8, size=(32, 32))
+    assert clip.frames.shape == (8, 32, 32, 3) and clip.frames.dtype == np.uint8
+    assert clip.source_fps == 25 and clip.stride == 3 and clip.describe()["fit"] == "crop"
+    assert len(decoded) == 22 and decoded[0] == (272, 640, 3)  # frames 0..21 of 250, then the decoder stops
+    wide = video_module.read_clip(BIKES, 8, size=(32, 48), fit="pad", start=200, stride=6)
+    assert wide.frames.shape == (8, 32, 48, 3) and wide.start == 200
+    assert read_video(BIKES, num_frames=8, size=(32, 32)).shape == (8, 32, 32, 3)
+
+
+@pytest.mark.parametrize("rule, text", [
+    ({"start": -1}, "start must be"), ({"stride": 0}, "stride must be"), ({"fps": 0.0}, "fps must be"),
+    ({"fps": float("nan")}, "fps must be"), ({"stride": 2, "fps": 4.0}, "at most one"), ({"fit": "zoom"}, "fit"),
+])
+def test_bad_clip_rules_are_one_line_errors(rule, text):
+    with pytest.raises(VideoError, match=text):
+        video_module.read_clip(BIKES, 8, **rule)
+
+
+def test_unreadable_and_empty_clips_are_one_line_errors(tmp_path):
+    (tmp_path / "text.mp4").write_text("not a video")
+    (tmp_path / "cut.mp4").write_bytes(BIKES.read_bytes()[:2000])  # a download cut short
+    (tmp_path / "empty").mkdir()
+    for path, text in [("text.mp4", "unreadable video"), ("cut.mp4", "unreadable video|no frames"),
+                       ("empty", "no .png/.jpg frames"), ("missing.mp4", "no such file")]:
+        with pytest.raises(VideoError, match=text) as info:
+            video_module.read_clip(tmp_path / path, 8)
+        assert "\n" not in str(info.value) and path in str(info.value)
+
+
+# ---------------------------------------------------------------------------
+# never clobber, all or nothing, strict JSON
+# ---------------------------------------------------------------------------
+
+
+def test_a_video_name_over_an_existing_folder_keeps_the_folder(tmp_path):
+    folder = tmp_path / "o.gif"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    with pytest.raises(VideoError, match="existing folder"):
+        write_video(folder, smooth_video())
+    assert (folder / "keep.txt").read_text() == "mine"
+
+
+def test_output_set_writes_all_or_nothing(tmp_path):
+    (tmp_path / "b.json").write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        with video_module.output_set() as stage:
+            write_video(stage(tmp_path / "a.gif"), flat_colour_video())
+            stage(tmp_path / "b.json").write_text("new")
+            raise KeyboardInterrupt  # Ctrl-C after the video is written
+    assert sorted(os.listdir(tmp_path)) == ["b.json"] and (tmp_path / "b.json").read_text() == "old"
+    with video_module.output_set() as stage:
+        write_video(stage(tmp_path / "a.gif"), flat_colour_video())
+        stage(tmp_path / "b.json").write_text("new")
+    assert sorted(os.listdir(tmp_path)) == ["a.gif", "b.json"] and (tmp_path / "b.json").read_text() == "new"
+    assert read_video(tmp_path / "a.gif").shape == flat_colour_video().shape
+
+
+def test_strict_json_writes_null_and_says_why():
+    import json
+
+    import torch
+
+    data = {"psnr": np.float32(31.5), "losses": [{"loss": float("inf")}, {"loss": 2.0}],
+            "curve": torch.tensor([1.0, float("nan")]), "ok": None}
+    text = video_module.strict_json(data)
+    back = json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in the JSON"))
+    assert back["psnr"] == 31.5 and back["curve"] == [1.0, None] and back["null_because"] == {"curve[1]": "nan"}
+    assert back["losses"][0] == {"loss": None, "null_because": {"loss": "+inf"}} and back["losses"][1] == {"loss": 2.0}
+
+
+def test_write_report_is_strict_json(tmp_path):
+    import json
+
+    video_module.write_report(tmp_path / "r.json", {"ssim": float("nan")}, "| ssim |\n")
+    text = (tmp_path / "r.json").read_text()
+    assert "NaN" not in text and json.loads(text) == {"ssim": None, "null_because": {"ssim": "nan"}}
+
+
+def test_a_webm_of_odd_size_length_and_frame_rate(tmp_path):
+    import imageio.v3 as iio
+
+    frames = np.repeat((2 * np.arange(121, dtype=np.uint8))[:, None, None, None], 58, 1)  # frame k: grey 2k
+    frames = np.ascontiguousarray(np.broadcast_to(frames, (121, 58, 102, 3)))  # (F, H, W, 3), 102x58, odd length
+    iio.imwrite(tmp_path / "a.webm", frames, fps=30, codec="libvpx-vp9", macro_block_size=1)
+    clip = video_module.read_clip(tmp_path / "a.webm", 8, size=(32, 32), start=1)
+    assert clip.source_fps == 30 and clip.stride == 4  # 30 / 8 = 3.75
+    got = [int(round(f[..., 0].mean() / 2)) for f in clip.frames]  # lossy: grey levels come back within 1
+    assert np.abs(np.array(got) - np.arange(1, 30, 4)).max() <= 1, got

@@ -84,7 +84,16 @@ class MotionChannels:
         return torch.unique(torch.cat([h, v]), sorted=False)
 
     def check(self, num_channels: int, site: str | None = None) -> None:
-        """Raise ``ChannelsError`` unless these channels fit features with ``num_channels`` channels."""
+        """Raise ``ChannelsError`` unless these channels fit features with ``num_channels`` channels:
+        the same width, and 1-D, non-empty, equally long index lists within ``0..num_channels - 1``."""
+        for name, idx in (("horizontal", self.horizontal), ("vertical", self.vertical)):
+            if idx.ndim != 1 or idx.numel() == 0:
+                raise ChannelsError(f"{name} channel indices must be a non-empty list, got shape {tuple(idx.shape)}")
+            if int(idx.min()) < 0 or int(idx.max()) >= self.num_channels:
+                raise ChannelsError(f"{name} channel indices must lie in 0..{self.num_channels - 1}, "
+                                    f"got {int(idx.min())}..{int(idx.max())}")
+        if len(self.horizontal) != len(self.vertical):
+            raise ChannelsError(f"{len(self.horizontal)} horizontal but {len(self.vertical)} vertical channels")
         if num_channels != self.num_channels:
             raise ChannelsError(
                 f"channel file was fitted on {self.num_channels}-channel features "
@@ -136,8 +145,10 @@ class MotionChannels:
             raise ChannelsError(f"{path}: not a moft channel file ({type(exc).__name__})") from exc
         if ch.response.ndim != 2 or ch.response.shape[1] != 2:
             raise ChannelsError(f"{path}: malformed response tensor {tuple(ch.response.shape)}")
-        if expect_channels is not None:
-            ch.check(expect_channels)
+        try:
+            ch.check(ch.num_channels if expect_channels is None else expect_channels)
+        except ChannelsError as exc:
+            raise ChannelsError(f"{path}: {exc}") from None
         return ch
 
 
@@ -241,11 +252,13 @@ def fit_channels(
     from .models import ddim_scheduler, denoiser
 
     if rank not in ("pca", "separation"):
-        raise ValueError(f"rank must be 'pca' or 'separation', got {rank!r}")
+        raise ChannelsError(f"rank must be 'pca' or 'separation', got {rank!r}")
     if method not in ("inversion", "noise"):
-        raise ValueError(f"method must be 'inversion' or 'noise', got {method!r}")
+        raise ChannelsError(f"method must be 'inversion' or 'noise', got {method!r}")
     if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        raise ChannelsError(f"fraction must be in (0, 1], got {fraction}")
+    if isinstance(scenes, bool) or not isinstance(scenes, int) or scenes < 1:
+        raise ChannelsError(f"scenes must be an integer >= 1, got {scenes!r}")
     net = denoiser(pipe)
     arch = architecture_of(net)
     site = site or arch.default_site

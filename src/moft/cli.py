@@ -11,7 +11,6 @@ Bad input prints one line ``error: ...`` and exits with code 2; outputs are writ
 
 from __future__ import annotations
 
-import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,25 +22,26 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Training-free motion interpretation and control in video diffusion models (MOFT).")
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from .adapters import ArchitectureError
-    from .capture import CaptureError
-    from .channels import ChannelsError
-    from .models import ModelError
-    from .targets import TargetError
-    from .trajectory import TrajectoryError
-    from .video import VideoError
+class UsageError(ValueError):
+    """A command line that cannot work (conflicting or missing options, an output over an input)."""
 
-    return (ArchitectureError, CaptureError, ChannelsError, ModelError, TargetError, TrajectoryError, VideoError,
-            ValueError, FileNotFoundError, IsADirectoryError, PermissionError)
+
+def _is_user_error(exc: BaseException) -> bool:
+    """moft's own error classes (ValueError subclasses defined in moft) and OS errors on the user's
+    paths are the user's; anything else is a bug and keeps its traceback."""
+    if isinstance(exc, (UsageError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
+        return True
+    return isinstance(exc, ValueError) and type(exc) is not ValueError and type(exc).__module__.startswith("moft.")
 
 
 @contextmanager
 def _errors():
-    """Turn user errors into one line on stderr and exit code 2."""
+    """Turn user errors into one line on stderr and exit code 2; other exceptions propagate (exit 1)."""
     try:
         yield
-    except _user_errors() as exc:
+    except Exception as exc:
+        if not _is_user_error(exc):
+            raise
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         typer.echo(f"error: {msg}", err=True)
         raise typer.Exit(2) from None
@@ -49,25 +49,26 @@ def _errors():
 
 @contextmanager
 def _progress(label: str):
-    """A rich progress bar on stderr, shown from the first update; yields ``update(done, total)``."""
+    """A rich progress bar on stderr, shown from the first update; yields ``update(done, total, phase=None)``.
+    A new ``phase`` (e.g. control's ``source``, ``invert``, ``guide``) starts a new bar line."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=Console(stderr=True))
-    task = None
+    tasks: dict = {}
 
-    def update(done: int, total: int):
-        nonlocal task
-        if task is None:
+    def update(done: int, total: int, phase: str | None = None):
+        if not tasks:
             bar.start()
-            task = bar.add_task(label, total=total)
-        bar.update(task, completed=done, total=total)
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(f"{label} {phase}" if phase else label, total=total)
+        bar.update(tasks[phase], completed=done, total=total)
 
     try:
         yield update
     finally:
-        if task is not None:
+        if tasks:
             bar.stop()
 
 
@@ -88,13 +89,67 @@ def _channels(path: Optional[Path], model: str | None, required: bool):
         return MotionChannels.load(path)
     ch = default_channels(model)
     if ch is None and required:
-        raise ValueError("this model has no shipped motion channels; run `moft fit-channels` and pass --channels")
+        raise UsageError("this model has no shipped motion channels; run `moft fit-channels` and pass --channels")
     return ch
 
 
 def _check_out(path: Path, suffixes: tuple[str, ...]):
     if path.suffix.lower() not in suffixes:
-        raise ValueError(f"{path}: output must end in {' or '.join(suffixes)}")
+        raise UsageError(f"{path}: output must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise UsageError(f"{path}: is an existing folder; give a file name")
+
+
+def _no_clobber(inputs: dict[str, Optional[Path]], outputs: dict[str, Optional[Path]]):
+    """Refuse a run in which an output would overwrite one of the run's inputs or another output."""
+    import os
+
+    seen: dict[str, str] = {}
+    for name, path in inputs.items():
+        if path is not None:
+            seen.setdefault(os.path.realpath(path), name)
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        real = os.path.realpath(path)
+        if real in seen:
+            raise UsageError(f"{path}: {name} would overwrite the {seen[real]}; choose another name")
+        seen[real] = name
+
+
+def _probe_clip(path: Path):
+    """Decode a clip's first frame before the model loads: a missing, unreadable or empty clip fails fast."""
+    from .video import read_clip
+
+    read_clip(path, 1)
+
+
+def _read_clip(path: Path, pipe, model: str | None, start: int, stride: Optional[int], fps: Optional[float],
+               fit: str):
+    """The model's frames of any clip (``moft.video.read_clip``'s rule)."""
+    from .channels import default_video_size
+    from .models import model_defaults
+    from .video import CLIP_FPS, read_clip
+
+    f, h, w = default_video_size(pipe)
+    return read_clip(path, f, size=(h, w), start=start, stride=stride, fps=fps, fit=fit,
+                     clip_fps=model_defaults(model).get("fps", CLIP_FPS))
+
+
+def _warn_unknown_words(pipe, prompt: Optional[str]):
+    from .tokenizer import unknown_words
+
+    words = unknown_words(pipe.tokenizer, prompt or "")
+    if words:
+        typer.echo(f"warning: the model does not know {', '.join(repr(w) for w in words)}; "
+                   f"{'it reads' if len(words) == 1 else 'they read'} as <unk>", err=True)
+
+
+MODEL_HELP = "moft-tiny (default), a pipeline folder or a hub id"
+START_HELP = "clip: first frame to take"
+STRIDE_HELP = "clip: frames between frames taken (default: the clip's fps / the model's fps, about 1 s for 8 frames)"
+FPS_HELP = "clip: sample the clip at this frame rate instead of --stride (default: none, see --stride)"
+FIT_HELP = "clip: crop (centre crop to the model's aspect, then resize), resize (stretch) or pad (black bars)"
 
 
 @app.command()
@@ -135,54 +190,67 @@ def info(model: Optional[str] = typer.Option(None, help="moft-tiny (default), a 
 @app.command()
 def extract(
     out: Path = typer.Option(..., help="FEATURES.safetensors to write"),
-    prompt: Optional[str] = typer.Option(None, help="generate this prompt and take its features"),
-    video: Optional[Path] = typer.Option(None, help="GIF/MP4/PNG folder to invert instead of a prompt"),
-    model: Optional[str] = typer.Option(None, help="moft-tiny (default), a pipeline folder or a hub id"),
+    prompt: Optional[str] = typer.Option(None, help="generate this prompt and take its features (default: none; give it or --video)"),
+    video: Optional[Path] = typer.Option(None, help="clip to invert instead of a prompt: MP4/WebM/GIF/PNG folder, "
+                                         "any size and length (see --start, --stride, --fps, --fit; default: none)"),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
     seed: int = typer.Option(0),
     timestep: int = typer.Option(200, help="timestep of the features (generation or inversion)"),
     channels: Optional[Path] = typer.Option(None, help="motion channel file (default: the model's shipped one)"),
-    site: Optional[str] = typer.Option(None, help="module path to capture (default: up_blocks.1)"),
+    site: Optional[str] = typer.Option(None, help="module path to capture (default: the architecture's, up_blocks.1)"),
     steps: int = typer.Option(25, help="DDIM steps"),
-    figure: Optional[Path] = typer.Option(None, help="also write a PNG: PCA of MOFT and a correspondence heatmap"),
+    figure: Optional[Path] = typer.Option(None, help="also write a PNG: PCA of MOFT and a correspondence heatmap (default: none)"),
+    start: int = typer.Option(0, help=START_HELP),
+    stride: Optional[int] = typer.Option(None, help=STRIDE_HELP),
+    fps: Optional[float] = typer.Option(None, help=FPS_HELP),
+    fit: str = typer.Option("crop", help=FIT_HELP),
 ):
-    """Features and MOFT of a prompt's generated video or of a given video."""
+    """Features and MOFT of a prompt's generated video or of a given clip."""
     with _errors():
+        from .control import check_settings
         from .extract import extract as run
-        from .video import read_video
+        from .video import check_clip_rule, output_set
 
         _check_out(out, (".safetensors",))
         if figure is not None:
             _check_out(figure, (".png",))
         if (prompt is None) == (video is None):
-            raise ValueError("give exactly one of --prompt or --video")
-        frames = read_video(video) if video is not None else None
+            raise UsageError("give exactly one of --prompt or --video")
+        _no_clobber({"video": video, "channel file": channels}, {"--out": out, "--figure": figure})
+        check_settings(steps=steps, seed=seed)
+        check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
+        if video is not None:
+            _probe_clip(video)
         ch = _channels(channels, model, required=False)
         pipe = _load(model)
+        _warn_unknown_words(pipe, prompt)
+        clip = _read_clip(video, pipe, model, start, stride, fps, fit) if video is not None else None
         with _progress("extract") as update:
-            ex = run(pipe, prompt=prompt, video=frames, timestep=timestep, seed=seed, channels=ch, site=site,
-                     steps=steps, progress=update)
+            ex = run(pipe, prompt=prompt, video=clip.frames if clip else None, timestep=timestep, seed=seed,
+                     channels=ch, site=site, steps=steps, progress=update)
         ex.meta["model"] = model or "moft-tiny"
         if video is not None:
-            ex.meta["video"] = str(video)
-        ex.save(out)
-        if figure is not None:
-            from .figures import extraction_figure
+            ex.meta.update(video=str(video), clip=clip.describe())
+        with output_set() as stage:  # the features and the figure, or neither
+            ex.save(stage(out))
+            if figure is not None:
+                from .figures import extraction_figure
 
-            extraction_figure(ex, figure)
+                extraction_figure(ex, stage(figure))
         typer.echo(f"wrote {out}: features {tuple(ex.features.shape)}, moft {tuple(ex.moft.shape)}")
 
 
 @app.command("fit-channels")
 def fit_channels(
     out: Path = typer.Option(..., help="CHANNELS.safetensors to write (+ .json metadata)"),
-    model: Optional[str] = typer.Option(None, help="moft-tiny (default), a pipeline folder or a hub id"),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
     fraction: float = typer.Option(0.04, help="share of channels kept per axis (paper: 4%)"),
     method: str = typer.Option("inversion", help="inversion (paper) or noise (one noised forward)"),
     rank: str = typer.Option("pca", help="pca (paper: |PC1 loading|) or separation (|d'| between opposite pans)"),
     timestep: int = typer.Option(200, help="timestep of the features"),
     scenes: int = typer.Option(4, help="still scenes per axis (two pans each)"),
-    images: Optional[Path] = typer.Option(None, help="folder of still pictures to pan instead of synthetic scenes"),
-    site: Optional[str] = typer.Option(None, help="module path to capture (default: up_blocks.1)"),
+    images: Optional[Path] = typer.Option(None, help="folder of still pictures to pan (default: synthetic scenes)"),
+    site: Optional[str] = typer.Option(None, help="module path to capture (default: the architecture's, up_blocks.1)"),
     seed: int = typer.Option(0),
 ):
     """Fit horizontal and vertical motion channels on synthetic pans (PCA, as the paper, or d')."""
@@ -191,11 +259,15 @@ def fit_channels(
         from .video import read_video
 
         _check_out(out, (".safetensors",))
+        if isinstance(scenes, bool) or scenes < 1:
+            raise UsageError(f"--scenes must be >= 1, got {scenes}")
+        if not 0 < fraction <= 1:
+            raise UsageError(f"--fraction must be in (0, 1], got {fraction}")
         pics = None
         if images is not None:
             files = sorted(p for p in Path(images).glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
             if not files:
-                raise ValueError(f"{images}: no .png/.jpg pictures")
+                raise UsageError(f"{images}: no .png/.jpg pictures")
             pics = [read_video(p)[0] for p in files]
         pipe = _load(model)
         with _progress("fit-channels") as update:
@@ -210,49 +282,74 @@ def fit_channels(
 @app.command()
 def control(
     trajectory: Path = typer.Argument(..., help="trajectory JSON (see README)"),
-    out: Path = typer.Option(..., help="OUT.gif or OUT.mp4; OUT.json is written beside it"),
-    model: Optional[str] = typer.Option(None, help="moft-tiny (default), a pipeline folder or a hub id"),
-    prompt: Optional[str] = typer.Option(None, help="text prompt (default: the model's)"),
-    seed: int = typer.Option(0),
+    out: Path = typer.Option(..., help="OUT.gif or OUT.mp4; OUT.report.json and OUT.latents.safetensors are "
+                             "written beside it"),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
+    prompt: Optional[str] = typer.Option(None, help="text prompt (default: the model's moft.json, else empty)"),
+    seed: int = typer.Option(0, help="initial noise, 0..2**63-1"),
     steps: int = typer.Option(25, help="DDIM steps"),
-    guidance_scale: Optional[float] = typer.Option(None, help="CFG scale (default: the model's, else 7.5)"),
-    reference: Optional[Path] = typer.Option(None, help="reference video whose motion to copy"),
-    target: Optional[Path] = typer.Option(None, help="a saved target file (from --save-target)"),
-    save_target: Optional[Path] = typer.Option(None, help="write the target used to this .safetensors"),
-    init_latents: Optional[Path] = typer.Option(None, help="initial noise (.safetensors written by an earlier run)"),
+    guidance_scale: Optional[float] = typer.Option(None, help="CFG scale (default: the model's moft.json, else 7.5)"),
+    reference: Optional[Path] = typer.Option(None, help="reference clip whose motion to copy: MP4/WebM/GIF/PNG "
+                                             "folder, any size and length (see --start, --stride, --fps, --fit; "
+                                             "default: none, the trajectory gives the motion)"),
+    target: Optional[Path] = typer.Option(None, help="a saved target file (from --save-target; default: none)"),
+    save_target: Optional[Path] = typer.Option(None, help="write the target used to this .safetensors (default: not written)"),
+    init_latents: Optional[Path] = typer.Option(None, help="initial noise (.safetensors written by an earlier run; default: from --seed)"),
     save_source: bool = typer.Option(False, help="also write OUT.source.EXT: the unguided video from the same noise"),
     save_proxy: bool = typer.Option(False, help="also write OUT.proxy.EXT: the drag proxy (drag targets only)"),
     channels: Optional[Path] = typer.Option(None, help="motion channel file (default: the model's shipped one)"),
-    guided_steps: Optional[str] = typer.Option(None, help="guided step indices START:END, end exclusive [the model's moft.json, else 3:12]"),
-    iterations: Optional[int] = typer.Option(None, help="gradient iterations per guided step [the model's moft.json, else 2]"),
-    step_size: Optional[float] = typer.Option(None, help="latent update step [the model's moft.json, else 0.5]"),
-    weight: Optional[float] = typer.Option(None, help="loss weight [6 for one region, 8 for several]"),
-    loss: Optional[str] = typer.Option(None, help="region_mse (official) or per_position (paper Eq. 3) [the model's moft.json, else region_mse]"),
-    shared_kv: Optional[bool] = typer.Option(None, "--shared-kv/--no-shared-kv", help="share spatial K/V from the unguided branch [the model's moft.json, else on]"),
-    grad_mask: Optional[str] = typer.Option(None, help="all, first:N or off [all]"),
-    gain: float = typer.Option(1.0, help="strength of synthesized target curves"),
+    guided_steps: Optional[str] = typer.Option(None, help="guided step indices START:END, end exclusive "
+                                               "(default: the model's moft.json, else 3:12)"),
+    iterations: Optional[int] = typer.Option(None, help="gradient iterations per guided step; 0: unguided "
+                                             "(default: the model's moft.json, else 2)"),
+    step_size: Optional[float] = typer.Option(None, help="latent update step (default: the model's moft.json, else 0.5)"),
+    weight: Optional[float] = typer.Option(None, help="loss weight (default: the model's moft.json, else 6 for one region, 8 for several)"),
+    loss: Optional[str] = typer.Option(None, help="region_mse (official) or per_position (paper Eq. 3) "
+                                       "(default: the model's moft.json, else region_mse)"),
+    shared_kv: Optional[bool] = typer.Option(None, "--shared-kv/--no-shared-kv", help="share spatial K/V from the "
+                                             "unguided branch (default: the model's moft.json, else on)"),
+    grad_mask: Optional[str] = typer.Option(None, help="all, first:N or off (default: the model's moft.json, else all)"),
+    gain: float = typer.Option(1.0, help="strength of synthesized target curves, 0 < gain <= 100"),
     target_kind: Optional[str] = typer.Option(None, help="curves (paper: region-mean curves from the channels) or "
                                               "drag (the unguided video's regions dragged along the trajectory, "
-                                              "inverted) [the model's moft.json, else curves]"),
+                                              "inverted) (default: the model's moft.json, else curves)"),
+    start: int = typer.Option(0, help=START_HELP),
+    stride: Optional[int] = typer.Option(None, help=STRIDE_HELP),
+    fps: Optional[float] = typer.Option(None, help=FPS_HELP),
+    fit: str = typer.Option("crop", help=FIT_HELP),
 ):
     """Generate a video whose regions move as the trajectory says."""
     with _errors():
         from safetensors.torch import load_file, save
 
+        from .control import ControlError, check_init_latents, check_settings, default_guidance
         from .control import control as run
-        from .control import default_guidance
         from .latents import vae_scale
         from .models import model_defaults
         from .targets import TARGET_KINDS, Target
         from .trajectory import load_trajectory
-        from .video import atomic_write_bytes, atomic_write_text, read_video, write_video
+        from .video import check_clip_rule, output_set, strict_json, write_video
 
         _check_out(out, (".gif", ".mp4"))
-        kind = target_kind or model_defaults(model).get("target", "curves")
+        stem = out.with_suffix("")
+        outputs = {"--out": out, "the report": Path(f"{stem}.report.json"),
+                   "the latents": Path(f"{stem}.latents.safetensors"),
+                   "the source video": Path(f"{stem}.source{out.suffix}") if save_source else None,
+                   "the proxy video": Path(f"{stem}.proxy{out.suffix}") if save_proxy else None,
+                   "--save-target": save_target}
+        _no_clobber({"trajectory": trajectory, "reference": reference, "target": target,
+                     "init latents": init_latents, "channel file": channels}, outputs)
+        if save_target is not None:
+            _check_out(save_target, (".safetensors",))
+        for name, path in outputs.items():
+            if path is not None and path.is_dir():
+                raise UsageError(f"{path}: {name} would replace an existing folder; give another --out")
+        defaults = model_defaults(model)
+        kind = target_kind or defaults.get("target", "curves")
         if kind not in TARGET_KINDS:
-            raise ValueError(f"--target-kind: expected one of {', '.join(TARGET_KINDS)}, got {kind!r}")
+            raise UsageError(f"--target-kind: expected one of {', '.join(TARGET_KINDS)}, got {kind!r}")
         if save_proxy and (kind != "drag" or target is not None or reference is not None):
-            raise ValueError("--save-proxy: only a drag target made from the trajectory has a proxy video")
+            raise UsageError("--save-proxy: only a drag target made from the trajectory has a proxy video")
         given = {"iterations": iterations, "step_size": step_size, "weight": weight, "loss": loss,
                  "shared_kv": shared_kv, "grad_mask": grad_mask}
         if guided_steps is not None:
@@ -260,60 +357,77 @@ def control(
                 given["steps"] = tuple(int(v) for v in guided_steps.split(":"))
                 assert len(given["steps"]) == 2
             except (ValueError, AssertionError):
-                raise ValueError(f"--guided-steps: expected START:END, got {guided_steps!r}") from None
+                raise UsageError(f"--guided-steps: expected START:END, got {guided_steps!r}") from None
         g = default_guidance(model, **{k: v for k, v in given.items() if v is not None})
-        defaults = model_defaults(model)
-        pipe = _load(model)
-        from .channels import default_video_size
-
-        f, h, w = default_video_size(pipe)
-        traj = load_trajectory(trajectory, default_frames=f)
-        if traj.frames != f:
-            raise ValueError(f"{trajectory}: frames: {traj.frames}, but this model makes {f}-frame videos")
-        traj.masks(h // vae_scale(pipe), w // vae_scale(pipe))  # every region must cover the latent grid
+        cfg = guidance_scale if guidance_scale is not None else defaults.get("guidance_scale", 7.5)
+        check_settings(steps=steps, seed=seed, guidance_scale=cfg, gain=gain, guidance=g)
+        if save_target is not None and g.iterations == 0 and target is None:
+            raise UsageError("--save-target: --iterations 0 runs unguided and makes no target")
+        check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
+        if reference is not None:
+            _probe_clip(reference)
+        if defaults.get("frames"):  # the model folder names its frame count: check the trajectory before loading
+            load_trajectory(trajectory, default_frames=int(defaults["frames"]))
+        elif not trajectory.is_file():
+            raise UsageError(f"{trajectory}: no such trajectory file")
         tgt = Target.load(target) if target is not None else None
-        ref = read_video(reference) if reference is not None else None
-        ch = _channels(channels, model, required=tgt is None and ref is None)
+        ch = _channels(channels, model, required=tgt is None and reference is None)
         init = None
         if init_latents is not None:
             try:
                 init = load_file(str(init_latents))["latents"]
             except Exception:
-                raise ValueError(f"{init_latents}: not a moft latents file") from None
+                raise UsageError(f"{init_latents}: not a moft latents file") from None
+        pipe = _load(model)
+        from .channels import default_video_size
+
+        f, h, w = default_video_size(pipe)
+        if init is not None:
+            try:
+                f = int(check_init_latents(init, pipe).shape[1])
+            except ControlError as exc:
+                raise UsageError(f"{init_latents}: {exc}") from None
+        traj = load_trajectory(trajectory, default_frames=f)
+        if traj.frames != f:
+            raise UsageError(f"{trajectory}: frames: {traj.frames}, but this model makes {f}-frame videos")
+        traj.masks(h // vae_scale(pipe), w // vae_scale(pipe))  # every region must cover the latent grid
         prompt = prompt if prompt is not None else defaults.get("prompt", "")
-        cfg = guidance_scale if guidance_scale is not None else defaults.get("guidance_scale", 7.5)
+        _warn_unknown_words(pipe, prompt)
+        clip = _read_clip(reference, pipe, model, start, stride, fps, fit) if reference is not None else None
         with _progress("control") as update:
-            res = run(pipe, traj, prompt=prompt, channels=ch, reference=ref, target=tgt, seed=seed, steps=steps,
-                      guidance_scale=cfg, guidance=g, init_latents=init, keep_source=save_source, gain=gain,
-                      target_kind=kind, progress=update)
-        stem = out.with_suffix("")
-        latents_path = Path(f"{stem}.latents.safetensors")
+            res = run(pipe, traj, prompt=prompt, channels=ch, reference=clip.frames if clip else None, target=tgt,
+                      seed=seed, steps=steps, guidance_scale=cfg, guidance=g, init_latents=init,
+                      keep_source=save_source, gain=gain, target_kind=kind, progress=update)
         report = dict(res.report, model=model or "moft-tiny", trajectory=str(trajectory),
-                      reference=str(reference) if reference else None, target_file=str(target) if target else None,
-                      init_latents=str(init_latents) if init_latents else None, latents_file=str(latents_path),
-                      channels_file=str(channels) if channels else "shipped")
-        write_video(out, res.frames)
-        if save_source:
-            write_video(Path(f"{stem}.source{out.suffix}"), res.source_frames)
-        if save_proxy:
-            write_video(Path(f"{stem}.proxy{out.suffix}"), res.proxy_frames)
-        atomic_write_bytes(latents_path, save({"latents": res.result.initial_latents.contiguous().float()}))
-        if save_target is not None:
-            res.target.save(save_target)
-        atomic_write_text(out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
+                      reference=str(reference) if reference else None,
+                      reference_clip=clip.describe() if clip else None, target_file=str(target) if target else None,
+                      init_latents=str(init_latents) if init_latents else None,
+                      latents_file=str(outputs["the latents"]), channels_file=str(channels) if channels else "shipped")
+        text = strict_json(report)  # before writing anything: a report that cannot be written stops the set
+        with output_set() as stage:  # all outputs or none, even on Ctrl-C
+            write_video(stage(out), res.frames)
+            if save_source:
+                write_video(stage(outputs["the source video"]), res.source_frames)
+            if save_proxy:
+                write_video(stage(outputs["the proxy video"]), res.proxy_frames)
+            stage(outputs["the latents"]).write_bytes(save({"latents": res.result.initial_latents.contiguous().float()}))
+            if save_target is not None:
+                res.target.save(stage(save_target))
+            stage(outputs["the report"]).write_text(text)
         losses = res.result.losses
         what = f"loss {losses[0]['loss']:.4g} -> {losses[-1]['loss']:.4g}" if losses else "unguided"
-        typer.echo(f"wrote {out} ({res.result.seconds:.1f} s; {what})")
+        typer.echo(f"wrote {out} and {outputs['the report'].name} ({res.result.seconds:.1f} s; {what})")
 
 
 @app.command()
 def evaluate(
     suite: Path = typer.Argument(..., help="suite JSON (see benchmarks/)"),
     out: Path = typer.Option(..., help="REPORT.json; REPORT.md and REPORT.png are written beside it"),
-    model: Optional[str] = typer.Option(None, help="moft-tiny (default), a pipeline folder or a hub id"),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
     channels: Optional[Path] = typer.Option(None, help="motion channel file (default: the model's shipped one)"),
     work_dir: Optional[Path] = typer.Option(None, help="per-item results (default: REPORT.parts/); reruns resume"),
-    shard: Optional[str] = typer.Option(None, help="K/N: run only every N-th item from the K-th (without accelerate)"),
+    shard: Optional[str] = typer.Option(None, help="K/N: run only every N-th item from the K-th (default: all, or "
+                                        "this process's share under accelerate launch)"),
 ):
     """Run a suite of controlled generations, score them, write a report (shards under accelerate launch)."""
     with _errors():
@@ -325,9 +439,12 @@ def evaluate(
         from .evaluate import collect, load_suite, markdown_table, run_identity, run_suite, summarise
         from .figures import report_figure
         from .models import model_defaults
-        from .video import atomic_write_text
+        from .video import output_set, strict_json
 
         _check_out(out, (".json",))
+        _no_clobber({"suite": suite, "channel file": channels},
+                    {"--out": out, "the Markdown table": out.with_suffix(".md"),
+                     "the figure": out.with_suffix(".png"), "--work-dir": work_dir or out.with_suffix(".parts")})
         spec = load_suite(suite)
         spec["guidance"] = dict(model_defaults(model).get("guidance", {}), **spec.get("guidance", {}))
         spec.setdefault("target", model_defaults(model).get("target", "curves"))
@@ -337,7 +454,7 @@ def evaluate(
                 index, count = (int(v) for v in shard.split("/"))
                 assert 0 <= index < count
             except (ValueError, AssertionError):
-                raise ValueError(f"--shard: expected K/N with 0 <= K < N, got {shard!r}") from None
+                raise UsageError(f"--shard: expected K/N with 0 <= K < N, got {shard!r}") from None
             state, main = None, True
         else:
             # cpu=True lets torchrun's processes on a CPU-only machine form a gloo group (accelerate
@@ -356,9 +473,11 @@ def evaluate(
             table = summarise(rows)
             report = {"suite": spec, "model": model or "moft-tiny", "channels_digest": ch.digest(),
                       "table": table, "rows": rows}
-            atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-            atomic_write_text(out.with_suffix(".md"), f"## {spec['name']}\n\n" + markdown_table(table))
-            report_figure(table, out.with_suffix(".png"), title=spec["name"])
+            text = strict_json(report)
+            with output_set() as stage:  # report, table and figure, or none of them
+                stage(out).write_text(text)
+                stage(out.with_suffix(".md")).write_text(f"## {spec['name']}\n\n" + markdown_table(table))
+                report_figure(table, stage(out.with_suffix(".png")), title=spec["name"])
             typer.echo(markdown_table(table))
 
 
@@ -374,10 +493,31 @@ def _quiet():
     warnings.filterwarnings("ignore", category=UserWarning)
 
 
+def _terminate(signum, frame):
+    """SIGTERM unwinds like Ctrl-C (``finally`` blocks remove temporary files), then exits 143."""
+    raise SystemExit(128 + signum)
+
+
 def main():
-    """Console-script entry point."""
+    """Console-script entry point: exit 0 on success, 2 with one line ``error: ...`` on bad input
+    (moft's and typer's own errors), 130 on Ctrl-C, 143 on SIGTERM; a bug keeps its traceback (1)."""
+    import signal
+
     _quiet()
-    app(prog_name="moft")
+    signal.signal(signal.SIGTERM, _terminate)
+    args = sys.argv[1:] or ["--help"]  # a bare `moft` shows the help
+    try:
+        code = app(args, prog_name="moft", standalone_mode=False)
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        code = 130
+    except typer.TyperException as exc:  # typer's own: a bad option value, a missing option, an unknown command
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        lines = str(exc.format_message() if hasattr(exc, "format_message") else exc).strip().splitlines()
+        typer.echo(f"error: {lines[0] if lines else type(exc).__name__}{hint}", err=True)
+        code = getattr(exc, "exit_code", 2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -154,7 +154,7 @@ def baseline_curve(channels: MotionChannels, num_frames: int) -> torch.Tensor:
 def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | None, masks: torch.Tensor | None = None,
                      num_steps: int = 25, timestep: int = 200, content_removal: bool = True,
                      site: str | None = None, height: int | None = None, width: int | None = None,
-                     source: str = "") -> Target:
+                     source: str = "", progress=None) -> Target:
     """Target MOFT from a reference video by DDIM inversion (paper §4, official code).
 
     Args:
@@ -167,6 +167,7 @@ def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | Non
         content_removal: remove the frame mean (False = the paper's "vanilla" feature).
         site: capture site.
         height, width: run size in pixels (default: the model's).
+        progress: optional ``progress(done, total)`` per inversion step.
     """
     from .channels import default_video_size
     from .extract import nearest_step
@@ -179,7 +180,8 @@ def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | Non
     cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
     inversion_step, _ = nearest_step(pipe, num_steps, timestep, ascending=True)
     inv = ddim_invert(pipe, z0, cond, num_steps=num_steps, capture_step=inversion_step,
-                      sites=[site] if site else None, stop_after_capture=True)
+                      sites=[site] if site else None, stop_after_capture=True,
+                      progress=(lambda i: progress(i + 1, inversion_step + 1)) if progress else None)
     feats = next(iter(inv.features.values())).float()
     size = (height // vae_scale(pipe), width // vae_scale(pipe))
     idx = channels.indices if channels is not None else None
@@ -194,7 +196,7 @@ def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | Non
 
 
 def drag_target(pipe, source_frames: np.ndarray, trajectory, *, channels: MotionChannels | None,
-                num_steps: int = 25, timestep: int = 200, site: str | None = None) -> Target:
+                num_steps: int = 25, timestep: int = 200, site: str | None = None, progress=None) -> Target:
     """Per-position target from a trajectory: the inverted MOFT of the source dragged along it.
 
     Example:
@@ -207,7 +209,7 @@ def drag_target(pipe, source_frames: np.ndarray, trajectory, *, channels: Motion
         source_frames: ``(F, H, W, 3)`` the unguided video of the same noise (frame 0 is dragged).
         trajectory: a parsed ``Trajectory`` with ``F`` frames.
         channels: motion channels, or None for all channels.
-        num_steps, timestep, site: as ``reference_target``.
+        num_steps, timestep, site, progress: as ``reference_target``.
 
     The regions are where each region passes (``moft.drag.swept_masks``): the loss compares maps
     there, and gradient masking lets the latents change there only.
@@ -223,7 +225,8 @@ def drag_target(pipe, source_frames: np.ndarray, trajectory, *, channels: Motion
     grid = (h // vae_scale(pipe), w // vae_scale(pipe))
     masks = torch.from_numpy(swept_masks(trajectory, (h, w), grid))  # (R, h, w)
     target = reference_target(pipe, (proxy * 255).round().astype(np.uint8), channels=channels, masks=masks,
-                              num_steps=num_steps, timestep=timestep, site=site, height=h, width=w)
+                              num_steps=num_steps, timestep=timestep, site=site, height=h, width=w,
+                              progress=progress)
     target.meta.update(source="drag", trajectory=trajectory.to_dict())
     target.meta.pop("video", None)
     return target

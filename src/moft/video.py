@@ -5,9 +5,10 @@ Every video in moft is a numpy array of shape ``(F, H, W, 3)``: ``uint8`` in
 
 Example:
     >>> from moft.video import read_video, write_video, resize_video
-    >>> frames = read_video("clip.mp4", max_frames=16)   # (F, H, W, 3) uint8
-    >>> small = resize_video(frames, 256, 256)            # (F, 256, 256, 3) uint8
-    >>> write_video("out/clip.gif", small, fps=8)          # atomic write
+    >>> frames = read_video("clip.mp4", max_frames=16)   # (F, H, W, 3) uint8     # doctest: +SKIP
+    >>> small = resize_video(frames, 256, 256)            # (F, 256, 256, 3) uint8  # doctest: +SKIP
+    >>> write_video("out/clip.gif", small, fps=8)          # atomic write          # doctest: +SKIP
+    >>> model = read_video("phone.mp4", num_frames=8, size=(32, 32))  # any clip -> the model's   # doctest: +SKIP
 
 Notes:
     * GIF frames are written through Pillow one frame at a time and assembled
@@ -35,6 +36,7 @@ import secrets
 import shutil
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -43,6 +45,11 @@ import numpy as np
 __all__ = [
     "VideoError",
     "read_video",
+    "read_clip",
+    "Clip",
+    "fit_video",
+    "check_clip_rule",
+    "FITS",
     "write_video",
     "resize_video",
     "to_float",
@@ -50,6 +57,8 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "write_report",
+    "output_set",
+    "strict_json",
     "VIDEO_SUFFIXES",
     "IMAGE_SUFFIXES",
 ]
@@ -74,7 +83,7 @@ def to_float(frames: np.ndarray) -> np.ndarray:
     """Convert frames to float32 in [0, 1].
 
     Example:
-        >>> to_float(np.full((2, 4, 4, 3), 255, np.uint8)).max()
+        >>> float(to_float(np.full((2, 4, 4, 3), 255, np.uint8)).max())
         1.0
 
     Args:
@@ -170,56 +179,118 @@ def _stack_frames(frames: list[np.ndarray], path: Path) -> np.ndarray:
     return np.stack(frames)  # (F, H, W, 3)
 
 
-def read_video(path: str | Path, *, max_frames: int | None = None) -> np.ndarray:
-    """Read a video file or a folder of frames as RGB uint8.
+FITS = ("crop", "resize", "pad")
+CLIP_FPS = 8  # frame rate of the model's clips when its moft.json names none (8 frames ~ 1 s)
+
+
+@dataclass
+class Clip:
+    """Frames taken from a clip and the window they were taken from.
+
+    Attributes:
+        frames: ``(F, H, W, 3)`` uint8.
+        start: index of the first frame taken, in the clip's frames.
+        stride: clip frames between two frames taken.
+        source_fps: the clip's frame rate (None: a folder or still, which has none).
+        fit: how each frame was brought to the size (None: kept as decoded).
+    """
+
+    frames: np.ndarray
+    start: int = 0
+    stride: int = 1
+    source_fps: float | None = None
+    fit: str | None = None
+
+    def describe(self) -> dict:
+        """JSON-ready window (for run reports)."""
+        return {"start": self.start, "stride": self.stride, "source_fps": self.source_fps, "fit": self.fit,
+                "frames": int(len(self.frames))}
+
+
+def check_clip_rule(*, start: int = 0, stride: int | None = None, fps: float | None = None,
+                    fit: str = "crop") -> None:
+    """Raise ``VideoError`` unless ``start``/``stride``/``fps``/``fit`` form a valid rule (see ``read_clip``).
 
     Example:
-        >>> frames = read_video("clip.gif")             # (F, H, W, 3) uint8
-        >>> first8 = read_video("frames/", max_frames=8)
+        >>> check_clip_rule(start=0, stride=3, fit="pad")
+    """
+    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
+        raise VideoError(f"start must be a frame index >= 0, got {start!r}")
+    if stride is not None and fps is not None:
+        raise VideoError("give at most one of stride and fps")
+    if stride is not None and (isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1):
+        raise VideoError(f"stride must be an integer >= 1, got {stride!r}")
+    if fps is not None and not (np.isfinite(fps) and fps > 0):
+        raise VideoError(f"fps must be a positive number, got {fps!r}")
+    if fit not in FITS:
+        raise VideoError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+
+
+def fit_video(frames: np.ndarray, height: int, width: int, fit: str = "crop") -> np.ndarray:
+    """Bring frames to ``height`` x ``width``: ``crop`` (centre crop to that aspect, then resize),
+    ``resize`` (stretch) or ``pad`` (black bars to that aspect, then resize).
+
+    Example:
+        >>> fit_video(np.zeros((2, 360, 640, 3), np.uint8), 32, 32).shape
+        (2, 32, 32, 3)
 
     Args:
-        path: A ``.gif``; an ffmpeg video (``.mp4``, ``.mov``, ``.avi``,
-            ``.mkv``, ``.webm``, ...); a still image (``.png``, ``.jpg``,
-            ``.webp``, ``.bmp``; animated PNG/WebP give all their frames); or
-            a folder of ``.png``/``.jpg``/``.jpeg`` frames, sorted by name with
-            numbers compared numerically (``f2.png`` before ``f10.png``).
-        max_frames: Read at most this many frames from the start.
+        frames: ``(F, H, W, 3)`` uint8 or float in [0, 1].
+        height, width: output size in pixels.
+        fit: ``"crop"``, ``"resize"`` or ``"pad"``.
 
     Returns:
-        ``(F, H, W, 3)`` uint8. Grey images are replicated to three channels
-        and alpha channels are dropped (not composited). 16-bit images are
-        scaled to 8 bits.
-
-    Raises:
-        VideoError: missing path, unknown suffix, unreadable data, zero frames
-            or frames of different sizes. The message is one line naming the
-            path.
+        ``(F, height, width, 3)`` uint8.
     """
-    path = Path(path)
-    if max_frames is not None and max_frames < 1:
-        raise VideoError(f"{path}: max_frames must be >= 1, got {max_frames}")
+    if fit not in FITS:
+        raise VideoError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+    frames = to_uint8(np.asarray(frames))  # (F, H, W, 3)
+    _, in_h, in_w, _ = frames.shape
+    if fit != "resize" and in_h * width != in_w * height:
+        wide = in_w * height > in_h * width  # the clip is wider than the target aspect
+        if fit == "crop":
+            if wide:
+                keep = max(1, round(in_h * width / height))
+                left = (in_w - keep) // 2
+                frames = frames[:, :, left:left + keep]
+            else:
+                keep = max(1, round(in_w * height / width))
+                top = (in_h - keep) // 2
+                frames = frames[:, top:top + keep]
+        else:  # pad
+            if wide:
+                extra = max(0, round(in_w * height / width) - in_h)
+                pad = ((0, 0), (extra // 2, extra - extra // 2), (0, 0), (0, 0))
+            else:
+                extra = max(0, round(in_h * width / height) - in_w)
+                pad = ((0, 0), (0, 0), (extra // 2, extra - extra // 2), (0, 0))
+            frames = np.pad(frames, pad)
+    return resize_video(np.ascontiguousarray(frames), height, width)
+
+
+def _frame_sources(path: Path):
+    """``(iterator of decoded (H, W, 3) uint8 frames, source fps or None, frame count or None)``."""
     if not path.exists():
         raise VideoError(f"{path}: no such file or folder")
-
     if path.is_dir():
         files = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _FRAME_SUFFIXES]
         files.sort(key=lambda p: _natural_key(p.name))
-        if max_frames is not None:
-            files = files[:max_frames]
         if not files:
             raise VideoError(f"{path}: folder has no .png/.jpg frames")
-        frames = []
-        for file in files:
-            try:
-                image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
-                if image is None:
-                    raise ValueError("cv2.imread returned None")
-                if image.ndim == 3 and image.shape[2] >= 3:  # BGR(A) -> RGB(A)
-                    image = image[:, :, [2, 1, 0] + list(range(3, image.shape[2]))]
-                frames.append(_image_to_rgb_uint8(image))
-            except Exception as err:  # noqa: BLE001 - any decoder failure
-                raise VideoError(f"{file}: unreadable frame ({_one_line(err)})") from err
-        return _stack_frames(frames, path)
+
+        def read_files():
+            for file in files:
+                try:
+                    image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+                    if image is None:
+                        raise ValueError("cv2.imread returned None")
+                    if image.ndim == 3 and image.shape[2] >= 3:  # BGR(A) -> RGB(A)
+                        image = image[:, :, [2, 1, 0] + list(range(3, image.shape[2]))]
+                    yield _image_to_rgb_uint8(image)
+                except Exception as err:  # noqa: BLE001 - any decoder failure
+                    raise VideoError(f"{file}: unreadable frame ({_one_line(err)})") from err
+
+        return read_files(), None, len(files)
 
     suffix = path.suffix.lower()
     if suffix == ".gif" or suffix in IMAGE_SUFFIXES:
@@ -231,15 +302,159 @@ def read_video(path: str | Path, *, max_frames: int | None = None) -> np.ndarray
 
     import imageio.v3 as iio
 
-    frames = []
+    fps = None
     try:
-        for image in iio.imiter(path, **kwargs):
-            frames.append(_image_to_rgb_uint8(image))
-            if max_frames is not None and len(frames) >= max_frames:
-                break
+        if kwargs["plugin"] == "FFMPEG":
+            fps = iio.immeta(path, plugin="FFMPEG").get("fps")
+        else:
+            from PIL import Image
+
+            with Image.open(path) as image:
+                duration = image.info.get("duration")  # ms per frame (GIF, animated PNG/WebP)
+                animated = getattr(image, "n_frames", 1) > 1
+            fps = 1000.0 / duration if duration and animated else None
     except Exception as err:  # noqa: BLE001 - any decoder failure
         raise VideoError(f"{path}: unreadable video ({_one_line(err)})") from err
-    return _stack_frames(frames, path)
+    fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else None
+
+    def decode():
+        try:
+            for image in iio.imiter(path, **kwargs):  # streams: frames are decoded as they are asked for
+                yield _image_to_rgb_uint8(image)
+        except VideoError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any decoder failure
+            raise VideoError(f"{path}: unreadable video ({_one_line(err)})") from err
+
+    return decode(), fps, None
+
+
+def read_clip(path: str | Path, num_frames: int, *, size: tuple[int, int] | None = None, start: int = 0,
+              stride: int | None = None, fps: float | None = None, fit: str = "crop",
+              clip_fps: float = CLIP_FPS) -> Clip:
+    """Take ``num_frames`` frames of any clip at the model's size, decoding only what is needed.
+
+    The rule, each part overridable:
+
+    * **window**: frames ``start, start + stride, ..., start + (num_frames - 1) * stride`` of the clip.
+    * **stride**: ``stride`` if given; else ``round(source fps / fps)`` if ``fps`` is given (the rate
+      to sample the clip at; at least 1: a clip is never upsampled); else ``round(source fps / clip_fps)``, so the frames span about as much
+      time as the model's clips (8 frames at 8 fps = 1 s: a 25 fps clip is read at stride 3). Only this
+      default stride shrinks (down to 1) when the clip is too short for it. A folder of frames or a
+      still has no frame rate: the default stride is 1 and ``fps`` is refused.
+    * **size**: each frame is brought to ``size = (height, width)`` as it is decoded, by ``fit``:
+      ``"crop"`` (default: centre crop to the size's aspect, then resize), ``"resize"`` (stretch) or
+      ``"pad"`` (black bars, then resize). ``size=None`` keeps the decoded size.
+
+    Decoding streams and stops after the last frame of the window.
+
+    Example:
+        >>> clip = read_clip("clip.mp4", 8, size=(32, 32))        # doctest: +SKIP
+        >>> clip.frames.shape, clip.stride                        # doctest: +SKIP
+        ((8, 32, 32, 3), 3)
+
+    Args:
+        path: any file ``read_video`` reads (MP4/WebM/... via ffmpeg, GIF, PNG/JPG, a frame folder).
+        num_frames: frames to take.
+        size: ``(height, width)`` in pixels, or None.
+        start: first clip frame to take.
+        stride: clip frames between frames taken (exclusive with ``fps``).
+        fps: sample the clip at this rate (exclusive with ``stride``).
+        fit: ``"crop"``, ``"resize"`` or ``"pad"``.
+        clip_fps: frame rate of the model's clips (the default stride's reference).
+
+    Returns:
+        A ``Clip`` (frames ``(num_frames, H, W, 3)`` uint8 and the window taken).
+
+    Raises:
+        VideoError: a bad rule, a missing/unreadable/empty file, or too few frames; one line naming
+            the path.
+    """
+    path = Path(path)
+    check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
+    if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
+        raise VideoError(f"{path}: num_frames must be >= 1, got {num_frames!r}")
+    if size is not None and (len(size) != 2 or min(int(v) for v in size) < 1):
+        raise VideoError(f"{path}: size must be (height, width) >= 1, got {size!r}")
+    frames, source_fps, count = _frame_sources(path)
+    if stride is not None:
+        step, flexible = int(stride), False
+    elif fps is not None:
+        if source_fps is None:
+            raise VideoError(f"{path}: has no frame rate (a folder or a still); give a stride instead of fps")
+        step, flexible = max(1, round(source_fps / fps)), False
+    else:
+        step, flexible = (max(1, round(source_fps / clip_fps)) if source_fps else 1), True
+    last = start + (num_frames - 1) * step  # index of the last frame the window needs
+    kept: dict[int, np.ndarray] = {}  # clip index -> frame at the output size
+    seen = 0
+    for index, frame in enumerate(frames):
+        seen = index + 1
+        if index >= start and (flexible or (index - start) % step == 0):
+            kept[index] = fit_video(frame[None], *size, fit)[0] if size is not None else frame
+        if index >= last:
+            break
+    if hasattr(frames, "close"):
+        frames.close()  # stop the decoder (ffmpeg) now, not at garbage collection
+    if seen == 0:
+        raise VideoError(f"{path}: no frames (a zero-length clip)")
+    if seen <= last and flexible:  # the default stride shrinks to fit a short clip
+        step = max(1, (seen - 1 - start) // max(1, num_frames - 1)) if seen > start else step
+        last = start + (num_frames - 1) * step
+    if seen <= last:
+        what = f"{num_frames} frames from frame {start} at stride {step} need {last + 1}"
+        raise VideoError(f"{path}: too few frames: the clip has {count or seen}; {what}")
+    taken = [kept[start + k * step] for k in range(num_frames)]
+    return Clip(_stack_frames(taken, path), start, step, source_fps, fit if size is not None else None)
+
+
+def read_video(path: str | Path, *, max_frames: int | None = None, num_frames: int | None = None,
+               size: tuple[int, int] | None = None, start: int = 0, stride: int | None = None,
+               fps: float | None = None, fit: str = "crop", clip_fps: float = CLIP_FPS) -> np.ndarray:
+    """Read a video file or a folder of frames as RGB uint8.
+
+    Example:
+        >>> frames = read_video("clip.gif")             # doctest: +SKIP
+        >>> first8 = read_video("frames/", max_frames=8)                         # doctest: +SKIP
+        >>> model = read_video("phone.mp4", num_frames=8, size=(32, 32))         # doctest: +SKIP
+
+    Args:
+        path: A ``.gif``; an ffmpeg video (``.mp4``, ``.mov``, ``.avi``,
+            ``.mkv``, ``.webm``, ...); a still image (``.png``, ``.jpg``,
+            ``.webp``, ``.bmp``; animated PNG/WebP give all their frames); or
+            a folder of ``.png``/``.jpg``/``.jpeg`` frames, sorted by name with
+            numbers compared numerically (``f2.png`` before ``f10.png``).
+        max_frames: Read at most this many frames from the start (without ``num_frames``).
+        num_frames: Take exactly this many frames by the rule of ``read_clip`` (window ``start``,
+            ``stride`` or ``fps``, default stride spanning about 1 s as the model's clips; spatial
+            ``fit`` to ``size``), decoding only what is needed.
+        size, start, stride, fps, fit, clip_fps: see ``read_clip`` (with ``num_frames`` only).
+
+    Returns:
+        ``(F, H, W, 3)`` uint8. Grey images are replicated to three channels
+        and alpha channels are dropped (not composited). 16-bit images are
+        scaled to 8 bits.
+
+    Raises:
+        VideoError: missing path, unknown suffix, unreadable data, zero frames,
+            too few frames for ``num_frames`` or frames of different sizes. The
+            message is one line naming the path.
+    """
+    path = Path(path)
+    if num_frames is not None:
+        return read_clip(path, num_frames, size=size, start=start, stride=stride, fps=fps, fit=fit,
+                         clip_fps=clip_fps).frames
+    if max_frames is not None and max_frames < 1:
+        raise VideoError(f"{path}: max_frames must be >= 1, got {max_frames}")
+    frames, _, _ = _frame_sources(path)
+    out = []
+    for frame in frames:
+        out.append(frame)
+        if max_frames is not None and len(out) >= max_frames:
+            break
+    if hasattr(frames, "close"):
+        frames.close()
+    return _stack_frames(out, path)
 
 
 def _one_line(err: BaseException) -> str:
@@ -277,7 +492,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write bytes to ``path`` atomically (temp file + ``os.replace``).
 
     Example:
-        >>> atomic_write_bytes("runs/x/weights.safetensors", blob)
+        >>> atomic_write_bytes("runs/x/weights.safetensors", blob)          # doctest: +SKIP
 
     Args:
         path: Target file; parent folders are created.
@@ -299,7 +514,7 @@ def atomic_write_text(path: str | Path, text: str, *, encoding: str = "utf-8") -
     """Write text to ``path`` atomically (temp file + ``os.replace``).
 
     Example:
-        >>> atomic_write_text("runs/x/metrics.json", json.dumps(scores))
+        >>> atomic_write_text("runs/x/metrics.json", strict_json(scores))   # doctest: +SKIP
 
     Args:
         path: Target file; parent folders are created.
@@ -310,6 +525,105 @@ def atomic_write_text(path: str | Path, text: str, *, encoding: str = "utf-8") -
         The target path.
     """
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM (delivered on exit) where the platform allows it, else do nothing."""
+    import signal
+    import threading
+
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+@contextlib.contextmanager
+def output_set() -> Iterator:
+    """Write several files as a set: all of them are moved into place at the end, or none.
+
+    Example:
+        >>> with output_set() as stage:                                    # doctest: +SKIP
+        ...     write_video(stage("out/clip.gif"), frames)
+        ...     stage("out/clip.report.json").write_text(text)
+
+    ``stage(path)`` returns a hidden temporary path beside ``path`` with the same suffix; write the
+    file there. When the block ends without an exception, every staged file replaces its target
+    while SIGINT/SIGTERM are held, so an interrupt lands before the first move or after the last;
+    on an exception (Ctrl-C included) the temporary files are removed and no target is touched.
+    """
+    staged: list[tuple[Path, Path]] = []
+
+    def stage(path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _temp_sibling(path, path.suffix)
+        staged.append((tmp, path))
+        return tmp
+
+    try:
+        yield stage
+        missing = [str(path) for tmp, path in staged if not tmp.exists()]
+        if missing:
+            raise VideoError(f"{missing[0]}: staged but never written")
+        with _signals_held():
+            for tmp, path in staged:
+                os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+
+
+def _finite_or_null(value, path: str, nulls: dict) -> object:
+    """``value`` with every non-finite float replaced by None; ``nulls[path] = why`` for each."""
+    if isinstance(value, dict):
+        out, here = {}, {}
+        for key, item in value.items():
+            out[key] = _finite_or_null(item, str(key), here)
+        if here:
+            out["null_because"] = dict(out.get("null_because") or {}, **here)
+        return out
+    if isinstance(value, (list, tuple)):
+        items, here = [], {}
+        for index, item in enumerate(value):
+            items.append(_finite_or_null(item, f"{path}[{index}]", here))
+        nulls.update(here)
+        return items
+    if isinstance(value, (np.ndarray, np.generic)) and np.asarray(value).dtype.kind in "biuf":
+        return _finite_or_null(np.asarray(value).tolist(), path, nulls)
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # a torch tensor
+        return _finite_or_null(value.tolist(), path, nulls)
+    if isinstance(value, float) and not np.isfinite(value):
+        nulls[path] = "nan" if np.isnan(value) else ("+inf" if value > 0 else "-inf")
+        return None
+    return value
+
+
+def strict_json(data, *, indent: int | None = 2) -> str:
+    """Strict JSON text (RFC 8259): every NaN/Infinity becomes ``null`` and the dict that held it gets
+    ``"null_because": {"field": "nan" | "+inf" | "-inf"}``; numpy and torch values become numbers.
+
+    Example:
+        >>> print(strict_json({"loss": float("inf"), "psnr": 31.5}, indent=None))
+        {"loss": null, "psnr": 31.5, "null_because": {"loss": "+inf"}}
+
+    Raises:
+        ValueError: if a non-finite float survives (``allow_nan=False``): a bug here, never a silent NaN.
+    """
+    import json
+
+    clean = _finite_or_null(data, "", {})
+    return json.dumps(clean, indent=indent, allow_nan=False) + ("\n" if indent is not None else "")
 
 
 # ---------------------------------------------------------------------------
@@ -444,8 +758,8 @@ def write_video(path: str | Path, frames: np.ndarray, *, fps: int = 8) -> Path:
     """Write frames as a GIF, an MP4 or a folder of PNG frames, atomically.
 
     Example:
-        >>> write_video("out/clip.mp4", frames, fps=8)    # frames (F, H, W, 3)
-        >>> write_video("out/clip_frames", frames)       # out/clip_frames/00000.png ...
+        >>> write_video("out/clip.mp4", frames, fps=8)    # frames (F, H, W, 3)      # doctest: +SKIP
+        >>> write_video("out/clip_frames", frames)       # out/clip_frames/00000.png ...  # doctest: +SKIP
 
     Args:
         path: ``.gif``, ``.mp4``, or a path without suffix (or an existing
@@ -468,6 +782,8 @@ def write_video(path: str | Path, frames: np.ndarray, *, fps: int = 8) -> Path:
         raise VideoError(f"{path}: fps must be positive, got {fps}")
     suffix = path.suffix.lower()
 
+    if suffix in (".gif", ".mp4") and path.is_dir():  # never replace a folder (and its files) by a video
+        raise VideoError(f"{path}: is an existing folder; not replaced by a {suffix} file")
     as_folder = suffix == "" or path.is_dir()
     if not as_folder and suffix not in (".gif", ".mp4"):
         raise VideoError(f"{path}: unknown video suffix {path.suffix!r} (use .gif, .mp4 or a folder)")
@@ -532,19 +848,17 @@ def write_report(path: str | Path, report: dict, markdown: str) -> Path:
     """Write a JSON report and its Markdown rendering beside it (``.md``), each atomically.
 
     Example:
-        >>> write_report("docs/results/quality.json", report, markdown(report))   # + quality.md
+        >>> write_report("docs/results/quality.json", report, markdown(report))   # + quality.md  # doctest: +SKIP
 
     Args:
         path: The JSON file; parent folders are created.
-        report: JSON-ready data.
+        report: JSON-ready data; NaN/Infinity are written as ``null`` (see ``strict_json``).
         markdown: The report as Markdown.
 
     Returns:
         The JSON path.
     """
-    import json
-
     path = Path(path)
-    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(path, strict_json(report))
     atomic_write_text(path.with_suffix(".md"), markdown)
     return path
