@@ -418,10 +418,7 @@ def _parts(prompt: str, req: dict) -> list[dict]:
 
 
 def fit_reference_clip(path: str | Path, frames: int, height: int, width: int) -> np.ndarray:
-    """A reference clip as the model's frames: its first ``frames`` frames resized to the model's size.
-
-    A stopgap until the clip rule of issue 18 §1 (``moft.video.read_clip``: frame window, stride,
-    spatial fit) is on this branch; then this is ``read_clip(path, frames, size=(height, width)).frames``.
+    """A reference clip as the model's frames, by the clip rule of ``moft.video.read_clip``.
 
     Example:
         >>> ref = fit_reference_clip("clip.mp4", 8, 32, 32)   # doctest: +SKIP
@@ -429,15 +426,12 @@ def fit_reference_clip(path: str | Path, frames: int, height: int, width: int) -
     Raises:
         SuiteError: an unreadable clip or one with fewer frames than the model makes.
     """
-    from .video import VideoError, read_video, resize_video
+    from .video import VideoError, read_clip
 
     try:
-        clip = read_video(path, max_frames=frames)  # (F, H0, W0, 3) uint8
+        return read_clip(path, frames, size=(height, width)).frames  # (F, H, W, 3) uint8
     except VideoError as exc:
         raise SuiteError(str(exc)) from None
-    if len(clip) < frames:
-        raise SuiteError(f"{path}: too few frames: the clip has {len(clip)}; the model makes {frames}-frame videos")
-    return resize_video(clip, height, width)
 
 
 def check_suite(suite: dict, frames: int, height: int, width: int, latent: tuple[int, int]) -> dict:
