@@ -23,7 +23,8 @@ from .targets import TARGET_KINDS, Target, drag_target, reference_target, synthe
 
 
 def default_guidance(model=None, *, defaults: dict | None = None, **overrides) -> GuidanceConfig:
-    """The official settings, updated by the model folder's ``moft.json`` ``"guidance"`` entry.
+    """The official settings, updated by the model folder's ``moft.json`` ``"guidance"`` entry (and its
+    ``"site"`` when the guidance entry names none).
 
     Example:
         >>> g = default_guidance()            # the shipped model's tuned settings, official otherwise
@@ -34,6 +35,8 @@ def default_guidance(model=None, *, defaults: dict | None = None, **overrides) -
 
     defaults = model_defaults(model) if defaults is None else defaults
     settings = dict(defaults.get("guidance", {}), **overrides)
+    if settings.get("site") is None and defaults.get("site"):
+        settings["site"] = defaults["site"]  # the folder's capture site (moft locate --write-defaults)
     if "steps" in settings:
         settings["steps"] = tuple(settings["steps"])
     return GuidanceConfig(**settings)
