@@ -79,6 +79,7 @@ def test_planted_motion_site_ranks_first(animatediff):
     i = rep.sites.index(PLANTED)
     assert rep.sites[0] == "down_blocks.0.motion_modules.0" and rep.sites[-1] == PLANTED  # forward order
     assert rep.recommendation["site"] == PLANTED
+    assert all(s == PLANTED for s, _, _ in rep.recommendation["near_best"])  # no other site comes close
     assert rep.accuracy["moft"][i].min() >= 0.9
     others = np.delete(rep.accuracy["moft"], i, axis=0)
     assert others.max() < rep.accuracy["moft"][i].min() - 0.2, others.max()
@@ -178,7 +179,7 @@ def test_defaults_are_read_by_guidance_and_write_defaults_checks_folder(model_di
     acc = np.zeros((1, 1))
     rep = LocateReport(["mid_block"], [200], [], {"moft": acc, "raw": acc, "top": {}, "moft_by_kind": {}},
                        {"site": "mid_block", "timestep": 200, "fraction": None, "moft_accuracy": 0.5,
-                        "raw_accuracy": 0.2, "top_accuracy": None})
+                        "raw_accuracy": 0.2, "top_accuracy": None, "standard_error": 0.05, "near_best": []})
     notes = write_defaults(folder, rep)
     assert len(notes) == 1 and "fitted at up_blocks.1" in notes[0]
     assert default_guidance(folder).site == "mid_block"

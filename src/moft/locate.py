@@ -187,7 +187,11 @@ class LocateReport:
                 lines.append(f"| {s} | {self.accuracy['moft'][i, j]:.2f} | {tops} | {kinds} |")
         frac = f", top {rec['fraction']:.0%} of channels ({rec['top_accuracy']:.2f})" if rec["fraction"] else ""
         lines += ["", f"**Recommended:** site `{rec['site']}`, timestep {rec['timestep']}{frac}: MOFT accuracy "
-                  f"{rec['moft_accuracy']:.2f}, raw {rec['raw_accuracy']:.2f}."]
+                  f"{rec['moft_accuracy']:.2f} ± {rec['standard_error']:.2f} (binomial standard error), "
+                  f"raw {rec['raw_accuracy']:.2f}."]
+        if rec["near_best"]:
+            lines.append("Within one standard error of it: "
+                         + ", ".join(f"`{s}` t={t} ({a:.2f})" for s, t, a in rec["near_best"]) + ".")
         if (d := rec.get("default_site")) and d.get("site") in self.sites:
             lines.append(f"The architecture's default site `{d['site']}`: best MOFT accuracy {d['moft_accuracy']:.2f} "
                          f"at t={d['timestep']} (raw {d['raw_accuracy']:.2f}).")
@@ -378,7 +382,7 @@ def locate(
                     acc["top"][fr][i, j] = (_cv_predict(moft[s, t], y, splits, columns) == y).mean()
     classifier_seconds = time.perf_counter() - start
 
-    rec = _recommend(sites, timesteps, fractions, acc)
+    rec = _recommend(sites, timesteps, fractions, acc, len(clips))
     default = arch.default_site
     if default in sites:
         i = sites.index(default)
@@ -428,9 +432,11 @@ def _fold_loadings(centre: dict[int, torch.Tensor], train: np.ndarray, y: np.nda
     return out
 
 
-def _recommend(sites, timesteps, fractions, acc) -> dict:
+def _recommend(sites, timesteps, fractions, acc, num_clips: int) -> dict:
     """The cell with the best MOFT accuracy (ties: best top-fraction accuracy, then the larger
-    content-removal gain), and there the smallest fraction reaching the best top-fraction accuracy."""
+    content-removal gain), and there the smallest fraction reaching the best top-fraction accuracy.
+    ``near_best`` lists the cells within one binomial standard error of the best (not told apart
+    by this many clips)."""
     best, key = None, None
     for i in range(len(sites)):
         for j in range(len(timesteps)):
@@ -443,9 +449,13 @@ def _recommend(sites, timesteps, fractions, acc) -> dict:
     if fractions:
         top = max(acc["top"][fr][i, j] for fr in fractions)
         fraction = min(fr for fr in fractions if acc["top"][fr][i, j] == top)
+    p = float(acc["moft"][i, j])
+    se = float(np.sqrt(p * (1 - p) / num_clips))
+    near = [[sites[a], timesteps[b], round(float(acc["moft"][a, b]), 4)] for a in range(len(sites))
+            for b in range(len(timesteps)) if (a, b) != (i, j) and acc["moft"][a, b] >= p - se]
     return {"site": sites[i], "timestep": timesteps[j], "fraction": fraction,
-            "moft_accuracy": float(acc["moft"][i, j]), "raw_accuracy": float(acc["raw"][i, j]),
-            "top_accuracy": None if top is None else float(top)}
+            "moft_accuracy": p, "raw_accuracy": float(acc["raw"][i, j]),
+            "top_accuracy": None if top is None else float(top), "standard_error": round(se, 4), "near_best": near}
 
 
 def write_defaults(folder: str | Path, report: LocateReport, report_path: str | Path | None = None) -> list[str]:
