@@ -111,8 +111,26 @@ def test_probe_clips_are_labelled_and_held_out():
     f0, f7 = clips[0].frames[0].astype(float), clips[0].frames[7].astype(float)
     shift = np.argmin([np.abs(f7[:, s:] - f0[:, :24 - s]).mean() for s in range(8)])
     assert shift > 0
+    # the known correspondence goes the labelled way: a pan 'right' and an object 'up'
+    assert clips[0].end[0] - clips[0].start[0] > 0.1 and abs(clips[0].end[1] - clips[0].start[1]) < 1e-9
+    up = clips[8 + list(DIRECTIONS).index("up")]
+    assert up.start[1] - up.end[1] > 0.1 and abs(up.end[0] - up.start[0]) < 1e-9
     with pytest.raises(LocateError):
         probe_clips(num_frames=8, height=32, width=32, per_direction=1, kinds=("spin",))
+
+
+def test_correspondence_follows_moving_content_and_needs_content_removal():
+    from moft.features import remove_content_correlation
+    from moft.locate import correspondence_error
+
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(8, 16, 16, generator=g)  # (C, H, W) a texture moving down-right one cell a frame
+    x = torch.stack([base.roll((t, t), dims=(-2, -1)) for t in range(6)])[None]  # (1, F, C, H, W)
+    x = x + 30 * torch.randn(1, 1, 8, 16, 16, generator=g)  # a static content pattern that dominates
+    start, end = np.array([4.5, 4.5]) / 16, np.array([9.5, 9.5]) / 16
+    assert correspondence_error(remove_content_correlation(x)[0], start, end) == 0.0
+    # without content removal the static pattern wins: the point matches itself, where nothing moved to
+    assert correspondence_error(x[0], start, end) == pytest.approx(np.hypot(5, 5) / 16)
 
 
 def test_bad_settings_are_one_line_errors(animatediff):

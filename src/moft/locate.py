@@ -2,11 +2,10 @@
 
 Example:
     >>> import moft
-    >>> pipe = moft.load_pipeline()                                            # doctest: +SKIP
-    >>> rep = moft.locate(pipe, timesteps=(100, 400), clips_per_direction=2)
-    >>> rep.recommendation["site"], rep.recommendation["timestep"], rep.recommendation["fraction"]
-    ('up_blocks.1', 400, 0.04)
-    >>> rep.save("locate.json")          # + locate.md (tables) and locate.png (the map)
+    >>> rep = moft.locate(moft.load_pipeline(), model_name="moft-tiny")    # doctest: +SKIP
+    >>> rep.recommendation["site"], rep.recommendation["timestep"], rep.recommendation["fraction"]  # doctest: +SKIP
+    ('up_blocks.1', 100, 0.1)
+    >>> rep.save("locate.json")          # + locate.md (tables) and locate.png (the map)  # doctest: +SKIP
 
 Procedure. Held-out synthetic clips with known motion (whole-frame pans and moving objects, 8
 directions, at the model's frame count and size) are encoded once; for each timestep each clip's
@@ -17,7 +16,10 @@ grid, either raw or with content correlation removed (MOFT, paper Eq. 1). A line
 (standardised multinomial logistic regression), cross-validated over clips, decodes the direction
 (chance 12.5%). Concentration: the same from only the top 1/4/10% of channels by the paper's
 ranking (|PC1 loading| on left/right and up/down pans, ``channels.axis_loadings``), ranked on each
-fold's training pans only. Cost: forwards = clips x timesteps, each as deep as the deepest site.
+fold's training pans only. Correspondence (the paper's heatmaps, scored; not used for the
+recommendation): the share of clips whose frame-0 MOFT at a known point is most similar, in the last
+frame, within ``FLOW_TOLERANCE`` of where that content went. Cost: forwards = clips x timesteps, each
+as deep as the deepest site.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ FRACTIONS = (0.01, 0.04, 0.10)
 TIMESTEPS = (100, 200, 400, 700)
 KINDS = ("pan", "object")
 CHANCE = 1 / 8
+FLOW_TOLERANCE = 0.1  # a correspondence hits when it lands within this fraction of the frame of the truth
 # the pans each axis' channels are ranked on (as fit_channels: left/right and up/down), by direction name
 AXIS_PANS = {"horizontal": ("right", "left"), "vertical": ("down", "up")}
 
@@ -48,12 +51,16 @@ class LocateError(ValueError):
 @dataclass
 class ProbeClip:
     """One labelled clip: ``frames (F, H, W, 3)`` uint8, ``direction`` index into ``DIRECTIONS``,
-    ``kind`` (``"pan"`` / ``"object"``), ``region (H, W)`` float weights of where the motion is."""
+    ``kind`` (``"pan"`` / ``"object"``), ``region (H, W)`` float weights of where the motion is, and a
+    known correspondence: the content at ``start`` in frame 0 is at ``end`` in the last frame
+    (``(x, y)`` fractions of the frame; a pan's frame centre, an object's centre)."""
 
     frames: np.ndarray
     direction: int
     kind: str
     region: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
 
 
 def probe_clips(*, num_frames: int, height: int, width: int, per_direction: int, kinds=KINDS,
@@ -86,16 +93,47 @@ def probe_clips(*, num_frames: int, height: int, width: int, per_direction: int,
                     speed = rng.uniform(*SPEED_RANGE) * side / 32.0
                     clip = pan_video(rng, direction=DIRECTIONS[name], speed=speed, size=side, n_frames=num_frames)
                     region = np.ones((side, side), np.float32)
+                    start = np.array([0.5, 0.5])
+                    end = start + (clip.tracks[0, -1] - clip.tracks[0, 0]) / side  # the scene moved this far
                 else:
                     clip = make_clip(rng, size=side, n_frames=num_frames, kind="object", direction=name,
                                      describe_motion=False)
                     region = clip.masks.max(axis=0)  # (H, W): the swept path
+                    start, end = (clip.tracks[0, [0, -1]] + 0.5) / side  # pixel centres -> fractions
                 frames = to_uint8(clip.frames)
                 if (side, side) != (height, width):
                     frames = resize_video(frames, height, width)
                     region = cv2.resize(region, (width, height), interpolation=cv2.INTER_AREA)
-                clips.append(ProbeClip(frames, index, kind, region.astype(np.float32)))
+                clips.append(ProbeClip(frames, index, kind, region.astype(np.float32), start, end))
     return clips
+
+
+def correspondence_error(m: torch.Tensor, start: np.ndarray, end: np.ndarray) -> float:
+    """How far off the paper's motion-correspondence heatmap is: the last frame's position most similar
+    (cosine, ``features.cosine_map``) to frame 0's MOFT at ``start``, against the truth ``end``.
+
+    Example:
+        >>> g = torch.randn(16, 12, 12, generator=torch.Generator().manual_seed(0))  # (C, H, W) a texture
+        >>> x = torch.stack([g.roll(t, dims=-1) for t in range(6)])[None]  # moving right 1 cell a frame
+        >>> m = remove_content_correlation(x)[0]                          # (F, C, H, W) MOFT
+        >>> correspondence_error(m, np.array([3.5, 6.5]) / 12, np.array([8.5, 6.5]) / 12)
+        0.0
+
+    Args:
+        m: ``(F, C, h, w)`` MOFT of one clip.
+        start, end: ``(x, y)`` fractions of the frame.
+
+    Returns:
+        The distance in fractions of the frame.
+    """
+    from .features import cosine_map
+
+    f, c, h, w = m.shape
+    col = int(np.clip(np.floor(start[0] * w), 0, w - 1))
+    row = int(np.clip(np.floor(start[1] * h), 0, h - 1))
+    sim = cosine_map(m, (row, col))[-1]  # (h, w)
+    r, cc = divmod(int(sim.argmax()), w)
+    return float(np.hypot((cc + 0.5) / w - end[0], (r + 0.5) / h - end[1]))
 
 
 def candidate_sites(net: torch.nn.Module) -> list[str]:
@@ -147,7 +185,8 @@ class LocateReport:
 
         acc = {"moft": rows(self.accuracy["moft"]), "raw": rows(self.accuracy["raw"]),
                "top": {str(f): rows(a) for f, a in self.accuracy["top"].items()},
-               "moft_by_kind": {k: rows(a) for k, a in self.accuracy["moft_by_kind"].items()}}
+               "moft_by_kind": {k: rows(a) for k, a in self.accuracy["moft_by_kind"].items()},
+               "correspondence": rows(self.accuracy["correspondence"])}
         return {**self.meta, "sites": self.sites, "timesteps": self.timesteps, "fractions": self.fractions,
                 "chance": CHANCE, "accuracy": acc, "recommendation": self.recommendation}
 
@@ -155,6 +194,7 @@ class LocateReport:
         """The accuracies at one (site, timestep)."""
         i, j = self.sites.index(site), self.timesteps.index(timestep)
         return {"moft": float(self.accuracy["moft"][i, j]), "raw": float(self.accuracy["raw"][i, j]),
+                "correspondence": float(self.accuracy["correspondence"][i, j]),
                 **{f"top_{f}": float(a[i, j]) for f, a in self.accuracy["top"].items()}}
 
     def markdown(self) -> str:
@@ -177,14 +217,19 @@ class LocateReport:
         if self.fractions:
             j = self.timesteps.index(t_rec)
             lines += ["", f"Concentration at t={t_rec}: MOFT accuracy from the top fraction of channels "
-                      "(the paper's ranking: |PC1 loading| on left/right and up/down pans of each training fold).", "",
-                      "| site | all | " + " | ".join(f"top {f:.0%}" for f in self.fractions) + " | pans | objects |",
-                      "|---|---|" + "---|" * (len(self.fractions) + 2)]
+                      "(the paper's ranking: |PC1 loading| on left/right and up/down pans of each training fold), "
+                      "MOFT accuracy by kind, and the correspondence score: the share of clips whose frame-0 MOFT "
+                      "at a known point (a pan's centre, an object's centre) is most similar, in the last frame, "
+                      f"within {FLOW_TOLERANCE:g} of the frame of where that content went (the paper's heatmaps).", "",
+                      "| site | all | " + " | ".join(f"top {f:.0%}" for f in self.fractions)
+                      + " | pans | objects | correspondence |",
+                      "|---|---|" + "---|" * (len(self.fractions) + 3)]
             for i, s in enumerate(self.sites):
                 tops = " | ".join(f"{self.accuracy['top'][f][i, j]:.2f}" for f in self.fractions)
                 kinds = " | ".join(f"{self.accuracy['moft_by_kind'][k][i, j]:.2f}" if k in self.accuracy["moft_by_kind"]
                                    else "-" for k in KINDS)
-                lines.append(f"| {s} | {self.accuracy['moft'][i, j]:.2f} | {tops} | {kinds} |")
+                lines.append(f"| {s} | {self.accuracy['moft'][i, j]:.2f} | {tops} | {kinds} "
+                             f"| {self.accuracy['correspondence'][i, j]:.2f} |")
         frac = f", top {rec['fraction']:.0%} of channels ({rec['top_accuracy']:.2f})" if rec["fraction"] else ""
         lines += ["", f"**Recommended:** site `{rec['site']}`, timestep {rec['timestep']}{frac}: MOFT accuracy "
                   f"{rec['moft_accuracy']:.2f} ± {rec['standard_error']:.2f} (binomial standard error), "
@@ -212,6 +257,7 @@ class LocateReport:
         panels = [("MOFT (content removed)", self.accuracy["moft"]), ("raw features", self.accuracy["raw"])]
         if rec["fraction"]:
             panels.append((f"MOFT, top {rec['fraction']:.0%} channels", self.accuracy["top"][rec["fraction"]]))
+        panels.append((f"correspondence (within {FLOW_TOLERANCE:g})", self.accuracy["correspondence"]))
         s, t = len(self.sites), len(self.timesteps)
         fig = Figure(figsize=(3.2 + 1.0 * t * len(panels), 1.6 + 0.32 * s), layout="constrained")
         axes = fig.subplots(1, len(panels), sharey=True)
@@ -229,7 +275,8 @@ class LocateReport:
             ax.set_title(title, fontsize=9)
         first = np.atleast_1d(axes)[0]
         first.set_yticks(range(s), self.sites, fontsize=7)
-        fig.colorbar(im, ax=list(np.atleast_1d(axes)), shrink=0.8, label=f"direction accuracy (chance {CHANCE:.3f})")
+        fig.colorbar(im, ax=list(np.atleast_1d(axes)), shrink=0.8,
+                     label=f"direction accuracy (chance {CHANCE:.3f}) / correspondence hits")
         fig.suptitle(f"moft locate: {self.meta['model']}: chosen {rec['site']} @ t={rec['timestep']}", fontsize=10)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100)
@@ -334,11 +381,12 @@ def locate(
     raw = {}  # (site, t) -> (N, C) frame 0's region-mean feature
     moft = {}  # (site, t) -> (N, C) the same, content removed
     centre = {}  # (site, t) -> {clip index: (P, C)} frame 0's centre-crop MOFT of axis pans (for the ranking)
+    errors = {}  # (site, t) -> (N,) correspondence errors, fractions of the frame
     order = None
     total, done = len(clips) * len(timesteps), 0
     start = time.perf_counter()
     for t in timesteps:
-        rows = {s: ([], []) for s in sites}
+        rows = {s: ([], [], []) for s in sites}
         for n, (clip, z0) in enumerate(zip(clips, latents)):
             feats = noised_features(pipe, z0, cond, timestep=t, seed=seed + n, sites=sites)
             order = order or [s for s in feats if s in sites]  # the order the sites fired in
@@ -346,10 +394,12 @@ def locate(
                 x = resize(feats[s].float(), grid)  # (1, F, C, h, w) on the latent grid
                 curve = region_mean(x, regions[n])  # (1, F, C)
                 removed = remove_content_correlation(curve[..., None, None])[..., 0, 0]  # (1, F, C)
+                m = remove_content_correlation(x)[0]  # (F, C, h, w) MOFT
                 rows[s][0].append(curve[0, 0])
                 rows[s][1].append(removed[0, 0])
+                rows[s][2].append(correspondence_error(m, clip.start, clip.end))
                 if clip.kind == "pan" and clip.direction in axis_of and fractions:
-                    m0 = centre_crop(remove_content_correlation(x)[0, 0], crop)  # (C, h', w')
+                    m0 = centre_crop(m[0], crop)  # (C, h', w')
                     centre.setdefault((s, t), {})[n] = rearrange(m0, "c h w -> (h w) c")
             done += 1
             if progress is not None:
@@ -357,6 +407,7 @@ def locate(
         for s in sites:
             raw[s, t] = torch.stack(rows[s][0]).numpy()
             moft[s, t] = torch.stack(rows[s][1]).numpy()
+            errors[s, t] = np.asarray(rows[s][2])
     forward_seconds = time.perf_counter() - start
     sites = order + [s for s in sites if s not in order]
 
@@ -367,10 +418,11 @@ def locate(
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), strata))
     shape = (len(sites), len(timesteps))
     acc = {"moft": np.zeros(shape), "raw": np.zeros(shape), "top": {fr: np.zeros(shape) for fr in fractions},
-           "moft_by_kind": {k: np.zeros(shape) for k in kinds}}
+           "moft_by_kind": {k: np.zeros(shape) for k in kinds}, "correspondence": np.zeros(shape)}
     for i, s in enumerate(sites):
         for j, t in enumerate(timesteps):
             acc["raw"][i, j] = (_cv_predict(raw[s, t], y, splits) == y).mean()
+            acc["correspondence"][i, j] = (errors[s, t] <= FLOW_TOLERANCE).mean()
             pred = _cv_predict(moft[s, t], y, splits)
             acc["moft"][i, j] = (pred == y).mean()
             for k in kinds:
@@ -396,6 +448,8 @@ def locate(
         "folds": folds, "crop": crop, "forwards": total,
         "seconds": {"forwards": round(forward_seconds, 1), "classifiers": round(classifier_seconds, 1)},
         "sample": "frame 0's feature averaged over the clip's motion region, on the latent grid",
+        "correspondence": f"share of clips whose frame-0 MOFT at a known point is most similar (cosine, all channels) "
+                          f"within {FLOW_TOLERANCE} of the frame of where that content is in the last frame",
         "classifier": "StandardScaler + LogisticRegression (multinomial), stratified k-fold over clips",
     }
     return LocateReport(sites, timesteps, fractions, acc, rec, meta)
