@@ -207,3 +207,13 @@ def test_defaults_are_read_by_guidance_and_write_defaults_checks_folder(model_di
     (folder / "moft.json").write_text("[1]")
     with pytest.raises(LocateError, match="JSON object"):
         write_defaults(folder, rep)
+
+
+@pytest.mark.slow
+def test_same_code_path_on_modelscope(modelscope):
+    """Only the site enumeration differs between architectures: UNet3D blocks and temp_attentions."""
+    rep = locate(modelscope, timesteps=(200,), clips_per_direction=2, fractions=(0.1,))
+    assert "up_blocks.1" in rep.sites and any("temp_attentions" in s for s in rep.sites)
+    assert rep.accuracy["moft"].shape == (len(rep.sites), 1)
+    assert rep.recommendation["site"] in rep.sites and rep.meta["architecture"] == "modelscope"
+    assert not modelscope.unet._forward_hooks and not modelscope.unet._forward_pre_hooks

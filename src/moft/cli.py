@@ -366,7 +366,7 @@ def evaluate(
 def locate(
     out: Path = typer.Option(..., help="REPORT.json; REPORT.md and REPORT.png are written beside it"),
     model: Optional[str] = typer.Option(None, help="moft-tiny (default), a pipeline folder or a hub id"),
-    sites: Optional[str] = typer.Option(None, help="comma-separated module paths [every block output and temporal module]"),
+    sites: Optional[str] = typer.Option(None, help="comma-separated module paths (default: every block output and temporal module)"),
     timesteps: str = typer.Option("100,200,400,700", help="comma-separated timesteps the clips are noised to"),
     clips: int = typer.Option(8, help="clips per direction and kind (8 directions x pans and moving objects)"),
     fractions: str = typer.Option("0.01,0.04,0.1", help="comma-separated channel shares for the concentration measure"),

@@ -392,15 +392,14 @@ def locate(
             order = order or [s for s in feats if s in sites]  # the order the sites fired in
             for s in sites:
                 x = resize(feats[s].float(), grid)  # (1, F, C, h, w) on the latent grid
-                curve = region_mean(x, regions[n])  # (1, F, C)
-                removed = remove_content_correlation(curve[..., None, None])[..., 0, 0]  # (1, F, C)
                 m = remove_content_correlation(x)[0]  # (F, C, h, w) MOFT
-                rows[s][0].append(curve[0, 0])
-                rows[s][1].append(removed[0, 0])
+                region = regions[n].to(x.device)
+                rows[s][0].append(region_mean(x[0, 0], region).cpu())  # (C,); only summaries are kept, on the CPU
+                rows[s][1].append(region_mean(m[0], region).cpu())  # (C,)
                 rows[s][2].append(correspondence_error(m, clip.start, clip.end))
                 if clip.kind == "pan" and clip.direction in axis_of and fractions:
                     m0 = centre_crop(m[0], crop)  # (C, h', w')
-                    centre.setdefault((s, t), {})[n] = rearrange(m0, "c h w -> (h w) c")
+                    centre.setdefault((s, t), {})[n] = rearrange(m0, "c h w -> (h w) c").cpu()
             done += 1
             if progress is not None:
                 progress(done, total)
