@@ -30,6 +30,7 @@ for suite in table1_synthesis table1_reference camera_pan two_objects table4_cha
 done
 python scripts/model_quality.py --out "$results/model_quality.json" --figure "$results/pca_directions.png"
 python scripts/channel_ranking.py --out "$results/channel_ranking.json"
+moft locate --out "$results/locate_moft-tiny.json" >/dev/null
 python scripts/target_specificity.py --out "$results/target_specificity.json"
 python scripts/channel_curves.py --out "$results/channel_curves.png"
 python scripts/make_demo.py --out docs/demo.gif

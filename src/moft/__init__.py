@@ -21,6 +21,7 @@ from .extract import Extraction, extract
 from .features import cosine_map, moft, region_mean, remove_content_correlation, resize, select_channels
 from .inversion import ddim_invert, noised_features
 from .latents import decode_latents, encode_prompt, encode_video, initial_noise
+from .locate import LocateError, LocateReport, locate
 from .models import ModelError, default_channels, load_pipeline
 from .sampler import GuidanceConfig, SampleResult, sample
 from .shared_kv import SharedKV
@@ -33,11 +34,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ARCHITECTURES", "Architecture", "ArchitectureError", "ChannelsError", "ControlResult", "Extraction",
-    "GuidanceConfig", "ModelError", "MotionChannels", "SampleResult", "SharedKV", "StopForward", "Target",
+    "GuidanceConfig", "LocateError", "LocateReport", "ModelError", "MotionChannels", "SampleResult", "SharedKV", "StopForward", "Target",
     "TargetError", "Trajectory", "TrajectoryError", "architecture_of", "call_denoiser", "capture", "control",
     "cosine_map", "ddim_invert", "default_guidance", "decode_latents", "default_channels", "drag_target", "drag_video",
     "encode_prompt", "encode_video", "extract",
-    "fit_channels", "initial_noise", "load_pipeline", "load_trajectory", "moft", "noised_features",
+    "fit_channels", "initial_noise", "load_pipeline", "load_trajectory", "locate", "moft", "noised_features",
     "parse_trajectory", "read_video", "reference_target", "region_mean", "remove_content_correlation", "resize",
     "sample", "select_channels", "synthesize_target", "write_video",
 ]

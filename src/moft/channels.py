@@ -78,10 +78,7 @@ class MotionChannels:
 
     def top(self, fraction: float) -> torch.Tensor:
         """Union of the top ``fraction`` of channels by each PC1 loading (for ablations): ``(d,)``."""
-        k = max(1, round(fraction * self.num_channels))
-        h = self.loadings["horizontal"].abs().argsort(descending=True)[:k]
-        v = self.loadings["vertical"].abs().argsort(descending=True)[:k]
-        return torch.unique(torch.cat([h, v]), sorted=False)
+        return top_channels(self.loadings, fraction)
 
     def check(self, num_channels: int, site: str | None = None) -> None:
         """Raise ``ChannelsError`` unless these channels fit features with ``num_channels`` channels:
@@ -230,7 +227,8 @@ def fit_channels(
         num_frames, height, width: video size (default: the shipped model's 8x32x32, else 16x512x512).
         scenes: still scenes per axis; each gives two pans (opposite directions).
         speed: pan speed, fraction of the frame per frame.
-        site: capture site (default: the architecture's ``up_blocks.1``).
+        site: capture site (default: the model folder's ``moft.json`` ``"site"``, else the
+            architecture's ``up_blocks.1``).
         rank: how channels are ranked per axis: ``"pca"`` (the paper: |loading| on the first
             principal component of the pooled frame-0 samples) or ``"separation"`` (|d'|, the
             difference of the two opposite pans' channel means over their pooled standard deviation,
@@ -244,12 +242,10 @@ def fit_channels(
         model_name: recorded in the metadata.
         progress: optional callable ``progress(done, total)``.
     """
-    from sklearn.decomposition import PCA
-
     from .adapters import architecture_of
     from .inversion import ddim_invert, noised_features
     from .latents import encode_prompt, encode_video, vae_scale
-    from .models import ddim_scheduler, denoiser
+    from .models import ddim_scheduler, default_site, denoiser
 
     if rank not in ("pca", "separation"):
         raise ChannelsError(f"rank must be 'pca' or 'separation', got {rank!r}")
@@ -261,7 +257,7 @@ def fit_channels(
         raise ChannelsError(f"scenes must be an integer >= 1, got {scenes!r}")
     net = denoiser(pipe)
     arch = architecture_of(net)
-    site = site or arch.default_site
+    site = site or default_site(pipe)
     default = default_video_size(pipe)
     num_frames, height, width = num_frames or default[0], height or default[1], width or default[2]
     cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
@@ -283,11 +279,7 @@ def fit_channels(
         else:
             feats = noised_features(pipe, z0, cond, timestep=ts[step], seed=seed + n, sites=[site])[site]
         x = remove_content_correlation(resize(feats.float(), (height // vae_scale(pipe), width // vae_scale(pipe))))
-        x = x[0]  # (F, C, H, W)
-        hh, ww = x.shape[-2:]
-        r0, r1 = int(hh * (0.5 - crop / 2)), max(int(hh * (0.5 + crop / 2)), int(hh * (0.5 - crop / 2)) + 1)
-        c0, c1 = int(ww * (0.5 - crop / 2)), max(int(ww * (0.5 + crop / 2)), int(ww * (0.5 - crop / 2)) + 1)
-        centre = x[:, :, r0:r1, c0:c1]  # (F, C, h, w)
+        centre = centre_crop(x[0], crop)  # (F, C, h, w)
         samples[axis].append(rearrange(centre[0], "c h w -> (h w) c"))  # (h*w, C)
         signs[axis].append(torch.full((samples[axis][-1].shape[0],), float(np.sign(d.sum()))))
         curves.append(centre.mean(dim=(-2, -1)))  # (F, C)
@@ -300,13 +292,7 @@ def fit_channels(
     k = max(1, round(fraction * num_c))
     ranked, loadings, explained = {}, {}, {}
     for axis, rows in samples.items():
-        data = torch.cat(rows).numpy()  # (N, C)
-        pca = PCA(n_components=min(4, data.shape[0], data.shape[1])).fit(data)
-        explained[axis] = [float(v) for v in pca.explained_variance_ratio_]
-        if rank == "pca":
-            loadings[axis] = torch.from_numpy(pca.components_[0]).float()
-        else:
-            loadings[axis] = separation(torch.cat(rows), torch.cat(signs[axis]))
+        loadings[axis], explained[axis] = axis_loadings(torch.cat(rows), torch.cat(signs[axis]), rank)
         ranked[axis] = loadings[axis].abs().argsort(descending=True)[:k]
 
     baseline = torch.stack(curves).mean(0)  # (F, C): opposite pans cancel their motion part
@@ -327,6 +313,61 @@ def fit_channels(
         "seed": seed,
     }
     return MotionChannels(ranked["horizontal"], ranked["vertical"], loadings, sol.T.contiguous(), r2, baseline, meta)
+
+
+def centre_crop(x: torch.Tensor, crop: float) -> torch.Tensor:
+    """The centre ``crop`` (fraction of each side, at least one cell) of ``(..., H, W)`` maps.
+
+    Example:
+        >>> centre_crop(torch.zeros(8, 64, 16, 16), 0.25).shape
+        torch.Size([8, 64, 4, 4])
+    """
+    hh, ww = x.shape[-2:]
+    r0, r1 = int(hh * (0.5 - crop / 2)), max(int(hh * (0.5 + crop / 2)), int(hh * (0.5 - crop / 2)) + 1)
+    c0, c1 = int(ww * (0.5 - crop / 2)), max(int(ww * (0.5 + crop / 2)), int(ww * (0.5 - crop / 2)) + 1)
+    return x[..., r0:r1, c0:c1]
+
+
+def axis_loadings(samples: torch.Tensor, signs: torch.Tensor, rank: str = "pca") -> tuple[torch.Tensor, list[float]]:
+    """Per-channel loadings of one axis' pan samples, by which channels are ranked (``|loading|``).
+
+    Example:
+        >>> x = torch.randn(40, 6) * 0.1
+        >>> x[:, 2] += torch.arange(40).remainder(2) * 4 - 2     # channel 2 splits the two pans
+        >>> loading, explained = axis_loadings(x, torch.arange(40).remainder(2) * 2.0 - 1)
+        >>> int(loading.abs().argmax())
+        2
+
+    Args:
+        samples: ``(N, C)`` content-removed feature vectors of the axis' two opposite pans.
+        signs: ``(N,)`` +1 / -1, which pan each sample is from (used by ``"separation"`` only).
+        rank: ``"pca"`` (the paper: the first principal component) or ``"separation"`` (d').
+
+    Returns:
+        ``(C,)`` loadings and the PCA's explained variance ratios.
+    """
+    from sklearn.decomposition import PCA
+
+    data = samples.numpy()  # (N, C)
+    pca = PCA(n_components=min(4, data.shape[0], data.shape[1])).fit(data)
+    explained = [float(v) for v in pca.explained_variance_ratio_]
+    if rank == "pca":
+        return torch.from_numpy(pca.components_[0]).float(), explained
+    return separation(samples, signs), explained
+
+
+def top_channels(loadings: dict[str, torch.Tensor], fraction: float) -> torch.Tensor:
+    """Union of the top ``fraction`` of channels by each axis' ``|loading|``: ``(d,)``.
+
+    Example:
+        >>> top_channels({"horizontal": torch.tensor([0.1, -0.9, 0.2, 0.0]),
+        ...               "vertical": torch.tensor([0.8, 0.1, 0.0, 0.3])}, 0.25).sort().values
+        tensor([0, 1])
+    """
+    num = int(next(iter(loadings.values())).shape[0])
+    k = max(1, round(fraction * num))
+    best = [v.abs().argsort(descending=True)[:k] for v in loadings.values()]
+    return torch.unique(torch.cat(best), sorted=False)
 
 
 def separation(samples: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

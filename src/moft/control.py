@@ -109,7 +109,8 @@ def check_init_latents(latents, pipe, num_frames: int | None = None) -> torch.Te
 
 
 def default_guidance(model=None, *, defaults: dict | None = None, **overrides) -> GuidanceConfig:
-    """The official settings, updated by the model folder's ``moft.json`` ``"guidance"`` entry.
+    """The official settings, updated by the model folder's ``moft.json`` ``"guidance"`` entry (and its
+    ``"site"`` when the guidance entry names none).
 
     Example:
         >>> g = default_guidance()            # the shipped model's tuned settings, official otherwise
@@ -120,6 +121,8 @@ def default_guidance(model=None, *, defaults: dict | None = None, **overrides) -
 
     defaults = model_defaults(model) if defaults is None else defaults
     settings = dict(defaults.get("guidance", {}), **overrides)
+    if settings.get("site") is None and defaults.get("site"):
+        settings["site"] = defaults["site"]  # the folder's capture site (moft locate --write-defaults)
     try:
         if "steps" in settings:
             settings["steps"] = tuple(settings["steps"])

@@ -95,21 +95,20 @@ def extract(pipe, *, prompt: str | None = None, video: np.ndarray | None = None,
         timestep: where to take the features.
         seed: initial noise of the generation.
         channels: motion channels; checked against the site's width.
-        site: capture site (default: the architecture's).
+        site: capture site (default: the model folder's ``moft.json`` ``"site"``, else the architecture's).
         steps: DDIM steps of generation / inversion.
         guidance_scale: CFG scale of the generation.
         num_frames: frames to generate (default: the model's).
         progress: optional ``progress(done, total)``.
     """
-    from .adapters import architecture_of
     from .inversion import ddim_invert
     from .latents import decode_latents, encode_prompt, encode_video, vae_scale
-    from .models import denoiser
+    from .models import default_site
     from .sampler import sample
 
     if (prompt is None) == (video is None):
         raise ValueError("give exactly one of prompt or video")
-    site = site or architecture_of(denoiser(pipe)).default_site
+    site = site or default_site(pipe)
     if channels is not None:
         channels.check(site_channels(pipe, site), site)
     f, h, w = default_video_size(pipe)

@@ -255,6 +255,19 @@ def pipeline_defaults(pipe) -> dict:
     return model_defaults(origin)
 
 
+def default_site(pipe) -> str:
+    """The capture site: the model folder's ``moft.json`` ``"site"`` (``moft locate --write-defaults``
+    puts it there), else the architecture's ``default_site`` (the paper's ``up_blocks.1``).
+
+    Example:
+        >>> default_site(load_pipeline())
+        'up_blocks.1'
+    """
+    from .adapters import architecture_of
+
+    return pipeline_defaults(pipe).get("site") or architecture_of(denoiser(pipe)).default_site
+
+
 def ddim_scheduler(pipe):
     """The pipeline's scheduler if it is DDIM, else a DDIM scheduler with the same noise schedule.
 

@@ -1,0 +1,219 @@
+"""``moft.locate``: a planted motion code is found where it was planted, content removal beats raw
+features under a static content bias, and the CLI writes its report and model defaults."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import torch
+
+from moft.locate import LocateError, locate, probe_clips, write_defaults
+from moft.synthetic import DIRECTIONS
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+SEED, PER_DIRECTION = 7, 3
+PLANTED = "up_blocks.2"  # the last site to fire: nothing downstream of it is captured
+
+
+@contextmanager
+def planted(pipe, site: str, *, motion: float, static: float = 0.0):
+    """Add a known motion code (and optionally a large per-clip static pattern) to ``site``'s output.
+
+    The hooks know each forward's clip the way an oracle would: the noised input is matched to the
+    clean latents of the clips ``locate`` makes (same seed), by the residual of the forward noising
+    (reliable up to t ~ 200 with the random VAE's small latents, so the tests stay below it).
+    The motion code is ``motion x (frame offset from the middle) x (dx P_x + dy P_y)`` for fixed
+    random channel patterns ``P``; the static pattern is ``static x b_clip``, the same on every frame.
+    """
+    from einops import rearrange
+
+    from moft.adapters import architecture_of, from_model_layout
+    from moft.latents import encode_video
+
+    net = pipe.unet
+    arch = architecture_of(net)
+    clips = probe_clips(num_frames=8, height=32, width=32, per_direction=PER_DIRECTION, seed=SEED)
+    z0 = torch.cat([encode_video(pipe, c.frames) for c in clips])  # (N, F, C, h, w)
+    dirs = torch.tensor([DIRECTIONS[list(DIRECTIONS)[c.direction]] for c in clips], dtype=torch.float32)  # (N, 2)
+    channels = net.get_submodule(site).resnets[-1].out_channels
+    g = torch.Generator().manual_seed(0)
+    patterns = torch.randn(2, channels, generator=g)  # (2, C)
+    biases = torch.randn(len(clips), channels, generator=g)  # (N, C)
+    state = {}
+
+    def pre(module, args, kwargs):
+        sample, t = args[0], args[1] if len(args) > 1 else kwargs["timestep"]
+        x = from_model_layout(arch, sample)  # (1, F, C, h, w)
+        a = pipe.scheduler.alphas_cumprod[int(t)]
+        state["clip"] = int(((x - a.sqrt() * z0) ** 2).flatten(1).sum(1).argmin())
+
+    def hook(module, args, output):
+        n = state["clip"]
+        f = 8
+        offset = (torch.arange(f, dtype=torch.float32) - (f - 1) / 2) / (f - 1)  # (F,)
+        code = offset[:, None] * (dirs[n] @ patterns)[None, :]  # (F, C)
+        add = motion * code + static * biases[n][None, :]  # (F, C)
+        out = rearrange(output, "(b f) c h w -> b f c h w", f=f) + add[None, :, :, None, None]
+        return rearrange(out, "b f c h w -> (b f) c h w")
+
+    handles = [net.register_forward_pre_hook(pre, with_kwargs=True),
+               net.get_submodule(site).register_forward_hook(hook)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@pytest.mark.slow
+def test_planted_motion_site_ranks_first(animatediff):
+    with planted(animatediff, PLANTED, motion=4.0):
+        rep = locate(animatediff, timesteps=(50, 200), clips_per_direction=PER_DIRECTION, seed=SEED,
+                     fractions=(0.04,))
+    assert not animatediff.unet._forward_hooks and not animatediff.unet._forward_pre_hooks
+    i = rep.sites.index(PLANTED)
+    assert rep.sites[0] == "down_blocks.0.motion_modules.0" and rep.sites[-1] == PLANTED  # forward order
+    assert rep.recommendation["site"] == PLANTED
+    assert all(s == PLANTED for s, _, _ in rep.recommendation["near_best"])  # no other site comes close
+    assert rep.accuracy["moft"][i].min() >= 0.9
+    others = np.delete(rep.accuracy["moft"], i, axis=0)
+    assert others.max() < rep.accuracy["moft"][i].min() - 0.2, others.max()
+    # the code lives in two channel directions: the top 4% by the pan ranking carries it
+    assert rep.accuracy["top"][0.04][i].min() >= 0.5
+
+
+@pytest.mark.slow
+def test_content_removal_beats_raw_under_a_static_bias(animatediff):
+    with planted(animatediff, PLANTED, motion=4.0, static=40.0):
+        rep = locate(animatediff, sites=[PLANTED, "mid_block"], timesteps=(200,), clips_per_direction=PER_DIRECTION,
+                     seed=SEED, fractions=())
+    i = rep.sites.index(PLANTED)
+    moft_acc, raw_acc = rep.accuracy["moft"][i, 0], rep.accuracy["raw"][i, 0]
+    assert moft_acc >= 0.9
+    assert raw_acc <= moft_acc - 0.3, (raw_acc, moft_acc)
+    assert rep.recommendation["site"] == PLANTED and rep.recommendation["fraction"] is None
+
+
+def test_probe_clips_are_labelled_and_held_out():
+    clips = probe_clips(num_frames=8, height=32, width=24, per_direction=1, seed=3)
+    assert [c.kind for c in clips] == ["pan"] * 8 + ["object"] * 8
+    assert [c.direction for c in clips] == list(range(8)) * 2
+    assert clips[0].frames.shape == (8, 32, 24, 3) and clips[0].region.shape == (32, 24)
+    assert clips[0].region.min() == 1.0  # a pan moves everywhere
+    obj = clips[8]
+    assert 0 < obj.region.mean() < 0.5  # an object's swept path only
+    # the content really moves in the labelled direction: frame 7 is frame 0 shifted right (pan 'right')
+    f0, f7 = clips[0].frames[0].astype(float), clips[0].frames[7].astype(float)
+    shift = np.argmin([np.abs(f7[:, s:] - f0[:, :24 - s]).mean() for s in range(8)])
+    assert shift > 0
+    # the known correspondence goes the labelled way: a pan 'right' and an object 'up'
+    assert clips[0].end[0] - clips[0].start[0] > 0.1 and abs(clips[0].end[1] - clips[0].start[1]) < 1e-9
+    up = clips[8 + list(DIRECTIONS).index("up")]
+    assert up.start[1] - up.end[1] > 0.1 and abs(up.end[0] - up.start[0]) < 1e-9
+    with pytest.raises(LocateError):
+        probe_clips(num_frames=8, height=32, width=32, per_direction=1, kinds=("spin",))
+
+
+def test_correspondence_follows_moving_content_and_needs_content_removal():
+    from moft.features import remove_content_correlation
+    from moft.locate import correspondence_error
+
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(8, 16, 16, generator=g)  # (C, H, W) a texture moving down-right one cell a frame
+    x = torch.stack([base.roll((t, t), dims=(-2, -1)) for t in range(6)])[None]  # (1, F, C, H, W)
+    x = x + 30 * torch.randn(1, 1, 8, 16, 16, generator=g)  # a static content pattern that dominates
+    start, end = np.array([4.5, 4.5]) / 16, np.array([9.5, 9.5]) / 16
+    assert correspondence_error(remove_content_correlation(x)[0], start, end) == 0.0
+    # without content removal the static pattern wins: the point matches itself, where nothing moved to
+    assert correspondence_error(x[0], start, end) == pytest.approx(np.hypot(5, 5) / 16)
+
+
+def test_bad_settings_are_one_line_errors(animatediff):
+    from moft.capture import CaptureError
+
+    with pytest.raises(LocateError, match="timesteps"):
+        locate(animatediff, timesteps=(1000,))
+    with pytest.raises(LocateError, match="budget"):
+        locate(animatediff, timesteps=(100, 200), max_forwards=40)
+    with pytest.raises(LocateError, match="at least 2"):
+        locate(animatediff, clips_per_direction=1)
+    with pytest.raises(CaptureError, match="no module"):
+        locate(animatediff, sites=["up_blocks.9"])
+
+
+def test_cli_writes_report_figure_and_defaults(model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from moft.cli import app
+    from moft.models import default_site, load_pipeline
+
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    out = tmp_path / "loc.json"
+    r = CliRunner().invoke(app, ["locate", "--model", str(folder), "--out", str(out), "--sites",
+                                 "down_blocks.0,up_blocks.1", "--timesteps", "300", "--clips", "2",
+                                 "--fractions", "0.1", "--budget", "40", "--write-defaults", str(folder)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(out.read_text())
+    assert rep["forwards"] == 32 and rep["clips"]["total"] == 32  # 8 directions x 2 kinds x 2 clips x 1 timestep
+    assert rep["sites"] == ["down_blocks.0", "up_blocks.1"] and len(rep["accuracy"]["moft"]) == 2
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert "Recommended" in out.with_suffix(".md").read_text()
+    defaults = json.loads((folder / "moft.json").read_text())
+    assert defaults["prompt"] == "a red disk"  # kept
+    assert defaults["site"] == rep["recommendation"]["site"] == defaults["locate"]["site"]
+    if defaults["site"] != "up_blocks.1":  # the folder's channels were fitted at up_blocks.1
+        assert "refit" in r.output
+    assert default_site(load_pipeline(folder)) == defaults["site"]
+
+
+def test_cli_bad_input_writes_nothing(model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from moft.cli import app
+
+    out = tmp_path / "loc.json"
+    runner = CliRunner()
+    for args, text in [(["--timesteps", "a,b"], "--timesteps"), (["--budget", "10"], "budget"),
+                       (["--write-defaults", str(tmp_path)], "model_index.json"), (["--sites", "nope"], "nope")]:
+        r = runner.invoke(app, ["locate", "--model", str(model_dir), "--out", str(out), *args])
+        assert r.exit_code == 2, r.output
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], r.stderr
+        assert not out.exists()
+
+
+def test_defaults_are_read_by_guidance_and_write_defaults_checks_folder(model_dir, tmp_path):
+    from moft.control import default_guidance
+    from moft.locate import LocateReport
+
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    acc = np.zeros((1, 1))
+    rep = LocateReport(["mid_block"], [200], [], {"moft": acc, "raw": acc, "top": {}, "moft_by_kind": {}},
+                       {"site": "mid_block", "timestep": 200, "fraction": None, "moft_accuracy": 0.5,
+                        "raw_accuracy": 0.2, "top_accuracy": None, "standard_error": 0.05, "near_best": []})
+    notes = write_defaults(folder, rep)
+    assert len(notes) == 1 and "fitted at up_blocks.1" in notes[0]
+    assert default_guidance(folder).site == "mid_block"
+    assert default_guidance(folder, site="up_blocks.1").site == "up_blocks.1"  # an explicit setting wins
+    with pytest.raises(LocateError, match="model_index"):
+        write_defaults(tmp_path, rep)
+    (folder / "moft.json").write_text("[1]")
+    with pytest.raises(LocateError, match="JSON object"):
+        write_defaults(folder, rep)
+
+
+@pytest.mark.slow
+def test_same_code_path_on_modelscope(modelscope):
+    """Only the site enumeration differs between architectures: UNet3D blocks and temp_attentions."""
+    rep = locate(modelscope, timesteps=(200,), clips_per_direction=2, fractions=(0.1,))
+    assert "up_blocks.1" in rep.sites and any("temp_attentions" in s for s in rep.sites)
+    assert rep.accuracy["moft"].shape == (len(rep.sites), 1)
+    assert rep.recommendation["site"] in rep.sites and rep.meta["architecture"] == "modelscope"
+    assert not modelscope.unet._forward_hooks and not modelscope.unet._forward_pre_hooks
