@@ -147,9 +147,14 @@ def build_tiny_wan(seed: int = 0, transformer: dict | None = None, vae: dict | N
 
 
 def resolve_model(model: str | os.PathLike | None) -> str:
-    """Turn a user's ``--model`` into something ``from_pretrained`` can load (a folder or hub id)."""
-    if model is None or str(model) == DEFAULT_MODEL:
-        path = SHIPPED_DIR / DEFAULT_MODEL
+    """Turn a user's ``--model`` into something ``from_pretrained`` can load (a folder or hub id).
+
+    ``None`` is the default shipped model (moft-tiny); the name of any folder in ``moft/shipped``
+    (``moft-tiny-wan``) is that shipped model.
+    """
+    name = DEFAULT_MODEL if model is None else str(model)
+    if "/" not in name and (SHIPPED_DIR / name).is_dir() or name == DEFAULT_MODEL:
+        path = SHIPPED_DIR / name
         if not (path / "model_index.json").exists():
             raise ModelError(f"the shipped model is missing from {path}; reinstall moft")
         return str(path)
@@ -174,7 +179,8 @@ def load_pipeline(model: str | os.PathLike | None = None, *, dtype: torch.dtype 
         [32, 128, 128]
 
     Args:
-        model: ``"moft-tiny"`` (default), a pipeline folder, or a hub id.
+        model: ``"moft-tiny"`` (default), the name of another shipped model (``"moft-tiny-wan"``), a
+            pipeline folder, or a hub id.
         dtype: weights dtype.
         device: where to put it.
 

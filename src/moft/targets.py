@@ -154,8 +154,8 @@ def baseline_curve(channels: MotionChannels, num_frames: int) -> torch.Tensor:
 def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | None, masks: torch.Tensor | None = None,
                      num_steps: int = 25, timestep: int = 200, content_removal: bool = True,
                      site: str | None = None, height: int | None = None, width: int | None = None,
-                     source: str = "") -> Target:
-    """Target MOFT from a reference video by DDIM inversion (paper §4, official code).
+                     source: str = "", mode: str = "inversion", seed: int = 0) -> Target:
+    """Target MOFT from a reference video by inversion (paper §4, official code) or one noised forward.
 
     Args:
         pipe: the pipeline that will be guided.
@@ -167,20 +167,18 @@ def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | Non
         content_removal: remove the frame mean (False = the paper's "vanilla" feature).
         site: capture site.
         height, width: run size in pixels (default: the model's).
+        mode: ``"inversion"`` (the paper) or ``"noise"`` (the video noised to the timestep, one
+            forward: how FastVMT and FlowMotion take reference features on flow models).
+        seed: the noise of ``mode="noise"``.
     """
-    from .channels import default_video_size
-    from .extract import nearest_step
-    from .inversion import ddim_invert
-    from .latents import encode_prompt, encode_video, vae_scale
+    from .inversion import reference_features
+    from .pipeline import default_video_size, vae_scale
 
     f, h, w = default_video_size(pipe)
     height, width = height or h, width or w
-    z0 = encode_video(pipe, frames, height, width)
-    cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
-    inversion_step, _ = nearest_step(pipe, num_steps, timestep, ascending=True)
-    inv = ddim_invert(pipe, z0, cond, num_steps=num_steps, capture_step=inversion_step,
-                      sites=[site] if site else None, stop_after_capture=True)
-    feats = next(iter(inv.features.values())).float()
+    ref = reference_features(pipe, frames, timestep=timestep, num_steps=num_steps, site=site, mode=mode, seed=seed,
+                             height=height, width=width)
+    feats = ref.features.float()
     size = (height // vae_scale(pipe), width // vae_scale(pipe))
     idx = channels.indices if channels is not None else None
     maps = moft(feats, idx, size, content_removal=content_removal)[0]  # (F, d, h, w)
@@ -189,8 +187,8 @@ def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | Non
     curves = torch.stack([region_mean(maps[None], m)[0] for m in masks])  # (R, F, d)
     region_maps = maps[None].expand(len(masks), *maps.shape).clone()  # (R, F, d, h, w)
     return Target(curves, masks.bool(), idx, content_removal, region_maps,
-                  {"source": "reference", "video": source, "inversion_step": inversion_step,
-                   "timestep": inv.timesteps[-1], "num_steps": num_steps, "frames": int(maps.shape[0])})
+                  {"source": "reference", "video": source, "inversion_step": ref.step, "reference_mode": mode,
+                   "timestep": ref.timestep, "num_steps": num_steps, "frames": int(maps.shape[0])})
 
 
 def drag_target(pipe, source_frames: np.ndarray, trajectory, *, channels: MotionChannels | None,
