@@ -91,6 +91,7 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
     from .latents import vae_scale
 
     from .models import pipeline_defaults
+    from .pipeline import latent_frames, latent_time_grid, temporal_scale
 
     defaults = pipeline_defaults(pipe)
     g = guidance or default_guidance(defaults=defaults)
@@ -98,7 +99,7 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
     target_kind = target_kind or defaults.get("target", "curves")
     f, h, w = default_video_size(pipe)
     if init_latents is not None:
-        f = int(init_latents.shape[1])
+        f = (int(init_latents.shape[1]) - 1) * temporal_scale(pipe) + 1  # video frames of those latent frames
     size = (h // vae_scale(pipe), w // vae_scale(pipe))
     source = None  # the unguided video of the same noise, when the target needs one
     if target is None:
@@ -106,8 +107,9 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
             masks = torch.from_numpy(trajectory.masks(*size)) if trajectory is not None else None
             target = reference_target(pipe, reference[:f], channels=channels,
                                       masks=masks, num_steps=steps, timestep=reference_timestep, site=g.site)
-            if target.num_frames != f:
-                raise ValueError(f"reference video has {target.num_frames} frames, the model makes {f}")
+            if target.num_frames != latent_frames(pipe, f):
+                raise ValueError(f"reference video has {target.num_frames} latent frames, the model makes "
+                                 f"{latent_frames(pipe, f)}")
         elif target_kind not in TARGET_KINDS:
             raise ValueError(f"target_kind must be one of {', '.join(TARGET_KINDS)}, got {target_kind!r}")
         elif trajectory is None or channels is None:
@@ -119,7 +121,8 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
             target = drag_target(pipe, source.frames, trajectory, channels=channels, num_steps=steps,
                                  timestep=reference_timestep, site=g.site)
         else:
-            target = synthesize_target(trajectory, channels, latent_size=size, num_frames=f, gain=gain)
+            target = synthesize_target(trajectory, channels, latent_size=size, num_frames=f, gain=gain,
+                                       time_grid=latent_time_grid(pipe, f))
     out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=f,
                  latents=init_latents, target=target, guidance=g, keep_source=keep_source and source is None,
                  progress=progress)

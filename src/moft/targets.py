@@ -107,7 +107,7 @@ class Target:
 
 def synthesize_target(trajectory, channels: MotionChannels, *, latent_size: tuple[int, int],
                       num_frames: int | None = None, gain: float = 1.0,
-                      indices: torch.Tensor | None = None) -> Target:
+                      indices: torch.Tensor | None = None, time_grid: list[int] | None = None) -> Target:
     """Target curves from a trajectory and the channels' fitted response.
 
     Args:
@@ -118,6 +118,8 @@ def synthesize_target(trajectory, channels: MotionChannels, *, latent_size: tupl
         gain: scales the synthesized curves (larger = stronger motion request).
         indices: channels to target (default: the motion channels ``channels.indices``; e.g. all
             channels for the "+CR without channel filter" ablation).
+        time_grid: the video frame each latent frame stands for (``moft.pipeline.latent_time_grid``;
+            default: every frame, for VAEs that keep time): the curves have one row per entry.
     """
     from .trajectory import TrajectoryError
 
@@ -125,11 +127,12 @@ def synthesize_target(trajectory, channels: MotionChannels, *, latent_size: tupl
         raise TrajectoryError(f"frames: trajectory has {trajectory.frames} frames, the run makes {num_frames}")
     idx = channels.indices if indices is None else torch.as_tensor(indices, dtype=torch.long)
     response = channels.response[idx]  # (d, 2)
-    base = baseline_curve(channels, trajectory.frames)[:, idx]  # (F, d)
+    grid = list(range(trajectory.frames)) if time_grid is None else list(time_grid)
+    base = baseline_curve(channels, len(grid))[:, idx]  # (F', d)
     curves = []
     for region in trajectory.regions:
-        p = torch.from_numpy(np.asarray(region.path, dtype=np.float32))  # (F, 2)
-        curves.append(base + gain * (p - p.mean(0)) @ response.T)  # (F, d)
+        p = torch.from_numpy(np.asarray(region.path, dtype=np.float32))[grid]  # (F', 2) on the latent time grid
+        curves.append(base + gain * (p - p.mean(0)) @ response.T)  # (F', d)
     masks = torch.from_numpy(trajectory.masks(*latent_size))  # (R, h, w)
     return Target(torch.stack(curves), masks, idx, True, None,
                   {"source": "trajectory", "trajectory": trajectory.to_dict(), "gain": gain,
