@@ -313,3 +313,106 @@ def test_reference_features_both_modes_give_site_features_at_the_nearest_step(re
     assert ref.features.shape[:2] == (1, latent_frames(pipe, DIT_FRAMES))
     assert ref.site == default_site(pipe.transformer)
     assert torch.isfinite(ref.features).all()
+
+
+# --- options and variants ------------------------------------------------------------------------------
+
+def test_shared_kv_is_refused_on_full_3d_attention_and_left_off_by_the_sampler(wan):
+    from moft.shared_kv import SharedKV
+
+    with pytest.raises(ValueError, match="full 3-D"):
+        SharedKV(wan.transformer)
+    before = {n: type(m.processor) for n, m in wan.transformer.named_modules() if hasattr(m, "processor")}
+    seen = []
+    z = _noise(wan)
+    g = GuidanceConfig(steps=(0, 1), iterations=1, shared_kv=True, loss="per_position")
+    sample(wan, "a red disk", latents=z, steps=2, target=_target(wan, z), guidance=g, num_frames=DIT_FRAMES,
+           height=SIZE, width=SIZE,
+           callback=lambda info: seen.append({n: type(m.processor) for n, m in wan.transformer.named_modules()
+                                              if hasattr(m, "processor")}))
+    assert seen[0] == before
+
+
+@pytest.mark.parametrize("option", [{"checkpointing": True}, {"early_exit": False}])
+def test_checkpointing_and_full_pass_give_the_same_guided_step(wan, option):
+    z = _noise(wan)
+    target = _target(wan, z)
+    runs = []
+    for g in (GuidanceConfig(steps=(0, 1), iterations=1, step_size=1.0, loss="per_position"),
+              GuidanceConfig(steps=(0, 1), iterations=1, step_size=1.0, loss="per_position", **option)):
+        runs.append(sample(wan, "a red disk", latents=z, steps=2, guidance_scale=1.0, target=target, guidance=g,
+                           num_frames=DIT_FRAMES, height=SIZE, width=SIZE))
+    torch.testing.assert_close(runs[0].latents, runs[1].latents, atol=1e-6, rtol=0)
+    assert not wan.transformer.is_gradient_checkpointing
+
+
+def test_bf16_autocast_guided_step_stays_close_to_fp32(wan):
+    z = _noise(wan)
+    target = _target(wan, z)
+    state = {k: GuidanceState(target, GuidanceConfig(iterations=1, step_size=1.0, loss="per_position", autocast=k),
+                              _cond(wan), None, default_site(wan.transformer), 1.0) for k in (None, "bfloat16")}
+    moved = {k: guidance_step(wan.transformer, z.clone(), torch.tensor(700.0), 0, s) - z for k, s in state.items()}
+    cos = torch.nn.functional.cosine_similarity(moved[None].flatten(), moved["bfloat16"].flatten(), dim=0)
+    assert cos > 0.95
+    assert abs(state[None].losses[0]["loss"] - state["bfloat16"].losses[0]["loss"]) < 0.05 * state[None].losses[0]["loss"]
+
+
+def test_the_source_branch_of_a_multistep_solver_is_the_unguided_video(wan):
+    """UniPC keeps a history: the source branch needs its own copy of the solver, so keep_source's video
+    equals an unguided run from the same noise even though the guided branch diverged."""
+    original = wan.scheduler
+    wan.scheduler = _unipc(wan)
+    try:
+        z = _noise(wan, seed=4)
+        g = GuidanceConfig(steps=(1, 2), iterations=2, step_size=2.0, loss="per_position")
+        guided = sample(wan, "a red disk", latents=z, steps=4, guidance_scale=4.0, target=_target(wan, z),
+                        guidance=g, keep_source=True, num_frames=DIT_FRAMES, height=SIZE, width=SIZE)
+        plain = sample(wan, "a red disk", latents=z, steps=4, guidance_scale=4.0, num_frames=DIT_FRAMES,
+                       height=SIZE, width=SIZE)
+    finally:
+        wan.scheduler = original
+    np.testing.assert_allclose(guided.source_frames, plain.frames, atol=1e-5)
+    assert np.abs(guided.frames - plain.frames).max() > 1e-3
+
+
+@pytest.fixture(scope="module")
+def wan22(wan):
+    """Wan 2.2 A14B's layout: two experts switched at boundary_ratio (the second a differently seeded twin)."""
+    from diffusers import WanPipeline, WanTransformer3DModel
+
+    torch.manual_seed(1)
+    second = WanTransformer3DModel.from_config(wan.transformer.config)
+    pipe = WanPipeline(tokenizer=wan.tokenizer, text_encoder=wan.text_encoder, vae=wan.vae,
+                       transformer=wan.transformer, transformer_2=second, scheduler=wan.scheduler, boundary_ratio=0.875)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_two_experts_unguided_equal_the_stock_pipeline(wan22):
+    z = _noise(wan22, seed=2)
+    ours = sample(wan22, "a red disk", latents=z, steps=4, guidance_scale=4.0, num_frames=DIT_FRAMES, height=SIZE,
+                  width=SIZE)
+    stock = wan22("a red disk", negative_prompt="", num_frames=DIT_FRAMES, height=SIZE, width=SIZE,
+                  num_inference_steps=4, guidance_scale=4.0, latents=rearrange(z, "b f c h w -> b c f h w").clone(),
+                  output_type="latent").frames
+    torch.testing.assert_close(ours.latents, rearrange(stock, "b c f h w -> b f c h w"), atol=1e-5, rtol=0)
+
+
+def test_guidance_captures_the_expert_that_runs_at_the_step(wan22):
+    from moft.pipeline import denoiser_at
+
+    sched = wan22.scheduler
+    sched.set_timesteps(4)
+    low = [i for i, t in enumerate(sched.timesteps) if denoiser_at(wan22, t) is wan22.transformer_2]
+    assert low and low[0] > 0  # the low-noise expert takes the later steps
+    fired = []
+    handle = wan22.transformer_2.register_forward_pre_hook(lambda m, a: fired.append(torch.is_grad_enabled()))
+    try:
+        z = _noise(wan22)
+        g = GuidanceConfig(steps=(low[0], low[0] + 1), iterations=1, loss="per_position")
+        out = sample(wan22, "a red disk", latents=z, steps=4, guidance_scale=1.0, target=_target(wan22, z),
+                     guidance=g, num_frames=DIT_FRAMES, height=SIZE, width=SIZE)
+    finally:
+        handle.remove()
+    assert True in fired  # the loss forward (with grad) ran on transformer_2
+    assert len(out.losses) == 1

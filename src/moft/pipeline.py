@@ -149,6 +149,26 @@ def default_video_size(pipe) -> tuple[int, int, int]:
     return tuple(int(call[k].default) for k in ("num_frames", "height", "width"))
 
 
+def denoisers(pipe) -> list:
+    """Every denoising network of the pipeline (Wan 2.2 A14B: both experts)."""
+    second = getattr(pipe, "transformer_2", None)
+    return [denoiser(pipe)] + ([second] if second is not None else [])
+
+
+def denoiser_at(pipe, t):
+    """The denoiser that runs at timestep ``t``.
+
+    Wan 2.2 A14B has two experts: ``transformer`` above ``boundary_ratio * num_train_timesteps``
+    (high noise), ``transformer_2`` below, as ``WanPipeline`` switches them; every other pipeline
+    has one (``models.denoiser``). Capture and guidance use whichever expert runs at the step.
+    """
+    ratio = getattr(pipe, "config", {}).get("boundary_ratio")
+    second = getattr(pipe, "transformer_2", None)
+    if ratio is not None and second is not None and float(t) < ratio * pipe.scheduler.config.num_train_timesteps:
+        return second
+    return denoiser(pipe)
+
+
 def sampling_scheduler(pipe):
     """A fresh scheduler moft samples ``pipe`` with (one per sampling branch: solvers keep state).
 

@@ -43,7 +43,7 @@ from .capture import capture
 from .features import moft, region_mean
 from .latents import decode_latents, initial_noise, text_conditioning
 from .models import denoiser
-from .pipeline import default_video_size, sampling_scheduler
+from .pipeline import default_video_size, denoiser_at, denoisers, sampling_scheduler
 from .shared_kv import SharedKV
 
 
@@ -330,14 +330,15 @@ def sample(
     result = SampleResult(frames=None, latents=None, initial_latents=latents.detach().clone())
     z_src = sched_src = None
     t_start = time.perf_counter()
-    was_ckpt = getattr(net, "is_gradient_checkpointing", False)
     with ExitStack() as stack:
         state.kv = kv = stack.enter_context(SharedKV(net)) if share else None
-        if guided and g.checkpointing and not was_ckpt:
-            net.enable_gradient_checkpointing()
-            stack.callback(net.disable_gradient_checkpointing)
+        for each in denoisers(pipe) if guided and g.checkpointing else []:
+            if not getattr(each, "is_gradient_checkpointing", False):
+                each.enable_gradient_checkpointing()
+                stack.callback(each.disable_gradient_checkpointing)
         for i, t in enumerate(sched.timesteps):
             logged = len(state.losses)
+            net = denoiser_at(pipe, t)  # one network, or Wan 2.2's expert for this noise level
             if use_source and z_src is None and i == min(guided):
                 z_src, sched_src = z.clone(), copy.deepcopy(sched)  # the branches part here, each with its solver
             if z_src is not None and (i in guided or keep_source):
