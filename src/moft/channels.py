@@ -30,7 +30,9 @@ import torch
 from einops import rearrange
 
 from .features import remove_content_correlation, resize
-from .pipeline import default_video_size, latent_time_grid  # default_video_size also re-exported from here
+from .adapters import architecture_of, default_site
+from .inversion import reference_features
+from .pipeline import default_video_size, denoiser, latent_time_grid, vae_scale  # default_video_size re-exported
 
 
 class ChannelsError(ValueError):
@@ -235,11 +237,6 @@ def fit_channels(
         progress: optional callable ``progress(done, total)``.
     """
     from sklearn.decomposition import PCA
-
-    from .adapters import architecture_of, default_site
-    from .inversion import reference_features
-    from .models import denoiser
-    from .pipeline import vae_scale
 
     if rank not in ("pca", "separation"):
         raise ValueError(f"rank must be 'pca' or 'separation', got {rank!r}")

@@ -61,7 +61,7 @@ def site_channels(pipe, site: str | None = None) -> int:
     from .adapters import call_denoiser
     from .capture import capture
     from .latents import latent_channels, probe_conditioning, vae_scale
-    from .models import denoiser
+    from .pipeline import denoiser
 
     net = denoiser(pipe)
     f, h, w = default_video_size(pipe)
@@ -93,7 +93,7 @@ def extract(pipe, *, prompt: str | None = None, video: np.ndarray | None = None,
     from .adapters import default_site
     from .inversion import reference_features
     from .latents import decode_latents, vae_scale
-    from .models import denoiser
+    from .pipeline import denoiser
     from .sampler import sample
 
     if (prompt is None) == (video is None):

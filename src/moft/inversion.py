@@ -30,8 +30,8 @@ import torch
 
 from .adapters import call_denoiser, default_site
 from .capture import capture
-from .models import denoiser
-from .pipeline import is_flow, nearest_step, sampling_scheduler
+from .latents import encode_prompt, encode_video
+from .pipeline import denoiser, is_flow, nearest_step, sampling_scheduler
 
 REFERENCE_MODES = ("inversion", "noise")
 
@@ -191,8 +191,6 @@ def reference_features(pipe, frames: np.ndarray, *, timestep: float = 200, num_s
             of the video noised to it with ``seed``'s noise).
         progress: optional ``progress(done, total)`` during inversion.
     """
-    from .latents import encode_prompt, encode_video
-
     if mode not in REFERENCE_MODES:
         raise ValueError(f"reference mode must be one of {', '.join(REFERENCE_MODES)}, got {mode!r}")
     site = site or default_site(denoiser(pipe))

@@ -18,8 +18,8 @@ import torch
 from einops import rearrange
 
 from .adapters import architecture_of
-from .models import denoiser
-from .pipeline import check_frames, latent_channels, latent_frames, vae_scale, video_vae
+from .pipeline import check_frames, denoiser, latent_channels, latent_frames, vae_scale, video_vae
+from .video import resize_video, to_uint8
 
 __all__ = ["check_frames", "decode_latents", "encode_prompt", "encode_video", "frames_to_tensor", "initial_noise",
            "latent_channels", "probe_conditioning", "text_conditioning", "vae_scale"]
@@ -54,8 +54,6 @@ def text_conditioning(pipe, prompt: str, negative_prompt: str = "", guidance_sca
 
 def frames_to_tensor(frames: np.ndarray, height: int | None = None, width: int | None = None) -> torch.Tensor:
     """``(F, H, W, 3)`` uint8 (or [0, 1] floats) -> ``(F, 3, H, W)`` in [-1, 1], optionally resized."""
-    from .video import resize_video, to_uint8
-
     frames = to_uint8(np.asarray(frames))
     if height is not None and width is not None and frames.shape[1:3] != (height, width):
         frames = resize_video(frames, height, width)

@@ -10,7 +10,8 @@ Example:
 One place for each fact: ``channels``, ``targets``, ``extract``, ``sampler``, ``inversion`` and the
 CLI ask this module for the video size a model is meant for, how many pixels a latent cell spans in
 space and in time, which frame counts its VAE takes, which scheduler moft samples it with, and which
-step of a schedule is nearest a timestep. It imports only ``adapters`` and ``models``.
+step of a schedule is nearest a timestep, and where a model folder is and what its ``moft.json``
+says. It imports only ``adapters`` (``models`` builds and loads pipelines on top of it).
 
 The latent time grid: a video VAE that compresses time by ``s`` (Wan 2.1 and CogVideoX: 4) is
 causal: latent frame 0 encodes video frame 0 alone and latent frame ``j >= 1`` encodes video frames
@@ -23,12 +24,94 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import torch
 
 from .adapters import architecture_of
-from .models import denoiser, pipeline_defaults
+
+SHIPPED_DIR = Path(__file__).parent / "shipped"
+DEFAULT_MODEL = "moft-tiny"
+CHANNELS_FILE = "motion_channels.safetensors"
+DEFAULTS_FILE = "moft.json"
+
+
+class ModelError(ValueError):
+    """A model id or folder that cannot be loaded (one-line message)."""
+
+
+def resolve_model(model: str | os.PathLike | None) -> str:
+    """Turn a user's ``--model`` into something ``from_pretrained`` can load (a folder or hub id).
+
+    ``None`` is the default shipped model (moft-tiny); the name of any folder in ``moft/shipped``
+    (``moft-tiny-wan``) is that shipped model.
+    """
+    name = DEFAULT_MODEL if model is None else str(model)
+    if "/" not in name and (SHIPPED_DIR / name).is_dir() or name == DEFAULT_MODEL:
+        path = SHIPPED_DIR / name
+        if not (path / "model_index.json").exists():
+            raise ModelError(f"the shipped model is missing from {path}; reinstall moft")
+        return str(path)
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "model_index.json").exists():
+            raise ModelError(f"{path}: not a diffusers pipeline folder (no model_index.json)")
+        return str(path)
+    owner, _, name = str(model).partition("/")
+    if str(model).startswith((".", "/", "~")) or not owner or not name or "/" in name:
+        raise ModelError(f"{model}: no such model folder, and not a hub id of the form owner/name")
+    return str(model)
+
+
+def denoiser(pipe) -> torch.nn.Module:
+    """The pipeline's denoising network (``unet`` or ``transformer``)."""
+    net = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if net is None:
+        raise ModelError(f"{type(pipe).__name__} has no unet or transformer")
+    return net
+
+
+def model_defaults(model: str | os.PathLike | None = None) -> dict:
+    """Per-model defaults from ``moft.json`` in a model folder (prompt, CFG scale, guidance settings)."""
+    try:
+        path = Path(resolve_model(model)) / DEFAULTS_FILE
+    except ModelError:
+        return {}
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def pipeline_defaults(pipe) -> dict:
+    """``model_defaults`` of the folder a pipeline was loaded from ({} for hub ids and pipelines built in code).
+
+    Example:
+        >>> from moft.models import load_pipeline
+        >>> pipeline_defaults(load_pipeline())["guidance_scale"]     # the shipped model's moft.json
+        4.0
+    """
+    config = getattr(pipe, "config", None) or {}
+    origin = config.get("_name_or_path")
+    if not origin or not Path(origin).is_dir():
+        return {}
+    return model_defaults(origin)
+
+
+def ddim_scheduler(pipe):
+    """The pipeline's scheduler if it is DDIM, else a DDIM scheduler with the same noise schedule.
+
+    moft samples U-Nets with DDIM, the paper's sampler, whatever scheduler the pipeline ships with
+    (``sampling_scheduler``); DiTs keep their own (``adapters.ARCHITECTURES[...].sampler``).
+    """
+    from diffusers import DDIMScheduler
+
+    if isinstance(pipe.scheduler, DDIMScheduler):
+        return pipe.scheduler
+    if not hasattr(pipe.scheduler, "alphas_cumprod"):
+        raise ValueError(f"{type(pipe.scheduler).__name__} is not a DDPM-family scheduler; moft samples with DDIM")
+    return DDIMScheduler.from_config(pipe.scheduler.config)
 
 
 class FramesError(ValueError):
@@ -175,8 +258,6 @@ def sampling_scheduler(pipe):
     U-Nets: DDIM on the model's noise schedule (the paper's sampler); DiTs: the pipeline's own
     scheduler (flow matching for Wan, v-prediction DDIM for CogVideoX), per ``adapters.ARCHITECTURES``.
     """
-    from .models import ddim_scheduler
-
     if architecture_of(denoiser(pipe)).sampler == "ddim":
         return copy.deepcopy(ddim_scheduler(pipe))
     return copy.deepcopy(pipe.scheduler)

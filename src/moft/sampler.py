@@ -42,8 +42,7 @@ from .adapters import architecture_of, call_denoiser, default_site
 from .capture import capture
 from .features import moft, region_mean
 from .latents import decode_latents, initial_noise, text_conditioning
-from .models import denoiser
-from .pipeline import default_video_size, denoiser_at, denoisers, sampling_scheduler
+from .pipeline import default_video_size, denoiser, denoiser_at, denoisers, sampling_scheduler
 from .shared_kv import SharedKV
 
 
