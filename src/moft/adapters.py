@@ -1,10 +1,11 @@
 """Per-architecture facts, as one table of data.
 
 Example:
-    >>> from moft.adapters import architecture_of, ARCHITECTURES
-    >>> arch = architecture_of(pipe.unet)          # doctest: +SKIP
-    >>> arch.name, arch.default_site
-    ('animatediff', 'up_blocks.1')
+    >>> from moft.adapters import architecture_of, default_site
+    >>> from moft.models import build_tiny_wan
+    >>> net = build_tiny_wan().transformer
+    >>> architecture_of(net).name, default_site(net)
+    ('wan', 'blocks.3')
 
 Each entry says which denoiser classes it covers, where the paper's feature is (the output of
 ``up_blocks[1]`` for U-Nets, a mid-depth block for diffusion transformers), how the denoiser lays out

@@ -1,11 +1,16 @@
 """Capture intermediate features of a video denoiser, as a context manager with guaranteed cleanup.
 
 Example:
+    >>> import torch
+    >>> from moft.adapters import call_denoiser
     >>> from moft.capture import capture
-    >>> with capture(pipe.unet, detach=True, stop=True) as cap:    # doctest: +SKIP
-    ...     call_denoiser(pipe.unet, z, 500, cond)                  # stops after up_blocks.1
-    >>> cap.features["up_blocks.1"].shape                             # (B, F, C, H, W)
-    torch.Size([1, 8, 64, 16, 16])
+    >>> from moft.models import build_tiny_wan
+    >>> net = build_tiny_wan().transformer
+    >>> z, emb = torch.randn(1, 9, 4, 16, 16), torch.randn(1, 8, 64)   # latents (B, F, C, h, w), text
+    >>> with torch.no_grad(), capture(net, stop=True) as cap:
+    ...     out = call_denoiser(net, z, 500, {"encoder_hidden_states": emb})    # stops after blocks.3
+    >>> cap.features["blocks.3"].shape                                     # (B, F, C, H', W')
+    torch.Size([1, 9, 128, 8, 8])
 
 ``detach=False`` keeps the autograd graph (guidance differentiates through it); ``stop=True`` ends
 the forward pass once every site has fired (the ``StopForward`` it raises is swallowed on exit,
@@ -91,7 +96,7 @@ class capture(ContextDecorator):  # noqa: N801 - used like a function, as baukit
     Example:
         >>> with capture(pipe.unet, ["up_blocks.1", "up_blocks.1.motion_modules.0"]) as cap:  # doctest: +SKIP
         ...     pipe.unet(sample, t, encoder_hidden_states=emb)
-        >>> {k: v.shape for k, v in cap.features.items()}   # each (B, F, C, H, W)
+        >>> {k: v.shape for k, v in cap.features.items()}   # each (B, F, C, H, W)  # doctest: +SKIP
 
     Args:
         model: the denoiser (``pipe.unet``); must be an architecture in ``ARCHITECTURES``.

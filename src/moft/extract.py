@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .channels import MotionChannels
-from .pipeline import default_video_size, nearest_step  # noqa: F401  (nearest_step re-exported)
+from .pipeline import default_video_size, latent_frames, nearest_step  # noqa: F401  (nearest_step re-exported)
 from .features import moft as moft_of
 
 
@@ -66,7 +66,7 @@ def site_channels(pipe, site: str | None = None) -> int:
     net = denoiser(pipe)
     f, h, w = default_video_size(pipe)
     side = min(8, h // vae_scale(pipe))
-    z = torch.zeros(1, f, latent_channels(pipe), side, side, device=net.device, dtype=net.dtype)
+    z = torch.zeros(1, latent_frames(pipe, f), latent_channels(pipe), side, side, device=net.device, dtype=net.dtype)
     with capture(net, site, stop=True) as cap:
         call_denoiser(net, z, 500, probe_conditioning(pipe, z))
     return int(cap.output.shape[2])

@@ -3,10 +3,10 @@
 Example:
     >>> from moft.inversion import invert, noised_features, reference_features
     >>> z0 = encode_video(pipe, frames)                                   # doctest: +SKIP
-    >>> inv = invert(pipe, z0, cond, num_steps=25, capture_step=5)       # official: step 5 (t = 200)
-    >>> inv.features["up_blocks.1"].shape                               # (1, F, C, H, W)
-    >>> feats = noised_features(pipe, z0, cond, timestep=200, seed=0)   # one forward, no inversion
-    >>> ref = reference_features(pipe, frames, timestep=200)            # either, on the empty prompt
+    >>> inv = invert(pipe, z0, cond, num_steps=25, capture_step=5)  # official: step 5 (t = 200)  # doctest: +SKIP
+    >>> inv.features["up_blocks.1"].shape  # (1, F, C, H, W)  # doctest: +SKIP
+    >>> feats = noised_features(pipe, z0, cond, timestep=200, seed=0)  # one forward, no inversion  # doctest: +SKIP
+    >>> ref = reference_features(pipe, frames, timestep=200)  # either, on the empty prompt  # doctest: +SKIP
 
 Two samplers, chosen by the scheduler moft samples the model with (``moft.pipeline``):
 
@@ -180,7 +180,7 @@ def reference_features(pipe, frames: np.ndarray, *, timestep: float = 200, num_s
 
     Example:
         >>> ref = reference_features(pipe, frames, timestep=200)          # doctest: +SKIP
-        >>> ref.features.shape, ref.step, ref.timestep                    # (1, F, C, H, W), 5, 200
+        >>> ref.features.shape, ref.step, ref.timestep  # (1, F, C, H, W), 5, 200  # doctest: +SKIP
 
     Args:
         pipe: the pipeline.

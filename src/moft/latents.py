@@ -3,8 +3,8 @@
 Example:
     >>> from moft.latents import encode_prompt, encode_video, decode_latents, initial_noise
     >>> cond = encode_prompt(pipe, "a red disk moving left")      # doctest: +SKIP
-    >>> z = encode_video(pipe, frames)            # frames (F, H, W, 3) uint8 -> (1, F, C, h, w)
-    >>> video = decode_latents(pipe, z)           # (1, F, H, W, 3) float in [0, 1]
+    >>> z = encode_video(pipe, frames)  # frames (F, H, W, 3) uint8 -> (1, F, C, h, w)  # doctest: +SKIP
+    >>> video = decode_latents(pipe, z)  # (1, F, H, W, 3) float in [0, 1]  # doctest: +SKIP
 
 All latents here are canonical ``(B, F, C, h, w)`` and already multiplied by the VAE's scaling factor.
 """

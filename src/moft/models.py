@@ -158,7 +158,7 @@ def load_pipeline(model: str | os.PathLike | None = None, *, dtype: torch.dtype 
     Example:
         >>> pipe = load_pipeline("moft-tiny")
         >>> pipe.unet.config.block_out_channels
-        [32, 128, 128]
+        [32, 64, 96]
 
     Args:
         model: ``"moft-tiny"`` (default), the name of another shipped model (``"moft-tiny-wan"``), a

@@ -280,8 +280,8 @@ def nearest_step(pipe, steps: int, timestep: float, ascending: bool) -> tuple[in
 
     Example:
         >>> from moft.models import build_tiny_animatediff
-        >>> nearest_step(build_tiny_animatediff(), 25, 200, ascending=True)      # official: step 5
-        (5, 200)
+        >>> nearest_step(build_tiny_animatediff(), 25, 200, ascending=True)   # 25 trailing DDIM steps
+        (4, 199)
     """
     ts = schedule(pipe, steps)
     ts = sorted(ts) if ascending else ts

@@ -3,9 +3,9 @@
 Example:
     >>> import moft
     >>> pipe = moft.load_pipeline()                                               # doctest: +SKIP
-    >>> out = moft.sample(pipe, "a red disk", seed=0)                             # unguided
-    >>> out = moft.sample(pipe, "a red disk", seed=0, target=target)              # guided
-    >>> out.frames.shape, out.losses[:2]          # (F, H, W, 3) in [0, 1]; loss per guided iteration
+    >>> out = moft.sample(pipe, "a red disk", seed=0)  # unguided  # doctest: +SKIP
+    >>> out = moft.sample(pipe, "a red disk", seed=0, target=target)  # guided  # doctest: +SKIP
+    >>> out.frames.shape, out.losses[:2]  # (F, H, W, 3) in [0, 1]; loss per guided iteration  # doctest: +SKIP
 
 The scheduler is the one ``moft.pipeline.sampling_scheduler`` names: DDIM for U-Nets (the paper's),
 the pipeline's own for DiTs (flow matching Euler or UniPC for Wan, v-prediction DDIM for CogVideoX);
@@ -223,7 +223,7 @@ def guidance_step(net, z: torch.Tensor, t, i: int, state: GuidanceState) -> torc
 
     Example:
         >>> state = GuidanceState(target, GuidanceConfig(), cond, None, "up_blocks.1", 6.0)  # doctest: +SKIP
-        >>> z = guidance_step(pipe.unet, z, t, 3, state); state.losses[-1]["loss"]
+        >>> z = guidance_step(pipe.unet, z, t, 3, state); state.losses[-1]["loss"]  # doctest: +SKIP
 
     Each iteration runs the denoiser on the conditional prompt (or the whole CFG batch with
     ``loss_batch="cfg"``), stopping after the captured block if ``early_exit``, takes the MOFT loss
