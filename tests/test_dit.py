@@ -416,3 +416,18 @@ def test_guidance_captures_the_expert_that_runs_at_the_step(wan22):
         handle.remove()
     assert True in fired  # the loss forward (with grad) ran on transformer_2
     assert len(out.losses) == 1
+
+
+@pytest.mark.parametrize("fixture", ["wan", "cogvideox"])
+def test_capture_at_a_step_records_the_conditional_branch(request, fixture):
+    """moft extract --prompt's features: the conditional pass at that step, under either CFG layout."""
+    pipe = request.getfixturevalue(fixture)
+    seen = []
+    out = sample(pipe, "a red disk", latents=_noise(pipe), steps=3, guidance_scale=4.0, capture_at=1,
+                 num_frames=DIT_FRAMES, height=SIZE, width=SIZE, callback=seen.append)
+    net = pipe.transformer
+    sched = pipe.scheduler
+    sched.set_timesteps(3)
+    with torch.no_grad(), capture(net) as cap:
+        call_denoiser(net, seen[0]["latents"], sched.timesteps[1], _cond(pipe))
+    torch.testing.assert_close(out.features[default_site(net)], cap.output, atol=1e-5, rtol=0)

@@ -199,22 +199,28 @@ def _timestep(t) -> int | float:
     return int(t) if t.is_integer() else t
 
 
-def predict(net, z: torch.Tensor, t, cond: dict, uncond: dict | None, scale: float, counts: dict) -> torch.Tensor:
+def predict(net, z: torch.Tensor, t, cond: dict, uncond: dict | None, scale: float, counts: dict,
+            watch=None) -> torch.Tensor:
     """The classifier-free-guided model output ``(B, F, C, h, w)``, as the stock pipeline computes it.
 
     ``uncond`` None: one conditional pass. Otherwise ``out_u + scale * (out_c - out_u)`` from one
-    ``[uncond, cond]`` batch, or from two passes where the table says so (Wan).
+    ``[uncond, cond]`` batch, or from two passes where the table says so (Wan). ``watch`` (e.g. a
+    ``capture``) is entered around the pass that carries the conditional branch only.
     """
+    watch = watch if watch is not None else nullcontext()
     if uncond is None:
         counts["forwards"] += 1
-        return call_denoiser(net, z, t, cond)
+        with watch:
+            return call_denoiser(net, z, t, cond)
     counts["forwards"] += 2
     if architecture_of(net).cfg == "two_passes":
-        out_c = call_denoiser(net, z, t, cond)
+        with watch:
+            out_c = call_denoiser(net, z, t, cond)
         out_u = call_denoiser(net, z, t, uncond)
     else:
         both = {k: torch.cat([uncond[k], cond[k]]) for k in cond}
-        out_u, out_c = call_denoiser(net, torch.cat([z, z]), t, both).chunk(2)
+        with watch:
+            out_u, out_c = call_denoiser(net, torch.cat([z, z]), t, both).chunk(2)
     return out_u + scale * (out_c - out_u)
 
 
@@ -354,9 +360,10 @@ def sample(
                     raise GuidanceDiverged(f"guidance diverged at step {i} (t = {_timestep(t)}): the latents are no "
                                            f"longer finite; lower step_size (now {g.step_size:g})")
             with torch.no_grad():
-                if i == capture_at:
-                    with capture(net, capture_site, detach=True, select="cond" if uncond is not None else None) as cap:
-                        out = predict(net, z, t, cond, uncond, guidance_scale, counts)
+                if i == capture_at:  # the conditional branch's features ([uncond, cond] batch: its second half)
+                    batched = uncond is not None and architecture_of(net).cfg == "batch"
+                    cap = capture(net, capture_site, detach=True, select="cond" if batched else None)
+                    out = predict(net, z, t, cond, uncond, guidance_scale, counts, watch=cap)
                     result.features = dict(cap.features)
                 else:
                     out = predict(net, z, t, cond, uncond, guidance_scale, counts)
