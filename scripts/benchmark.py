@@ -13,9 +13,14 @@ and reports wall time, peak RSS (``torch.cuda.max_memory_allocated`` on GPU), de
 backward counts, and the ratios. Capture overhead: the same forward timed plainly and under
 ``moft.capture`` (detached), alternating, median of repeats.
 
-Full-size models (``animatediff``, ``zeroscope``) are the published configs under ``configs/`` with
-random weights, a one-layer text encoder of the right width and the tiny VAE, at small latents, so
-their ratios mean what they mean on a GPU.
+Full-size models (``animatediff``, ``zeroscope``, ``wan-1.3b``) are the published configs under
+``configs/`` with random weights, a one-layer text encoder of the right width and a tiny VAE, at small
+latents, so their ratios mean what they mean on a GPU. ``wan-1.3b`` (Wan2.1-T2V-1.3B's transformer,
+1.42B parameters, flow matching) also runs a fourth case, ``guided (moft, ckpt)``: our loop with
+gradient checkpointing of the blocks. Its official-style loop is the same loss forward on the whole CFG
+batch without early exit (DiTFlow and FlowMotion have no shared K/V; neither has moft on DiTs).
+
+    python scripts/benchmark.py --models wan-1.3b --repeats 3 --out /tmp/wan.json
 """
 
 from __future__ import annotations
@@ -45,7 +50,33 @@ FULL = {
     "moft-tiny": (8, 16, 25, (3, 12)),
     "animatediff": (16, 8, 10, (1, 5)),
     "zeroscope": (16, 8, 10, (1, 5)),
+    "wan-1.3b": (5, 8, 3, (1, 2)),  # 5 latent frames of 8x8 -> 80 tokens; ~14 s a forward on one loaded CPU core
 }
+WIDTH = {"animatediff": 1280, "zeroscope": 1280, "wan-1.3b": 1536}  # channels at the default site
+EXTRA_CASES = {"wan-1.3b": {"guided (moft, ckpt)": {"loss_batch": "cond", "early_exit": True, "checkpointing": True}}}
+
+
+def cases(model: str) -> dict:
+    """The cases benchmarked for ``model``."""
+    return {**CASES, **EXTRA_CASES.get(model, {})}
+
+
+def build_wan():
+    """Wan2.1-T2V-1.3B's transformer (random weights) with a one-layer UMT5 of width 4096 and a tiny
+    16-channel Wan VAE without temporal compression (so latent frames = video frames)."""
+    from diffusers import WanPipeline, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from moft.models import build_tiny_wan
+
+    tiny = build_tiny_wan(vae={"z_dim": 16, "latents_mean": [0.0] * 16, "latents_std": [1.0] * 16})
+    net = WanTransformer3DModel.from_config(json.loads((ROOT / "configs" / "wan2.1-t2v-1.3b-transformer.json").read_text()))
+    tok = tiny.tokenizer
+    text = UMT5EncoderModel(UMT5Config(vocab_size=len(tok), d_model=4096, d_kv=64, d_ff=256, num_layers=1, num_heads=8,
+                                       dropout_rate=0.0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id))
+    pipe = WanPipeline(tokenizer=tok, text_encoder=text, vae=tiny.vae, transformer=net.eval(), scheduler=tiny.scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def build(name: str):
@@ -54,6 +85,8 @@ def build(name: str):
 
     if name == "moft-tiny":
         return load_pipeline()
+    if name == "wan-1.3b":
+        return build_wan()
     from accelerate import init_empty_weights  # noqa: F401  (keeps diffusers' fast init path importable)
     from diffusers import MotionAdapter, TextToVideoSDPipeline, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -114,25 +147,26 @@ def one_case(model: str, case: str) -> dict:
     from moft.channels import MotionChannels
     from moft.latents import latent_channels
     from moft.models import default_channels
+    from moft.pipeline import vae_scale
     from moft.sampler import GuidanceConfig, sample
     from moft.targets import synthesize_target
     from moft.trajectory import parse_trajectory
 
     frames, side, steps, guided = FULL[model]
     pipe = build(model)
-    scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    scale = vae_scale(pipe)
     target = None
     g = None
-    if CASES[case] is not None:
+    if cases(model)[case] is not None:
         ch = default_channels() if model == "moft-tiny" else None
         if ch is None:  # random full-size weights: any channels exercise the same work
-            c = 1280
+            c = WIDTH[model]
             ch = MotionChannels(torch.arange(51), torch.arange(51, 102), {"horizontal": torch.ones(c), "vertical": torch.ones(c)},
                                 torch.randn(c, 2, generator=torch.Generator().manual_seed(0)), torch.ones(c))
         traj = parse_trajectory({"version": 1, "frames": frames, "regions": [
             {"mask": {"box": [0.25, 0.25, 0.75, 0.75]}, "direction": "left", "speed": 0.05}]})
         target = synthesize_target(traj, ch, latent_size=(side, side))
-        g = GuidanceConfig(steps=guided, **CASES[case])
+        g = GuidanceConfig(steps=guided, **cases(model)[case])
     torch.manual_seed(0)
     reset_peak_memory()
     t0 = time.perf_counter()
@@ -195,7 +229,7 @@ def main():
         return
     rows, overheads = [], []
     for model in args.models.split(","):
-        for case in CASES:
+        for case in cases(model):
             proc = subprocess.run([sys.executable, __file__, "--one", model, case], capture_output=True, text=True,
                                   check=True)
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))

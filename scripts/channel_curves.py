@@ -23,8 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from moft.channels import default_video_size  # noqa: E402
 from moft.extract import nearest_step  # noqa: E402
 from moft.features import remove_content_correlation, resize  # noqa: E402
-from moft.inversion import ddim_invert  # noqa: E402
-from moft.latents import encode_prompt, encode_video  # noqa: E402
+from moft.inversion import reference_features  # noqa: E402
 from moft.models import default_channels, load_pipeline  # noqa: E402
 from moft.synthetic import DIRECTIONS, _background, render  # noqa: E402
 
@@ -49,7 +48,6 @@ def main():
     ch = default_channels(args.model)
     f, h, w = default_video_size(pipe)
     index, t = nearest_step(pipe, 25, 200, ascending=True)
-    cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
     s = args.speed * h / 32
     half = f // 2
     kinds = {
@@ -63,9 +61,8 @@ def main():
         rows = []
         for sc in range(args.scenes):
             video, pos = pan(100 + sc, [np.asarray(d) * s for d in dirs], h, f)
-            z0 = encode_video(pipe, video)
-            feats = ddim_invert(pipe, z0, cond, num_steps=25, capture_step=index, stop_after_capture=True).features
-            x = remove_content_correlation(resize(next(iter(feats.values())).float(), z0.shape[-2:]))[0]
+            ref = reference_features(pipe, video, timestep=200, num_steps=25)
+            x = remove_content_correlation(resize(ref.features.float(), ref.latents.shape[-2:]))[0]
             hh, ww = x.shape[-2:]
             rows.append(x[:, :, hh // 4: 3 * hh // 4, ww // 4: 3 * ww // 4].mean(dim=(-2, -1)))  # (F, C)
         curves[name] = torch.stack(rows).mean(0)  # (F, C)

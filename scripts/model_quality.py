@@ -39,7 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from moft.extract import nearest_step  # noqa: E402
 from moft.features import remove_content_correlation, resize  # noqa: E402
-from moft.inversion import ddim_invert  # noqa: E402
+from moft.inversion import reference_features  # noqa: E402
 from moft.latents import encode_prompt, encode_video, vae_scale  # noqa: E402
 from moft.metrics import direction_success, path_fit, track_centroid  # noqa: E402
 from moft.models import default_channels, denoiser, load_pipeline  # noqa: E402
@@ -210,7 +210,6 @@ def moft_decoding(pipe, per_direction: int, seed: int, timestep: int, steps: int
 
     names = list(DIRECTIONS)
     index, t = nearest_step(pipe, steps, timestep, ascending=True)
-    cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
     s = vae_scale(pipe)
     ch = default_channels(model)
     feats = {"raw": [], "moft_all_channels": [], "moft_motion_channels": []}
@@ -220,9 +219,9 @@ def moft_decoding(pipe, per_direction: int, seed: int, timestep: int, steps: int
             rng = np.random.default_rng(seed + 1000 * k + j)
             kind = "pan" if j % 2 else "object"
             clip = make_clip(rng, kind=kind, direction=name, speed=float(rng.uniform(1.0, 2.0)))
-            z0 = encode_video(pipe, (clip.frames * 255).round().astype(np.uint8))
-            x = ddim_invert(pipe, z0, cond, num_steps=steps, capture_step=index, stop_after_capture=True).features
-            x = resize(next(iter(x.values())).float(), (z0.shape[-2], z0.shape[-1]))[0]  # (F, C, h, w)
+            ref = reference_features(pipe, (clip.frames * 255).round().astype(np.uint8), timestep=timestep,
+                                     num_steps=steps)
+            x = resize(ref.features.float(), tuple(ref.latents.shape[-2:]))[0]  # (F, C, h, w)
             # the object's grid cell at frame 0 (pans: the object's too, it moves with the scene)
             cx, cy = clip.tracks[0, 0]
             r, c = int(np.clip((cy + 0.5) / s, 0, x.shape[-2] - 1)), int(np.clip((cx + 0.5) / s, 0, x.shape[-1] - 1))

@@ -134,7 +134,7 @@ def norm_ratio(pipe, *, prompt: str, seeds: list[int], guided_steps: list[int], 
             traj = parse_trajectory({"version": 1, "frames": out.frames.shape[0],
                                      "regions": [{"mask": {"box": found[1]}, "direction": [1, 0], "speed": 0.05}]})
             mask = torch.from_numpy(traj.masks(*grid))[0]  # the region the suites guide
-            feat = moft(out.counts["features"].float(), None, grid)  # (1, F, C, h, w)
+            feat = moft(next(iter(out.features.values())).float(), None, grid)  # (1, F, C, h, w)
             gen.append(float(region_mean(feat, mask)[0].norm()))
         rows.append({"step": i, "timestep": t, "samples": len(gen), "generated_norm": float(np.mean(gen)) if gen else None,
                      "target_norm": target_norm, "ratio": float(np.mean(gen)) / target_norm if gen else None})

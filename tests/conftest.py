@@ -103,3 +103,72 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# Diffusion transformers. Clips are 9 frames (4k+1, what Wan's and CogVideoX's VAEs take) of 32x32.
+DIT_FRAMES = 9
+
+
+def tiny_wan(seed: int = 0):
+    """moft-tiny-wan's architecture: no temporal compression, 32x32 frames -> 16x16 latents -> 8x8 tokens."""
+    from moft.models import build_tiny_wan
+
+    pipe = build_tiny_wan(seed=seed)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def tiny_wan_4x(seed: int = 0):
+    """A tiny Wan whose VAE compresses time 4x like Wan 2.1's: 9 frames -> 3 latent frames of 8x8."""
+    from moft.models import build_tiny_wan
+
+    pipe = build_tiny_wan(seed=seed, vae={"dim_mult": [1, 1, 1], "temperal_downsample": [True, True],
+                                          "scale_factor_temporal": 4, "scale_factor_spatial": 4})
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def tiny_cogvideox(seed: int = 0):
+    """A tiny CogVideoXPipeline: rotary embeddings computed by the pipeline, a 4x temporal VAE (3 blocks),
+    v-prediction DDIM; 9 frames of 32x32 -> 3 latent frames of 8x8 -> 4x4 tokens."""
+    from diffusers import (AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline,
+                           CogVideoXTransformer3DModel)
+    from transformers import T5Config, T5EncoderModel
+
+    from moft.tokenizer import build_t5_tokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = build_t5_tokenizer(max_length=226)
+    text = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4,
+                                   dropout_rate=0.0, pad_token_id=tokenizer.pad_token_id,
+                                   eos_token_id=tokenizer.eos_token_id))
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4, time_embed_dim=16,
+        text_embed_dim=32, num_layers=4, sample_width=8, sample_height=8, sample_frames=DIT_FRAMES, patch_size=2,
+        temporal_compression_ratio=4, max_text_seq_length=226, use_rotary_positional_embeddings=True)
+    vae = AutoencoderKLCogVideoX(
+        down_block_types=("CogVideoXDownBlock3D",) * 3, up_block_types=("CogVideoXUpBlock3D",) * 3,
+        block_out_channels=(8, 8, 16), latent_channels=4, layers_per_block=1, norm_num_groups=2,
+        temporal_compression_ratio=4)
+    scheduler = CogVideoXDDIMScheduler(prediction_type="v_prediction", timestep_spacing="trailing",
+                                       rescale_betas_zero_snr=True, clip_sample=False, set_alpha_to_one=True,
+                                       snr_shift_scale=3.0, beta_schedule="scaled_linear")
+    pipe = CogVideoXPipeline(tokenizer=tokenizer, text_encoder=text, vae=vae, transformer=transformer,
+                             scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="session")
+def wan():
+    return tiny_wan()
+
+
+@pytest.fixture(scope="session")
+def wan_4x():
+    return tiny_wan_4x()
+
+
+@pytest.fixture(scope="session")
+def cogvideox():
+    return tiny_cogvideox()

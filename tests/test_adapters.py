@@ -63,8 +63,10 @@ def test_architecture_error_is_one_line_listing_supported_classes():
         assert cls in message
 
 
-def test_every_table_entry_defaults_to_up_blocks_1():
-    assert {a.default_site for a in ARCHITECTURES.values()} == {"up_blocks.1"}
+def test_every_unet_entry_defaults_to_up_blocks_1():
+    unets = [a for a in ARCHITECTURES.values() if a.default_depth is None]
+    assert {a.name for a in unets} == {"animatediff", "modelscope", "svd"}
+    assert {a.default_site for a in unets} == {"up_blocks.1"}
 
 
 @pytest.mark.parametrize("name", ["animatediff", "modelscope", "svd"])
@@ -100,7 +102,8 @@ def test_model_layout_round_trip_is_identity(name):
 
 
 @pytest.mark.parametrize("name, shape", [("animatediff", (2, 4, 3, 5, 6)), ("modelscope", (2, 4, 3, 5, 6)),
-                                         ("svd", (2, 3, 4, 5, 6))])
+                                         ("svd", (2, 3, 4, 5, 6)), ("wan", (2, 4, 3, 5, 6)),
+                                         ("cogvideox", (2, 3, 4, 5, 6))])
 def test_to_model_layout_puts_axes_where_the_denoiser_wants_them(name, shape):
     z = torch.randn(2, 3, 4, 5, 6)  # (B, F, C, H, W)
     assert to_model_layout(ARCHITECTURES[name], z).shape == shape

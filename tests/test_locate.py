@@ -150,7 +150,8 @@ def test_cli_writes_report_figure_and_defaults(model_dir, tmp_path):
     from typer.testing import CliRunner
 
     from moft.cli import app
-    from moft.models import default_site, load_pipeline
+    from moft.models import load_pipeline
+    from moft.pipeline import pipeline_site as default_site
 
     folder = tmp_path / "model"
     shutil.copytree(model_dir, folder)

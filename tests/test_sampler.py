@@ -67,14 +67,15 @@ def test_gradient_is_zero_outside_the_mask(animatediff, tiny_channels):
     g = GuidanceConfig(steps=(0, 1), iterations=1, step_size=50.0, shared_kv=False, grad_mask="all")
     # guide step 0 only, then compare against an unguided run's first step: outside the mask the
     # latents must be untouched by guidance, so the step-0 update differs only inside it.
-    from moft.sampler import _guide
+    from moft.sampler import GuidanceState, guidance_step
 
     net = animatediff.unet
     cond = {"encoder_hidden_states": torch.zeros(1, 20, 64)}
     animatediff.scheduler.set_timesteps(STEPS)
     t = animatediff.scheduler.timesteps[0]
     mask = gradient_mask(target, init.shape, "all")
-    z = _guide(net, init.clone(), t, 0, target, g, 6.0, mask, cond, None, None, {"forwards": 0, "backwards": 0}, [])
+    state = GuidanceState(target, g, cond, None, "up_blocks.1", 6.0, mask)
+    z = guidance_step(net, init.clone(), t, 0, state)
     delta = (z - init).abs()  # (1, F, C, h, w)
     outside = ~target.masks.any(0)
     assert delta[..., outside].max() == 0

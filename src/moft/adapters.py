@@ -1,17 +1,26 @@
 """Per-architecture facts, as one table of data.
 
 Example:
-    >>> from moft.adapters import architecture_of, ARCHITECTURES
-    >>> arch = architecture_of(pipe.unet)          # doctest: +SKIP
-    >>> arch.name, arch.default_site
-    ('animatediff', 'up_blocks.1')
+    >>> from moft.adapters import architecture_of, default_site
+    >>> from moft.models import build_tiny_wan
+    >>> net = build_tiny_wan().transformer
+    >>> architecture_of(net).name, default_site(net)
+    ('wan', 'blocks.3')
 
 Each entry says which denoiser classes it covers, where the paper's feature is (the output of
-``up_blocks[1]``), how the denoiser lays out its ``sample`` and its block outputs, and how it takes
-its conditioning. Everything else in moft reads this table; nothing branches on class names.
+``up_blocks[1]`` for U-Nets, a mid-depth block for diffusion transformers), how the denoiser lays out
+its ``sample`` and its block outputs, how it takes its conditioning and classifier-free guidance, and
+which sampler moft runs it with. Everything else in moft reads this table; nothing branches on class
+names.
 
 Canonical layouts used across moft:
-    latents and features: ``(B, F, C, H, W)``.
+    latents and features: ``(B, F, C, H, W)`` (``F`` counts latent frames: for VAEs that compress
+    time, such as Wan's and CogVideoX's, ``F = (frames - 1) / 4 + 1``; see ``moft.pipeline``).
+
+Diffusion transformers (Wan, CogVideoX) attend jointly over all frames and positions (full 3-D
+attention): there is no spatial-only self-attention whose keys/values could be shared from a source
+branch as the official MOFT code does on U-Nets, so ``spatial_self_attention`` is None there and
+shared K/V is off (the sampler records that it did not run).
 """
 
 from __future__ import annotations
@@ -33,16 +42,33 @@ class Architecture:
     Attributes:
         name: short name (``animatediff``).
         model_classes: denoiser class names covered.
-        default_site: module path of the paper's feature (output of ``up_blocks[1]``).
-        sample_layout: einops axes of the denoiser's ``sample`` argument.
-        block_layout: einops axes of a U-Net block's output.
+        default_site: module path of the paper's feature (output of ``up_blocks[1]``), or a
+            template ``"blocks.{}"`` filled with ``round(default_depth * number of blocks)``.
+        sample_layout: einops axes of the denoiser's ``sample`` argument (also the order in which
+            the stock pipeline draws its initial noise).
+        block_layout: einops axes of a block's output (DiTs: frame-major tokens ``f*H'W' + y*W' + x``).
         text_per_frame: ``encoder_hidden_states`` must be repeated per frame by the caller.
         concat_image_latents: the conditioning image latents are concatenated on channels (SVD).
         added_time_ids: the denoiser takes ``added_time_ids`` (SVD).
         spatial_self_attention: regex of the spatial self-attention modules whose keys/values the
-            official code shares from an unguided branch (up blocks 1-3).
-        temporal_modules: regex of temporal layers (listed by ``moft info``; capturable by name).
+            official code shares from an unguided branch (up blocks 1-3); None where attention is
+            full 3-D (DiTs): shared K/V does not apply.
+        temporal_modules: regex of temporal layers (listed by ``moft info``; capturable by name);
+            None where time and space are attended jointly.
         examples: hub checkpoints of this family.
+        blocks: regex of the block outputs ``moft info`` lists.
+        default_depth: for a ``default_site`` template, the site's depth as a fraction of the number
+            of blocks (anchors: FastVMT guides Wan-1.3B block 14 of 30; DiTFlow CogVideoX-5B block
+            20 of 42 and 2B block 15 of 30).
+        sample_arg: name of the denoiser's latent argument (``sample`` or ``hidden_states``).
+        rotary_from: diffusers pipeline class whose ``_prepare_rotary_positional_embeddings``
+            computes the ``image_rotary_emb`` the denoiser needs (CogVideoX), or None when the model
+            computes its own rotary embeddings (Wan) or has none.
+        cfg: how the stock pipeline runs classifier-free guidance: ``"batch"`` (one pass on
+            ``[uncond, cond]``) or ``"two_passes"`` (Wan: a conditional then an unconditional pass).
+        sampler: ``"ddim"`` (moft samples with DDIM on the model's noise schedule, as the paper) or
+            ``"pipeline"`` (the pipeline's own scheduler: flow matching for Wan, v-prediction DDIM
+            for CogVideoX).
     """
 
     name: str
@@ -53,9 +79,15 @@ class Architecture:
     text_per_frame: bool
     concat_image_latents: bool
     added_time_ids: bool
-    spatial_self_attention: str
-    temporal_modules: str
+    spatial_self_attention: str | None
+    temporal_modules: str | None
     examples: tuple[str, ...]
+    blocks: str = r"(down_blocks|up_blocks)\.\d+|mid_block"
+    default_depth: float | None = None
+    sample_arg: str = "sample"
+    rotary_from: str | None = None
+    cfg: str = "batch"
+    sampler: str = "ddim"
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -98,6 +130,42 @@ ARCHITECTURES: dict[str, Architecture] = {
         temporal_modules=r"temporal_transformer_blocks\.\d+$",
         examples=("stabilityai/stable-video-diffusion-img2vid-xt",),
     ),
+    "wan": Architecture(
+        name="wan",
+        model_classes=("WanTransformer3DModel",),
+        default_site="blocks.{}",
+        default_depth=0.47,  # 30 blocks -> 14 (FastVMT, Wan-1.3B); 40 -> 19 (14B); 6 -> 3 (moft-tiny-wan)
+        sample_layout="b c f h w",
+        block_layout="b (f h w) c",
+        text_per_frame=False,
+        concat_image_latents=False,
+        added_time_ids=False,
+        spatial_self_attention=None,
+        temporal_modules=None,
+        examples=("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "Wan-AI/Wan2.1-T2V-14B-Diffusers"),
+        blocks=r"blocks\.\d+",
+        sample_arg="hidden_states",
+        cfg="two_passes",
+        sampler="pipeline",
+    ),
+    "cogvideox": Architecture(
+        name="cogvideox",
+        model_classes=("CogVideoXTransformer3DModel",),
+        default_site="transformer_blocks.{}",
+        default_depth=0.485,  # 42 blocks -> 20 (DiTFlow, 5B); 30 -> 15 (DiTFlow, 2B)
+        sample_layout="b f c h w",
+        block_layout="b (f h w) c",
+        text_per_frame=False,
+        concat_image_latents=False,
+        added_time_ids=False,
+        spatial_self_attention=None,
+        temporal_modules=None,
+        examples=("THUDM/CogVideoX-2b", "THUDM/CogVideoX-5b"),
+        blocks=r"transformer_blocks\.\d+",
+        sample_arg="hidden_states",
+        rotary_from="CogVideoXPipeline",
+        sampler="pipeline",
+    ),
 }
 
 
@@ -125,6 +193,42 @@ def architecture_of(model: torch.nn.Module) -> Architecture:
     )
 
 
+def default_site(model: torch.nn.Module) -> str:
+    """The capture site moft uses when none is given: the table's site, filled in by depth for DiTs.
+
+    Example:
+        >>> from moft.models import build_tiny_wan
+        >>> default_site(build_tiny_wan().transformer)          # 6 blocks
+        'blocks.3'
+    """
+    arch = architecture_of(model)
+    if arch.default_depth is None:
+        return arch.default_site
+    container = arch.default_site.split(".{}")[0]
+    depth = len(model.get_submodule(container))
+    return arch.default_site.format(min(depth - 1, round(arch.default_depth * depth)))
+
+
+def rotary_embedding(model: torch.nn.Module, latents: torch.Tensor):
+    """The ``image_rotary_emb`` the stock pipeline passes to ``model`` for ``(B, F, C, h, w)`` latents.
+
+    Reuses the pipeline's own ``_prepare_rotary_positional_embeddings`` (named in the table), given
+    the latent size in place of pixels (its only use of the VAE is to turn pixels into latents).
+    Returns None for models without pipeline-computed rotary embeddings.
+    """
+    import types
+
+    import diffusers
+
+    arch = architecture_of(model)
+    if arch.rotary_from is None or not getattr(model.config, "use_rotary_positional_embeddings", False):
+        return None
+    f, h, w = latents.shape[1], latents.shape[-2], latents.shape[-1]
+    owner = types.SimpleNamespace(transformer=model, vae_scale_factor_spatial=1)
+    prepare = getattr(diffusers, arch.rotary_from)._prepare_rotary_positional_embeddings
+    return prepare(owner, h, w, f, latents.device)
+
+
 def to_model_layout(arch: Architecture, latents: torch.Tensor) -> torch.Tensor:
     """Canonical ``(B, F, C, H, W)`` latents to the denoiser's ``sample`` layout."""
     return rearrange(latents, f"b f c h w -> {arch.sample_layout}")
@@ -146,8 +250,11 @@ def call_denoiser(
     Example:
         >>> out = call_denoiser(pipe.unet, z, 500, {"encoder_hidden_states": emb})  # doctest: +SKIP
 
+    The call is the stock pipeline's: the timestep broadcast over the batch, the latents under the
+    table's ``sample_arg``, and for CogVideoX the pipeline's rotary embeddings.
+
     Args:
-        model: the denoiser (``pipe.unet``).
+        model: the denoiser (``pipe.unet`` or ``pipe.transformer``).
         latents: ``(B, F, C, H, W)`` noisy latents.
         timestep: scalar timestep.
         cond: ``encoder_hidden_states`` ``(B, L, D)``; for SVD also ``added_time_ids`` ``(B, 3)``
@@ -165,7 +272,12 @@ def call_denoiser(
     if arch.text_per_frame:
         ehs = repeat(ehs, "b l d -> (b f) l d", f=f)
     kwargs = {"added_time_ids": cond["added_time_ids"]} if arch.added_time_ids else {}
+    if arch.rotary_from is not None:
+        kwargs["image_rotary_emb"] = rotary_embedding(model, latents)
     if not torch.is_tensor(timestep):
         timestep = torch.tensor(timestep, device=latents.device)
-    out = model(to_model_layout(arch, x), timestep, encoder_hidden_states=ehs, return_dict=False, **kwargs)[0]
+    if timestep.ndim == 0:
+        timestep = timestep.expand(b)  # (B,) as the stock pipelines pass it
+    kwargs[arch.sample_arg] = to_model_layout(arch, x)
+    out = model(timestep=timestep, encoder_hidden_states=ehs, return_dict=False, **kwargs)[0]
     return from_model_layout(arch, out)

@@ -1,11 +1,16 @@
 """Capture intermediate features of a video denoiser, as a context manager with guaranteed cleanup.
 
 Example:
+    >>> import torch
+    >>> from moft.adapters import call_denoiser
     >>> from moft.capture import capture
-    >>> with capture(pipe.unet, detach=True, stop=True) as cap:    # doctest: +SKIP
-    ...     call_denoiser(pipe.unet, z, 500, cond)                  # stops after up_blocks.1
-    >>> cap.features["up_blocks.1"].shape                             # (B, F, C, H, W)
-    torch.Size([1, 8, 64, 16, 16])
+    >>> from moft.models import build_tiny_wan
+    >>> net = build_tiny_wan().transformer
+    >>> z, emb = torch.randn(1, 9, 4, 16, 16), torch.randn(1, 8, 64)   # latents (B, F, C, h, w), text
+    >>> with torch.no_grad(), capture(net, stop=True) as cap:
+    ...     out = call_denoiser(net, z, 500, {"encoder_hidden_states": emb})    # stops after blocks.3
+    >>> cap.features["blocks.3"].shape                                     # (B, F, C, H', W')
+    torch.Size([1, 9, 128, 8, 8])
 
 ``detach=False`` keeps the autograd graph (guidance differentiates through it); ``stop=True`` ends
 the forward pass once every site has fired (the ``StopForward`` it raises is swallowed on exit,
@@ -22,7 +27,7 @@ from contextlib import ContextDecorator
 import torch
 from einops import rearrange
 
-from .adapters import architecture_of
+from .adapters import architecture_of, default_site
 
 
 class StopForward(Exception):
@@ -63,11 +68,18 @@ def to_canonical(x: torch.Tensor, batch: int, frames: int, height: int, width: i
             layout = "(b f) (h w) c"
         elif x.ndim == 3 and x.shape[1] == frames:
             layout = "(b h w) f c"
+        elif x.ndim == 3 and x.shape[0] == batch and x.shape[1] % frames == 0:
+            layout = "b (f h w) c"  # DiT tokens, frame-major: f*H'W' + y*W' + x
         else:
             raise CaptureError(f"cannot infer the layout of a {tuple(x.shape)} output; pass layout=")
     sizes = {"b": batch, "f": frames}
-    if "(h w)" in layout or "(b h w)" in layout:
-        tokens = (x.shape[0] // batch) if layout.startswith("(b h w)") else x.shape[1]
+    if "h w)" in layout:
+        if layout.startswith("(b h w)"):
+            tokens = x.shape[0] // batch
+        elif "(f h w)" in layout:
+            tokens = x.shape[1] // frames  # per frame
+        else:
+            tokens = x.shape[1]
         h = round(math.sqrt(tokens * height / width))
         if h == 0 or tokens % h:
             raise CaptureError(f"{tokens} tokens do not form a grid with aspect {height}x{width}")
@@ -84,11 +96,12 @@ class capture(ContextDecorator):  # noqa: N801 - used like a function, as baukit
     Example:
         >>> with capture(pipe.unet, ["up_blocks.1", "up_blocks.1.motion_modules.0"]) as cap:  # doctest: +SKIP
         ...     pipe.unet(sample, t, encoder_hidden_states=emb)
-        >>> {k: v.shape for k, v in cap.features.items()}   # each (B, F, C, H, W)
+        >>> {k: v.shape for k, v in cap.features.items()}   # each (B, F, C, H, W)  # doctest: +SKIP
 
     Args:
         model: the denoiser (``pipe.unet``); must be an architecture in ``ARCHITECTURES``.
-        sites: module path(s); default: the architecture's ``default_site`` (``up_blocks.1``).
+        sites: module path(s); default: ``adapters.default_site(model)`` (``up_blocks.1`` for
+            U-Nets, a mid-depth block for DiTs).
         detach: store detached tensors (extraction) or keep the graph (guidance).
         stop: raise ``StopForward`` after the last site fires, skipping the rest of the network.
         select: ``None`` (whole batch), ``"cond"`` / ``"uncond"`` (half of a CFG batch), or a slice.
@@ -102,7 +115,7 @@ class capture(ContextDecorator):  # noqa: N801 - used like a function, as baukit
                  stop: bool = False, select: str | slice | None = None, layout: str | None = None):
         self.arch = architecture_of(model)
         self.model = model
-        self.sites = [sites] if isinstance(sites, str) else list(sites or [self.arch.default_site])
+        self.sites = [sites] if isinstance(sites, str) else list(sites or [default_site(model)])
         self.modules = {}
         for site in self.sites:
             try:
@@ -119,7 +132,7 @@ class capture(ContextDecorator):  # noqa: N801 - used like a function, as baukit
         self._shape: tuple[int, int, int, int] | None = None
 
     def _pre_hook(self, module, args, kwargs):
-        sample = args[0] if args else kwargs["sample"]
+        sample = args[0] if args else kwargs[self.arch.sample_arg]
         axes = self.arch.sample_layout.split()
         dims = dict(zip(axes, sample.shape))
         self._shape = (dims["b"], dims["f"], dims["h"], dims["w"])
@@ -166,13 +179,13 @@ class capture(ContextDecorator):  # noqa: N801 - used like a function, as baukit
 
 
 def capture_sites(model: torch.nn.Module) -> dict[str, list[str]]:
-    """Named capture sites for ``moft info``: the default, block outputs and temporal layers."""
+    """Named capture sites for ``moft info``: the default, every block output and temporal layers."""
     import re
 
     arch = architecture_of(model)
     names = [n for n, _ in model.named_modules()]
     return {
-        "default": [arch.default_site],
-        "blocks": [n for n in names if re.fullmatch(r"(down_blocks|up_blocks)\.\d+|mid_block", n)],
-        "temporal": [n for n in names if re.search(arch.temporal_modules, n)],
+        "default": [default_site(model)],
+        "blocks": [n for n in names if re.fullmatch(arch.blocks, n)],
+        "temporal": [n for n in names if arch.temporal_modules and re.search(arch.temporal_modules, n)],
     }

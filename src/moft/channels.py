@@ -30,6 +30,9 @@ import torch
 from einops import rearrange
 
 from .features import remove_content_correlation, resize
+from .adapters import architecture_of
+from .inversion import reference_features
+from .pipeline import default_video_size, denoiser, latent_time_grid, pipeline_site, vae_scale  # default_video_size re-exported
 
 
 class ChannelsError(ValueError):
@@ -242,11 +245,6 @@ def fit_channels(
         model_name: recorded in the metadata.
         progress: optional callable ``progress(done, total)``.
     """
-    from .adapters import architecture_of
-    from .inversion import ddim_invert, noised_features
-    from .latents import encode_prompt, encode_video, vae_scale
-    from .models import ddim_scheduler, default_site, denoiser
-
     if rank not in ("pca", "separation"):
         raise ChannelsError(f"rank must be 'pca' or 'separation', got {rank!r}")
     if method not in ("inversion", "noise"):
@@ -257,14 +255,9 @@ def fit_channels(
         raise ChannelsError(f"scenes must be an integer >= 1, got {scenes!r}")
     net = denoiser(pipe)
     arch = architecture_of(net)
-    site = site or default_site(pipe)
+    site = site or pipeline_site(pipe)
     default = default_video_size(pipe)
     num_frames, height, width = num_frames or default[0], height or default[1], width or default[2]
-    cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
-    sched = ddim_scheduler(pipe)
-    sched.set_timesteps(num_steps)
-    ts = sorted(int(t) for t in sched.timesteps)
-    step = int(np.argmin([abs(t - timestep) for t in ts]))
 
     videos = list(pan_videos(size=(height, width), num_frames=num_frames, speed=speed, scenes=scenes, seed=seed,
                              images=images))
@@ -272,18 +265,15 @@ def fit_channels(
     signs = {"horizontal": [], "vertical": []}  # +1 / -1: which of the axis' two pans each sample is from
     curves, targets = [], []  # region-mean CR features (F, C) and displacements (F, 2)
     for n, (frames, d, axis) in enumerate(videos):
-        z0 = encode_video(pipe, frames)
-        if method == "inversion":
-            feats = ddim_invert(pipe, z0, cond, num_steps=num_steps, capture_step=step, sites=[site],
-                                stop_after_capture=True).features[site]
-        else:
-            feats = noised_features(pipe, z0, cond, timestep=ts[step], seed=seed + n, sites=[site])[site]
+        ref = reference_features(pipe, frames, timestep=timestep, num_steps=num_steps, site=site, mode=method,
+                                 seed=seed + n)
+        feats = ref.features
         x = remove_content_correlation(resize(feats.float(), (height // vae_scale(pipe), width // vae_scale(pipe))))
         centre = centre_crop(x[0], crop)  # (F, C, h, w)
         samples[axis].append(rearrange(centre[0], "c h w -> (h w) c"))  # (h*w, C)
         signs[axis].append(torch.full((samples[axis][-1].shape[0],), float(np.sign(d.sum()))))
         curves.append(centre.mean(dim=(-2, -1)))  # (F, C)
-        pos = np.arange(num_frames)[:, None] * speed * d[None, :]  # (F, 2) content displacement
+        pos = np.asarray(latent_time_grid(pipe, num_frames))[:, None] * speed * d[None, :]  # (F', 2) displacement
         targets.append(torch.from_numpy(pos - pos.mean(0)).float())
         if progress is not None:
             progress(n + 1, len(videos))
@@ -303,7 +293,7 @@ def fit_channels(
     r2 = 1 - ((y - pred) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0).clamp_min(1e-12)
     meta = {
         "model": model_name, "architecture": arch.name, "site": site, "method": method,
-        "timestep": ts[step], "inversion_step": step, "num_steps": num_steps, "fraction": fraction,
+        "timestep": ref.timestep, "inversion_step": ref.step, "num_steps": num_steps, "fraction": fraction,
         "k": k, "num_channels": num_c, "rank": rank, "explained_variance_ratio": explained,
         "frames": num_frames, "height": height, "width": width, "speed": speed,
         "source_videos": [f"{'image' if images else 'synthetic'} scene {s} pan {tuple(d.tolist())}"
@@ -387,16 +377,3 @@ def separation(samples: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise ValueError("separation needs at least two samples in each group")
     pooled = ((pos.var(0) + neg.var(0)) / 2).clamp_min(1e-12).sqrt()  # (C,)
     return (pos.mean(0) - neg.mean(0)) / pooled
-
-
-def default_video_size(pipe) -> tuple[int, int, int]:
-    """``(frames, height, width)`` a pipeline is meant for: the shipped model's 8x32x32, else the
-    denoiser's configured sample size (SD-1.5: 64 latents -> 512 pixels) with 16 frames."""
-    from .latents import vae_scale
-    from .models import denoiser
-
-    net = denoiser(pipe)
-    side = int(getattr(net.config, "sample_size", 64) or 64)
-    side = side if isinstance(side, int) else side[0]
-    frames = int(getattr(net.config, "num_frames", 0) or (8 if side * vae_scale(pipe) <= 64 else 16))
-    return frames, side * vae_scale(pipe), side * vae_scale(pipe)

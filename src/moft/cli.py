@@ -158,11 +158,11 @@ def info(model: Optional[str] = typer.Option(None, help="moft-tiny (default), a 
     with _errors():
         import torch
 
-        from .adapters import architecture_of, call_denoiser
+        from .adapters import architecture_of, call_denoiser, default_site
         from .capture import capture, capture_sites
-        from .channels import default_video_size
         from .latents import latent_channels, probe_conditioning, vae_scale
         from .models import default_channels, denoiser
+        from .pipeline import default_video_size, latent_frames
 
         pipe = _load(model)
         net = denoiser(pipe)
@@ -170,7 +170,7 @@ def info(model: Optional[str] = typer.Option(None, help="moft-tiny (default), a 
         f, h, w = default_video_size(pipe)
         sites = capture_sites(net)
         s = vae_scale(pipe)
-        z = torch.zeros(1, f, latent_channels(pipe), h // s, w // s)
+        z = torch.zeros(1, latent_frames(pipe, f), latent_channels(pipe), h // s, w // s)
         with torch.no_grad(), capture(net, stop=True) as cap:
             call_denoiser(net, z, 500, probe_conditioning(pipe, z))
         ch = default_channels(model)
@@ -178,8 +178,8 @@ def info(model: Optional[str] = typer.Option(None, help="moft-tiny (default), a 
             f"pipeline      {type(pipe).__name__}",
             f"denoiser      {type(net).__name__} ({sum(p.numel() for p in net.parameters()) / 1e6:.2f}M params)",
             f"adapter       {arch.name}",
-            f"video         {f} frames x {h}x{w} px, latents {latent_channels(pipe)}x{h // s}x{w // s}",
-            f"default site  {arch.default_site} -> (B, F, C, H, W) = {tuple(cap.output.shape)}",
+            f"video         {f} frames x {h}x{w} px, latents {z.shape[1]}x{latent_channels(pipe)}x{h // s}x{w // s}",
+            f"default site  {default_site(net)} -> (B, F, C, H, W) = {tuple(cap.output.shape)}",
             f"blocks        {', '.join(sites['blocks'])}",
             f"temporal      {len(sites['temporal'])} modules, e.g. {', '.join(sites['temporal'][:3])}",
             f"channels      {'shipped: ' + str(ch.indices.tolist()) if ch is not None else 'none shipped'}",

@@ -187,10 +187,10 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
             or not finite; ``ChannelsError``: channels of another width or with bad indices. Both
             before any model work.
     """
-    from .adapters import architecture_of
     from .extract import site_channels
     from .latents import vae_scale
-    from .models import denoiser, pipeline_defaults
+    from .models import pipeline_defaults
+    from .pipeline import latent_frames, latent_time_grid, pipeline_site, temporal_scale
 
     defaults = pipeline_defaults(pipe)
     g = guidance or default_guidance(defaults=defaults)
@@ -201,9 +201,9 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
         raise ControlError(f"target_kind must be one of {', '.join(TARGET_KINDS)}, got {target_kind!r}")
     f, h, w = default_video_size(pipe)
     if init_latents is not None:
-        f = int(check_init_latents(init_latents, pipe).shape[1])
+        f = (int(check_init_latents(init_latents, pipe).shape[1]) - 1) * temporal_scale(pipe) + 1  # video frames of those latent frames
     if channels is not None:
-        site = g.site or architecture_of(denoiser(pipe)).default_site
+        site = g.site or pipeline_site(pipe)
         channels.check(site_channels(pipe, site), site)
     size = (h // vae_scale(pipe), w // vae_scale(pipe))
     if target is not None and (target.num_frames != f or tuple(target.size) != size):
@@ -221,6 +221,9 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
             masks = torch.from_numpy(trajectory.masks(*size)) if trajectory is not None else None
             target = reference_target(pipe, reference[:f], channels=channels, masks=masks, num_steps=steps,
                                       timestep=reference_timestep, site=g.site, progress=phase("invert"))
+            if target.num_frames != latent_frames(pipe, f):
+                raise ControlError(f"reference video has {target.num_frames} latent frames, the model makes "
+                                   f"{latent_frames(pipe, f)}")
         elif trajectory is None or channels is None:
             raise ControlError("a target from a trajectory needs the trajectory and motion channels")
         elif target_kind == "drag":
@@ -230,7 +233,8 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
             target = drag_target(pipe, source.frames, trajectory, channels=channels, num_steps=steps,
                                  timestep=reference_timestep, site=g.site, progress=phase("invert"))
         else:
-            target = synthesize_target(trajectory, channels, latent_size=size, num_frames=f, gain=gain)
+            target = synthesize_target(trajectory, channels, latent_size=size, num_frames=f, gain=gain,
+                                       time_grid=latent_time_grid(pipe, f))
     out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=f,
                  latents=init_latents, target=target if guided else None, guidance=g if guided else None,
                  keep_source=keep_source and source is None, progress=phase("guide"))

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .channels import MotionChannels, default_video_size
+from .channels import MotionChannels
+from .pipeline import default_video_size, latent_frames, nearest_step  # noqa: F401  (nearest_step re-exported)
 from .features import moft as moft_of
 
 
@@ -54,30 +55,18 @@ class Extraction:
         return atomic_write_bytes(Path(path), save(tensors, metadata={"moft_extract": json.dumps(self.meta)}))
 
 
-def nearest_step(pipe, steps: int, timestep: int, ascending: bool) -> tuple[int, int]:
-    """``(index, timestep)`` of the DDIM schedule entry nearest ``timestep``."""
-    from .models import ddim_scheduler
-
-    sched = ddim_scheduler(pipe)
-    sched.set_timesteps(steps)
-    ts = [int(t) for t in sched.timesteps]
-    ts = sorted(ts) if ascending else ts
-    i = int(np.argmin([abs(t - timestep) for t in ts]))
-    return i, ts[i]
-
-
 @torch.no_grad()
 def site_channels(pipe, site: str | None = None) -> int:
     """Channel count of a capture site, from one early-exit forward on a small zero latent."""
     from .adapters import call_denoiser
     from .capture import capture
     from .latents import latent_channels, probe_conditioning, vae_scale
-    from .models import denoiser
+    from .pipeline import denoiser
 
     net = denoiser(pipe)
     f, h, w = default_video_size(pipe)
     side = min(8, h // vae_scale(pipe))
-    z = torch.zeros(1, f, latent_channels(pipe), side, side, device=net.device, dtype=net.dtype)
+    z = torch.zeros(1, latent_frames(pipe, f), latent_channels(pipe), side, side, device=net.device, dtype=net.dtype)
     with capture(net, site, stop=True) as cap:
         call_denoiser(net, z, 500, probe_conditioning(pipe, z))
     return int(cap.output.shape[2])
@@ -101,14 +90,14 @@ def extract(pipe, *, prompt: str | None = None, video: np.ndarray | None = None,
         num_frames: frames to generate (default: the model's).
         progress: optional ``progress(done, total)``.
     """
-    from .inversion import ddim_invert
-    from .latents import decode_latents, encode_prompt, encode_video, vae_scale
-    from .models import default_site
+    from .inversion import reference_features
+    from .latents import decode_latents, vae_scale
+    from .pipeline import pipeline_site
     from .sampler import sample
 
     if (prompt is None) == (video is None):
         raise ValueError("give exactly one of prompt or video")
-    site = site or default_site(pipe)
+    site = site or pipeline_site(pipe)
     if channels is not None:
         channels.check(site_channels(pipe, site), site)
     f, h, w = default_video_size(pipe)
@@ -116,16 +105,13 @@ def extract(pipe, *, prompt: str | None = None, video: np.ndarray | None = None,
         index, t = nearest_step(pipe, steps, timestep, ascending=False)
         out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=num_frames or f,
                      capture_at=index, capture_site=site, progress=progress)
-        feats, frames = out.counts.pop("features"), out.frames
+        feats, frames = out.features[site], out.frames
         meta = {"prompt": prompt, "seed": seed, "guidance_scale": guidance_scale, "denoising_step": index}
     else:
-        index, t = nearest_step(pipe, steps, timestep, ascending=True)
-        z0 = encode_video(pipe, video, h, w)
-        inv = ddim_invert(pipe, z0, {"encoder_hidden_states": encode_prompt(pipe, "")}, num_steps=steps,
-                          capture_step=index, sites=[site], stop_after_capture=True,
-                          progress=(lambda i: progress(i + 1, index + 1)) if progress else None)
-        feats, frames = inv.features[site], decode_latents(pipe, z0)[0]
-        meta = {"video_frames": int(z0.shape[1]), "inversion_step": index}
+        ref = reference_features(pipe, video, timestep=timestep, num_steps=steps, site=site, height=h, width=w,
+                                 progress=progress)
+        feats, frames, index, t = ref.features, decode_latents(pipe, ref.latents)[0], ref.step, ref.timestep
+        meta = {"video_frames": int(video.shape[0]), "inversion_step": index}
     idx = channels.indices if channels is not None else None
     size = (frames.shape[1] // vae_scale(pipe), frames.shape[2] // vae_scale(pipe))
     m = moft_of(feats.float(), idx, size)[0]

@@ -1,26 +1,39 @@
-"""DDIM inversion and forward noising of a video, with features captured on the way.
+"""Inverting a video to noise, or noising it in one step, with features captured on the way.
 
 Example:
-    >>> from moft.inversion import ddim_invert, noised_features
+    >>> from moft.inversion import invert, noised_features, reference_features
     >>> z0 = encode_video(pipe, frames)                                   # doctest: +SKIP
-    >>> inv = ddim_invert(pipe, z0, cond, num_steps=25, capture_step=5)  # official: step 5 (t = 200)
-    >>> inv.features["up_blocks.1"].shape                               # (1, F, C, H, W)
-    >>> feats = noised_features(pipe, z0, cond, timestep=200, seed=0)   # one forward, no inversion
+    >>> inv = invert(pipe, z0, cond, num_steps=25, capture_step=5)  # official: step 5 (t = 200)  # doctest: +SKIP
+    >>> inv.features["up_blocks.1"].shape  # (1, F, C, H, W)  # doctest: +SKIP
+    >>> feats = noised_features(pipe, z0, cond, timestep=200, seed=0)  # one forward, no inversion  # doctest: +SKIP
+    >>> ref = reference_features(pipe, frames, timestep=200)  # either, on the empty prompt  # doctest: +SKIP
 
-Inversion follows prompt-to-prompt's ``DDIMInversion`` (as the official MOFT code): at index i the
-denoiser is called at the i-th smallest timestep on the latent of the previous one, and the
-deterministic DDIM update is run backwards.
+Two samplers, chosen by the scheduler moft samples the model with (``moft.pipeline``):
+
+- DDPM-family (DDIM; CogVideoX's v-prediction DDIM): prompt-to-prompt's ``DDIMInversion``, as
+  the official MOFT code: at index i the denoiser is called at the i-th smallest timestep on the
+  latent of the previous one, and the deterministic DDIM update is run backwards.
+- Flow matching (Wan): Euler steps of the flow ODE ``dx/ds = v`` from ``s = 0`` up the schedule's
+  noise levels, in the same convention (the velocity at index i is taken at the i-th smallest
+  noise level ``s_i`` on the previous latent): ``x_i = x_{i-1} + (s_i - s_{i-1}) v``.
+
+Forward noising to a timestep is ``sqrt(a) x0 + sqrt(1 - a) eps`` (DDPM) or ``(1 - s) x0 + s eps``
+with ``s = t / num_train_timesteps`` (flow; how FastVMT and FlowMotion take reference features).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
-from .adapters import call_denoiser
+from .adapters import call_denoiser, default_site
 from .capture import capture
-from .models import ddim_scheduler, denoiser
+from .latents import encode_prompt, encode_video
+from .pipeline import denoiser, is_flow, nearest_step, sampling_scheduler
+
+REFERENCE_MODES = ("inversion", "noise")
 
 
 def split_prediction(scheduler, model_output: torch.Tensor, x: torch.Tensor, t: int):
@@ -45,7 +58,7 @@ def split_prediction(scheduler, model_output: torch.Tensor, x: torch.Tensor, t: 
 
 @dataclass
 class Inversion:
-    """Result of ``ddim_invert``.
+    """Result of ``invert``.
 
     Attributes:
         latents: ``[(B, F, C, h, w)]`` the latent after each inversion step (the last is the noise).
@@ -54,18 +67,24 @@ class Inversion:
     """
 
     latents: list[torch.Tensor] = field(default_factory=list)
-    timesteps: list[int] = field(default_factory=list)
+    timesteps: list = field(default_factory=list)
     features: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+def _ascending(sched) -> list[tuple[float, float]]:
+    """``(timestep, noise level s)`` of a flow schedule, least noisy first."""
+    pairs = [(float(t), float(s)) for t, s in zip(sched.timesteps, sched.sigmas)]
+    return sorted(pairs)
+
+
 @torch.no_grad()
-def ddim_invert(pipe, z0: torch.Tensor, cond: dict, *, num_steps: int = 25, capture_step: int | None = None,
-                sites: list[str] | None = None, stop_after_capture: bool = False, progress=None) -> Inversion:
-    """Invert clean latents to noise with deterministic DDIM.
+def invert(pipe, z0: torch.Tensor, cond: dict, *, num_steps: int = 25, capture_step: int | None = None,
+           sites: list[str] | None = None, stop_after_capture: bool = False, progress=None) -> Inversion:
+    """Invert clean latents to noise: deterministic DDIM, or Euler steps of the flow ODE.
 
     Args:
-        pipe: a pipeline with a DDPM-family scheduler (DDIM, PNDM, ...).
-        z0: ``(B, F, C, h, w)`` scaled clean latents.
+        pipe: a pipeline moft has an adapter for.
+        z0: ``(B, F, C, h, w)`` normalised clean latents.
         cond: conditioning for ``call_denoiser`` (the official code uses the empty prompt).
         num_steps: inversion steps.
         capture_step: step index at which to record features (official: 5 of 25, t = 200).
@@ -73,25 +92,29 @@ def ddim_invert(pipe, z0: torch.Tensor, cond: dict, *, num_steps: int = 25, capt
         stop_after_capture: return right after the capture step.
         progress: optional callable ``progress(i)`` per step.
     """
-    sched = ddim_scheduler(pipe)
+    sched = sampling_scheduler(pipe)
     net = denoiser(pipe)
     sched.set_timesteps(num_steps)
-    ts = sorted(int(t) for t in sched.timesteps)  # ascending
+    flow = is_flow(sched)
+    steps = _ascending(sched) if flow else [(int(t), None) for t in sorted(int(t) for t in sched.timesteps)]
     out = Inversion()
     x = z0
-    for i, t in enumerate(ts):
-        t_prev = ts[i - 1] if i > 0 else -1
+    for i, (t, s) in enumerate(steps):
+        t_in = torch.tensor(t, device=x.device)
         if i == capture_step:
             with capture(net, sites, detach=True) as cap:
-                eps_out = call_denoiser(net, x, t, cond)
+                pred = call_denoiser(net, x, t_in, cond)
             out.features = cap.features
         else:
-            eps_out = call_denoiser(net, x, t, cond)
-        x0, eps = split_prediction(sched, eps_out, x, t_prev)
-        a_next = sched.alphas_cumprod[t].to(x.dtype)
-        x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
+            pred = call_denoiser(net, x, t_in, cond)
+        if flow:
+            x = x + (s - (steps[i - 1][1] if i > 0 else 0.0)) * pred  # Euler step of dx/ds = v
+        else:
+            x0, eps = split_prediction(sched, pred, x, steps[i - 1][0] if i > 0 else -1)
+            a_next = sched.alphas_cumprod[t].to(x.dtype)
+            x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
         out.latents.append(x)
-        out.timesteps.append(t)
+        out.timesteps.append(int(t) if float(t).is_integer() else t)
         if progress is not None:
             progress(i)
         if stop_after_capture and i == capture_step:
@@ -99,20 +122,85 @@ def ddim_invert(pipe, z0: torch.Tensor, cond: dict, *, num_steps: int = 25, capt
     return out
 
 
+ddim_invert = invert  # the name moft used before flow models; DDIM remains the U-Nets' inversion
+
+
+def noise_latents(pipe, z0: torch.Tensor, noise: torch.Tensor, timestep) -> torch.Tensor:
+    """``z0`` noised to ``timestep`` in one step: DDPM ``add_noise``, or ``(1 - s) z0 + s noise`` for flows."""
+    sched = sampling_scheduler(pipe)
+    if is_flow(sched):
+        s = float(timestep) / sched.config.num_train_timesteps
+        return (1 - s) * z0 + s * noise
+    return sched.add_noise(z0, noise, torch.tensor([int(timestep)]))
+
+
 @torch.no_grad()
-def noised_features(pipe, z0: torch.Tensor, cond: dict, *, timestep: int, seed: int = 0,
+def noised_features(pipe, z0: torch.Tensor, cond: dict, *, timestep, seed: int = 0,
                     sites: list[str] | None = None) -> dict[str, torch.Tensor]:
     """Features of one denoiser pass on ``z0`` noised to ``timestep`` (cheaper than inversion).
 
     Returns:
         ``{site: (B, F, C, H, W)}``.
     """
-    sched = ddim_scheduler(pipe)
     net = denoiser(pipe)
     gen = torch.Generator("cpu").manual_seed(seed)
     noise = torch.randn(z0.shape, generator=gen, dtype=z0.dtype).to(z0.device)
-    t = torch.tensor([int(timestep)])
-    x = sched.add_noise(z0, noise, t)
+    x = noise_latents(pipe, z0, noise, timestep)
     with capture(net, sites, detach=True, stop=True) as cap:
-        call_denoiser(net, x, t[0], cond)
+        call_denoiser(net, x, torch.tensor(timestep, device=x.device), cond)
     return cap.features
+
+
+@dataclass
+class ReferenceFeatures:
+    """Result of ``reference_features``.
+
+    Attributes:
+        features: ``(1, F', C, H, W)`` at the site.
+        latents: ``(1, F', C, h, w)`` the video's clean latents.
+        step: index of the schedule entry used (ascending, as inversion runs).
+        timestep: its timestep.
+        site: the capture site.
+        mode: ``"inversion"`` or ``"noise"``.
+    """
+
+    features: torch.Tensor
+    latents: torch.Tensor
+    step: int
+    timestep: float
+    site: str
+    mode: str
+
+
+@torch.no_grad()
+def reference_features(pipe, frames: np.ndarray, *, timestep: float = 200, num_steps: int = 25,
+                       site: str | None = None, mode: str = "inversion", seed: int = 0,
+                       height: int | None = None, width: int | None = None, progress=None) -> ReferenceFeatures:
+    """A video's features at the schedule step nearest ``timestep``, on the empty prompt.
+
+    Example:
+        >>> ref = reference_features(pipe, frames, timestep=200)          # doctest: +SKIP
+        >>> ref.features.shape, ref.step, ref.timestep  # (1, F, C, H, W), 5, 200  # doctest: +SKIP
+
+    Args:
+        pipe: the pipeline.
+        frames: ``(F, H, W, 3)`` video (resized to ``height`` x ``width`` if given).
+        timestep, num_steps: the schedule and the timestep whose nearest entry is used.
+        site: capture site (default: the architecture's).
+        mode: ``"inversion"`` (invert up to that step, as the paper) or ``"noise"`` (one forward
+            of the video noised to it with ``seed``'s noise).
+        progress: optional ``progress(done, total)`` during inversion.
+    """
+    if mode not in REFERENCE_MODES:
+        raise ValueError(f"reference mode must be one of {', '.join(REFERENCE_MODES)}, got {mode!r}")
+    site = site or default_site(denoiser(pipe))
+    z0 = encode_video(pipe, frames, height, width)
+    cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
+    step, t = nearest_step(pipe, num_steps, timestep, ascending=True)
+    if mode == "inversion":
+        inv = invert(pipe, z0, cond, num_steps=num_steps, capture_step=step, sites=[site], stop_after_capture=True,
+                     progress=(lambda i: progress(i + 1, step + 1)) if progress else None)
+        feats = inv.features[site]
+    else:
+        feats = noised_features(pipe, z0, cond, timestep=t, seed=seed, sites=[site])[site]
+    return ReferenceFeatures(feats, z0, step, t, site, mode)

@@ -3,8 +3,8 @@
 Example:
     >>> from moft.latents import encode_prompt, encode_video, decode_latents, initial_noise
     >>> cond = encode_prompt(pipe, "a red disk moving left")      # doctest: +SKIP
-    >>> z = encode_video(pipe, frames)            # frames (F, H, W, 3) uint8 -> (1, F, C, h, w)
-    >>> video = decode_latents(pipe, z)           # (1, F, H, W, 3) float in [0, 1]
+    >>> z = encode_video(pipe, frames)  # frames (F, H, W, 3) uint8 -> (1, F, C, h, w)  # doctest: +SKIP
+    >>> video = decode_latents(pipe, z)  # (1, F, H, W, 3) float in [0, 1]  # doctest: +SKIP
 
 All latents here are canonical ``(B, F, C, h, w)`` and already multiplied by the VAE's scaling factor.
 """
@@ -17,22 +17,28 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from .models import denoiser
+from .adapters import architecture_of
+from .pipeline import check_frames, denoiser, latent_channels, latent_frames, vae_scale, video_vae
+from .video import resize_video, to_uint8
 
-
-def vae_scale(pipe) -> int:
-    """Pixels per latent cell (8 for Stable Diffusion VAEs, 2 for moft-tiny)."""
-    return 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-
-
-def latent_channels(pipe) -> int:
-    return pipe.vae.config.latent_channels
+__all__ = ["check_frames", "decode_latents", "encode_prompt", "encode_video", "frames_to_tensor", "initial_noise",
+           "latent_channels", "probe_conditioning", "text_conditioning", "vae_scale"]
 
 
 def encode_prompt(pipe, prompt: str | list[str], device: torch.device | str | None = None) -> torch.Tensor:
-    """Text embeddings ``(B, L, D)`` exactly as Stable-Diffusion-style pipelines compute them."""
+    """Text embeddings ``(B, L, D)`` exactly as the stock pipeline computes them.
+
+    Pipelines whose ``encode_prompt`` takes a ``max_sequence_length`` (Wan, CogVideoX: T5 encoders)
+    are asked through it, at the length their ``__call__`` uses by default (Wan 512, CogVideoX 226);
+    Stable-Diffusion-style ones (CLIP) are tokenised to the tokenizer's ``model_max_length``.
+    """
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     device = device or pipe.text_encoder.device
+    if "max_sequence_length" in inspect.signature(pipe.encode_prompt).parameters:
+        length = inspect.signature(pipe.__call__).parameters["max_sequence_length"].default
+        with torch.no_grad():
+            return pipe.encode_prompt(prompts, do_classifier_free_guidance=False, max_sequence_length=length,
+                                      device=device)[0]
     ids = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
                          truncation=True, return_tensors="pt").input_ids.to(device)
     with torch.no_grad():
@@ -48,8 +54,6 @@ def text_conditioning(pipe, prompt: str, negative_prompt: str = "", guidance_sca
 
 def frames_to_tensor(frames: np.ndarray, height: int | None = None, width: int | None = None) -> torch.Tensor:
     """``(F, H, W, 3)`` uint8 (or [0, 1] floats) -> ``(F, 3, H, W)`` in [-1, 1], optionally resized."""
-    from .video import resize_video, to_uint8
-
     frames = to_uint8(np.asarray(frames))
     if height is not None and width is not None and frames.shape[1:3] != (height, width):
         frames = resize_video(frames, height, width)
@@ -57,19 +61,46 @@ def frames_to_tensor(frames: np.ndarray, height: int | None = None, width: int |
     return rearrange(x, "f h w c -> f c h w")
 
 
+def _normalise(pipe, z: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """VAE latents ``z`` ``(B, F, C, h, w)`` to moft's latents (``inverse``: back), as the stock pipeline.
+
+    Wan: ``(z - latents_mean) / latents_std``; every other VAE: ``z * scaling_factor``.
+    """
+    config, vae = pipe.vae.config, video_vae(pipe)
+    if vae is not None and vae.normalise == "mean_std":
+        mean = torch.tensor(config.latents_mean).view(1, 1, -1, 1, 1).to(z)
+        std = torch.tensor(config.latents_std).view(1, 1, -1, 1, 1).to(z)
+        return z * std + mean if inverse else (z - mean) / std
+    return z / config.scaling_factor if inverse else z * config.scaling_factor
+
+
 @torch.no_grad()
 def encode_video(pipe, frames: np.ndarray, height: int | None = None, width: int | None = None) -> torch.Tensor:
-    """Encode a video to scaled latents ``(1, F, C, h, w)`` (posterior mean, deterministic)."""
+    """Encode a video to normalised latents ``(1, F', C, h, w)`` (posterior mean, deterministic).
+
+    Image VAEs encode frame by frame (``F' = F``); video VAEs (Wan, CogVideoX) encode the clip at
+    once (``F' = (F - 1) / s + 1``; ``moft.pipeline.FramesError`` for a count they cannot take).
+    """
     vae = pipe.vae
     x = frames_to_tensor(frames, height, width).to(vae.device, vae.dtype)  # (F, 3, H, W)
-    z = torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in x.split(16)])  # (F, C, h, w)
-    return (z * vae.config.scaling_factor)[None]
+    if video_vae(pipe) is not None:
+        check_frames(pipe, x.shape[0])
+        z = vae.encode(rearrange(x, "f c h w -> 1 c f h w")).latent_dist.mode()  # (1, C, F', h, w)
+        z = rearrange(z, "b c f h w -> b f c h w")
+    else:
+        z = torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in x.split(16)])[None]  # (1, F, C, h, w)
+    return _normalise(pipe, z)
 
 
 def decode_latents(pipe, latents: torch.Tensor, chunk: int = 16) -> np.ndarray:
-    """Decode ``(B, F, C, h, w)`` latents to ``(B, F, H, W, 3)`` float32 frames in [0, 1]."""
+    """Decode ``(B, F', C, h, w)`` latents to ``(B, F, H, W, 3)`` float32 frames in [0, 1]."""
     vae = pipe.vae
     b, f = latents.shape[:2]
+    if video_vae(pipe) is not None:  # the whole clip at once, as the stock pipelines
+        z = rearrange(_normalise(pipe, latents, inverse=True), "b f c h w -> b c f h w").to(vae.dtype)
+        with torch.no_grad():
+            x = vae.decode(z).sample.float()  # (B, 3, F, H, W)
+        return rearrange((x / 2 + 0.5).clamp(0, 1), "b c f h w -> b f h w c").cpu().numpy()
     z = rearrange(latents, "b f c h w -> (b f) c h w") / vae.config.scaling_factor
     kwargs = {"num_frames": f} if "num_frames" in inspect.signature(vae.decode).parameters else {}
     with torch.no_grad():
@@ -84,26 +115,28 @@ def decode_latents(pipe, latents: torch.Tensor, chunk: int = 16) -> np.ndarray:
 
 
 def initial_noise(pipe, *, num_frames: int, height: int, width: int, seed: int, batch: int = 1) -> torch.Tensor:
-    """The noise a diffusers video pipeline draws for ``seed``, in canonical ``(B, F, C, h, w)``.
+    """The noise a diffusers video pipeline draws for ``seed``, in canonical ``(B, F', C, h, w)``.
 
-    Draws with the same generator, shape and order as ``AnimateDiffPipeline.prepare_latents`` (which
-    samples ``(B, C, F, h, w)``), so the same seed gives the stock pipeline's video.
+    Draws with the same generator, shape and order as the stock pipeline's ``prepare_latents``
+    (in the denoiser's sample layout: ``(B, C, F', h, w)`` for AnimateDiff and Wan, ``(B, F', C, h, w)``
+    for CogVideoX), so the same seed gives the stock pipeline's video. ``num_frames`` counts video
+    frames; ``F'`` is its latent frame count.
     """
     from diffusers.utils.torch_utils import randn_tensor
 
     s = vae_scale(pipe)
-    shape = (batch, latent_channels(pipe), num_frames, height // s, width // s)
-    gen = torch.Generator("cpu").manual_seed(seed)
     net = denoiser(pipe)
-    z = randn_tensor(shape, generator=gen, device=net.device, dtype=net.dtype)
-    z = z * pipe.scheduler.init_noise_sigma
-    return rearrange(z, "b c f h w -> b f c h w")
+    layout = architecture_of(net).sample_layout
+    sizes = {"b": batch, "c": latent_channels(pipe), "f": latent_frames(pipe, num_frames), "h": height // s,
+             "w": width // s}
+    gen = torch.Generator("cpu").manual_seed(seed)
+    z = randn_tensor(tuple(sizes[a] for a in layout.split()), generator=gen, device=net.device, dtype=net.dtype)
+    z = z * getattr(pipe.scheduler, "init_noise_sigma", 1.0)
+    return rearrange(z, f"{layout} -> b f c h w")
 
 
 def probe_conditioning(pipe, latents: torch.Tensor) -> dict:
     """Neutral conditioning for a shape probe: the empty prompt, or zero image conditioning (SVD)."""
-    from .adapters import architecture_of
-
     net = denoiser(pipe)
     if architecture_of(net).concat_image_latents:
         b = latents.shape[0]

@@ -331,7 +331,7 @@ def locate(
     """
     from sklearn.model_selection import StratifiedKFold
 
-    from .adapters import architecture_of
+    from .adapters import architecture_of, default_site
     from .capture import capture
     from .channels import centre_crop, default_video_size, top_channels
     from .inversion import noised_features
@@ -434,7 +434,7 @@ def locate(
     classifier_seconds = time.perf_counter() - start
 
     rec = _recommend(sites, timesteps, fractions, acc, len(clips))
-    default = arch.default_site
+    default = default_site(net)  # the architecture's (a mid-depth block for DiTs)
     if default in sites:
         i = sites.index(default)
         j = int(np.argmax(acc["moft"][i]))

@@ -16,12 +16,21 @@ from pathlib import Path
 
 import torch
 
-SHIPPED_DIR = Path(__file__).parent / "shipped"
-DEFAULT_MODEL = "moft-tiny"
-
-
-class ModelError(ValueError):
-    """A model id or folder that cannot be loaded (one-line message)."""
+from .adapters import architecture_of
+from .channels import MotionChannels
+from .pipeline import (  # noqa: F401  (re-exported: where a model folder's facts used to live)
+    CHANNELS_FILE,
+    DEFAULT_MODEL,
+    DEFAULTS_FILE,
+    SHIPPED_DIR,
+    ModelError,
+    ddim_scheduler,
+    denoiser,
+    model_defaults,
+    pipeline_defaults,
+    resolve_model,
+)
+from .tokenizer import build_t5_tokenizer, build_tokenizer
 
 
 # The shipped model's architecture (also the recipe in scripts/train_shipped_model.py).
@@ -74,8 +83,6 @@ def build_tiny_animatediff(seed: int = 0, unet: dict | None = None, vae: dict | 
     """
     from diffusers import AnimateDiffPipeline, AutoencoderKL, DDIMScheduler, UNetMotionModel
     from transformers import CLIPTextConfig, CLIPTextModel
-
-    from .tokenizer import build_tokenizer
 
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(max_length=TINY_TEXT["max_position_embeddings"])
@@ -131,8 +138,6 @@ def build_tiny_wan(seed: int = 0, transformer: dict | None = None, vae: dict | N
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from .tokenizer import build_t5_tokenizer
-
     torch.manual_seed(seed)
     tokenizer = build_t5_tokenizer()
     text_cfg = UMT5Config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
@@ -146,24 +151,6 @@ def build_tiny_wan(seed: int = 0, transformer: dict | None = None, vae: dict | N
     )
 
 
-def resolve_model(model: str | os.PathLike | None) -> str:
-    """Turn a user's ``--model`` into something ``from_pretrained`` can load (a folder or hub id)."""
-    if model is None or str(model) == DEFAULT_MODEL:
-        path = SHIPPED_DIR / DEFAULT_MODEL
-        if not (path / "model_index.json").exists():
-            raise ModelError(f"the shipped model is missing from {path}; reinstall moft")
-        return str(path)
-    path = Path(model).expanduser()
-    if path.exists():
-        if not (path / "model_index.json").exists():
-            raise ModelError(f"{path}: not a diffusers pipeline folder (no model_index.json)")
-        return str(path)
-    owner, _, name = str(model).partition("/")
-    if str(model).startswith((".", "/", "~")) or not owner or not name or "/" in name:
-        raise ModelError(f"{model}: no such model folder, and not a hub id of the form owner/name")
-    return str(model)
-
-
 def load_pipeline(model: str | os.PathLike | None = None, *, dtype: torch.dtype = torch.float32,
                   device: str | torch.device = "cpu"):
     """Load a diffusers video pipeline (shipped model, folder or hub id).
@@ -171,10 +158,11 @@ def load_pipeline(model: str | os.PathLike | None = None, *, dtype: torch.dtype 
     Example:
         >>> pipe = load_pipeline("moft-tiny")
         >>> pipe.unet.config.block_out_channels
-        [32, 128, 128]
+        [32, 64, 96]
 
     Args:
-        model: ``"moft-tiny"`` (default), a pipeline folder, or a hub id.
+        model: ``"moft-tiny"`` (default), the name of another shipped model (``"moft-tiny-wan"``), a
+            pipeline folder, or a hub id.
         dtype: weights dtype.
         device: where to put it.
 
@@ -183,10 +171,8 @@ def load_pipeline(model: str | os.PathLike | None = None, *, dtype: torch.dtype 
     """
     from diffusers import DiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
-
-    from .adapters import architecture_of
-
     from transformers.utils import logging as transformers_logging
+
 
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
@@ -202,82 +188,15 @@ def load_pipeline(model: str | os.PathLike | None = None, *, dtype: torch.dtype 
     return pipe.to(device)
 
 
-def denoiser(pipe) -> torch.nn.Module:
-    """The pipeline's denoising network (``unet`` or ``transformer``)."""
-    net = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    if net is None:
-        raise ModelError(f"{type(pipe).__name__} has no unet or transformer")
-    return net
-
-
-CHANNELS_FILE = "motion_channels.safetensors"
-DEFAULTS_FILE = "moft.json"
-
-
 def default_channels(model: str | os.PathLike | None = None):
     """The motion channels shipped inside a model folder (``motion_channels.safetensors``), or None.
 
     Example:
         >>> ch = default_channels()              # the shipped model's fitted channels
     """
-    from .channels import MotionChannels
-
     try:
         folder = Path(resolve_model(model))
     except ModelError:
         return None
     path = folder / CHANNELS_FILE
     return MotionChannels.load(path) if path.is_file() else None
-
-
-def model_defaults(model: str | os.PathLike | None = None) -> dict:
-    """Per-model defaults from ``moft.json`` in a model folder (prompt, CFG scale, guidance settings)."""
-    import json
-
-    try:
-        path = Path(resolve_model(model)) / DEFAULTS_FILE
-    except ModelError:
-        return {}
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def pipeline_defaults(pipe) -> dict:
-    """``model_defaults`` of the folder a pipeline was loaded from ({} for hub ids and pipelines built in code).
-
-    Example:
-        >>> pipeline_defaults(load_pipeline())["guidance_scale"]     # the shipped model's moft.json
-        4.0
-    """
-    config = getattr(pipe, "config", None) or {}
-    origin = config.get("_name_or_path")
-    if not origin or not Path(origin).is_dir():
-        return {}
-    return model_defaults(origin)
-
-
-def default_site(pipe) -> str:
-    """The capture site: the model folder's ``moft.json`` ``"site"`` (``moft locate --write-defaults``
-    puts it there), else the architecture's ``default_site`` (the paper's ``up_blocks.1``).
-
-    Example:
-        >>> default_site(load_pipeline())
-        'up_blocks.1'
-    """
-    from .adapters import architecture_of
-
-    return pipeline_defaults(pipe).get("site") or architecture_of(denoiser(pipe)).default_site
-
-
-def ddim_scheduler(pipe):
-    """The pipeline's scheduler if it is DDIM, else a DDIM scheduler with the same noise schedule.
-
-    The guided loop steps two branches (guided and source) through one scheduler, which only a
-    stateless sampler allows; multistep solvers (DPM-Solver, PNDM) keep a history per trajectory.
-    """
-    from diffusers import DDIMScheduler
-
-    if isinstance(pipe.scheduler, DDIMScheduler):
-        return pipe.scheduler
-    if not hasattr(pipe.scheduler, "alphas_cumprod"):
-        raise ValueError(f"{type(pipe.scheduler).__name__} is not a DDPM-family scheduler; moft samples with DDIM")
-    return DDIMScheduler.from_config(pipe.scheduler.config)

@@ -9,6 +9,11 @@ Example:
 The guided branch keeps its own queries; keys and values come from the source branch's hidden
 states at the same layer (official code: up blocks 1-3 only, only in the loss forward). This is
 done with attention processors (diffusers' public extension point): no forward is replaced.
+
+Diffusion transformers (Wan, CogVideoX) have no spatial-only self-attention: every token attends
+to every frame and position at once, so "the keys/values of the same frame's spatial attention"
+does not exist there; the table marks them (``spatial_self_attention`` None), ``SharedKV`` refuses
+them, and the sampler leaves shared K/V off for them.
 """
 
 from __future__ import annotations
@@ -53,6 +58,9 @@ class SharedKV:
     def __init__(self, model: torch.nn.Module, pattern: str | None = None):
         self.model = model
         self.pattern = pattern or architecture_of(model).spatial_self_attention
+        if self.pattern is None:
+            raise ValueError(f"{type(model).__name__} attends over all frames and positions at once (full 3-D "
+                             "attention): it has no spatial self-attention whose keys/values could be shared")
         self.names = [n for n, m in model.named_modules() if re.search(self.pattern, n) and hasattr(m, "processor")]
         self.mode = "off"
         self.store: dict[str, torch.Tensor] = {}

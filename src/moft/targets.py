@@ -107,7 +107,7 @@ class Target:
 
 def synthesize_target(trajectory, channels: MotionChannels, *, latent_size: tuple[int, int],
                       num_frames: int | None = None, gain: float = 1.0,
-                      indices: torch.Tensor | None = None) -> Target:
+                      indices: torch.Tensor | None = None, time_grid: list[int] | None = None) -> Target:
     """Target curves from a trajectory and the channels' fitted response.
 
     Args:
@@ -118,6 +118,8 @@ def synthesize_target(trajectory, channels: MotionChannels, *, latent_size: tupl
         gain: scales the synthesized curves (larger = stronger motion request).
         indices: channels to target (default: the motion channels ``channels.indices``; e.g. all
             channels for the "+CR without channel filter" ablation).
+        time_grid: the video frame each latent frame stands for (``moft.pipeline.latent_time_grid``;
+            default: every frame, for VAEs that keep time): the curves have one row per entry.
     """
     from .trajectory import TrajectoryError
 
@@ -125,11 +127,12 @@ def synthesize_target(trajectory, channels: MotionChannels, *, latent_size: tupl
         raise TrajectoryError(f"frames: trajectory has {trajectory.frames} frames, the run makes {num_frames}")
     idx = channels.indices if indices is None else torch.as_tensor(indices, dtype=torch.long)
     response = channels.response[idx]  # (d, 2)
-    base = baseline_curve(channels, trajectory.frames)[:, idx]  # (F, d)
+    grid = list(range(trajectory.frames)) if time_grid is None else list(time_grid)
+    base = baseline_curve(channels, len(grid))[:, idx]  # (F', d)
     curves = []
     for region in trajectory.regions:
-        p = torch.from_numpy(np.asarray(region.path, dtype=np.float32))  # (F, 2)
-        curves.append(base + gain * (p - p.mean(0)) @ response.T)  # (F, d)
+        p = torch.from_numpy(np.asarray(region.path, dtype=np.float32))[grid]  # (F', 2) on the latent time grid
+        curves.append(base + gain * (p - p.mean(0)) @ response.T)  # (F', d)
     masks = torch.from_numpy(trajectory.masks(*latent_size))  # (R, h, w)
     return Target(torch.stack(curves), masks, idx, True, None,
                   {"source": "trajectory", "trajectory": trajectory.to_dict(), "gain": gain,
@@ -154,8 +157,8 @@ def baseline_curve(channels: MotionChannels, num_frames: int) -> torch.Tensor:
 def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | None, masks: torch.Tensor | None = None,
                      num_steps: int = 25, timestep: int = 200, content_removal: bool = True,
                      site: str | None = None, height: int | None = None, width: int | None = None,
-                     source: str = "", progress=None) -> Target:
-    """Target MOFT from a reference video by DDIM inversion (paper §4, official code).
+                     source: str = "", mode: str = "inversion", seed: int = 0, progress=None) -> Target:
+    """Target MOFT from a reference video by inversion (paper §4, official code) or one noised forward.
 
     Args:
         pipe: the pipeline that will be guided.
@@ -167,22 +170,19 @@ def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | Non
         content_removal: remove the frame mean (False = the paper's "vanilla" feature).
         site: capture site.
         height, width: run size in pixels (default: the model's).
+        mode: ``"inversion"`` (the paper) or ``"noise"`` (the video noised to the timestep, one
+            forward: how FastVMT and FlowMotion take reference features on flow models).
+        seed: the noise of ``mode="noise"``.
         progress: optional ``progress(done, total)`` per inversion step.
     """
-    from .channels import default_video_size
-    from .extract import nearest_step
-    from .inversion import ddim_invert
-    from .latents import encode_prompt, encode_video, vae_scale
+    from .inversion import reference_features
+    from .pipeline import default_video_size, vae_scale
 
     f, h, w = default_video_size(pipe)
     height, width = height or h, width or w
-    z0 = encode_video(pipe, frames, height, width)
-    cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
-    inversion_step, _ = nearest_step(pipe, num_steps, timestep, ascending=True)
-    inv = ddim_invert(pipe, z0, cond, num_steps=num_steps, capture_step=inversion_step,
-                      sites=[site] if site else None, stop_after_capture=True,
-                      progress=(lambda i: progress(i + 1, inversion_step + 1)) if progress else None)
-    feats = next(iter(inv.features.values())).float()
+    ref = reference_features(pipe, frames, timestep=timestep, num_steps=num_steps, site=site, mode=mode, seed=seed,
+                             height=height, width=width, progress=progress)
+    feats = ref.features.float()
     size = (height // vae_scale(pipe), width // vae_scale(pipe))
     idx = channels.indices if channels is not None else None
     maps = moft(feats, idx, size, content_removal=content_removal)[0]  # (F, d, h, w)
@@ -191,8 +191,8 @@ def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | Non
     curves = torch.stack([region_mean(maps[None], m)[0] for m in masks])  # (R, F, d)
     region_maps = maps[None].expand(len(masks), *maps.shape).clone()  # (R, F, d, h, w)
     return Target(curves, masks.bool(), idx, content_removal, region_maps,
-                  {"source": "reference", "video": source, "inversion_step": inversion_step,
-                   "timestep": inv.timesteps[-1], "num_steps": num_steps, "frames": int(maps.shape[0])})
+                  {"source": "reference", "video": source, "inversion_step": ref.step, "reference_mode": mode,
+                   "timestep": ref.timestep, "num_steps": num_steps, "frames": int(maps.shape[0])})
 
 
 def drag_target(pipe, source_frames: np.ndarray, trajectory, *, channels: MotionChannels | None,
