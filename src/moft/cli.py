@@ -322,7 +322,7 @@ def control(
     with _errors():
         from safetensors.torch import load_file, save
 
-        from .control import ControlError, check_init_latents, check_settings, default_guidance
+        from .control import ControlError, check_init_latents, check_settings, run_settings
         from .control import control as run
         from .latents import vae_scale
         from .models import model_defaults
@@ -345,7 +345,7 @@ def control(
             if path is not None and path.is_dir():
                 raise UsageError(f"{path}: {name} would replace an existing folder; give another --out")
         defaults = model_defaults(model)
-        kind = target_kind or defaults.get("target", "curves")
+        kind = run_settings(defaults, target_kind=target_kind)[2]
         if kind not in TARGET_KINDS:
             raise UsageError(f"--target-kind: expected one of {', '.join(TARGET_KINDS)}, got {kind!r}")
         if save_proxy and (kind != "drag" or target is not None or reference is not None):
@@ -358,8 +358,8 @@ def control(
                 assert len(given["steps"]) == 2
             except (ValueError, AssertionError):
                 raise UsageError(f"--guided-steps: expected START:END, got {guided_steps!r}") from None
-        g = default_guidance(model, **{k: v for k, v in given.items() if v is not None})
-        cfg = guidance_scale if guidance_scale is not None else defaults.get("guidance_scale", 7.5)
+        g, cfg, kind, prompt = run_settings(defaults, guidance_scale=guidance_scale, target_kind=target_kind,
+                                            prompt=prompt, **{k: v for k, v in given.items() if v is not None})
         check_settings(steps=steps, seed=seed, guidance_scale=cfg, gain=gain, guidance=g)
         if save_target is not None and g.iterations == 0 and target is None:
             raise UsageError("--save-target: --iterations 0 runs unguided and makes no target")
@@ -391,7 +391,6 @@ def control(
         if traj.frames != f:
             raise UsageError(f"{trajectory}: frames: {traj.frames}, but this model makes {f}-frame videos")
         traj.masks(h // vae_scale(pipe), w // vae_scale(pipe))  # every region must cover the latent grid
-        prompt = prompt if prompt is not None else defaults.get("prompt", "")
         _warn_unknown_words(pipe, prompt)
         clip = _read_clip(reference, pipe, model, start, stride, fps, fit) if reference is not None else None
         with _progress("control") as update:

@@ -131,6 +131,31 @@ def default_guidance(model=None, *, defaults: dict | None = None, **overrides) -
         raise ControlError(f"guidance settings: {str(exc).strip().splitlines()[0]}") from None
 
 
+def run_settings(defaults: dict, *, guidance: GuidanceConfig | None = None, guidance_scale: float | None = None,
+                 target_kind: str | None = None, prompt: str | None = None, **overrides) -> tuple:
+    """What a control run uses, each setting: given, else the model folder's ``moft.json``, else the paper's.
+
+    Example:
+        >>> from moft.models import model_defaults
+        >>> g, cfg, kind, prompt = run_settings(model_defaults())      # moft-tiny's moft.json
+        >>> cfg, kind, g.loss, prompt
+        (4.0, 'drag', 'per_position', 'a red disk standing still')
+
+    Args:
+        defaults: the folder's ``moft.json`` (``model_defaults`` or ``pipeline_defaults``).
+        guidance: a whole ``GuidanceConfig``; else ``default_guidance(defaults, **overrides)``.
+        guidance_scale, target_kind, prompt: given values, or None.
+
+    Returns:
+        ``(guidance, guidance_scale, target_kind, prompt)``.
+    """
+    from .pipeline import OFFICIAL_CFG
+
+    g = guidance or default_guidance(defaults=defaults, **overrides)
+    cfg = guidance_scale if guidance_scale is not None else defaults.get("guidance_scale", OFFICIAL_CFG)
+    return g, cfg, target_kind or defaults.get("target", "curves"), prompt if prompt is not None else defaults.get("prompt", "")
+
+
 @dataclass
 class ControlResult:
     """Frames plus diagnostics of one controlled generation.
@@ -192,10 +217,8 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
     from .models import pipeline_defaults
     from .pipeline import latent_frames, latent_time_grid, pipeline_site, temporal_scale
 
-    defaults = pipeline_defaults(pipe)
-    g = guidance or default_guidance(defaults=defaults)
-    guidance_scale = guidance_scale if guidance_scale is not None else defaults.get("guidance_scale", 7.5)
-    target_kind = target_kind or defaults.get("target", "curves")
+    g, guidance_scale, target_kind, _ = run_settings(pipeline_defaults(pipe), guidance=guidance,
+                                                     guidance_scale=guidance_scale, target_kind=target_kind)
     check_settings(steps=steps, seed=seed, guidance_scale=guidance_scale, gain=gain, guidance=g)
     if target_kind not in TARGET_KINDS:
         raise ControlError(f"target_kind must be one of {', '.join(TARGET_KINDS)}, got {target_kind!r}")
@@ -211,7 +234,7 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
                            f"this run makes {f} frames on {size}")
     phase = (lambda name: (lambda done, total: progress(done, total, name))) if progress else (lambda name: None)
     guided = g.iterations > 0  # check_settings made sure the guided steps meet the schedule
-    source = None  # the unguided video of the same noise, when the target needs one
+    source = proxy = None  # the unguided video of the same noise and its drag proxy, when the target needs them
     if target is None and guided:
         if reference is not None:
             reference = np.asarray(reference)
@@ -230,8 +253,9 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
             source = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=f,
                             latents=init_latents, progress=phase("source"))
             init_latents = source.initial_latents
+            proxy = drag_video(source.frames, trajectory)  # (F, H, W, 3) what the target inverts
             target = drag_target(pipe, source.frames, trajectory, channels=channels, num_steps=steps,
-                                 timestep=reference_timestep, site=g.site, progress=phase("invert"))
+                                 timestep=reference_timestep, site=g.site, progress=phase("invert"), proxy=proxy)
         else:
             target = synthesize_target(trajectory, channels, latent_size=size, num_frames=f, gain=gain,
                                        time_grid=latent_time_grid(pipe, f))
@@ -248,5 +272,4 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
         "channels_digest": channels.digest() if channels is not None else None,
         "losses": out.losses, "counts": out.counts, "seconds": out.seconds,
     }
-    proxy = drag_video(source.frames, trajectory) if source is not None else None  # cheap: what drag_target inverted
     return ControlResult(out.frames, out.source_frames, target, out, report, proxy)

@@ -824,8 +824,9 @@ def run_suite(pipe, suite: dict, work_dir: str | Path, channels, *, process_inde
         if done.exists():
             rows.append(json.loads(done.read_text()))
         else:
-            torch.manual_seed(0)
-            row = run_item(pipe, suite, item, channels, cache)
+            with torch.random.fork_rng():  # items reproducible whatever ran before; the caller's RNG untouched
+                torch.manual_seed(0)
+                row = run_item(pipe, suite, item, channels, cache)
             atomic_write_text(done, json.dumps(row, allow_nan=False))
             rows.append(row)
         if progress is not None:

@@ -74,7 +74,7 @@ def site_channels(pipe, site: str | None = None) -> int:
 
 def extract(pipe, *, prompt: str | None = None, video: np.ndarray | None = None, timestep: int = 200,
             seed: int = 0, channels: MotionChannels | None = None, site: str | None = None, steps: int = 25,
-            guidance_scale: float = 7.5, num_frames: int | None = None, progress=None) -> Extraction:
+            guidance_scale: float | None = None, num_frames: int | None = None, progress=None) -> Extraction:
     """Features and MOFT of a prompt's generated video or of a given video.
 
     Args:
@@ -86,13 +86,13 @@ def extract(pipe, *, prompt: str | None = None, video: np.ndarray | None = None,
         channels: motion channels; checked against the site's width.
         site: capture site (default: the model folder's ``moft.json`` ``"site"``, else the architecture's).
         steps: DDIM steps of generation / inversion.
-        guidance_scale: CFG scale of the generation.
+        guidance_scale: CFG scale of the generation (default: the model folder's ``moft.json``, else 7.5).
         num_frames: frames to generate (default: the model's).
         progress: optional ``progress(done, total)``.
     """
     from .inversion import reference_features
     from .latents import decode_latents, vae_scale
-    from .pipeline import pipeline_site
+    from .pipeline import default_guidance_scale, pipeline_site
     from .sampler import sample
 
     if (prompt is None) == (video is None):
@@ -103,6 +103,7 @@ def extract(pipe, *, prompt: str | None = None, video: np.ndarray | None = None,
     f, h, w = default_video_size(pipe)
     if prompt is not None:
         index, t = nearest_step(pipe, steps, timestep, ascending=False)
+        guidance_scale = default_guidance_scale(pipe) if guidance_scale is None else guidance_scale
         out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=num_frames or f,
                      capture_at=index, capture_site=site, progress=progress)
         feats, frames = out.features[site], out.frames

@@ -15,24 +15,22 @@ import torch
 from .features import cosine_map
 
 
-def _plt():
-    import matplotlib
+def _subplots(nrows: int = 1, ncols: int = 1, figsize=None):
+    """A figure and its axes through matplotlib's object-oriented API (no pyplot state, no backend switch)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols)
 
 
 def _save(fig, path: str | Path) -> Path:
-    """Write a matplotlib figure as PNG, atomically, and close it."""
+    """Write a matplotlib figure as PNG, atomically."""
     import io
 
     from .video import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    _plt().close(fig)
     return atomic_write_bytes(Path(path), buf.getvalue())
 
 
@@ -47,14 +45,13 @@ def extraction_figure(ex, path: str | Path, point: tuple[int, int] | None = None
     """
     from sklearn.decomposition import PCA
 
-    plt = _plt()
     m = ex.moft  # (F, d, h, w)
     f, d, h, w = m.shape
     point = point or (h // 2, w // 2)
     vecs = m.permute(0, 2, 3, 1).reshape(-1, d).numpy()  # (F*h*w, d)
     proj = PCA(n_components=2).fit_transform(vecs) if d >= 2 else np.concatenate([vecs, vecs * 0], 1)
     sim = cosine_map(m, point).numpy()  # (F, h, w)
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+    fig, axes = _subplots(1, 3, figsize=(11, 3.6))
     axes[0].imshow(ex.frames[0])
     axes[0].set_title("frame 0")
     sc = axes[1].scatter(proj[:, 0], proj[:, 1], c=np.repeat(np.arange(f), h * w), s=4, cmap="viridis")
@@ -80,11 +77,10 @@ def pca_direction_figure(vectors: dict[str, torch.Tensor | np.ndarray], path: st
     """
     from sklearn.decomposition import PCA
 
-    plt = _plt()
     labels = list(vectors)
     data = np.concatenate([np.asarray(vectors[k], dtype=np.float64) for k in labels])
     proj = PCA(n_components=2).fit_transform(data)
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig, ax = _subplots(figsize=(5, 4.5))
     start = 0
     for k in labels:
         n = len(vectors[k])
@@ -98,9 +94,8 @@ def pca_direction_figure(vectors: dict[str, torch.Tensor | np.ndarray], path: st
 
 def report_figure(table: list[dict], path: str | Path, title: str = "") -> Path:
     """Bar charts of direction success and Motion Fidelity (LK) per setting of an evaluation report."""
-    plt = _plt()
     names = [t["setting"] for t in table]
-    fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.1 * len(names) + 2), 3.6))
+    fig, axes = _subplots(1, 2, figsize=(max(6, 1.1 * len(names) + 2), 3.6))
     success = "direction_success" if any(t.get("direction_success") is not None for t in table) else "direction_success_lk"
     for ax, key, label in ((axes[0], success, success.replace("_lk", " (LK)").replace("_", " ")),
                            (axes[1], "motion_fidelity_lk", "Motion Fidelity (LK)")):

@@ -84,19 +84,20 @@ def build_tiny_animatediff(seed: int = 0, unet: dict | None = None, vae: dict | 
     from diffusers import AnimateDiffPipeline, AutoencoderKL, DDIMScheduler, UNetMotionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    torch.manual_seed(seed)
     tokenizer = build_tokenizer(max_length=TINY_TEXT["max_position_embeddings"])
     text_cfg = CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                               eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                               **TINY_TEXT)
-    return AnimateDiffPipeline(
-        vae=AutoencoderKL(**{**TINY_VAE, **(vae or {})}),
-        text_encoder=CLIPTextModel(text_cfg),
-        tokenizer=tokenizer,
-        unet=UNetMotionModel(**{**TINY_UNET, **(unet or {})}),
-        motion_adapter=None,
-        scheduler=DDIMScheduler(**TINY_SCHEDULER),
-    )
+    with torch.random.fork_rng():  # seeded weights; the caller's random state is left as it was
+        torch.manual_seed(seed)
+        return AnimateDiffPipeline(
+            vae=AutoencoderKL(**{**TINY_VAE, **(vae or {})}),
+            text_encoder=CLIPTextModel(text_cfg),
+            tokenizer=tokenizer,
+            unet=UNetMotionModel(**{**TINY_UNET, **(unet or {})}),
+            motion_adapter=None,
+            scheduler=DDIMScheduler(**TINY_SCHEDULER),
+        )
 
 
 # The DiT organism's architecture (moft-tiny-wan; recipe in scripts/train_shipped_model.py --organism wan).
@@ -138,17 +139,18 @@ def build_tiny_wan(seed: int = 0, transformer: dict | None = None, vae: dict | N
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    torch.manual_seed(seed)
     tokenizer = build_t5_tokenizer()
     text_cfg = UMT5Config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                           eos_token_id=tokenizer.eos_token_id, **TINY_UMT5)
-    return WanPipeline(
-        tokenizer=tokenizer,
-        text_encoder=UMT5EncoderModel(text_cfg),
-        vae=AutoencoderKLWan(**{**TINY_WAN_VAE, **(vae or {})}),
-        transformer=WanTransformer3DModel(**{**TINY_WAN_TRANSFORMER, **(transformer or {})}),
-        scheduler=FlowMatchEulerDiscreteScheduler(**TINY_FLOW_SCHEDULER),
-    )
+    with torch.random.fork_rng():  # seeded weights; the caller's random state is left as it was
+        torch.manual_seed(seed)
+        return WanPipeline(
+            tokenizer=tokenizer,
+            text_encoder=UMT5EncoderModel(text_cfg),
+            vae=AutoencoderKLWan(**{**TINY_WAN_VAE, **(vae or {})}),
+            transformer=WanTransformer3DModel(**{**TINY_WAN_TRANSFORMER, **(transformer or {})}),
+            scheduler=FlowMatchEulerDiscreteScheduler(**TINY_FLOW_SCHEDULER),
+        )
 
 
 def load_pipeline(model: str | os.PathLike | None = None, *, dtype: torch.dtype = torch.float32,

@@ -38,6 +38,7 @@ SHIPPED_DIR = Path(__file__).parent / "shipped"
 DEFAULT_MODEL = "moft-tiny"
 CHANNELS_FILE = "motion_channels.safetensors"
 DEFAULTS_FILE = "moft.json"
+OFFICIAL_CFG = 7.5  # the official demos' CFG scale, for models whose folder has no moft.json
 
 
 class ModelError(ValueError):
@@ -99,6 +100,16 @@ def pipeline_defaults(pipe) -> dict:
     return model_defaults(origin)
 
 
+
+
+def default_guidance_scale(pipe) -> float:
+    """The CFG scale of a pipeline: its folder's ``moft.json`` ``"guidance_scale"``, else the official 7.5.
+
+    Example:
+        >>> default_guidance_scale(load_pipeline())           # moft-tiny's moft.json
+        4.0
+    """
+    return float(pipeline_defaults(pipe).get("guidance_scale", OFFICIAL_CFG))
 
 def pipeline_site(pipe) -> str:
     """The capture site of a pipeline: its folder's ``moft.json`` ``"site"`` (``moft locate

@@ -42,7 +42,7 @@ from .adapters import architecture_of, call_denoiser, default_site
 from .capture import capture
 from .features import moft, region_mean
 from .latents import decode_latents, initial_noise, text_conditioning
-from .pipeline import default_video_size, denoiser, denoiser_at, denoisers, sampling_scheduler
+from .pipeline import default_guidance_scale, default_video_size, denoiser, denoiser_at, denoisers, sampling_scheduler
 from .shared_kv import SharedKV
 
 
@@ -277,7 +277,7 @@ def sample(
     height: int | None = None,
     width: int | None = None,
     steps: int = 25,
-    guidance_scale: float = 7.5,
+    guidance_scale: float | None = None,
     seed: int = 0,
     latents: torch.Tensor | None = None,
     target=None,
@@ -299,7 +299,7 @@ def sample(
         num_frames, height, width: video size in pixels and frames (default: the model's,
             ``moft.pipeline.default_video_size``); latents have ``moft.pipeline.latent_frames``.
         steps: denoising steps.
-        guidance_scale: CFG scale (1 disables CFG).
+        guidance_scale: CFG scale (1 disables CFG); default: the model folder's ``moft.json``, else 7.5.
         seed: seeds the initial noise exactly as the stock pipeline does.
         latents: ``(1, F, C, h, w)`` initial noise instead of ``seed``.
         target: a ``Target``; None samples without MOFT guidance.
@@ -323,6 +323,7 @@ def sample(
         raise ValueError(f"target has {target.num_frames} frames, the video {z.shape[1]} latent frames")
     if target is not None and target.size != tuple(z.shape[-2:]):
         raise ValueError(f"target grid {target.size} differs from the latent grid {tuple(z.shape[-2:])}")
+    guidance_scale = default_guidance_scale(pipe) if guidance_scale is None else guidance_scale
     cond, uncond = text_conditioning(pipe, prompt, negative_prompt, guidance_scale)
     sched.set_timesteps(steps)
     guided = set(range(*g.steps)) if target is not None and g.iterations > 0 else set()

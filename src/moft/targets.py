@@ -196,7 +196,8 @@ def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | Non
 
 
 def drag_target(pipe, source_frames: np.ndarray, trajectory, *, channels: MotionChannels | None,
-                num_steps: int = 25, timestep: int = 200, site: str | None = None, progress=None) -> Target:
+                num_steps: int = 25, timestep: int = 200, site: str | None = None, progress=None,
+                proxy: np.ndarray | None = None) -> Target:
     """Per-position target from a trajectory: the inverted MOFT of the source dragged along it.
 
     Example:
@@ -210,6 +211,7 @@ def drag_target(pipe, source_frames: np.ndarray, trajectory, *, channels: Motion
         trajectory: a parsed ``Trajectory`` with ``F`` frames.
         channels: motion channels, or None for all channels.
         num_steps, timestep, site, progress: as ``reference_target``.
+        proxy: ``moft.drag.drag_video(source_frames, trajectory)`` if the caller already made it.
 
     The regions are where each region passes (``moft.drag.swept_masks``): the loss compares maps
     there, and gradient masking lets the latents change there only.
@@ -221,7 +223,7 @@ def drag_target(pipe, source_frames: np.ndarray, trajectory, *, channels: Motion
     f, h, w = source_frames.shape[:3]
     if trajectory.frames != f:
         raise TrajectoryError(f"frames: trajectory has {trajectory.frames} frames, the run makes {f}")
-    proxy = drag_video(source_frames, trajectory)  # (F, H, W, 3)
+    proxy = drag_video(source_frames, trajectory) if proxy is None else proxy  # (F, H, W, 3)
     grid = (h // vae_scale(pipe), w // vae_scale(pipe))
     masks = torch.from_numpy(swept_masks(trajectory, (h, w), grid))  # (R, h, w)
     target = reference_target(pipe, (proxy * 255).round().astype(np.uint8), channels=channels, masks=masks,
