@@ -118,11 +118,20 @@ def synthesize_target(trajectory, channels: MotionChannels, *, latent_size: tupl
         gain: scales the synthesized curves (larger = stronger motion request).
         indices: channels to target (default: the motion channels ``channels.indices``; e.g. all
             channels for the "+CR without channel filter" ablation).
+
+    Raises:
+        TrajectoryError: a region with a ``zoom``: the linear position model of the region mean
+            cannot express it (the content's displacement field grows from the centre and
+            averages to zero); ``drag_target`` can.
     """
     from .trajectory import TrajectoryError
 
     if num_frames is not None and trajectory.frames != num_frames:
         raise TrajectoryError(f"frames: trajectory has {trajectory.frames} frames, the run makes {num_frames}")
+    for region in trajectory.regions:
+        if region.zoom != 1.0:  # a zoom moves content away from (or toward) the centre: zero mean displacement
+            raise TrajectoryError(f"regions[{region.index}].zoom: a curves target cannot express a zoom (its mean "
+                                  f"displacement over the region is zero); use the drag target (--target-kind drag)")
     idx = channels.indices if indices is None else torch.as_tensor(indices, dtype=torch.long)
     response = channels.response[idx]  # (d, 2)
     base = baseline_curve(channels, trajectory.frames)[:, idx]  # (F, d)
