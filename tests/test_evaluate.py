@@ -456,3 +456,12 @@ def test_the_zoom_suite_asks_for_zooms_both_ways_on_seeds_no_other_suite_uses():
     others = {s for f in BENCHMARKS.glob("*.json") if f.name != "zoom.json"
               for s in json.loads(f.read_text()).get("seeds", [])}
     assert not set(suite["seeds"]) & others
+
+
+def test_a_curves_setting_on_a_zoom_request_is_a_row_status_not_a_crash(tiny_channels):
+    from moft.evaluate import _target
+
+    extra = {"features": None, "fraction": None, "gain": None, "target": None}
+    reason = _target(None, None, _trajectory({"mask": "all", "zoom": 1.3}), tiny_channels, extra, (16, 16), 3, None,
+                     "curves")
+    assert isinstance(reason, str) and reason.startswith("regions[0].zoom: a curves target cannot express a zoom")

@@ -1131,12 +1131,15 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
 
 # A glitch: some frame transition changes a GLITCH_WINDOW-px patch outside the regions by more than
 # GLITCH_FACTOR x the source's largest such change plus GLITCH_FLOOR (mean absolute RGB change in
-# [0, 1]). Chosen on the synthetic cases of tests/test_metrics.py: a one-frame 4x4 blob of colour
-# change 0.3 is flagged over a textured background that flickers by up to 0.03 per frame, and a
-# smoothly moving object (inside the region) or a 2x stronger smooth flicker is not.
+# [0, 1]). Chosen on the synthetic cases of tests/test_metrics.py: over a textured ground that
+# flickers by up to 0.03 per frame, a one-frame 4x4 blob of colour change 0.3 and a one-frame tint
+# of the whole ground by 0.15 are flagged; a ground flickering twice as much as the source's, or a
+# smoothly moving object inside the region, is not. On the shipped model a guided video with a
+# one-frame grey tint and blob (benchmarks/zoom.json, seed 170, object zoom out: 0.171 against the
+# source's 0.033) is flagged; the other guided object rows of that suite (at most 0.042) are not.
 GLITCH_WINDOW = 4
 GLITCH_FACTOR = 3.0
-GLITCH_FLOOR = 0.1
+GLITCH_FLOOR = 0.05
 
 
 def frame_change(video: np.ndarray, mask: np.ndarray | None = None, *, window: int = GLITCH_WINDOW) -> np.ndarray:
