@@ -4,8 +4,8 @@ Example:
     >>> from moft.drag import drag_video, swept_masks
     >>> traj = parse_trajectory({"version": 1, "frames": 8, "regions": [
     ...     {"mask": {"box": [0.3, 0.3, 0.6, 0.6]}, "direction": "right", "speed": 0.05}]})  # doctest: +SKIP
-    >>> proxy = drag_video(source.frames, traj)      # (F, H, W, 3): frame 0's box moving right
-    >>> masks = swept_masks(traj, (32, 32), (16, 16))  # (R, 16, 16) where each region passes
+    >>> proxy = drag_video(source.frames, traj)      # (F, H, W, 3): frame 0's box moving right  # doctest: +SKIP
+    >>> masks = swept_masks(traj, (32, 32), (16, 16))  # (R, 16, 16) where each region passes  # doctest: +SKIP
 
 Why: the paper synthesizes a target as region-mean MOFT curves. On moft-tiny those cannot steer
 (``docs/results/tune_control.md``): a moving object's MOFT is a map with structure (what arrives
