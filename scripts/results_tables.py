@@ -19,7 +19,7 @@ BLOCKS = {  # block: (file, the docs/results tables it shows)
     "quality": ("docs/moft-tiny.md", ["model_quality"]),
     "channel-ranking": ("docs/moft-tiny.md", ["channel_ranking"]),
     "target-specificity": ("docs/control.md", ["target_specificity"]),
-    "results": ("docs/results.md", ["tune_control", "table1_synthesis", "table1_reference", "camera_pan", "two_objects", "table4_channels",
+    "results": ("docs/results.md", ["tune_control", "table1_synthesis", "table1_reference", "camera_pan", "zoom", "zoom_proxy", "glitch", "two_objects", "table4_channels",
                 "ablations", "prompt_no_motion", "benchmark", "benchmark_full"]),
 }
 

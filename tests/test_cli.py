@@ -551,3 +551,19 @@ def test_console_script_typer_errors_are_one_line_too(tmp_path, args, text):
                           cwd=tmp_path)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], proc.stderr
+
+
+def test_control_zooms_the_shipped_model_with_its_default_drag_target(tmp_path):
+    """examples/zoom_in.json on the shipped model (its moft.json picks the drag target) in a few steps;
+    a curves target cannot express a zoom: one line, exit 2, nothing written."""
+    out = tmp_path / "z.gif"
+    r = run("control", EXAMPLES / "zoom_in.json", "--out", out, "--steps", 4, "--guided-steps", "1:3",
+            "--save-proxy", "--save-source")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "z.report.json").read_text())
+    assert report["target"]["source"] == "drag" and len(report["losses"]) > 0
+    assert (tmp_path / "z.proxy.gif").stat().st_size > 0 and out.stat().st_size > 0
+    curves = run("control", EXAMPLES / "zoom_in.json", "--out", tmp_path / "c.gif", "--steps", 4,
+                 "--target-kind", "curves")
+    assert curves.exit_code == 2 and "regions[0].zoom: a curves target cannot express a zoom" in curves.output
+    assert len(curves.output.strip().splitlines()) == 1 and not (tmp_path / "c.gif").exists()

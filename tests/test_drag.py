@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -65,3 +66,51 @@ def test_swept_masks_cover_where_the_region_passes():
     assert m.shape == (1, 16, 16) and m.dtype == bool
     assert m[0, :4, :11].all() and not m[0, 4:].any() and not m[0, :, 12:].any()
     assert swept_masks(_traj("all", "up"), (32, 32), (16, 16)).all()
+
+
+def _zoom(mask, zoom, frames=3, **motion):
+    return parse_trajectory({"version": 1, "frames": frames, "regions": [{"mask": mask, "zoom": zoom, **motion}]})
+
+
+@pytest.mark.parametrize("zoom, size", [(1.5, 96), (0.5, 32)])
+def test_a_camera_zoom_is_the_frame_resized_about_its_centre(zoom, size):
+    """The last frame of a whole-frame zoom by s is frame 0 resized by s (cv2.resize, bilinear) with
+    its centre kept: at 64 px the resized frame's centre crop (zoom in) or the centre of the
+    frame (zoom out). The middle frame is scaled by (1 + s) / 2."""
+    rng = np.random.default_rng(0)
+    first = cv2.GaussianBlur(rng.random((64, 64, 3)).astype(np.float32), (0, 0), 1.0)
+    video = np.repeat(first[None], 3, 0)
+    proxy = drag_video(video, _zoom("all", zoom))
+    resized = cv2.resize(first, (size, size), interpolation=cv2.INTER_LINEAR)
+    if zoom > 1:
+        o = (size - 64) // 2
+        np.testing.assert_allclose(proxy[-1], resized[o:o + 64, o:o + 64], atol=2e-3)
+    else:
+        o = (64 - size) // 2
+        np.testing.assert_allclose(proxy[-1][o:o + size, o:o + size], resized, atol=2e-3)
+    np.testing.assert_allclose(proxy[0], first, atol=1e-6)
+    # the middle frame in closed form: pixel x shows frame 0 at c + (x - c) / s_1, c = 31.5
+    s = (1 + zoom) / 2
+    yy, xx = np.mgrid[0:64, 0:64].astype(np.float32)
+    expected = cv2.remap(first, 31.5 + (xx - 31.5) / s, 31.5 + (yy - 31.5) / s, cv2.INTER_LINEAR)
+    inner = slice(20, 44)
+    np.testing.assert_allclose(proxy[1][inner, inner], expected[inner, inner], atol=2e-3)
+
+
+def test_an_object_zoom_scales_the_object_in_place():
+    box = {"box": [6 / 32, 10 / 32, 16 / 32, 20 / 32]}  # the red square (x 8..14, y 12..18) with 2 px of ground
+    proxy = drag_video(_still(), _zoom(box, 2.0))
+    red = [((f[..., 0] > 0.8) & (f[..., 1] < 0.2)).sum() for f in proxy]
+    assert red[0] == 36 and red[-1] == pytest.approx(4 * 36, rel=0.15)  # area grows by s^2
+    np.testing.assert_allclose(_red_centroid(proxy[-1]), _red_centroid(proxy[0]), atol=0.3)  # about its centre
+    out = drag_video(_still(), _zoom(box, 0.5))
+    assert ((out[-1][..., 0] > 0.8) & (out[-1][..., 1] < 0.2)).sum() <= 36 / 4 + 4
+    np.testing.assert_allclose(out[-1][24:, 24:], _still()[0][24:, 24:], atol=1e-6)  # far ground untouched
+
+
+def test_swept_masks_of_a_zoom_cover_the_grown_region():
+    box = {"box": [0.375, 0.375, 0.625, 0.625]}  # 8x8 px in the middle of 32x32
+    grown = swept_masks(_zoom(box, 2.0), (32, 32), (32, 32))[0]
+    assert grown[9:23, 9:23].all() and not grown[:7].any() and not grown[25:].any()  # ~16x16 at the last frame
+    shrunk = swept_masks(_zoom(box, 0.5), (32, 32), (32, 32))[0]
+    assert shrunk[12:20, 12:20].all() and shrunk.sum() <= 10 * 10  # frame 0's box is the largest

@@ -386,3 +386,82 @@ def test_evaluate_cli_rejects_a_bad_suite_before_loading_the_model(tmp_path, mon
     r = CliRunner().invoke(cli.app, ["evaluate", str(_write(tmp_path, {**SUITE, "requests": ["left"]})),
                                      "--out", str(tmp_path / "r.json")])
     assert r.exit_code == 2 and "requests[0]: must be an object" in r.output and "Traceback" not in r.output
+
+
+def _zooming(zoom, size=64, frames=8, box=None):
+    """A texture scaled by 1 -> ``zoom`` linearly about the frame centre, resampled from a 4x larger
+    one: the whole frame (a camera zoom), or only the patch inside ``box`` (x0, y0, x1, y1 px; the
+    ground still): (F, S, S, 3) uint8."""
+    import cv2
+
+    big = _texture(4 * size, 5)
+    c, C = (size - 1) / 2, (4 * size - 1) / 2
+    ground = 0.3 + 0.4 * _texture(size, 1)
+    video = []
+    for k in range(frames):
+        s = 1 + (zoom - 1) * k / (frames - 1)
+        m = np.float32([[1 / s, 0, C - c / s], [0, 1 / s, C - c / s]])  # output px -> texture px
+        frame = cv2.warpAffine(big, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        if box is not None:
+            x0, y0, x1, y1 = box
+            inside = np.zeros((size, size), np.float32)
+            inside[y0:y1, x0:x1] = 1
+            inside = cv2.warpAffine(inside, np.float32([[s, 0, c - s * c], [0, s, c - s * c]]), (size, size))[..., None]
+            frame = inside * frame + (1 - inside) * ground
+        video.append(frame)
+    return (np.stack(video) * 255).round().clip(0, 255).astype(np.uint8)
+
+
+def test_score_trajectory_measures_a_planted_zoom():
+    zoom_in = _trajectory({"mask": "all", "zoom": 1.3})
+    good, reasons = score_trajectory(_zooming(1.3), _zooming(1.0), zoom_in)
+    assert good["zoom_success_lk"] == 1.0 and good["zoom_achieved_lk"] == pytest.approx(1.0, abs=0.1)
+    assert good["motion_fidelity_lk"] > 0.9 and good["objmc_lk_px"] < 1.0  # each point asked to go where the zoom takes it
+    bad, _ = score_trajectory(_zooming(1 / 1.3), _zooming(1.0), zoom_in)
+    assert bad["zoom_success_lk"] == 0.0 and bad["zoom_achieved_lk"] < -0.8
+    still, _ = score_trajectory(_zooming(1.0), _zooming(1.0), zoom_in)
+    assert still["zoom_success_lk"] == 0.0 and abs(still["zoom_achieved_lk"]) < 0.1
+    # an object zoomed out inside its box; the ground outside where it was is untouched
+    box = {"box": [16 / 64, 16 / 64, 48 / 64, 48 / 64]}
+    obj, reasons = score_trajectory(_zooming(0.7, box=(16, 16, 48, 48)), _zooming(1.0, box=(16, 16, 48, 48)),
+                                    _trajectory({"mask": box, "zoom": 0.7}))
+    assert obj["zoom_success_lk"] == 1.0 and obj["zoom_achieved_lk"] == pytest.approx(1.0, abs=0.2)
+    assert obj["glitch"] is False and obj["psnr_outside"] > 40
+    assert "zoom_success_lk" not in score_trajectory(_moving_square((2, 0)), _moving_square((0, 0)),
+                                                     _trajectory({"mask": box, "direction": "right"}))[0]
+
+
+def test_rows_flag_a_glitch_frame_outside_the_region():
+    box = {"box": [14 / 64, 12 / 64, 46 / 64, 44 / 64]}
+    traj = _trajectory({"mask": box, "direction": "right", "speed": 2 / 64})
+    moved, still = _moving_square((2, 0)), _moving_square((0, 0))
+    clean, _ = score_trajectory(moved, still, traj)
+    assert clean["glitch"] is False and clean["frame_change_max"] < 0.05
+    blob = moved.copy()
+    blob[5, 50:56, 2:8] = (255, 0, 255)  # a one-frame magenta blob in a corner of the ground
+    flagged, _ = score_trajectory(blob, still, traj)
+    assert flagged["glitch"] is True and flagged["frame_change_max"] > 0.3
+    pan, reasons = score_trajectory(still, still, _trajectory({"mask": "all", "direction": "right"}))
+    assert math.isnan(pan["glitch"]) and "cover the frame" in reasons["glitch"]
+    table = summarise([dict(strict(clean), setting="a", status="ok"), dict(strict(flagged), setting="a", status="ok")])
+    assert table[0]["glitch"] == 0.5 and "glitch rate" in markdown_table(table)
+
+
+def test_the_zoom_suite_asks_for_zooms_both_ways_on_seeds_no_other_suite_uses():
+    suite = load_suite(BENCHMARKS / "zoom.json")
+    plans = check_suite(suite, 8, 32, 32, (16, 16))
+    zooms = [[r.zoom for r in p["trajectory"].regions] for p in plans.values()]
+    assert sorted(z for zs in zooms for z in zs) == [0.77, 0.77, 1.3, 1.3]
+    assert {p["trajectory"].regions[0].mask == "all" for p in plans.values()} == {True, False}
+    others = {s for f in BENCHMARKS.glob("*.json") if f.name != "zoom.json"
+              for s in json.loads(f.read_text()).get("seeds", [])}
+    assert not set(suite["seeds"]) & others
+
+
+def test_a_curves_setting_on_a_zoom_request_is_a_row_status_not_a_crash(tiny_channels):
+    from moft.evaluate import _target
+
+    extra = {"features": None, "fraction": None, "gain": None, "target": None}
+    reason = _target(None, None, _trajectory({"mask": "all", "zoom": 1.3}), tiny_channels, extra, (16, 16), 3, None,
+                     "curves")
+    assert isinstance(reason, str) and reason.startswith("regions[0].zoom: a curves target cannot express a zoom")

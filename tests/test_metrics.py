@@ -497,3 +497,84 @@ def test_ssim_matches_scikit_image():
     uint8_reference = np.mean([metrics.structural_similarity(as_uint8[0][k], as_uint8[1][k], **dict(kwargs, data_range=255))
                                for k in range(3)])
     assert ssim(*as_uint8) == pytest.approx(uint8_reference, abs=1e-7)
+
+
+# ---------------------------------------------------------------------------
+# zoom and glitch frames
+# ---------------------------------------------------------------------------
+
+from moft.metrics import GLITCH_FLOOR, frame_change, glitch, zoom_scale, zoom_success  # noqa: E402
+
+
+def _zoom_video(zoom: float, frames: int = 8, size: int = 48, shift: float = 0.0) -> np.ndarray:
+    """A blurred random texture scaled by 1 -> ``zoom`` linearly about the frame centre (and moved by
+    ``shift`` px per frame), made by resampling a 4x larger texture (no border in view)."""
+    rng = np.random.default_rng(3)
+    big = cv2.GaussianBlur(rng.random((4 * size, 4 * size)).astype(np.float32), (0, 0), 2.0)
+    c, C = (size - 1) / 2, (4 * size - 1) / 2
+    out = []
+    for f in range(frames):
+        s = 1 + (zoom - 1) * f / (frames - 1)
+        m = np.float32([[1 / s, 0, C - c / s - shift * f / s], [0, 1 / s, C - c / s]])  # output px -> texture px
+        out.append(cv2.warpAffine(big, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP))
+    grey = (np.stack(out) * 255).clip(0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+@pytest.mark.parametrize("zoom", [1.3, 0.77, 1.0])
+def test_zoom_scale_of_lk_tracks_recovers_a_planted_zoom(zoom):
+    video = _zoom_video(zoom)
+    mask = np.zeros((48, 48), bool)
+    mask[12:36, 12:36] = True
+    measured = zoom_scale(region_tracks(video, mask))
+    assert measured == pytest.approx(zoom, rel=0.02)
+    assert zoom_success(measured, 1.3) == (zoom > 1) and zoom_success(measured, 0.77) == (zoom < 1)
+
+
+def test_zoom_scale_ignores_translation_and_needs_pairs():
+    assert zoom_scale(region_tracks(_zoom_video(1.0, shift=1.5), np.ones((48, 48), bool))) == pytest.approx(1.0, abs=0.01)
+    assert math.isnan(zoom_scale(np.zeros((1, 4, 2))))
+    assert math.isnan(zoom_scale(np.full((5, 4, 2), np.nan)))
+    with pytest.raises(ValueError, match="not 1"):
+        zoom_success(1.2, 1.0)
+
+
+def _ground(frames: int = 8, size: int = 32, flicker: float = 0.03, seed: int = 0) -> np.ndarray:
+    """A still textured ground whose pixels flicker by up to ``flicker`` per frame (smoothly in space)."""
+    rng = np.random.default_rng(seed)
+    base = cv2.GaussianBlur(rng.random((size, size, 3)).astype(np.float32), (0, 0), 1.5) * 0.6 + 0.2
+    noise = [cv2.GaussianBlur(rng.uniform(-1, 1, (size, size, 3)).astype(np.float32), (0, 0), 2.0) for _ in range(frames)]
+    noise = np.stack([n / np.abs(n).max() for n in noise]) * flicker / 2  # consecutive frames differ by <= flicker
+    return (base[None] + noise).astype(np.float32)
+
+
+def test_a_planted_one_frame_blob_is_a_glitch():
+    source = _ground()
+    video = _ground(seed=1)  # another flicker of the same ground, as strong
+    outside = np.ones((32, 32), bool)
+    assert not glitch(video, source, outside)
+    blob = video.copy()
+    blob[4, 22:26, 3:7] += np.float32([0.3, -0.3, 0.3])  # a 4x4 one-frame blob, colour change 0.3
+    assert glitch(blob, source, outside)
+    change = frame_change(blob, outside)
+    assert change.argmax() in (3, 4) and change[3] > 0.25 and change[4] > 0.25  # in, then out
+    tint = video.copy()
+    tint[4] += np.float32([0.15, 0.15, -0.15])  # a one-frame colour shift of the whole ground
+    assert glitch(tint, source, outside)
+    hidden = np.ones((32, 32), bool)
+    hidden[18:30, 0:10] = False  # the blob inside the (dilated) region does not count
+    assert not glitch(blob, source, hidden)
+
+
+def test_a_smoothly_moving_object_and_a_stronger_smooth_flicker_are_not_glitches():
+    source = _ground()
+    video = _ground(flicker=0.06, seed=2)  # twice the source's flicker: a changed but steady background
+    for f in range(8):  # a red 6x6 object moving 1 px per frame, inside the region
+        video[f, 12:18, 8 + f:14 + f] = (1.0, 0.0, 0.0)
+    region = np.zeros((32, 32), bool)
+    region[12:18, 8:21] = True
+    outside = cv2.dilate(region.astype(np.uint8), np.ones((11, 11), np.uint8)) == 0
+    assert not glitch(video, source, outside)
+    assert np.nanmax(frame_change(video, outside)) < 2 * GLITCH_FLOOR
+    with pytest.raises(ValueError, match="no patch"):
+        glitch(video, source, np.zeros((32, 32), bool))

@@ -125,3 +125,13 @@ def test_drag_target_inverts_the_dragged_source_over_the_swept_region(animatedif
     assert t.meta["source"] == "drag" and t.meta["trajectory"] == traj.to_dict()
     with pytest.raises(TrajectoryError, match="frames"):
         drag_target(animatediff, still[:4], traj, channels=tiny_channels, num_steps=5)
+
+
+def test_a_curves_target_refuses_a_zoom_in_one_line(tiny_channels):
+    """A zoom's displacement field points away from the centre and averages to zero over the region:
+    the region-mean position model has nothing to express it with."""
+    for motion in ({"zoom": 1.3}, {"direction": "left", "zoom": 0.8}):
+        with pytest.raises(TrajectoryError, match=r"^regions\[0\]\.zoom: a curves target cannot express a zoom") as info:
+            synthesize_target(_traj(motion), tiny_channels, latent_size=(16, 16))
+        assert "\n" not in str(info.value) and "--target-kind drag" in str(info.value)
+    synthesize_target(_traj({"direction": "left"}), tiny_channels, latent_size=(16, 16))  # no zoom: fine

@@ -50,7 +50,7 @@ def expect_error(data, prefix, **kwargs) -> str:
 # --------------------------------------------------------------------------- examples
 
 
-@pytest.mark.parametrize("name", ["pan_right", "object_left", "two_objects"])
+@pytest.mark.parametrize("name", ["pan_right", "object_left", "two_objects", "zoom_in"])
 def test_examples_load(name):
     traj = load_trajectory(EXAMPLES / f"{name}.json")
     assert traj.frames == 8
@@ -713,3 +713,43 @@ def test_property_mutations_are_rejected(case, data):
     with pytest.raises(TrajectoryError) as info:
         parse_trajectory(doc2, default_frames=default)
     assert "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- zoom
+
+
+def test_zoom_alone_scales_in_place_linearly():
+    region = one({"mask": {"box": [0.2, 0.2, 0.6, 0.6]}, "zoom": 1.5}, frames=5)
+    np.testing.assert_allclose(region.scales, [1.0, 1.125, 1.25, 1.375, 1.5])
+    assert region.zoom == 1.5 and region.motion == {"zoom": 1.5}
+    np.testing.assert_allclose(region.path, [[0.4, 0.4]] * 5)  # stays at the box's centre
+    assert (region.displacements == 0).all()
+
+
+def test_zoom_combines_with_a_motion_and_round_trips():
+    traj = parse_trajectory(doc({"mask": "all", "direction": "left", "speed": 0.02, "zoom": 0.8}, frames=3))
+    region = traj.regions[0]
+    assert region.motion == {"direction": "left", "speed": 0.02, "zoom": 0.8}
+    np.testing.assert_allclose(region.path[-1], [0.46, 0.5])
+    np.testing.assert_allclose(region.scales, [1.0, 0.9, 0.8])
+    assert parse_trajectory(json.loads(json.dumps(traj.to_dict()))) == traj
+    assert one({"mask": "all", "direction": "up"}).zoom == 1.0 and (one({"mask": "all", "direction": "up"}).scales == 1).all()
+
+
+@pytest.mark.parametrize(
+    "region, message",
+    [
+        ({"mask": "all", "zoom": 0}, "regions[0].zoom: must be in [0.25, 4]"),
+        ({"mask": "all", "zoom": 4.5}, "regions[0].zoom: must be in [0.25, 4]"),
+        ({"mask": "all", "zoom": -1.2}, "regions[0].zoom: must be in [0.25, 4]"),
+        ({"mask": "all", "zoom": "1.2"}, "regions[0].zoom: must be a number, got string"),
+        ({"mask": "all", "zoom": True}, "regions[0].zoom: must be a number, got boolean"),
+        ({"mask": "all", "zoom": float("nan")}, "regions[0].zoom: must be a finite number"),
+        ({"mask": "all", "zoom": 1.2, "speed": 0.1}, "regions[0]: 'speed' is only allowed with 'direction'"),
+        ({"mask": "all", "zoom": 1.2, "points": [[0, 0]]}, "regions[0].points: must have at least 2 points"),
+        ({"mask": "all"}, "regions[0]: missing motion: give one of 'points', 'direction', 'segments', 'zoom'"),
+        ({"mask": "all", "zoom": 1.2, "direction": "up", "points": [[0, 0], [1, 1]]}, "regions[0]: give exactly one of"),
+    ],
+)
+def test_zoom_errors_name_the_field(region, message):
+    expect_error(doc(region), message)

@@ -4,8 +4,8 @@ Example:
     >>> from moft.drag import drag_video, swept_masks
     >>> traj = parse_trajectory({"version": 1, "frames": 8, "regions": [
     ...     {"mask": {"box": [0.3, 0.3, 0.6, 0.6]}, "direction": "right", "speed": 0.05}]})  # doctest: +SKIP
-    >>> proxy = drag_video(source.frames, traj)      # (F, H, W, 3): frame 0's box moving right
-    >>> masks = swept_masks(traj, (32, 32), (16, 16))  # (R, 16, 16) where each region passes
+    >>> proxy = drag_video(source.frames, traj)      # (F, H, W, 3): frame 0's box moving right  # doctest: +SKIP
+    >>> masks = swept_masks(traj, (32, 32), (16, 16))  # (R, 16, 16) where each region passes  # doctest: +SKIP
 
 Why: the paper synthesizes a target as region-mean MOFT curves. On moft-tiny those cannot steer
 (``docs/results/tune_control.md``): a moving object's MOFT is a map with structure (what arrives
@@ -13,7 +13,8 @@ and what leaves), and its mean over a region averages that structure away. A ref
 gives per-position maps, but needs a video that already has the wanted motion. The drag proxy
 makes one from the unguided video of the same noise: in every frame, each region's frame-0
 content is pasted at the trajectory's displacement over frame 0 (the vacated area inpainted),
-a camera pan (region ``"all"``) shifts the whole frame. DDIM-inverting the proxy
+a camera pan (region ``"all"``) shifts the whole frame. A ``"zoom"`` scales the region's content
+(or the whole frame, a camera zoom) about its centre instead of (or as well as) shifting it. DDIM-inverting the proxy
 (``moft.targets.drag_target``) gives the per-position target; the model's own rendering of
 the object is kept, only its motion is the trajectory's.
 """
@@ -24,16 +25,30 @@ import cv2
 import numpy as np
 
 
-def _shift(image: np.ndarray, dx: float, dy: float, border: int) -> np.ndarray:
-    """Translate ``(H, W, ...)`` by ``(dx, dy)`` pixels, bilinear; ``border`` is a cv2 border mode."""
+def _warp(image: np.ndarray, matrix: np.ndarray, border: int) -> np.ndarray:
+    """Warp ``(H, W, ...)`` by a 2x3 affine ``matrix`` (frame 0 -> frame f pixels), bilinear; ``border``: cv2 mode."""
     h, w = image.shape[:2]
-    m = np.float32([[1, 0, dx], [0, 1, dy]])
-    return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=border)
+    return cv2.warpAffine(image, np.float32(matrix), (w, h), flags=cv2.INTER_LINEAR, borderMode=border)
 
 
-def _offset(region, f: int, h: int, w: int) -> np.ndarray:
-    """Region's displacement ``(dx, dy)`` in pixels from frame 0 to frame ``f``."""
-    return (region.path[f] - region.path[0]) * np.array([w, h])
+def region_affine(region, f: int, h: int, w: int) -> np.ndarray:
+    """The 2x3 affine taking region content from frame 0 to frame ``f``, in pixels.
+
+    Example:
+        >>> from moft.trajectory import parse_trajectory
+        >>> traj = parse_trajectory({"version": 1, "frames": 3, "regions": [{"mask": "all", "zoom": 2.0}]})
+        >>> region_affine(traj.regions[0], 2, 32, 32).round(2).tolist()   # 2x about the centre (15.5, 15.5)
+        [[2.0, 0.0, -15.5], [0.0, 2.0, -15.5]]
+
+    A point ``p`` of frame 0 goes to ``s_f * (p - c_0) + c_f``: ``c_f`` is the region's path
+    position at frame ``f`` in pixel coordinates (pixel centres at integers, so a frame fraction
+    ``x`` is ``x * W - 0.5``), ``s_f`` its scale (``Region.scales``). Without a zoom, a shift by
+    ``path[f] - path[0]``.
+    """
+    size = np.array([w, h], dtype=np.float64)
+    c0, cf = region.path[0] * size - 0.5, region.path[f] * size - 0.5  # (2,) px
+    s = float(region.scales[f])
+    return np.array([[s, 0.0, cf[0] - s * c0[0]], [0.0, s, cf[1] - s * c0[1]]])  # (2, 3)
 
 
 def drag_video(frames: np.ndarray, trajectory) -> np.ndarray:
@@ -45,8 +60,9 @@ def drag_video(frames: np.ndarray, trajectory) -> np.ndarray:
 
     Returns:
         ``(F, H, W, 3)`` float32 in [0, 1]. Frame ``f`` shows region ``r``'s frame-0 content moved by
-        ``path[f] - path[0]``; regions are pasted in file order (later on top). A ``"all"`` region
-        moves the whole frame (edges replicated), the camera-pan proxy.
+        ``path[f] - path[0]`` and scaled by ``scales[f]`` about its path position (``region_affine``);
+        regions are pasted in file order (later on top). A ``"all"`` region moves and scales the
+        whole frame (edges replicated), the camera pan and zoom proxy.
     """
     first = np.asarray(frames[0], dtype=np.float32)
     if first.ndim != 3 or first.shape[-1] != 3:
@@ -65,18 +81,18 @@ def drag_video(frames: np.ndarray, trajectory) -> np.ndarray:
     for f in range(trajectory.frames):
         canvas = background.copy()
         for region, mask in zip(trajectory.regions, masks):
-            dx, dy = _offset(region, f, h, w)
+            m = region_affine(region, f, h, w)  # (2, 3)
             if region.mask == "all":
-                canvas = _shift(canvas, dx, dy, cv2.BORDER_REPLICATE)
+                canvas = _warp(canvas, m, cv2.BORDER_REPLICATE)
                 continue
-            alpha = _shift(mask.astype(np.float32), dx, dy, cv2.BORDER_CONSTANT)[..., None]  # (H, W, 1)
-            canvas = alpha * _shift(first, dx, dy, cv2.BORDER_REPLICATE) + (1 - alpha) * canvas
+            alpha = _warp(mask.astype(np.float32), m, cv2.BORDER_CONSTANT)[..., None]  # (H, W, 1)
+            canvas = alpha * _warp(first, m, cv2.BORDER_REPLICATE) + (1 - alpha) * canvas
         out[f] = canvas
     return out.clip(0.0, 1.0)
 
 
 def swept_masks(trajectory, size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
-    """Where each region passes over the video: the union of its mask moved along its path.
+    """Where each region passes over the video: the union of its mask moved (and scaled) along its path.
 
     Args:
         trajectory: a parsed ``Trajectory``.
@@ -93,7 +109,7 @@ def swept_masks(trajectory, size: tuple[int, int], grid: tuple[int, int]) -> np.
         if region.mask == "all":
             swept[:] = 1.0
         for f in range(trajectory.frames):
-            swept = np.maximum(swept, _shift(mask.astype(np.float32), *_offset(region, f, h, w), cv2.BORDER_CONSTANT))
+            swept = np.maximum(swept, _warp(mask.astype(np.float32), region_affine(region, f, h, w), cv2.BORDER_CONSTANT))
         cells = cv2.resize(swept, (grid[1], grid[0]), interpolation=cv2.INTER_AREA)  # (h, w)
         out.append(cells > 0.0)
     return np.stack(out)

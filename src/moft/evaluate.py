@@ -26,7 +26,8 @@ Two protocols:
   inside the frame-0 region against the requested tracks (Motion Fidelity, ObjMC-style distance,
   direction, mean distance) or against the reference clip's LK tracks (Motion Fidelity), camera
   motion as the median dense flow, PSNR/SSIM against the unguided source outside the regions.
-  Metric names say ``lk``/``flow``: they are not CoTracker figures.
+  A region with a ``zoom`` adds ``zoom_success_lk`` and ``zoom_achieved_lk`` (``moft.metrics.zoom_scale``
+  of its tracks). Metric names say ``lk``/``flow``: they are not CoTracker figures.
 * **synthetic-object** (the shipped model's coloured organisms): the object is found by the
   colour word of the prompt and followed by its colour centroid (paper T2V protocol, §5.1).
 
@@ -36,7 +37,9 @@ is the baseline row. Besides the verdict (direction success) each row records wh
 to the object's net motion against that source (``moft.metrics.steering``): ``toward_px``, the
 displacement it added along the request, and ``motion_kept``, the guided net length over the
 source's. Over requests in opposite directions, damping cancels out of the mean ``toward_px``;
-what remains is steering. Rows are strict JSON: a metric that cannot be measured is ``null`` and
+what remains is steering. Every row with a background also says whether the guided video has a
+glitch frame there (``glitch``, ``moft.metrics.glitch``: a frame-to-frame change far above the
+source's). Rows are strict JSON: a metric that cannot be measured is ``null`` and
 ``null_because`` says why.
 
 Suite file (JSON)::
@@ -79,15 +82,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .metrics import (camera_motion, direction_success, mean_path, motion_fidelity, objmc, psnr, region_tracks,
-                      request_tracks, ssim, steering, track_centroid, track_points, trajectory_error)
+from .metrics import (camera_motion, direction_success, frame_change, glitch, mean_path, motion_fidelity, objmc, psnr,
+                      region_tracks, request_tracks, ssim, steering, track_centroid, track_points, trajectory_error,
+                      zoom_scale, zoom_success)
 from .sampler import GuidanceConfig, GuidanceDiverged, sample
 from .synthetic import COLORS, DIRECTIONS, make_clip
 from .targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
 from .trajectory import MAX_FRAMES, TrajectoryError, load_trajectory, parse_trajectory
 
 # bumped whenever run_item scores differently, so work folders never mix rows of two scorers
-SCORER_VERSION = 3
+SCORER_VERSION = 4
 SUITE_KEYS = {"name", "description", "steps", "guidance_scale", "prompts", "seeds", "requests", "settings",
               "guidance", "target"}
 SETTING_KEYS = {"name", "features", "fraction", "gain", "target"} | set(GuidanceConfig.__dataclass_fields__)
@@ -494,7 +498,10 @@ def _target(pipe, reference, traj, channels, setting_extra, lat, steps, source, 
         maps = drag_target(pipe, source, traj, channels=None, num_steps=steps)
     else:
         indices = torch.arange(channels.num_channels) if features == "cr" else chosen
-        return synthesize_target(traj, channels, latent_size=lat, gain=gain, indices=indices)
+        try:
+            return synthesize_target(traj, channels, latent_size=lat, gain=gain, indices=indices)
+        except TrajectoryError as exc:  # a zoom: curves cannot express it
+            return str(exc)
     return _restrict(maps, chosen) if features == "moft" else maps  # map targets are built over all channels
 
 
@@ -613,10 +620,17 @@ def _background(frames, source, outside, scores: dict, reasons: dict) -> None:
     if not outside.any():
         reason = "the regions cover the frame: no background to compare"
         scores["psnr_outside"], scores["ssim_outside"] = math.nan, math.nan
-        reasons["psnr_outside"] = reasons["ssim_outside"] = reason
+        scores["glitch"], scores["frame_change_max"] = math.nan, math.nan
+        reasons["psnr_outside"] = reasons["ssim_outside"] = reasons["glitch"] = reasons["frame_change_max"] = reason
         return
     scores["psnr_outside"] = psnr(frames, source, outside)
     scores["ssim_outside"] = ssim(frames, source, outside)
+    try:
+        scores["glitch"] = glitch(frames, source, outside)
+        scores["frame_change_max"] = float(np.nanmax(frame_change(frames, outside)))
+    except ValueError:  # background too thin for one patch
+        scores["glitch"], scores["frame_change_max"] = math.nan, math.nan
+        reasons["glitch"] = reasons["frame_change_max"] = "no background patch to compare"
 
 
 def score_synthetic(frames, source, parts, traj) -> tuple[dict, dict]:
@@ -666,7 +680,7 @@ def score_trajectory(frames, source, traj) -> tuple[dict, dict]:
     for region, mask in zip(traj.regions, masks):
         if region.mask != "all":
             objects |= mask
-    success, error, steer, tracks, wanted, cam = [], [], [], [], [], []
+    success, error, steer, tracks, wanted, cam, zoomed, zoom_ok = [], [], [], [], [], [], [], []
     for region, mask in zip(traj.regions, masks):
         requested = region.path * scale  # (F, 2) px
         t = region_tracks(frames, mask)
@@ -677,7 +691,11 @@ def score_trajectory(frames, source, traj) -> tuple[dict, dict]:
         steer.append(steering(path, before, requested))
         if len(t):
             tracks.append(t)
-            wanted.append(request_tracks(t[:, 0], requested))
+            wanted.append(_requested_tracks(region, t[:, 0], h, w))
+        if region.zoom != 1.0:
+            measured = zoom_scale(t) if len(t) else math.nan
+            zoomed.append(math.log(measured) / math.log(region.zoom) if measured > 0 else math.nan)
+            zoom_ok.append(zoom_success(measured, region.zoom))
         if region.mask == "all":
             moved = camera_motion(frames, exclude=_dilate(objects, 2) if objects.any() else None)  # (F-1, 2)
             cam.append(np.linalg.norm(moved - region.displacements * scale, axis=-1))  # (F-1,)
@@ -695,9 +713,30 @@ def score_trajectory(frames, source, traj) -> tuple[dict, dict]:
         vals = [v[key] for v in steer if np.isfinite(v[key])]
         scores[f"{key}_lk"] = float(np.mean(vals)) if vals else math.nan
         reasons[f"{key}_lk"] = "a still request or source, or no LK track"
+    if zoomed:  # share of the requested log scale change achieved, and the verdict (zoom regions only)
+        scores["zoom_achieved_lk"] = float(np.nanmedian(zoomed)) if np.isfinite(zoomed).any() else math.nan
+        scores["zoom_success_lk"] = float(np.mean(zoom_ok))
+        reasons["zoom_achieved_lk"] = "no pair of LK tracks in the zoom regions"
     offsets = np.stack([(r.path - r.path[0]) * scale for r in traj.regions])  # (R, F, 2)
+    if zoomed:  # a scaled region covers more than its shifted mask: take where it passes, unshifted
+        from .drag import swept_masks
+
+        masks = np.where(np.array([r.zoom != 1.0 for r in traj.regions])[:, None, None],
+                         swept_masks(traj, (h, w), (h, w)), masks)  # (R, H, W)
+        offsets[[r.zoom != 1.0 for r in traj.regions]] = 0.0
     _background(frames, source, _outside(masks, offsets), scores, reasons)
     return scores, reasons
+
+
+def _requested_tracks(region, starts: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Where each frame-0 point of a region is asked to be: moved along the path and scaled by the
+    zoom about it (``moft.drag.region_affine``). ``starts`` (N, 2) px -> (N, F, 2)."""
+    if region.zoom == 1.0:
+        return request_tracks(starts, region.path * np.array([width, height], dtype=np.float64))
+    from .drag import region_affine
+
+    affines = np.stack([region_affine(region, f, height, width) for f in range(len(region.path))])  # (F, 2, 3)
+    return np.einsum("fij,nj->nfi", affines[:, :, :2], starts) + affines[None, :, :, 2]  # (N, F, 2)
 
 
 def score_transfer(frames, source, reference, mask) -> tuple[dict, dict]:
@@ -755,15 +794,18 @@ METRICS = (
     ("trajectory_error_lk", "mean distance (LK) ↓", False, 3, {_T}),
     ("objmc_lk_px", "ObjMC (LK, px) ↓", False, 2, {_T, _M}),
     ("camera_error_flow_px", "camera error (flow, px/frame) ↓", False, 2, {_T, _M}),
+    ("zoom_success_lk", "zoom success (LK) ↑", False, 2, {_T}),
+    ("zoom_achieved_lk", "zoom achieved (LK, median) ↑", False, 2, {_T}),
     ("toward_px", "pushed toward (px) ↑", False, 1, {_S}),
     ("toward_px_lk", "pushed toward (LK, px) ↑", False, 1, {_T}),
     ("motion_kept", "motion kept (median)", False, 2, {_S}),
     ("motion_kept_lk", "motion kept (LK, median)", False, 2, {_T}),
     ("psnr_outside", "PSNR outside ↑", False, 1, {_S, _T, _M}),
     ("ssim_outside", "SSIM outside ↑", False, 3, {_S, _T, _M}),
+    ("glitch", "glitch rate ↓", False, 2, {_S, _T, _M}),
     ("seconds", "s / video", False, 1, {_S, _T, _M}),
 )
-_MEDIAN = {"motion_kept", "motion_kept_lk"}
+_MEDIAN = {"motion_kept", "motion_kept_lk", "zoom_achieved_lk"}
 
 
 def summarise(rows: list[dict]) -> list[dict]:

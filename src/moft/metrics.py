@@ -58,6 +58,10 @@ __all__ = [
     "direction_success",
     "steering",
     "path_fit",
+    "zoom_scale",
+    "zoom_success",
+    "frame_change",
+    "glitch",
     "psnr",
     "ssim",
     "ssim_map",
@@ -933,6 +937,67 @@ def path_fit(path: np.ndarray) -> dict:
     return result
 
 
+def zoom_scale(tracks: np.ndarray, *, min_distance: float = 3.0, max_points: int = 300) -> float:
+    """Scale change of tracked content from the first to the last frame (> 1: it grew, a zoom in).
+
+    Example:
+        >>> pts = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+        >>> tracks = np.stack([pts, 1.2 * pts + 5.0], axis=1)    # (3, 2, 2): scaled by 1.2 and moved
+        >>> round(zoom_scale(tracks), 6)
+        1.2
+
+    The median, over pairs of points tracked in both frames and at least ``min_distance`` px
+    apart in the first, of the ratio of their distances in the last frame and the first. A
+    translation leaves every ratio at 1; a zoom by ``s`` about any centre multiplies each by ``s``.
+
+    Args:
+        tracks: ``(N, F, 2)`` point tracks (NaN where lost).
+        min_distance: Pairs closer than this (px) in the first frame are skipped (their ratio is
+            dominated by tracking noise).
+        max_points: At most this many points are paired (evenly spaced picks), N^2 stays small.
+
+    Returns:
+        The median ratio, or NaN with fewer than one usable pair.
+    """
+    tracks = np.asarray(tracks, dtype=np.float64)
+    if tracks.ndim != 3 or tracks.shape[-1] != 2:
+        raise ValueError(f"tracks must have shape (N, F, 2), got {tracks.shape}")
+    ends = tracks[:, [0, -1]]  # (N, 2, 2) first and last position
+    ends = ends[np.isfinite(ends).all(axis=(1, 2))]
+    if len(ends) > max_points:
+        ends = ends[np.linspace(0, len(ends) - 1, max_points).round().astype(int)]
+    first = np.linalg.norm(ends[:, None, 0] - ends[None, :, 0], axis=-1)  # (N, N)
+    last = np.linalg.norm(ends[:, None, 1] - ends[None, :, 1], axis=-1)  # (N, N)
+    pairs = np.triu(first >= min_distance, k=1)
+    if not pairs.any():
+        return float("nan")
+    return float(np.median(last[pairs] / first[pairs]))
+
+
+# a zoom lands when the measured log scale change goes the requested way by at least this share of
+# the requested one (1.3x asked: at least 1.068x measured; 0.77x asked: at most 0.936x)
+ZOOM_SHARE = 0.25
+
+
+def zoom_success(measured: float, requested: float, *, share: float = ZOOM_SHARE) -> bool:
+    """Whether a measured scale change (``zoom_scale``) went the requested way far enough.
+
+    Example:
+        >>> zoom_success(1.1, 1.3), zoom_success(0.98, 1.3), zoom_success(0.9, 0.77)
+        (True, False, True)
+
+    Args:
+        measured: Measured scale of the last frame over the first (NaN: not measured, False).
+        requested: Requested scale, not 1.
+        share: Least share of the requested log scale change (``log measured / log requested``).
+    """
+    if requested <= 0 or requested == 1.0:
+        raise ValueError(f"requested zoom must be positive and not 1, got {requested}")
+    if not (math.isfinite(measured) and measured > 0):
+        return False
+    return bool(math.log(measured) / math.log(requested) >= share)
+
+
 # ---------------------------------------------------------------------------
 # image quality
 # ---------------------------------------------------------------------------
@@ -1058,3 +1123,91 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     if not include.any():
         return float("nan")
     return float(ssim_map(a, b)[include].mean())
+
+
+# ---------------------------------------------------------------------------
+# glitch frames
+# ---------------------------------------------------------------------------
+
+# A glitch: some frame transition changes a GLITCH_WINDOW-px patch outside the regions by more than
+# GLITCH_FACTOR x the source's largest such change plus GLITCH_FLOOR (mean absolute RGB change in
+# [0, 1]). Chosen on the synthetic cases of tests/test_metrics.py: over a textured ground that
+# flickers by up to 0.03 per frame, a one-frame 4x4 blob of colour change 0.3 and a one-frame tint
+# of the whole ground by 0.15 are flagged; a ground flickering twice as much as the source's, or a
+# smoothly moving object inside the region, is not. On the shipped model a guided video with a
+# one-frame grey tint and blob (benchmarks/zoom.json, seed 170, object zoom out: 0.171 against the
+# source's 0.033) is flagged; the other guided object rows of that suite (at most 0.042) are not.
+GLITCH_WINDOW = 4
+GLITCH_FACTOR = 3.0
+GLITCH_FLOOR = 0.05
+
+
+def frame_change(video: np.ndarray, mask: np.ndarray | None = None, *, window: int = GLITCH_WINDOW) -> np.ndarray:
+    """Per frame transition, the largest local change: the max over ``window`` x ``window`` patches
+    of the mean absolute frame-to-frame change (mean over RGB) of the pixels in ``mask``.
+
+    Example:
+        >>> video = np.zeros((3, 16, 16, 3))
+        >>> video[1, 4:8, 4:8] = 0.5                  # a 4x4 blob in frame 1 only
+        >>> frame_change(video).round(2).tolist()     # in and out again
+        [0.5, 0.5]
+
+    Args:
+        video: ``(F, H, W, 3)`` uint8 or float [0, 1].
+        mask: ``(H, W)`` or ``(F, H, W)`` bool, the pixels that count (a transition uses those in
+            both its frames); None: all. A patch counts when at least half its pixels do.
+        window: Patch side in pixels.
+
+    Returns:
+        ``(F - 1,)`` float64, NaN for a transition with no patch in the mask.
+    """
+    v = _as_video(to_float(np.asarray(video))).astype(np.float64)  # (F, H, W, C)
+    num_frames, height, width = v.shape[:3]
+    if mask is None:
+        include = np.ones((num_frames, height, width), dtype=bool)
+    else:
+        include = np.broadcast_to(_check_mask_frames(mask, num_frames, height, width), (num_frames, height, width))
+    diff = np.abs(v[1:] - v[:-1]).mean(axis=-1)  # (F-1, H, W)
+    both = (include[1:] & include[:-1]).astype(np.float64)  # (F-1, H, W)
+    out = np.full(num_frames - 1, np.nan)
+    for k in range(num_frames - 1):
+        total = cv2.blur(diff[k] * both[k], (window, window), borderType=cv2.BORDER_CONSTANT)  # (H, W)
+        share = cv2.blur(both[k], (window, window), borderType=cv2.BORDER_CONSTANT)  # (H, W)
+        ok = share >= 0.5 - 1e-9
+        if ok.any():
+            out[k] = float((total[ok] / share[ok]).max())
+    return out
+
+
+def glitch(video: np.ndarray, source: np.ndarray, mask: np.ndarray | None = None, *,
+           factor: float = GLITCH_FACTOR, floor: float = GLITCH_FLOOR) -> bool:
+    """Whether ``video`` has a glitch frame outside the regions that ``source`` does not.
+
+    Example:
+        >>> source = np.zeros((4, 16, 16, 3))
+        >>> video = source.copy(); video[2, 4:8, 4:8] = (1.0, 0.0, 1.0)   # a one-frame magenta blob
+        >>> glitch(video, source), glitch(source, source)
+        (True, False)
+
+    True when some transition's ``frame_change`` exceeds ``factor`` x the source's largest plus
+    ``floor``: a jump far above how much the source video itself changes there.
+
+    Args:
+        video: ``(F, H, W, 3)`` guided video.
+        source: ``(F, H, W, 3)`` unguided video of the same noise.
+        mask: ``(H, W)`` or ``(F, H, W)`` bool: where to look (outside the regions, dilated).
+
+    Raises:
+        ValueError: no patch of any transition lies in the mask.
+    """
+    change, before = frame_change(video, mask), frame_change(source, mask)
+    if not np.isfinite(change).any():
+        raise ValueError("glitch: no patch of the mask to compare")
+    return bool(np.nanmax(change) > factor * np.nanmax(before) + floor)
+
+
+def _check_mask_frames(mask, num_frames: int, height: int, width: int) -> np.ndarray:
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape not in ((height, width), (num_frames, height, width)):
+        raise ValueError(f"mask must have shape (H, W) or (F, H, W) = {(num_frames, height, width)}, got {mask.shape}")
+    return mask

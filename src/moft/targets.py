@@ -120,11 +120,20 @@ def synthesize_target(trajectory, channels: MotionChannels, *, latent_size: tupl
             channels for the "+CR without channel filter" ablation).
         time_grid: the video frame each latent frame stands for (``moft.pipeline.latent_time_grid``;
             default: every frame, for VAEs that keep time): the curves have one row per entry.
+
+    Raises:
+        TrajectoryError: a region with a ``zoom``: the linear position model of the region mean
+            cannot express it (the content's displacement field grows from the centre and
+            averages to zero); ``drag_target`` can.
     """
     from .trajectory import TrajectoryError
 
     if num_frames is not None and trajectory.frames != num_frames:
         raise TrajectoryError(f"frames: trajectory has {trajectory.frames} frames, the run makes {num_frames}")
+    for region in trajectory.regions:
+        if region.zoom != 1.0:  # a zoom moves content away from (or toward) the centre: zero mean displacement
+            raise TrajectoryError(f"regions[{region.index}].zoom: a curves target cannot express a zoom (its mean "
+                                  f"displacement over the region is zero); use the drag target (--target-kind drag)")
     idx = channels.indices if indices is None else torch.as_tensor(indices, dtype=torch.long)
     response = channels.response[idx]  # (d, 2)
     grid = list(range(trajectory.frames)) if time_grid is None else list(time_grid)

@@ -28,7 +28,7 @@ Top level (an object; no other keys are allowed, at any level):
   ``[2, MAX_FRAMES]``. When absent the loader's ``default_frames`` is used.
 * ``regions`` (required): a non-empty array (at most ``MAX_REGIONS``) of regions.
 
-A region is an object with a ``mask`` and exactly one kind of motion.
+A region is an object with a ``mask`` and one kind of motion (a translation, a ``zoom``, or both).
 
 ``mask`` is one of
 
@@ -64,6 +64,15 @@ Motion is exactly one of
   ``f + 1`` is taken from the segment containing ``f``; transitions no segment
   covers have zero motion.
 
+``"zoom"`` (optional, alone or with one of the motions above): a number ``z`` in
+``[MIN_ZOOM, MAX_ZOOM]``, the scale of the region's content at the last frame over the first.
+The content is scaled about the region's position on its path (its centre, moving with it
+when a motion is given), linearly per frame: frame ``f`` of ``F`` shows frame 0's content
+scaled by ``1 + (z - 1) * f / (F - 1)``. ``z > 1`` zooms in (the content grows), ``z < 1``
+zooms out; with ``"mask": "all"`` it is a camera zoom about ``(0.5, 0.5)`` (or the path). A
+region with only ``zoom`` stays at its centroid. Only drag targets express a zoom: a
+region-mean (``curves``) target cannot (a zoom's mean displacement over the region is zero).
+
 For ``direction`` and ``segments`` the region's path starts at the mask's
 centroid (the analytic centroid of a box, circle centre, polygon area centroid,
 ``(0.5, 0.5)`` for ``"all"``, and for an image the centroid of its white pixels at
@@ -97,6 +106,8 @@ __all__ = [
     "MAX_POINTS",
     "MAX_POLYGON_POINTS",
     "MAX_REGIONS",
+    "MAX_ZOOM",
+    "MIN_ZOOM",
     "Region",
     "Trajectory",
     "TrajectoryError",
@@ -110,6 +121,8 @@ MAX_FRAMES = 4096
 MAX_REGIONS = 256
 MAX_POINTS = 4096
 MAX_POLYGON_POINTS = 1024
+MIN_ZOOM = 0.25  # scale of the last frame over the first; beyond 4x the drag proxy is mostly blur or border
+MAX_ZOOM = 4.0
 _MIN_POLYGON_AREA = 1e-9  # in squared frame fractions; a 1000x1000 frame pixel is 1e-6
 
 _D = math.sqrt(0.5)
@@ -459,8 +472,32 @@ def _parse_speed(container: Mapping, path: str) -> float:
 def _parse_motion(region: Mapping, path: str, frames: int, start: np.ndarray) -> tuple[dict, np.ndarray]:
     """Validate a region's motion; returns (canonical motion spec, path (F, 2))."""
     given = [k for k in _MOTION_KINDS if k in region]
+    zoom = _parse_zoom(region, path)
+    if not given and zoom is not None:
+        if "speed" in region:
+            raise _fail(path, "'speed' is only allowed with 'direction' (inside each segment for 'segments')")
+        return {"zoom": zoom}, np.repeat(start[None, :], frames, axis=0)  # (F, 2): scaled in place
+    motion, xy = _parse_translation(region, path, frames, start, given)
+    if zoom is not None:
+        motion["zoom"] = zoom
+    return motion, xy
+
+
+def _parse_zoom(region: Mapping, path: str) -> float | None:
+    if "zoom" not in region:
+        return None
+    zoom = _number(region["zoom"], f"{path}.zoom")
+    if not MIN_ZOOM <= zoom <= MAX_ZOOM:
+        raise _fail(f"{path}.zoom", f"must be in [{MIN_ZOOM:g}, {MAX_ZOOM:g}] (scale of the last frame over "
+                                    f"the first; > 1 zooms in, < 1 out), got {_short(zoom)}")
+    return zoom
+
+
+def _parse_translation(region: Mapping, path: str, frames: int, start: np.ndarray,
+                       given: list[str]) -> tuple[dict, np.ndarray]:
+    """The region's path from ``points``, ``direction`` or ``segments``."""
     if not given:
-        raise _fail(path, f"missing motion: give one of {_quoted(_MOTION_KINDS)}")
+        raise _fail(path, f"missing motion: give one of {_quoted(_MOTION_KINDS + ('zoom',))}")
     if len(given) > 1:
         raise _fail(path, f"give exactly one of {_quoted(_MOTION_KINDS)}, got {_quoted(tuple(given))}")
     kind = given[0]
@@ -553,7 +590,7 @@ class Region:
         motion: The validated motion spec, one of ``{"points": [[x, y], ...]}``,
             ``{"direction": name_or_vector, "speed": s}`` or
             ``{"segments": [{"frames": [a, b], "direction": ..., "speed": s}, ...]}``
-            (default speeds filled in).
+            (default speeds filled in), plus ``"zoom": z`` when given (alone: ``{"zoom": z}``).
     """
 
     index: int
@@ -563,6 +600,22 @@ class Region:
     base_dir: Path | None
     motion: dict
     _grey: np.ndarray | None = field(default=None, repr=False, compare=False)  # (h, w) image mask
+
+    @property
+    def zoom(self) -> float:
+        """Requested scale of the last frame's content over the first (1.0: no zoom)."""
+        return float(self.motion.get("zoom", 1.0))
+
+    @property
+    def scales(self) -> np.ndarray:
+        """(F,) float64 scale of the content at each frame over frame 0, linear from 1 to ``zoom``.
+
+        Example::
+
+            parse_trajectory({"version": 1, "frames": 3, "regions": [
+                {"mask": "all", "zoom": 1.5}]}).regions[0].scales   # [1.0, 1.25, 1.5]
+        """
+        return np.linspace(1.0, self.zoom, len(self.path))
 
     def rasterize(self, height: int, width: int) -> np.ndarray:
         """The region's mask at a resolution.
@@ -705,7 +758,7 @@ def parse_trajectory(
     regions = []
     for index, item in enumerate(items):
         path = f"regions[{index}]"
-        region = _object(item, path, ("mask",), _MOTION_KINDS + ("speed",))
+        region = _object(item, path, ("mask",), _MOTION_KINDS + ("speed", "zoom"))
         mask, grey = _parse_mask(region["mask"], f"{path}.mask", base_dir)
         start = _mask_centroid(mask, grey)
         motion, xy = _parse_motion(region, path, frames, start)
