@@ -301,6 +301,9 @@ def export(args, pipe, organism: Organism, ema_state, path: Path):
     pipe.text_encoder.load_state_dict(ema_state["text_encoder"])
     pipe.save_pretrained(path, safe_serialization=True)
     (path / "TRAINING.json").write_text(json.dumps(ema_state.get("meta", {}), indent=2))
+    defaults = path / "moft.json"  # the clip size moft samples at (ship_model.py adds the rest)
+    known = json.loads(defaults.read_text()) if defaults.exists() else {}
+    defaults.write_text(json.dumps({"frames": organism.frames, "height": 32, "width": 32, **known}, indent=2))
 
 
 def main():
