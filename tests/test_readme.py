@@ -56,3 +56,26 @@ def test_readme_main_command_and_the_edit_from_the_same_noise_run(tmp_path):
         assert out.returncode == 0, (command, out.stderr[-2000:])
     for name in ("left.gif", "a.gif", "a.latents.safetensors", "b.gif"):
         assert (tmp_path / name).stat().st_size > 0, name
+
+
+@pytest.mark.slow
+def test_the_example_notebook_runs_from_examples(tmp_path, monkeypatch):
+    """examples/quickstart.ipynb, the notebook a user opens first: every code cell runs in order, from
+    a folder beside examples/ as a clone has it."""
+    import json
+
+    import numpy as np
+
+    nb = json.loads((ROOT / "examples" / "quickstart.ipynb").read_text())
+    work = tmp_path / "notebooks"
+    work.mkdir()
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    monkeypatch.chdir(work)
+    namespace: dict = {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            exec(compile("".join(cell["source"]), "quickstart.ipynb", "exec"), namespace)  # noqa: S102
+    assert namespace["ex"].moft.shape == (8, 4, 16, 16)
+    assert (work / "left.gif").exists() and (work / "extract.png").exists()
+    added = (namespace["out"][-1] - namespace["out"][0]) - (namespace["src"][-1] - namespace["src"][0])
+    assert np.isfinite(added).all()
