@@ -5,8 +5,9 @@ Each test here was written against a named break of the method and checked to fa
 - ``channels.fit_channels`` ranks channels by the *first* principal component and fits each
   channel's response to the content's displacement: a planted signal (features whose motion part
   is known) must come back as the top channels and as the fitted response and baseline.
-- ``shared_kv``: sharing a branch's own keys/values is self-attention, so a guided pass that shares
-  the conditional half of a recorded ``[uncond, cond]`` batch must give exactly the plain forward.
+- ``shared_kv``: see ``tests/test_shared_kv.py`` (sharing a branch's own keys/values is plain
+  self-attention, so sharing the conditional half of a recorded ``[uncond, cond]`` batch into a
+  pass of the same latents must give exactly the plain forward).
 - ``metrics.ssim`` is the standard SSIM (Wang et al. 2004, Gaussian window sigma 1.5): it must agree
   with scikit-image's reference implementation away from the borders, and with the closed form on
   flat images.
@@ -19,11 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import text_cond
 from moft.channels import fit_channels, pan_videos
-from moft.latents import encode_prompt
 from moft.metrics import ssim
-from moft.shared_kv import SharedKV
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -124,64 +122,6 @@ def test_planted_baseline_is_recovered_without_its_frame_mean(planted):
     """Content removal takes each channel's frame mean, so the baseline is the planted curve minus it."""
     base = _planted_baseline()
     assert torch.allclose(planted.baseline, base - base.mean(0), atol=0.05)
-
-
-# ---------------------------------------------------------------------------
-# shared K/V: sharing one's own keys and values is plain self-attention
-# ---------------------------------------------------------------------------
-
-
-def _forward(unet, z, t, cond):
-    from moft.adapters import call_denoiser
-
-    with torch.no_grad():
-        return call_denoiser(unet, z, t, cond)
-
-
-def test_shared_kv_takes_the_conditional_half_of_a_cfg_record(animatediff):
-    """Record a CFG batch ``[uncond, cond]`` of the same latents, then share into a cond-only pass of
-    them: the keys/values are that pass's own hidden states, so the output is the plain forward's.
-    With the unconditional half (other text, other hidden states) it would differ."""
-    unet = animatediff.unet
-    g = torch.Generator().manual_seed(0)
-    z = torch.randn(1, FRAMES, 4, SIZE // 2, SIZE // 2, generator=g)  # (B, F, C, h, w)
-    t = 500
-    cond = text_cond(animatediff, "a red disk moving right")
-    uncond = {"encoder_hidden_states": encode_prompt(animatediff, "")}
-    cfg = {"encoder_hidden_states": torch.cat([uncond["encoder_hidden_states"], cond["encoder_hidden_states"]])}
-    plain = _forward(unet, z, t, cond)
-    with SharedKV(unet) as kv:
-        assert kv.names, "no spatial self-attention module matched"
-        kv.mode = "record"
-        _forward(unet, torch.cat([z, z]), t, cfg)
-        kv.mode = "share"
-        shared = _forward(unet, z, t, cond)
-        kv.mode = "off"
-    assert torch.allclose(shared, plain, atol=1e-5)
-    # and the test has teeth: the unconditional branch's hidden states are not the conditional one's
-    with SharedKV(unet) as kv:
-        kv.mode = "record"
-        _forward(unet, z, t, uncond)
-        kv.mode = "share"
-        other = _forward(unet, z, t, cond)
-    assert (other - plain).abs().max() > 1e-3
-
-
-def test_shared_kv_takes_keys_from_the_source_not_the_guided_latents(animatediff):
-    """Sharing a different source's K/V changes the output; sharing the same source twice does not."""
-    unet = animatediff.unet
-    g = torch.Generator().manual_seed(1)
-    z_src, z = (torch.randn(1, FRAMES, 4, SIZE // 2, SIZE // 2, generator=g) for _ in range(2))
-    cond = text_cond(animatediff)
-    plain = _forward(unet, z, 400, cond)
-    with SharedKV(unet) as kv:
-        kv.mode = "record"
-        _forward(unet, z_src, 400, cond)
-        kv.mode = "share"
-        a = _forward(unet, z, 400, cond)
-        b = _forward(unet, z, 400, cond)
-    assert torch.equal(a, b)
-    assert (a - plain).abs().max() > 1e-3
 
 
 # ---------------------------------------------------------------------------
