@@ -65,3 +65,10 @@ def test_swept_masks_cover_where_the_region_passes():
     assert m.shape == (1, 16, 16) and m.dtype == bool
     assert m[0, :4, :11].all() and not m[0, 4:].any() and not m[0, :, 12:].any()
     assert swept_masks(_traj("all", "up"), (32, 32), (16, 16)).all()
+
+
+def test_uint8_frames_give_the_same_proxy_as_float_frames():
+    still = _still()
+    as_uint8 = (still * 255).round().astype(np.uint8)
+    traj = _traj({"box": [8 / 32, 12 / 32, 14 / 32, 18 / 32]}, "down")
+    np.testing.assert_allclose(drag_video(as_uint8, traj), drag_video(as_uint8 / 255.0, traj), atol=1e-5)
