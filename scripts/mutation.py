@@ -194,6 +194,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sample", type=int, default=0, help="mutants per module (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=0, help="seconds per mutant (default: 3x the clean run + 30)")
+    ap.add_argument("--index", type=lambda v: [int(i) for i in v.split(",")], default=None,
+                    help="run only these mutant numbers (comma-separated; one module), e.g. to rerun survivors")
     ap.add_argument("--list", action="store_true", help="list the mutants and stop")
     ap.add_argument("--named", action="store_true", help="run issue 14's named breaks instead")
     ap.add_argument("--log", type=Path, help="append one JSON line per mutant here")
@@ -220,6 +222,8 @@ def main(argv=None) -> int:
             source, muts = mutants(module)
             rng = random.Random(f"{args.seed}:{module}")
             chosen = sorted(rng.sample(muts, min(args.sample, len(muts))), key=lambda m: m.index) if args.sample else muts
+            if args.index is not None:
+                chosen = [m for m in muts if m.index in args.index]
             tests = [t for t in TESTS[module] if (ROOT / t).is_file()]
             if args.list:
                 for m in chosen:

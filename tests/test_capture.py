@@ -238,3 +238,18 @@ def test_to_canonical_rejects_tokens_that_form_no_grid():
 def test_to_canonical_rejects_an_unreadable_shape():
     with pytest.raises(CaptureError, match="layout"):
         to_canonical(torch.zeros(7, 11), B, F, H, W)
+
+
+def test_to_canonical_reads_a_one_row_token_grid():
+    """A wide, coarse block: 1 x 4 tokens for 2 x 8 latents (the grid's aspect ratio is the latents')."""
+    x = torch.arange(B * F * 4 * C, dtype=torch.float32).reshape(B * F, 4, C)  # (B*F, h*w, C)
+    out = to_canonical(x, B, F, 2, 8, "(b f) (h w) c")
+    assert out.shape == (B, F, C, 1, 4)
+    assert torch.equal(out[1, 2, :, 0, 3], x[1 * F + 2, 3])
+
+
+def test_to_canonical_keeps_a_5d_layout_whose_second_axis_is_frames():
+    """``(B, F, C, H, W)`` with C != F is read as frames-first, ``(B, C, F, H, W)`` as channels-first."""
+    x = torch.randn(B, F, C, H, W)
+    assert torch.equal(to_canonical(x, B, F, H, W), x)
+    assert torch.equal(to_canonical(x.transpose(1, 2), B, F, H, W), x)

@@ -183,3 +183,22 @@ def test_ssim_of_flat_images_is_the_luminance_term(u, v):
     c1 = 0.01**2
     assert ssim(a, b) == pytest.approx((2 * u * v + c1) / (u * u + v * v + c1), abs=1e-6)
 
+
+
+def test_planted_fit_names_each_source_video_by_scene_and_direction(planted):
+    """``pan_videos`` yields axis by axis, scene by scene, the two directions of each scene in turn."""
+    expected = [f"synthetic scene {s} pan {tuple(float(v) for v in d)}"
+                for axis in ("horizontal", "vertical") for s in range(2)
+                for d in {"horizontal": ((-1, 0), (1, 0)), "vertical": ((0, -1), (0, 1))}[axis]]
+    assert planted.meta["source_videos"] == expected
+
+
+def test_fit_at_the_default_size_uses_the_tiny_models_8_frames(tiny_channels):
+    """The tiny model is made for 8x32x32 (tests/conftest.py): the fit's curves have 8 frames."""
+    assert (tiny_channels.meta["frames"], tiny_channels.meta["height"], tiny_channels.meta["width"]) == (8, 32, 32)
+    assert tiny_channels.baseline.shape == (8, C)
+
+
+def test_save_returns_the_path_it_wrote(tiny_channels, tmp_path):
+    path = tiny_channels.save(tmp_path / "motion.safetensors")
+    assert path == tmp_path / "motion.safetensors" and path.is_file()

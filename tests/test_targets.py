@@ -125,3 +125,22 @@ def test_drag_target_inverts_the_dragged_source_over_the_swept_region(animatedif
     assert t.meta["source"] == "drag" and t.meta["trajectory"] == traj.to_dict()
     with pytest.raises(TrajectoryError, match="frames"):
         drag_target(animatediff, still[:4], traj, channels=tiny_channels, num_steps=5)
+
+
+def test_reference_target_defaults_are_the_official_inversion_step(animatediff, tiny_channels):
+    """Official code: features of the 25-step DDIM inversion at t = 200, with the frame mean removed;
+    the meta records the step and timestep actually used (the diffusers schedule here is 39, 79, ...,
+    199, ...: step 4, t = 199, where the official 0, 40, ..., 200 gives step 5)."""
+    from moft.models import ddim_scheduler
+    from moft.synthetic import make_clip
+
+    frames = (make_clip(np.random.default_rng(3), kind="pan", direction="up").frames * 255).astype(np.uint8)
+    t = reference_target(animatediff, frames, channels=tiny_channels)
+    sched = ddim_scheduler(animatediff)
+    sched.set_timesteps(25)
+    ascending = sorted(int(s) for s in sched.timesteps)
+    assert t.meta["num_steps"] == 25
+    assert t.meta["timestep"] == ascending[t.meta["inversion_step"]]
+    assert abs(t.meta["timestep"] - 200) == min(abs(a - 200) for a in ascending)
+    assert t.content_removal
+    assert torch.allclose(t.maps.mean(1), torch.zeros_like(t.maps.mean(1)), atol=1e-5)  # (R, d, h, w)
