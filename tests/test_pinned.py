@@ -50,6 +50,7 @@ def _planted_baseline() -> torch.Tensor:
     base = torch.zeros(FRAMES, C)
     base[:, 2] = 0.5 * torch.cos(f[:, 0])
     base[:, 33] = -0.3 * f[:, 0]
+    base[:, 5] = 0.4 * torch.sin(f[:, 0])  # a motion channel with a baseline too
     return base
 
 
