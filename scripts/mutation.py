@@ -188,6 +188,22 @@ def scratch_copy() -> Path:
     return root
 
 
+def summarize(logs: list[Path]) -> None:
+    """Per module: distinct mutants run, killed, kill rate, and the survivors, from ``--log`` files."""
+    last: dict[tuple[str, int], dict] = {}
+    for log in logs:
+        for line in log.read_text().splitlines():
+            row = json.loads(line)
+            last[(row["module"], row["index"])] = row
+    print("| module | mutants run | killed | kill rate | survivors |\n|---|---|---|---|---|")
+    for module in TESTS:
+        rows = [r for (m, _), r in sorted(last.items()) if m == module]
+        if rows:
+            killed = sum(r["verdict"] != "passed" for r in rows)
+            alive = ", ".join(f"#{r['index']} (line {r['line']}, {r['kind']})" for r in rows if r["verdict"] == "passed")
+            print(f"| {module} | {len(rows)} | {killed} | {killed / len(rows):.0%} | {alive or '-'} |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("modules", nargs="*", help=f"modules to mutate (default: all of {', '.join(TESTS)})")
@@ -199,7 +215,12 @@ def main(argv=None) -> int:
     ap.add_argument("--list", action="store_true", help="list the mutants and stop")
     ap.add_argument("--named", action="store_true", help="run issue 14's named breaks instead")
     ap.add_argument("--log", type=Path, help="append one JSON line per mutant here")
+    ap.add_argument("--summary", type=Path, nargs="+", help="print the kill rates of these logs (the last verdict "
+                    "of each mutant counts, so a rerun after new tests replaces the earlier one) and stop")
     args = ap.parse_args(argv)
+    if args.summary:
+        summarize(args.summary)
+        return 0
     modules = args.modules or list(TESTS)
     unknown = [m for m in modules if m not in TESTS]
     if unknown:

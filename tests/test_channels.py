@@ -269,3 +269,9 @@ def test_pans_of_a_white_picture_stay_white_under_the_noise():
     white = np.full((40, 40, 3), 255, np.uint8)
     for frames, _, _ in pan_videos(size=(32, 32), num_frames=8, speed=0.04, scenes=1, seed=0, images=[white]):
         assert frames.dtype == np.uint8 and frames.min() > 240
+
+
+def test_fit_reports_progress_once_per_pan_video(animatediff):
+    calls = []
+    fit_channels(animatediff, method="noise", scenes=1, seed=0, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(n, 4) for n in range(1, 5)]  # 1 scene x 2 axes x 2 directions

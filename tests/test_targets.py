@@ -144,3 +144,10 @@ def test_reference_target_defaults_are_the_official_inversion_step(animatediff, 
     assert abs(t.meta["timestep"] - 200) == min(abs(a - 200) for a in ascending)
     assert t.content_removal
     assert torch.allclose(t.maps.mean(1), torch.zeros_like(t.maps.mean(1)), atol=1e-5)  # (R, d, h, w)
+
+
+def test_save_and_load_take_string_paths(tmp_path, tiny_channels):
+    t = synthesize_target(_traj({"direction": "up"}), tiny_channels, latent_size=(16, 16))
+    path = str(tmp_path / "t.safetensors")
+    t.save(path)
+    assert torch.equal(Target.load(path).curves, t.curves)
