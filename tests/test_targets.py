@@ -151,3 +151,8 @@ def test_save_and_load_take_string_paths(tmp_path, tiny_channels):
     path = str(tmp_path / "t.safetensors")
     t.save(path)
     assert torch.equal(Target.load(path).curves, t.curves)
+
+
+def test_size_and_frame_count_are_the_working_grid_and_the_trajectorys(tiny_channels):
+    t = synthesize_target(_traj({"direction": "down"}), tiny_channels, latent_size=(16, 12))
+    assert t.size == (16, 12) and t.num_frames == FRAMES
