@@ -238,3 +238,58 @@ def test_to_canonical_rejects_tokens_that_form_no_grid():
 def test_to_canonical_rejects_an_unreadable_shape():
     with pytest.raises(CaptureError, match="layout"):
         to_canonical(torch.zeros(7, 11), B, F, H, W)
+
+
+def test_to_canonical_reads_a_one_row_token_grid():
+    """A wide, coarse block: 1 x 4 tokens for 2 x 8 latents (the grid's aspect ratio is the latents')."""
+    x = torch.arange(B * F * 4 * C, dtype=torch.float32).reshape(B * F, 4, C)  # (B*F, h*w, C)
+    out = to_canonical(x, B, F, 2, 8, "(b f) (h w) c")
+    assert out.shape == (B, F, C, 1, 4)
+    assert torch.equal(out[1, 2, :, 0, 3], x[1 * F + 2, 3])
+
+
+def test_to_canonical_keeps_a_5d_layout_whose_second_axis_is_frames():
+    """``(B, F, C, H, W)`` with C != F is read as frames-first, ``(B, C, F, H, W)`` as channels-first."""
+    x = torch.randn(B, F, C, H, W)
+    assert torch.equal(to_canonical(x, B, F, H, W), x)
+    assert torch.equal(to_canonical(x.transpose(1, 2), B, F, H, W), x)
+
+
+def test_bad_site_name_suggests_at_most_five_siblings_under_its_parent(animatediff):
+    with pytest.raises(CaptureError) as info:
+        capture(animatediff.unet, "up_blocks.1.attentions.9")
+    hint = str(info.value).split("(e.g. ", 1)[1].rstrip(")").split(", ")
+    assert 1 <= len(hint) <= 5
+    assert all(n.startswith("up_blocks.1.attentions") for n in hint)
+    siblings = [n for n, _ in animatediff.unet.named_modules() if n.startswith("up_blocks.1.attentions")]
+    assert hint == siblings[:5]
+
+
+@pytest.mark.parametrize("output", [(), [], ["not a tensor"], ("text", torch.zeros(1)), object()])
+def test_a_module_output_without_a_leading_tensor_is_a_capture_error(output):
+    from moft.capture import _first_tensor
+
+    with pytest.raises(CaptureError, match="cannot find a tensor"):
+        _first_tensor(output)
+
+
+def test_the_first_tensor_of_a_module_output():
+    from types import SimpleNamespace
+
+    from moft.capture import _first_tensor
+
+    x = torch.zeros(2)
+    assert _first_tensor(x) is x and _first_tensor((x, 1)) is x and _first_tensor([x]) is x
+    assert _first_tensor(SimpleNamespace(sample=x)) is x
+    assert _first_tensor(SimpleNamespace(last_hidden_state=x)) is x
+
+
+def test_capture_sites_lists_the_default_block_outputs_and_temporal_layers(animatediff):
+    from moft.capture import capture_sites
+
+    sites = capture_sites(animatediff.unet)
+    names = {n for n, _ in animatediff.unet.named_modules()}
+    assert sites["default"] == ["up_blocks.1"]
+    assert {"down_blocks.0", "up_blocks.1", "mid_block"} <= set(sites["blocks"]) <= names
+    assert sites["temporal"] and all("motion_modules." in n for n in sites["temporal"])
+    assert "up_blocks.1.motion_modules.0" in sites["temporal"]

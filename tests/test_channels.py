@@ -262,3 +262,16 @@ def test_pans_move_the_content_in_their_direction(pans, axis):
         assert np.sign(disp[along]) == np.sign(d[along])
         assert abs(disp[along]) == pytest.approx(speed_px, rel=0.25)
         assert abs(disp[1 - along]) < 0.25 * speed_px
+
+
+def test_pans_of_a_white_picture_stay_white_under_the_noise():
+    """The per-frame noise is clipped to the uint8 range, never wrapped (a white pixel stays white)."""
+    white = np.full((40, 40, 3), 255, np.uint8)
+    for frames, _, _ in pan_videos(size=(32, 32), num_frames=8, speed=0.04, scenes=1, seed=0, images=[white]):
+        assert frames.dtype == np.uint8 and frames.min() > 240
+
+
+def test_fit_reports_progress_once_per_pan_video(animatediff):
+    calls = []
+    fit_channels(animatediff, method="noise", scenes=1, seed=0, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(n, 4) for n in range(1, 5)]  # 1 scene x 2 axes x 2 directions

@@ -114,3 +114,10 @@ def test_swept_masks_of_a_zoom_cover_the_grown_region():
     assert grown[9:23, 9:23].all() and not grown[:7].any() and not grown[25:].any()  # ~16x16 at the last frame
     shrunk = swept_masks(_zoom(box, 0.5), (32, 32), (32, 32))[0]
     assert shrunk[12:20, 12:20].all() and shrunk.sum() <= 10 * 10  # frame 0's box is the largest
+
+
+def test_uint8_frames_give_the_same_proxy_as_float_frames():
+    still = _still()
+    as_uint8 = (still * 255).round().astype(np.uint8)
+    traj = _traj({"box": [8 / 32, 12 / 32, 14 / 32, 18 / 32]}, "down")
+    np.testing.assert_allclose(drag_video(as_uint8, traj), drag_video(as_uint8 / 255.0, traj), atol=1e-5)

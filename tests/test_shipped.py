@@ -66,22 +66,53 @@ def test_shipped_model_makes_a_coherent_object(shipped, direction, color, seed):
     assert direction_success(path, path[0] + np.arange(len(path))[:, None] * np.asarray(DIRECTIONS[direction])) == 1.0
 
 
-@pytest.mark.parametrize("direction", ["left", "right"])
-def test_shipped_control_defaults_move_the_object_the_requested_way(shipped, direction):
-    """The model folder's control defaults (moft.json: target kind and guidance, chosen by the tuning
-    suite) push a still object more than 1 px the requested way (the request asks 11 px; the paper's
-    curve targets move it by -0.4 to 0.4 px; the suites in docs/results measure the averages)."""
+# The control defaults must steer at a rate, not on one lucky seed. Measured with the command in the
+# module's ``__main__`` (seeds 0-5, 2026-11-30): toward_px left 1.90 5.15 -0.15 4.33 3.96 1.12, right
+# 5.53 4.16 5.96 3.06 1.57 4.21 -> 11 of 12 beyond 1 px; on SEEDS 7 of 8 (seed 2 left fails).
+SEEDS = (0, 1, 2, 3)
+MIN_STEERED = 6  # of 2 * len(SEEDS) runs (left and right per seed): a 75% rate
+STILL_PROMPT = "a red disk standing still"
+
+
+def toward_px(pipe, seed: int, direction: str) -> float:
+    """Pixels the model folder's control defaults (moft.json: target kind and guidance, chosen by the
+    tuning suite) push a still red disk the requested way; the request asks 11 px (the paper's curve
+    targets move it by -0.4 to 0.4 px; the suites in docs/results measure the averages)."""
     from moft.control import control
     from moft.evaluate import object_box
     from moft.metrics import steering
     from moft.sampler import sample
     from moft.trajectory import parse_trajectory
 
-    prompt = "a red disk standing still"
-    src = sample(shipped, prompt, seed=0, guidance_scale=model_defaults()["guidance_scale"])
+    src = sample(pipe, STILL_PROMPT, seed=seed, guidance_scale=model_defaults()["guidance_scale"])
     start, box = object_box(src.frames, "red")
     traj = parse_trajectory({"version": 1, "frames": 8, "regions": [{"mask": {"box": box}, "direction": direction}]})
-    res = control(shipped, traj, prompt=prompt, channels=default_channels(), seed=0)
+    res = control(pipe, traj, prompt=STILL_PROMPT, channels=default_channels(), seed=seed)
     requested = start + np.arange(8)[:, None] * 1.6 * np.asarray(DIRECTIONS[direction])
     red = COLORS["red"]
-    assert steering(track_centroid(res.frames, color=red), track_centroid(src.frames, color=red), requested)["toward_px"] > 1.0
+    return steering(track_centroid(res.frames, color=red), track_centroid(src.frames, color=red),
+                    requested)["toward_px"]
+
+
+@pytest.mark.slow
+def test_shipped_control_defaults_move_the_object_the_requested_way_on_most_seeds(shipped):
+    """A still object pushed left and right on four seeds moves more than 1 px the requested way in
+    at least 6 of the 8 runs."""
+    moved = {(d, seed): toward_px(shipped, seed, d) for d in ("left", "right") for seed in SEEDS}
+    steered = sum(v > 1.0 for v in moved.values())
+    assert steered >= MIN_STEERED, f"{steered} of {len(moved)} steered; toward_px {moved}"
+
+
+if __name__ == "__main__":  # measure the per-seed figures: python tests/test_shipped.py 0 1 2 3 4 5
+    import sys
+    import time
+
+    import torch
+
+    torch.set_num_threads(1)
+    pipe = load_pipeline()
+    for direction in ("left", "right"):
+        for seed in [int(s) for s in sys.argv[1:]] or SEEDS:
+            t0 = time.perf_counter()
+            v = toward_px(pipe, seed, direction)
+            print(f"{direction:5s} seed {seed}: toward_px {v:6.2f}  ({time.perf_counter() - t0:.0f} s)", flush=True)

@@ -135,3 +135,34 @@ def test_a_curves_target_refuses_a_zoom_in_one_line(tiny_channels):
             synthesize_target(_traj(motion), tiny_channels, latent_size=(16, 16))
         assert "\n" not in str(info.value) and "--target-kind drag" in str(info.value)
     synthesize_target(_traj({"direction": "left"}), tiny_channels, latent_size=(16, 16))  # no zoom: fine
+
+
+def test_reference_target_defaults_are_the_official_inversion_step(animatediff, tiny_channels):
+    """Official code: features of the 25-step DDIM inversion at t = 200, with the frame mean removed;
+    the meta records the step and timestep actually used (the diffusers schedule here is 39, 79, ...,
+    199, ...: step 4, t = 199, where the official 0, 40, ..., 200 gives step 5)."""
+    from moft.models import ddim_scheduler
+    from moft.synthetic import make_clip
+
+    frames = (make_clip(np.random.default_rng(3), kind="pan", direction="up").frames * 255).astype(np.uint8)
+    t = reference_target(animatediff, frames, channels=tiny_channels)
+    sched = ddim_scheduler(animatediff)
+    sched.set_timesteps(25)
+    ascending = sorted(int(s) for s in sched.timesteps)
+    assert t.meta["num_steps"] == 25
+    assert t.meta["timestep"] == ascending[t.meta["inversion_step"]]
+    assert abs(t.meta["timestep"] - 200) == min(abs(a - 200) for a in ascending)
+    assert t.content_removal
+    assert torch.allclose(t.maps.mean(1), torch.zeros_like(t.maps.mean(1)), atol=1e-5)  # (R, d, h, w)
+
+
+def test_save_and_load_take_string_paths(tmp_path, tiny_channels):
+    t = synthesize_target(_traj({"direction": "up"}), tiny_channels, latent_size=(16, 16))
+    path = str(tmp_path / "t.safetensors")
+    t.save(path)
+    assert torch.equal(Target.load(path).curves, t.curves)
+
+
+def test_size_and_frame_count_are_the_working_grid_and_the_trajectorys(tiny_channels):
+    t = synthesize_target(_traj({"direction": "down"}), tiny_channels, latent_size=(16, 12))
+    assert t.size == (16, 12) and t.num_frames == FRAMES

@@ -9,8 +9,10 @@ Example:
     >>> import moft
     >>> pipe = moft.load_pipeline()                      # the shipped CPU model
     >>> ex = moft.extract(pipe, prompt="a red disk moving left")
+    >>> ex.moft.shape                                    # (F, d, h, w): all 64 channels without a channel file
+    torch.Size([8, 64, 16, 16])
     >>> traj = moft.load_trajectory("examples/object_left.json", default_frames=8)
-    >>> res = moft.control(pipe, traj, prompt="a red disk", channels=moft.default_channels())
+    >>> res = moft.control(pipe, traj, prompt="a red disk", channels=moft.default_channels())  # doctest: +SKIP
 """
 
 from .adapters import ARCHITECTURES, Architecture, ArchitectureError, architecture_of, call_denoiser

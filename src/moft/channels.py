@@ -2,11 +2,13 @@
 
 Example:
     >>> import moft
-    >>> pipe = moft.load_pipeline()                                   # doctest: +SKIP
-    >>> ch = moft.fit_channels(pipe, fraction=0.04)                  # horizontal + vertical
-    >>> ch.indices                          # union of both, ranked by |PC1 loading|
-    >>> ch.save("channels.safetensors")     # + channels.json beside it
-    >>> ch = moft.MotionChannels.load("channels.safetensors", expect_channels=64)
+    >>> pipe = moft.load_pipeline()                                   # the shipped model
+    >>> ch = moft.fit_channels(pipe, fraction=0.04, method="noise")   # horizontal + vertical
+    >>> len(ch.horizontal), len(ch.vertical)   # top 4% of 64 channels per axis, by |PC1 loading|
+    (3, 3)
+    >>> path = ch.save("channels.safetensors")  # + channels.json beside it
+    >>> moft.MotionChannels.load(path, expect_channels=64).digest() == ch.digest()
+    True
 
 Procedure (official notebook, generalised): render whole-frame pans of still scenes (left/right for
 the horizontal channels, up/down for the vertical ones), take the denoiser's features by DDIM
@@ -219,7 +221,9 @@ def fit_channels(
     """Fit horizontal and vertical motion channels of ``pipe``'s denoiser.
 
     Example:
-        >>> ch = fit_channels(pipe, fraction=0.04, method="noise", scenes=2)  # doctest: +SKIP
+        >>> ch = fit_channels(pipe, fraction=0.04, method="noise", scenes=2)
+        >>> ch.meta["k"], ch.meta["site"], ch.response.shape   # (C, 2): MOFT per unit of displacement
+        (3, 'up_blocks.1', torch.Size([64, 2]))
 
     Args:
         pipe: a diffusers video pipeline.

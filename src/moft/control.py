@@ -2,11 +2,12 @@
 
 Example:
     >>> import moft
-    >>> pipe = moft.load_pipeline()                                                  # doctest: +SKIP
-    >>> traj = moft.load_trajectory("examples/object_left.json", default_frames=8)  # doctest: +SKIP
+    >>> pipe = moft.load_pipeline()                                   # the shipped model
+    >>> traj = moft.load_trajectory("examples/object_left.json", default_frames=8)
     >>> res = moft.control(pipe, traj, prompt="a red disk", channels=moft.default_channels(), seed=0,
-    ...                    keep_source=True)                                       # doctest: +SKIP
-    >>> res.frames.shape, res.report["losses"][0]                                  # doctest: +SKIP
+    ...                    keep_source=True)
+    >>> res.frames.shape, res.source_frames.shape                    # guided and unguided, same noise
+    ((8, 32, 32, 3), (8, 32, 32, 3))
 """
 
 from __future__ import annotations
@@ -113,9 +114,12 @@ def default_guidance(model=None, *, defaults: dict | None = None, **overrides) -
     ``"site"`` when the guidance entry names none).
 
     Example:
+        >>> from moft.models import load_pipeline, pipeline_defaults
         >>> g = default_guidance()            # the shipped model's tuned settings, official otherwise
-        >>> g = default_guidance("path/to/animatediff", iterations=3)                   # doctest: +SKIP
-        >>> g = default_guidance(defaults=pipeline_defaults(pipe))  # the pipeline's folder  # doctest: +SKIP
+        >>> default_guidance("path/to/animatediff", iterations=3).iterations   # override one setting
+        3
+        >>> default_guidance(defaults=pipeline_defaults(load_pipeline())) == g  # the folder a pipeline came from
+        True
     """
     from .models import model_defaults
 

@@ -1,11 +1,19 @@
 """Drag proxies: a trajectory rendered as a video by dragging the source's regions along their paths.
 
 Example:
+    >>> import numpy as np
     >>> from moft.drag import drag_video, swept_masks
+    >>> from moft.trajectory import parse_trajectory
     >>> traj = parse_trajectory({"version": 1, "frames": 8, "regions": [
-    ...     {"mask": {"box": [0.3, 0.3, 0.6, 0.6]}, "direction": "right", "speed": 0.05}]})  # doctest: +SKIP
-    >>> proxy = drag_video(source.frames, traj)      # (F, H, W, 3): frame 0's box moving right  # doctest: +SKIP
-    >>> masks = swept_masks(traj, (32, 32), (16, 16))  # (R, 16, 16) where each region passes  # doctest: +SKIP
+    ...     {"mask": {"box": [0.3, 0.3, 0.6, 0.6]}, "direction": "right", "speed": 0.05}]})
+    >>> source = np.zeros((8, 32, 32, 3), np.float32)
+    >>> source[0, 10:19, 10:19] = 1.0                # a white box under the region in frame 0
+    >>> proxy = drag_video(source, traj)             # (F, H, W, 3): frame 0's box moving right
+    >>> [round(float(np.nonzero(proxy[f, 14, :, 0] > 0.5)[0].mean()), 1) for f in (0, 7)]  # box centre x: 11.2 px on
+    [14.0, 25.0]
+    >>> masks = swept_masks(traj, (32, 32), (16, 16))  # (R, 16, 16) where each region passes
+    >>> masks.shape, int(masks[0, 7].sum())            # swept along row 7: 11 of 16 cells
+    ((1, 16, 16), 11)
 
 Why: the paper synthesizes a target as region-mean MOFT curves. On moft-tiny those cannot steer
 (``docs/results/tune_control.md``): a moving object's MOFT is a map with structure (what arrives

@@ -2,10 +2,14 @@
 
 Example:
     >>> import moft
-    >>> pipe = moft.load_pipeline()                                      # doctest: +SKIP
+    >>> pipe = moft.load_pipeline()                                      # the shipped model
     >>> ex = moft.extract(pipe, prompt="a red disk moving left", seed=0)
     >>> ex.features.shape, ex.moft.shape      # (F, C, H, W) at the site; (F, d, h, w) on the latent grid
-    >>> ex = moft.extract(pipe, video=moft.read_video("clip.gif"), timestep=200)
+    (torch.Size([8, 64, 16, 16]), torch.Size([8, 64, 16, 16]))
+    >>> path = moft.write_video("clip.gif", ex.frames)
+    >>> ex = moft.extract(pipe, video=moft.read_video(path), timestep=200)
+    >>> ex.meta["timestep"]                    # the inversion step nearest 200 on the shipped schedule
+    199
 
 A prompt is generated with DDIM and its conditional-branch features are taken at the denoising
 step nearest ``timestep``; a video is DDIM-inverted with the empty prompt and its features are

@@ -1,10 +1,17 @@
 """Shared keys/values of spatial self-attention from an unguided branch (paper Supp. §8.2).
 
 Example:
-    >>> with SharedKV(pipe.unet) as kv:                    # doctest: +SKIP
-    ...     kv.mode = "record"; call_denoiser(pipe.unet, z_source, t, cfg_cond)   # source branch
-    ...     kv.mode = "share";  call_denoiser(pipe.unet, z_guided, t, cond)       # uses source K/V
-    >>> # on exit every attention module has its original processor again
+    >>> import torch
+    >>> from moft.shared_kv import SharedKV
+    >>> with torch.no_grad(), SharedKV(pipe.unet) as kv:
+    ...     kv.mode = "record"; _ = call_denoiser(pipe.unet, torch.cat([z, z]), t, cfg_cond)  # source, CFG batch
+    ...     kv.mode = "share"; out = call_denoiser(pipe.unet, z, t, cond)  # K/V from the source's cond half
+    >>> # the source here is the guided branch itself, so sharing is plain self-attention:
+    >>> torch.allclose(out, call_denoiser(pipe.unet, z, t, cond), atol=1e-5)
+    True
+    >>> any(type(m.processor).__name__ == "_SharedKVProcessor"   # every original processor is back
+    ...     for m in pipe.unet.modules() if hasattr(m, "processor"))
+    False
 
 The guided branch keeps its own queries; keys and values come from the source branch's hidden
 states at the same layer (official code: up blocks 1-3 only, only in the loss forward). This is

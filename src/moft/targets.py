@@ -1,11 +1,18 @@
 """Target MOFT for control: synthesized from a trajectory, or taken from a (reference or drag-proxy) video.
 
 Example:
-    >>> from moft.targets import synthesize_target, reference_target, Target
-    >>> traj = load_trajectory("examples/object_left.json", default_frames=8)      # doctest: +SKIP
+    >>> import moft, torch
+    >>> from moft.targets import synthesize_target, Target
+    >>> traj = moft.load_trajectory("examples/object_left.json", default_frames=8)
+    >>> channels = moft.default_channels()             # the shipped model's motion channels
     >>> target = synthesize_target(traj, channels, latent_size=(16, 16))
-    >>> target.curves.shape                            # (R, F, d) one curve per region
-    >>> target.save("left.target.safetensors"); Target.load("left.target.safetensors")
+    >>> target.curves.shape                            # (R, F, d) one curve per region; d = 4 (the axes share 2)
+    torch.Size([1, 8, 4])
+    >>> target.masks.shape                             # (R, h, w) the region on the working grid
+    torch.Size([1, 16, 16])
+    >>> path = target.save("left.target.safetensors")
+    >>> torch.equal(Target.load(path).curves, target.curves)
+    True
 
 Synthesis generalises the paper's piecewise-linear min/max curves (official ``get_curve``) to 2-D
 motion: each motion channel's region-mean value is modelled as a linear function of the content's
@@ -210,9 +217,10 @@ def drag_target(pipe, source_frames: np.ndarray, trajectory, *, channels: Motion
     """Per-position target from a trajectory: the inverted MOFT of the source dragged along it.
 
     Example:
-        >>> src = sample(pipe, "a red disk standing still", seed=0)                   # doctest: +SKIP
+        >>> src = sample(pipe, "a red disk standing still", seed=0)
         >>> target = drag_target(pipe, src.frames, traj, channels=channels)
         >>> target.maps.shape, target.masks.shape       # (R, F, d, h, w), (R, h, w) swept regions
+        (torch.Size([1, 8, 6, 16, 16]), torch.Size([1, 16, 16]))
 
     Args:
         pipe: the pipeline that will be guided.
