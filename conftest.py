@@ -4,7 +4,7 @@ The examples read like user code: ``pipe`` is a tiny randomly initialised Animat
 the shipped model, built offline in about a second), ``channels`` its motion channels, ``frames``
 an 8-frame 32x32 pan, ``traj`` a one-region trajectory, and so on. Everything is built once, on the
 first doctest that runs, and never for the ordinary tests. Each example runs in a scratch working
-folder (with the repo's ``examples/`` linked in), so files it writes go nowhere. Examples that need
+folder (with the repo's ``examples/`` and ``benchmarks/`` linked in), so files it writes go nowhere. Examples that need
 a big model are marked ``# doctest: +SKIP``.
 """
 
@@ -61,5 +61,6 @@ def _docstring_example_names(request):
         request.getfixturevalue("doctest_namespace").update(_names())
         # files the examples write land in a scratch folder that also holds the repo's examples/
         tmp = request.getfixturevalue("tmp_path")
-        (tmp / "examples").symlink_to(ROOT / "examples")
+        for linked in ("examples", "benchmarks"):
+            (tmp / linked).symlink_to(ROOT / linked)
         request.getfixturevalue("monkeypatch").chdir(tmp)

@@ -106,6 +106,7 @@ def default_guidance_scale(pipe) -> float:
     """The CFG scale of a pipeline: its folder's ``moft.json`` ``"guidance_scale"``, else the official 7.5.
 
     Example:
+        >>> from moft.models import load_pipeline
         >>> default_guidance_scale(load_pipeline())           # moft-tiny's moft.json
         4.0
     """
@@ -116,6 +117,7 @@ def pipeline_site(pipe) -> str:
     --write-defaults`` puts it there), else the architecture's (``adapters.default_site``).
 
     Example:
+        >>> from moft.models import load_pipeline
         >>> pipeline_site(load_pipeline())
         'up_blocks.1'
     """
