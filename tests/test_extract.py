@@ -140,3 +140,17 @@ def test_site_channels_probes_every_architecture(animatediff, modelscope, svd_un
     assert site_channels(modelscope) == 32
     svd = types.SimpleNamespace(unet=svd_unet, vae=animatediff.vae, scheduler=animatediff.scheduler)
     assert site_channels(svd) == 32
+
+
+@pytest.mark.parametrize("shape", [(1, 32, 32, 3), (8, 32, 32), (32, 32, 3)])
+def test_extract_refuses_a_video_without_frames_to_compare_in_one_line(animatediff, shape):
+    """Content removal subtracts each position's mean over frames: one frame (or no frame axis) leaves
+    an all-zero MOFT, so the API refuses it in moft's own error type."""
+    import numpy as np
+
+    from moft.extract import extract
+    from moft.video import VideoError
+
+    with pytest.raises(VideoError, match=r"^video: expected \(F, H, W, 3\) frames with F >= 2") as info:
+        extract(animatediff, video=np.zeros(shape, np.uint8))
+    assert "\n" not in str(info.value)

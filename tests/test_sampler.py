@@ -199,3 +199,15 @@ def test_a_multistep_scheduler_is_replaced_by_ddim_with_the_same_noise_schedule(
         assert np.isfinite(a).all()
     finally:
         animatediff.scheduler = original
+
+
+@pytest.mark.parametrize("steps", [0, -1, 2.5, True])
+def test_sample_refuses_a_schedule_that_cannot_run_in_one_line(animatediff, steps):
+    """The library API says what is wrong in moft's own error type (the CLI checks the same earlier)."""
+    from moft.sampler import SamplerError, sample
+
+    with pytest.raises(SamplerError, match="steps must be a whole number >= 1") as info:
+        sample(animatediff, "a red disk", steps=steps)
+    assert "\n" not in str(info.value)
+    with pytest.raises(SamplerError, match="guidance_scale must be finite"):
+        sample(animatediff, "a red disk", steps=2, guidance_scale=float("nan"))

@@ -427,6 +427,8 @@ def evaluate(
     work_dir: Optional[Path] = typer.Option(None, help="per-item results (default: REPORT.parts/); reruns resume"),
     shard: Optional[str] = typer.Option(None, help="K/N: run only every N-th item from the K-th (default: all, or "
                                         "this process's share under accelerate launch)"),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch threads per process (default: the cores over "
+                                          "the processes; give 1 on a machine shared with other heavy work)"),
 ):
     """Run a suite of controlled generations, score them, write a report (shards under accelerate launch)."""
     with _errors():
@@ -460,7 +462,7 @@ def evaluate(
             # only does so when told it is on CPU); on GPUs accelerate launch picks NCCL as usual
             state = PartialState(cpu=not torch.cuda.is_available())
             index, count, main = state.process_index, state.num_processes, state.is_main_process
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))
+        torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // count))
         pipe = _load(model)
         work = work_dir or out.with_suffix(".parts")
         with _progress(f"evaluate [{index}/{count}]") as update:

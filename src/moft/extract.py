@@ -98,6 +98,7 @@ def extract(pipe, *, prompt: str | None = None, video: np.ndarray | None = None,
     from .latents import decode_latents, vae_scale
     from .pipeline import default_guidance_scale, pipeline_site
     from .sampler import sample
+    from .video import VideoError
 
     if (prompt is None) == (video is None):
         raise ValueError("give exactly one of prompt or video")
@@ -113,6 +114,9 @@ def extract(pipe, *, prompt: str | None = None, video: np.ndarray | None = None,
         feats, frames = out.features[site], out.frames
         meta = {"prompt": prompt, "seed": seed, "guidance_scale": guidance_scale, "denoising_step": index}
     else:
+        if np.ndim(video) != 4 or np.shape(video)[-1] != 3 or len(video) < 2:
+            raise VideoError(f"video: expected (F, H, W, 3) frames with F >= 2 (content removal subtracts the "
+                             f"mean over frames), got shape {tuple(np.shape(video))}")
         ref = reference_features(pipe, video, timestep=timestep, num_steps=steps, site=site, height=h, width=w,
                                  progress=progress)
         feats, frames, index, t = ref.features, decode_latents(pipe, ref.latents)[0], ref.step, ref.timestep

@@ -31,6 +31,7 @@ new loss records), as k-diffusion's ``callback``.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -101,6 +102,10 @@ class GuidanceConfig:
 
 class GuidanceDiverged(ValueError):
     """A guidance step left non-finite latents (the step size is too large for this model)."""
+
+
+class SamplerError(ValueError):
+    """Sampling settings that cannot run (one-line message)."""
 
 
 @dataclass
@@ -311,6 +316,10 @@ def sample(
         progress: optional callable ``progress(i, total)``.
         callback: optional callable ``callback(info)`` after every step (see the module docstring).
     """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise SamplerError(f"steps must be a whole number >= 1, got {steps!r}")
+    if guidance_scale is not None and not math.isfinite(guidance_scale):
+        raise SamplerError(f"guidance_scale must be finite, got {guidance_scale!r}")
     net = denoiser(pipe)
     sched = sampling_scheduler(pipe)
     g = guidance or GuidanceConfig()
