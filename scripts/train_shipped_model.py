@@ -73,6 +73,9 @@ def parse_args():
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--sample-every", type=int, default=500)
     p.add_argument("--export", type=Path, default=None, help="write the EMA pipeline here and exit")
+    p.add_argument("--seed-checkpoint", type=Path, default=None,
+                   help="write the run's weights (no optimizer or EMA state) and VAE to this folder and exit: "
+                        "a small resumption point to keep (copy the folder and pass it as --run)")
     p.add_argument("--export-weights", choices=("ema", "raw"), default="ema",
                    help="export the EMA weights (default, what ships) or the raw ones (to probe a phase "
                         "shorter than the EMA horizon of ~1/(1-ema) steps)")
@@ -327,10 +330,13 @@ def main():
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         net.load_state_dict(state[name]), text_encoder.load_state_dict(state["text_encoder"])
-        opt.load_state_dict(state["opt"])
+        if "opt" in state:  # a --seed-checkpoint keeps the weights only: AdamW and the EMA start afresh
+            opt.load_state_dict(state["opt"])
         for k in ema.shadow:
-            ema.shadow[k].load_state_dict(state["ema"][k])
-        step, rng, cpu_seconds = state["step"], state["rng"], state.get("cpu_seconds", 0.0)
+            ema.shadow[k].load_state_dict(state["ema"][k] if "ema" in state else
+                                          {name: net, "text_encoder": text_encoder}[k].state_dict())
+        step, cpu_seconds = state["step"], state.get("cpu_seconds", 0.0)
+        rng = state.get("rng", np.random.default_rng(args.seed + 3 + step))
         phases = state.get("phases", [{"from_step": 0, "mix": None, "describe": 0.8, "lr": args.lr,
                                        "lr_late": args.lr_late, "late_step": args.late_step}])
         for ph in phases:
@@ -338,7 +344,16 @@ def main():
             ph.setdefault("cross", 0.0)
             ph.setdefault("t_min", 0)
             ph.setdefault("object_weight", 0.0)
-        torch.set_rng_state(state["torch_rng"])
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+
+    if args.seed_checkpoint is not None:  # a small, committable resumption point: weights, step, recipe
+        args.seed_checkpoint.mkdir(parents=True, exist_ok=True)
+        atomic_save({name: net.state_dict(), "text_encoder": text_encoder.state_dict(), "step": step,
+                     "cpu_seconds": cpu_seconds, "phases": phases}, args.seed_checkpoint / ckpt.name)
+        pipe.vae.save_pretrained(args.seed_checkpoint / "vae")
+        print(f"wrote the weights of step {step} and the VAE to {args.seed_checkpoint}; resume with a copy as --run")
+        return
 
     def ema_state():
         return {k: m.state_dict() for k, m in ema.shadow.items()} | {
