@@ -66,7 +66,7 @@ def test_dit_commands_run_end_to_end(dit_dir, tmp_path):
         r = run("control", traj, "--model", folder, "--out", video, "--channels", channels, "--steps", 3,
                 "--guided-steps", "1:2", "--iterations", 2, "--loss", "per_position", "--target-kind", kind)
         assert r.exit_code == 0, r.output
-        report = json.loads(video.with_suffix(".json").read_text())
+        report = json.loads(video.with_suffix(".report.json").read_text())
         assert len(report["losses"]) == 2 and report["frames"] == DIT_FRAMES
 
     r = run("extract", "--model", folder, "--video", video, "--out", feats, "--steps", 3)

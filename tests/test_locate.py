@@ -47,9 +47,10 @@ def planted(pipe, site: str, *, motion: float, static: float = 0.0):
     state = {}
 
     def pre(module, args, kwargs):
-        sample, t = args[0], args[1] if len(args) > 1 else kwargs["timestep"]
+        sample = args[0] if args else kwargs["sample"]  # moft calls denoisers as their pipelines do (keywords)
+        t = args[1] if len(args) > 1 else kwargs["timestep"]
         x = from_model_layout(arch, sample)  # (1, F, C, h, w)
-        a = pipe.scheduler.alphas_cumprod[int(t)]
+        a = pipe.scheduler.alphas_cumprod[int(torch.as_tensor(t).flatten()[0])]
         state["clip"] = int(((x - a.sqrt() * z0) ** 2).flatten(1).sum(1).argmin())
 
     def hook(module, args, output):
