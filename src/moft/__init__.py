@@ -25,7 +25,7 @@ from .inversion import ddim_invert, noised_features
 from .latents import decode_latents, encode_prompt, encode_video, initial_noise
 from .locate import LocateError, LocateReport, locate
 from .models import ModelError, default_channels, load_pipeline
-from .sampler import GuidanceConfig, SampleResult, sample
+from .sampler import GuidanceConfig, SampleResult, SamplerError, sample
 from .shared_kv import SharedKV
 from .drag import drag_video
 from .targets import Target, TargetError, drag_target, reference_target, synthesize_target
@@ -36,7 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ARCHITECTURES", "Architecture", "ArchitectureError", "ChannelsError", "ControlResult", "Extraction",
-    "GuidanceConfig", "LocateError", "LocateReport", "ModelError", "MotionChannels", "SampleResult", "SharedKV", "StopForward", "Target",
+    "GuidanceConfig", "LocateError", "LocateReport", "ModelError", "MotionChannels", "SampleResult", "SamplerError", "SharedKV", "StopForward", "Target",
     "TargetError", "Trajectory", "TrajectoryError", "architecture_of", "call_denoiser", "capture", "control",
     "cosine_map", "ddim_invert", "default_guidance", "decode_latents", "default_channels", "drag_target", "drag_video",
     "encode_prompt", "encode_video", "extract",

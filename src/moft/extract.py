@@ -101,7 +101,7 @@ def extract(pipe, *, prompt: str | None = None, video: np.ndarray | None = None,
     from .video import VideoError
 
     if (prompt is None) == (video is None):
-        raise ValueError("give exactly one of prompt or video")
+        raise VideoError("give exactly one of prompt or video")
     site = site or pipeline_site(pipe)
     if channels is not None:
         channels.check(site_channels(pipe, site), site)

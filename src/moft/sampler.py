@@ -47,6 +47,10 @@ from .pipeline import default_guidance_scale, default_video_size, denoiser, deno
 from .shared_kv import SharedKV
 
 
+class SamplerError(ValueError):
+    """Sampling or guidance settings that cannot run (one-line message)."""
+
+
 @dataclass
 class GuidanceConfig:
     """Settings of MOFT guidance (defaults: the official code).
@@ -85,16 +89,16 @@ class GuidanceConfig:
 
     def __post_init__(self):
         if self.loss_batch not in ("cond", "cfg"):
-            raise ValueError(f"loss_batch must be 'cond' or 'cfg', got {self.loss_batch!r}")
+            raise SamplerError(f"loss_batch must be 'cond' or 'cfg', got {self.loss_batch!r}")
         if self.loss not in ("region_mse", "per_position"):
-            raise ValueError(f"loss must be 'region_mse' or 'per_position', got {self.loss!r}")
+            raise SamplerError(f"loss must be 'region_mse' or 'per_position', got {self.loss!r}")
         if not (self.grad_mask in ("all", "off") or (self.grad_mask.startswith("first:")
                                                     and self.grad_mask[6:].isdigit())):
-            raise ValueError(f"grad_mask must be 'all', 'off' or 'first:N', got {self.grad_mask!r}")
+            raise SamplerError(f"grad_mask must be 'all', 'off' or 'first:N', got {self.grad_mask!r}")
         if self.autocast not in (None, "bfloat16", "float16"):
-            raise ValueError(f"autocast must be None, 'bfloat16' or 'float16', got {self.autocast!r}")
+            raise SamplerError(f"autocast must be None, 'bfloat16' or 'float16', got {self.autocast!r}")
         if len(self.steps) != 2 or self.iterations < 0 or self.steps[0] > self.steps[1]:
-            raise ValueError(f"bad guidance schedule steps={self.steps} iterations={self.iterations}")
+            raise SamplerError(f"bad guidance schedule steps={self.steps} iterations={self.iterations}")
 
     def resolved_weight(self, regions: int) -> float:
         return self.weight if self.weight is not None else (6.0 if regions == 1 else 8.0)
@@ -102,10 +106,6 @@ class GuidanceConfig:
 
 class GuidanceDiverged(ValueError):
     """A guidance step left non-finite latents (the step size is too large for this model)."""
-
-
-class SamplerError(ValueError):
-    """Sampling settings that cannot run (one-line message)."""
 
 
 @dataclass
@@ -329,9 +329,9 @@ def sample(
         latents = initial_noise(pipe, num_frames=num_frames, height=height, width=width, seed=seed)
     z = latents.to(net.device, net.dtype)
     if target is not None and target.num_frames != z.shape[1]:
-        raise ValueError(f"target has {target.num_frames} frames, the video {z.shape[1]} latent frames")
+        raise SamplerError(f"target has {target.num_frames} frames, the video {z.shape[1]} latent frames")
     if target is not None and target.size != tuple(z.shape[-2:]):
-        raise ValueError(f"target grid {target.size} differs from the latent grid {tuple(z.shape[-2:])}")
+        raise SamplerError(f"target grid {target.size} differs from the latent grid {tuple(z.shape[-2:])}")
     guidance_scale = default_guidance_scale(pipe) if guidance_scale is None else guidance_scale
     cond, uncond = text_conditioning(pipe, prompt, negative_prompt, guidance_scale)
     sched.set_timesteps(steps)
