@@ -27,7 +27,7 @@ def _names() -> dict:
     from moft.adapters import call_denoiser
     from moft.channels import fit_channels, pan_videos
     from moft.latents import encode_prompt, encode_video
-    from moft.models import build_tiny_animatediff
+    from moft.tiny import build_tiny_animatediff
     from moft.sampler import sample
     from moft.trajectory import load_trajectory, parse_trajectory
 

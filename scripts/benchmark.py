@@ -38,7 +38,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 CASES = {
     "unguided": None,
@@ -67,7 +66,7 @@ def build_wan():
     from diffusers import WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from moft.models import build_tiny_wan
+    from moft.tiny import build_tiny_wan
 
     tiny = build_tiny_wan(vae={"z_dim": 16, "latents_mean": [0.0] * 16, "latents_std": [1.0] * 16})
     net = WanTransformer3DModel.from_config(json.loads((ROOT / "configs" / "wan2.1-t2v-1.3b-transformer.json").read_text()))
@@ -81,7 +80,8 @@ def build_wan():
 
 def build(name: str):
     """The pipeline to benchmark (``moft-tiny`` loads the shipped model)."""
-    from moft.models import build_tiny_animatediff, load_pipeline
+    from moft.tiny import build_tiny_animatediff
+    from moft.models import load_pipeline
 
     if name == "moft-tiny":
         return load_pipeline()

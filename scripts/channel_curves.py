@@ -19,18 +19,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from moft.channels import default_video_size  # noqa: E402
 from moft.extract import nearest_step  # noqa: E402
 from moft.features import remove_content_correlation, resize  # noqa: E402
 from moft.inversion import reference_features  # noqa: E402
 from moft.models import default_channels, load_pipeline  # noqa: E402
-from moft.synthetic import DIRECTIONS, _background, render  # noqa: E402
+from moft.synthetic import DIRECTIONS, background_texture, render  # noqa: E402
 
 
 def pan(seed: int, steps: list[tuple[float, float]], size: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
     """A pan whose content moves by ``steps[f]`` px between frames; returns (frames uint8, positions (F, 2))."""
-    bg = _background(np.random.default_rng(seed))
+    bg = background_texture(np.random.default_rng(seed))
     pos = np.concatenate([[np.zeros(2)], np.cumsum(np.asarray(steps[: frames - 1]), axis=0)])  # (F, 2)
     video = render(bg, [], -pos, size)
     return (video * 255).round().astype(np.uint8), pos

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from moft.control import control  # noqa: E402
-from moft.evaluate import _prompt_color, object_box  # noqa: E402
-from moft.metrics import path_fit, track_centroid  # noqa: E402
+from moft.eval.evaluate import prompt_color, object_box  # noqa: E402
+from moft.eval.metrics import path_fit, track_centroid  # noqa: E402
 from moft.models import default_channels, load_pipeline, model_defaults  # noqa: E402
 from moft.sampler import sample  # noqa: E402
 from moft.synthetic import COLORS  # noqa: E402
@@ -42,7 +41,7 @@ def main():
     cfg = model_defaults().get("guidance_scale", 7.5)
     channels = default_channels()
     src = sample(pipe, args.prompt, seed=args.seed, guidance_scale=cfg)
-    color = _prompt_color(args.prompt)
+    color = prompt_color(args.prompt)
     found = object_box(src.frames, color)
     if found is None:
         raise SystemExit(f"no {color} object in the source video of seed {args.seed}")

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from moft.synthetic import COLORS, render  # noqa: E402
 from moft.video import write_video  # noqa: E402
 

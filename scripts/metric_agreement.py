@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-from moft.metrics import (camera_motion, direction_success, mean_path, motion_fidelity, objmc,  # noqa: E402
+from moft.eval.metrics import (camera_motion, direction_success, mean_path, motion_fidelity, objmc,  # noqa: E402
                           region_tracks, request_tracks, track_centroid, trajectory_error)
 from moft.synthetic import COLORS, make_clip  # noqa: E402
 from moft.video import write_report  # noqa: E402

@@ -36,12 +36,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from moft.extract import nearest_step  # noqa: E402
 from moft.features import remove_content_correlation, resize  # noqa: E402
 from moft.inversion import reference_features  # noqa: E402
 from moft.latents import encode_prompt, encode_video, vae_scale  # noqa: E402
-from moft.metrics import direction_success, path_fit, track_centroid  # noqa: E402
+from moft.eval.metrics import direction_success, path_fit, track_centroid  # noqa: E402
 from moft.models import default_channels, denoiser, load_pipeline  # noqa: E402
 from moft.sampler import sample  # noqa: E402
 from moft.synthetic import COLORS, DIRECTIONS, SHAPES, SPEED_RANGE, make_clip, object_weights  # noqa: E402

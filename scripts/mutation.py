@@ -35,6 +35,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "moft"
+PLACES = {"metrics": "eval/metrics.py"}  # modules outside the package's top level, by their short name
+
+
+def module_path(module: str, package=SRC):
+    """Where a module's source lies in ``package`` (``src/moft`` or the scratch copy's ``moft``)."""
+    return package / PLACES.get(module, f"{module}.py")
 
 # module -> the test files that mirror it (run per mutant)
 TESTS = {
@@ -152,7 +158,7 @@ class _Replace(ast.NodeTransformer):
 
 
 def mutants(module: str) -> tuple[str, list[Mutant]]:
-    source = (SRC / f"{module}.py").read_text()
+    source = module_path(module).read_text()
     tree = ast.parse(source)
     lines = source.splitlines()
     out = [Mutant(module, i, getattr(n, "lineno", 0), k, lines[getattr(n, "lineno", 1) - 1].strip())
@@ -230,11 +236,11 @@ def main(argv=None) -> int:
     try:
         if args.named:
             for name, (module, old, new, test) in NAMED.items():
-                source = (SRC / f"{module}.py").read_text()
+                source = module_path(module).read_text()
                 assert source.count(old) == 1, f"{name}: {old!r} not found once in {module}.py"
-                (root / "moft" / f"{module}.py").write_text(source.replace(old, new))
+                module_path(module, root / "moft").write_text(source.replace(old, new))
                 verdict, secs = run_tests(root, [test], args.timeout or 600)
-                (root / "moft" / f"{module}.py").write_text(source)
+                module_path(module, root / "moft").write_text(source)
                 print(f"{name:42s} {module:10s} {test}: {'killed' if verdict != 'passed' else 'SURVIVED'}"
                       f" ({verdict}, {secs:.0f} s)", flush=True)
             return 0
@@ -258,7 +264,7 @@ def main(argv=None) -> int:
             print(f"== {module}: {len(chosen)} of {len(muts)} mutants, tests {' '.join(tests)} "
                   f"(clean run {clean:.0f} s, timeout {timeout:.0f} s)", flush=True)
             killed, survivors = 0, []
-            target = root / "moft" / f"{module}.py"
+            target = module_path(module, root / "moft")
             for m in chosen:
                 try:
                     target.write_text(mutated_source(source, m.index))

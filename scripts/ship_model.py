@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 
 def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
@@ -29,7 +28,7 @@ def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
     (``toward_px``), then the smaller step. The setting is stored whole (the suite's base guidance
     plus its own fields), so the model's default reproduces the measured row.
     """
-    from moft.evaluate import _settings
+    from moft.eval.evaluate import guidance_settings
     from moft.sampler import config_dict
 
     report = json.loads(report_path.read_text())
@@ -40,11 +39,11 @@ def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
         raise SystemExit(f"{report_path}: no scored setting to choose from")
 
     def rank(t):
-        g, _ = _settings(settings[t["setting"]], suite.get("guidance"))
+        g, _ = guidance_settings(settings[t["setting"]], suite.get("guidance"))
         return round(t["direction_success"], 6), round(t["toward_px"] or 0.0, 3), -g.step_size
 
     best = max(rows, key=rank)
-    g, extra = _settings(settings[best["setting"]], suite.get("guidance"))
+    g, extra = guidance_settings(settings[best["setting"]], suite.get("guidance"))
     defaults = json.loads(defaults_path.read_text()) if defaults_path.is_file() else {}  # a hub model's folder has none
     defaults["guidance"] = config_dict(g)
     defaults["target"] = extra["target"] or suite.get("target", "curves")

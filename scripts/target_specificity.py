@@ -33,7 +33,6 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 
 def specificity(curves: torch.Tensor) -> dict:
@@ -112,7 +111,7 @@ def measure(pipe, channel_sets: dict, timesteps: list[int], scenes: int, speed: 
 def norm_ratio(pipe, *, prompt: str, seeds: list[int], guided_steps: list[int], steps: int, guidance_scale: float,
                scenes: int, speed: float, seed: int) -> list[dict]:
     """Per guided step: norm of the generated region-mean MOFT curve over the mean object-target norm."""
-    from moft.evaluate import _prompt_color, object_box
+    from moft.eval.evaluate import prompt_color, object_box
     from moft.features import moft, region_mean
     from moft.models import ddim_scheduler
     from moft.sampler import sample
@@ -127,7 +126,7 @@ def norm_ratio(pipe, *, prompt: str, seeds: list[int], guided_steps: list[int], 
         gen = []
         for s in seeds:
             out = sample(pipe, prompt, seed=s, steps=steps, guidance_scale=guidance_scale, capture_at=i)
-            found = object_box(out.frames, _prompt_color(prompt))
+            found = object_box(out.frames, prompt_color(prompt))
             if found is None:
                 continue
             grid = tuple(out.latents.shape[-2:])

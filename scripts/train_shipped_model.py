@@ -33,8 +33,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from einops import rearrange
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from moft.models import build_tiny_animatediff, build_tiny_wan  # noqa: E402
+from moft.tiny import build_tiny_animatediff, build_tiny_wan  # noqa: E402
 from moft.synthetic import make_batch, make_clip, object_weights  # noqa: E402
 
 

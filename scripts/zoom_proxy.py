@@ -3,7 +3,7 @@
 For every (prompt, seed, request) of a zoom suite (default ``benchmarks/zoom.json``) this makes the
 unguided source video, renders its drag proxy (``moft.drag.drag_video``: frame 0 scaled by the
 requested zoom, what a drag target asks guidance for) and scores the proxy with
-``moft.evaluate.score_trajectory`` against the same request. A proxy that scores well bounds what
+``moft.eval.evaluate.score_trajectory`` against the same request. A proxy that scores well bounds what
 guidance could reach on this content and size; a low guided ``zoom_success_lk`` next to a high
 proxy one is the guidance's failure, not the measure's.
 
@@ -23,12 +23,11 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 
 def main() -> None:
     from moft.drag import drag_video
-    from moft.evaluate import check_suite, load_suite, score_trajectory, strict
+    from moft.eval.evaluate import check_suite, load_suite, score_trajectory, strict
     from moft.models import load_pipeline
     from moft.sampler import sample
     from moft.video import atomic_write_text, strict_json

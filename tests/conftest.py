@@ -11,7 +11,7 @@ FRAMES, SIZE = 8, 32  # pixels; the tiny VAE halves it -> 16x16 latents
 
 
 def tiny_animatediff(seed: int = 0):
-    from moft.models import build_tiny_animatediff
+    from moft.tiny import build_tiny_animatediff
 
     pipe = build_tiny_animatediff(seed=seed)
     pipe.set_progress_bar_config(disable=True)
@@ -111,7 +111,7 @@ DIT_FRAMES = 9
 
 def tiny_wan(seed: int = 0):
     """moft-tiny-wan's architecture: no temporal compression, 32x32 frames -> 16x16 latents -> 8x8 tokens."""
-    from moft.models import build_tiny_wan
+    from moft.tiny import build_tiny_wan
 
     pipe = build_tiny_wan(seed=seed)
     pipe.set_progress_bar_config(disable=True)
@@ -120,7 +120,7 @@ def tiny_wan(seed: int = 0):
 
 def tiny_wan_4x(seed: int = 0):
     """A tiny Wan whose VAE compresses time 4x like Wan 2.1's: 9 frames -> 3 latent frames of 8x8."""
-    from moft.models import build_tiny_wan
+    from moft.tiny import build_tiny_wan
 
     pipe = build_tiny_wan(seed=seed, vae={"dim_mult": [1, 1, 1], "temperal_downsample": [True, True],
                                           "scale_factor_temporal": 4, "scale_factor_spatial": 4})
@@ -135,7 +135,7 @@ def tiny_cogvideox(seed: int = 0):
                            CogVideoXTransformer3DModel)
     from transformers import T5Config, T5EncoderModel
 
-    from moft.tokenizer import build_t5_tokenizer
+    from moft.tiny.tokenizer import build_t5_tokenizer
 
     torch.manual_seed(seed)
     tokenizer = build_t5_tokenizer(max_length=226)

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from moft.channels import ChannelsError, MotionChannels, fit_channels, pan_videos, separation
-from moft.metrics import track_points
+from moft.eval.metrics import track_points
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from moft.evaluate import (SuiteError, check_suite, collect, items, load_suite, markdown_table, protocol, run_identity,
+from moft.eval.evaluate import (SuiteError, check_suite, collect, items, load_suite, markdown_table, protocol, run_identity,
                            run_suite, score_transfer, score_trajectory, strict, summarise)
 
 BENCHMARKS = __import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"
@@ -209,7 +209,7 @@ def test_bad_json_suite(tmp_path):
 
 
 def test_two_shards_give_the_same_rows_as_one(tmp_path, animatediff, tiny_channels, monkeypatch):
-    import moft.evaluate as ev
+    import moft.eval.evaluate as ev
 
     # a random model draws no red disk; place one by hand so every item is scored
     real = ev.object_box
@@ -231,7 +231,7 @@ def test_two_shards_give_the_same_rows_as_one(tmp_path, animatediff, tiny_channe
 
 
 def test_finished_items_are_not_redone(tmp_path, animatediff, tiny_channels, monkeypatch):
-    import moft.evaluate as ev
+    import moft.eval.evaluate as ev
 
     suite = load_suite(_write(tmp_path, SUITE))
     for it in items(suite, run_identity(animatediff, tiny_channels)):
@@ -243,7 +243,7 @@ def test_finished_items_are_not_redone(tmp_path, animatediff, tiny_channels, mon
 
 
 def test_shards_take_whole_groups_round_robin(tmp_path, animatediff, tiny_channels, monkeypatch):
-    import moft.evaluate as ev
+    import moft.eval.evaluate as ev
 
     suite = load_suite(_write(tmp_path, {**SUITE, "seeds": [0, 1, 2],
                                          "requests": SUITE["requests"] + [dict(SUITE["requests"][0], name="right",
@@ -263,7 +263,7 @@ def test_shards_take_whole_groups_round_robin(tmp_path, animatediff, tiny_channe
 def test_rows_of_another_model_or_channel_file_are_not_reused(tmp_path, animatediff, tiny_channels, monkeypatch):
     import dataclasses
 
-    import moft.evaluate as ev
+    import moft.eval.evaluate as ev
 
     suite = load_suite(_write(tmp_path, SUITE))
     for it in items(suite, run_identity(animatediff, tiny_channels)):
@@ -298,7 +298,7 @@ def test_item_ids_change_with_the_base_guidance(tmp_path):
 
 
 def test_item_ids_change_with_the_scorer_version(tmp_path, monkeypatch):
-    import moft.evaluate as ev
+    import moft.eval.evaluate as ev
 
     suite = load_suite(_write(tmp_path, SUITE))
     before = [i["id"] for i in items(suite)]
@@ -315,7 +315,7 @@ def test_summary_takes_the_median_of_motion_kept():
 
 
 def test_a_diverging_setting_is_a_failed_request_not_a_crash(tmp_path, animatediff, tiny_channels, monkeypatch):
-    import moft.evaluate as ev
+    import moft.eval.evaluate as ev
 
     monkeypatch.setattr(ev, "object_box", lambda frames, color, pad=1.5: (np.array([16.0, 16.0]), [0.35, 0.35, 0.65, 0.65]))
     suite = load_suite(_write(tmp_path, {**SUITE, "settings": [{"name": "huge", "steps": [1, 2], "step_size": 1e39}]}))
@@ -328,7 +328,7 @@ def test_a_diverging_setting_is_a_failed_request_not_a_crash(tmp_path, animatedi
 
 
 def test_a_drag_setting_scores_a_per_position_target(tmp_path, animatediff, tiny_channels, monkeypatch):
-    import moft.evaluate as ev
+    import moft.eval.evaluate as ev
 
     monkeypatch.setattr(ev, "object_box", lambda frames, color, pad=1.5: (np.array([16.0, 16.0]), [0.35, 0.35, 0.65, 0.65]))
     made = []
@@ -459,7 +459,7 @@ def test_the_zoom_suite_asks_for_zooms_both_ways_on_seeds_no_other_suite_uses():
 
 
 def test_a_curves_setting_on_a_zoom_request_is_a_row_status_not_a_crash(tiny_channels):
-    from moft.evaluate import _target
+    from moft.eval.evaluate import _target
 
     extra = {"features": None, "fraction": None, "gain": None, "target": None}
     reason = _target(None, None, _trajectory({"mask": "all", "zoom": 1.3}), tiny_channels, extra, (16, 16), 3, None,

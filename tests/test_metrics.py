@@ -1,4 +1,4 @@
-"""Tests for moft.metrics on small synthetic videos (32x32, 8 frames)."""
+"""Tests for moft.eval.metrics on small synthetic videos (32x32, 8 frames)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from moft.metrics import (
+from moft.eval.metrics import (
     angle_between,
     camera_motion,
     direction_success,
@@ -316,7 +316,7 @@ def test_psnr_ssim_masked():
 
 
 def test_steering_separates_push_from_damping():
-    from moft.metrics import steering
+    from moft.eval.metrics import steering
 
     frames = np.arange(8, dtype=float)[:, None]
     source = np.hstack([frames * 1.0, np.zeros((8, 1))])  # moves right 7 px
@@ -503,7 +503,7 @@ def test_ssim_matches_scikit_image():
 # zoom and glitch frames
 # ---------------------------------------------------------------------------
 
-from moft.metrics import GLITCH_FLOOR, frame_change, glitch, zoom_scale, zoom_success  # noqa: E402
+from moft.eval.metrics import GLITCH_FLOOR, frame_change, glitch, zoom_scale, zoom_success  # noqa: E402
 
 
 def _zoom_video(zoom: float, frames: int = 8, size: int = 48, shift: float = 0.0) -> np.ndarray:

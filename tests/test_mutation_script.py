@@ -41,12 +41,12 @@ def test_the_mutant_list_is_the_same_on_every_run(mutation):
 def test_each_mirror_test_file_exists(mutation):
     root = SCRIPT.parents[1]
     for module, files in mutation.TESTS.items():
-        assert (root / "src" / "moft" / f"{module}.py").is_file()
+        assert mutation.module_path(module).is_file()
         assert all((root / f).is_file() for f in files), module
 
 
 def test_the_named_breaks_each_apply_to_one_place(mutation):
     root = SCRIPT.parents[1]
     for name, (module, old, new, test) in mutation.NAMED.items():
-        assert (root / "src" / "moft" / f"{module}.py").read_text().count(old) == 1, name
+        assert mutation.module_path(module).read_text().count(old) == 1, name
         assert old != new and (root / test).is_file()

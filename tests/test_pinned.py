@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from moft.channels import fit_channels, pan_videos
-from moft.metrics import ssim
+from moft.eval.metrics import ssim
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

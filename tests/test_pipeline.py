@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import moft.pipeline as facts
-from moft.models import ModelError, build_tiny_animatediff
+from moft.tiny import build_tiny_animatediff
+from moft.models import ModelError
 
 SRC = Path(facts.__file__).parent
 

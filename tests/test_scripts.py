@@ -178,7 +178,7 @@ def test_path_box_covers_the_path_on_the_latent_grid():
 def test_norm_ratio_compares_generated_and_target_curves(animatediff, monkeypatch):
     import numpy as np
 
-    import moft.evaluate as ev
+    import moft.eval.evaluate as ev
 
     # a random model draws no red disk; place one by hand so the region exists
     monkeypatch.setattr(ev, "object_box", lambda frames, color, pad=1.5: (np.array([16.0, 16.0]), [0.3, 0.3, 0.7, 0.7]))
@@ -209,7 +209,7 @@ def test_object_weighted_mse_is_plain_mse_at_weight_zero_and_favours_the_objects
 
 
 def test_word_loss_gain_is_zero_when_the_caption_is_unchanged_and_not_otherwise():
-    from moft.models import build_tiny_animatediff
+    from moft.tiny import build_tiny_animatediff
 
     mq = _load("model_quality")
     pipe = build_tiny_animatediff(seed=0)

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from moft.metrics import direction_success, path_fit, track_centroid
+from moft.eval.metrics import direction_success, path_fit, track_centroid
 from moft.models import SHIPPED_DIR, default_channels, load_pipeline, model_defaults
 from moft.synthetic import COLORS, DIRECTIONS
 
@@ -79,8 +79,8 @@ def toward_px(pipe, seed: int, direction: str) -> float:
     tuning suite) push a still red disk the requested way; the request asks 11 px (the paper's curve
     targets move it by -0.4 to 0.4 px; the suites in docs/results measure the averages)."""
     from moft.control import control
-    from moft.evaluate import object_box
-    from moft.metrics import steering
+    from moft.eval.evaluate import object_box
+    from moft.eval.metrics import steering
     from moft.sampler import sample
     from moft.trajectory import parse_trajectory
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moft.metrics import track_centroid
+from moft.eval.metrics import track_centroid
 from moft.synthetic import (
     COLORS, DIRECTIONS, KINDS, RADIUS_RANGE, SHAPES, make_batch, make_clip, object_weights, pan_video,
 )

@@ -2,7 +2,7 @@
 
 Example:
     >>> from moft.adapters import architecture_of, default_site
-    >>> from moft.models import build_tiny_wan
+    >>> from moft.tiny import build_tiny_wan
     >>> net = build_tiny_wan().transformer
     >>> architecture_of(net).name, default_site(net)
     ('wan', 'blocks.3')
@@ -197,7 +197,7 @@ def default_site(model: torch.nn.Module) -> str:
     """The capture site moft uses when none is given: the table's site, filled in by depth for DiTs.
 
     Example:
-        >>> from moft.models import build_tiny_wan
+        >>> from moft.tiny import build_tiny_wan
         >>> default_site(build_tiny_wan().transformer)          # 6 blocks
         'blocks.3'
     """

@@ -137,7 +137,7 @@ def _read_clip(path: Path, pipe, model: str | None, start: int, stride: Optional
 
 
 def _warn_unknown_words(pipe, prompt: Optional[str]):
-    from .tokenizer import unknown_words
+    from .tiny.tokenizer import unknown_words
 
     words = unknown_words(pipe.tokenizer, prompt or "")
     if words:
@@ -437,7 +437,7 @@ def evaluate(
         import torch
         from accelerate import PartialState
 
-        from .evaluate import collect, load_suite, markdown_table, run_identity, run_suite, summarise
+        from .eval.evaluate import collect, load_suite, markdown_table, run_identity, run_suite, summarise
         from .figures import report_figure
         from .models import model_defaults
         from .video import output_set, strict_json

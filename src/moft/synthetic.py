@@ -13,7 +13,7 @@ Example:
     (1, 8, 2)
 
 Conventions: pixel coordinates (x right, y down, pixel centres at integers as in OpenCV and
-``moft.metrics``; the fraction of the frame is ``(px + 0.5) / size``); a clip's ``tracks`` hold each object's centre per
+``moft.eval.metrics``; the fraction of the frame is ``(px + 0.5) / size``); a clip's ``tracks`` hold each object's centre per
 frame in pixels; a pan moves the *content* in ``direction`` (as a trajectory region ``"all"`` does).
 """
 
@@ -76,7 +76,7 @@ class Clip:
     masks: np.ndarray | None = None
 
 
-def _background(rng: np.random.Generator):
+def background_texture(rng: np.random.Generator):
     """A smooth random texture as a function ``f(x, y) -> (..., 3)`` (analytic, pannable)."""
     base = rng.uniform(0.25, 0.55, size=3) * rng.uniform(0.6, 1.0)
     n_waves = 4
@@ -112,7 +112,7 @@ def render(
     """Render frames of objects over a background seen through a moving camera.
 
     Args:
-        background: texture function from ``_background``.
+        background: texture function from ``background_texture``.
         objects: ``(shape, rgb, radius, centres (F, 2))`` in scene pixels.
         camera: ``(F, 2)`` offset of the view into the scene, pixels.
         size: frame side in pixels.
@@ -197,7 +197,7 @@ def make_clip(
     scale = size / 32.0
     speed = float(speed if speed is not None else rng.uniform(*SPEED_RANGE)) * scale
     describe = bool(rng.random() < describe_prob) if describe_motion is None else describe_motion
-    background = _background(rng)
+    background = background_texture(rng)
     n_obj = 2 if kind == "two_objects" else 1
     names = list(DIRECTIONS)
     colors = [color or str(rng.choice(list(COLORS)))]

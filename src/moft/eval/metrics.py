@@ -20,7 +20,7 @@ right moves the content left (negative dx).
 
 Example:
     >>> import numpy as np
-    >>> from moft.metrics import track_points, motion_fidelity, camera_motion
+    >>> from moft.eval.metrics import track_points, motion_fidelity, camera_motion
     >>> rng = np.random.default_rng(0)
     >>> texture = (rng.random((48, 48, 3)) * 255).astype(np.uint8)
     >>> video = np.stack([np.roll(texture, k, axis=1) for k in range(6)])   # content moves right 1 px/frame
@@ -40,7 +40,7 @@ import math
 import cv2
 import numpy as np
 
-from moft.video import to_float, to_uint8
+from ..video import to_float, to_uint8
 
 __all__ = [
     "track_points",

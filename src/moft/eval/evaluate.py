@@ -1,7 +1,7 @@
 """Evaluation suites: run prompts x seeds x motion requests x settings, score them, write a report.
 
 Example:
-    >>> from moft.evaluate import load_suite, run_suite, summarise
+    >>> from moft.eval.evaluate import load_suite, run_suite, summarise
     >>> suite = load_suite("benchmarks/general_metrics.json")             # checked before any model loads
     >>> rows = run_suite(pipe, suite, "runs/general", channels)           # doctest: +SKIP
     >>> summarise(rows)[0]["motion_fidelity_lk"]                          # doctest: +SKIP
@@ -12,7 +12,7 @@ Workflow per item (the paper's T2V protocol, §5.1): generate the unguided *sour
 motion); generate the guided video from the same noise; track the object and score it against the
 request. The unguided source scored against the same request is the baseline row. Besides the
 verdict (direction success) each row records what guidance did to the object's net motion against
-that source (``moft.metrics.steering``): ``toward_px``, the displacement it added along the
+that source (``moft.eval.metrics.steering``): ``toward_px``, the displacement it added along the
 request, and ``motion_kept``, the guided net length over the source's. Over requests in opposite
 directions, damping cancels out of the mean ``toward_px``; what remains is steering.
 
@@ -22,11 +22,11 @@ Two protocols:
   trajectory (``"trajectory"``: a file or an inline trajectory document, ``moft.trajectory``:
   box / circle / polygon / mask image / ``"all"`` regions with points, a direction or segments),
   or gives a reference clip to copy the motion of (``"reference_clip"``, motion transfer, with an
-  optional ``"mask"``). Scored with the general metrics of ``moft.metrics``: LK point tracks
+  optional ``"mask"``). Scored with the general metrics of ``moft.eval.metrics``: LK point tracks
   inside the frame-0 region against the requested tracks (Motion Fidelity, ObjMC-style distance,
   direction, mean distance) or against the reference clip's LK tracks (Motion Fidelity), camera
   motion as the median dense flow, PSNR/SSIM against the unguided source outside the regions.
-  A region with a ``zoom`` adds ``zoom_success_lk`` and ``zoom_achieved_lk`` (``moft.metrics.zoom_scale``
+  A region with a ``zoom`` adds ``zoom_success_lk`` and ``zoom_achieved_lk`` (``moft.eval.metrics.zoom_scale``
   of its tracks). Metric names say ``lk``/``flow``: they are not CoTracker figures.
 * **synthetic-object** (the shipped model's coloured organisms): the object is found by the
   colour word of the prompt and followed by its colour centroid (paper T2V protocol, §5.1).
@@ -34,11 +34,11 @@ Two protocols:
 In both, each (prompt, seed, request) first makes the unguided *source* video; each setting then
 makes the guided video from the same noise. The unguided source scored against the same request
 is the baseline row. Besides the verdict (direction success) each row records what guidance did
-to the object's net motion against that source (``moft.metrics.steering``): ``toward_px``, the
+to the object's net motion against that source (``moft.eval.metrics.steering``): ``toward_px``, the
 displacement it added along the request, and ``motion_kept``, the guided net length over the
 source's. Over requests in opposite directions, damping cancels out of the mean ``toward_px``;
 what remains is steering. Every row with a background also says whether the guided video has a
-glitch frame there (``glitch``, ``moft.metrics.glitch``: a frame-to-frame change far above the
+glitch frame there (``glitch``, ``moft.eval.metrics.glitch``: a frame-to-frame change far above the
 source's). Rows are strict JSON: a metric that cannot be measured is ``null`` and
 ``null_because`` says why.
 
@@ -85,10 +85,10 @@ import torch
 from .metrics import (camera_motion, direction_success, frame_change, glitch, mean_path, motion_fidelity, objmc, psnr,
                       region_tracks, request_tracks, ssim, steering, track_centroid, track_points, trajectory_error,
                       zoom_scale, zoom_success)
-from .sampler import GuidanceConfig, GuidanceDiverged, sample
-from .synthetic import COLORS, DIRECTIONS, make_clip
-from .targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
-from .trajectory import MAX_FRAMES, TrajectoryError, load_trajectory, parse_trajectory
+from ..sampler import GuidanceConfig, GuidanceDiverged, sample
+from ..synthetic import COLORS, DIRECTIONS, make_clip
+from ..targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
+from ..trajectory import MAX_FRAMES, TrajectoryError, load_trajectory, parse_trajectory
 
 # bumped whenever run_item scores differently, so work folders never mix rows of two scorers
 SCORER_VERSION = 4
@@ -242,7 +242,7 @@ def _check_suite(suite, path: Path) -> dict:
                         base=guidance)
     if any(protocol(r) == "synthetic-object" for r in requests):
         for i, p in enumerate(suite["prompts"]):
-            if _prompt_color(p) is None:
+            if prompt_color(p) is None:
                 raise SuiteError(f"prompts[{i}]: must name one of the colours {', '.join(COLORS)} "
                                  f"(the synthetic-object requests find the object by its colour)")
     suite.setdefault("name", path.stem)
@@ -263,7 +263,7 @@ def _check_guidance(fields: dict, where: str, steps: int, base: dict | None = No
         if not ok or (isinstance(value, float) and not math.isfinite(value)):
             raise SuiteError(f"{where}.{key}: must be {text}, got {_kind(value)} {json.dumps(value)[:40]}")
     try:
-        g = _settings(fields, base)[0]
+        g = guidance_settings(fields, base)[0]
     except (TypeError, ValueError) as exc:
         raise SuiteError(f"{where}: {str(exc).splitlines()[0]}") from None
     start, end = g.steps
@@ -282,7 +282,7 @@ def _check_request(r, where: str, base: Path) -> dict:
     if kind == "trajectory":
         return dict(r, trajectory=_inline_trajectory(r["trajectory"], f"{where}.trajectory", base))
     if kind == "motion-transfer":
-        from .video import VideoError, read_video
+        from ..video import VideoError, read_video
 
         clip = Path(_string(r["reference_clip"], f"{where}.reference_clip"))
         clip = clip if clip.is_absolute() else base / clip
@@ -337,7 +337,7 @@ def _mask_trajectory(mask, frames: int, where: str, base: Path | None = None):
         raise SuiteError(str(exc).replace("regions[0].mask", where)) from None
 
 
-def _prompt_color(prompt: str) -> str | None:
+def prompt_color(prompt: str) -> str | None:
     return next((w for w in prompt.lower().replace(",", " ").split() if w in COLORS), None)
 
 
@@ -350,7 +350,7 @@ def run_identity(pipe, channels) -> str:
         >>> run_identity(pipe, channels)  # doctest: +SKIP
         '5f0c2a9e41d7b3c8'
     """
-    from .models import denoiser
+    from ..models import denoiser
 
     h = hashlib.sha1()
     for module in (denoiser(pipe), getattr(pipe, "text_encoder", None)):
@@ -401,7 +401,7 @@ def object_box(frames: np.ndarray, color: str, pad: float = 1.5) -> tuple[np.nda
     return c, box
 
 
-def _settings(setting: dict, base: dict | None = None) -> tuple[GuidanceConfig, dict]:
+def guidance_settings(setting: dict, base: dict | None = None) -> tuple[GuidanceConfig, dict]:
     """A setting's ``GuidanceConfig`` (over ``base``: the model's and the suite's guidance defaults)."""
     g_kwargs = dict(base or {})
     g_kwargs.update({k: v for k, v in setting.items() if k in GuidanceConfig.__dataclass_fields__})
@@ -418,7 +418,7 @@ def _parts(prompt: str, req: dict) -> list[dict]:
         return [{"color": named[pick[o["color"]]] if o["color"] in pick else o["color"], "direction": o["direction"],
                  "region": "object"} for o in req["objects"]]
     direction = req.get("direction") or req["reference"]["direction"]
-    return [{"color": _prompt_color(prompt), "direction": direction, "region": req["region"]}]
+    return [{"color": prompt_color(prompt), "direction": direction, "region": req["region"]}]
 
 
 def fit_reference_clip(path: str | Path, frames: int, height: int, width: int) -> np.ndarray:
@@ -430,7 +430,7 @@ def fit_reference_clip(path: str | Path, frames: int, height: int, width: int) -
     Raises:
         SuiteError: an unreadable clip or one with fewer frames than the model makes.
     """
-    from .video import VideoError, read_clip
+    from ..video import VideoError, read_clip
 
     try:
         return read_clip(path, frames, size=(height, width)).frames  # (F, H, W, 3) uint8
@@ -531,7 +531,7 @@ def _synthetic_request(src_frames, prompt, req, seed) -> tuple | str:
 def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
     """Generate and score one item; ``cache`` keeps source videos per (prompt, seed) and the
     requests' ``check_suite`` plans (made on first use)."""
-    from .latents import vae_scale
+    from ..latents import vae_scale
 
     steps, cfg = suite.get("steps", 25), suite.get("guidance_scale", 7.5)
     prompt, seed, req, setting = item["prompt"], item["seed"], item["request"], item["setting"]
@@ -557,7 +557,7 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
     if setting.get("unguided"):
         frames, seconds = src.frames, 0.0
     else:
-        g, extra = _settings(setting, suite.get("guidance"))
+        g, extra = guidance_settings(setting, suite.get("guidance"))
         target_kind = extra["target"] or suite.get("target", "curves")
         target = _target(pipe, reference, traj, channels, extra, lat, steps, src.frames, target_kind)
         if isinstance(target, str):
@@ -616,7 +616,7 @@ def _outside(masks: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return ~np.stack([_dilate(c, SSIM_REACH) for c in covered])
 
 
-def _background(frames, source, outside, scores: dict, reasons: dict) -> None:
+def _score_background(frames, source, outside, scores: dict, reasons: dict) -> None:
     if not outside.any():
         reason = "the regions cover the frame: no background to compare"
         scores["psnr_outside"], scores["ssim_outside"] = math.nan, math.nan
@@ -659,7 +659,7 @@ def score_synthetic(frames, source, parts, traj) -> tuple[dict, dict]:
         scores[key] = float(np.mean(vals)) if vals else math.nan
         reasons[key] = "a still request or source, or the object was not found"
     offsets = np.stack([p["requested"] - p["requested"][0] for p in parts])  # (R, F, 2)
-    _background(frames, source, _outside(masks, offsets), scores, reasons)
+    _score_background(frames, source, _outside(masks, offsets), scores, reasons)
     return scores, reasons
 
 
@@ -719,12 +719,12 @@ def score_trajectory(frames, source, traj) -> tuple[dict, dict]:
         reasons["zoom_achieved_lk"] = "no pair of LK tracks in the zoom regions"
     offsets = np.stack([(r.path - r.path[0]) * scale for r in traj.regions])  # (R, F, 2)
     if zoomed:  # a scaled region covers more than its shifted mask: take where it passes, unshifted
-        from .drag import swept_masks
+        from ..drag import swept_masks
 
         masks = np.where(np.array([r.zoom != 1.0 for r in traj.regions])[:, None, None],
                          swept_masks(traj, (h, w), (h, w)), masks)  # (R, H, W)
         offsets[[r.zoom != 1.0 for r in traj.regions]] = 0.0
-    _background(frames, source, _outside(masks, offsets), scores, reasons)
+    _score_background(frames, source, _outside(masks, offsets), scores, reasons)
     return scores, reasons
 
 
@@ -733,7 +733,7 @@ def _requested_tracks(region, starts: np.ndarray, height: int, width: int) -> np
     zoom about it (``moft.drag.region_affine``). ``starts`` (N, 2) px -> (N, F, 2)."""
     if region.zoom == 1.0:
         return request_tracks(starts, region.path * np.array([width, height], dtype=np.float64))
-    from .drag import region_affine
+    from ..drag import region_affine
 
     affines = np.stack([region_affine(region, f, height, width) for f in range(len(region.path))])  # (F, 2, 3)
     return np.einsum("fij,nj->nfi", affines[:, :, :2], starts) + affines[None, :, :, 2]  # (N, F, 2)
@@ -761,7 +761,7 @@ def score_transfer(frames, source, reference, mask) -> tuple[dict, dict]:
                "objmc_lk_px": "no LK track in the region of one of the clips",
                "camera_error_flow_px": "the region covers the frame"}
     offsets = (ref_path - ref_path[0])[None] if np.isfinite(ref_path).all() else np.zeros((1, len(frames), 2))
-    _background(frames, source, _outside(mask[None], offsets), scores, reasons)
+    _score_background(frames, source, _outside(mask[None], offsets), scores, reasons)
     return scores, reasons
 
 
@@ -851,9 +851,9 @@ def run_suite(pipe, suite: dict, work_dir: str | Path, channels, *, process_inde
     returns this share's rows. Shares are whole groups (every setting of one prompt, seed and
     request, dealt round-robin), so the work is balanced and each source video is made once.
     The general requests are checked at the model's size (``check_suite``) before any sampling."""
-    from .channels import default_video_size
-    from .latents import vae_scale
-    from .video import atomic_write_text
+    from ..channels import default_video_size
+    from ..latents import vae_scale
+    from ..video import atomic_write_text
 
     f, h, w = default_video_size(pipe)
     cache: dict = {"plans": check_suite(suite, f, h, w, (h // vae_scale(pipe), w // vae_scale(pipe)))}

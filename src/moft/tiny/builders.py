@@ -1,0 +1,135 @@
+"""The organisms moft ships and tests on: their architectures as data and their builders.
+
+Example:
+    >>> from moft.tiny import build_tiny_animatediff, build_tiny_wan
+    >>> type(build_tiny_animatediff().unet).__name__, type(build_tiny_wan().transformer).__name__
+    ('UNetMotionModel', 'WanTransformer3DModel')
+
+``moft-tiny`` (an ``AnimateDiffPipeline``) and ``moft-tiny-wan`` (a ``WanPipeline``) are trained by
+``scripts/train_shipped_model.py`` from these builders on ``moft.synthetic`` clips.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .tokenizer import build_t5_tokenizer, build_tokenizer
+
+# The shipped model's architecture (also the recipe in scripts/train_shipped_model.py).
+TINY_UNET = dict(
+    sample_size=16,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("DownBlockMotion", "CrossAttnDownBlockMotion", "CrossAttnDownBlockMotion"),
+    up_block_types=("CrossAttnUpBlockMotion", "CrossAttnUpBlockMotion", "UpBlockMotion"),
+    block_out_channels=(32, 64, 96),
+    layers_per_block=1,
+    norm_num_groups=8,
+    cross_attention_dim=64,
+    num_attention_heads=4,
+    motion_num_attention_heads=4,
+    motion_max_seq_length=32,
+    use_motion_mid_block=True,
+)
+TINY_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+    up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+    block_out_channels=(32, 64),
+    layers_per_block=1,
+    latent_channels=4,
+    norm_num_groups=8,
+    sample_size=32,
+    mid_block_add_attention=False,
+)
+TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 max_position_embeddings=20)
+TINY_SCHEDULER = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
+                      prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=True,
+                      timestep_spacing="trailing")
+
+
+def build_tiny_animatediff(seed: int = 0, unet: dict | None = None, vae: dict | None = None):
+    """A randomly initialised ``AnimateDiffPipeline`` with the shipped model's architecture.
+
+    Example:
+        >>> pipe = build_tiny_animatediff(seed=0)
+        >>> type(pipe.unet).__name__
+        'UNetMotionModel'
+
+    Args:
+        seed: seed of the random weights.
+        unet: overrides of ``TINY_UNET``.
+        vae: overrides of ``TINY_VAE``.
+    """
+    from diffusers import AnimateDiffPipeline, AutoencoderKL, DDIMScheduler, UNetMotionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = build_tokenizer(max_length=TINY_TEXT["max_position_embeddings"])
+    text_cfg = CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                              **TINY_TEXT)
+    with torch.random.fork_rng():  # seeded weights; the caller's random state is left as it was
+        torch.manual_seed(seed)
+        return AnimateDiffPipeline(
+            vae=AutoencoderKL(**{**TINY_VAE, **(vae or {})}),
+            text_encoder=CLIPTextModel(text_cfg),
+            tokenizer=tokenizer,
+            unet=UNetMotionModel(**{**TINY_UNET, **(unet or {})}),
+            motion_adapter=None,
+            scheduler=DDIMScheduler(**TINY_SCHEDULER),
+        )
+
+
+# The DiT organism's architecture (moft-tiny-wan; recipe in scripts/train_shipped_model.py --organism wan).
+TINY_WAN_TRANSFORMER = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=4,
+    attention_head_dim=32,
+    in_channels=4,
+    out_channels=4,
+    text_dim=64,
+    freq_dim=64,
+    ffn_dim=256,
+    num_layers=6,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    rope_max_seq_len=32,
+)
+# No temporal compression: a 4x causal VAE leaves 3 latent frames of a 9-frame clip, too few for a
+# per-frame MOFT; spatially 2x like moft-tiny's VAE (32x32 frames -> 16x16 latents -> 8x8 tokens).
+TINY_WAN_VAE = dict(base_dim=16, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[False],
+                    scale_factor_temporal=1, scale_factor_spatial=2, latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
+TINY_UMT5 = dict(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4, dropout_rate=0.0)
+TINY_FLOW_SCHEDULER = dict(num_train_timesteps=1000, shift=3.0)
+
+
+def build_tiny_wan(seed: int = 0, transformer: dict | None = None, vae: dict | None = None):
+    """A randomly initialised ``WanPipeline`` with the DiT organism's architecture (moft-tiny-wan).
+
+    Example:
+        >>> pipe = build_tiny_wan(seed=0)
+        >>> type(pipe.transformer).__name__, pipe.vae.config.scale_factor_temporal
+        ('WanTransformer3DModel', 1)
+
+    Args:
+        seed: seed of the random weights.
+        transformer: overrides of ``TINY_WAN_TRANSFORMER``.
+        vae: overrides of ``TINY_WAN_VAE``.
+    """
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    tokenizer = build_t5_tokenizer()
+    text_cfg = UMT5Config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                          eos_token_id=tokenizer.eos_token_id, **TINY_UMT5)
+    with torch.random.fork_rng():  # seeded weights; the caller's random state is left as it was
+        torch.manual_seed(seed)
+        return WanPipeline(
+            tokenizer=tokenizer,
+            text_encoder=UMT5EncoderModel(text_cfg),
+            vae=AutoencoderKLWan(**{**TINY_WAN_VAE, **(vae or {})}),
+            transformer=WanTransformer3DModel(**{**TINY_WAN_TRANSFORMER, **(transformer or {})}),
+            scheduler=FlowMatchEulerDiscreteScheduler(**TINY_FLOW_SCHEDULER),
+        )
