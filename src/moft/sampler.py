@@ -39,11 +39,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .adapters import architecture_of, call_denoiser, default_site
+from .adapters import architecture_of, call_denoiser
 from .capture import capture
 from .features import moft, region_mean
 from .latents import decode_latents, initial_noise, text_conditioning
-from .pipeline import default_guidance_scale, default_video_size, denoiser, denoiser_at, denoisers, sampling_scheduler
+from .pipeline import (default_guidance_scale, default_video_size, denoiser, denoiser_at, denoisers, pipeline_site,
+                       sampling_scheduler)
 from .shared_kv import SharedKV
 
 
@@ -337,7 +338,7 @@ def sample(
     sched.set_timesteps(steps)
     guided = set(range(*g.steps)) if target is not None and g.iterations > 0 else set()
     share = bool(guided) and g.shared_kv and architecture_of(net).spatial_self_attention is not None
-    state = GuidanceState(target, g, cond, uncond, g.site or default_site(net),
+    state = GuidanceState(target, g, cond, uncond, g.site or pipeline_site(pipe),
                           g.resolved_weight(len(target.masks)) if target is not None else 0.0,
                           gradient_mask(target, z.shape, g.grad_mask) if target is not None else None)
     counts = state.counts
