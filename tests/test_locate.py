@@ -219,3 +219,22 @@ def test_same_code_path_on_modelscope(modelscope):
     assert rep.accuracy["moft"].shape == (len(rep.sites), 1)
     assert rep.recommendation["site"] in rep.sites and rep.meta["architecture"] == "modelscope"
     assert not modelscope.unet._forward_hooks and not modelscope.unet._forward_pre_hooks
+
+
+@pytest.mark.slow
+def test_same_code_path_on_a_wan_dit(wan, tmp_path):
+    """A DiT's sites are its transformer blocks (frame-major tokens turned into feature maps); the
+    clips take the size of the model folder's moft.json (moft-tiny-wan's 9 frames of 32x32)."""
+    import json
+
+    from moft.models import load_pipeline
+
+    folder = tmp_path / "tiny-wan"
+    wan.save_pretrained(folder)
+    (folder / "moft.json").write_text(json.dumps({"frames": 9, "height": 32, "width": 32}))
+    pipe = load_pipeline(folder)
+    rep = locate(pipe, timesteps=(200,), clips_per_direction=2, fractions=(0.1,))
+    assert rep.sites == [f"blocks.{i}" for i in range(6)]
+    assert rep.accuracy["moft"].shape == (6, 1) and rep.meta["architecture"] == "wan"
+    assert rep.recommendation["site"] in rep.sites
+    assert not pipe.transformer._forward_hooks and not pipe.transformer._forward_pre_hooks
