@@ -344,12 +344,6 @@ def control(
         for name, path in outputs.items():
             if path is not None and path.is_dir():
                 raise UsageError(f"{path}: {name} would replace an existing folder; give another --out")
-        defaults = model_defaults(model)
-        kind = run_settings(defaults, target_kind=target_kind)[2]
-        if kind not in TARGET_KINDS:
-            raise UsageError(f"--target-kind: expected one of {', '.join(TARGET_KINDS)}, got {kind!r}")
-        if save_proxy and (kind != "drag" or target is not None or reference is not None):
-            raise UsageError("--save-proxy: only a drag target made from the trajectory has a proxy video")
         given = {"iterations": iterations, "step_size": step_size, "weight": weight, "loss": loss,
                  "shared_kv": shared_kv, "grad_mask": grad_mask}
         if guided_steps is not None:
@@ -358,8 +352,13 @@ def control(
                 assert len(given["steps"]) == 2
             except (ValueError, AssertionError):
                 raise UsageError(f"--guided-steps: expected START:END, got {guided_steps!r}") from None
+        defaults = model_defaults(model)
         g, cfg, kind, prompt = run_settings(defaults, guidance_scale=guidance_scale, target_kind=target_kind,
                                             prompt=prompt, **{k: v for k, v in given.items() if v is not None})
+        if kind not in TARGET_KINDS:
+            raise UsageError(f"--target-kind: expected one of {', '.join(TARGET_KINDS)}, got {kind!r}")
+        if save_proxy and (kind != "drag" or target is not None or reference is not None):
+            raise UsageError("--save-proxy: only a drag target made from the trajectory has a proxy video")
         check_settings(steps=steps, seed=seed, guidance_scale=cfg, gain=gain, guidance=g)
         if save_target is not None and g.iterations == 0 and target is None:
             raise UsageError("--save-target: --iterations 0 runs unguided and makes no target")
