@@ -75,6 +75,11 @@ def parse_args():
     p.add_argument("--seed-checkpoint", type=Path, default=None,
                    help="write the run's weights (no optimizer or EMA state) and VAE to this folder and exit: "
                         "a small resumption point to keep (copy the folder and pass it as --run)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="make the training clips in this many worker processes (0: in the main process, the "
+                        "recipe's CPU stream; >0 feeds a GPU: each worker draws from its own seeded stream)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop with a checkpoint after this many minutes of training (a device lease)")
     p.add_argument("--export-weights", choices=("ema", "raw"), default="ema",
                    help="export the EMA weights (default, what ships) or the raw ones (to probe a phase "
                         "shorter than the EMA horizon of ~1/(1-ema) steps)")
@@ -117,7 +122,7 @@ def train_vae(args, pipe, organism):
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3)
     step, rng = 0, np.random.default_rng(args.seed + 1)
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=False, map_location=vae.device)
         vae.load_state_dict(state["vae"]), opt.load_state_dict(state["opt"])
         step, rng = state["step"], state["rng"]
     vae.train()
@@ -126,7 +131,7 @@ def train_vae(args, pipe, organism):
         for g in opt.param_groups:  # the schedule follows the step (a resumed run may have more steps)
             g["lr"] = vae_lr(step, args.vae_steps, args.vae_schedule)
         frames, _ = make_batch(rng, max(1, args.vae_batch // organism.frames), n_frames=organism.frames)
-        x = organism.vae_input(frames)
+        x = organism.vae_input(frames).to(vae.device)
         post = vae.encode(x).latent_dist
         recon = vae.decode(post.sample() if organism.vae_sample else post.mode()).sample
         loss = F.mse_loss(recon, x) + 0.1 * F.l1_loss(recon, x) + 1e-6 * post.kl().mean()
@@ -141,7 +146,7 @@ def train_vae(args, pipe, organism):
     vae.eval()
     with torch.no_grad():
         frames, _ = make_batch(np.random.default_rng(12345), 32, n_frames=organism.frames)
-        z = vae.encode(organism.vae_input(frames)).latent_dist.mode()
+        z = vae.encode(organism.vae_input(frames).to(vae.device)).latent_dist.mode().cpu()
     scale = organism.register_scale(vae, z)
     log(args.run, stage="vae_done", **scale)
     vae.save_pretrained(vae_dir)
@@ -175,22 +180,22 @@ def _register_wan_scale(vae, z: torch.Tensor) -> dict:
 def _latents_sd(vae, frames: np.ndarray) -> torch.Tensor:
     """Scaled VAE latents ``(B, C, F, h, w)`` of an image VAE applied per frame."""
     b = frames.shape[0]
-    z = vae.encode(_frames_per_image(frames)).latent_dist.sample() * vae.config.scaling_factor
+    z = vae.encode(_frames_per_image(frames).to(vae.device)).latent_dist.sample() * vae.config.scaling_factor
     return rearrange(z, "(b f) c h w -> b c f h w", b=b)
 
 
 @torch.no_grad()
 def _latents_wan(vae, frames: np.ndarray) -> torch.Tensor:
     """Normalised Wan VAE latents ``(B, C, F, h, w)`` (``(z - latents_mean) / latents_std``), of the posterior mean."""
-    z = vae.encode(_clips(frames)).latent_dist.mode()
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    z = vae.encode(_clips(frames).to(vae.device)).latent_dist.mode()
+    mean = torch.tensor(vae.config.latents_mean, device=z.device).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, device=z.device).view(1, -1, 1, 1, 1)
     return (z - mean) / std
 
 
 def _noise_ddpm(sched, z, noise, t_min: int, generator=None):
     """v-prediction on the scheduler's DDPM noise levels: ``(noisy, timesteps, target)``."""
-    t = torch.randint(t_min, sched.config.num_train_timesteps, (z.shape[0],))
+    t = torch.randint(t_min, sched.config.num_train_timesteps, (z.shape[0],), device=z.device)
     return sched.add_noise(z, noise, t), t, sched.get_velocity(z, noise, t)
 
 
@@ -198,7 +203,7 @@ def _noise_flow(sched, z, noise, t_min: int):
     """Rectified flow: ``x_t = (1 - s) z + s noise``, velocity target ``noise - z``; ``s`` logit-normal,
     shifted by the scheduler's ``shift`` (the sigmas it samples with), and at least ``t_min / 1000``."""
     shift = sched.config.shift
-    u = torch.sigmoid(torch.randn(z.shape[0]))
+    u = torch.sigmoid(torch.randn(z.shape[0], device=z.device))
     s = shift * u / (1 + (shift - 1) * u)
     s = s.clamp(min=t_min / sched.config.num_train_timesteps)
     sv = s.view(-1, 1, 1, 1, 1)
@@ -208,13 +213,13 @@ def _noise_flow(sched, z, noise, t_min: int):
 def _text_clip(pipe, text_encoder, captions):
     ids = pipe.tokenizer(captions, padding="max_length", max_length=pipe.tokenizer.model_max_length,
                          truncation=True, return_tensors="pt").input_ids
-    return text_encoder(ids).last_hidden_state  # (B, L, D)
+    return text_encoder(ids.to(text_encoder.device)).last_hidden_state  # (B, L, D)
 
 
 def _text_umt5(pipe, text_encoder, captions):
     """The embeddings ``WanPipeline`` computes (512 positions, zeros after each caption's tokens)."""
     return pipe.encode_prompt(captions, do_classifier_free_guidance=False, max_sequence_length=512,
-                              device=torch.device("cpu"))[0]  # (B, 512, D)
+                              device=text_encoder.device)[0]  # (B, 512, D)
 
 
 def _predict_unet(net, noisy, t, emb):
@@ -298,6 +303,41 @@ def sample_grid(pipe, organism: Organism, path: Path, seed: int = 0):
     iio.imwrite(path, (grid * 255).round().astype(np.uint8), duration=250, loop=0)
 
 
+def draw_batch(rng: np.random.Generator, args, organism: Organism):
+    """One training batch: frames ``(B, F, H, W, 3)`` in [0, 1], captions (some dropped for CFG), masks ``(B, F, H, W)``."""
+    clips = [make_clip(rng, n_frames=organism.frames, kind_weights=args.mix, describe_prob=args.describe,
+                       cross_prob=args.cross) for _ in range(args.batch)]
+    captions = ["" if rng.random() < args.drop_caption else c.caption for c in clips]
+    return np.stack([c.frames for c in clips]), captions, np.stack([c.masks for c in clips])
+
+
+class WorkerBatches(torch.utils.data.IterableDataset):
+    """Endless batches from ``--workers`` processes, worker ``k`` drawing from ``default_rng([seed, step, k])``."""
+
+    def __init__(self, args, organism: Organism, step: int):
+        self.args, self.organism, self.step = args, organism, step
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.args.seed, self.step, info.id if info else 0])
+        while True:
+            yield draw_batch(rng, self.args, self.organism)
+
+
+def _as_is(batch):
+    return batch  # numpy arrays stay numpy (the default would make them tensors)
+
+
+def batches(args, organism: Organism, rng: np.random.Generator, step: int):
+    """The training batches: from the run's own stream (``--workers 0``) or from worker processes."""
+    if args.workers == 0:
+        while True:
+            yield draw_batch(rng, args, organism)
+    loader = torch.utils.data.DataLoader(WorkerBatches(args, organism, step), batch_size=None, collate_fn=_as_is,
+                                         num_workers=args.workers, prefetch_factor=4, persistent_workers=True)
+    yield from loader
+
+
 def export(args, pipe, organism: Organism, ema_state, path: Path):
     getattr(pipe, organism.denoiser).load_state_dict(ema_state[organism.denoiser])
     pipe.text_encoder.load_state_dict(ema_state["text_encoder"])
@@ -314,9 +354,11 @@ def main():
     torch.set_num_threads(args.threads)
     args.run.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator()
+    device = accelerator.device
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # GPUs only; no-op on CPU
     torch.manual_seed(args.seed)
-    pipe = organism.build(seed=args.seed)
-    pipe.vae = train_vae(args, pipe, organism).eval().requires_grad_(False)
+    pipe = organism.build(seed=args.seed).to(device)
+    pipe.vae = train_vae(args, pipe, organism).to(device).eval().requires_grad_(False)
     pipe.set_progress_bar_config(disable=True)
 
     net, text_encoder = getattr(pipe, organism.denoiser), pipe.text_encoder
@@ -324,10 +366,10 @@ def main():
     params = list(net.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     ema = EMA({name: net, "text_encoder": text_encoder}, args.ema)
-    step, rng, cpu_seconds, phases = 0, np.random.default_rng(args.seed + 2), 0.0, []
+    step, rng, cpu_seconds, gpu_seconds, phases = 0, np.random.default_rng(args.seed + 2), 0.0, 0.0, []
     ckpt = args.run / f"{name}_ckpt.pt"
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=False, map_location=device)
         net.load_state_dict(state[name]), text_encoder.load_state_dict(state["text_encoder"])
         if "opt" in state:  # a --seed-checkpoint keeps the weights only: AdamW and the EMA start afresh
             opt.load_state_dict(state["opt"])
@@ -335,6 +377,7 @@ def main():
             ema.shadow[k].load_state_dict(state["ema"][k] if "ema" in state else
                                           {name: net, "text_encoder": text_encoder}[k].state_dict())
         step, cpu_seconds = state["step"], state.get("cpu_seconds", 0.0)
+        gpu_seconds = state.get("gpu_seconds", 0.0)
         rng = state.get("rng", np.random.default_rng(args.seed + 3 + step))
         phases = state.get("phases", [{"from_step": 0, "mix": None, "describe": 0.8, "lr": args.lr,
                                        "lr_late": args.lr_late, "late_step": args.late_step}])
@@ -344,12 +387,13 @@ def main():
             ph.setdefault("t_min", 0)
             ph.setdefault("object_weight", 0.0)
         if "torch_rng" in state:
-            torch.set_rng_state(state["torch_rng"])
+            torch.set_rng_state(state["torch_rng"].cpu())
 
     if args.seed_checkpoint is not None:  # a small, committable resumption point: weights, step, recipe
         args.seed_checkpoint.mkdir(parents=True, exist_ok=True)
         atomic_save({name: net.state_dict(), "text_encoder": text_encoder.state_dict(), "step": step,
-                     "cpu_seconds": cpu_seconds, "phases": phases}, args.seed_checkpoint / ckpt.name)
+                     "cpu_seconds": cpu_seconds, "gpu_seconds": gpu_seconds, "phases": phases},
+                    args.seed_checkpoint / ckpt.name)
         pipe.vae.save_pretrained(args.seed_checkpoint / "vae")
         print(f"wrote the weights of step {step} and the VAE to {args.seed_checkpoint}; resume with a copy as --run")
         return
@@ -358,7 +402,7 @@ def main():
         return {k: m.state_dict() for k, m in ema.shadow.items()} | {
             "meta": {f"{name}_steps": step, "batch": args.batch, "vae_steps": args.vae_steps, "lr": args.lr,
                      "lr_late": args.lr_late, "late_step": args.late_step, "ema": args.ema,
-                     f"cpu_seconds_{name}": cpu_seconds, "prediction_type": organism.prediction_type,
+                     f"cpu_seconds_{name}": cpu_seconds, f"gpu_seconds_{name}": gpu_seconds, "prediction_type": organism.prediction_type,
                      "frames": organism.frames, "phases": phases}}
 
     if args.export is not None:
@@ -372,9 +416,10 @@ def main():
     phase = {"from_step": step, "mix": args.mix, "describe": args.describe, "lr": args.lr,
              "lr_late": args.lr_late, "late_step": args.late_step, "text_encoder": args.text_encoder,
              "cross": args.cross, "t_min": args.t_min,
-             "object_weight": args.object_weight}
-    def recipe(ph):
-        return {k: v for k, v in ph.items() if k != "from_step"}
+             "object_weight": args.object_weight, "batch": args.batch,
+             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type}
+    def recipe(ph):  # phases recorded before batch and device were kept ran at --batch 16 on the CPU
+        return {"batch": 16, "device": "cpu"} | {k: v for k, v in ph.items() if k != "from_step"}
 
     if not phases or recipe(phases[-1]) != recipe(phase):
         if phases and args.text_encoder == "frozen" and phases[-1]["text_encoder"] == "trained":
@@ -399,21 +444,27 @@ def main():
     sched = pipe.scheduler
     vae = pipe.vae
     net.train(), text_encoder.train(train_text)
-    t_last, cpu_last = time.time(), time.process_time()
+    def save_checkpoint():
+        atomic_save({name: accelerator.unwrap_model(net).state_dict(),
+                     "text_encoder": accelerator.unwrap_model(text_encoder).state_dict(),
+                     "opt": opt.state_dict(), "ema": {k: m.state_dict() for k, m in ema.shadow.items()},
+                     "step": step, "rng": rng, "torch_rng": torch.get_rng_state(),
+                     "cpu_seconds": cpu_seconds, "gpu_seconds": gpu_seconds, "phases": phases}, ckpt)
+
+    t_start = t_last = time.time()
+    cpu_last = time.process_time()
+    data = batches(args, organism, rng, step)
     while step < args.steps:
         lr = args.lr if step < args.late_step else args.lr_late
         for g in opt.param_groups:
             g["lr"] = lr
-        clips = [make_clip(rng, n_frames=organism.frames, kind_weights=args.mix, describe_prob=args.describe,
-                           cross_prob=args.cross) for _ in range(args.batch)]
-        frames, captions = np.stack([c.frames for c in clips]), [c.caption for c in clips]  # (B, F, H, W, 3)
-        captions = ["" if rng.random() < args.drop_caption else c for c in captions]
+        frames, captions, masks = next(data)  # (B, F, H, W, 3), B captions, (B, F, H, W)
         z = organism.latents(vae, frames)  # (B, C, F, h, w)
         noise = torch.randn_like(z)
         noisy, t, target = organism.noise(sched, z, noise, args.t_min)
         pred = organism.predict(net, noisy, t, embed(captions))
-        weights = object_weights(np.stack([c.masks for c in clips]), z.shape[-2:], args.object_weight)  # (B, F, h, w)
-        loss = object_weighted_mse(pred, target, torch.from_numpy(weights))
+        weights = object_weights(masks, z.shape[-2:], args.object_weight)  # (B, F, h, w)
+        loss = object_weighted_mse(pred, target, torch.from_numpy(weights).to(device))
         opt.zero_grad()
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(params, 1.0)
@@ -422,16 +473,19 @@ def main():
         ema.update({name: accelerator.unwrap_model(net), "text_encoder": accelerator.unwrap_model(text_encoder)}, step)
         if step % 20 == 0:
             now, cpu_now = time.time(), time.process_time()
-            cpu_seconds += cpu_now - cpu_last
+            if device.type == "cuda":
+                gpu_seconds += now - t_last  # the wall time a GPU was held (the workers' CPU time is not counted)
+            else:
+                cpu_seconds += cpu_now - cpu_last
             log(args.run, stage=name, step=step, loss=loss.item(), lr=lr, sec_per_step=(now - t_last) / 20,
-                cpu_seconds=cpu_seconds)
+                cpu_seconds=cpu_seconds, gpu_seconds=gpu_seconds)
             t_last, cpu_last = now, cpu_now
-        if step % args.ckpt_every == 0:
-            atomic_save({name: accelerator.unwrap_model(net).state_dict(),
-                         "text_encoder": accelerator.unwrap_model(text_encoder).state_dict(),
-                         "opt": opt.state_dict(), "ema": {k: m.state_dict() for k, m in ema.shadow.items()},
-                         "step": step, "rng": rng, "torch_rng": torch.get_rng_state(),
-                         "cpu_seconds": cpu_seconds, "phases": phases}, ckpt)
+        out_of_time = args.max_minutes is not None and time.time() - t_start > 60 * args.max_minutes
+        if step % args.ckpt_every == 0 or out_of_time:
+            save_checkpoint()
+        if out_of_time:
+            print(f"stopped at step {step} after {args.max_minutes} minutes (checkpointed)")
+            break
         if step % args.sample_every == 0:
             sample_pipe = type(pipe)(**{**pipe.components, name: ema.shadow[name], "text_encoder": ema.shadow["text_encoder"]})
             sample_pipe.set_progress_bar_config(disable=True)
