@@ -42,6 +42,7 @@ from moft.inversion import reference_features  # noqa: E402
 from moft.latents import encode_prompt, encode_video, vae_scale  # noqa: E402
 from moft.eval.metrics import direction_success, path_fit, track_centroid  # noqa: E402
 from moft.models import default_channels, denoiser, load_pipeline  # noqa: E402
+from moft.pipeline import default_video_size  # noqa: E402
 from moft.sampler import sample  # noqa: E402
 from moft.synthetic import COLORS, DIRECTIONS, SHAPES, SPEED_RANGE, make_clip, object_weights  # noqa: E402
 
@@ -127,8 +128,9 @@ def word_loss_gain(pipe, clips_per_word: int, seed: int, timesteps=(950, 800, 60
     swap = swap or OPPOSITE_WORD
     rng = np.random.default_rng(seed)
     words = list(swap)
-    clips = [make_clip(rng, kind="object", direction=words[i % len(words)], describe_motion=True, cross_prob=0.5)
-             for i in range(clips_per_word * len(words))]
+    n_frames = default_video_size(pipe)[0]  # the model's clip length (moft-tiny 8, moft-tiny-wan 9)
+    clips = [make_clip(rng, kind="object", direction=words[i % len(words)], describe_motion=True, cross_prob=0.5,
+                       n_frames=n_frames) for i in range(clips_per_word * len(words))]
     z = torch.cat([encode_video(pipe, (c.frames * 255).round().astype(np.uint8)) for c in clips])  # (B, F, C, h, w)
     weight = object_weights(np.stack([c.masks for c in clips]), z.shape[-2:], 10.0)  # (B, F, h, w)
     weight = torch.from_numpy(weight)[:, :, None]  # (B, F, 1, h, w), as z
@@ -213,11 +215,12 @@ def moft_decoding(pipe, per_direction: int, seed: int, timestep: int, steps: int
     ch = default_channels(model)
     feats = {"raw": [], "moft_all_channels": [], "moft_motion_channels": []}
     labels = []
+    n_frames = default_video_size(pipe)[0]  # the model's clip length (moft-tiny 8, moft-tiny-wan 9)
     for k, name in enumerate(names):
         for j in range(per_direction):
             rng = np.random.default_rng(seed + 1000 * k + j)
             kind = "pan" if j % 2 else "object"
-            clip = make_clip(rng, kind=kind, direction=name, speed=float(rng.uniform(1.0, 2.0)))
+            clip = make_clip(rng, kind=kind, direction=name, speed=float(rng.uniform(1.0, 2.0)), n_frames=n_frames)
             ref = reference_features(pipe, (clip.frames * 255).round().astype(np.uint8), timestep=timestep,
                                      num_steps=steps)
             x = resize(ref.features.float(), tuple(ref.latents.shape[-2:]))[0]  # (F, C, h, w)

@@ -2,8 +2,9 @@
 
 Usage:
     python scripts/ship_model.py --run runs/shipped [--guidance-scale 4.0] [--out src/moft/shipped/moft-tiny]
+    python scripts/ship_model.py --organism wan --run runs/wan --out src/moft/shipped/moft-tiny-wan
 
-Writes OUT (a diffusers AnimateDiffPipeline folder, loadable with from_pretrained) with
+Writes OUT (a diffusers pipeline folder, AnimateDiffPipeline or WanPipeline, loadable with from_pretrained) with
 ``motion_channels.safetensors`` (+ .json) fitted by DDIM inversion of synthetic pans, and ``moft.json``
 (the model's default prompt and CFG scale, plus the training record).
 """
@@ -55,9 +56,22 @@ def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
     return defaults
 
 
+def vae_steps(run: Path) -> int:
+    """How long the run's VAE trained: its own checkpoint, else the last VAE row of the run's log (a run resumed
+    from a committed resumption point keeps the finished VAE folder and the log, not the VAE's checkpoint)."""
+    import torch
+
+    if (run / "vae_ckpt.pt").is_file():
+        return torch.load(run / "vae_ckpt.pt", map_location="cpu", weights_only=False)["step"]
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    return max(r["step"] for r in rows if r.get("stage") == "vae")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, default=Path("runs/shipped"))
+    ap.add_argument("--organism", choices=("animatediff", "wan"), default="animatediff",
+                    help="which of train_shipped_model.py's organisms the run trained")
     ap.add_argument("--out", type=Path, default=ROOT / "src/moft/shipped/moft-tiny")
     ap.add_argument("--guidance-scale", type=float, default=4.0)
     ap.add_argument("--prompt", default="a red disk standing still")
@@ -72,23 +86,21 @@ def main():
         return
     tmp = args.out.with_name(args.out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    subprocess.run([sys.executable, str(ROOT / "scripts/train_shipped_model.py"), "--run", str(args.run),
-                    "--export", str(tmp)], check=True)
-    import torch
-
+    subprocess.run([sys.executable, str(ROOT / "scripts/train_shipped_model.py"), "--organism", args.organism,
+                    "--run", str(args.run), "--export", str(tmp)], check=True)
     from moft.channels import fit_channels
     from moft.models import load_pipeline
 
     t0 = time.time()
     pipe = load_pipeline(str(tmp))
-    channels = fit_channels(pipe, method="inversion", scenes=args.scenes, rank=args.rank, model_name="moft-tiny")
+    channels = fit_channels(pipe, method="inversion", scenes=args.scenes, rank=args.rank, model_name=args.out.name)
     channels.save(tmp / "motion_channels.safetensors")
     training = json.loads((tmp / "TRAINING.json").read_text())
-    # the VAE's own checkpoint says how long it trained (a run branched from another has no VAE log rows)
-    training["vae_steps"] = torch.load(args.run / "vae_ckpt.pt", map_location="cpu", weights_only=False)["step"]
+    training["vae_steps"] = vae_steps(args.run)
     (tmp / "TRAINING.json").unlink()
+    size = json.loads((tmp / "moft.json").read_text())  # the clip size the export wrote (frames, height, width)
     (tmp / "moft.json").write_text(json.dumps({
-        "prompt": args.prompt, "guidance_scale": args.guidance_scale, "frames": 8, "height": 32, "width": 32,
+        "prompt": args.prompt, "guidance_scale": args.guidance_scale, **size,
         "training": training, "channels_fit_seconds": round(time.time() - t0, 1),
     }, indent=2) + "\n")
     shutil.rmtree(args.out, ignore_errors=True)

@@ -400,8 +400,7 @@ def main():
 
     def ema_state():
         return {k: m.state_dict() for k, m in ema.shadow.items()} | {
-            "meta": {f"{name}_steps": step, "batch": args.batch, "vae_steps": args.vae_steps, "lr": args.lr,
-                     "lr_late": args.lr_late, "late_step": args.late_step, "ema": args.ema,
+            "meta": {f"{name}_steps": step, "vae_steps": args.vae_steps, "ema": args.ema,  # batch, lr: per phase
                      f"cpu_seconds_{name}": cpu_seconds, f"gpu_seconds_{name}": gpu_seconds, "prediction_type": organism.prediction_type,
                      "frames": organism.frames, "phases": phases}}
 
