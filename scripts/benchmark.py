@@ -53,6 +53,7 @@ CASES = {
 FULL = {
     # name: (frames, latent side, steps, guided steps)
     "moft-tiny": (8, 16, 25, (3, 12)),
+    "moft-tiny-wan": (9, 16, 25, (3, 12)),
     "animatediff": (16, 8, 10, (1, 5)),
     "zeroscope": (16, 8, 10, (1, 5)),
     "wan-1.3b": (5, 8, 3, (1, 2)),  # 5 latent frames of 8x8 -> 80 tokens; ~14 s a forward on one loaded CPU core
@@ -63,7 +64,9 @@ EXTRA_CASES = {
     # what a user of the shipped model gets: its moft.json settings (drag target, 4 iterations of step 1)
     # for the sampling alone, and the whole `moft control` (source video, drag proxy, inversion, sampling)
     "moft-tiny": {"guided (shipped settings)": "shipped", "moft control (shipped defaults)": "control"},
+    "moft-tiny-wan": {"guided (shipped settings)": "shipped", "moft control (shipped defaults)": "control"},
 }
+SHIPPED = ("moft-tiny", "moft-tiny-wan")  # loaded from the package, with their channels and moft.json
 PROMPT = "a red disk standing still"  # the shipped model's default prompt (any prompt for random weights)
 
 
@@ -91,12 +94,12 @@ def build_wan():
 
 
 def build(name: str):
-    """The pipeline to benchmark (``moft-tiny`` loads the shipped model)."""
+    """The pipeline to benchmark (``moft-tiny`` and ``moft-tiny-wan`` load the shipped models)."""
     from moft.tiny import build_tiny_animatediff
     from moft.models import load_pipeline
 
-    if name == "moft-tiny":
-        return load_pipeline()
+    if name in SHIPPED:
+        return load_pipeline(name)
     if name == "wan-1.3b":
         return build_wan()
     from accelerate import init_empty_weights  # noqa: F401  (keeps diffusers' fast init path importable)
@@ -177,7 +180,7 @@ def one_case(model: str, case: str) -> dict:
         torch.manual_seed(0)
         reset_peak_memory()
         t0 = time.perf_counter()
-        res = control(pipe, traj, prompt=PROMPT, channels=default_channels(), seed=0, steps=steps)
+        res = control(pipe, traj, prompt=PROMPT, channels=default_channels(model), seed=0, steps=steps)
         out = res.result  # its counts are the guided sampling's; the time is the whole run's
     else:
         if spec == "shipped":  # the model's own settings and drag target, built before the clock starts
@@ -185,10 +188,10 @@ def one_case(model: str, case: str) -> dict:
             from moft.targets import drag_target
 
             source = sample(pipe, PROMPT, steps=steps, seed=0, num_frames=frames)
-            target = drag_target(pipe, source.frames, traj, channels=default_channels(), num_steps=steps)
-            g = default_guidance()
+            target = drag_target(pipe, source.frames, traj, channels=default_channels(model), num_steps=steps)
+            g = default_guidance(model)
         elif spec is not None:
-            ch = default_channels() if model == "moft-tiny" else None
+            ch = default_channels(model) if model in SHIPPED else None
             if ch is None:  # random full-size weights: any channels exercise the same work
                 c = WIDTH[model]
                 ch = MotionChannels(torch.arange(51), torch.arange(51, 102), {"horizontal": torch.ones(c), "vertical": torch.ones(c)},

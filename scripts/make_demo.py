@@ -2,6 +2,7 @@
 
 Usage:
     python scripts/make_demo.py --out docs/demo.gif [--prompt "a red disk standing still"] [--seed 0]
+    python scripts/make_demo.py --model moft-tiny-wan --out docs/demo-wan.gif
 
 Generates the unguided source video, finds the prompt's object in frame 0, writes a trajectory per
 requested motion (a box around the object), runs ``moft control`` on the same noise and tiles
@@ -31,15 +32,16 @@ REQUESTS = [("left", "object"), ("right", "object"), ("up", "object"), ("down", 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="moft-tiny (default), moft-tiny-wan or a model folder")
     ap.add_argument("--out", type=Path, default=Path("docs/demo.gif"))
     ap.add_argument("--prompt", default="a red disk standing still")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--speed", type=float, default=0.05)
     ap.add_argument("--scale", type=int, default=4, help="upscale factor of the GIF")
     args = ap.parse_args()
-    pipe = load_pipeline()
-    cfg = model_defaults().get("guidance_scale", 7.5)
-    channels = default_channels()
+    pipe = load_pipeline(args.model)
+    cfg = model_defaults(args.model).get("guidance_scale", 7.5)
+    channels = default_channels(args.model)
     src = sample(pipe, args.prompt, seed=args.seed, guidance_scale=cfg)
     color = prompt_color(args.prompt)
     found = object_box(src.frames, color)
@@ -58,7 +60,8 @@ def main():
     tile = np.concatenate(panels, axis=2)  # (F, H, 6W, 3)
     tile = tile.repeat(args.scale, axis=1).repeat(args.scale, axis=2)
     write_video(args.out, tile, fps=4)
-    args.out.with_suffix(".json").write_text(json.dumps({"prompt": args.prompt, "seed": args.seed, "box": box,
+    args.out.with_suffix(".json").write_text(json.dumps({"model": args.model or "moft-tiny", "prompt": args.prompt,
+                                                         "seed": args.seed, "box": box,
                                                          "panels": ["source"] + [f"{d} ({r})" for d, r in REQUESTS],
                                                          "tracks": tracks}, indent=2) + "\n")
     print(f"wrote {args.out}")

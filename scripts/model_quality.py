@@ -38,11 +38,11 @@ import torch
 
 from moft.extract import nearest_step  # noqa: E402
 from moft.features import remove_content_correlation, resize  # noqa: E402
-from moft.inversion import reference_features  # noqa: E402
+from moft.inversion import noise_latents, reference_features  # noqa: E402
 from moft.latents import encode_prompt, encode_video, vae_scale  # noqa: E402
 from moft.eval.metrics import direction_success, path_fit, track_centroid  # noqa: E402
 from moft.models import default_channels, denoiser, load_pipeline  # noqa: E402
-from moft.pipeline import default_video_size  # noqa: E402
+from moft.pipeline import default_video_size, is_flow  # noqa: E402
 from moft.sampler import sample  # noqa: E402
 from moft.synthetic import COLORS, DIRECTIONS, SHAPES, SPEED_RANGE, make_clip, object_weights  # noqa: E402
 
@@ -145,8 +145,10 @@ def word_loss_gain(pipe, clips_per_word: int, seed: int, timesteps=(950, 800, 60
     for t in timesteps:
         noise = torch.randn(z.shape, generator=gen)  # (B, F, C, h, w)
         tt = torch.full((len(clips),), t)
-        # the scheduler broadcasts over trailing axes, so the (B, F, C, h, w) layout can stay
-        noisy, target = pipe.scheduler.add_noise(z, noise, tt), pipe.scheduler.get_velocity(z, noise, tt)
+        # the scheduler broadcasts over trailing axes, so the (B, F, C, h, w) layout can stay; the training target:
+        # v-prediction (moft-tiny) or the rectified-flow velocity noise - z (moft-tiny-wan)
+        noisy = noise_latents(pipe, z, noise, t)
+        target = noise - z if is_flow(pipe.scheduler) else pipe.scheduler.get_velocity(z, noise, tt)
         plain, weighted = [], []  # per word: (B,)
         for e in emb:
             err = (call_denoiser(denoiser(pipe), noisy, t, {"encoder_hidden_states": e}) - target) ** 2
@@ -270,8 +272,9 @@ def markdown(report: dict) -> str:
         return f"{100 * q[key]:.0f}% ({round(q[key] * n)}/{n})"
 
     lines = [f"Measured by `python scripts/model_quality.py` on {report['model']} ({n} unguided samples, CFG "
-             f"{report['guidance_scale']:g}, {report['steps']} DDIM steps"
-             + (f"; {d['videos']} held-out labelled videos, DDIM-inverted to t = {d['timestep']}" if d else "") + ").",
+             f"{report['guidance_scale']:g}, {report['steps']} sampling steps"
+             + (f"; {d['videos']} held-out labelled videos, inverted (DDIM, or Euler for a flow model) to "
+                f"t = {d['timestep']}" if d else "") + ").",
              "", "| bar | target | measured |", "|---|---|---|",
              f"| samples with one trackable object | – | {frac('present_fraction')} |",
              f"| coherent samples (straight path R² ≥ 0.9, consistent steps, speed in range) | ≥ 90% | "
@@ -343,6 +346,11 @@ def main():
     pipe = load_pipeline(args.model)
     cfg = args.guidance_scale or model_defaults(args.model).get("guidance_scale", 7.5)
     t0 = time.time()
+
+    def save(report):
+        if args.out and "sample_quality" in report:
+            write_report(args.out, report, markdown(report))
+
     if args.only:
         if args.out is not None and not args.out.exists():
             p.error(f"--only merges into an existing report and {args.out} does not exist; rerun it whole")
@@ -353,9 +361,11 @@ def main():
     else:
         report = {"model": args.model or "moft-tiny", "guidance_scale": cfg, "steps": args.steps}
         report["sample_quality"] = sample_quality(pipe, args.samples, args.seed, cfg, args.steps)
+        save(report)  # each part as it finishes: the later parts take long
         if not args.skip_decoding:
             report["moft_decoding"] = moft_decoding(pipe, args.per_direction, args.seed, args.timestep, args.steps,
                                                     args.figure, args.model)
+            save(report)
     if args.only in (None, "text_effect") and args.text_seeds > 0:
         report["text_effect"] = text_effect(pipe, args.text_seeds, args.seed, cfg, args.steps)
     if args.only in (None, "text_effect", "word_loss") and args.text_seeds > 0:
@@ -365,8 +375,7 @@ def main():
     summary = {k: v for k, v in report.get("sample_quality", {}).items() if k != "rows"}
     print(json.dumps({"sample_quality": summary, "moft_decoding": report.get("moft_decoding"),
                       "text_effect": report.get("text_effect")}, indent=2))
-    if args.out:
-        write_report(args.out, report, markdown(report))
+    save(report)
 
 
 if __name__ == "__main__":

@@ -208,11 +208,14 @@ def test_object_weighted_mse_is_plain_mse_at_weight_zero_and_favours_the_objects
     assert on_object > plain > off_object
 
 
-def test_word_loss_gain_is_zero_when_the_caption_is_unchanged_and_not_otherwise():
+@pytest.mark.parametrize("organism", ["animatediff", "moft-tiny-wan"])
+def test_word_loss_gain_is_zero_when_the_caption_is_unchanged_and_not_otherwise(organism):
+    """On a v-prediction U-Net and on the shipped flow DiT (its velocity target, its 9-frame clips)."""
+    from moft.models import load_pipeline
     from moft.tiny import build_tiny_animatediff
 
     mq = _load("model_quality")
-    pipe = build_tiny_animatediff(seed=0)
+    pipe = build_tiny_animatediff(seed=0) if organism == "animatediff" else load_pipeline(organism)
     same = mq.word_loss_gain(pipe, 1, seed=0, timesteps=(900,), swap={w: w for w in mq.OPPOSITE_WORD})
     assert same["clips"] == 4 and same["timesteps"][900]["gain"] == 0.0
     swapped = mq.word_loss_gain(pipe, 1, seed=0, timesteps=(900,))
