@@ -107,8 +107,11 @@ def test_the_shipped_suites_load_and_fit_the_shipped_model():
     assert all(p["trajectory"].frames == 8 for p in plans.values())
     clips = [p["reference"] for p in plans.values() if p["reference"] is not None]
     assert len(clips) == 2 and all(c.shape == (8, 32, 32, 3) for c in clips)
+    eight = {"version": 1, "frames": 8, "regions": [{"mask": "all", "direction": "right"}]}  # names its frame count
+    pinned = dict(general, requests=[{"name": "pan (8 frames)", "trajectory": eight}])
+    check_suite(pinned, 8, 32, 32, (16, 16))
     with pytest.raises(SuiteError, match="the model makes 16"):
-        check_suite(general, 16, 32, 32, (16, 16))  # examples/pan_right.json says 8 frames; the clips have 16
+        check_suite(pinned, 16, 32, 32, (16, 16))  # the file says 8 frames; the model makes 16
     with pytest.raises(SuiteError, match="too few frames: the clip has 16"):
         check_suite(dict(general, requests=general["requests"][4:]), 24, 32, 32, (16, 16))
 

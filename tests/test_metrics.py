@@ -578,3 +578,53 @@ def test_a_smoothly_moving_object_and_a_stronger_smooth_flicker_are_not_glitches
     assert np.nanmax(frame_change(video, outside)) < 2 * GLITCH_FLOOR
     with pytest.raises(ValueError, match="no patch"):
         glitch(video, source, np.zeros((32, 32), bool))
+
+
+# ---------------------------------------------------------------------------
+# split: guidance that copies the object instead of moving it
+# ---------------------------------------------------------------------------
+
+from moft.eval.metrics import object_pieces, split  # noqa: E402
+from moft.synthetic import make_clip  # noqa: E402
+
+
+def _red_disk_video(centres, size=32, radius=4, extra=()):
+    """Frames of red disks on grey: one disk per frame at ``centres[k]``, plus ``extra[k]`` copies."""
+    video = np.full((len(centres), size, size, 3), 0.4, np.float32)
+    for k, c in enumerate(centres):
+        for x, y in [c, *(extra[k] if extra else [])]:
+            cv2.circle(video[k], (int(x), int(y)), radius, (1.0, 0.0, 0.0), -1)
+    return video
+
+
+def test_split_tells_a_moved_object_from_a_copied_one():
+    still = [(10, 16)] * 8
+    moved = [(10 + 2 * k, 16) for k in range(8)]  # the disk travels 14 px right
+    copied = [(10, 16)] * 8  # the original stays, a copy appears at the requested place from frame 3
+    copies = [[] if k < 3 else [(10 + 2 * k + 8, 16)] for k in range(8)]
+    source = _red_disk_video(still)
+    red = (1.0, 0.0, 0.0)
+    assert object_pieces(_red_disk_video(moved), red).tolist() == [1] * 8
+    assert object_pieces(_red_disk_video(copied, extra=copies), red).tolist() == [1, 1, 1, 2, 2, 2, 2, 2]
+    assert not split(_red_disk_video(moved), source, red)
+    assert split(_red_disk_video(copied, extra=copies), source, red)
+    assert not split(source, source, red)
+
+
+def test_split_ignores_specks_and_pieces_the_source_already_has():
+    red = (1.0, 0.0, 0.0)
+    two = _red_disk_video([(8, 8)] * 4, extra=[[(24, 24)]] * 4)  # two objects all along
+    assert not split(two, two, red)
+    speck = two.copy()
+    speck[2, 16, 16] = red  # one pixel of the colour: below min_area, not a piece
+    assert not split(speck, two, red)
+
+
+def test_object_pieces_counts_the_synthetic_objects():
+    """An independent count: each object of a synthetic two-object clip is one piece of its colour in every frame."""
+    from moft.synthetic import COLORS
+
+    clip = make_clip(np.random.default_rng(3), kind="two_objects")
+    assert len(clip.colors) == 2
+    for name in clip.colors:
+        assert object_pieces(clip.frames, COLORS[name]).tolist() == [1] * len(clip.frames)

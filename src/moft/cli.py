@@ -145,7 +145,7 @@ def _warn_unknown_words(pipe, prompt: Optional[str]):
                    f"{'it reads' if len(words) == 1 else 'they read'} as <unk>", err=True)
 
 
-MODEL_HELP = "moft-tiny (default), a pipeline folder or a hub id"
+MODEL_HELP = "moft-tiny (default), moft-tiny-wan, a pipeline folder or a hub id"
 START_HELP = "clip: first frame to take"
 STRIDE_HELP = "clip: frames between frames taken (default: the clip's fps / the model's fps, about 1 s for 8 frames)"
 FPS_HELP = "clip: sample the clip at this frame rate instead of --stride (default: none, see --stride)"
@@ -153,7 +153,7 @@ FIT_HELP = "clip: crop (centre crop to the model's aspect, then resize), resize 
 
 
 @app.command()
-def info(model: Optional[str] = typer.Option(None, help="moft-tiny (default), a pipeline folder or a hub id")):
+def info(model: Optional[str] = typer.Option(None, help=MODEL_HELP)):
     """Model class, adapter, capture sites and the feature shape at the default site."""
     with _errors():
         import torch
@@ -484,7 +484,7 @@ def evaluate(
 @app.command()
 def locate(
     out: Path = typer.Option(..., help="REPORT.json; REPORT.md and REPORT.png are written beside it"),
-    model: Optional[str] = typer.Option(None, help="moft-tiny (default), a pipeline folder or a hub id"),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
     sites: Optional[str] = typer.Option(None, help="comma-separated module paths (default: every block output and temporal module)"),
     timesteps: str = typer.Option("100,200,400,700", help="comma-separated timesteps the clips are noised to"),
     clips: int = typer.Option(8, help="clips per direction and kind (8 directions x pans and moving objects)"),

@@ -275,8 +275,8 @@ class LocateReport:
             ax.set_title(title, fontsize=9)
         first = np.atleast_1d(axes)[0]
         first.set_yticks(range(s), self.sites, fontsize=7)
-        fig.colorbar(im, ax=list(np.atleast_1d(axes)), shrink=0.8,
-                     label=f"direction accuracy (chance {CHANCE:.3f}) / correspondence hits")
+        bar = fig.colorbar(im, ax=list(np.atleast_1d(axes)), shrink=0.9)
+        bar.set_label(f"accuracy (chance {CHANCE:.3f})\n/ correspondence hits", fontsize=7)  # fits 4 sites too
         fig.suptitle(f"moft locate: {self.meta['model']}: chosen {rec['site']} @ t={rec['timestep']}", fontsize=10)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100)

@@ -83,8 +83,8 @@ import numpy as np
 import torch
 
 from .metrics import (camera_motion, direction_success, frame_change, glitch, mean_path, motion_fidelity, objmc, psnr,
-                      region_tracks, request_tracks, ssim, steering, track_centroid, track_points, trajectory_error,
-                      zoom_scale, zoom_success)
+                      region_tracks, request_tracks, split, ssim, steering, track_centroid, track_points,
+                      trajectory_error, zoom_scale, zoom_success)
 from ..sampler import GuidanceConfig, GuidanceDiverged, sample
 from ..synthetic import COLORS, DIRECTIONS, make_clip
 from ..targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
@@ -637,9 +637,10 @@ def score_synthetic(frames, source, parts, traj) -> tuple[dict, dict]:
     """Synthetic-object protocol: colour-centroid direction/distance/steering, LK Motion Fidelity."""
     f, h, w = frames.shape[:3]
     masks = traj.masks(h, w)  # (R, H, W)
-    success, error, tracks, ref_tracks, steer = [], [], [], [], []
+    success, error, tracks, ref_tracks, steer, pieces = [], [], [], [], [], []
     for part, mask in zip(parts, masks):
         path = track_centroid(frames, color=COLORS[part["color"]])
+        pieces.append(split(frames, source, COLORS[part["color"]]))
         success.append(direction_success(path, part["requested"]))
         error.append(trajectory_error(path, part["requested"], height=h, width=w))
         steer.append(steering(path, track_centroid(source, color=COLORS[part["color"]]), part["requested"]))
@@ -651,6 +652,7 @@ def score_synthetic(frames, source, parts, traj) -> tuple[dict, dict]:
         "direction_success": float(np.mean(success)),
         "trajectory_error": float(np.nanmean(error)) if np.isfinite(error).any() else math.nan,
         "motion_fidelity_lk": motion_fidelity(np.concatenate(tracks), np.concatenate(ref_tracks)) if tracks else math.nan,
+        "split": float(any(pieces)),  # an object in more pieces than the source ever shows it in
     }
     reasons = {"trajectory_error": "the object was not found in the guided video",
                "motion_fidelity_lk": "no LK track in the regions"}
@@ -803,6 +805,7 @@ METRICS = (
     ("psnr_outside", "PSNR outside ↑", False, 1, {_S, _T, _M}),
     ("ssim_outside", "SSIM outside ↑", False, 3, {_S, _T, _M}),
     ("glitch", "glitch rate ↓", False, 2, {_S, _T, _M}),
+    ("split", "split rate ↓", False, 2, {_S}),
     ("seconds", "s / video", False, 1, {_S, _T, _M}),
 )
 _MEDIAN = {"motion_kept", "motion_kept_lk", "zoom_achieved_lk"}

@@ -62,6 +62,8 @@ __all__ = [
     "zoom_success",
     "frame_change",
     "glitch",
+    "object_pieces",
+    "split",
     "psnr",
     "ssim",
     "ssim_map",
@@ -524,6 +526,17 @@ def request_tracks(points: np.ndarray, path: np.ndarray) -> np.ndarray:
     return points[:, None, :] + (path - path[0])[None]  # (N, F, 2)
 
 
+def color_mask(video: np.ndarray, color, threshold: float | None = None) -> np.ndarray:
+    """``(F, H, W)`` bool: the pixels within ``threshold`` (RGB distance in [0, 1] units, default 0.25) of ``color``
+    (RGB in [0, 1] or 0-255): how the synthetic-object protocol segments the shipped organisms' flat objects."""
+    video = to_float(_as_video(video)).astype(np.float32)  # (F, H, W, 3)
+    color = np.asarray(color, dtype=np.float32).reshape(3)
+    if color.max() > 1.0:
+        color = color / 255.0
+    threshold = 0.25 if threshold is None else float(threshold)
+    return np.linalg.norm(video - color, axis=-1) < threshold  # (F, H, W)
+
+
 def track_centroid(
     video: np.ndarray,
     *,
@@ -579,12 +592,7 @@ def track_centroid(
     num_frames, height, width, _ = video.shape
 
     if color is not None:
-        color = np.asarray(color, dtype=np.float32).reshape(3)
-        if color.max() > 1.0:
-            color = color / 255.0
-        threshold = 0.25 if threshold is None else float(threshold)
-        distance = np.linalg.norm(video - color, axis=-1)  # (F, H, W)
-        foreground = distance < threshold
+        foreground = color_mask(video, color, threshold)  # (F, H, W)
     else:
         if background is None:
             background = np.median(video, axis=0)  # (H, W, 3)
@@ -1204,6 +1212,42 @@ def glitch(video: np.ndarray, source: np.ndarray, mask: np.ndarray | None = None
     if not np.isfinite(change).any():
         raise ValueError("glitch: no patch of the mask to compare")
     return bool(np.nanmax(change) > factor * np.nanmax(before) + floor)
+
+
+def object_pieces(video: np.ndarray, color, *, threshold: float | None = None, min_area: int = 4) -> np.ndarray:
+    """Per frame, how many separate pieces (8-connected components of at least ``min_area`` pixels, as
+    ``track_centroid`` counts them) the object of ``color`` is in.
+
+    Example:
+        >>> video = np.zeros((2, 16, 16, 3)); video[:, 2:6, 2:6] = (1.0, 0.0, 0.0)
+        >>> video[1, 10:14, 10:14] = (1.0, 0.0, 0.0)          # a copy appears in frame 1
+        >>> object_pieces(video, (1.0, 0.0, 0.0)).tolist()
+        [1, 2]
+
+    Returns:
+        ``(F,)`` int.
+    """
+    fg = color_mask(video, color, threshold)  # (F, H, W)
+    counts = []
+    for k in range(fg.shape[0]):
+        _, _, stats, _ = cv2.connectedComponentsWithStats(fg[k].astype(np.uint8), connectivity=8)
+        counts.append(int((stats[1:, cv2.CC_STAT_AREA] >= min_area).sum()))  # label 0 is the background
+    return np.asarray(counts)
+
+
+def split(video: np.ndarray, source: np.ndarray, color, **kwargs) -> bool:
+    """Whether guidance broke the object up: some frame of ``video`` shows it in more pieces than any frame of
+    ``source`` (the unguided video of the same noise). A drag that paints a copy at the requested place while the
+    original stays moves the colour centroid as a real motion would; this tells the two apart.
+
+    Example:
+        >>> source = np.zeros((2, 16, 16, 3)); source[:, 2:6, 2:6] = (1.0, 0.0, 0.0)
+        >>> moved = np.zeros_like(source); moved[0, 2:6, 2:6] = moved[1, 2:6, 5:9] = (1.0, 0.0, 0.0)
+        >>> copied = source.copy(); copied[1, 2:6, 10:14] = (1.0, 0.0, 0.0)
+        >>> split(moved, source, (1.0, 0.0, 0.0)), split(copied, source, (1.0, 0.0, 0.0))
+        (False, True)
+    """
+    return bool(object_pieces(video, color, **kwargs).max() > object_pieces(source, color, **kwargs).max())
 
 
 def _check_mask_frames(mask, num_frames: int, height: int, width: int) -> np.ndarray:
