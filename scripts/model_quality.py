@@ -274,7 +274,7 @@ def markdown(report: dict) -> str:
     lines = [f"Measured by `python scripts/model_quality.py` on {report['model']} ({n} unguided samples, CFG "
              f"{report['guidance_scale']:g}, {report['steps']} sampling steps"
              + (f"; {d['videos']} held-out labelled videos, inverted (DDIM, or Euler for a flow model) to "
-                f"t = {d['timestep']}" if d else "") + ").",
+                f"t = {d['timestep']:.0f}" if d else "") + ").",
              "", "| bar | target | measured |", "|---|---|---|",
              f"| samples with one trackable object | – | {frac('present_fraction')} |",
              f"| coherent samples (straight path R² ≥ 0.9, consistent steps, speed in range) | ≥ 90% | "

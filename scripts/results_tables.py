@@ -2,10 +2,12 @@
 scripts/model_quality.py) into the README and the docs pages between markers, so they show exactly
 what was run.
 
-Blocks (file: block): README.md: ``<!-- headline -->`` (the tables a user compares against);
+Blocks (file: block): README.md: ``<!-- headline -->`` (the tables a user compares against), ``<!-- organisms -->``
+(the two shipped organisms side by side, from scripts/organism_tables.py);
 docs/moft-tiny.md: ``<!-- quality -->`` (the shipped model's bars), ``<!-- channel-ranking -->``;
 docs/control.md: ``<!-- target-specificity -->`` (which targets carry direction); docs/results.md:
-``<!-- results -->`` (the paper's tables and the benchmarks).
+``<!-- results -->`` (the paper's tables and the benchmarks), ``<!-- organism-suites -->`` (each suite on both organisms);
+docs/moft-tiny-wan.md: ``<!-- wan-quality -->``, ``<!-- wan-tuning -->`` (the DiT organism's bars and control tuning).
 
 Usage:
     python scripts/results_tables.py
@@ -16,6 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = {  # block: (file, the docs/results tables it shows)
     "headline": ("README.md", ["table1_synthesis", "benchmark"]),
+    "organisms": ("README.md", ["organisms_summary"]),
+    "organism-suites": ("docs/results.md", ["organisms"]),
+    "wan-quality": ("docs/moft-tiny-wan.md", ["moft-tiny-wan/model_quality"]),
+    "wan-tuning": ("docs/moft-tiny-wan.md", ["moft-tiny-wan/tune_control"]),
     "quality": ("docs/moft-tiny.md", ["model_quality"]),
     "channel-ranking": ("docs/moft-tiny.md", ["channel_ranking"]),
     "target-specificity": ("docs/control.md", ["target_specificity"]),
