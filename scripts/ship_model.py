@@ -74,7 +74,7 @@ def main():
     ap.add_argument("--scenes", type=int, default=8)
     ap.add_argument("--rank", default="pca", choices=("pca", "separation"), help="channel ranking (fit_channels)")
     ap.add_argument("--guidance-from", type=Path, default=None,
-                    help="an evaluation report of control settings (benchmarks/tune_control.json): write the best "
+                    help="an evaluation report of control settings (benchmarks/tune_levers.json): write the best "
                          "one into moft.json's guidance and target defaults and exit")
     args = ap.parse_args()
     if args.guidance_from is not None:
