@@ -20,7 +20,7 @@ BLOCKS = {  # block: (file, the docs/results tables it shows)
     "quality": ("docs/moft-tiny.md", ["model_quality"]),
     "channel-ranking": ("docs/moft-tiny.md", ["channel_ranking"]),
     "target-specificity": ("docs/control.md", ["target_specificity"]),
-    "control-goals": ("docs/control.md", ["control_goals_table", "tune_levers", "control_goals", "control_two_objects"]),
+    "control-goals": ("docs/control.md", ["control_goals_table", "tune_levers"]),
     "results": ("docs/results.md", ["tune_control", "tune_levers", "control_goals", "control_two_objects", "table1_synthesis", "table1_reference", "camera_pan", "zoom", "zoom_proxy", "glitch", "two_objects", "table4_channels",
                 "ablations", "prompt_no_motion", "benchmark", "benchmark_full"]),
 }

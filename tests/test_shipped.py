@@ -67,10 +67,12 @@ def test_shipped_model_makes_a_coherent_object(shipped, direction, color, seed):
 
 
 # The control defaults must steer at a rate, not on one lucky seed. Measured with the command in the
-# module's ``__main__`` (seeds 0-5, 2026-11-30): toward_px left 1.90 5.15 -0.15 4.33 3.96 1.12, right
-# 5.53 4.16 5.96 3.06 1.57 4.21 -> 11 of 12 beyond 1 px; on SEEDS 7 of 8 (seed 2 left fails).
+# module's ``__main__`` (seeds 0-5, 2026-11-30, the cosine + Adam default): toward_px left 9.17 6.08 8.85
+# 11.28 7.99 9.46, right 9.47 8.68 8.60 6.53 8.68 9.60 -> 12 of 12 beyond 6 px of the 11.2 asked (the old
+# sgd default: 11 of 12 beyond 1 px, -0.15 to 5.96). The check asks 7 of 8 beyond 4 px.
 SEEDS = (0, 1, 2, 3)
-MIN_STEERED = 6  # of 2 * len(SEEDS) runs (left and right per seed): a 75% rate
+MIN_STEERED = 7  # of 2 * len(SEEDS) runs (left and right per seed): an 87% rate
+STEER_PX = 4.0  # pushed at least this far the requested way (a third of the request)
 STILL_PROMPT = "a red disk standing still"
 
 
@@ -96,10 +98,10 @@ def toward_px(pipe, seed: int, direction: str) -> float:
 
 @pytest.mark.slow
 def test_shipped_control_defaults_move_the_object_the_requested_way_on_most_seeds(shipped):
-    """A still object pushed left and right on four seeds moves more than 1 px the requested way in
-    at least 6 of the 8 runs."""
+    """A still object pushed left and right on four seeds moves more than 4 px the requested way in
+    at least 7 of the 8 runs."""
     moved = {(d, seed): toward_px(shipped, seed, d) for d in ("left", "right") for seed in SEEDS}
-    steered = sum(v > 1.0 for v in moved.values())
+    steered = sum(v > STEER_PX for v in moved.values())
     assert steered >= MIN_STEERED, f"{steered} of {len(moved)} steered; toward_px {moved}"
 
 
