@@ -23,7 +23,7 @@ batch without early exit (DiTFlow and FlowMotion have no shared K/V; neither has
     python scripts/benchmark.py --models wan-1.3b --repeats 3 --out /tmp/wan.json
 
 ``moft-tiny`` also runs what its users get: ``guided (shipped settings)`` (the model's moft.json: drag
-target, per-position loss, 4 iterations of step 1.0; the target built before the clock starts) and
+target, per-position cosine loss, 4 Adam iterations; the target built before the clock starts) and
 ``moft control (shipped defaults)``, the whole command's work (the unguided source video, the drag
 proxy and its inversion, the guided sampling; forwards and backwards count the guided sampling only).
 Threads: ``MOFT_BENCH_THREADS`` (default 2), stated in the report.
@@ -187,9 +187,13 @@ def one_case(model: str, case: str) -> dict:
             from moft.control import default_guidance
             from moft.targets import drag_target
 
-            source = sample(pipe, PROMPT, steps=steps, seed=0, num_frames=frames)
-            target = drag_target(pipe, source.frames, traj, channels=default_channels(model), num_steps=steps)
+            from moft.sampler import guided_timesteps
+
             g = default_guidance(model)
+            source = sample(pipe, PROMPT, steps=steps, seed=0, num_frames=frames)
+            target = drag_target(pipe, source.frames, traj, channels=default_channels(model), num_steps=steps,
+                                 mode=g.target_mode,
+                                 timesteps=guided_timesteps(pipe, steps, g) if g.target_timesteps == "guided" else None)
         elif spec is not None:
             ch = default_channels(model) if model in SHIPPED else None
             if ch is None:  # random full-size weights: any channels exercise the same work

@@ -23,9 +23,9 @@ evaluate() {  # one suite in $shards processes, then collect their rows into the
     moft evaluate "benchmarks/$suite.json" --out "$results/$suite.json"
 }
 
-evaluate tune_control
-python scripts/ship_model.py --guidance-from "$results/tune_control.json"
-for suite in table1_synthesis table1_reference camera_pan two_objects table4_channels ablations prompt_no_motion; do
+evaluate tune_levers
+python scripts/ship_model.py --guidance-from "$results/tune_levers.json"
+for suite in control_goals control_two_objects table1_synthesis table1_reference camera_pan two_objects table4_channels ablations prompt_no_motion; do
     evaluate "$suite"
 done
 python scripts/model_quality.py --out "$results/model_quality.json" --figure "$results/pca_directions.png"
@@ -35,4 +35,5 @@ python scripts/target_specificity.py --out "$results/target_specificity.json"
 python scripts/channel_curves.py --out "$results/channel_curves.png"
 python scripts/make_demo.py --out docs/demo.gif
 python scripts/benchmark.py --models moft-tiny --out "$results/benchmark.json"
+python scripts/control_goals.py
 python scripts/results_tables.py

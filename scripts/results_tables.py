@@ -5,7 +5,8 @@ what was run.
 Blocks (file: block): README.md: ``<!-- headline -->`` (the tables a user compares against), ``<!-- organisms -->``
 (the two shipped organisms side by side, from scripts/organism_tables.py);
 docs/moft-tiny.md: ``<!-- quality -->`` (the shipped model's bars), ``<!-- channel-ranking -->``;
-docs/control.md: ``<!-- target-specificity -->`` (which targets carry direction); docs/results.md:
+docs/control.md: ``<!-- target-specificity -->`` (which targets carry direction), ``<!-- control-goals -->``
+(issue 17's goal table, written by scripts/control_goals.py, and the levers' tuning rows); docs/results.md:
 ``<!-- results -->`` (the paper's tables and the benchmarks), ``<!-- organism-suites -->`` (each suite on both organisms);
 docs/moft-tiny-wan.md: ``<!-- wan-quality -->``, ``<!-- wan-tuning -->`` (the DiT organism's bars and control tuning).
 
@@ -25,7 +26,8 @@ BLOCKS = {  # block: (file, the docs/results tables it shows)
     "quality": ("docs/moft-tiny.md", ["model_quality"]),
     "channel-ranking": ("docs/moft-tiny.md", ["channel_ranking"]),
     "target-specificity": ("docs/control.md", ["target_specificity"]),
-    "results": ("docs/results.md", ["tune_control", "table1_synthesis", "table1_reference", "camera_pan", "zoom", "zoom_proxy", "glitch", "two_objects", "table4_channels",
+    "control-goals": ("docs/control.md", ["control_goals_table", "tune_levers"]),
+    "results": ("docs/results.md", ["tune_control", "tune_levers", "control_goals", "control_two_objects", "table1_synthesis", "table1_reference", "camera_pan", "zoom", "zoom_proxy", "glitch", "two_objects", "table4_channels",
                 "ablations", "prompt_no_motion", "benchmark", "benchmark_full"]),
 }
 

@@ -22,12 +22,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+SSIM_FLOOR, GLITCH_CEILING = 0.90, 0.05  # the constraints a default must keep (issue 17's goals)
+
+
 def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
     """Write the best setting of a tuning report into ``moft.json`` (``guidance`` and ``target``).
 
-    Best: the highest direction success, then the most displacement added toward the request
-    (``toward_px``), then the smaller step. The setting is stored whole (the suite's base guidance
-    plus its own fields), so the model's default reproduces the measured row.
+    Best: among the settings that keep SSIM outside the regions >= 0.90 and a glitch rate <= 5%
+    (all settings when none does, or when the report has no such columns), the highest direction
+    success, then the largest share of the requested displacement (``displacement_share``; reports
+    without it: ``toward_px``), then the smaller step. The setting is stored whole (the suite's base
+    guidance plus its own fields), so the model's default reproduces the measured row.
     """
     from moft.eval.evaluate import guidance_settings
     from moft.sampler import config_dict
@@ -38,10 +43,14 @@ def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
     rows = [t for t in report["table"] if t["setting"] in settings and t["direction_success"] is not None]
     if not rows:
         raise SystemExit(f"{report_path}: no scored setting to choose from")
+    kept = [t for t in rows if (t.get("ssim_outside") is None or t["ssim_outside"] >= SSIM_FLOOR)
+            and (t.get("glitch") is None or t["glitch"] <= GLITCH_CEILING)]
+    rows = kept or rows
 
     def rank(t):
         g, _ = guidance_settings(settings[t["setting"]], suite.get("guidance"))
-        return round(t["direction_success"], 6), round(t["toward_px"] or 0.0, 3), -g.step_size
+        push = t.get("displacement_share") if t.get("displacement_share") is not None else t["toward_px"]
+        return round(t["direction_success"], 6), round(push or 0.0, 3), -g.step_size
 
     best = max(rows, key=rank)
     g, extra = guidance_settings(settings[best["setting"]], suite.get("guidance"))
@@ -49,7 +58,8 @@ def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
     defaults["guidance"] = config_dict(g)
     defaults["target"] = extra["target"] or suite.get("target", "curves")
     defaults["guidance_chosen_by"] = {"report": str(report_path), "setting": best["setting"],
-                                      "direction_success": best["direction_success"], "toward_px": best["toward_px"]}
+                                      **{k: best.get(k) for k in ("direction_success", "displacement_share", "toward_px",
+                                                                  "ssim_outside", "glitch")}}
     defaults_path.write_text(json.dumps(defaults, indent=2) + "\n")
     print(f"control defaults: {best['setting']} (direction success {best['direction_success']:.2f}, "
           f"pushed {best['toward_px']:+.1f} px toward the request)")
@@ -78,7 +88,7 @@ def main():
     ap.add_argument("--scenes", type=int, default=8)
     ap.add_argument("--rank", default="pca", choices=("pca", "separation"), help="channel ranking (fit_channels)")
     ap.add_argument("--guidance-from", type=Path, default=None,
-                    help="an evaluation report of control settings (benchmarks/tune_control.json): write the best "
+                    help="an evaluation report of control settings (benchmarks/tune_levers.json): write the best "
                          "one into moft.json's guidance and target defaults and exit")
     args = ap.parse_args()
     if args.guidance_from is not None:

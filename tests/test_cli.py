@@ -136,6 +136,20 @@ def test_control_with_a_drag_target(model_dir, tmp_path):
     assert bad.exit_code == 2 and "--target-kind" in bad.output and not (tmp_path / "e.gif").exists()
 
 
+def test_control_takes_the_guidance_levers(model_dir, tmp_path):
+    out = tmp_path / "l.gif"
+    r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", out, "--steps", 4,
+            "--guided-steps", "1:3", "--iterations", 2, "--target-kind", "drag", "--loss", "per_position",
+            "--optimizer", "adam", "--step-size", 0.05, "--step-size-end", 0.02, "--distance", "cosine",
+            "--grad-every", 2, "--target-mode", "noise", "--target-timesteps", "guided")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "l.report.json").read_text())
+    g = report["guidance"]
+    assert (g["optimizer"], g["step_size_end"], g["distance"], g["grad_every"]) == ("adam", 0.02, "cosine", 2)
+    assert report["target"]["reference_mode"] == "noise" and len(report["target"]["timesteps"]) == 2
+    assert report["counts"]["backwards"] == 2 and [x["reused"] for x in report["losses"]] == [False, True] * 2
+
+
 @pytest.mark.parametrize("args, text", [
     (["extract", "--model", "/no/such/folder", "--prompt", "x", "--out", "o.safetensors"], "no such model folder"),
     (["extract", "--model", "{model}", "--prompt", "x", "--out", "o.txt"], "must end in .safetensors"),
@@ -374,6 +388,11 @@ def test_out_naming_an_existing_folder_keeps_its_contents(model_dir, tmp_path):
     (["--weight", "nan"], "weight must be a finite"), (["--seed", 2**70], "seed must be in 0.."),
     (["--iterations", -1], "iterations"), (["--step-size", 0], "step_size must be > 0"),
     (["--iterations", 0, "--save-target", "t.safetensors"], "makes no target"),
+    (["--optimizer", "rmsprop"], "optimizer must be one of sgd, normalized, adam"),
+    (["--grad-every", 0], "grad_every must be a whole number >= 1"),
+    (["--step-size-end", -1], "step_size_end must be a finite number > 0"),
+    (["--distance", "l1"], "distance must be one of l2, cosine"),
+    (["--target-mode", "ddpm"], "target_mode must be one of inversion, noise"),
 ])
 def test_bad_numbers_are_refused_before_the_model_loads(model_dir, tmp_path, monkeypatch, flags, text):
     import moft.cli

@@ -224,7 +224,7 @@ def test_two_shards_give_the_same_rows_as_one(tmp_path, animatediff, tiny_channe
         run_suite(animatediff, suite, tmp_path / "two", tiny_channels, process_index=k, num_processes=2)
     ident = run_identity(animatediff, tiny_channels)
     one, two = collect(suite, tmp_path / "one", ident), collect(suite, tmp_path / "two", ident)
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("seconds", "target_seconds")} for r in rows]  # noqa: E731
     assert strip(one) == strip(two) and len(one) == 2
     assert all(r["status"] == "ok" for r in one)
     table = summarise(one)
@@ -468,3 +468,51 @@ def test_a_curves_setting_on_a_zoom_request_is_a_row_status_not_a_crash(tiny_cha
     reason = _target(None, None, _trajectory({"mask": "all", "zoom": 1.3}), tiny_channels, extra, (16, 16), 3, None,
                      "curves")
     assert isinstance(reason, str) and reason.startswith("regions[0].zoom: a curves target cannot express a zoom")
+
+
+def _disks(steps, size=32, frames=8):
+    """Coloured disks over a grey ground, each moving by its (dx, dy) px/frame: (F, S, S, 3) float."""
+    from moft.synthetic import COLORS
+
+    video = np.full((frames, size, size, 3), 0.4, np.float32)
+    yy, xx = np.mgrid[:size, :size]
+    for (color, (x, y)), (dx, dy) in zip((("red", (10, 10)), ("blue", (22, 22))), steps):
+        for k in range(frames):
+            video[k, (xx - x - dx * k) ** 2 + (yy - y - dy * k) ** 2 <= 9] = COLORS[color]
+    return video
+
+
+def test_score_synthetic_gives_the_share_of_the_requested_displacement_and_all_objects_right():
+    """The request asks 1.6 px/frame right (11.2 px over 8 frames); the red disk moves 1 px/frame more
+    than in the source: a share of 7 / 11.2. Two objects: both right only when each moved its way."""
+    from moft.eval.evaluate import score_synthetic
+
+    def part(color, direction, start):
+        d = np.asarray({"right": (1.0, 0.0), "left": (-1.0, 0.0)}[direction])
+        return {"color": color, "direction": direction, "region": "object",
+                "requested": np.asarray(start, float) + np.arange(8)[:, None] * 1.6 * d}
+
+    box = {"box": [4 / 32, 4 / 32, 16 / 32, 16 / 32]}
+    traj = _trajectory({"mask": box, "direction": "right", "speed": 0.05})
+    scores, _ = score_synthetic(_disks([(1, 0), (0, 0)]), _disks([(0, 0), (0, 0)]), [part("red", "right", (10, 10))], traj)
+    assert scores["displacement_share"] == pytest.approx(7 / 11.2, abs=0.02) and scores["all_success"] == 1.0
+    from moft.trajectory import parse_trajectory
+
+    two = parse_trajectory({"version": 1, "frames": 8, "regions": [
+        {"mask": box, "direction": "right", "speed": 0.05},
+        {"mask": {"box": [16 / 32, 16 / 32, 28 / 32, 28 / 32]}, "direction": "left", "speed": 0.05}]})
+    parts = [part("red", "right", (10, 10)), part("blue", "left", (22, 22))]
+    both, _ = score_synthetic(_disks([(1, 0), (-1, 0)]), _disks([(0, 0), (0, 0)]), parts, two)
+    one, _ = score_synthetic(_disks([(1, 0), (1, 0)]), _disks([(0, 0), (0, 0)]), parts, two)
+    assert both["all_success"] == 1.0 and one["all_success"] == 0.0 and one["direction_success"] == 0.5
+    table = summarise([dict(strict(s), setting="a", status="ok") for s in (both, one)])
+    assert table[0]["all_success"] == 0.5 and "all objects right" in markdown_table(table)
+
+
+def test_the_lever_suites_load_with_the_new_guidance_fields(tmp_path):
+    suite = load_suite(BENCHMARKS / "tune_levers.json")
+    assert {s.get("optimizer", "sgd") for s in suite["settings"]} >= {"sgd", "adam", "normalized"}
+    bad = {"prompts": ["a red disk"], "seeds": [0], "settings": [{"name": "x", "grad_every": "2"}],
+           "requests": [{"name": "l", "region": "object", "direction": "left"}]}
+    with pytest.raises(SuiteError, match=r"settings\[0\]\.grad_every: must be an integer"):
+        load_suite(_write(tmp_path, bad))

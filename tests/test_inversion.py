@@ -181,3 +181,12 @@ def test_noised_features_are_one_pass_on_the_seeded_noised_latents(animatediff, 
         call_denoiser(net, x, 200, cond)
     got = noised_features(animatediff, _z0(), cond, timestep=200, seed=5)["up_blocks.1"]
     torch.testing.assert_close(got, cap.output)
+
+
+def test_ddim_invert_captures_at_several_steps_what_single_runs_capture(animatediff, cond):
+    both = ddim_invert(animatediff, _z0(), cond, num_steps=STEPS, capture_step=[1, 2], stop_after_capture=True)
+    assert len(both.latents) == 3 and sorted(both.features_at) == [1, 2]
+    for step in (1, 2):
+        one = ddim_invert(animatediff, _z0(), cond, num_steps=STEPS, capture_step=step, stop_after_capture=True)
+        for site, feat in one.features.items():
+            assert torch.equal(both.features_at[step][site], feat)

@@ -211,3 +211,119 @@ def test_sample_refuses_a_schedule_that_cannot_run_in_one_line(animatediff, step
     assert "\n" not in str(info.value)
     with pytest.raises(SamplerError, match="guidance_scale must be finite"):
         sample(animatediff, "a red disk", steps=2, guidance_scale=float("nan"))
+
+
+# ---------------------------------------------------------------------------
+# the levers: optimisers, step schedule, cosine distance, gradient reuse
+# ---------------------------------------------------------------------------
+
+
+def test_a_normalized_step_has_the_step_size_as_its_length():
+    from moft.sampler import latent_update
+
+    g = GuidanceConfig(optimizer="normalized")
+    for seed in range(3):
+        grad = torch.randn(1, FRAMES, 4, 16, 16, generator=torch.Generator().manual_seed(seed)) * 10 ** seed
+        delta = latent_update(grad, g, 0.7, {})
+        assert torch.isclose(delta.norm(), torch.tensor(0.7), rtol=1e-5)
+        assert torch.allclose(delta / delta.norm(), grad / grad.norm(), atol=1e-6)  # along the gradient
+
+
+def test_sgd_is_the_official_update():
+    from moft.sampler import latent_update
+
+    grad = torch.randn(2, 3)
+    assert torch.equal(latent_update(grad, GuidanceConfig(), 0.5, {}), 0.5 * grad)
+
+
+def test_adam_steps_by_the_learning_rate_then_converges_on_a_quadratic():
+    """Adam's first bias-corrected step is lr * sign(grad) per entry; on f(x) = |A (x - c)|^2 / 2 with an
+    ill-conditioned A its iterates reach c (within a fraction of the learning rate)."""
+    from moft.sampler import latent_update
+
+    g = GuidanceConfig(optimizer="adam")
+    grad = torch.tensor([3.0, -0.001, 40.0])
+    assert torch.allclose(latent_update(grad, g, 0.1, {}), 0.1 * grad.sign(), atol=1e-5)
+    scale, c = torch.tensor([10.0, 1.0, 0.1]), torch.tensor([1.0, -2.0, 0.5])
+    x, moments = torch.zeros(3), {}
+    for n in range(3000):
+        x = x - latent_update(scale ** 2 * (x - c), g, 0.01 if n < 2000 else 0.001, moments)
+    assert torch.allclose(x, c, atol=0.01)
+    assert moments["n"] == 3000
+
+
+def test_the_step_schedule_is_linear_over_the_guided_steps():
+    g = GuidanceConfig(steps=(2, 7), step_size=3.0, step_size_end=1.0)
+    assert [g.step_size_at(i) for i in range(2, 7)] == [3.0, 2.5, 2.0, 1.5, 1.0]
+    assert GuidanceConfig(steps=(2, 7), step_size=3.0).step_size_at(6) == 3.0  # no end: constant
+
+
+def test_cosine_distance_ignores_the_feature_scale(tiny_channels):
+    target = _target(tiny_channels)
+    d = len(target.channels)
+    feat = torch.randn(1, FRAMES, d, 16, 16, generator=torch.Generator().manual_seed(0))
+    maps = torch.randn(1, FRAMES, d, 16, 16, generator=torch.Generator().manual_seed(1))
+    mapped = Target(target.curves, target.masks, target.channels, maps=maps)
+    for kind in ("per_position", "region_mse"):
+        t = mapped if kind == "per_position" else target
+        base = float(guidance_loss(feat, t, kind, "cosine")[0])
+        assert abs(float(guidance_loss(7.5 * feat, t, kind, "cosine")[0]) - base) < 1e-5
+        assert float(guidance_loss(7.5 * feat, t, kind, "l2")[0]) != pytest.approx(float(guidance_loss(feat, t, kind, "l2")[0]))
+    # the target itself, scaled up: cosine 0; its negative: cosine 2 (1 - (-1))
+    assert float(guidance_loss(3 * maps[None, 0], mapped, "per_position", "cosine")[0]) < 1e-5
+    assert abs(float(guidance_loss(-maps[None, 0], mapped, "per_position", "cosine")[0]) - 2.0) < 1e-5
+
+
+def _one_guided_step(pipe, target, i, **settings):
+    from moft.sampler import GuidanceState, guidance_step
+
+    g = GuidanceConfig(shared_kv=False, grad_mask="off", **settings)
+    z = torch.randn(1, FRAMES, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    cond = {"encoder_hidden_states": torch.zeros(1, 20, 64)}
+    state = GuidanceState(target, g, cond, None, "up_blocks.1", 6.0)
+    return z, guidance_step(pipe.unet, z, torch.tensor(500), i, state), state
+
+
+def test_the_scheduled_step_size_is_the_one_applied(animatediff, tiny_channels):
+    target = _target(tiny_channels)
+    ramp = dict(steps=(2, 7), iterations=1, step_size=3.0, step_size_end=1.0)
+    for i, eta in ((2, 3.0), (6, 1.0)):
+        _, scheduled, _ = _one_guided_step(animatediff, target, i, **ramp)
+        _, constant, _ = _one_guided_step(animatediff, target, i, steps=(2, 7), iterations=1, step_size=eta)
+        assert torch.allclose(scheduled, constant, atol=1e-6)
+
+
+def test_gradient_reuse_repeats_the_last_gradient(animatediff, tiny_channels):
+    """With grad_every=2, two sgd iterations are one gradient applied twice: one step of twice the size."""
+    target = _target(tiny_channels)
+    z, reused, state = _one_guided_step(animatediff, target, 0, iterations=2, step_size=4.0, grad_every=2)
+    _, double, _ = _one_guided_step(animatediff, target, 0, iterations=1, step_size=8.0)
+    assert torch.allclose(reused, double, atol=1e-5) and not torch.allclose(reused, z)
+    assert state.counts["backwards"] == 1 and [r["reused"] for r in state.losses] == [False, True]
+    _, every, full = _one_guided_step(animatediff, target, 0, iterations=2, step_size=4.0)
+    assert full.counts["backwards"] == 2 and not torch.allclose(every, reused, atol=1e-5)
+
+
+def test_timed_targets_are_compared_at_the_guided_timestep(animatediff, tiny_channels):
+    """A target holding maps at two timesteps: guidance at t = 500 uses the map of t = 480, so it gives
+    the same update as a plain target of that map (and not of the other)."""
+    target = _target(tiny_channels)
+    d = len(target.channels)
+    maps = torch.randn(2, 1, FRAMES, d, 16, 16, generator=torch.Generator().manual_seed(3))
+    timed = Target(target.curves, target.masks, target.channels, maps=maps[1], timed_maps=maps,
+                   meta={"timesteps": [480, 900]})
+    plain = [Target(target.curves, target.masks, target.channels, maps=maps[k]) for k in (0, 1)]
+    runs = [_one_guided_step(animatediff, t, 0, iterations=1, step_size=5.0, loss="per_position")[1]
+            for t in (timed, *plain)]
+    assert torch.allclose(runs[0], runs[1], atol=1e-6) and not torch.allclose(runs[0], runs[2], atol=1e-4)
+
+
+@pytest.mark.parametrize("field, value", [("optimizer", "rmsprop"), ("distance", "l1"), ("grad_every", 0),
+                                          ("step_size_end", -1.0), ("target_mode", "ddpm"),
+                                          ("target_timesteps", "all")])
+def test_bad_lever_settings_are_rejected_in_one_line(field, value):
+    from moft.sampler import SamplerError
+
+    with pytest.raises(SamplerError, match=field) as info:
+        GuidanceConfig(**{field: value})
+    assert "\n" not in str(info.value)

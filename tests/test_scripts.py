@@ -251,3 +251,20 @@ def test_control_defaults_take_the_best_setting_whole(tmp_path):
     other.mkdir()
     _load("ship_model").choose_control_defaults(report, other / "moft.json")  # a folder without moft.json
     assert json.loads((other / "moft.json").read_text())["target"] == "drag"
+
+
+def test_control_defaults_rank_by_direction_then_share_within_the_ssim_and_glitch_limits(tmp_path):
+    suite = {"guidance": {"steps": [3, 12], "iterations": 4, "step_size": 1.0, "loss": "per_position"}, "target": "drag",
+             "settings": [{"name": "strong"}, {"name": "far", "distance": "cosine", "step_size": 40.0},
+                          {"name": "near", "optimizer": "adam", "step_size": 0.1}, {"name": "blotchy", "step_size": 3.0}]}
+    row = lambda name, d, share, ssim, glitch: {"setting": name, "direction_success": d, "displacement_share": share,  # noqa: E731
+                                                "toward_px": 1.0, "ssim_outside": ssim, "glitch": glitch}
+    table = [row("strong", 0.9, 0.9, 0.85, 0.0),  # damages the background: out
+             row("far", 0.7, 0.6, 0.92, 0.0), row("near", 0.7, 0.4, 0.95, 0.0),
+             row("blotchy", 0.95, 0.9, 0.93, 0.10)]  # glitches: out
+    report, defaults = tmp_path / "r.json", tmp_path / "moft.json"
+    report.write_text(json.dumps({"suite": suite, "table": table}))
+    _load("ship_model").choose_control_defaults(report, defaults)
+    written = json.loads(defaults.read_text())
+    assert written["guidance_chosen_by"]["setting"] == "far" and written["guidance"]["distance"] == "cosine"
+    assert written["guidance_chosen_by"]["displacement_share"] == 0.6

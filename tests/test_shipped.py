@@ -31,15 +31,17 @@ class Shipped:
     frames: int
     seeds: tuple  # seeds of the steering check (left and right on each)
     min_steered: int  # of 2 * len(seeds) runs
+    steer_px: float  # pushed at least this far the requested way (px; the request asks 1.6 px a frame)
 
 
 SHIPPED = {
-    # seeds 0-5, 2026-11-30: toward_px left 1.90 5.15 -0.15 4.33 3.96 1.12, right 5.53 4.16 5.96 3.06 1.57 4.21
-    # -> 11 of 12 beyond 1 px; on the seeds below 7 of 8 (seed 2 left fails).
-    "moft-tiny": Shipped("AnimateDiffPipeline", "UNetMotionModel", "up_blocks.1", 8, (0, 1, 2, 3), 6),
+    # seeds 0-5, 2026-11-30, the cosine + Adam default: toward_px left 9.17 6.08 8.85 11.28 7.99 9.46, right 9.47 8.68
+    # 8.60 6.53 8.68 9.60 -> 12 of 12 beyond 6 px of the 11.2 asked (the old sgd default: 11 of 12 beyond 1 px,
+    # -0.15 to 5.96). The check asks 7 of 8 beyond 4 px (a third of the request).
+    "moft-tiny": Shipped("AnimateDiffPipeline", "UNetMotionModel", "up_blocks.1", 8, (0, 1, 2, 3), 7, 4.0),
     # seeds 0-5, 2026-11-30: toward_px left 10.11 -4.66 10.50 13.02 12.44 13.53, right 13.33 10.23 -3.41 -3.01 9.79
     # -2.96 -> 8 of 12 beyond 1 px (each one that moves, by 10-14 px); on the seeds below 5 of 8: a 50% floor.
-    "moft-tiny-wan": Shipped("WanPipeline", "WanTransformer3DModel", "blocks.3", 9, (0, 1, 2, 3), 4),
+    "moft-tiny-wan": Shipped("WanPipeline", "WanTransformer3DModel", "blocks.3", 9, (0, 1, 2, 3), 4, 1.0),
 }
 STILL_PROMPT = "a red disk standing still"
 
@@ -123,12 +125,12 @@ def toward_px(name: str, pipe, seed: int, direction: str) -> float:
 
 @pytest.mark.slow
 def test_shipped_control_defaults_move_the_object_the_requested_way_on_most_seeds(shipped):
-    """A still object pushed left and right on a few seeds moves more than 1 px the requested way in most runs
-    (a rate, not one lucky seed)."""
+    """A still object pushed left and right on a few seeds moves the requested way (beyond the organism's
+    ``steer_px``) in most runs: a rate, not one lucky seed."""
     name, pipe = shipped
     facts = SHIPPED[name]
     moved = {(d, seed): toward_px(name, pipe, seed, d) for d in ("left", "right") for seed in facts.seeds}
-    steered = sum(v > 1.0 for v in moved.values())
+    steered = sum(v > facts.steer_px for v in moved.values())
     assert steered >= facts.min_steered, f"{name}: {steered} of {len(moved)} steered; toward_px {moved}"
 
 

@@ -166,3 +166,31 @@ def test_save_and_load_take_string_paths(tmp_path, tiny_channels):
 def test_size_and_frame_count_are_the_working_grid_and_the_trajectorys(tiny_channels):
     t = synthesize_target(_traj({"direction": "down"}), tiny_channels, latent_size=(16, 12))
     assert t.size == (16, 12) and t.num_frames == FRAMES
+
+
+@pytest.mark.parametrize("mode", ["inversion", "noise"])
+def test_targets_at_several_timesteps_equal_targets_taken_one_by_one(animatediff, tiny_channels, mode):
+    """``timesteps``: one inversion (or one noised forward each) gives, at every timestep, the maps a
+    target taken at that timestep alone has; ``Target.at`` picks the nearest; they survive save/load."""
+    from moft.synthetic import make_clip
+
+    frames = (make_clip(np.random.default_rng(4), kind="pan", direction="right").frames * 255).astype(np.uint8)
+    t = reference_target(animatediff, frames, channels=tiny_channels, num_steps=5, timestep=200, mode=mode,
+                         timesteps=[799, 399])
+    d = len(tiny_channels.indices)
+    assert t.timed_maps.shape == (2, 1, FRAMES, d, 16, 16) and t.meta["timesteps"] == [799, 399]
+    for k, ts in enumerate((799, 399)):
+        alone = reference_target(animatediff, frames, channels=tiny_channels, num_steps=5, timestep=ts, mode=mode)
+        assert torch.allclose(t.timed_maps[k], alone.maps, atol=1e-5)
+        assert torch.allclose(t.at(ts + 30).maps, alone.maps, atol=1e-5)
+        assert torch.allclose(t.at(ts).curves, alone.curves, atol=1e-5)
+    fixed = reference_target(animatediff, frames, channels=tiny_channels, num_steps=5, timestep=200, mode=mode)
+    assert torch.equal(t.maps, fixed.maps) and fixed.at(799) is fixed  # no timed maps: the one target
+
+
+def test_timed_maps_survive_save_and_load(tmp_path, tiny_channels):
+    t = synthesize_target(_traj({"direction": "up"}), tiny_channels, latent_size=(16, 16))
+    t.timed_maps = torch.randn(2, 1, FRAMES, t.curves.shape[-1], 16, 16)
+    t.meta["timesteps"] = [900, 300]
+    back = Target.load(t.save(tmp_path / "timed.safetensors"))
+    assert torch.equal(back.timed_maps, t.timed_maps) and back.meta["timesteps"] == [900, 300]

@@ -309,6 +309,19 @@ def control(
     shared_kv: Optional[bool] = typer.Option(None, "--shared-kv/--no-shared-kv", help="share spatial K/V from the "
                                              "unguided branch (default: the model's moft.json, else on)"),
     grad_mask: Optional[str] = typer.Option(None, help="all, first:N or off (default: the model's moft.json, else all)"),
+    optimizer: Optional[str] = typer.Option(None, help="sgd (official), normalized (steps of length --step-size) or "
+                                            "adam (learning rate --step-size) (default: the model's moft.json, else sgd)"),
+    step_size_end: Optional[float] = typer.Option(None, help="step size at the last guided step, linear from "
+                                                  "--step-size (default: the model's moft.json, else constant)"),
+    distance: Optional[str] = typer.Option(None, help="l2 (paper) or cosine (DiTFlow's) between generated and target "
+                                           "MOFT (default: the model's moft.json, else l2)"),
+    grad_every: Optional[int] = typer.Option(None, help="a full gradient every N-th iteration, the others reuse it "
+                                             "(default: the model's moft.json, else 1)"),
+    target_mode: Optional[str] = typer.Option(None, help="inversion (paper) or noise (one forward of the video "
+                                              "noised to the timestep): how a drag or reference target is read "
+                                              "(default: the model's moft.json, else inversion)"),
+    target_timesteps: Optional[str] = typer.Option(None, help="fixed (one target at t = 200) or guided (one at each "
+                                                   "guided step's timestep) (default: the model's moft.json, else fixed)"),
     gain: float = typer.Option(1.0, help="strength of synthesized target curves, 0 < gain <= 100"),
     target_kind: Optional[str] = typer.Option(None, help="curves (paper: region-mean curves from the channels) or "
                                               "drag (the unguided video's regions dragged along the trajectory, "
@@ -345,7 +358,9 @@ def control(
             if path is not None and path.is_dir():
                 raise UsageError(f"{path}: {name} would replace an existing folder; give another --out")
         given = {"iterations": iterations, "step_size": step_size, "weight": weight, "loss": loss,
-                 "shared_kv": shared_kv, "grad_mask": grad_mask}
+                 "shared_kv": shared_kv, "grad_mask": grad_mask, "optimizer": optimizer, "step_size_end": step_size_end,
+                 "distance": distance, "grad_every": grad_every, "target_mode": target_mode,
+                 "target_timesteps": target_timesteps}
         if guided_steps is not None:
             try:
                 given["steps"] = tuple(int(v) for v in guided_steps.split(":"))

@@ -20,7 +20,7 @@ import torch
 
 from .channels import MotionChannels, default_video_size
 from .drag import drag_video
-from .sampler import GuidanceConfig, SampleResult, config_dict, sample
+from .sampler import GuidanceConfig, SampleResult, config_dict, guided_timesteps, sample
 from .targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
 
 
@@ -239,6 +239,8 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
     phase = (lambda name: (lambda done, total: progress(done, total, name))) if progress else (lambda name: None)
     guided = g.iterations > 0  # check_settings made sure the guided steps meet the schedule
     source = proxy = None  # the unguided video of the same noise and its drag proxy, when the target needs them
+    read = {"mode": g.target_mode,  # how a reference or drag proxy becomes a target: inverted or noised, at which t
+            "timesteps": guided_timesteps(pipe, steps, g) if g.target_timesteps == "guided" else None}
     if target is None and guided:
         if reference is not None:
             reference = np.asarray(reference)
@@ -247,7 +249,7 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
                                    " (read any clip with moft.read_video(path, num_frames=F, size=(H, W)))")
             masks = torch.from_numpy(trajectory.masks(*size)) if trajectory is not None else None
             target = reference_target(pipe, reference[:f], channels=channels, masks=masks, num_steps=steps,
-                                      timestep=reference_timestep, site=g.site, progress=phase("invert"))
+                                      timestep=reference_timestep, site=g.site, progress=phase("invert"), **read)
             if target.num_frames != latent_frames(pipe, f):
                 raise ControlError(f"reference video has {target.num_frames} latent frames, the model makes "
                                    f"{latent_frames(pipe, f)}")
@@ -259,7 +261,8 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
             init_latents = source.initial_latents
             proxy = drag_video(source.frames, trajectory)  # (F, H, W, 3) what the target inverts
             target = drag_target(pipe, source.frames, trajectory, channels=channels, num_steps=steps,
-                                 timestep=reference_timestep, site=g.site, progress=phase("invert"), proxy=proxy)
+                                 timestep=reference_timestep, site=g.site, progress=phase("invert"), proxy=proxy,
+                                 **read)
         else:
             target = synthesize_target(trajectory, channels, latent_size=size, num_frames=f, gain=gain,
                                        time_grid=latent_time_grid(pipe, f))

@@ -63,12 +63,15 @@ class Inversion:
     Attributes:
         latents: ``[(B, F, C, h, w)]`` the latent after each inversion step (the last is the noise).
         timesteps: the denoiser timestep used at each step.
-        features: ``{site: (B, F, C, H, W)}`` captured at ``capture_step`` (empty if none).
+        features: ``{site: (B, F, C, H, W)}`` captured at ``capture_step`` (its last step when it
+            lists several; empty if none).
+        features_at: ``{step: {site: (B, F, C, H, W)}}`` at every capture step.
     """
 
     latents: list[torch.Tensor] = field(default_factory=list)
     timesteps: list = field(default_factory=list)
     features: dict[str, torch.Tensor] = field(default_factory=dict)
+    features_at: dict[int, dict] = field(default_factory=dict)
 
 
 def _ascending(sched) -> list[tuple[float, float]]:
@@ -78,7 +81,7 @@ def _ascending(sched) -> list[tuple[float, float]]:
 
 
 @torch.no_grad()
-def invert(pipe, z0: torch.Tensor, cond: dict, *, num_steps: int = 25, capture_step: int | None = None,
+def invert(pipe, z0: torch.Tensor, cond: dict, *, num_steps: int = 25, capture_step: int | list[int] | None = None,
            sites: list[str] | None = None, stop_after_capture: bool = False, progress=None) -> Inversion:
     """Invert clean latents to noise: deterministic DDIM, or Euler steps of the flow ODE.
 
@@ -87,9 +90,10 @@ def invert(pipe, z0: torch.Tensor, cond: dict, *, num_steps: int = 25, capture_s
         z0: ``(B, F, C, h, w)`` normalised clean latents.
         cond: conditioning for ``call_denoiser`` (the official code uses the empty prompt).
         num_steps: inversion steps.
-        capture_step: step index at which to record features (official: 5 of 25, t = 200).
+        capture_step: step index at which to record features (official: 5 of 25, t = 200), or a
+            list of them (``Inversion.features_at``).
         sites: capture sites (default: the architecture's).
-        stop_after_capture: return right after the capture step.
+        stop_after_capture: return right after the (last) capture step.
         progress: optional callable ``progress(i)`` per step.
     """
     sched = sampling_scheduler(pipe)
@@ -98,13 +102,14 @@ def invert(pipe, z0: torch.Tensor, cond: dict, *, num_steps: int = 25, capture_s
     flow = is_flow(sched)
     steps = _ascending(sched) if flow else [(int(t), None) for t in sorted(int(t) for t in sched.timesteps)]
     out = Inversion()
+    wanted = set([capture_step] if isinstance(capture_step, int) else capture_step or [])
     x = z0
     for i, (t, s) in enumerate(steps):
         t_in = torch.tensor(t, device=x.device)
-        if i == capture_step:
+        if i in wanted:
             with capture(net, sites, detach=True) as cap:
                 pred = call_denoiser(net, x, t_in, cond)
-            out.features = cap.features
+            out.features = out.features_at[i] = cap.features
         else:
             pred = call_denoiser(net, x, t_in, cond)
         if flow:
@@ -117,7 +122,7 @@ def invert(pipe, z0: torch.Tensor, cond: dict, *, num_steps: int = 25, capture_s
         out.timesteps.append(int(t) if float(t).is_integer() else t)
         if progress is not None:
             progress(i)
-        if stop_after_capture and i == capture_step:
+        if stop_after_capture and wanted and i == max(wanted):
             break
     return out
 
@@ -191,16 +196,35 @@ def reference_features(pipe, frames: np.ndarray, *, timestep: float = 200, num_s
             of the video noised to it with ``seed``'s noise).
         progress: optional ``progress(done, total)`` during inversion.
     """
+    return reference_features_many(pipe, frames, timesteps=[timestep], num_steps=num_steps, site=site, mode=mode,
+                                   seed=seed, height=height, width=width, progress=progress)[0]
+
+
+@torch.no_grad()
+def reference_features_many(pipe, frames: np.ndarray, *, timesteps: list, num_steps: int = 25,
+                            site: str | None = None, mode: str = "inversion", seed: int = 0,
+                            height: int | None = None, width: int | None = None,
+                            progress=None) -> list[ReferenceFeatures]:
+    """``reference_features`` at several timesteps: one inversion up to the highest, or one noised
+    forward each (the same ``seed``'s noise at every timestep).
+
+    Example:
+        >>> refs = reference_features_many(pipe, frames, timesteps=[200, 879], mode="noise")  # doctest: +SKIP
+        >>> [r.timestep for r in refs]  # doctest: +SKIP
+        [199, 879]
+    """
     if mode not in REFERENCE_MODES:
         raise ValueError(f"reference mode must be one of {', '.join(REFERENCE_MODES)}, got {mode!r}")
     site = site or default_site(denoiser(pipe))
     z0 = encode_video(pipe, frames, height, width)
     cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
-    step, t = nearest_step(pipe, num_steps, timestep, ascending=True)
+    found = [nearest_step(pipe, num_steps, t, ascending=True) for t in timesteps]  # [(step, t)]
     if mode == "inversion":
-        inv = invert(pipe, z0, cond, num_steps=num_steps, capture_step=step, sites=[site], stop_after_capture=True,
-                     progress=(lambda i: progress(i + 1, step + 1)) if progress else None)
-        feats = inv.features[site]
+        last = max(step for step, _ in found)
+        inv = invert(pipe, z0, cond, num_steps=num_steps, capture_step=sorted({step for step, _ in found}),
+                     sites=[site], stop_after_capture=True,
+                     progress=(lambda i: progress(i + 1, last + 1)) if progress else None)
+        feats = [inv.features_at[step][site] for step, _ in found]
     else:
-        feats = noised_features(pipe, z0, cond, timestep=t, seed=seed, sites=[site])[site]
-    return ReferenceFeatures(feats, z0, step, t, site, mode)
+        feats = [noised_features(pipe, z0, cond, timestep=t, seed=seed, sites=[site])[site] for _, t in found]
+    return [ReferenceFeatures(f, z0, step, t, site, mode) for f, (step, t) in zip(feats, found)]

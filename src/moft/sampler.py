@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from einops import rearrange
 
 from .adapters import architecture_of, call_denoiser
 from .capture import capture
@@ -73,6 +74,22 @@ class GuidanceConfig:
         site: capture site (default: the architecture's ``up_blocks.1``).
         loss_batch: ``"cond"`` (the loss forward runs on the conditional prompt only) or ``"cfg"``
             (on the whole CFG batch, as the official code does; for benchmarks).
+        optimizer: how a gradient becomes a latent update: ``"sgd"`` (``z <- z - eta * grad``,
+            official), ``"normalized"`` (``z <- z - eta * grad / |grad|``: a step of length
+            ``eta`` whatever the loss scale) or ``"adam"`` (Adam with ``lr = eta``, betas
+            (0.9, 0.999), its moments restarted at every guided step; SMM, DiTFlow, FastVMT).
+        step_size_end: the step size at the last guided step, ``step_size`` at the first and
+            linear in between (a schedule over the guided steps); None keeps it constant.
+        distance: ``"l2"`` (paper Eq. 3, official) or ``"cosine"`` (``1 - cos`` between the
+            generated and the target MOFT, per position or between region-mean curves; DiTFlow's
+            MOFT port): insensitive to the feature's scale.
+        grad_every: a full gradient every ``grad_every``-th iteration; the iterations between
+            reuse the last one (FastVMT recomputes every third); 1 = every iteration.
+        target_mode: how a drag or reference target is read from its video (``control``,
+            ``moft evaluate``): ``"inversion"`` (DDIM inversion, the paper) or ``"noise"`` (the
+            video forward-noised to the timestep, one denoiser forward; FastVMT, FlowMotion).
+        target_timesteps: ``"fixed"`` (one target at t = 200, the official step 5 of 25) or
+            ``"guided"`` (one target at each guided step's timestep, compared at that step).
     """
 
     steps: tuple[int, int] = (3, 12)
@@ -87,8 +104,22 @@ class GuidanceConfig:
     autocast: str | None = None
     site: str | None = None
     loss_batch: str = "cond"
+    optimizer: str = "sgd"
+    step_size_end: float | None = None
+    distance: str = "l2"
+    grad_every: int = 1
+    target_mode: str = "inversion"
+    target_timesteps: str = "fixed"
 
     def __post_init__(self):
+        for name, allowed in (("optimizer", OPTIMIZERS), ("distance", DISTANCES),
+                              ("target_mode", ("inversion", "noise")), ("target_timesteps", ("fixed", "guided"))):
+            if getattr(self, name) not in allowed:
+                raise SamplerError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if isinstance(self.grad_every, bool) or not isinstance(self.grad_every, int) or self.grad_every < 1:
+            raise SamplerError(f"grad_every must be a whole number >= 1, got {self.grad_every!r}")
+        if self.step_size_end is not None and not (math.isfinite(self.step_size_end) and self.step_size_end > 0):
+            raise SamplerError(f"step_size_end must be a finite number > 0, got {self.step_size_end!r}")
         if self.loss_batch not in ("cond", "cfg"):
             raise SamplerError(f"loss_batch must be 'cond' or 'cfg', got {self.loss_batch!r}")
         if self.loss not in ("region_mse", "per_position"):
@@ -103,6 +134,26 @@ class GuidanceConfig:
 
     def resolved_weight(self, regions: int) -> float:
         return self.weight if self.weight is not None else (6.0 if regions == 1 else 8.0)
+
+    def step_size_at(self, i: int) -> float:
+        """The step size at denoising step ``i``: ``step_size`` at the first guided step, linear to
+        ``step_size_end`` at the last (``steps[1] - 1``).
+
+        Example:
+            >>> g = GuidanceConfig(steps=(3, 12), step_size=2.0, step_size_end=0.5)
+            >>> [g.step_size_at(i) for i in (3, 7, 11)]
+            [2.0, 1.25, 0.5]
+        """
+        start, end = self.steps
+        if self.step_size_end is None or end - 1 <= start:
+            return self.step_size
+        frac = (i - start) / (end - 1 - start)
+        return self.step_size + frac * (self.step_size_end - self.step_size)
+
+
+OPTIMIZERS = ("sgd", "normalized", "adam")
+DISTANCES = ("l2", "cosine")
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 
 
 class GuidanceDiverged(ValueError):
@@ -134,13 +185,24 @@ class SampleResult:
     features: dict = field(default_factory=dict)
 
 
-def guidance_loss(feat: torch.Tensor, target, loss_kind: str) -> tuple[torch.Tensor, list[float]]:
+def guidance_loss(feat: torch.Tensor, target, loss_kind: str, distance: str = "l2") -> tuple[torch.Tensor, list[float]]:
     """Loss of generated MOFT against a target, summed over regions (unweighted).
+
+    Example:
+        >>> from moft.targets import Target
+        >>> masks = torch.ones(1, 2, 2, dtype=torch.bool)
+        >>> target = Target(torch.zeros(1, 3, 4), masks, None, maps=torch.ones(1, 3, 4, 2, 2))
+        >>> float(guidance_loss(torch.zeros(1, 3, 4, 2, 2), target, "per_position")[0])  # sqrt(3 * 4)
+        3.464...
+        >>> round(float(guidance_loss(5 * torch.ones(1, 3, 4, 2, 2), target, "per_position", "cosine")[0]), 6)  # same direction
+        0.0
 
     Args:
         feat: ``(1, F, d, h, w)`` MOFT of the conditional branch.
-        target: a ``Target``.
+        target: a ``Target`` (for one timestep: ``Target.at``).
         loss_kind: ``"region_mse"`` or ``"per_position"``.
+        distance: ``"l2"`` (squared error of the region-mean curves, or the L2 distance of each
+            position's ``(F, d)`` MOFT) or ``"cosine"`` (``1 - cos`` of the same vectors).
 
     Returns:
         The total loss and the per-region values.
@@ -148,15 +210,52 @@ def guidance_loss(feat: torch.Tensor, target, loss_kind: str) -> tuple[torch.Ten
     per_region = []
     for r, mask in enumerate(target.masks.to(feat.device)):
         if loss_kind == "region_mse":
-            gen = region_mean(feat, mask)[0]  # (F, d)
-            per_region.append(torch.nn.functional.mse_loss(gen, target.curves[r].to(feat)))
+            gen, ref = region_mean(feat, mask)[0], target.curves[r].to(feat)  # (F, d)
+            if distance == "cosine":
+                per_region.append(1 - torch.nn.functional.cosine_similarity(gen.flatten(), ref.flatten(), dim=0))
+            else:
+                per_region.append(torch.nn.functional.mse_loss(gen, ref))
         else:
             ref = (target.maps[r] if target.maps is not None else
                    target.curves[r][..., None, None].expand(*feat.shape[1:])).to(feat)  # (F, d, h, w)
-            dist = (feat[0] - ref).pow(2).sum(dim=(0, 1)).add(1e-12).sqrt()  # (h, w)
+            if distance == "cosine":
+                gen_v = rearrange(feat[0], "f d h w -> (f d) h w")
+                dist = 1 - torch.nn.functional.cosine_similarity(gen_v, rearrange(ref, "f d h w -> (f d) h w"),
+                                                                 dim=0, eps=1e-8)  # (h, w)
+            else:
+                dist = (feat[0] - ref).pow(2).sum(dim=(0, 1)).add(1e-12).sqrt()  # (h, w)
             per_region.append(dist[mask].mean())
     total = torch.stack(per_region).sum()
     return total, [float(v.detach()) for v in per_region]
+
+
+def latent_update(grad: torch.Tensor, config: GuidanceConfig, step_size: float, moments: dict) -> torch.Tensor:
+    """The change ``delta`` (``z <- z - delta``) the optimiser makes of a gradient.
+
+    Example:
+        >>> g = torch.tensor([3.0, 4.0])
+        >>> latent_update(g, GuidanceConfig(optimizer="sgd"), 0.5, {})
+        tensor([1.5000, 2.0000])
+        >>> latent_update(g, GuidanceConfig(optimizer="normalized"), 0.5, {})  # length 0.5
+        tensor([0.3000, 0.4000])
+        >>> latent_update(g, GuidanceConfig(optimizer="adam"), 0.1, {})  # first Adam step: lr * sign
+        tensor([0.1000, 0.1000])
+
+    Args:
+        grad: the (masked) gradient of the weighted loss in the latents.
+        config: its ``optimizer``.
+        step_size: ``eta`` at this step (``GuidanceConfig.step_size_at``).
+        moments: Adam's state ``{"m", "v", "n"}`` (filled in place; empty to restart).
+    """
+    if config.optimizer == "sgd":
+        return step_size * grad
+    if config.optimizer == "normalized":
+        return step_size * grad / grad.norm().clamp_min(1e-12)
+    (b1, b2), n = ADAM_BETAS, moments.get("n", 0) + 1
+    m = b1 * moments.get("m", torch.zeros_like(grad)) + (1 - b1) * grad
+    v = b2 * moments.get("v", torch.zeros_like(grad)) + (1 - b2) * grad * grad
+    moments.update(m=m, v=v, n=n)
+    return step_size * (m / (1 - b1 ** n)) / ((v / (1 - b2 ** n)).sqrt() + ADAM_EPS)
 
 
 def gradient_mask(target, shape: torch.Size, mode: str) -> torch.Tensor | None:
@@ -231,7 +330,7 @@ def predict(net, z: torch.Tensor, t, cond: dict, uncond: dict | None, scale: flo
 
 
 def guidance_step(net, z: torch.Tensor, t, i: int, state: GuidanceState) -> torch.Tensor:
-    """``config.iterations`` gradient steps ``z <- z - step_size * grad`` at denoising step ``i``.
+    """``config.iterations`` optimiser steps on the latents at denoising step ``i``.
 
     Example:
         >>> state = GuidanceState(target, GuidanceConfig(), cond, None, "up_blocks.1", 6.0)  # doctest: +SKIP
@@ -239,39 +338,58 @@ def guidance_step(net, z: torch.Tensor, t, i: int, state: GuidanceState) -> torc
 
     Each iteration runs the denoiser on the conditional prompt (or the whole CFG batch with
     ``loss_batch="cfg"``), stopping after the captured block if ``early_exit``, takes the MOFT loss
-    against the target and its gradient in the latents, zeroed outside ``grad_mask``.
+    against the target (at ``t``: ``Target.at``) and its gradient in the latents, zeroed outside
+    ``grad_mask``, and moves the latents by ``latent_update`` (sgd ``z <- z - step_size * grad``,
+    normalised or Adam). With ``grad_every = k`` only every k-th iteration computes a gradient;
+    the others reuse the last one (their loss record repeats its loss, ``"reused": True``).
 
     Returns:
         The updated latents (detached).
     """
-    g, target = state.config, state.target
+    g, target = state.config, state.target.at(t)
     dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(g.autocast)
     full = g.loss_batch == "cfg" and state.uncond is not None
+    eta, moments = g.step_size_at(i), {}  # Adam restarts at every guided step
+    grad = loss = per_region = None
     for it in range(g.iterations):
-        z = z.detach().requires_grad_(True)
-        if state.kv is not None:
-            state.kv.mode = "share"
-        amp = torch.autocast(z.device.type, dtype=dtype) if dtype is not None else nullcontext()
-        with torch.enable_grad():
-            with amp, capture(net, state.site, detach=False, stop=g.early_exit, select="cond" if full else None) as cap:
-                if full:
-                    call_denoiser(net, torch.cat([z, z]), t,
-                                  {k: torch.cat([state.uncond[k], state.cond[k]]) for k in state.cond})
-                else:
-                    call_denoiser(net, z, t, state.cond)
-            state.counts["forwards"] += 2 if full else 1
-            feat = moft(cap.output.float(), target.channels, target.size, content_removal=target.content_removal)
-            loss, per_region = guidance_loss(feat, target, g.loss)
-            (grad,) = torch.autograd.grad(state.weight * loss, z)
-        state.counts["backwards"] += 1
-        if state.kv is not None:
-            state.kv.mode = "off"
-        if state.grad_mask is not None:
-            grad = grad * state.grad_mask.to(grad)
-        z = (z - g.step_size * grad).detach()
+        reuse = it % g.grad_every != 0
+        if not reuse:
+            z = z.detach().requires_grad_(True)
+            if state.kv is not None:
+                state.kv.mode = "share"
+            amp = torch.autocast(z.device.type, dtype=dtype) if dtype is not None else nullcontext()
+            with torch.enable_grad():
+                with amp, capture(net, state.site, detach=False, stop=g.early_exit, select="cond" if full else None) as cap:
+                    if full:
+                        call_denoiser(net, torch.cat([z, z]), t,
+                                      {k: torch.cat([state.uncond[k], state.cond[k]]) for k in state.cond})
+                    else:
+                        call_denoiser(net, z, t, state.cond)
+                state.counts["forwards"] += 2 if full else 1
+                feat = moft(cap.output.float(), target.channels, target.size, content_removal=target.content_removal)
+                loss, per_region = guidance_loss(feat, target, g.loss, g.distance)
+                (grad,) = torch.autograd.grad(state.weight * loss, z)
+            state.counts["backwards"] += 1
+            if state.kv is not None:
+                state.kv.mode = "off"
+            if state.grad_mask is not None:
+                grad = grad * state.grad_mask.to(grad)
+        z = (z - latent_update(grad, g, eta, moments)).detach()
         state.losses.append({"step": i, "timestep": _timestep(t), "iteration": it, "loss": float(loss.detach()),
-                             "regions": per_region, "grad_norm": float(grad.norm())})
+                             "regions": per_region, "grad_norm": float(grad.norm()), "reused": reuse})
     return z
+
+
+def guided_timesteps(pipe, steps: int, config: GuidanceConfig) -> list:
+    """The timesteps of the guided steps of a ``steps``-step schedule (where per-timestep targets are taken).
+
+    Example:
+        >>> guided_timesteps(pipe, 25, GuidanceConfig(steps=(3, 6)))   # DDIM, 25 of 1000  # doctest: +SKIP
+        [879, 839, 799]
+    """
+    sched = sampling_scheduler(pipe)
+    sched.set_timesteps(steps)
+    return [_timestep(t) for t in sched.timesteps[config.steps[0]:config.steps[1]]]
 
 
 def sample(

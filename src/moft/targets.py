@@ -61,6 +61,9 @@ class Target:
         content_removal: whether the target and the generated features have the frame mean removed.
         maps: ``(R, F, d, h, w)`` per-position targets (reference videos), or None (broadcast curves).
         meta: where it came from (trajectory or reference video, site, timestep, ...).
+        timed_maps: ``(S, R, F, d, h, w)`` per-position targets at the ``S`` timesteps
+            ``meta["timesteps"]`` (``GuidanceConfig(target_timesteps="guided")``), or None: guidance
+            at timestep ``t`` compares with the nearest (``Target.at``).
     """
 
     curves: torch.Tensor
@@ -69,6 +72,7 @@ class Target:
     content_removal: bool = True
     maps: torch.Tensor | None = None
     meta: dict = field(default_factory=dict)
+    timed_maps: torch.Tensor | None = None
 
     @property
     def num_frames(self) -> int:
@@ -77,6 +81,25 @@ class Target:
     @property
     def size(self) -> tuple[int, int]:
         return int(self.masks.shape[-2]), int(self.masks.shape[-1])
+
+    def at(self, timestep) -> "Target":
+        """The target guidance compares with at ``timestep``: itself, or (with ``timed_maps``) the maps
+        of the nearest of ``meta["timesteps"]`` and their region means.
+
+        Example:
+            >>> masks = torch.ones(1, 2, 2, dtype=torch.bool)
+            >>> timed = torch.stack([torch.zeros(1, 3, 4, 2, 2), torch.ones(1, 3, 4, 2, 2)])  # (S, R, F, d, h, w)
+            >>> t = Target(torch.zeros(1, 3, 4), masks, None, timed_maps=timed, meta={"timesteps": [800, 200]})
+            >>> float(t.at(760).maps.mean()), float(t.at(250).curves.mean())
+            (0.0, 1.0)
+        """
+        if self.timed_maps is None:
+            return self
+        steps = torch.tensor([float(v) for v in self.meta["timesteps"]])
+        k = int((steps - float(timestep)).abs().argmin())
+        maps = self.timed_maps[k]  # (R, F, d, h, w)
+        curves = torch.stack([region_mean(maps[r][None], m)[0] for r, m in enumerate(self.masks)])  # (R, F, d)
+        return Target(curves, self.masks, self.channels, self.content_removal, maps, dict(self.meta, timestep=steps[k].item()))
 
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save
@@ -88,6 +111,8 @@ class Target:
             tensors["channels"] = self.channels.long().contiguous()
         if self.maps is not None:
             tensors["maps"] = self.maps.float().contiguous()
+        if self.timed_maps is not None:
+            tensors["timed_maps"] = self.timed_maps.float().contiguous()
         meta = dict(self.meta, content_removal=self.content_removal)
         return atomic_write_bytes(Path(path), save(tensors, metadata={"moft_target": json.dumps(meta)}))
 
@@ -103,7 +128,7 @@ class Target:
                 meta = json.loads((fh.metadata() or {})["moft_target"])
                 t = {k: fh.get_tensor(k) for k in fh.keys()}
             target = cls(t["curves"], t["masks"].bool(), t.get("channels"), bool(meta.pop("content_removal")),
-                         t.get("maps"), meta)
+                         t.get("maps"), meta, t.get("timed_maps"))
         except Exception as exc:
             raise TargetError(f"{path}: not a moft target file ({type(exc).__name__})") from exc
         if target.curves.ndim != 3 or target.masks.ndim != 3 or target.curves.shape[0] != target.masks.shape[0]:
@@ -173,7 +198,8 @@ def baseline_curve(channels: MotionChannels, num_frames: int) -> torch.Tensor:
 def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | None, masks: torch.Tensor | None = None,
                      num_steps: int = 25, timestep: int = 200, content_removal: bool = True,
                      site: str | None = None, height: int | None = None, width: int | None = None,
-                     source: str = "", mode: str = "inversion", seed: int = 0, progress=None) -> Target:
+                     source: str = "", mode: str = "inversion", seed: int = 0, progress=None,
+                     timesteps: list | None = None) -> Target:
     """Target MOFT from a reference video by inversion (paper §4, official code) or one noised forward.
 
     Args:
@@ -190,30 +216,38 @@ def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | Non
             forward: how FastVMT and FlowMotion take reference features on flow models).
         seed: the noise of ``mode="noise"``.
         progress: optional ``progress(done, total)`` per inversion step.
+        timesteps: also take the target at each of these timesteps (``Target.timed_maps``; the
+            guided steps' for ``GuidanceConfig(target_timesteps="guided")``): one inversion to the
+            highest, or one noised forward each.
     """
-    from .inversion import reference_features
+    from .inversion import reference_features_many
     from .pipeline import default_video_size, vae_scale
 
     f, h, w = default_video_size(pipe)
     height, width = height or h, width or w
-    ref = reference_features(pipe, frames, timestep=timestep, num_steps=num_steps, site=site, mode=mode, seed=seed,
-                             height=height, width=width, progress=progress)
-    feats = ref.features.float()
+    wanted = [timestep] + list(timesteps or [])
+    refs = reference_features_many(pipe, frames, timesteps=wanted, num_steps=num_steps, site=site, mode=mode,
+                                   seed=seed, height=height, width=width, progress=progress)
     size = (height // vae_scale(pipe), width // vae_scale(pipe))
     idx = channels.indices if channels is not None else None
-    maps = moft(feats, idx, size, content_removal=content_removal)[0]  # (F, d, h, w)
+    every = [moft(ref.features.float(), idx, size, content_removal=content_removal)[0] for ref in refs]  # [(F, d, h, w)]
+    maps, ref = every[0], refs[0]
     if masks is None:
         masks = torch.ones(1, *size, dtype=torch.bool)
     curves = torch.stack([region_mean(maps[None], m)[0] for m in masks])  # (R, F, d)
     region_maps = maps[None].expand(len(masks), *maps.shape).clone()  # (R, F, d, h, w)
-    return Target(curves, masks.bool(), idx, content_removal, region_maps,
-                  {"source": "reference", "video": source, "inversion_step": ref.step, "reference_mode": mode,
-                   "timestep": ref.timestep, "num_steps": num_steps, "frames": int(maps.shape[0])})
+    timed = (torch.stack([m[None].expand(len(masks), *m.shape) for m in every[1:]]).clone()
+             if timesteps else None)  # (S, R, F, d, h, w)
+    meta = {"source": "reference", "video": source, "inversion_step": ref.step, "reference_mode": mode,
+            "timestep": ref.timestep, "num_steps": num_steps, "frames": int(maps.shape[0])}
+    if timesteps:
+        meta["timesteps"] = [r.timestep for r in refs[1:]]
+    return Target(curves, masks.bool(), idx, content_removal, region_maps, meta, timed)
 
 
 def drag_target(pipe, source_frames: np.ndarray, trajectory, *, channels: MotionChannels | None,
                 num_steps: int = 25, timestep: int = 200, site: str | None = None, progress=None,
-                proxy: np.ndarray | None = None) -> Target:
+                proxy: np.ndarray | None = None, mode: str = "inversion", timesteps: list | None = None) -> Target:
     """Per-position target from a trajectory: the inverted MOFT of the source dragged along it.
 
     Example:
@@ -227,7 +261,7 @@ def drag_target(pipe, source_frames: np.ndarray, trajectory, *, channels: Motion
         source_frames: ``(F, H, W, 3)`` the unguided video of the same noise (frame 0 is dragged).
         trajectory: a parsed ``Trajectory`` with ``F`` frames.
         channels: motion channels, or None for all channels.
-        num_steps, timestep, site, progress: as ``reference_target``.
+        num_steps, timestep, site, progress, mode, timesteps: as ``reference_target``.
         proxy: ``moft.drag.drag_video(source_frames, trajectory)`` if the caller already made it.
 
     The regions are where each region passes (``moft.drag.swept_masks``): the loss compares maps
@@ -245,7 +279,7 @@ def drag_target(pipe, source_frames: np.ndarray, trajectory, *, channels: Motion
     masks = torch.from_numpy(swept_masks(trajectory, (h, w), grid))  # (R, h, w)
     target = reference_target(pipe, (proxy * 255).round().astype(np.uint8), channels=channels, masks=masks,
                               num_steps=num_steps, timestep=timestep, site=site, height=h, width=w,
-                              progress=progress)
+                              progress=progress, mode=mode, timesteps=timesteps)
     target.meta.update(source="drag", trajectory=trajectory.to_dict())
     target.meta.pop("video", None)
     return target

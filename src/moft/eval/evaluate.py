@@ -77,6 +77,7 @@ import itertools
 import json
 import math
 import numbers
+import time
 from pathlib import Path
 
 import numpy as np
@@ -85,13 +86,13 @@ import torch
 from .metrics import (camera_motion, direction_success, frame_change, glitch, mean_path, motion_fidelity, objmc, psnr,
                       region_tracks, request_tracks, split, ssim, steering, track_centroid, track_points,
                       trajectory_error, zoom_scale, zoom_success)
-from ..sampler import GuidanceConfig, GuidanceDiverged, sample
+from ..sampler import GuidanceConfig, GuidanceDiverged, guided_timesteps, sample
 from ..synthetic import COLORS, DIRECTIONS, make_clip
 from ..targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
 from ..trajectory import MAX_FRAMES, TrajectoryError, load_trajectory, parse_trajectory
 
 # bumped whenever run_item scores differently, so work folders never mix rows of two scorers
-SCORER_VERSION = 4
+SCORER_VERSION = 5
 SUITE_KEYS = {"name", "description", "steps", "guidance_scale", "prompts", "seeds", "requests", "settings",
               "guidance", "target"}
 SETTING_KEYS = {"name", "features", "fraction", "gain", "target"} | set(GuidanceConfig.__dataclass_fields__)
@@ -108,7 +109,10 @@ _GUIDANCE_TYPES = {  # GuidanceConfig field -> (accepted types, description)
     "shared_kv": ((bool,), "true or false"), "grad_mask": ((str,), "a string"),
     "early_exit": ((bool,), "true or false"), "checkpointing": ((bool,), "true or false"),
     "autocast": ((str, type(None)), "a string or null"), "site": ((str, type(None)), "a string or null"),
-    "loss_batch": ((str,), "a string"),
+    "loss_batch": ((str,), "a string"), "optimizer": ((str,), "a string"),
+    "step_size_end": ((numbers.Real, type(None)), "a finite number or null"), "distance": ((str,), "a string"),
+    "grad_every": ((numbers.Integral,), "an integer >= 1"), "target_mode": ((str,), "a string"),
+    "target_timesteps": ((str,), "a string"),
 }
 
 
@@ -481,21 +485,24 @@ def check_suite(suite: dict, frames: int, height: int, width: int, latent: tuple
     return plans
 
 
-def _target(pipe, reference, traj, channels, setting_extra, lat, steps, source, kind) -> Target | str:
+def _target(pipe, reference, traj, channels, setting_extra, lat, steps, source, kind,
+            g: GuidanceConfig | None = None) -> Target | str:
     """The request's target under a setting's feature mode and target kind (``reference``: a clip
-    whose motion to copy; ``source``: the unguided frames, dragged for a ``drag`` target), or a
-    reason why there is none."""
+    whose motion to copy; ``source``: the unguided frames, dragged for a ``drag`` target; read as
+    ``g.target_mode`` and ``g.target_timesteps`` say), or a reason why there is none."""
     features = setting_extra["features"] or "moft"
     gain = setting_extra["gain"] or 1.0
     chosen = _channel_subset(channels, setting_extra["fraction"])
+    g = g or GuidanceConfig()
+    read = {"mode": g.target_mode, "timesteps": guided_timesteps(pipe, steps, g) if g.target_timesteps == "guided" else None}
     if reference is not None:
         masks = torch.from_numpy(traj.masks(*lat))
         maps = reference_target(pipe, reference, channels=None, masks=masks, num_steps=steps,
-                                content_removal=features != "vanilla")
+                                content_removal=features != "vanilla", **read)
     elif features == "vanilla":
         return "vanilla features need a reference video"
     elif kind == "drag":
-        maps = drag_target(pipe, source, traj, channels=None, num_steps=steps)
+        maps = drag_target(pipe, source, traj, channels=None, num_steps=steps, **read)
     else:
         indices = torch.arange(channels.num_channels) if features == "cr" else chosen
         try:
@@ -559,9 +566,11 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
     else:
         g, extra = guidance_settings(setting, suite.get("guidance"))
         target_kind = extra["target"] or suite.get("target", "curves")
-        target = _target(pipe, reference, traj, channels, extra, lat, steps, src.frames, target_kind)
+        built = time.perf_counter()
+        target = _target(pipe, reference, traj, channels, extra, lat, steps, src.frames, target_kind, g)
         if isinstance(target, str):
             return dict(row, status=target)
+        row["target_seconds"] = time.perf_counter() - built
         try:
             out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, latents=src.initial_latents,
                          target=target, guidance=g)
@@ -648,13 +657,18 @@ def score_synthetic(frames, source, parts, traj) -> tuple[dict, dict]:
         if len(t):
             tracks.append(t)
             ref_tracks.append(request_tracks(t[:, 0], part["requested"]))  # each point follows the request
+    lengths = [float(np.hypot(*(p["requested"][-1] - p["requested"][0]))) for p in parts]  # px asked for
+    shares = [v["toward_px"] / n for v, n in zip(steer, lengths) if np.isfinite(v["toward_px"]) and n > 0]
     scores = {
         "direction_success": float(np.mean(success)),
+        "all_success": float(np.all(success)),
+        "displacement_share": float(np.mean(shares)) if shares else math.nan,
         "trajectory_error": float(np.nanmean(error)) if np.isfinite(error).any() else math.nan,
         "motion_fidelity_lk": motion_fidelity(np.concatenate(tracks), np.concatenate(ref_tracks)) if tracks else math.nan,
         "split": float(any(pieces)),  # an object in more pieces than the source ever shows it in
     }
     reasons = {"trajectory_error": "the object was not found in the guided video",
+               "displacement_share": "a still request, or the object was not found",
                "motion_fidelity_lk": "no LK track in the regions"}
     for key in ("toward_px", "motion_kept"):
         vals = [v[key] for v in steer if np.isfinite(v[key])]
@@ -782,7 +796,8 @@ def _restrict(target: Target, chosen: torch.Tensor) -> Target:
     all_idx = target.channels if target.channels is not None else torch.arange(target.curves.shape[-1])
     pos = torch.tensor([int((all_idx == c).nonzero()[0]) for c in chosen.tolist()])
     maps = target.maps[:, :, pos] if target.maps is not None else None
-    return Target(target.curves[..., pos], target.masks, chosen, target.content_removal, maps, target.meta)
+    timed = target.timed_maps[:, :, :, pos] if target.timed_maps is not None else None  # (S, R, F, d, h, w)
+    return Target(target.curves[..., pos], target.masks, chosen, target.content_removal, maps, target.meta, timed)
 
 
 # (row key, table label, x100, digits, protocols that score it); medians for ratios (one near-still source
@@ -792,6 +807,8 @@ METRICS = (
     ("motion_fidelity_lk", "Motion Fidelity (LK) ↑", True, 1, {_S, _T, _M}),
     ("direction_success", "direction success (colour) ↑", False, 2, {_S}),
     ("direction_success_lk", "direction success (LK) ↑", False, 2, {_T}),
+    ("all_success", "all objects right ↑", False, 2, {_S}),
+    ("displacement_share", "share of requested displacement (median) ↑", False, 2, {_S}),
     ("trajectory_error", "mean distance (colour) ↓", False, 3, {_S}),
     ("trajectory_error_lk", "mean distance (LK) ↓", False, 3, {_T}),
     ("objmc_lk_px", "ObjMC (LK, px) ↓", False, 2, {_T, _M}),
@@ -807,8 +824,9 @@ METRICS = (
     ("glitch", "glitch rate ↓", False, 2, {_S, _T, _M}),
     ("split", "split rate ↓", False, 2, {_S}),
     ("seconds", "s / video", False, 1, {_S, _T, _M}),
+    ("target_seconds", "target s / video", False, 1, {_S, _T, _M}),
 )
-_MEDIAN = {"motion_kept", "motion_kept_lk", "zoom_achieved_lk"}
+_MEDIAN = {"motion_kept", "motion_kept_lk", "zoom_achieved_lk", "displacement_share"}
 
 
 def summarise(rows: list[dict]) -> list[dict]:
