@@ -23,16 +23,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 SSIM_FLOOR, GLITCH_CEILING = 0.90, 0.05  # the constraints a default must keep (issue 17's goals)
+SPLIT_CEILING = 0.25  # at most a quarter of the objects copied rather than moved (metrics.split)
+STEER_FLOOR = 0.5  # a default must move the object the requested way in at least half the requests
 
 
 def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
     """Write the best setting of a tuning report into ``moft.json`` (``guidance`` and ``target``).
 
-    Best: among the settings that keep SSIM outside the regions >= 0.90 and a glitch rate <= 5%
-    (all settings when none does, or when the report has no such columns), the highest direction
-    success, then the largest share of the requested displacement (``displacement_share``; reports
-    without it: ``toward_px``), then the smaller step. The setting is stored whole (the suite's base
-    guidance plus its own fields), so the model's default reproduces the measured row.
+    Best: among the settings that steer (direction success >= 0.5) while keeping SSIM outside the
+    regions >= 0.90, a glitch rate <= 5% and a split rate <= 25% (all settings when none does; a column
+    a report lacks does not constrain), the highest direction success, then the largest share of the
+    requested displacement (``displacement_share``; reports without it: ``toward_px``), then the
+    smaller step. The setting is stored whole (the suite's base guidance plus its own fields), so the
+    model's default reproduces the measured row; a row over all channels (``"features": "cr"``) or
+    another channel ``fraction`` is recorded as ``guidance_chosen_by.channel_fraction``, and
+    ``--guidance-from`` then refits the folder's motion channels at that fraction.
     """
     from moft.eval.evaluate import guidance_settings
     from moft.sampler import config_dict
@@ -43,23 +48,30 @@ def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
     rows = [t for t in report["table"] if t["setting"] in settings and t["direction_success"] is not None]
     if not rows:
         raise SystemExit(f"{report_path}: no scored setting to choose from")
-    kept = [t for t in rows if (t.get("ssim_outside") is None or t["ssim_outside"] >= SSIM_FLOOR)
-            and (t.get("glitch") is None or t["glitch"] <= GLITCH_CEILING)]
+    kept = [t for t in rows if t["direction_success"] >= STEER_FLOOR
+            and (t.get("ssim_outside") is None or t["ssim_outside"] >= SSIM_FLOOR)
+            and (t.get("glitch") is None or t["glitch"] <= GLITCH_CEILING)
+            and (t.get("split") is None or t["split"] <= SPLIT_CEILING)]
     rows = kept or rows
 
     def rank(t):
         g, _ = guidance_settings(settings[t["setting"]], suite.get("guidance"))
         push = t.get("displacement_share") if t.get("displacement_share") is not None else t["toward_px"]
-        return round(t["direction_success"], 6), round(push or 0.0, 3), -g.step_size
+        # shares to 2 decimals (a dozen requests cannot tell 0.908 from 0.909): such ties go to the smaller step
+        return round(t["direction_success"], 6), round(push or 0.0, 2), -g.step_size
 
     best = max(rows, key=rank)
     g, extra = guidance_settings(settings[best["setting"]], suite.get("guidance"))
     defaults = json.loads(defaults_path.read_text()) if defaults_path.is_file() else {}  # a hub model's folder has none
     defaults["guidance"] = config_dict(g)
     defaults["target"] = extra["target"] or suite.get("target", "curves")
+    if extra["features"] == "vanilla":
+        raise SystemExit(f"{best['setting']}: vanilla features need a reference video; not a control default")
+    fraction = 1.0 if extra["features"] == "cr" else extra["fraction"]  # None: the folder's channels as they are
     defaults["guidance_chosen_by"] = {"report": str(report_path), "setting": best["setting"],
+                                      "constraints_met": bool(kept), "channel_fraction": fraction,
                                       **{k: best.get(k) for k in ("direction_success", "displacement_share", "toward_px",
-                                                                  "ssim_outside", "glitch")}}
+                                                                  "ssim_outside", "glitch", "split")}}
     defaults_path.write_text(json.dumps(defaults, indent=2) + "\n")
     print(f"control defaults: {best['setting']} (direction success {best['direction_success']:.2f}, "
           f"pushed {best['toward_px']:+.1f} px toward the request)")
@@ -92,7 +104,15 @@ def main():
                          "one into moft.json's guidance and target defaults and exit")
     args = ap.parse_args()
     if args.guidance_from is not None:
-        choose_control_defaults(args.guidance_from, args.out / "moft.json")
+        fraction = choose_control_defaults(args.guidance_from, args.out / "moft.json")["guidance_chosen_by"]["channel_fraction"]
+        if fraction is not None:  # the chosen row steered with these channels: ship them
+            from moft.channels import fit_channels
+            from moft.models import load_pipeline
+
+            channels = fit_channels(load_pipeline(str(args.out)), method="inversion", scenes=args.scenes,
+                                    rank=args.rank, fraction=fraction, model_name=args.out.name)
+            channels.save(args.out / "motion_channels.safetensors")
+            print(f"refitted {args.out}'s motion channels at fraction {fraction:g}")
         return
     tmp = args.out.with_name(args.out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -268,3 +268,23 @@ def test_control_defaults_rank_by_direction_then_share_within_the_ssim_and_glitc
     written = json.loads(defaults.read_text())
     assert written["guidance_chosen_by"]["setting"] == "far" and written["guidance"]["distance"] == "cosine"
     assert written["guidance_chosen_by"]["displacement_share"] == 0.6
+
+
+def test_control_defaults_must_steer_and_record_the_channel_fraction(tmp_path):
+    """A row that keeps the background because it does nothing is not a default; when no steering row keeps the
+    limits, the best steering row is taken and says so; a row over all channels asks for channels at fraction 1."""
+    suite = {"guidance": {"steps": [3, 12], "iterations": 4, "step_size": 1.0, "loss": "per_position"}, "target": "drag",
+             "settings": [{"name": "still", "target": "curves"}, {"name": "copies", "step_size": 4.0},
+                          {"name": "all channels", "features": "cr", "step_size": 2.0}]}
+    row = lambda name, d, ssim, split: {"setting": name, "direction_success": d, "displacement_share": d,  # noqa: E731
+                                        "toward_px": 1.0, "ssim_outside": ssim, "glitch": 0.0, "split": split}
+    table = [row("still", 0.0, 1.0, 0.0), row("copies", 0.9, 0.95, 0.7), row("all channels", 0.8, 0.8, 0.2)]
+    report, defaults = tmp_path / "r.json", tmp_path / "moft.json"
+    report.write_text(json.dumps({"suite": suite, "table": table}))
+    chosen = _load("ship_model").choose_control_defaults(report, defaults)["guidance_chosen_by"]
+    assert chosen["setting"] == "copies" and not chosen["constraints_met"] and chosen["channel_fraction"] is None
+    table[1]["split"] = 0.5  # still over the ceiling; now "all channels" leads on nothing but is within the rest
+    table[2]["ssim_outside"] = 0.93
+    report.write_text(json.dumps({"suite": suite, "table": table}))
+    chosen = _load("ship_model").choose_control_defaults(report, defaults)["guidance_chosen_by"]
+    assert chosen["setting"] == "all channels" and chosen["constraints_met"] and chosen["channel_fraction"] == 1.0
