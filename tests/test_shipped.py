@@ -105,6 +105,34 @@ def test_shipped_model_makes_a_coherent_object(shipped, direction, color, seed):
     assert direction_success(path, path[0] + np.arange(len(path))[:, None] * np.asarray(DIRECTIONS[direction])) == 1.0
 
 
+@pytest.mark.parametrize("name", list(SHIPPED))
+def test_the_commands_run_on_the_shipped_model_by_name(name, tmp_path):
+    """``--model NAME`` on info, extract (a prompt, its features at the shipped site) and control (an example
+    trajectory, which leaves the frame count to the model)."""
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from moft.cli import app
+
+    run = lambda *a: CliRunner().invoke(app, [str(x) for x in a])  # noqa: E731
+    facts = SHIPPED[name]
+    r = run("info", "--model", name)
+    assert r.exit_code == 0, r.output
+    assert facts.denoiser in r.stdout and facts.site in r.stdout
+    r = run("extract", "--model", name, "--prompt", "a red disk moving left", "--steps", 6, "--out", tmp_path / "f.safetensors")
+    assert r.exit_code == 0, r.output
+    saved = load_file(tmp_path / "f.safetensors")
+    assert saved["features"].shape[0] == saved["moft"].shape[0] == facts.frames  # (F, C, h, w)
+    assert saved["moft"].shape[1] == len(saved["channels"])  # the shipped motion channels
+    out = tmp_path / "left.gif"
+    r = run("control", SHIPPED_DIR.parents[2] / "examples" / "object_left.json", "--model", name, "--steps", 6,
+            "--out", out)
+    assert r.exit_code == 0, r.output
+    import imageio.v3 as iio
+
+    assert iio.imread(out).shape[0] == facts.frames  # the model's clip length, as the example leaves it
+
+
 def toward_px(name: str, pipe, seed: int, direction: str) -> float:
     """Pixels the model folder's control defaults (moft.json: target kind and guidance, chosen by the
     tuning suite) push a still red disk the requested way; the request asks 1.6 px a frame (the paper's curve
