@@ -29,6 +29,7 @@ COLUMNS = [("direction_success", "direction success ↑", "{:.2f}"),
            ("motion_fidelity_lk", "Motion Fidelity (LK) ↑", "{:.1f}"),
            ("ssim_outside", "SSIM outside ↑", "{:.3f}"),
            ("glitch", "glitch rate ↓", "{:.2f}"),
+           ("split", "split rate ↓", "{:.2f}"),
            ("zoom_success_lk", "zoom success ↑", "{:.2f}"),
            ("seconds", "s / video", "{:.1f}")]
 SCALE = {"motion_fidelity_lk": 100.0}  # shown as the suites' own tables show it
@@ -62,7 +63,7 @@ def suite_table(name: str) -> str:
         return title + f"The {', '.join(old)} report predates the current scorer; rerun it.\n"
     rows = {m: {t["setting"]: t for t in r["table"]} for m, r in reports.items()}
     settings = list(dict.fromkeys(s for table in rows.values() for s in table))
-    present = [c for c in COLUMNS if any(c[0] in t for table in rows.values() for t in table.values())]
+    present = [c for c in COLUMNS if any(t.get(c[0]) is not None for table in rows.values() for t in table.values())]
     head = "| setting | scored | " + " | ".join(c[1] for c in present) + " |\n"
     head += "|---" * (len(present) + 2) + "|\n"
     body = ""
@@ -141,7 +142,9 @@ def main():
             "Each cell: **moft-tiny (U-Net) / moft-tiny-wan (DiT)**, the same suite file on each model's shipped "
             "weights, channels and `moft.json` defaults (`python scripts/organism_tables.py`). Settings that turn "
             "shared K/V on run without it on the DiT (full 3-D attention has no per-frame spatial attention to "
-            "share); rows named for the model's defaults run each model's own (tuned on its own tuning suite). Each suite is small (12 requests a row unless its own table says otherwise): read differences "
+            "share); rows named for the model's defaults run each model's own (tuned on its own tuning suite). moft-tiny-wan's "
+            "shipped channel file holds all 128 channels of its site (its tuned default), so its MOFT rows are its "
+            "+CR rows; the split rate is the share of requests whose object is copied rather than moved. Each suite is small (12 requests a row unless its own table says otherwise): read differences "
             "under about 0.2 in a success rate as noise.\n\n")
     text += "\n".join(suite_table(name) for name in SUITES)
     args.out.write_text(text)
