@@ -118,8 +118,10 @@ def organism_facts(model: str) -> dict[str, str]:
     g = _json(results / "glitch.json")
     if g:
         row = next(t for t in g["table"] if t["setting"] != "unguided")
-        facts["control with its defaults: direction success, pushed toward (held-out, glitch suite)"] = (
-            f"{row['direction_success']:.2f}, {row['toward_px']:+.1f} px ({row['scored']} requests)")
+        split = "–" if row.get("split") is None else f"{row['split']:.2f}"
+        facts["control with its defaults: direction success, pushed toward, split rate, SSIM outside (held-out, "
+              "glitch suite)"] = (f"{row['direction_success']:.2f}, {row['toward_px']:+.1f} px, {split}, "
+                                  f"{row['ssim_outside']:.2f} ({row['scored']} requests)")
     return facts
 
 
