@@ -78,6 +78,15 @@ def _json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def clips_seen(training: dict) -> int:
+    """Training clips the denoiser saw: each phase's steps times its batch (phases recorded before the batch was
+    kept ran at 16)."""
+    net_steps = next(v for k, v in training.items() if k.endswith("_steps") and k != "vae_steps")
+    phases = training.get("phases") or [{"from_step": 0}]
+    ends = [ph["from_step"] for ph in phases[1:]] + [net_steps]
+    return sum((end - ph["from_step"]) * ph.get("batch", 16) for ph, end in zip(phases, ends))
+
+
 def organism_facts(model: str) -> dict[str, str]:
     """One column of the summary: what the model is, what it cost, and its measured bars."""
     from moft.pipeline import SHIPPED_DIR
@@ -97,7 +106,8 @@ def organism_facts(model: str) -> dict[str, str]:
         "denoiser parameters": f"{weights / 4 / 1e6:.2f} M",
         "package": f"{size / 2**20:.1f} MB",
         "video": f"{defaults['frames']} frames of {defaults['height']}×{defaults['width']}",
-        "training (denoiser)": f"{steps:,} steps; {cpu_h:.1f} CPU-hours" + (f" + {gpu_min:.0f} GPU-minutes (H200)" if gpu_min else ""),
+        "training (denoiser)": f"{steps:,} steps, {clips_seen(train) / 1e3:.0f}k clips; {cpu_h:.1f} CPU-hours"
+                               + (f" + {gpu_min:.0f} GPU-minutes (H200)" if gpu_min else ""),
     }
     q = _json(results / "model_quality.json")
     if q:
