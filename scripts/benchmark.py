@@ -59,14 +59,13 @@ FULL = {
     "wan-1.3b": (5, 8, 3, (1, 2)),  # 5 latent frames of 8x8 -> 80 tokens; ~14 s a forward on one loaded CPU core
 }
 WIDTH = {"animatediff": 1280, "zeroscope": 1280, "wan-1.3b": 1536}  # channels at the default site
+SHIPPED = ("moft-tiny", "moft-tiny-wan")  # loaded from the package, with their channels and moft.json
 EXTRA_CASES = {
     "wan-1.3b": {"guided (moft, ckpt)": {"loss_batch": "cond", "early_exit": True, "checkpointing": True}},
-    # what a user of the shipped model gets: its moft.json settings (drag target, 4 iterations of step 1)
-    # for the sampling alone, and the whole `moft control` (source video, drag proxy, inversion, sampling)
-    "moft-tiny": {"guided (shipped settings)": "shipped", "moft control (shipped defaults)": "control"},
-    "moft-tiny-wan": {"guided (shipped settings)": "shipped", "moft control (shipped defaults)": "control"},
+    # what a user of a shipped model gets: its moft.json settings (target kind and guidance) for the sampling
+    # alone, and the whole `moft control` (source video, drag proxy, inversion, sampling)
+    **{m: {"guided (shipped settings)": "shipped", "moft control (shipped defaults)": "control"} for m in SHIPPED},
 }
-SHIPPED = ("moft-tiny", "moft-tiny-wan")  # loaded from the package, with their channels and moft.json
 PROMPT = "a red disk standing still"  # the shipped model's default prompt (any prompt for random weights)
 
 

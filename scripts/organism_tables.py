@@ -47,10 +47,7 @@ def cell(rows: list[dict | None], key: str, fmt: str) -> str:
 
 
 def suite_table(name: str) -> str:
-    reports = {}
-    for model, folder in ORGANISMS.items():
-        path = folder / f"{name}.json"
-        reports[model] = json.loads(path.read_text()) if path.is_file() else None
+    reports = {model: _json(folder / f"{name}.json") for model, folder in ORGANISMS.items()}
     title = f"### {name}\n\n"
     missing = [m for m, r in reports.items() if r is None]
     if missing:
