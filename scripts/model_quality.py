@@ -239,7 +239,7 @@ def moft_decoding(pipe, per_direction: int, seed: int, timestep: int, steps: int
     y = np.asarray(labels)
     out = {"videos": len(y), "directions": names, "timestep": t, "inversion_step": index, "learning_curve": {}}
     # the classifier's accuracy as it gets more labelled videos (the first n per direction)
-    sizes = sorted({n for n in (8, 16, 32, 64, per_direction) if 5 <= n <= per_direction})
+    sizes = sorted({n for n in (8, 16, 32, 64, 128, 256, 512, per_direction) if 5 <= n <= per_direction})
     for key, rows in feats.items():
         if not rows:
             continue
@@ -335,7 +335,7 @@ def main():
     p.add_argument("--figure", type=Path, default=None)
     p.add_argument("--skip-decoding", action="store_true")
     p.add_argument("--text-seeds", type=int, default=8, help="seeds per direction word for the text-effect check")
-    p.add_argument("--only", choices=("text_effect", "word_loss"), default=None,
+    p.add_argument("--only", choices=("sample_quality", "moft_decoding", "text_effect", "word_loss"), default=None,
                    help="run only this part (word_loss: the denoiser's direction-word loss probe, no sampling, "
                         "seconds) and merge it into --out if that report exists, else only print it")
     p.add_argument("--threads", type=int, default=2)
@@ -360,12 +360,13 @@ def main():
             p.error(f"{args.out} was measured with other settings; rerun it whole")
     else:
         report = {"model": args.model or "moft-tiny", "guidance_scale": cfg, "steps": args.steps}
+    if args.only in (None, "sample_quality"):
         report["sample_quality"] = sample_quality(pipe, args.samples, args.seed, cfg, args.steps)
         save(report)  # each part as it finishes: the later parts take long
-        if not args.skip_decoding:
-            report["moft_decoding"] = moft_decoding(pipe, args.per_direction, args.seed, args.timestep, args.steps,
-                                                    args.figure, args.model)
-            save(report)
+    if args.only == "moft_decoding" or (args.only is None and not args.skip_decoding):
+        report["moft_decoding"] = moft_decoding(pipe, args.per_direction, args.seed, args.timestep, args.steps,
+                                                args.figure, args.model)
+        save(report)
     if args.only in (None, "text_effect") and args.text_seeds > 0:
         report["text_effect"] = text_effect(pipe, args.text_seeds, args.seed, cfg, args.steps)
     if args.only in (None, "text_effect", "word_loss") and args.text_seeds > 0:

@@ -1,7 +1,9 @@
 """Train moft's shipped models on synthetic motion videos: moft-tiny (AnimateDiff) and moft-tiny-wan (Wan DiT).
 
 Stages (each resumable): (1) a small VAE on frames (32x32x3 -> 16x16x4; ``AutoencoderKL`` per frame,
-or ``AutoencoderKLWan`` on 9-frame clips without temporal compression), (2) the denoiser on VAE
+or ``AutoencoderKLWan`` on 9-frame clips without temporal compression), optionally (1b) its decoder tuned
+further with the encoder frozen (``--vae-decoder-steps``: the latents, and so a trained denoiser, stay
+exactly as they were), (2) the denoiser on VAE
 latents with EMA weights (moft-tiny: UNetMotionModel + CLIP text encoder, v-prediction; moft-tiny-wan:
 WanTransformer3DModel with a frozen random UMT5 encoder, rectified flow with the velocity target),
 (3) export of the EMA weights as a diffusers pipeline folder (``save_pretrained``).
@@ -10,6 +12,7 @@ Usage:
     python scripts/train_shipped_model.py --run runs/shipped            # train (resumes if present)
     python scripts/train_shipped_model.py --run runs/shipped --export src/moft/shipped/moft-tiny
     python scripts/train_shipped_model.py --organism wan --run runs/wan --text-encoder frozen --threads 1
+    python scripts/train_shipped_model.py --organism wan --run runs/wan --vae-decoder-steps 2000 --object-weight 10 --vae-only
     accelerate launch scripts/train_shipped_model.py --run runs/big      # same script on GPUs
 
 Logs go to RUN/log.jsonl (loss, seconds, CPU-seconds) and sample grids to RUN/samples/.
@@ -21,6 +24,7 @@ import argparse
 import copy
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -48,6 +52,11 @@ def parse_args():
     p.add_argument("--vae-batch", type=int, default=64, help="frames per VAE step")
     p.add_argument("--vae-schedule", choices=("step", "cosine"), default="step",
                    help="VAE learning rate: 1e-3 then 2e-4 for the last 20%% (moft-tiny), or cosine 1e-3 -> 1e-4")
+    p.add_argument("--vae-decoder-steps", type=int, default=0,
+                   help="tune the finished VAE's decoder this many steps in all, its encoder frozen (the objects "
+                        "weighted by --object-weight): fixes colours the decoder renders badly without moving the "
+                        "latents a denoiser trained on (updates RUN/vae; the steps are counted in the log)")
+    p.add_argument("--vae-only", action="store_true", help="stop after the VAE stages")
     p.add_argument("--steps", type=int, default=20000, help="UNet steps (stop any time; checkpoints)")
     p.add_argument("--batch", type=int, default=16, help="videos per UNet step")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -153,6 +162,76 @@ def train_vae(args, pipe, organism):
     return vae
 
 
+def decoder_steps(run: Path) -> int:
+    """Steps the run's VAE decoder was tuned with its encoder frozen: its checkpoint, else the log (a committed
+    resumption point keeps the tuned ``vae/`` folder and the log, not the checkpoint)."""
+    if (run / "vae_decoder_ckpt.pt").is_file():
+        return torch.load(run / "vae_decoder_ckpt.pt", map_location="cpu", weights_only=False)["step"]
+    if not (run / "log.jsonl").is_file():
+        return 0
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    return max([r["step"] for r in rows if r.get("stage") == "vae_decoder"], default=0)
+
+
+def tune_vae_decoder(args, vae, organism):
+    """Stage 1b: train the decoder (and ``post_quant_conv``) of the finished VAE on fresh clips, encoder frozen.
+
+    The latents a denoiser trained on are the encoder's, untouched here, so a tuned decoder only changes how
+    samples are rendered. The loss is ``train_vae``'s, with pixels weighted by ``1 + --object-weight`` x the
+    objects' coverage (a plain MSE spends itself on the background and rendered small green objects teal).
+    Learning rate: cosine from 5e-4 to 5e-5 over ``--vae-decoder-steps``. Writes ``RUN/vae`` when done.
+    """
+    done = decoder_steps(args.run)
+    if done >= args.vae_decoder_steps:
+        return vae
+    ckpt = args.run / "vae_decoder_ckpt.pt"
+    vae.requires_grad_(False)
+    trained = [vae.decoder, vae.post_quant_conv]
+    params = [p for m in trained for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=5e-4)
+    step, rng = 0, np.random.default_rng(args.seed + 4)
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False, map_location=vae.device)
+        vae.load_state_dict(state["vae"]), opt.load_state_dict(state["opt"])
+        step, rng = state["step"], state["rng"]
+    elif done:
+        raise SystemExit(f"{args.run}: the decoder was tuned {done} steps but its checkpoint is gone; "
+                         f"ask for at most {done} steps")
+    for m in trained:
+        m.train()
+    t0 = time.time()
+    while step < args.vae_decoder_steps:
+        for g in opt.param_groups:
+            g["lr"] = 5e-5 + 0.5 * (5e-4 - 5e-5) * (1 + np.cos(np.pi * step / args.vae_decoder_steps))
+        clips = [make_clip(rng, n_frames=organism.frames) for _ in range(max(1, args.vae_batch // organism.frames))]
+        x = organism.vae_input(np.stack([c.frames for c in clips])).to(vae.device)
+        masks = np.stack([c.masks for c in clips])  # (B, F, H, W)
+        w = rearrange(torch.from_numpy(object_weights(masks, masks.shape[-2:], args.object_weight)),
+                      organism.vae_layout).to(vae.device)  # the VAE input's layout, one channel
+        with torch.no_grad():
+            post = vae.encode(x).latent_dist
+            z = post.sample() if organism.vae_sample else post.mode()
+        recon = vae.decode(z).sample
+        loss = ((w * (recon - x) ** 2).mean() + 0.1 * (w * (recon - x).abs()).mean()) / w.mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 100 == 0 or step == args.vae_decoder_steps:
+            log(args.run, stage="vae_decoder", step=step, loss=loss.item(),
+                psnr=float(-10 * np.log10(F.mse_loss(recon, x).item() / 4)), seconds=time.time() - t0)
+            atomic_save({"vae": vae.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng}, ckpt)
+    vae.eval().requires_grad_(False)
+    tmp = args.run / "vae.tmp"
+    vae.save_pretrained(tmp)
+    shutil.rmtree(args.run / "vae", ignore_errors=True)
+    os.replace(tmp, args.run / "vae")
+    log(args.run, stage="vae_decoder_done", steps=step)
+    return vae
+
+
 def _frames_per_image(frames: np.ndarray) -> torch.Tensor:
     """``(B, F, H, W, 3)`` in [0, 1] -> ``(B*F, 3, H, W)`` in [-1, 1] (an image VAE's input)."""
     return torch.from_numpy(rearrange(frames, "b f h w c -> (b f) c h w")) * 2 - 1
@@ -246,17 +325,20 @@ class Organism:
     prediction_type: str
     sample_frames: int  # num_frames to pass the stock pipeline for a clip of ``frames``
     vae_sample: bool  # decode posterior samples while training the VAE (False: the mean, a plain autoencoder)
+    vae_layout: str  # einops pattern taking (B, F, H, W) pixel weights to the VAE input's layout
 
 
 ORGANISMS = {
     "animatediff": Organism(build_tiny_animatediff, "unet", 8, _frames_per_image, _register_sd_scale, _latents_sd,
-                            _noise_ddpm, _text_clip, _predict_unet, "v_prediction", 8, True),
+                            _noise_ddpm, _text_clip, _predict_unet, "v_prediction", 8, True,
+                            "b f h w -> (b f) 1 h w"),
     # WanPipeline rounds num_frames up to the next (k * temporal scale + 1): with scale 1 it adds one, so 8 -> 9.
     # Wan's VAE starts with posterior std ~0.7 against latents of std ~0.3: decoding samples kept it at
     # 19 dB after 500 steps, so it trains as a plain autoencoder on the posterior mean (latents are
     # normalised per channel afterwards, and the denoiser trains on the mean: _latents_wan).
     "wan": Organism(build_tiny_wan, "transformer", 9, _clips, _register_wan_scale, _latents_wan,
-                    _noise_flow, _text_umt5, _predict_dit, "flow_velocity", 8, False),
+                    _noise_flow, _text_umt5, _predict_dit, "flow_velocity", 8, False,
+                    "b f h w -> b 1 f h w"),
 }
 
 
@@ -358,7 +440,10 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # GPUs only; no-op on CPU
     torch.manual_seed(args.seed)
     pipe = organism.build(seed=args.seed).to(device)
-    pipe.vae = train_vae(args, pipe, organism).to(device).eval().requires_grad_(False)
+    pipe.vae = tune_vae_decoder(args, train_vae(args, pipe, organism).to(device), organism).eval().requires_grad_(False)
+    if args.vae_only:
+        print(f"VAE stages done: {args.run / 'vae'}")
+        return
     pipe.set_progress_bar_config(disable=True)
 
     net, text_encoder = getattr(pipe, organism.denoiser), pipe.text_encoder
@@ -400,7 +485,8 @@ def main():
 
     def ema_state():
         return {k: m.state_dict() for k, m in ema.shadow.items()} | {
-            "meta": {f"{name}_steps": step, "vae_steps": args.vae_steps, "ema": args.ema,  # batch, lr: per phase
+            "meta": {f"{name}_steps": step, "vae_steps": args.vae_steps, "vae_decoder_steps": decoder_steps(args.run),
+                     "ema": args.ema,  # batch, lr: per phase
                      f"cpu_seconds_{name}": cpu_seconds, f"gpu_seconds_{name}": gpu_seconds, "prediction_type": organism.prediction_type,
                      "frames": organism.frames, "phases": phases}}
 

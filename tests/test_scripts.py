@@ -288,3 +288,31 @@ def test_control_defaults_must_steer_and_record_the_channel_fraction(tmp_path):
     report.write_text(json.dumps({"suite": suite, "table": table}))
     chosen = _load("ship_model").choose_control_defaults(report, defaults)["guidance_chosen_by"]
     assert chosen["setting"] == "all channels" and chosen["constraints_met"] and chosen["channel_fraction"] == 1.0
+
+
+def test_vae_decoder_tuning_keeps_the_encoder_and_counts_its_steps(tmp_path):
+    """Stage 1b moves the decoder only (the latents a denoiser trained on stay bit for bit), writes RUN/vae, and
+    its step count survives in the log when the checkpoint is gone (a committed resumption point)."""
+    import types
+
+    import torch
+
+    train = _load("train_shipped_model")
+    organism = train.ORGANISMS["wan"]
+    vae = organism.build(seed=0).vae
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    args = types.SimpleNamespace(run=tmp_path, vae_decoder_steps=2, vae_batch=9, object_weight=10.0, seed=0)
+    tuned = train.tune_vae_decoder(args, vae, organism)
+    after = tuned.state_dict()
+    encoder = [k for k in after if k.startswith(("encoder.", "quant_conv."))]
+    decoder = [k for k in after if k.startswith(("decoder.", "post_quant_conv."))]
+    assert encoder and decoder and len(encoder) + len(decoder) == len(after)
+    assert all(torch.equal(before[k], after[k]) for k in encoder)
+    assert sum(not torch.equal(before[k], after[k]) for k in decoder) > len(decoder) // 2
+    assert (tmp_path / "vae" / "config.json").is_file() and train.decoder_steps(tmp_path) == 2
+    assert train.tune_vae_decoder(args, tuned, organism) is tuned  # done: nothing to do
+    (tmp_path / "vae_decoder_ckpt.pt").unlink()
+    assert train.decoder_steps(tmp_path) == 2  # from the log
+    args.vae_decoder_steps = 3
+    with pytest.raises(SystemExit, match="checkpoint is gone"):
+        train.tune_vae_decoder(args, tuned, organism)
