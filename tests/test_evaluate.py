@@ -291,6 +291,10 @@ def test_run_identity_follows_the_weights(animatediff, tiny_channels):
     with torch.no_grad():
         next(changed.unet.parameters()).flatten()[0] += 1.0
     assert run_identity(changed, tiny_channels) != before
+    redrawn = copy.deepcopy(animatediff)  # a retuned decoder renders (and so scores) other frames
+    with torch.no_grad():
+        next(redrawn.vae.decoder.parameters()).flatten()[0] += 1.0
+    assert run_identity(redrawn, tiny_channels) != before
     assert run_identity(animatediff, tiny_channels) == before
 
 

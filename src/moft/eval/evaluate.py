@@ -346,8 +346,8 @@ def prompt_color(prompt: str) -> str | None:
 
 
 def run_identity(pipe, channels) -> str:
-    """A fingerprint of what a row depends on beyond the suite: the denoiser's and text encoder's
-    weights (the first elements of every tensor) and the motion channels. Rows of another model or
+    """A fingerprint of what a row depends on beyond the suite: the denoiser's, text encoder's and VAE's
+    weights (the first elements of every tensor; the VAE renders what is scored) and the motion channels. Rows of another model or
     channel file get other ids, so a work folder is never resumed with stale rows.
 
     Example:
@@ -357,7 +357,7 @@ def run_identity(pipe, channels) -> str:
     from ..models import denoiser
 
     h = hashlib.sha1()
-    for module in (denoiser(pipe), getattr(pipe, "text_encoder", None)):
+    for module in (denoiser(pipe), getattr(pipe, "text_encoder", None), getattr(pipe, "vae", None)):
         for name, param in (module.named_parameters() if module is not None else ()):
             h.update(name.encode())
             h.update(param.detach().flatten()[:64].float().cpu().numpy().tobytes())
