@@ -2,7 +2,8 @@
 
 Usage:
     python scripts/control_goals.py          # writes docs/results/control_goals_table.{md,json}
-    python scripts/results_tables.py         # copies the table into docs/control.md (block control-goals)
+    python scripts/control_goals.py --model moft-tiny-wan   # from and into docs/results/moft-tiny-wan/
+    python scripts/results_tables.py         # copies the tables into docs/control.md and docs/moft-tiny-wan.md
 
 Reads ``docs/results/control_goals.json`` (``moft evaluate benchmarks/control_goals.json``: 48 requests
 per row, 8 object directions and 8 pans on held-out prompts and a held-out seed),
@@ -15,11 +16,12 @@ defaults are (``NEW``); the official-settings loop fills the paper's column.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "docs" / "results"
+RESULTS_OF = {"moft-tiny": ROOT / "docs" / "results", "moft-tiny-wan": ROOT / "docs" / "results" / "moft-tiny-wan"}
 PAPER = "paper: curves, official settings"  # its column also shows the official loop's benchmark
 # (label, report key, goal text, goal test)
 FIGURES = (
@@ -36,15 +38,16 @@ def shipped_setting(report: dict) -> str:
     return report["table"][-1]["setting"]
 
 
-def build() -> tuple[str, dict]:
-    goals = json.loads((RESULTS / "control_goals.json").read_text())
-    two = json.loads((RESULTS / "control_two_objects.json").read_text())
-    bench = json.loads((RESULTS / "benchmark.json").read_text())
+def build(model: str = "moft-tiny") -> tuple[str, dict]:
+    results = RESULTS_OF[model]
+    goals = json.loads((results / "control_goals.json").read_text())
+    two = json.loads((results / "control_two_objects.json").read_text())
+    bench = json.loads((results / "benchmark.json").read_text())
     settings = [t["setting"] for t in goals["table"]]
     new = shipped_setting(goals)
     by = {t["setting"]: t for t in goals["table"]}
     pairs = {t["setting"]: t for t in two["table"]}
-    cases = {r["case"]: r for r in bench["rows"] if r["model"] == "moft-tiny"}
+    cases = {r["case"]: r for r in bench["rows"] if r["model"] == model}
     out = {"settings": settings, "default": new, "figures": {}}
     head = "| figure | goal | " + " | ".join(settings) + " |\n|---|---|" + "---|" * len(settings) + "\n"
     lines = []
@@ -86,7 +89,7 @@ def build() -> tuple[str, dict]:
             out["figures"].setdefault(key + ":" + case, {})[s] = v
             cells.append(f"{v:.2f}x{' ✓' if v <= limit else ' ✗'}")
         lines.append(f"| {label} | {goal} | " + " | ".join(cells) + " |")
-    note = (f"\n\nGoal table of issue 17 on moft-tiny: `{goals['suite']['name']}` ({by[new]['scored']} of "
+    note = (f"\n\nGoal table of issue 17 on {model}: `{goals['suite']['name']}` ({by[new]['scored']} of "
             f"{by[new]['items']} requests scored per row; pans have no background, so SSIM and glitches come "
             f"from the object requests), `{two['suite']['name']}`, and `scripts/benchmark.py` "
             f"({bench['device']}, {bench['threads']} thread(s)): wall and memory for the model's moft.json "
@@ -95,9 +98,13 @@ def build() -> tuple[str, dict]:
 
 
 def main():
-    text, data = build()
-    (RESULTS / "control_goals_table.md").write_text(text)
-    (RESULTS / "control_goals_table.json").write_text(json.dumps(data, indent=1, ensure_ascii=False))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=tuple(RESULTS_OF), default="moft-tiny")
+    args = ap.parse_args()
+    text, data = build(args.model)
+    results = RESULTS_OF[args.model]
+    (results / "control_goals_table.md").write_text(text)
+    (results / "control_goals_table.json").write_text(json.dumps(data, indent=1, ensure_ascii=False))
     print(text)
 
 

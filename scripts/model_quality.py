@@ -282,14 +282,14 @@ def markdown(report: dict) -> str:
              f"| prompt's direction followed (within 22.5°) | ≥ 80% | {frac('text_direction_fraction')} (chance 12.5%) |"]
     if d:
         lines += [f"| 8-direction decoding from frame-0 MOFT (CR, all channels), 5-fold logistic regression | ≥ 95% | "
-                  f"{100 * d['accuracy_moft_all_channels']:.0f}% |",
-                  f"| the same from raw features (no CR) | clearly worse | {100 * d['accuracy_raw']:.0f}% |"]
+                  f"{100 * d['accuracy_moft_all_channels']:.1f}% |",
+                  f"| the same from raw features (no CR) | clearly worse | {100 * d['accuracy_raw']:.1f}% |"]
         if d.get("learning_curve"):
             lines.append("| MOFT decoding as the labelled videos grow (videos: accuracy) | – | " + ", ".join(
-                f"{n}: {100 * a:.0f}%" for n, a in d["learning_curve"]["moft_all_channels"].items()) + " |")
+                f"{n}: {100 * a:.1f}%" for n, a in d["learning_curve"]["moft_all_channels"].items()) + " |")
         if "accuracy_moft_motion_channels" in d:
             lines.append(f"| the same from the shipped motion channels only | – | "
-                         f"{100 * d['accuracy_moft_motion_channels']:.0f}% |")
+                         f"{100 * d['accuracy_moft_motion_channels']:.1f}% |")
     te = report.get("text_effect")
     if te and "variance_explained_by_word" in te:
         share = te["variance_explained_by_word"]
@@ -358,6 +358,7 @@ def main():
             "model": args.model or "moft-tiny", "guidance_scale": cfg, "steps": args.steps}
         if (report["model"], report["guidance_scale"], report["steps"]) != (args.model or "moft-tiny", cfg, args.steps):
             p.error(f"{args.out} was measured with other settings; rerun it whole")
+        report.pop("seconds", None)  # a whole run's time no longer describes a report with a part redone
     else:
         report = {"model": args.model or "moft-tiny", "guidance_scale": cfg, "steps": args.steps}
     if args.only in (None, "sample_quality"):

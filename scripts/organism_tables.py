@@ -106,6 +106,9 @@ def organism_facts(model: str) -> dict[str, str]:
         "training (denoiser)": f"{steps:,} steps, {clips_seen(train) / 1e3:.0f}k clips; {cpu_h:.1f} CPU-hours"
                                + (f" + {gpu_min:.0f} GPU-minutes (H200)" if gpu_min else ""),
     }
+    if train.get("vae_steps"):
+        facts["training (VAE)"] = f"{train['vae_steps']:,} steps" + (
+            f" + {train['vae_decoder_steps']:,} of the decoder alone" if train.get("vae_decoder_steps") else "")
     q = _json(results / "model_quality.json")
     if q:
         sq = q["sample_quality"]
@@ -114,8 +117,11 @@ def organism_facts(model: str) -> dict[str, str]:
         facts["prompt's direction followed (bar ≥ 80%)"] = f"{sq['text_direction_fraction']:.0%}"
         d = q.get("moft_decoding")
         if d:
+            curve = d.get("learning_curve", {}).get("moft_all_channels", {})
+            half = curve.get(str(d["videos"] // 2), curve.get(d["videos"] // 2))  # is the probe still data-limited?
             facts["8-direction decoding, MOFT / raw (bar ≥ 95%)"] = (
-                f"{d['accuracy_moft_all_channels']:.0%} / {d['accuracy_raw']:.0%} ({d['videos']} videos)")
+                f"{d['accuracy_moft_all_channels']:.1%} / {d['accuracy_raw']:.1%} ({d['videos']} videos"
+                + (f"; {half:.1%} at {d['videos'] // 2}" if half is not None else "") + ")")
     loc = _json(ROOT / "docs/results" / f"locate_{model}.json")
     if loc:
         r = loc["recommendation"]

@@ -8,7 +8,8 @@ docs/moft-tiny.md: ``<!-- quality -->`` (the shipped model's bars), ``<!-- chann
 docs/control.md: ``<!-- target-specificity -->`` (which targets carry direction), ``<!-- control-goals -->``
 (issue 17's goal table, written by scripts/control_goals.py, and the levers' tuning rows); docs/results.md:
 ``<!-- results -->`` (the paper's tables and the benchmarks), ``<!-- organism-suites -->`` (each suite on both organisms);
-docs/moft-tiny-wan.md: ``<!-- wan-quality -->``, ``<!-- wan-tuning -->`` (the DiT organism's bars and control tuning).
+docs/moft-tiny-wan.md: ``<!-- wan-quality -->``, ``<!-- wan-tuning -->``, ``<!-- wan-control-goals -->`` (the DiT
+organism's bars, control tuning and issue 17's goal table on it).
 
 Usage:
     python scripts/results_tables.py
@@ -23,6 +24,7 @@ BLOCKS = {  # block: (file, the docs/results tables it shows)
     "organism-suites": ("docs/results.md", ["organisms"]),
     "wan-quality": ("docs/moft-tiny-wan.md", ["moft-tiny-wan/model_quality"]),
     "wan-tuning": ("docs/moft-tiny-wan.md", ["moft-tiny-wan/tune_control"]),
+    "wan-control-goals": ("docs/moft-tiny-wan.md", ["moft-tiny-wan/control_goals_table"]),
     "quality": ("docs/moft-tiny.md", ["model_quality"]),
     "channel-ranking": ("docs/moft-tiny.md", ["channel_ranking"]),
     "target-specificity": ("docs/control.md", ["target_specificity"]),
