@@ -38,7 +38,7 @@ def test_quality_markdown_reports_every_bar_with_counts(quality_report):
     assert "75% (3/4)" in md and "25% (1/4)" in md and "100% (4/4)" in md
     assert "| 50.0% |" in md and "| 25.0% |" in md and "| 37.5% |" in md  # a bar's margin shows
     assert "t = 199" in md
-    assert "8: 25%, 16: 50%" in md
+    assert "8: 25.0%, 16: 50.0%" in md
 
 
 def test_quality_markdown_without_decoding(quality_report):
