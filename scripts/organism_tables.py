@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ORGANISMS = {"moft-tiny": ROOT / "docs/results", "moft-tiny-wan": ROOT / "docs/results/moft-tiny-wan"}
 SUITES = ["table1_synthesis", "table1_reference", "camera_pan", "table4_channels", "ablations",
-          "two_objects", "glitch", "zoom"]
+          "two_objects", "glitch", "zoom", "prompt_no_motion", "transfer_real", "control_goals"]
 # (report key, column title, format); a key missing from a suite's rows is left out of its table
 COLUMNS = [("direction_success", "direction success ↑", "{:.2f}"),
            ("toward_px", "pushed toward (px) ↑", "{:+.1f}"),
@@ -78,7 +78,7 @@ def _json(path: Path) -> dict | None:
 def clips_seen(training: dict) -> int:
     """Training clips the denoiser saw: each phase's steps times its batch (phases recorded before the batch was
     kept ran at 16)."""
-    net_steps = next(v for k, v in training.items() if k.endswith("_steps") and k != "vae_steps")
+    net_steps = next(v for k, v in training.items() if k.endswith("_steps") and not k.startswith("vae"))
     phases = training.get("phases") or [{"from_step": 0}]
     ends = [ph["from_step"] for ph in phases[1:]] + [net_steps]
     return sum((end - ph["from_step"]) * ph.get("batch", 16) for ph, end in zip(phases, ends))
@@ -119,8 +119,10 @@ def organism_facts(model: str) -> dict[str, str]:
         if d:
             curve = d.get("learning_curve", {}).get("moft_all_channels", {})
             half = curve.get(str(d["videos"] // 2), curve.get(d["videos"] // 2))  # is the probe still data-limited?
+            width = (_json(folder / "motion_channels.json") or {}).get("num_channels")  # the probe's features
             facts["8-direction decoding, MOFT / raw (bar ≥ 95%)"] = (
                 f"{d['accuracy_moft_all_channels']:.1%} / {d['accuracy_raw']:.1%} ({d['videos']} videos"
+                + (f", {d['videos'] // width} per channel" if width else "")
                 + (f"; {half:.1%} at {d['videos'] // 2}" if half is not None else "") + ")")
     loc = _json(ROOT / "docs/results" / f"locate_{model}.json")
     if loc:

@@ -6,11 +6,14 @@ Usage:
 For each model and each of the Table 1 (reference) suite's prompts (seed 0): the unguided source's object box, and
 for each of 4 directions (a) the drag target (the source dragged that way, inverted: what control uses by default and
 what steers both organisms) and (b) the reference target (a synthetic pan of another scene that way, inverted: what
-the Table 1 reference rows use), both over all channels with content removal. Reported: the mean per-position cosine
-between (b) of each direction and (a) of each direction, inside the object's box, over frames 1.. (frame 0 of a
-drag is the source itself). A reference target that carries its direction the way an object's motion does has a
-diagonal above its off-diagonal; ``specificity`` = mean diagonal minus mean off-diagonal. Also (a) against (a) and
-(b) against (b) across directions: how much the direction, rather than the scene, decides each map.
+the Table 1 reference rows use) and (c) the source itself panned that way (the camera_pan suite's drag target, which
+steers both), all over all channels with content removal. Reported: the mean per-position cosine between each
+pair's maps of each direction, inside the object's box, over frames 1.. (frame 0 of a drag is the source itself).
+A target that carries its direction the way the other does has a diagonal above its off-diagonal;
+``specificity`` = mean diagonal minus mean off-diagonal. (b) against (c) tells a pan of another scene from a pan of
+this one; (c) against (a), a pan from an object's move (same scene); (b) against (a), both. For (a) against (a) and
+(b) against (b), ``other_directions`` is the mean cosine between one scene's maps of different directions: how much
+of a map the scene, rather than the direction, decides.
 """
 
 from __future__ import annotations
@@ -49,11 +52,14 @@ def compare(pipe, prompt: str, seed: int = 0) -> dict | None:
     if found is None:
         return None
     _, box = found
-    drags, refs = {}, {}  # direction -> (F, d, h, w) maps
+    drags, pans, refs = {}, {}, {}  # direction -> (F, d, h, w) maps
     for word in WORDS:
         traj = parse_trajectory({"version": 1, "frames": f, "regions": [
             {"mask": {"box": box}, "direction": list(DIRECTIONS[word]), "speed": SPEED}]})
         drags[word] = drag_target(pipe, src, traj, channels=None).maps[0]
+        whole = parse_trajectory({"version": 1, "frames": f, "regions": [
+            {"mask": "all", "direction": list(DIRECTIONS[word]), "speed": SPEED}]})
+        pans[word] = drag_target(pipe, src, whole, channels=None).maps[0]  # the source panned (camera_pan's target)
         mask = torch.from_numpy(traj.masks(*drags[word].shape[-2:]))  # (1, h, w) the object's box
         clip = make_clip(np.random.default_rng(seed + 7), kind="pan", n_frames=f, size=h, direction=word,
                          speed=SPEED * 32)  # as the suite makes its reference clips
@@ -61,13 +67,18 @@ def compare(pipe, prompt: str, seed: int = 0) -> dict | None:
                                       masks=mask).maps[0]
     mask = mask[0]  # (h, w)
     table = {kind: [[_cosines(x[a], y[b], mask) for b in WORDS] for a in WORDS]
-             for kind, (x, y) in {"reference_vs_drag": (refs, drags), "drag_vs_drag": (drags, drags),
+             for kind, (x, y) in {"reference_vs_drag": (refs, drags), "reference_vs_pan": (refs, pans),
+                                  "pan_vs_drag": (pans, drags), "drag_vs_drag": (drags, drags),
                                   "reference_vs_reference": (refs, refs)}.items()}
     out = {"prompt": prompt, "seed": seed, "box": box, "cosine": table}
     for kind, m in table.items():
         m = np.asarray(m)
-        off = m[~np.eye(len(WORDS), dtype=bool)]
-        out[f"specificity_{kind}"] = float(np.diag(m).mean() - off.mean())
+        off = m[~np.eye(len(WORDS), dtype=bool)].mean()
+        a, b = kind.split("_vs_")
+        if a == b:  # a map against itself on the diagonal: only the other directions say something
+            out[f"other_directions_{kind}"] = float(off)
+        else:
+            out[f"specificity_{kind}"] = float(np.diag(m).mean() - off)
     return out
 
 
@@ -83,7 +94,8 @@ def main():
         t0 = time.time()
         pipe = load_pipeline(model)
         rows = [r for r in (compare(pipe, p) for p in PROMPTS) if r is not None]
-        summary = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k.startswith("specificity")}
+        summary = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]
+                   if k.startswith(("specificity", "other_directions"))}
         report["models"][model] = {"rows": rows, **summary, "seconds": time.time() - t0}
         print(model, json.dumps(summary), flush=True)
     if args.out is not None:
