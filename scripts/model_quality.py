@@ -249,9 +249,11 @@ def moft_decoding(pipe, per_direction: int, seed: int, timestep: int, steps: int
             keep = np.arange(len(y)) % per_direction < n  # videos are ordered direction by direction
             clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
             folds = StratifiedKFold(5, shuffle=True, random_state=0)
-            curve[int(keep.sum())] = float(cross_val_score(clf, x_all[keep], y[keep], cv=folds).mean())
+            scores = cross_val_score(clf, x_all[keep], y[keep], cv=folds)  # (5,) one accuracy per held-out fold
+            curve[int(keep.sum())] = float(scores.mean())
         out["learning_curve"][key] = curve
         out[f"accuracy_{key}"] = curve[len(y)]
+        out[f"fold_accuracies_{key}"] = [float(a) for a in scores]  # at all the videos: how far the mean can move
     if figure is not None:
         from moft.figures import pca_direction_figure
 
@@ -281,8 +283,11 @@ def markdown(report: dict) -> str:
              f"{frac('coherent_fraction')}; median R² {q['median_r2']:.2f}, median speed {q['median_speed_px']:.2f} px/frame |",
              f"| prompt's direction followed (within 22.5°) | ≥ 80% | {frac('text_direction_fraction')} (chance 12.5%) |"]
     if d:
+        folds = d.get("fold_accuracies_moft_all_channels")
+        spread = (f" (folds {100 * min(folds):.1f}–{100 * max(folds):.1f}%, standard error "
+                  f"{100 * np.std(folds, ddof=1) / np.sqrt(len(folds)):.1f} points)" if folds else "")
         lines += [f"| 8-direction decoding from frame-0 MOFT (CR, all channels), 5-fold logistic regression | ≥ 95% | "
-                  f"{100 * d['accuracy_moft_all_channels']:.1f}% |",
+                  f"{100 * d['accuracy_moft_all_channels']:.1f}%{spread} |",
                   f"| the same from raw features (no CR) | clearly worse | {100 * d['accuracy_raw']:.1f}% |"]
         if d.get("learning_curve"):
             lines.append("| MOFT decoding as the labelled videos grow (videos: accuracy) | – | " + ", ".join(

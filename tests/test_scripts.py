@@ -316,3 +316,11 @@ def test_vae_decoder_tuning_keeps_the_encoder_and_counts_its_steps(tmp_path):
     args.vae_decoder_steps = 3
     with pytest.raises(SystemExit, match="checkpoint is gone"):
         train.tune_vae_decoder(args, tuned, organism)
+
+
+def test_quality_markdown_shows_the_decoding_folds_spread(quality_report):
+    report = json.loads(json.dumps(quality_report))
+    report["moft_decoding"]["fold_accuracies_moft_all_channels"] = [0.4, 0.5, 0.6, 0.5, 0.5]
+    md = _load("model_quality").markdown(report)
+    # standard error of the mean over 5 folds: std (ddof 1) 0.0707 / sqrt(5) = 3.2 points
+    assert "50.0% (folds 40.0–60.0%, standard error 3.2 points)" in md
