@@ -275,3 +275,29 @@ def test_fit_reports_progress_once_per_pan_video(animatediff):
     calls = []
     fit_channels(animatediff, method="noise", scenes=1, seed=0, progress=lambda done, total: calls.append((done, total)))
     assert calls == [(n, 4) for n in range(1, 5)]  # 1 scene x 2 axes x 2 directions
+
+
+def test_save_writes_strict_json_metadata_when_a_figure_is_not_finite(tiny_channels, tmp_path):
+    import dataclasses
+
+    odd = dataclasses.replace(tiny_channels, meta=dict(tiny_channels.meta, explained_variance_ratio=float("nan")))
+    path = odd.save(tmp_path / "odd.safetensors")
+
+    def refuse(token):
+        raise AssertionError(f"non-strict JSON constant {token}")
+
+    sidecar = json.loads(path.with_suffix(".json").read_text(), parse_constant=refuse)
+    assert sidecar["explained_variance_ratio"] is None and sidecar["null_because"] == {"explained_variance_ratio": "nan"}
+    assert MotionChannels.load(path).meta == sidecar
+
+
+def test_save_writes_both_files_or_neither(tiny_channels, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    def broken(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Path, "write_text", broken)  # the sidecar fails after the tensors were staged
+    with pytest.raises(OSError, match="disk full"):
+        tiny_channels.save(tmp_path / "ch.safetensors")
+    assert list(tmp_path.iterdir()) == []

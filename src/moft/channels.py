@@ -116,16 +116,21 @@ class MotionChannels:
         return h.hexdigest()
 
     def save(self, path: str | Path) -> Path:
-        """Write ``path`` (safetensors, metadata inside) and ``path.json`` (the same metadata)."""
+        """Write ``path`` (safetensors, metadata inside) and ``path.json`` (the same metadata), both or neither.
+
+        The metadata is strict JSON: a non-finite figure (e.g. an explained-variance ratio of a degenerate fit)
+        is written as ``null`` with a ``null_because`` note (``moft.video.strict_json``).
+        """
         from safetensors.torch import save
 
-        from .video import atomic_write_bytes, atomic_write_text
+        from .video import output_set, strict_json
 
         path = Path(path)
-        meta = json.dumps(self.meta, indent=2, sort_keys=True)
-        data = save({k: v.contiguous() for k, v in self.tensors().items()}, metadata={"moft_channels": meta})
-        atomic_write_bytes(path, data)
-        atomic_write_text(path.with_suffix(".json"), meta + "\n")
+        meta = strict_json(self.meta, sort_keys=True)
+        data = save({k: v.contiguous() for k, v in self.tensors().items()}, metadata={"moft_channels": meta.rstrip()})
+        with output_set() as stage:
+            stage(path).write_bytes(data)
+            stage(path.with_suffix(".json")).write_text(meta)
         return path
 
     @classmethod

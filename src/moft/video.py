@@ -609,7 +609,7 @@ def _finite_or_null(value, path: str, nulls: dict) -> object:
     return value
 
 
-def strict_json(data, *, indent: int | None = 2) -> str:
+def strict_json(data, *, indent: int | None = 2, sort_keys: bool = False) -> str:
     """Strict JSON text (RFC 8259): every NaN/Infinity becomes ``null`` and the dict that held it gets
     ``"null_because": {"field": "nan" | "+inf" | "-inf"}``; numpy and torch values become numbers.
 
@@ -623,7 +623,7 @@ def strict_json(data, *, indent: int | None = 2) -> str:
     import json
 
     clean = _finite_or_null(data, "", {})
-    return json.dumps(clean, indent=indent, allow_nan=False) + ("\n" if indent is not None else "")
+    return json.dumps(clean, indent=indent, allow_nan=False, sort_keys=sort_keys) + ("\n" if indent is not None else "")
 
 
 # ---------------------------------------------------------------------------
