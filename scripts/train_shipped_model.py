@@ -143,7 +143,7 @@ def train_vae(args, pipe, organism):
         x = organism.vae_input(frames).to(vae.device)
         post = vae.encode(x).latent_dist
         recon = vae.decode(post.sample() if organism.vae_sample else post.mode()).sample
-        loss = F.mse_loss(recon, x) + 0.1 * F.l1_loss(recon, x) + 1e-6 * post.kl().mean()
+        loss = reconstruction_loss(recon, x) + 1e-6 * post.kl().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -160,6 +160,14 @@ def train_vae(args, pipe, organism):
     log(args.run, stage="vae_done", **scale)
     vae.save_pretrained(vae_dir)
     return vae
+
+
+def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The VAE stages' loss: MSE + 0.1 L1, each pixel weighted by ``weights`` (broadcast over channels, normalised
+    by their mean, so all ones is the plain loss), or plain when None."""
+    w = torch.ones_like(recon[:, :1]) if weights is None else weights
+    err = recon - x
+    return ((w * err**2).mean() + 0.1 * (w * err.abs()).mean()) / w.mean()
 
 
 def decoder_steps(run: Path) -> int:
@@ -214,7 +222,7 @@ def tune_vae_decoder(args, vae, organism):
             post = vae.encode(x).latent_dist
             z = post.sample() if organism.vae_sample else post.mode()
         recon = vae.decode(z).sample
-        loss = ((w * (recon - x) ** 2).mean() + 0.1 * (w * (recon - x).abs()).mean()) / w.mean()
+        loss = reconstruction_loss(recon, x, w)
         opt.zero_grad()
         loss.backward()
         opt.step()

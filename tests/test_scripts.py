@@ -324,3 +324,16 @@ def test_quality_markdown_shows_the_decoding_folds_spread(quality_report):
     md = _load("model_quality").markdown(report)
     # standard error of the mean over 5 folds: std (ddof 1) 0.0707 / sqrt(5) = 3.2 points
     assert "50.0% (folds 40.0–60.0%, standard error 3.2 points)" in md
+
+
+def test_reconstruction_loss_is_mse_plus_l1_and_weights_shift_it_to_the_objects():
+    import torch
+
+    train = _load("train_shipped_model")
+    recon, x = torch.zeros(2, 3, 9, 4, 4), torch.zeros(2, 3, 9, 4, 4)
+    recon[..., 0, 0] = 1.0  # an error at one pixel of every frame
+    plain = train.reconstruction_loss(recon, x)
+    assert plain == pytest.approx(torch.nn.functional.mse_loss(recon, x) + 0.1 * torch.nn.functional.l1_loss(recon, x))
+    on, off = torch.ones(2, 1, 9, 4, 4), torch.ones(2, 1, 9, 4, 4)
+    on[..., 0, 0], off[..., 3, 3] = 11.0, 11.0  # the object where the error is, or elsewhere
+    assert train.reconstruction_loss(recon, x, on) > plain > train.reconstruction_loss(recon, x, off)
