@@ -520,3 +520,22 @@ def test_the_lever_suites_load_with_the_new_guidance_fields(tmp_path):
            "requests": [{"name": "l", "region": "object", "direction": "left"}]}
     with pytest.raises(SuiteError, match=r"settings\[0\]\.grad_every: must be an integer"):
         load_suite(_write(tmp_path, bad))
+
+
+def test_rows_named_for_fixed_settings_pin_the_levers_a_model_default_would_fill():
+    """A suite's guidance is laid over the model's moft.json defaults, so a row that claims fixed settings (the
+    paper's official ones, an old SGD default) must name the optimizer and distance itself: otherwise a model
+    whose default is Adam + cosine runs it with Adam + cosine (found in the control-goals suite)."""
+    fixed, official = ("official", "paper:", "sgd", "old default"), ("official", "paper:")
+    checked = 0
+    for path in sorted(BENCHMARKS.glob("*.json")):
+        suite = json.loads(path.read_text())
+        for s in suite.get("settings", []):
+            name = s["name"].lower()
+            if any(word in name for word in fixed):
+                pinned = {k: s.get(k, suite.get("guidance", {}).get(k)) for k in ("optimizer", "distance")}
+                assert None not in pinned.values(), (path.name, s["name"], pinned)
+                if any(word in name for word in official):  # the official code: plain gradient steps on an L2 loss
+                    assert pinned == {"optimizer": "sgd", "distance": "l2"}, (path.name, s["name"], pinned)
+                checked += 1
+    assert checked >= 5  # the control-goals, two-objects and tuning suites' fixed rows
