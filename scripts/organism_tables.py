@@ -75,10 +75,9 @@ def _json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def clips_seen(training: dict) -> int:
-    """Training clips the denoiser saw: each phase's steps times its batch (phases recorded before the batch was
-    kept ran at 16)."""
-    net_steps = next(v for k, v in training.items() if k.endswith("_steps") and not k.startswith("vae"))
+def clips_seen(training: dict, net_steps: int) -> int:
+    """Training clips the denoiser saw in its ``net_steps``: each phase's steps times its batch (phases recorded
+    before the batch was kept ran at 16)."""
     phases = training.get("phases") or [{"from_step": 0}]
     ends = [ph["from_step"] for ph in phases[1:]] + [net_steps]
     return sum((end - ph["from_step"]) * ph.get("batch", 16) for ph, end in zip(phases, ends))
@@ -103,7 +102,7 @@ def organism_facts(model: str) -> dict[str, str]:
         "denoiser parameters": f"{weights / 4 / 1e6:.2f} M",
         "package": f"{size / 2**20:.1f} MB",
         "video": f"{defaults['frames']} frames of {defaults['height']}×{defaults['width']}",
-        "training (denoiser)": f"{steps:,} steps, {clips_seen(train) / 1e3:.0f}k clips; {cpu_h:.1f} CPU-hours"
+        "training (denoiser)": f"{steps:,} steps, {clips_seen(train, steps) / 1e3:.0f}k clips; {cpu_h:.1f} CPU-hours"
                                + (f" + {gpu_min:.0f} GPU-minutes (H200)" if gpu_min else ""),
     }
     if train.get("vae_steps"):
@@ -118,7 +117,7 @@ def organism_facts(model: str) -> dict[str, str]:
         d = q.get("moft_decoding")
         if d:
             curve = d.get("learning_curve", {}).get("moft_all_channels", {})
-            half = curve.get(str(d["videos"] // 2), curve.get(d["videos"] // 2))  # is the probe still data-limited?
+            half = curve.get(str(d["videos"] // 2))  # is the probe still data-limited? (JSON keys are strings)
             width = (_json(folder / "motion_channels.json") or {}).get("num_channels")  # the probe's features
             facts["8-direction decoding, MOFT / raw (bar ≥ 95%)"] = (
                 f"{d['accuracy_moft_all_channels']:.1%} / {d['accuracy_raw']:.1%} ({d['videos']} videos"
