@@ -24,12 +24,12 @@ def _names() -> dict:
     import torch
 
     import moft
-    from moft.adapters import call_denoiser
-    from moft.channels import fit_channels, pan_videos
-    from moft.latents import encode_prompt, encode_video
-    from moft.tiny import build_tiny_animatediff
-    from moft.sampler import sample
-    from moft.trajectory import load_trajectory, parse_trajectory
+    from moft.models.adapters import call_denoiser
+    from moft.method.channels import fit_channels, pan_videos
+    from moft.models.latents import encode_prompt, encode_video
+    from moft.models.tiny import build_tiny_animatediff
+    from moft.method.sampler import sample
+    from moft.io.trajectory import load_trajectory, parse_trajectory
 
     torch.set_num_threads(1)
     pipe = build_tiny_animatediff(seed=0)

@@ -11,7 +11,7 @@ seed, steps and prompt:
     guided (official) the official code's way: loss forward on the full CFG batch, no early exit
 and reports wall time, peak RSS (``torch.cuda.max_memory_allocated`` on GPU), denoiser forward and
 backward counts, and the ratios. Capture overhead: the same forward timed plainly and under
-``moft.capture`` (detached), alternating, median of repeats.
+``moft.method.capture`` (detached), alternating, median of repeats.
 
 Full-size models (``animatediff``, ``zeroscope``, ``wan-1.3b``) are the published configs under
 ``configs/`` with random weights, a one-layer text encoder of the right width and a tiny VAE, at small
@@ -80,7 +80,7 @@ def build_wan():
     from diffusers import WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from moft.tiny import build_tiny_wan
+    from moft.models.tiny import build_tiny_wan
 
     tiny = build_tiny_wan(vae={"z_dim": 16, "latents_mean": [0.0] * 16, "latents_std": [1.0] * 16})
     net = WanTransformer3DModel.from_config(json.loads((ROOT / "configs" / "wan2.1-t2v-1.3b-transformer.json").read_text()))
@@ -94,8 +94,8 @@ def build_wan():
 
 def build(name: str):
     """The pipeline to benchmark (``moft-tiny`` and ``moft-tiny-wan`` load the shipped models)."""
-    from moft.tiny import build_tiny_animatediff
-    from moft.models import load_pipeline
+    from moft.models.tiny import build_tiny_animatediff
+    from moft.models.loading import load_pipeline
 
     if name in SHIPPED:
         return load_pipeline(name)
@@ -158,13 +158,13 @@ def peak_memory() -> tuple[int, str]:
 
 def one_case(model: str, case: str) -> dict:
     """Run one case in this process; print its JSON."""
-    from moft.channels import MotionChannels
-    from moft.latents import latent_channels
-    from moft.models import default_channels
-    from moft.pipeline import vae_scale
-    from moft.sampler import GuidanceConfig, sample
-    from moft.targets import synthesize_target
-    from moft.trajectory import parse_trajectory
+    from moft.method.channels import MotionChannels
+    from moft.models.latents import latent_channels
+    from moft.method.channels import default_channels
+    from moft.models.pipeline import vae_scale
+    from moft.method.sampler import GuidanceConfig, sample
+    from moft.method.targets import synthesize_target
+    from moft.io.trajectory import parse_trajectory
 
     frames, side, steps, guided = FULL[model]
     pipe = build(model)
@@ -174,7 +174,7 @@ def one_case(model: str, case: str) -> dict:
         {"mask": {"box": [0.25, 0.25, 0.75, 0.75]}, "direction": "left", "speed": 0.05}]})
     target = g = None
     if spec == "control":
-        from moft.control import control
+        from moft.front.control import control
 
         torch.manual_seed(0)
         reset_peak_memory()
@@ -183,10 +183,10 @@ def one_case(model: str, case: str) -> dict:
         out = res.result  # its counts are the guided sampling's; the time is the whole run's
     else:
         if spec == "shipped":  # the model's own settings and drag target, built before the clock starts
-            from moft.control import default_guidance
-            from moft.targets import drag_target
+            from moft.front.control import default_guidance
+            from moft.method.targets import drag_target
 
-            from moft.sampler import guided_timesteps
+            from moft.method.sampler import guided_timesteps
 
             g = default_guidance(model)
             source = sample(pipe, PROMPT, steps=steps, seed=0, num_frames=frames)
@@ -217,10 +217,10 @@ def one_case(model: str, case: str) -> dict:
 @torch.no_grad()
 def capture_overhead(model: str, repeats: int) -> dict:
     """Median time of a plain forward vs the same forward under ``capture`` (alternating)."""
-    from moft.adapters import call_denoiser
-    from moft.capture import capture
-    from moft.latents import encode_prompt, latent_channels
-    from moft.models import denoiser
+    from moft.models.adapters import call_denoiser
+    from moft.method.capture import capture
+    from moft.models.latents import encode_prompt, latent_channels
+    from moft.models.loading import denoiser
 
     frames, side, _, _ = FULL[model]
     pipe = build(model)
@@ -245,7 +245,7 @@ def capture_overhead(model: str, repeats: int) -> dict:
 
 
 def main():
-    from moft.video import write_report
+    from moft.io.video import write_report
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="moft-tiny,animatediff,zeroscope")

@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moft.channels import default_video_size  # noqa: E402
-from moft.extract import nearest_step  # noqa: E402
-from moft.features import remove_content_correlation, resize  # noqa: E402
-from moft.inversion import reference_features  # noqa: E402
-from moft.models import default_channels, load_pipeline  # noqa: E402
-from moft.synthetic import DIRECTIONS, background_texture, render  # noqa: E402
+from moft.method.channels import default_video_size  # noqa: E402
+from moft.front.extract import nearest_step  # noqa: E402
+from moft.method.features import remove_content_correlation, resize  # noqa: E402
+from moft.method.inversion import reference_features  # noqa: E402
+from moft.method.channels import default_channels  # noqa: E402
+from moft.models.loading import load_pipeline  # noqa: E402
+from moft.io.synthetic import DIRECTIONS, background_texture, render  # noqa: E402
 
 
 def pan(seed: int, steps: list[tuple[float, float]], size: int, frames: int) -> tuple[np.ndarray, np.ndarray]:

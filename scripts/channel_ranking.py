@@ -36,9 +36,9 @@ def markdown(report: dict) -> str:
 def main():
     import model_quality as mq
 
-    from moft.channels import fit_channels
-    from moft.models import load_pipeline
-    from moft.video import write_report
+    from moft.method.channels import fit_channels
+    from moft.models.loading import load_pipeline
+    from moft.io.video import write_report
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None)

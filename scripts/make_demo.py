@@ -18,14 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from moft.control import control  # noqa: E402
+from moft.front.control import control  # noqa: E402
 from moft.eval.evaluate import prompt_color, object_box  # noqa: E402
 from moft.eval.metrics import path_fit, track_centroid  # noqa: E402
-from moft.models import default_channels, load_pipeline, model_defaults  # noqa: E402
-from moft.sampler import sample  # noqa: E402
-from moft.synthetic import COLORS  # noqa: E402
-from moft.trajectory import parse_trajectory  # noqa: E402
-from moft.video import write_video  # noqa: E402
+from moft.method.channels import default_channels  # noqa: E402
+from moft.models.loading import load_pipeline, model_defaults  # noqa: E402
+from moft.method.sampler import sample  # noqa: E402
+from moft.io.synthetic import COLORS  # noqa: E402
+from moft.io.trajectory import parse_trajectory  # noqa: E402
+from moft.io.video import write_video  # noqa: E402
 
 REQUESTS = [("left", "object"), ("right", "object"), ("up", "object"), ("down", "object"), ("right", "all")]
 

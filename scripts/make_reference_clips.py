@@ -3,7 +3,7 @@
     python scripts/make_reference_clips.py          # -> benchmarks/clips/{pan_left,disk_right}.gif
 
 Both are 16 frames of 64x64 (larger and longer than the shipped model's 8x32x32, so a suite run
-also exercises fitting a clip to the model), rendered analytically by ``moft.synthetic.render``:
+also exercises fitting a clip to the model), rendered analytically by ``moft.io.synthetic.render``:
 
 * ``pan_left.gif``: a still scene (textured ground, a green square) under a camera moving right,
   so the content moves left 3 px/frame (1.5 px/frame at 32 px);
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from moft.synthetic import COLORS, render  # noqa: E402
-from moft.video import write_video  # noqa: E402
+from moft.io.synthetic import COLORS, render  # noqa: E402
+from moft.io.video import write_video  # noqa: E402
 
 SIZE, FRAMES, SPEED = 64, 16, 3.0
 

@@ -2,7 +2,7 @@
 
     python scripts/metric_agreement.py [--clips 64] [--size 32]   # -> docs/results/metric_agreement.{json,md}
 
-Synthetic clips with known motion (``moft.synthetic.make_clip``: one flat-coloured disk or square
+Synthetic clips with known motion (``moft.io.synthetic.make_clip``: one flat-coloured disk or square
 moving in a straight line over a smooth texture, or a pan of such a scene), 8 frames at 32x32 like
 the shipped model's videos. Each clip's true motion is the request. For objects, the region is a
 circle 2 px wider than the object in frame 0; the object's path is measured by its colour centroid
@@ -22,8 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 from moft.eval.metrics import (camera_motion, direction_success, mean_path, motion_fidelity, objmc,  # noqa: E402
                           region_tracks, request_tracks, track_centroid, trajectory_error)
-from moft.synthetic import COLORS, make_clip  # noqa: E402
-from moft.video import write_report  # noqa: E402
+from moft.io.synthetic import COLORS, make_clip  # noqa: E402
+from moft.io.video import write_report  # noqa: E402
 
 
 def objects(clips: int, size: int, seed: int) -> list[dict]:

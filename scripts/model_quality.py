@@ -36,15 +36,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moft.extract import nearest_step  # noqa: E402
-from moft.features import remove_content_correlation, resize  # noqa: E402
-from moft.inversion import noise_latents, reference_features  # noqa: E402
-from moft.latents import encode_prompt, encode_video, vae_scale  # noqa: E402
+from moft.front.extract import nearest_step  # noqa: E402
+from moft.method.features import remove_content_correlation, resize  # noqa: E402
+from moft.method.inversion import noise_latents, reference_features  # noqa: E402
+from moft.models.latents import encode_prompt, encode_video, vae_scale  # noqa: E402
 from moft.eval.metrics import direction_success, path_fit, track_centroid  # noqa: E402
-from moft.models import default_channels, denoiser, load_pipeline  # noqa: E402
-from moft.pipeline import default_video_size, is_flow  # noqa: E402
-from moft.sampler import sample  # noqa: E402
-from moft.synthetic import COLORS, DIRECTIONS, SHAPES, SPEED_RANGE, make_clip, object_weights  # noqa: E402
+from moft.method.channels import default_channels  # noqa: E402
+from moft.models.loading import denoiser, load_pipeline  # noqa: E402
+from moft.models.pipeline import default_video_size, is_flow  # noqa: E402
+from moft.method.sampler import sample  # noqa: E402
+from moft.io.synthetic import COLORS, DIRECTIONS, SHAPES, SPEED_RANGE, make_clip, object_weights  # noqa: E402
 
 # training speeds are SPEED_RANGE (0.75-2.25 px/frame); a tracked centroid is allowed a margin
 SPEED_BAND = (SPEED_RANGE[0] - 0.25, SPEED_RANGE[1] + 0.75)
@@ -123,7 +124,7 @@ def word_loss_gain(pipe, clips_per_word: int, seed: int, timesteps=(950, 800, 60
     weighted loss rise under each word (less noisy than the picks). Both show a model that reads one
     axis only (e.g. "left" and "up" alike) where the opposite-word gain alone cannot.
     """
-    from moft.adapters import call_denoiser
+    from moft.models.adapters import call_denoiser
 
     swap = swap or OPPOSITE_WORD
     rng = np.random.default_rng(seed)
@@ -255,7 +256,7 @@ def moft_decoding(pipe, per_direction: int, seed: int, timestep: int, steps: int
         out[f"accuracy_{key}"] = curve[len(y)]
         out[f"fold_accuracies_{key}"] = [float(a) for a in scores]  # at all the videos: how far the mean can move
     if figure is not None:
-        from moft.figures import pca_direction_figure
+        from moft.front.figures import pca_direction_figure
 
         for key in ("raw", "moft_all_channels"):
             data = np.stack(feats[key])
@@ -326,7 +327,7 @@ def markdown(report: dict) -> str:
 
 
 def main():
-    from moft.video import write_report
+    from moft.io.video import write_report
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None)
@@ -346,7 +347,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from moft.models import model_defaults
+    from moft.models.loading import model_defaults
 
     pipe = load_pipeline(args.model)
     cfg = args.guidance_scale or model_defaults(args.model).get("guidance_scale", 7.5)

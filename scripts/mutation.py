@@ -35,12 +35,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "moft"
-PLACES = {"metrics": "eval/metrics.py"}  # modules outside the package's top level, by their short name
+PLACES = {"metrics": "eval", **{m: "method" for m in ("capture", "features", "channels", "targets", "sampler", "shared_kv",
+                                                     "inversion", "drag")}}  # module -> its layer folder
 
 
 def module_path(module: str, package=SRC):
     """Where a module's source lies in ``package`` (``src/moft`` or the scratch copy's ``moft``)."""
-    return package / PLACES.get(module, f"{module}.py")
+    return package / PLACES[module] / f"{module}.py"
 
 # module -> the test files that mirror it (run per mutant)
 TESTS = {

@@ -85,7 +85,7 @@ def clips_seen(training: dict, net_steps: int) -> int:
 
 def organism_facts(model: str) -> dict[str, str]:
     """One column of the summary: what the model is, what it cost, and its measured bars."""
-    from moft.pipeline import SHIPPED_DIR
+    from moft.models.pipeline import SHIPPED_DIR
 
     folder, results = SHIPPED_DIR / model, ORGANISMS[model]
     index, defaults = _json(folder / "model_index.json"), _json(folder / "moft.json")

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 import moft
-from moft.channels import pan_videos
-from moft.pipeline import default_video_size, latent_time_grid
+from moft.method.channels import pan_videos
+from moft.models.pipeline import default_video_size, latent_time_grid
 
 
 def decode(curves: torch.Tensor, channels, baseline: torch.Tensor) -> np.ndarray:
@@ -49,7 +49,7 @@ def main():
         raise SystemExit(f"{args.model or 'moft-tiny'} ships no motion channels")
     f, h, w = default_video_size(pipe)
     grid = latent_time_grid(pipe, f)
-    base = moft.targets.baseline_curve(channels, len(grid))[:, channels.indices]  # (F', d)
+    base = moft.method.targets.baseline_curve(channels, len(grid))[:, channels.indices]  # (F', d)
     rows = {mode: [] for mode in ("inversion", "noise")}
     seconds = {mode: 0.0 for mode in rows}
     for n, (frames, d, axis) in enumerate(pan_videos(size=(h, w), num_frames=f, speed=args.speed,

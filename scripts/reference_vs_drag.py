@@ -27,12 +27,12 @@ import numpy as np
 import torch
 
 from moft.eval.evaluate import object_box
-from moft.models import load_pipeline
-from moft.pipeline import default_video_size
-from moft.sampler import sample
-from moft.synthetic import DIRECTIONS, make_clip
-from moft.targets import drag_target, reference_target
-from moft.trajectory import parse_trajectory
+from moft.models.loading import load_pipeline
+from moft.models.pipeline import default_video_size
+from moft.method.sampler import sample
+from moft.io.synthetic import DIRECTIONS, make_clip
+from moft.method.targets import drag_target, reference_target
+from moft.io.trajectory import parse_trajectory
 
 WORDS = ("right", "down", "left", "up")
 PROMPTS = ("a red disk standing still", "a blue square standing still", "a yellow disk standing still")

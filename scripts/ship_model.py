@@ -1,8 +1,8 @@
 """Assemble the shipped model: EMA weights from a training run, fitted motion channels, defaults.
 
 Usage:
-    python scripts/ship_model.py --run runs/shipped [--guidance-scale 4.0] [--out src/moft/shipped/moft-tiny]
-    python scripts/ship_model.py --organism wan --run runs/wan --out src/moft/shipped/moft-tiny-wan
+    python scripts/ship_model.py --run runs/shipped [--guidance-scale 4.0] [--out src/moft/models/shipped/moft-tiny]
+    python scripts/ship_model.py --organism wan --run runs/wan --out src/moft/models/shipped/moft-tiny-wan
 
 Writes OUT (a diffusers pipeline folder, AnimateDiffPipeline or WanPipeline, loadable with from_pretrained) with
 ``motion_channels.safetensors`` (+ .json) fitted by DDIM inversion of synthetic pans, and ``moft.json``
@@ -40,7 +40,7 @@ def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
     ``--guidance-from`` then refits the folder's motion channels at that fraction.
     """
     from moft.eval.evaluate import guidance_settings
-    from moft.sampler import config_dict
+    from moft.method.sampler import config_dict
 
     report = json.loads(report_path.read_text())
     suite = report["suite"]
@@ -94,7 +94,7 @@ def main():
     ap.add_argument("--run", type=Path, default=Path("runs/shipped"))
     ap.add_argument("--organism", choices=("animatediff", "wan"), default="animatediff",
                     help="which of train_shipped_model.py's organisms the run trained")
-    ap.add_argument("--out", type=Path, default=ROOT / "src/moft/shipped/moft-tiny")
+    ap.add_argument("--out", type=Path, default=ROOT / "src/moft/models/shipped/moft-tiny")
     ap.add_argument("--guidance-scale", type=float, default=4.0)
     ap.add_argument("--prompt", default="a red disk standing still")
     ap.add_argument("--scenes", type=int, default=8)
@@ -106,8 +106,8 @@ def main():
     if args.guidance_from is not None:
         fraction = choose_control_defaults(args.guidance_from, args.out / "moft.json")["guidance_chosen_by"]["channel_fraction"]
         if fraction is not None:  # the chosen row steered with these channels: ship them
-            from moft.channels import fit_channels
-            from moft.models import load_pipeline
+            from moft.method.channels import fit_channels
+            from moft.models.loading import load_pipeline
 
             channels = fit_channels(load_pipeline(str(args.out)), method="inversion", scenes=args.scenes,
                                     rank=args.rank, fraction=fraction, model_name=args.out.name)
@@ -118,8 +118,8 @@ def main():
     shutil.rmtree(tmp, ignore_errors=True)
     subprocess.run([sys.executable, str(ROOT / "scripts/train_shipped_model.py"), "--organism", args.organism,
                     "--run", str(args.run), "--export", str(tmp)], check=True)
-    from moft.channels import fit_channels
-    from moft.models import load_pipeline
+    from moft.method.channels import fit_channels
+    from moft.models.loading import load_pipeline
 
     t0 = time.time()
     pipe = load_pipeline(str(tmp))

@@ -2,7 +2,7 @@
 
 Guidance pulls a region's mean MOFT curve ``(F, d)`` towards a target curve. It can only steer
 if targets for different directions differ by more than targets for the same direction do. This
-script builds the targets exactly as guidance does (``moft.targets.reference_target``: DDIM
+script builds the targets exactly as guidance does (``moft.method.targets.reference_target``: DDIM
 inversion of a synthetic clip, region-mean curve) for the 8 directions x ``--scenes`` scenes, for
 two kinds of clip — camera pans over the whole frame (what the paper fits its channels on) and
 one moving object with a box around its path (the region object control guides) — at several
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def specificity(curves: torch.Tensor) -> dict:
     """Statistics of target curves ``(D, S, F, d)`` (D directions in DIRECTIONS order, S scenes)."""
-    from moft.synthetic import DIRECTIONS
+    from moft.io.synthetic import DIRECTIONS
 
     names = list(DIRECTIONS)
     n_dir, n_scene = curves.shape[:2]
@@ -72,10 +72,10 @@ def path_box(track: np.ndarray, grid: tuple[int, int], scale: int, pad: float) -
 def target_curves(pipe, kind: str, timestep: int, scenes: int, speed: float, seed: int) -> torch.Tensor:
     """``(D, S, F, C)`` region-mean reference targets (all channels) of ``kind`` clips ("pan": whole
     frame; "object": a box around the object's path) in each direction."""
-    from moft.channels import default_video_size
-    from moft.latents import vae_scale
-    from moft.synthetic import DIRECTIONS, make_clip
-    from moft.targets import reference_target
+    from moft.method.channels import default_video_size
+    from moft.models.latents import vae_scale
+    from moft.io.synthetic import DIRECTIONS, make_clip
+    from moft.method.targets import reference_target
 
     f, h, w = default_video_size(pipe)
     s = vae_scale(pipe)
@@ -112,10 +112,10 @@ def norm_ratio(pipe, *, prompt: str, seeds: list[int], guided_steps: list[int], 
                scenes: int, speed: float, seed: int) -> list[dict]:
     """Per guided step: norm of the generated region-mean MOFT curve over the mean object-target norm."""
     from moft.eval.evaluate import prompt_color, object_box
-    from moft.features import moft, region_mean
-    from moft.models import ddim_scheduler
-    from moft.sampler import sample
-    from moft.trajectory import parse_trajectory
+    from moft.method.features import moft, region_mean
+    from moft.models.loading import ddim_scheduler
+    from moft.method.sampler import sample
+    from moft.io.trajectory import parse_trajectory
 
     sched = ddim_scheduler(pipe)
     sched.set_timesteps(steps)
@@ -164,9 +164,10 @@ def markdown(report: dict) -> str:
 
 
 def main():
-    from moft.channels import fit_channels
-    from moft.models import default_channels, load_pipeline
-    from moft.video import write_report
+    from moft.method.channels import fit_channels
+    from moft.models.loading import load_pipeline
+    from moft.method.channels import default_channels
+    from moft.io.video import write_report
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="moft-tiny (default), a pipeline folder or a hub id")

@@ -10,7 +10,7 @@ WanTransformer3DModel with a frozen random UMT5 encoder, rectified flow with the
 
 Usage:
     python scripts/train_shipped_model.py --run runs/shipped            # train (resumes if present)
-    python scripts/train_shipped_model.py --run runs/shipped --export src/moft/shipped/moft-tiny
+    python scripts/train_shipped_model.py --run runs/shipped --export src/moft/models/shipped/moft-tiny
     python scripts/train_shipped_model.py --organism wan --run runs/wan --text-encoder frozen --threads 1
     python scripts/train_shipped_model.py --organism wan --run runs/wan --vae-decoder-steps 2000 --object-weight 10 --vae-only
     accelerate launch scripts/train_shipped_model.py --run runs/big      # same script on GPUs
@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from einops import rearrange
 
-from moft.tiny import build_tiny_animatediff, build_tiny_wan  # noqa: E402
-from moft.synthetic import make_batch, make_clip, object_weights  # noqa: E402
+from moft.models.tiny import build_tiny_animatediff, build_tiny_wan  # noqa: E402
+from moft.io.synthetic import make_batch, make_clip, object_weights  # noqa: E402
 
 
 def parse_args():
@@ -374,7 +374,7 @@ def object_weighted_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch
 
     Args:
         pred, target: ``(B, C, F, h, w)`` latents.
-        weights: ``(B, F, h, w)``, from ``moft.synthetic.object_weights`` (all ones: plain MSE).
+        weights: ``(B, F, h, w)``, from ``moft.io.synthetic.object_weights`` (all ones: plain MSE).
     """
     w = rearrange(weights.to(pred.dtype), "b f h w -> b 1 f h w")
     return (w * (pred - target) ** 2).mean() / w.mean()

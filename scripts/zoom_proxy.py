@@ -1,7 +1,7 @@
 """Can the zoom measure see a zoom on the shipped model's videos? Score the drag proxies.
 
 For every (prompt, seed, request) of a zoom suite (default ``benchmarks/zoom.json``) this makes the
-unguided source video, renders its drag proxy (``moft.drag.drag_video``: frame 0 scaled by the
+unguided source video, renders its drag proxy (``moft.method.drag.drag_video``: frame 0 scaled by the
 requested zoom, what a drag target asks guidance for) and scores the proxy with
 ``moft.eval.evaluate.score_trajectory`` against the same request. A proxy that scores well bounds what
 guidance could reach on this content and size; a low guided ``zoom_success_lk`` next to a high
@@ -26,11 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    from moft.drag import drag_video
+    from moft.method.drag import drag_video
     from moft.eval.evaluate import check_suite, load_suite, score_trajectory, strict
-    from moft.models import load_pipeline
-    from moft.sampler import sample
-    from moft.video import atomic_write_text, strict_json
+    from moft.models.loading import load_pipeline
+    from moft.method.sampler import sample
+    from moft.io.video import atomic_write_text, strict_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", type=Path, default=ROOT / "benchmarks" / "zoom.json")

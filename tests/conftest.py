@@ -11,7 +11,7 @@ FRAMES, SIZE = 8, 32  # pixels; the tiny VAE halves it -> 16x16 latents
 
 
 def tiny_animatediff(seed: int = 0):
-    from moft.tiny import build_tiny_animatediff
+    from moft.models.tiny import build_tiny_animatediff
 
     pipe = build_tiny_animatediff(seed=seed)
     pipe.set_progress_bar_config(disable=True)
@@ -71,7 +71,7 @@ def svd_unet():
 
 @pytest.fixture(scope="session")
 def tiny_channels(animatediff):
-    from moft.channels import fit_channels
+    from moft.method.channels import fit_channels
 
     return fit_channels(animatediff, method="noise", scenes=1, seed=0)
 
@@ -89,7 +89,7 @@ def model_dir(tmp_path_factory, animatediff, tiny_channels):
 
 
 def text_cond(pipe, prompt: str = "a red disk"):
-    from moft.latents import encode_prompt
+    from moft.models.latents import encode_prompt
 
     return {"encoder_hidden_states": encode_prompt(pipe, prompt)}
 
@@ -111,7 +111,7 @@ DIT_FRAMES = 9
 
 def tiny_wan(seed: int = 0):
     """moft-tiny-wan's architecture: no temporal compression, 32x32 frames -> 16x16 latents -> 8x8 tokens."""
-    from moft.tiny import build_tiny_wan
+    from moft.models.tiny import build_tiny_wan
 
     pipe = build_tiny_wan(seed=seed)
     pipe.set_progress_bar_config(disable=True)
@@ -120,7 +120,7 @@ def tiny_wan(seed: int = 0):
 
 def tiny_wan_4x(seed: int = 0):
     """A tiny Wan whose VAE compresses time 4x like Wan 2.1's: 9 frames -> 3 latent frames of 8x8."""
-    from moft.tiny import build_tiny_wan
+    from moft.models.tiny import build_tiny_wan
 
     pipe = build_tiny_wan(seed=seed, vae={"dim_mult": [1, 1, 1], "temperal_downsample": [True, True],
                                           "scale_factor_temporal": 4, "scale_factor_spatial": 4})
@@ -135,7 +135,7 @@ def tiny_cogvideox(seed: int = 0):
                            CogVideoXTransformer3DModel)
     from transformers import T5Config, T5EncoderModel
 
-    from moft.tiny.tokenizer import build_t5_tokenizer
+    from moft.models.tiny.tokenizer import build_t5_tokenizer
 
     torch.manual_seed(seed)
     tokenizer = build_t5_tokenizer(max_length=226)

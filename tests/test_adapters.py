@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from moft.adapters import (
+from moft.models.adapters import (
     ARCHITECTURES,
     ArchitectureError,
     architecture_of,

@@ -6,8 +6,8 @@ import pytest
 import torch
 from einops import rearrange
 
-from moft.adapters import call_denoiser
-from moft.capture import CaptureError, capture, to_canonical
+from moft.models.adapters import call_denoiser
+from moft.method.capture import CaptureError, capture, to_canonical
 
 from conftest import FRAMES, svd_cond, text_cond
 
@@ -267,7 +267,7 @@ def test_bad_site_name_suggests_at_most_five_siblings_under_its_parent(animatedi
 
 @pytest.mark.parametrize("output", [(), [], ["not a tensor"], ("text", torch.zeros(1)), object()])
 def test_a_module_output_without_a_leading_tensor_is_a_capture_error(output):
-    from moft.capture import _first_tensor
+    from moft.method.capture import _first_tensor
 
     with pytest.raises(CaptureError, match="cannot find a tensor"):
         _first_tensor(output)
@@ -276,7 +276,7 @@ def test_a_module_output_without_a_leading_tensor_is_a_capture_error(output):
 def test_the_first_tensor_of_a_module_output():
     from types import SimpleNamespace
 
-    from moft.capture import _first_tensor
+    from moft.method.capture import _first_tensor
 
     x = torch.zeros(2)
     assert _first_tensor(x) is x and _first_tensor((x, 1)) is x and _first_tensor([x]) is x
@@ -285,7 +285,7 @@ def test_the_first_tensor_of_a_module_output():
 
 
 def test_capture_sites_lists_the_default_block_outputs_and_temporal_layers(animatediff):
-    from moft.capture import capture_sites
+    from moft.method.capture import capture_sites
 
     sites = capture_sites(animatediff.unet)
     names = {n for n, _ in animatediff.unet.named_modules()}

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from moft.channels import ChannelsError, MotionChannels, fit_channels, pan_videos, separation
+from moft.method.channels import ChannelsError, MotionChannels, fit_channels, pan_videos, separation
 from moft.eval.metrics import track_points
 
 pytestmark = pytest.mark.usefixtures("single_thread")

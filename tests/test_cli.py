@@ -10,7 +10,7 @@ import pytest
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from moft.cli import app
+from moft.front.cli import app
 
 runner = CliRunner()
 EXAMPLES = __import__("pathlib").Path(__file__).parents[1] / "examples"
@@ -49,8 +49,8 @@ def test_extract_prompt_writes_features_and_figure(model_dir, tmp_path):
 def test_extract_video_inverts_a_gif(model_dir, tmp_path):
     import numpy as np
 
-    from moft.synthetic import make_clip
-    from moft.video import write_video
+    from moft.io.synthetic import make_clip
+    from moft.io.video import write_video
 
     clip = make_clip(np.random.default_rng(0), kind="object")
     video = write_video(tmp_path / "v.gif", clip.frames)
@@ -110,8 +110,8 @@ def test_control_init_latents_and_target_reproduce_a_run(model_dir, tmp_path):
 def test_control_with_reference_video(model_dir, tmp_path):
     import numpy as np
 
-    from moft.synthetic import make_clip
-    from moft.video import write_video
+    from moft.io.synthetic import make_clip
+    from moft.io.video import write_video
 
     ref = write_video(tmp_path / "ref.gif", make_clip(np.random.default_rng(1), kind="pan", direction="left").frames)
     out = tmp_path / "r.gif"
@@ -173,7 +173,7 @@ def test_bad_input_is_one_line_and_exit_2(model_dir, tmp_path, monkeypatch, args
 def test_channel_file_of_another_width_is_rejected(model_dir, tmp_path):
     import torch
 
-    from moft.channels import MotionChannels
+    from moft.method.channels import MotionChannels
 
     wide = MotionChannels(torch.arange(3), torch.arange(3), {"horizontal": torch.zeros(1280), "vertical": torch.zeros(1280)},
                           torch.zeros(1280, 2), torch.zeros(1280), meta={"site": "up_blocks.1"})
@@ -202,7 +202,7 @@ def test_malformed_trajectory_exits_2_without_output(model_dir, tmp_path, doc, f
 
 
 def test_console_script_exit_code_and_single_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "moft.cli", "info", "--model", str(tmp_path / "nothing")],
+    proc = subprocess.run([sys.executable, "-m", "moft.front.cli", "info", "--model", str(tmp_path / "nothing")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
@@ -257,7 +257,7 @@ def test_evaluate_under_torchrun_splits_items_between_two_cpu_processes(model_di
     path = tmp_path / "s.json"
     path.write_text(json.dumps(suite))
     torchrun = shutil.which("torchrun") or pytest.skip("torchrun not on PATH")
-    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "moft.cli", "evaluate", str(path), "--model",
+    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "moft.front.cli", "evaluate", str(path), "--model",
                            str(model_dir), "--out", str(tmp_path / "two.json")], capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -307,9 +307,9 @@ def test_bad_clip_windows_are_one_line_errors(model_dir, tmp_path, flags, text):
 
 
 def test_unreadable_and_empty_clips_are_one_line_errors(model_dir, tmp_path, monkeypatch):
-    import moft.cli
+    import moft.front.cli
 
-    monkeypatch.setattr(moft.cli, "_load", lambda model: pytest.fail("loaded the model before reading the clip"))
+    monkeypatch.setattr(moft.front.cli, "_load", lambda model: pytest.fail("loaded the model before reading the clip"))
     (tmp_path / "text.mp4").write_text("not a video")
     (tmp_path / "empty").mkdir()
     for clip, text in [("text.mp4", "unreadable video"), ("empty", "no .png/.jpg frames"), ("gone.webm", "no such")]:
@@ -338,9 +338,9 @@ def test_control_report_never_lands_on_the_trajectory(model_dir, tmp_path):
 
 
 def test_an_output_over_an_input_is_refused_before_any_work(model_dir, tmp_path, monkeypatch):
-    import moft.cli
+    import moft.front.cli
 
-    monkeypatch.setattr(moft.cli, "_load", lambda model: pytest.fail("loaded the model before refusing"))
+    monkeypatch.setattr(moft.front.cli, "_load", lambda model: pytest.fail("loaded the model before refusing"))
     traj = EXAMPLES / "object_left.json"
     ref = tmp_path / "r.gif"
     ref.write_bytes(b"GIF89a")
@@ -395,10 +395,10 @@ def test_out_naming_an_existing_folder_keeps_its_contents(model_dir, tmp_path):
     (["--target-mode", "ddpm"], "target_mode must be one of inversion, noise"),
 ])
 def test_bad_numbers_are_refused_before_the_model_loads(model_dir, tmp_path, monkeypatch, flags, text):
-    import moft.cli
+    import moft.front.cli
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(moft.cli, "_load", lambda model: pytest.fail("loaded the model before refusing"))
+    monkeypatch.setattr(moft.front.cli, "_load", lambda model: pytest.fail("loaded the model before refusing"))
     r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", "o.gif", *flags)
     assert_user_error(r, text)
     assert list(tmp_path.iterdir()) == []
@@ -417,13 +417,13 @@ def test_bad_channel_files_are_one_line_errors_before_the_model_loads(model_dir,
     import torch
     from safetensors.torch import save_file
 
-    import moft.cli
+    import moft.front.cli
 
     path = tmp_path / "ch.safetensors"
     bad = replace(tiny_channels, **{k: torch.as_tensor(v, dtype=torch.long) for k, v in change.items()})
     save_file({k: v.contiguous() for k, v in bad.tensors().items()}, str(path),
               metadata={"moft_channels": json.dumps(bad.meta)})  # written as a buggy fitter would
-    monkeypatch.setattr(moft.cli, "_load", lambda model: pytest.fail("loaded the model before refusing"))
+    monkeypatch.setattr(moft.front.cli, "_load", lambda model: pytest.fail("loaded the model before refusing"))
     r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "o.gif",
             "--channels", path)
     assert_user_error(r, text)
@@ -482,17 +482,17 @@ def test_sigterm_during_a_write_leaves_no_temp_file(tmp_path, monkeypatch):
     import os
     import signal
 
-    import moft.cli
-    import moft.video
+    import moft.front.cli
+    import moft.io.video
 
     def killed(fd):
         os.kill(os.getpid(), signal.SIGTERM)
 
-    before = signal.signal(signal.SIGTERM, moft.cli._terminate)  # what `moft` installs in main()
+    before = signal.signal(signal.SIGTERM, moft.front.cli._terminate)  # what `moft` installs in main()
     try:
-        monkeypatch.setattr(moft.video.os, "fsync", killed)
+        monkeypatch.setattr(moft.io.video.os, "fsync", killed)
         with pytest.raises(SystemExit) as info:
-            moft.video.atomic_write_text(tmp_path / "r.json", "{}")
+            moft.io.video.atomic_write_text(tmp_path / "r.json", "{}")
     finally:
         signal.signal(signal.SIGTERM, before)
     assert info.value.code == 143 and list(tmp_path.iterdir()) == []
@@ -509,12 +509,12 @@ def test_an_internal_error_keeps_its_traceback(model_dir, tmp_path, monkeypatch)
     def broken(*args, **kwargs):
         raise ValueError("an internal bug")
 
-    monkeypatch.setattr(importlib.import_module("moft.control"), "control", broken)
+    monkeypatch.setattr(importlib.import_module("moft.front.control"), "control", broken)
     r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "o.gif",
             "--steps", 3, "--guided-steps", "1:2")
     assert r.exit_code == 1 and isinstance(r.exception, ValueError) and "error:" not in r.stderr
-    proc = subprocess.run([sys.executable, "-c", "import moft.cli, moft.models as m; "
-                           "m.load_pipeline = lambda *a, **k: 1 / 0; moft.cli.main()", "info", "--model",
+    proc = subprocess.run([sys.executable, "-c", "import moft.front.cli, moft.models.loading as m; "
+                           "m.load_pipeline = lambda *a, **k: 1 / 0; moft.front.cli.main()", "info", "--model",
                            str(model_dir)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "ZeroDivisionError" in proc.stderr
 
@@ -550,7 +550,7 @@ def test_a_real_clip_on_the_shipped_model(tmp_path):
 def test_zero_iterations_is_unguided_and_makes_no_drag_target(model_dir, tmp_path, monkeypatch):
     import importlib
 
-    monkeypatch.setattr(importlib.import_module("moft.control"), "drag_target",
+    monkeypatch.setattr(importlib.import_module("moft.front.control"), "drag_target",
                         lambda *a, **k: pytest.fail("built a drag target for --iterations 0"))
     r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "u.gif", "--steps", 3,
             "--iterations", 0, "--target-kind", "drag")
@@ -566,7 +566,7 @@ def test_zero_iterations_is_unguided_and_makes_no_drag_target(model_dir, tmp_pat
     (["control", "x.json", "--out", "o.gif"], "x.json"),
 ])
 def test_console_script_typer_errors_are_one_line_too(tmp_path, args, text):
-    proc = subprocess.run([sys.executable, "-m", "moft.cli", *args], capture_output=True, text=True, timeout=120,
+    proc = subprocess.run([sys.executable, "-m", "moft.front.cli", *args], capture_output=True, text=True, timeout=120,
                           cwd=tmp_path)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], proc.stderr

@@ -2,7 +2,7 @@
 
 The JSON files are facts copied from the model hubs (no weights). Fast tests build each
 full-size architecture on the meta device (real shapes, no memory, well under a second) and check
-it against independent facts: the well-known parameter counts, and the feature shape ``moft.capture``
+it against independent facts: the well-known parameter counts, and the feature shape ``moft.method.capture``
 gives at the default site for the size each model is made for (``CAPTURE_TABLE``; the paper's
 AnimateDiff at 512x512x16 gives 1280x32x32 per frame). The ``slow`` tests (still run in CI, on CPU)
 build AnimateDiff and ZeroScope with random fp32 weights (~5-6 GiB each, one model at a time,
@@ -192,10 +192,10 @@ def test_animatediff_meta_build_has_the_motion_modules():
     assert len(model.up_blocks[1].motion_modules) == 3  # layers_per_block + 1 in up blocks
 
 
-# ------------------------------------------------- moft.capture on the full-size models (meta device)
+# ------------------------------------------------- moft.method.capture on the full-size models (meta device)
 #
 # One row per published model: its config file(s), the size it is made for (frames, height, width in
-# pixels), and the shape ``moft.capture`` gives at the architecture's default site (``up_blocks.1``,
+# pixels), and the shape ``moft.method.capture`` gives at the architecture's default site (``up_blocks.1``,
 # the paper's "after upper block 1"): (B, F, C, H', W'). The U-Nets have three 2x downsamplers and
 # up_blocks.1 ends in a 2x upsampler, so H' = H / 8 (VAE) / 8 * 4 = H / 16 -- for AnimateDiff at
 # 512x512x16 the official code's 1280x32x32 per frame (docs: /work/shared/docs/paper-notes.md, the
@@ -212,8 +212,8 @@ def _build(files: tuple[str, ...]):
 
 
 def _cond(model, batch: int, frames: int, h: int, w: int) -> dict:
-    """Conditioning of the right width for ``moft.adapters.call_denoiser``, on the meta device."""
-    from moft.adapters import architecture_of
+    """Conditioning of the right width for ``moft.models.adapters.call_denoiser``, on the meta device."""
+    from moft.models.adapters import architecture_of
 
     arch = architecture_of(model)
     dim = model.config.cross_attention_dim
@@ -237,8 +237,8 @@ CAPTURE_TABLE = [
 @pytest.mark.parametrize(("files", "class_name", "size", "expected"), CAPTURE_TABLE,
                          ids=[row[1] for row in CAPTURE_TABLE])
 def test_capture_at_the_default_site_of_the_full_size_model(files, class_name, size, expected):
-    from moft.adapters import architecture_of, call_denoiser
-    from moft.capture import capture
+    from moft.models.adapters import architecture_of, call_denoiser
+    from moft.method.capture import capture
 
     model = _build(files)
     assert type(model).__name__ == class_name
@@ -254,8 +254,8 @@ def test_capture_at_the_default_site_of_the_full_size_model(files, class_name, s
 
 def test_capture_of_the_full_size_model_without_stop_returns_the_latent_shape():
     """The whole meta forward runs through ``call_denoiser`` and comes back in canonical layout."""
-    from moft.adapters import call_denoiser
-    from moft.capture import capture
+    from moft.models.adapters import call_denoiser
+    from moft.method.capture import capture
 
     model = _build(("zeroscope-v2-unet3d",))
     z = torch.empty(1, 8, 4, 16, 24, device=META)

@@ -1,5 +1,5 @@
 """The published Wan 2.1 and CogVideoX configs in ``configs/``: full-size builds on the meta device
-(no weights, no RAM), ``moft.capture`` at the models' real video sizes, and the VAE facts moft reads."""
+(no weights, no RAM), ``moft.method.capture`` at the models' real video sizes, and the VAE facts moft reads."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import diffusers
-from moft.adapters import call_denoiser, default_site
-from moft.capture import capture
-from moft.pipeline import FramesError, check_frames, latent_channels, latent_frames, temporal_scale, vae_scale
+from moft.models.adapters import call_denoiser, default_site
+from moft.method.capture import capture
+from moft.models.pipeline import FramesError, check_frames, latent_channels, latent_frames, temporal_scale, vae_scale
 
 CONFIG_DIR = Path(__file__).parents[1] / "configs"
 

@@ -1,4 +1,4 @@
-"""``moft.control``: trajectory, reference and ready targets; diagnostics in the report."""
+"""``moft.front.control``: trajectory, reference and ready targets; diagnostics in the report."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import moft
-from moft.control import control
-from moft.sampler import GuidanceConfig
-from moft.trajectory import load_trajectory
+from moft.front.control import control
+from moft.method.sampler import GuidanceConfig
+from moft.io.trajectory import load_trajectory
 
 from conftest import FRAMES
 
@@ -33,7 +33,7 @@ def test_control_from_a_trajectory_reports_losses_and_settings(animatediff, tiny
 
 
 def test_control_from_a_reference_video(animatediff, tiny_channels, traj):
-    from moft.synthetic import make_clip
+    from moft.io.synthetic import make_clip
 
     ref = (make_clip(np.random.default_rng(0), kind="pan", direction="right").frames * 255).astype(np.uint8)
     res = control(animatediff, traj, prompt="a red disk", channels=tiny_channels, reference=ref, steps=4, guidance=G)
@@ -81,7 +81,7 @@ def test_control_takes_its_defaults_from_the_folder_the_pipeline_came_from(model
     import json
     import shutil
 
-    from moft.models import load_pipeline, pipeline_defaults
+    from moft.models.loading import load_pipeline, pipeline_defaults
 
     folder = tmp_path / "m"
     shutil.copytree(model_dir, folder)
@@ -95,7 +95,7 @@ def test_control_takes_its_defaults_from_the_folder_the_pipeline_came_from(model
 
 
 def test_drag_control_runs_unchanged_on_modelscope(modelscope, traj):
-    from moft.channels import fit_channels
+    from moft.method.channels import fit_channels
 
     channels = fit_channels(modelscope, method="noise", scenes=1, seed=0)
     g = GuidanceConfig(steps=(1, 3), iterations=2, loss="per_position")
@@ -116,7 +116,7 @@ def test_drag_control_runs_unchanged_on_modelscope(modelscope, traj):
     ({"steps": 3, "guidance": GuidanceConfig(steps=(3, 12))}, "guided steps 3:12 run no step of the 3-step"),
 ])
 def test_settings_that_cannot_work_are_one_line_control_errors(settings, text):
-    from moft.control import ControlError, check_settings
+    from moft.front.control import ControlError, check_settings
 
     with pytest.raises(ControlError, match=text) as info:
         check_settings(**settings)
@@ -124,7 +124,7 @@ def test_settings_that_cannot_work_are_one_line_control_errors(settings, text):
 
 
 def test_settings_that_can_work_pass():
-    from moft.control import check_settings
+    from moft.front.control import check_settings
 
     check_settings(steps=4, guidance=GuidanceConfig(steps=(3, 12)))  # guides step 3: the overlap is enough
     check_settings(steps=3, guidance=GuidanceConfig(steps=(3, 12), iterations=0))  # unguided: no schedule needed
@@ -132,8 +132,8 @@ def test_settings_that_can_work_pass():
 
 
 def test_control_checks_numbers_before_sampling(animatediff, tiny_channels, traj, monkeypatch):
-    control_module = __import__("importlib").import_module("moft.control")
-    from moft.control import ControlError
+    control_module = __import__("importlib").import_module("moft.front.control")
+    from moft.front.control import ControlError
 
     monkeypatch.setattr(control_module, "sample", lambda *a, **k: pytest.fail("sampled before the check"))
     with pytest.raises(ControlError, match="guidance_scale"):
@@ -148,7 +148,7 @@ def test_control_checks_numbers_before_sampling(animatediff, tiny_channels, traj
     ((1, FRAMES, 4, 16, 16), float("nan"), "NaN"),
 ])
 def test_init_latents_of_another_shape_or_not_finite_are_refused(animatediff, tiny_channels, traj, shape, fill, text):
-    from moft.control import ControlError
+    from moft.front.control import ControlError
 
     with pytest.raises(ControlError, match=text):
         control(animatediff, traj, prompt="x", channels=tiny_channels, steps=4, guidance=G,
@@ -167,7 +167,7 @@ def _channels_with(ch, horizontal, vertical=None):
     ([[0, 1], [2, 3]], None, "non-empty list"), ([0, 1, 2], [3, 4], "3 horizontal but 2 vertical"),
 ])
 def test_channel_indices_are_checked_against_the_model(animatediff, tiny_channels, traj, horizontal, vertical, text):
-    from moft.channels import ChannelsError
+    from moft.method.channels import ChannelsError
 
     bad = _channels_with(tiny_channels, horizontal, vertical)
     with pytest.raises(ChannelsError, match=text):
@@ -177,7 +177,7 @@ def test_channel_indices_are_checked_against_the_model(animatediff, tiny_channel
 def test_channels_of_another_width_are_refused(animatediff, tiny_channels, traj):
     from dataclasses import replace
 
-    from moft.channels import ChannelsError
+    from moft.method.channels import ChannelsError
 
     narrow = replace(tiny_channels, response=tiny_channels.response[:32], response_r2=tiny_channels.response_r2[:32])
     narrow = _channels_with(narrow, [0, 1, 2])
@@ -199,7 +199,7 @@ def test_progress_reports_every_long_phase_of_a_drag_run(animatediff, tiny_chann
 
 
 def test_zero_iterations_builds_no_target(animatediff, tiny_channels, traj, monkeypatch):
-    control_module = __import__("importlib").import_module("moft.control")
+    control_module = __import__("importlib").import_module("moft.front.control")
 
     for name in ("drag_target", "synthesize_target", "reference_target"):
         monkeypatch.setattr(control_module, name, lambda *a, **k: pytest.fail("built a target for an unguided run"))
@@ -213,7 +213,7 @@ def test_zero_iterations_builds_no_target(animatediff, tiny_channels, traj, monk
 
 
 def test_a_saved_target_of_another_run_size_is_refused(animatediff, tiny_channels, traj):
-    from moft.control import ControlError
+    from moft.front.control import ControlError
 
     a = control(animatediff, traj, prompt="a red disk", channels=tiny_channels, steps=4, guidance=G)
     with pytest.raises(ControlError, match="target"):

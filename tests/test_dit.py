@@ -7,12 +7,12 @@ import pytest
 import torch
 from einops import rearrange
 
-from moft.adapters import architecture_of, call_denoiser, default_site
-from moft.capture import capture
-from moft.latents import encode_prompt, encode_video, initial_noise
-from moft.pipeline import FramesError, check_frames, latent_frames, latent_time_grid
-from moft.sampler import GuidanceConfig, GuidanceState, gradient_mask, guidance_step, sample
-from moft.targets import Target
+from moft.models.adapters import architecture_of, call_denoiser, default_site
+from moft.method.capture import capture
+from moft.models.latents import encode_prompt, encode_video, initial_noise
+from moft.models.pipeline import FramesError, check_frames, latent_frames, latent_time_grid
+from moft.method.sampler import GuidanceConfig, GuidanceState, gradient_mask, guidance_step, sample
+from moft.method.targets import Target
 
 from conftest import DIT_FRAMES
 
@@ -53,7 +53,7 @@ def test_architecture_of_names_each_dit(request, fixture, name):
 
 
 def test_dits_have_no_spatial_self_attention_to_share():
-    from moft.adapters import ARCHITECTURES
+    from moft.models.adapters import ARCHITECTURES
 
     assert ARCHITECTURES["wan"].spatial_self_attention is None
     assert ARCHITECTURES["cogvideox"].spatial_self_attention is None
@@ -165,7 +165,7 @@ def test_initial_noise_is_the_stock_pipelines_for_a_seed(wan, cogvideox):
 
 def _target(pipe, z):
     """A per-position target: the MOFT of another video's features, over a centre box region."""
-    from moft.features import moft
+    from moft.method.features import moft
 
     net = pipe.transformer
     with torch.no_grad(), capture(net, stop=True) as cap:
@@ -204,7 +204,7 @@ def test_gradient_is_exactly_zero_outside_the_mask(request, fixture):
 
 
 def test_a_failing_guided_step_leaves_the_model_as_it_was(wan, monkeypatch):
-    import moft.sampler as sampler_module
+    import moft.method.sampler as sampler_module
 
     z = _noise(wan)
     net = wan.transformer
@@ -276,7 +276,7 @@ def test_each_latent_frame_covers_the_video_frames_the_time_grid_says(wan_4x):
 def test_euler_inversion_of_the_flow_ode_returns_to_the_video(wan):
     """Euler inversion then the Euler sampler on the same schedule (no CFG) lands near the start:
     much nearer than the inverted noise, and nearer with more steps (the Euler error shrinks)."""
-    from moft.inversion import invert
+    from moft.method.inversion import invert
 
     z0 = encode_video(wan, np.random.default_rng(1).integers(0, 255, (DIT_FRAMES, SIZE, SIZE, 3)).astype(np.uint8))
     cond = _cond(wan, "")
@@ -290,7 +290,7 @@ def test_euler_inversion_of_the_flow_ode_returns_to_the_video(wan):
 
 
 def test_flow_noising_is_the_schedulers_own_forward_process(wan):
-    from moft.inversion import noise_latents
+    from moft.method.inversion import noise_latents
 
     z0, eps = torch.randn(1, 9, 4, 16, 16), torch.randn(1, 9, 4, 16, 16)
     sched = wan.scheduler
@@ -303,8 +303,8 @@ def test_flow_noising_is_the_schedulers_own_forward_process(wan):
 @pytest.mark.parametrize("fixture", ["wan", "cogvideox"])
 @pytest.mark.parametrize("mode", ["inversion", "noise"])
 def test_reference_features_both_modes_give_site_features_at_the_nearest_step(request, fixture, mode):
-    from moft.inversion import reference_features
-    from moft.pipeline import nearest_step
+    from moft.method.inversion import reference_features
+    from moft.models.pipeline import nearest_step
 
     pipe = request.getfixturevalue(fixture)
     video = np.random.default_rng(2).integers(0, 255, (DIT_FRAMES, SIZE, SIZE, 3)).astype(np.uint8)
@@ -318,7 +318,7 @@ def test_reference_features_both_modes_give_site_features_at_the_nearest_step(re
 # --- options and variants ------------------------------------------------------------------------------
 
 def test_shared_kv_is_refused_on_full_3d_attention_and_left_off_by_the_sampler(wan):
-    from moft.shared_kv import SharedKV
+    from moft.method.shared_kv import SharedKV
 
     with pytest.raises(ValueError, match="full 3-D"):
         SharedKV(wan.transformer)
@@ -399,7 +399,7 @@ def test_two_experts_unguided_equal_the_stock_pipeline(wan22):
 
 
 def test_guidance_captures_the_expert_that_runs_at_the_step(wan22):
-    from moft.pipeline import denoiser_at
+    from moft.models.pipeline import denoiser_at
 
     sched = wan22.scheduler
     sched.set_timesteps(4)

@@ -8,7 +8,7 @@ import pytest
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from moft.cli import app
+from moft.front.cli import app
 
 from conftest import DIT_FRAMES, tiny_cogvideox, tiny_wan, tiny_wan_4x
 

@@ -1,4 +1,4 @@
-"""``moft.drag``: the trajectory rendered by dragging the source's regions; the swept masks."""
+"""``moft.method.drag``: the trajectory rendered by dragging the source's regions; the swept masks."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from moft.drag import drag_video, swept_masks
-from moft.trajectory import parse_trajectory
+from moft.method.drag import drag_video, swept_masks
+from moft.io.trajectory import parse_trajectory
 
 
 def _still(size: int = 32, frames: int = 8) -> np.ndarray:

@@ -165,7 +165,7 @@ def _moving_square(step, size=64, frames=8, box=(14, 12, 46, 44)):
 
 
 def _trajectory(region):
-    from moft.trajectory import parse_trajectory
+    from moft.io.trajectory import parse_trajectory
 
     return parse_trajectory({"version": 1, "frames": 8, "regions": [region]})
 
@@ -363,7 +363,7 @@ def test_general_metrics_suite_runs_end_to_end_on_the_shipped_model(tmp_path):
     general (LK/flow) metrics only."""
     from typer.testing import CliRunner
 
-    from moft.cli import app
+    from moft.front.cli import app
 
     suite = load_suite(BENCHMARKS / "general_metrics.json")  # absolute paths: runnable from tmp_path
     suite.update(steps=2, seeds=[0], settings=[{"name": "MOFT", "steps": [0, 1], "iterations": 1,
@@ -387,7 +387,7 @@ def test_general_metrics_suite_runs_end_to_end_on_the_shipped_model(tmp_path):
 def test_evaluate_cli_rejects_a_bad_suite_before_loading_the_model(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import moft.cli as cli
+    import moft.front.cli as cli
 
     monkeypatch.setattr(cli, "_load", lambda model: pytest.fail("the model was loaded"))
     r = CliRunner().invoke(cli.app, ["evaluate", str(_write(tmp_path, {**SUITE, "requests": ["left"]})),
@@ -476,7 +476,7 @@ def test_a_curves_setting_on_a_zoom_request_is_a_row_status_not_a_crash(tiny_cha
 
 def _disks(steps, size=32, frames=8):
     """Coloured disks over a grey ground, each moving by its (dx, dy) px/frame: (F, S, S, 3) float."""
-    from moft.synthetic import COLORS
+    from moft.io.synthetic import COLORS
 
     video = np.full((frames, size, size, 3), 0.4, np.float32)
     yy, xx = np.mgrid[:size, :size]
@@ -500,7 +500,7 @@ def test_score_synthetic_gives_the_share_of_the_requested_displacement_and_all_o
     traj = _trajectory({"mask": box, "direction": "right", "speed": 0.05})
     scores, _ = score_synthetic(_disks([(1, 0), (0, 0)]), _disks([(0, 0), (0, 0)]), [part("red", "right", (10, 10))], traj)
     assert scores["displacement_share"] == pytest.approx(7 / 11.2, abs=0.02) and scores["all_success"] == 1.0
-    from moft.trajectory import parse_trajectory
+    from moft.io.trajectory import parse_trajectory
 
     two = parse_trajectory({"version": 1, "frames": 8, "regions": [
         {"mask": box, "direction": "right", "speed": 0.05},

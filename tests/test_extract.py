@@ -1,4 +1,4 @@
-"""moft.extract: features and MOFT of a generated video or of a given one, and the saved file."""
+"""moft.front.extract: features and MOFT of a generated video or of a given one, and the saved file."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import torch
 from safetensors import safe_open
 
 import moft
-from moft.channels import ChannelsError, MotionChannels
-from moft.features import moft as moft_of
-from moft.inversion import ddim_invert
-from moft.latents import encode_prompt, encode_video
-from moft.synthetic import make_clip
+from moft.method.channels import ChannelsError, MotionChannels
+from moft.method.features import moft as moft_of
+from moft.method.inversion import ddim_invert
+from moft.models.latents import encode_prompt, encode_video
+from moft.io.synthetic import make_clip
 
 from conftest import FRAMES, SIZE
 
@@ -134,7 +134,7 @@ def test_save_writes_a_safetensors_file_that_loads_back(from_video, tmp_path):
 def test_site_channels_probes_every_architecture(animatediff, modelscope, svd_unet):
     import types
 
-    from moft.extract import site_channels
+    from moft.front.extract import site_channels
 
     assert site_channels(animatediff) == 64
     assert site_channels(modelscope) == 32
@@ -148,8 +148,8 @@ def test_extract_refuses_a_video_without_frames_to_compare_in_one_line(animatedi
     an all-zero MOFT, so the API refuses it in moft's own error type."""
     import numpy as np
 
-    from moft.extract import extract
-    from moft.video import VideoError
+    from moft.front.extract import extract
+    from moft.io.video import VideoError
 
     with pytest.raises(VideoError, match=r"^video: expected \(F, H, W, 3\) frames with F >= 2") as info:
         extract(animatediff, video=np.zeros(shape, np.uint8))

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moft.features import cosine_map, moft, region_mean, remove_content_correlation, resize, select_channels
+from moft.method.features import cosine_map, moft, region_mean, remove_content_correlation, resize, select_channels
 
 
 def _rand(*shape, seed: int = 0) -> torch.Tensor:

@@ -8,9 +8,9 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from moft.adapters import call_denoiser
-from moft.capture import capture
-from moft.inversion import ddim_invert, noised_features, split_prediction
+from moft.models.adapters import call_denoiser
+from moft.method.capture import capture
+from moft.method.inversion import ddim_invert, noised_features, split_prediction
 
 from conftest import FRAMES, text_cond
 

@@ -1,4 +1,4 @@
-"""``moft.locate``: a planted motion code is found where it was planted, content removal beats raw
+"""``moft.front.locate``: a planted motion code is found where it was planted, content removal beats raw
 features under a static content bias, and the CLI writes its report and model defaults."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from moft.locate import LocateError, locate, probe_clips, write_defaults
-from moft.synthetic import DIRECTIONS
+from moft.front.locate import LocateError, locate, probe_clips, write_defaults
+from moft.io.synthetic import DIRECTIONS
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -32,8 +32,8 @@ def planted(pipe, site: str, *, motion: float, static: float = 0.0):
     """
     from einops import rearrange
 
-    from moft.adapters import architecture_of, from_model_layout
-    from moft.latents import encode_video
+    from moft.models.adapters import architecture_of, from_model_layout
+    from moft.models.latents import encode_video
 
     net = pipe.unet
     arch = architecture_of(net)
@@ -121,8 +121,8 @@ def test_probe_clips_are_labelled_and_held_out():
 
 
 def test_correspondence_follows_moving_content_and_needs_content_removal():
-    from moft.features import remove_content_correlation
-    from moft.locate import correspondence_error
+    from moft.method.features import remove_content_correlation
+    from moft.front.locate import correspondence_error
 
     g = torch.Generator().manual_seed(1)
     base = torch.randn(8, 16, 16, generator=g)  # (C, H, W) a texture moving down-right one cell a frame
@@ -135,7 +135,7 @@ def test_correspondence_follows_moving_content_and_needs_content_removal():
 
 
 def test_bad_settings_are_one_line_errors(animatediff):
-    from moft.capture import CaptureError
+    from moft.method.capture import CaptureError
 
     with pytest.raises(LocateError, match="timesteps"):
         locate(animatediff, timesteps=(1000,))
@@ -150,9 +150,9 @@ def test_bad_settings_are_one_line_errors(animatediff):
 def test_cli_writes_report_figure_and_defaults(model_dir, tmp_path):
     from typer.testing import CliRunner
 
-    from moft.cli import app
-    from moft.models import load_pipeline
-    from moft.pipeline import pipeline_site as default_site
+    from moft.front.cli import app
+    from moft.models.loading import load_pipeline
+    from moft.models.pipeline import pipeline_site as default_site
 
     folder = tmp_path / "model"
     shutil.copytree(model_dir, folder)
@@ -177,7 +177,7 @@ def test_cli_writes_report_figure_and_defaults(model_dir, tmp_path):
 def test_cli_bad_input_writes_nothing(model_dir, tmp_path):
     from typer.testing import CliRunner
 
-    from moft.cli import app
+    from moft.front.cli import app
 
     out = tmp_path / "loc.json"
     runner = CliRunner()
@@ -191,8 +191,8 @@ def test_cli_bad_input_writes_nothing(model_dir, tmp_path):
 
 
 def test_defaults_are_read_by_guidance_and_write_defaults_checks_folder(model_dir, tmp_path):
-    from moft.control import default_guidance
-    from moft.locate import LocateReport
+    from moft.front.control import default_guidance
+    from moft.front.locate import LocateReport
 
     folder = tmp_path / "model"
     shutil.copytree(model_dir, folder)
@@ -227,7 +227,7 @@ def test_same_code_path_on_a_wan_dit(wan, tmp_path):
     clips take the size of the model folder's moft.json (moft-tiny-wan's 9 frames of 32x32)."""
     import json
 
-    from moft.models import load_pipeline
+    from moft.models.loading import load_pipeline
 
     folder = tmp_path / "tiny-wan"
     wan.save_pretrained(folder)

@@ -585,7 +585,7 @@ def test_a_smoothly_moving_object_and_a_stronger_smooth_flicker_are_not_glitches
 # ---------------------------------------------------------------------------
 
 from moft.eval.metrics import object_pieces, split  # noqa: E402
-from moft.synthetic import make_clip  # noqa: E402
+from moft.io.synthetic import make_clip  # noqa: E402
 
 
 def _red_disk_video(centres, size=32, radius=4, extra=()):
@@ -622,7 +622,7 @@ def test_split_ignores_specks_and_pieces_the_source_already_has():
 
 def test_object_pieces_counts_the_synthetic_objects():
     """An independent count: each object of a synthetic two-object clip is one piece of its colour in every frame."""
-    from moft.synthetic import COLORS
+    from moft.io.synthetic import COLORS
 
     clip = make_clip(np.random.default_rng(3), kind="two_objects")
     assert len(clip.colors) == 2

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from moft.channels import fit_channels, pan_videos
+from moft.method.channels import fit_channels, pan_videos
 from moft.eval.metrics import ssim
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -1,4 +1,4 @@
-"""moft.pipeline: the facts every module reads (sizes, schedules, folders) and an import graph without cycles."""
+"""moft.models.pipeline: the facts every module reads (sizes, schedules, folders) and an import graph without cycles."""
 
 from __future__ import annotations
 
@@ -8,24 +8,38 @@ from pathlib import Path
 
 import pytest
 
-import moft.pipeline as facts
-from moft.tiny import build_tiny_animatediff
-from moft.models import ModelError
+import moft.models.pipeline as facts
+from moft.models.tiny import build_tiny_animatediff
+from moft.models.loading import ModelError
 
-SRC = Path(facts.__file__).parent
+SRC = Path(facts.__file__).parents[1]  # src/moft
+LAYERS = ("io", "models", "method", "eval", "front")  # the data flow: a layer imports only layers before it
+
+
+def _module(path: Path) -> str:
+    """``models.pipeline`` for ``src/moft/models/pipeline.py``; ``models.tiny`` for its ``__init__.py``."""
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _imports(path: Path) -> set[str]:
-    """Sibling modules a module imports, at module level or inside functions."""
+    """moft modules a module imports (relative imports resolved), at module level or inside functions."""
+    package = _module(path).split(".") if path.name == "__init__.py" else _module(path).split(".")[:-1]
     deps = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            deps |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
-    return deps - {path.stem}
+        if isinstance(node, ast.ImportFrom) and node.level >= 1:
+            base = package[: len(package) - node.level + 1]
+            names = [node.module] if node.module else [a.name for a in node.names]
+            deps |= {".".join(base + n.split(".")) for n in names}
+    return {d for d in deps if d} - {_module(path)}
+
+
+def _graph() -> dict[str, set[str]]:
+    return {_module(p): _imports(p) for p in SRC.rglob("*.py") if "shipped" not in p.parts and p != SRC / "__init__.py"}
 
 
 def test_the_package_import_graph_has_no_cycle():
-    graph = {p.stem: _imports(p) for p in SRC.glob("*.py")}
+    graph = _graph()
     done, active = set(), []
 
     def visit(node):
@@ -40,7 +54,15 @@ def test_the_package_import_graph_has_no_cycle():
 
     for node in graph:
         visit(node)
-    assert "models" not in graph["pipeline"] and "channels" not in graph["pipeline"]
+    assert "models.loading" not in graph["models.pipeline"] and "method.channels" not in graph["models.pipeline"]
+
+
+def test_the_layers_import_only_the_layers_before_them():
+    graph = _graph()
+    for module, deps in graph.items():
+        layer = LAYERS.index(module.split(".")[0])
+        later = sorted(d for d in deps if d.split(".")[0] in LAYERS and LAYERS.index(d.split(".")[0]) > layer)
+        assert not later, f"{module} imports a later layer: {later}"
 
 
 def test_nearest_step_is_the_official_inversion_step():

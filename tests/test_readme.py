@@ -54,7 +54,7 @@ def test_readme_main_command_the_transfer_and_the_edit_from_the_same_noise_run(t
     assert len(commands) == 4
     for command in commands:
         argv = shlex.split(command)
-        out = subprocess.run([sys.executable, "-m", "moft.cli", *argv[1:]], cwd=tmp_path, capture_output=True,
+        out = subprocess.run([sys.executable, "-m", "moft.front.cli", *argv[1:]], cwd=tmp_path, capture_output=True,
                              text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
         assert out.returncode == 0, (command, out.stderr[-2000:])
     for name in ("left.gif", "bikes.gif", "a.gif", "a.latents.safetensors", "b.gif"):

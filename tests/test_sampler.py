@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from moft.sampler import GuidanceConfig, gradient_mask, guidance_loss, sample
-from moft.targets import Target, synthesize_target
-from moft.trajectory import parse_trajectory
+from moft.method.sampler import GuidanceConfig, gradient_mask, guidance_loss, sample
+from moft.method.targets import Target, synthesize_target
+from moft.io.trajectory import parse_trajectory
 
 from conftest import FRAMES, SIZE
 
@@ -50,7 +50,7 @@ def test_different_seeds_differ(animatediff):
 
 @pytest.mark.parametrize("fixture", ["animatediff", "modelscope"])
 def test_loss_falls_over_iterations(request, fixture):
-    from moft.channels import fit_channels
+    from moft.method.channels import fit_channels
 
     pipe = request.getfixturevalue(fixture)
     ch = fit_channels(pipe, method="noise", scenes=1)
@@ -67,7 +67,7 @@ def test_gradient_is_zero_outside_the_mask(animatediff, tiny_channels):
     g = GuidanceConfig(steps=(0, 1), iterations=1, step_size=50.0, shared_kv=False, grad_mask="all")
     # guide step 0 only, then compare against an unguided run's first step: outside the mask the
     # latents must be untouched by guidance, so the step-0 update differs only inside it.
-    from moft.sampler import GuidanceState, guidance_step
+    from moft.method.sampler import GuidanceState, guidance_step
 
     net = animatediff.unet
     cond = {"encoder_hidden_states": torch.zeros(1, 20, 64)}
@@ -186,7 +186,7 @@ def test_official_style_cfg_loss_batch_gives_the_same_update(animatediff, tiny_c
 def test_a_multistep_scheduler_is_replaced_by_ddim_with_the_same_noise_schedule(animatediff):
     from diffusers import DPMSolverMultistepScheduler
 
-    from moft.models import ddim_scheduler
+    from moft.models.loading import ddim_scheduler
 
     original = animatediff.scheduler
     try:
@@ -204,7 +204,7 @@ def test_a_multistep_scheduler_is_replaced_by_ddim_with_the_same_noise_schedule(
 @pytest.mark.parametrize("steps", [0, -1, 2.5, True])
 def test_sample_refuses_a_schedule_that_cannot_run_in_one_line(animatediff, steps):
     """The library API says what is wrong in moft's own error type (the CLI checks the same earlier)."""
-    from moft.sampler import SamplerError, sample
+    from moft.method.sampler import SamplerError, sample
 
     with pytest.raises(SamplerError, match="steps must be a whole number >= 1") as info:
         sample(animatediff, "a red disk", steps=steps)
@@ -219,7 +219,7 @@ def test_sample_refuses_a_schedule_that_cannot_run_in_one_line(animatediff, step
 
 
 def test_a_normalized_step_has_the_step_size_as_its_length():
-    from moft.sampler import latent_update
+    from moft.method.sampler import latent_update
 
     g = GuidanceConfig(optimizer="normalized")
     for seed in range(3):
@@ -230,7 +230,7 @@ def test_a_normalized_step_has_the_step_size_as_its_length():
 
 
 def test_sgd_is_the_official_update():
-    from moft.sampler import latent_update
+    from moft.method.sampler import latent_update
 
     grad = torch.randn(2, 3)
     assert torch.equal(latent_update(grad, GuidanceConfig(), 0.5, {}), 0.5 * grad)
@@ -239,7 +239,7 @@ def test_sgd_is_the_official_update():
 def test_adam_steps_by_the_learning_rate_then_converges_on_a_quadratic():
     """Adam's first bias-corrected step is lr * sign(grad) per entry; on f(x) = |A (x - c)|^2 / 2 with an
     ill-conditioned A its iterates reach c (within a fraction of the learning rate)."""
-    from moft.sampler import latent_update
+    from moft.method.sampler import latent_update
 
     g = GuidanceConfig(optimizer="adam")
     grad = torch.tensor([3.0, -0.001, 40.0])
@@ -275,7 +275,7 @@ def test_cosine_distance_ignores_the_feature_scale(tiny_channels):
 
 
 def _one_guided_step(pipe, target, i, **settings):
-    from moft.sampler import GuidanceState, guidance_step
+    from moft.method.sampler import GuidanceState, guidance_step
 
     g = GuidanceConfig(shared_kv=False, grad_mask="off", **settings)
     z = torch.randn(1, FRAMES, 4, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -322,7 +322,7 @@ def test_timed_targets_are_compared_at_the_guided_timestep(animatediff, tiny_cha
                                           ("step_size_end", -1.0), ("target_mode", "ddpm"),
                                           ("target_timesteps", "all")])
 def test_bad_lever_settings_are_rejected_in_one_line(field, value):
-    from moft.sampler import SamplerError
+    from moft.method.sampler import SamplerError
 
     with pytest.raises(SamplerError, match=field) as info:
         GuidanceConfig(**{field: value})

@@ -191,7 +191,7 @@ def test_norm_ratio_compares_generated_and_target_curves(animatediff, monkeypatc
 def test_object_weighted_mse_is_plain_mse_at_weight_zero_and_favours_the_objects():
     import torch
 
-    from moft.synthetic import object_weights
+    from moft.io.synthetic import object_weights
 
     train = _load("train_shipped_model")
     pred, target = torch.zeros(2, 4, 8, 4, 4), torch.zeros(2, 4, 8, 4, 4)
@@ -211,8 +211,8 @@ def test_object_weighted_mse_is_plain_mse_at_weight_zero_and_favours_the_objects
 @pytest.mark.parametrize("organism", ["animatediff", "moft-tiny-wan"])
 def test_word_loss_gain_is_zero_when_the_caption_is_unchanged_and_not_otherwise(organism):
     """On a v-prediction U-Net and on the shipped flow DiT (its velocity target, its 9-frame clips)."""
-    from moft.models import load_pipeline
-    from moft.tiny import build_tiny_animatediff
+    from moft.models.loading import load_pipeline
+    from moft.models.tiny import build_tiny_animatediff
 
     mq = _load("model_quality")
     pipe = build_tiny_animatediff(seed=0) if organism == "animatediff" else load_pipeline(organism)
@@ -243,7 +243,7 @@ def test_control_defaults_take_the_best_setting_whole(tmp_path):
     assert written["guidance"]["loss"] == "per_position" and written["guidance"]["iterations"] == 4
     assert written["guidance"]["step_size"] == 0.5 and written["guidance"]["steps"] == [3, 12]
     assert written["guidance_chosen_by"]["setting"] == "drag"
-    from moft.control import default_guidance
+    from moft.front.control import default_guidance
 
     (tmp_path / "model_index.json").write_text("{}")
     assert default_guidance(tmp_path).iterations == 4  # the folder's moft.json loads as a GuidanceConfig

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from conftest import FRAMES, SIZE, text_cond
-from moft.adapters import call_denoiser
-from moft.latents import encode_prompt
-from moft.shared_kv import SharedKV
+from moft.models.adapters import call_denoiser
+from moft.models.latents import encode_prompt
+from moft.method.shared_kv import SharedKV
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

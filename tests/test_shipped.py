@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from moft.eval.metrics import direction_success, path_fit, track_centroid
-from moft.models import SHIPPED_DIR, default_channels, load_pipeline, model_defaults
-from moft.pipeline import default_video_size
-from moft.synthetic import COLORS, DIRECTIONS
+from moft.models.loading import SHIPPED_DIR, load_pipeline, model_defaults
+from moft.method.channels import default_channels
+from moft.models.pipeline import default_video_size
+from moft.io.synthetic import COLORS, DIRECTIONS
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -72,7 +73,7 @@ def test_shipped_pipeline_is_a_diffusers_pipeline_of_its_architecture(shipped):
 
 
 def test_shipped_channels_fit_the_shipped_site(shipped):
-    from moft.extract import site_channels
+    from moft.front.extract import site_channels
 
     name, pipe = shipped
     ch = default_channels(name)
@@ -91,7 +92,7 @@ def test_shipped_defaults_name_a_prompt_and_cfg_scale(name):
 def test_shipped_model_makes_a_coherent_object(shipped, direction, color, seed):
     """One object of the prompt's colour in every frame, moving smoothly (no jumps) the prompt's way
     (scripts/model_quality.py measures both over 64 samples)."""
-    from moft.sampler import sample
+    from moft.method.sampler import sample
 
     name, pipe = shipped
     frames = sample(pipe, f"a {color} disk moving {direction}", seed=seed,
@@ -112,7 +113,7 @@ def test_the_commands_run_on_the_shipped_model_by_name(name, tmp_path):
     from safetensors.torch import load_file
     from typer.testing import CliRunner
 
-    from moft.cli import app
+    from moft.front.cli import app
 
     run = lambda *a: CliRunner().invoke(app, [str(x) for x in a])  # noqa: E731
     facts = SHIPPED[name]
@@ -137,11 +138,11 @@ def toward_px(name: str, pipe, seed: int, direction: str) -> float:
     """Pixels the model folder's control defaults (moft.json: target kind and guidance, chosen by the
     tuning suite) push a still red disk the requested way; the request asks 1.6 px a frame (the paper's curve
     targets move it by -0.4 to 0.4 px; the suites in docs/results measure the averages)."""
-    from moft.control import control
+    from moft.front.control import control
     from moft.eval.evaluate import object_box
     from moft.eval.metrics import steering
-    from moft.sampler import sample
-    from moft.trajectory import parse_trajectory
+    from moft.method.sampler import sample
+    from moft.io.trajectory import parse_trajectory
 
     src = sample(pipe, STILL_PROMPT, seed=seed, guidance_scale=model_defaults(name)["guidance_scale"])
     frames = len(src.frames)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from moft.eval.metrics import track_centroid
-from moft.synthetic import (
+from moft.io.synthetic import (
     COLORS, DIRECTIONS, KINDS, RADIUS_RANGE, SHAPES, make_batch, make_clip, object_weights, pan_video,
 )
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from moft.targets import Target, TargetError, reference_target, synthesize_target
-from moft.trajectory import TrajectoryError, parse_trajectory
+from moft.method.targets import Target, TargetError, reference_target, synthesize_target
+from moft.io.trajectory import TrajectoryError, parse_trajectory
 
 from conftest import FRAMES
 
@@ -36,7 +36,7 @@ def test_opposite_directions_are_symmetric_about_the_baseline(tiny_channels):
 
 
 def test_baseline_is_resampled_to_other_frame_counts(tiny_channels):
-    from moft.targets import baseline_curve
+    from moft.method.targets import baseline_curve
 
     b = baseline_curve(tiny_channels, 16)
     assert b.shape == (16, tiny_channels.num_channels)
@@ -90,7 +90,7 @@ def test_load_rejects_missing_and_foreign_files(tmp_path):
 
 
 def test_reference_target_of_a_pan(animatediff, tiny_channels):
-    from moft.synthetic import make_clip
+    from moft.io.synthetic import make_clip
 
     clip = make_clip(np.random.default_rng(0), kind="pan", direction="left")
     frames = (clip.frames * 255).round().astype(np.uint8)
@@ -102,7 +102,7 @@ def test_reference_target_of_a_pan(animatediff, tiny_channels):
 
 
 def test_reference_target_vanilla_keeps_all_channels_and_the_frame_mean(animatediff):
-    from moft.synthetic import make_clip
+    from moft.io.synthetic import make_clip
 
     frames = (make_clip(np.random.default_rng(1), kind="pan").frames * 255).astype(np.uint8)
     t = reference_target(animatediff, frames, channels=None, num_steps=5, content_removal=False)
@@ -111,9 +111,9 @@ def test_reference_target_vanilla_keeps_all_channels_and_the_frame_mean(animated
 
 
 def test_drag_target_inverts_the_dragged_source_over_the_swept_region(animatediff, tiny_channels):
-    from moft.synthetic import make_clip
-    from moft.targets import drag_target
-    from moft.trajectory import parse_trajectory
+    from moft.io.synthetic import make_clip
+    from moft.method.targets import drag_target
+    from moft.io.trajectory import parse_trajectory
 
     still = make_clip(np.random.default_rng(2), kind="still").frames  # (F, 32, 32, 3)
     traj = parse_trajectory({"version": 1, "frames": FRAMES, "regions": [
@@ -141,8 +141,8 @@ def test_reference_target_defaults_are_the_official_inversion_step(animatediff, 
     """Official code: features of the 25-step DDIM inversion at t = 200, with the frame mean removed;
     the meta records the step and timestep actually used (the diffusers schedule here is 39, 79, ...,
     199, ...: step 4, t = 199, where the official 0, 40, ..., 200 gives step 5)."""
-    from moft.models import ddim_scheduler
-    from moft.synthetic import make_clip
+    from moft.models.loading import ddim_scheduler
+    from moft.io.synthetic import make_clip
 
     frames = (make_clip(np.random.default_rng(3), kind="pan", direction="up").frames * 255).astype(np.uint8)
     t = reference_target(animatediff, frames, channels=tiny_channels)
@@ -172,7 +172,7 @@ def test_size_and_frame_count_are_the_working_grid_and_the_trajectorys(tiny_chan
 def test_targets_at_several_timesteps_equal_targets_taken_one_by_one(animatediff, tiny_channels, mode):
     """``timesteps``: one inversion (or one noised forward each) gives, at every timestep, the maps a
     target taken at that timestep alone has; ``Target.at`` picks the nearest; they survive save/load."""
-    from moft.synthetic import make_clip
+    from moft.io.synthetic import make_clip
 
     frames = (make_clip(np.random.default_rng(4), kind="pan", direction="right").frames * 255).astype(np.uint8)
     t = reference_target(animatediff, frames, channels=tiny_channels, num_steps=5, timestep=200, mode=mode,

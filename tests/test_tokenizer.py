@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from moft.synthetic import COLORS, SHAPES
-from moft.tiny.tokenizer import WORDS, build_tokenizer
+from moft.io.synthetic import COLORS, SHAPES
+from moft.models.tiny.tokenizer import WORDS, build_tokenizer
 
 LENGTH = 16
 
@@ -97,8 +97,8 @@ def test_t5_tokenizer_follows_t5_conventions_and_the_wan_pipeline_accepts_it():
     caption's positions (attention mask) and zeros the rest."""
     import torch
 
-    from moft.tiny import build_tiny_wan
-    from moft.tiny.tokenizer import build_t5_tokenizer
+    from moft.models.tiny import build_tiny_wan
+    from moft.models.tiny.tokenizer import build_t5_tokenizer
 
     tok = build_t5_tokenizer()
     enc = tok("a red disk", padding="max_length", max_length=8, return_attention_mask=True)

@@ -1,4 +1,4 @@
-"""Tests for moft.trajectory: the trajectory-file format, its parser and validator."""
+"""Tests for moft.io.trajectory: the trajectory-file format, its parser and validator."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from moft.trajectory import (
+from moft.io.trajectory import (
     DEFAULT_SPEED,
     DIRECTIONS,
     Region,

@@ -1,4 +1,4 @@
-"""Tests for moft.video: round trips, conversions and atomic writes."""
+"""Tests for moft.io.video: round trips, conversions and atomic writes."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-import moft.video as video_module
-from moft.video import (
+import moft.io.video as video_module
+from moft.io.video import (
     VideoError,
     atomic_write_bytes,
     atomic_write_text,
@@ -269,7 +269,7 @@ def test_resize_video():
 def test_write_report_writes_json_and_markdown_beside_it(tmp_path):
     import json
 
-    from moft.video import write_report
+    from moft.io.video import write_report
 
     out = write_report(tmp_path / "deep" / "r.json", {"a": 1}, "| a |\n")
     assert json.loads(out.read_text()) == {"a": 1} and (tmp_path / "deep" / "r.md").read_text() == "| a |\n"

@@ -15,22 +15,23 @@ Example:
     >>> res = moft.control(pipe, traj, prompt="a red disk", channels=moft.default_channels())  # doctest: +SKIP
 """
 
-from .adapters import ARCHITECTURES, Architecture, ArchitectureError, architecture_of, call_denoiser
-from .capture import StopForward, capture
-from .channels import ChannelsError, MotionChannels, fit_channels
-from .control import ControlResult, control, default_guidance
-from .extract import Extraction, extract
-from .features import cosine_map, moft, region_mean, remove_content_correlation, resize, select_channels
-from .inversion import ddim_invert, noised_features
-from .latents import decode_latents, encode_prompt, encode_video, initial_noise
-from .locate import LocateError, LocateReport, locate
-from .models import ModelError, default_channels, load_pipeline
-from .sampler import GuidanceConfig, SampleResult, SamplerError, sample
-from .shared_kv import SharedKV
-from .drag import drag_video
-from .targets import Target, TargetError, drag_target, reference_target, synthesize_target
-from .trajectory import Trajectory, TrajectoryError, load_trajectory, parse_trajectory
-from .video import read_video, write_video
+from .models.adapters import ARCHITECTURES, Architecture, ArchitectureError, architecture_of, call_denoiser
+from .method.capture import StopForward, capture
+from .method.channels import ChannelsError, MotionChannels, fit_channels
+from .front.control import ControlResult, control, default_guidance
+from .front.extract import Extraction, extract
+from .method.features import cosine_map, moft, region_mean, remove_content_correlation, resize, select_channels
+from .method.inversion import ddim_invert, noised_features
+from .models.latents import decode_latents, encode_prompt, encode_video, initial_noise
+from .front.locate import LocateError, LocateReport, locate
+from .models.loading import ModelError, load_pipeline
+from .method.channels import default_channels
+from .method.sampler import GuidanceConfig, SampleResult, SamplerError, sample
+from .method.shared_kv import SharedKV
+from .method.drag import drag_video
+from .method.targets import Target, TargetError, drag_target, reference_target, synthesize_target
+from .io.trajectory import Trajectory, TrajectoryError, load_trajectory, parse_trajectory
+from .io.video import read_video, write_video
 
 __version__ = "0.1.0"
 

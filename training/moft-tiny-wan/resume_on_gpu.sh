@@ -4,7 +4,7 @@
 #   bash training/moft-tiny-wan/resume_on_gpu.sh MINUTES OUTDIR [WORKERS] [BATCH]
 # If the machine lacks moft's dependencies, install wheels first (e.g. pip install --target /tmp/site *.whl and
 # PYTHONPATH=/tmp/site). OUTDIR gets run.tgz split into 15 MB parts (cat run.tgz.part-* > run.tgz; tar xzf run.tgz),
-# then on any machine: python scripts/ship_model.py --organism wan --run run --out src/moft/shipped/moft-tiny-wan
+# then on any machine: python scripts/ship_model.py --organism wan --run run --out src/moft/models/shipped/moft-tiny-wan
 set -euo pipefail
 MINUTES=${1:?minutes}; OUT=${2:?output folder}; WORKERS=${3:-14}; BATCH=${4:-64}
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1

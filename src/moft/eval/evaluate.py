@@ -65,7 +65,7 @@ error, and ``load_suite`` checks every field before any model is loaded.
 Setting keys: ``features`` (``moft`` | ``cr`` | ``vanilla``; vanilla needs a reference),
 ``fraction`` (motion-channel share), ``target`` (how a direction request becomes a target:
 ``curves``, the paper's region-mean synthesis, or ``drag``, the inverted drag proxy of the source,
-``moft.targets.drag_target``), and any ``GuidanceConfig`` field (``steps`` as [start, end]).
+``moft.method.targets.drag_target``), and any ``GuidanceConfig`` field (``steps`` as [start, end]).
 A suite-level ``"guidance"`` object sets the base for every setting and ``"target"`` the default
 target kind; ``moft evaluate`` puts the model's own defaults (``moft.json``) under them.
 """
@@ -86,10 +86,10 @@ import torch
 from .metrics import (camera_motion, direction_success, frame_change, glitch, mean_path, motion_fidelity, objmc, psnr,
                       region_tracks, request_tracks, split, ssim, steering, track_centroid, track_points,
                       trajectory_error, zoom_scale, zoom_success)
-from ..sampler import GuidanceConfig, GuidanceDiverged, guided_timesteps, sample
-from ..synthetic import COLORS, DIRECTIONS, make_clip
-from ..targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
-from ..trajectory import MAX_FRAMES, TrajectoryError, load_trajectory, parse_trajectory
+from ..method.sampler import GuidanceConfig, GuidanceDiverged, guided_timesteps, sample
+from ..io.synthetic import COLORS, DIRECTIONS, make_clip
+from ..method.targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
+from ..io.trajectory import MAX_FRAMES, TrajectoryError, load_trajectory, parse_trajectory
 
 # bumped whenever run_item scores differently, so work folders never mix rows of two scorers
 SCORER_VERSION = 5
@@ -286,7 +286,7 @@ def _check_request(r, where: str, base: Path) -> dict:
     if kind == "trajectory":
         return dict(r, trajectory=_inline_trajectory(r["trajectory"], f"{where}.trajectory", base))
     if kind == "motion-transfer":
-        from ..video import VideoError, read_video
+        from ..io.video import VideoError, read_video
 
         clip = Path(_string(r["reference_clip"], f"{where}.reference_clip"))
         clip = clip if clip.is_absolute() else base / clip
@@ -354,7 +354,7 @@ def run_identity(pipe, channels) -> str:
         >>> run_identity(pipe, channels)  # doctest: +SKIP
         '5f0c2a9e41d7b3c8'
     """
-    from ..models import denoiser
+    from ..models.loading import denoiser
 
     h = hashlib.sha1()
     for module in (denoiser(pipe), getattr(pipe, "text_encoder", None), getattr(pipe, "vae", None)):
@@ -426,7 +426,7 @@ def _parts(prompt: str, req: dict) -> list[dict]:
 
 
 def fit_reference_clip(path: str | Path, frames: int, height: int, width: int) -> np.ndarray:
-    """A reference clip as the model's frames, by the clip rule of ``moft.video.read_clip``.
+    """A reference clip as the model's frames, by the clip rule of ``moft.io.video.read_clip``.
 
     Example:
         >>> ref = fit_reference_clip("clip.mp4", 8, 32, 32)   # doctest: +SKIP
@@ -434,7 +434,7 @@ def fit_reference_clip(path: str | Path, frames: int, height: int, width: int) -
     Raises:
         SuiteError: an unreadable clip or one with fewer frames than the model makes.
     """
-    from ..video import VideoError, read_clip
+    from ..io.video import VideoError, read_clip
 
     try:
         return read_clip(path, frames, size=(height, width)).frames  # (F, H, W, 3) uint8
@@ -538,7 +538,7 @@ def _synthetic_request(src_frames, prompt, req, seed) -> tuple | str:
 def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
     """Generate and score one item; ``cache`` keeps source videos per (prompt, seed) and the
     requests' ``check_suite`` plans (made on first use)."""
-    from ..latents import vae_scale
+    from ..models.latents import vae_scale
 
     steps, cfg = suite.get("steps", 25), suite.get("guidance_scale", 7.5)
     prompt, seed, req, setting = item["prompt"], item["seed"], item["request"], item["setting"]
@@ -591,7 +591,7 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
 
 def strict(scores: dict, reasons: dict | None = None) -> dict:
     """Scores as strict JSON: a non-finite number becomes ``None`` and ``null_because`` says why
-    (the key ``moft.video.strict_json`` uses, here with the metric's own reason).
+    (the key ``moft.io.video.strict_json`` uses, here with the metric's own reason).
 
     Example:
         >>> strict({"psnr": float("inf"), "mf": float("nan"), "n": 3}, {"mf": "no tracks"})
@@ -735,7 +735,7 @@ def score_trajectory(frames, source, traj) -> tuple[dict, dict]:
         reasons["zoom_achieved_lk"] = "no pair of LK tracks in the zoom regions"
     offsets = np.stack([(r.path - r.path[0]) * scale for r in traj.regions])  # (R, F, 2)
     if zoomed:  # a scaled region covers more than its shifted mask: take where it passes, unshifted
-        from ..drag import swept_masks
+        from ..method.drag import swept_masks
 
         masks = np.where(np.array([r.zoom != 1.0 for r in traj.regions])[:, None, None],
                          swept_masks(traj, (h, w), (h, w)), masks)  # (R, H, W)
@@ -746,10 +746,10 @@ def score_trajectory(frames, source, traj) -> tuple[dict, dict]:
 
 def _requested_tracks(region, starts: np.ndarray, height: int, width: int) -> np.ndarray:
     """Where each frame-0 point of a region is asked to be: moved along the path and scaled by the
-    zoom about it (``moft.drag.region_affine``). ``starts`` (N, 2) px -> (N, F, 2)."""
+    zoom about it (``moft.method.drag.region_affine``). ``starts`` (N, 2) px -> (N, F, 2)."""
     if region.zoom == 1.0:
         return request_tracks(starts, region.path * np.array([width, height], dtype=np.float64))
-    from ..drag import region_affine
+    from ..method.drag import region_affine
 
     affines = np.stack([region_affine(region, f, height, width) for f in range(len(region.path))])  # (F, 2, 3)
     return np.einsum("fij,nj->nfi", affines[:, :, :2], starts) + affines[None, :, :, 2]  # (N, F, 2)
@@ -872,9 +872,9 @@ def run_suite(pipe, suite: dict, work_dir: str | Path, channels, *, process_inde
     returns this share's rows. Shares are whole groups (every setting of one prompt, seed and
     request, dealt round-robin), so the work is balanced and each source video is made once.
     The general requests are checked at the model's size (``check_suite``) before any sampling."""
-    from ..channels import default_video_size
-    from ..latents import vae_scale
-    from ..video import atomic_write_text
+    from ..method.channels import default_video_size
+    from ..models.latents import vae_scale
+    from ..io.video import atomic_write_text
 
     f, h, w = default_video_size(pipe)
     cache: dict = {"plans": check_suite(suite, f, h, w, (h // vae_scale(pipe), w // vae_scale(pipe)))}

@@ -40,7 +40,7 @@ import math
 import cv2
 import numpy as np
 
-from ..video import to_float, to_uint8
+from ..io.video import to_float, to_uint8
 
 __all__ = [
     "track_points",

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .channels import MotionChannels, default_video_size
-from .drag import drag_video
-from .sampler import GuidanceConfig, SampleResult, config_dict, guided_timesteps, sample
-from .targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
+from ..method.channels import MotionChannels, default_video_size
+from ..method.drag import drag_video
+from ..method.sampler import GuidanceConfig, SampleResult, config_dict, guided_timesteps, sample
+from ..method.targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
 
 
 class ControlError(ValueError):
@@ -64,7 +64,7 @@ def check_settings(*, steps: int = 25, seed: int = 0, guidance_scale: float | No
         >>> check_settings(steps=25, seed=0, guidance_scale=4.0, gain=1.0, guidance=GuidanceConfig())
         >>> check_settings(steps=0)
         Traceback (most recent call last):
-        moft.control.ControlError: steps must be >= 1, got 0
+        moft.front.control.ControlError: steps must be >= 1, got 0
 
     Checks: ``steps >= 1``; ``0 <= seed <= 2**63 - 1``; a finite ``guidance_scale >= 0``; a finite
     ``0 < gain <= 100``; a finite positive step size and weight; and, when guidance iterates, guided
@@ -94,7 +94,7 @@ def check_init_latents(latents, pipe, num_frames: int | None = None) -> torch.Te
     Example:
         >>> check_init_latents(torch.randn(1, 8, 4, 16, 16), pipe)        # doctest: +SKIP
     """
-    from .latents import latent_channels, vae_scale
+    from ..models.latents import latent_channels, vae_scale
 
     f, h, w = default_video_size(pipe)
     s = vae_scale(pipe)
@@ -121,7 +121,7 @@ def default_guidance(model=None, *, defaults: dict | None = None, **overrides) -
         >>> default_guidance(defaults=pipeline_defaults(load_pipeline())) == g  # the folder a pipeline came from
         True
     """
-    from .models import model_defaults
+    from ..models.loading import model_defaults
 
     defaults = model_defaults(model) if defaults is None else defaults
     settings = dict(defaults.get("guidance", {}), **overrides)
@@ -153,7 +153,7 @@ def run_settings(defaults: dict, *, guidance: GuidanceConfig | None = None, guid
     Returns:
         ``(guidance, guidance_scale, target_kind, prompt)``.
     """
-    from .pipeline import OFFICIAL_CFG
+    from ..models.pipeline import OFFICIAL_CFG
 
     g = guidance or default_guidance(defaults=defaults, **overrides)
     cfg = guidance_scale if guidance_scale is not None else defaults.get("guidance_scale", OFFICIAL_CFG)
@@ -217,9 +217,9 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
             before any model work.
     """
     from .extract import site_channels
-    from .latents import vae_scale
-    from .models import pipeline_defaults
-    from .pipeline import latent_frames, latent_time_grid, pipeline_site, temporal_scale
+    from ..models.latents import vae_scale
+    from ..models.loading import pipeline_defaults
+    from ..models.pipeline import latent_frames, latent_time_grid, pipeline_site, temporal_scale
 
     g, guidance_scale, target_kind, _ = run_settings(pipeline_defaults(pipe), guidance=guidance,
                                                      guidance_scale=guidance_scale, target_kind=target_kind)

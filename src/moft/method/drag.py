@@ -23,7 +23,7 @@ makes one from the unguided video of the same noise: in every frame, each region
 content is pasted at the trajectory's displacement over frame 0 (the vacated area inpainted),
 a camera pan (region ``"all"``) shifts the whole frame. A ``"zoom"`` scales the region's content
 (or the whole frame, a camera zoom) about its centre instead of (or as well as) shifting it. DDIM-inverting the proxy
-(``moft.targets.drag_target``) gives the per-position target; the model's own rendering of
+(``moft.method.targets.drag_target``) gives the per-position target; the model's own rendering of
 the object is kept, only its motion is the trajectory's.
 """
 
@@ -64,7 +64,7 @@ def drag_video(frames: np.ndarray, trajectory) -> np.ndarray:
 
     Args:
         frames: ``(F, H, W, 3)`` video (float in [0, 1] or uint8); only frame 0 is used.
-        trajectory: a parsed ``moft.trajectory.Trajectory`` with ``F`` frames.
+        trajectory: a parsed ``moft.io.trajectory.Trajectory`` with ``F`` frames.
 
     Returns:
         ``(F, H, W, 3)`` float32 in [0, 1]. Frame ``f`` shows region ``r``'s frame-0 content moved by

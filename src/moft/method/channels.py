@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,9 +33,10 @@ import torch
 from einops import rearrange
 
 from .features import remove_content_correlation, resize
-from .adapters import architecture_of
+from ..models.adapters import architecture_of
 from .inversion import reference_features
-from .pipeline import default_video_size, denoiser, latent_time_grid, pipeline_site, vae_scale  # default_video_size re-exported
+from ..models.pipeline import (CHANNELS_FILE, ModelError, default_video_size, denoiser, latent_time_grid,  # noqa: F401
+                               pipeline_site, resolve_model, vae_scale)  # default_video_size re-exported
 
 
 class ChannelsError(ValueError):
@@ -119,11 +121,11 @@ class MotionChannels:
         """Write ``path`` (safetensors, metadata inside) and ``path.json`` (the same metadata), both or neither.
 
         The metadata is strict JSON: a non-finite figure (e.g. an explained-variance ratio of a degenerate fit)
-        is written as ``null`` with a ``null_because`` note (``moft.video.strict_json``).
+        is written as ``null`` with a ``null_because`` note (``moft.io.video.strict_json``).
         """
         from safetensors.torch import save
 
-        from .video import output_set, strict_json
+        from ..io.video import output_set, strict_json
 
         path = Path(path)
         meta = strict_json(self.meta, sort_keys=True)
@@ -159,6 +161,20 @@ class MotionChannels:
         return ch
 
 
+def default_channels(model: str | os.PathLike | None = None):
+    """The motion channels shipped inside a model folder (``motion_channels.safetensors``), or None.
+
+    Example:
+        >>> ch = default_channels()              # the shipped model's fitted channels
+    """
+    try:
+        folder = Path(resolve_model(model))
+    except ModelError:
+        return None
+    path = folder / CHANNELS_FILE
+    return MotionChannels.load(path) if path.is_file() else None
+
+
 def pan_videos(*, size: tuple[int, int], num_frames: int, speed: float, scenes: int, seed: int,
                images: list[np.ndarray] | None = None):
     """Whole-frame pans for fitting: yields ``(frames (F, H, W, 3) uint8, direction (2,), axis)``.
@@ -166,8 +182,8 @@ def pan_videos(*, size: tuple[int, int], num_frames: int, speed: float, scenes: 
     ``speed`` is a fraction of the frame per frame. Scenes are random textured still pictures
     (``synthetic.pan_video``) unless ``images`` are given; those are panned by sub-pixel crops.
     """
-    from .synthetic import pan_video
-    from .video import resize_video
+    from ..io.synthetic import pan_video
+    from ..io.video import resize_video
 
     h, w = size
     rng = np.random.default_rng(seed)

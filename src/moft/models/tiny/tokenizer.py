@@ -1,7 +1,7 @@
 """A word-level CLIP-style tokenizer written locally (no hub download).
 
 Example:
-    >>> from moft.tiny.tokenizer import build_tokenizer
+    >>> from moft.models.tiny.tokenizer import build_tokenizer
     >>> tok = build_tokenizer()
     >>> ids = tok("a red disk moving left", padding="max_length", max_length=16).input_ids
     >>> len(ids), ids[0] == tok.bos_token_id
@@ -17,7 +17,7 @@ from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizerFast
 
-from ..synthetic import COLORS, SHAPES
+from ...io.synthetic import COLORS, SHAPES
 
 SPECIAL = ["<|startoftext|>", "<|endoftext|>", "<|unk|>"]
 WORDS = sorted(

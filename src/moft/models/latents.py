@@ -19,7 +19,7 @@ from einops import rearrange
 
 from .adapters import architecture_of
 from .pipeline import check_frames, denoiser, latent_channels, latent_frames, vae_scale, video_vae
-from .video import resize_video, to_uint8
+from ..io.video import resize_video, to_uint8
 
 __all__ = ["check_frames", "decode_latents", "encode_prompt", "encode_video", "frames_to_tensor", "initial_noise",
            "latent_channels", "probe_conditioning", "text_conditioning", "vae_scale"]
@@ -79,7 +79,7 @@ def encode_video(pipe, frames: np.ndarray, height: int | None = None, width: int
     """Encode a video to normalised latents ``(1, F', C, h, w)`` (posterior mean, deterministic).
 
     Image VAEs encode frame by frame (``F' = F``); video VAEs (Wan, CogVideoX) encode the clip at
-    once (``F' = (F - 1) / s + 1``; ``moft.pipeline.FramesError`` for a count they cannot take).
+    once (``F' = (F - 1) / s + 1``; ``moft.models.pipeline.FramesError`` for a count they cannot take).
     """
     vae = pipe.vae
     x = frames_to_tensor(frames, height, width).to(vae.device, vae.dtype)  # (F, 3, H, W)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .features import cosine_map
+from ..method.features import cosine_map
 
 
 def _subplots(nrows: int = 1, ncols: int = 1, figsize=None):
@@ -27,7 +27,7 @@ def _save(fig, path: str | Path) -> Path:
     """Write a matplotlib figure as PNG, atomically."""
     import io
 
-    from .video import atomic_write_bytes
+    from ..io.video import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)

@@ -208,7 +208,7 @@ def check_frames(pipe, num_frames: int) -> None:
         >>> from moft.tiny import build_tiny_wan
         >>> check_frames(build_tiny_wan(), 8)
         Traceback (most recent call last):
-        moft.pipeline.FramesError: this model's VAE (AutoencoderKLWan) takes 4k+1 frames, e.g. 5, 9 or 13; got 8
+        moft.models.pipeline.FramesError: this model's VAE (AutoencoderKLWan) takes 4k+1 frames, e.g. 5, 9 or 13; got 8
     """
     vae = video_vae(pipe)
     if num_frames < 1 or (vae is not None and (num_frames - 1) % vae.frame_step):

@@ -104,7 +104,7 @@ class Target:
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save
 
-        from .video import atomic_write_bytes
+        from ..io.video import atomic_write_bytes
 
         tensors = {"curves": self.curves.float().contiguous(), "masks": self.masks.to(torch.uint8).contiguous()}
         if self.channels is not None:
@@ -143,14 +143,14 @@ def synthesize_target(trajectory, channels: MotionChannels, *, latent_size: tupl
     """Target curves from a trajectory and the channels' fitted response.
 
     Args:
-        trajectory: a parsed ``moft.trajectory.Trajectory``.
+        trajectory: a parsed ``moft.io.trajectory.Trajectory``.
         channels: fitted motion channels (with ``response``).
         latent_size: ``(h, w)`` working grid for the masks.
         num_frames: must equal the trajectory's frame count when given.
         gain: scales the synthesized curves (larger = stronger motion request).
         indices: channels to target (default: the motion channels ``channels.indices``; e.g. all
             channels for the "+CR without channel filter" ablation).
-        time_grid: the video frame each latent frame stands for (``moft.pipeline.latent_time_grid``;
+        time_grid: the video frame each latent frame stands for (``moft.models.pipeline.latent_time_grid``;
             default: every frame, for VAEs that keep time): the curves have one row per entry.
 
     Raises:
@@ -158,7 +158,7 @@ def synthesize_target(trajectory, channels: MotionChannels, *, latent_size: tupl
             cannot express it (the content's displacement field grows from the centre and
             averages to zero); ``drag_target`` can.
     """
-    from .trajectory import TrajectoryError
+    from ..io.trajectory import TrajectoryError
 
     if num_frames is not None and trajectory.frames != num_frames:
         raise TrajectoryError(f"frames: trajectory has {trajectory.frames} frames, the run makes {num_frames}")
@@ -221,7 +221,7 @@ def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | Non
             highest, or one noised forward each.
     """
     from .inversion import reference_features_many
-    from .pipeline import default_video_size, vae_scale
+    from ..models.pipeline import default_video_size, vae_scale
 
     f, h, w = default_video_size(pipe)
     height, width = height or h, width or w
@@ -262,14 +262,14 @@ def drag_target(pipe, source_frames: np.ndarray, trajectory, *, channels: Motion
         trajectory: a parsed ``Trajectory`` with ``F`` frames.
         channels: motion channels, or None for all channels.
         num_steps, timestep, site, progress, mode, timesteps: as ``reference_target``.
-        proxy: ``moft.drag.drag_video(source_frames, trajectory)`` if the caller already made it.
+        proxy: ``moft.method.drag.drag_video(source_frames, trajectory)`` if the caller already made it.
 
-    The regions are where each region passes (``moft.drag.swept_masks``): the loss compares maps
+    The regions are where each region passes (``moft.method.drag.swept_masks``): the loss compares maps
     there, and gradient masking lets the latents change there only.
     """
     from .drag import drag_video, swept_masks
-    from .latents import vae_scale
-    from .trajectory import TrajectoryError
+    from ..models.latents import vae_scale
+    from ..io.trajectory import TrajectoryError
 
     f, h, w = source_frames.shape[:3]
     if trajectory.frames != f:

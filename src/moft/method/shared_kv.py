@@ -29,7 +29,7 @@ import re
 
 import torch
 
-from .adapters import architecture_of
+from ..models.adapters import architecture_of
 
 
 class _SharedKVProcessor:

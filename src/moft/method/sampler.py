@@ -7,7 +7,7 @@ Example:
     >>> out = moft.sample(pipe, "a red disk", seed=0, target=target)  # guided  # doctest: +SKIP
     >>> out.frames.shape, out.losses[:2]  # (F, H, W, 3) in [0, 1]; loss per guided iteration  # doctest: +SKIP
 
-The scheduler is the one ``moft.pipeline.sampling_scheduler`` names: DDIM for U-Nets (the paper's),
+The scheduler is the one ``moft.models.pipeline.sampling_scheduler`` names: DDIM for U-Nets (the paper's),
 the pipeline's own for DiTs (flow matching Euler or UniPC for Wan, v-prediction DDIM for CogVideoX);
 classifier-free guidance is run as the stock pipeline runs it (one ``[uncond, cond]`` batch, or
 Wan's two passes). Without a target the loop is the stock pipeline's, step for step.
@@ -40,11 +40,11 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from .adapters import architecture_of, call_denoiser
+from ..models.adapters import architecture_of, call_denoiser
 from .capture import capture
 from .features import moft, region_mean
-from .latents import decode_latents, initial_noise, text_conditioning
-from .pipeline import (default_guidance_scale, default_video_size, denoiser, denoiser_at, denoisers, pipeline_site,
+from ..models.latents import decode_latents, initial_noise, text_conditioning
+from ..models.pipeline import (default_guidance_scale, default_video_size, denoiser, denoiser_at, denoisers, pipeline_site,
                        sampling_scheduler)
 from .shared_kv import SharedKV
 
@@ -421,7 +421,7 @@ def sample(
         pipe: a diffusers text-to-video pipeline moft has an adapter for.
         prompt / negative_prompt: text conditioning.
         num_frames, height, width: video size in pixels and frames (default: the model's,
-            ``moft.pipeline.default_video_size``); latents have ``moft.pipeline.latent_frames``.
+            ``moft.models.pipeline.default_video_size``); latents have ``moft.models.pipeline.latent_frames``.
         steps: denoising steps.
         guidance_scale: CFG scale (1 disables CFG); default: the model folder's ``moft.json``, else 7.5.
         seed: seeds the initial noise exactly as the stock pipeline does.

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .adapters import call_denoiser, default_site
+from ..models.adapters import call_denoiser, default_site
 from .capture import capture
-from .latents import encode_prompt, encode_video
-from .pipeline import denoiser, is_flow, nearest_step, sampling_scheduler
+from ..models.latents import encode_prompt, encode_video
+from ..models.pipeline import denoiser, is_flow, nearest_step, sampling_scheduler
 
 REFERENCE_MODES = ("inversion", "noise")
 

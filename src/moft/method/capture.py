@@ -27,7 +27,7 @@ from contextlib import ContextDecorator
 import torch
 from einops import rearrange
 
-from .adapters import architecture_of, default_site
+from ..models.adapters import architecture_of, default_site
 
 
 class StopForward(Exception):

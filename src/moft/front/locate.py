@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from .features import region_mean, remove_content_correlation, resize
+from ..method.features import region_mean, remove_content_correlation, resize
 
 FRACTIONS = (0.01, 0.04, 0.10)
 TIMESTEPS = (100, 200, 400, 700)
@@ -78,8 +78,8 @@ def probe_clips(*, num_frames: int, height: int, width: int, per_direction: int,
     """
     import cv2
 
-    from .synthetic import DIRECTIONS, SPEED_RANGE, make_clip, pan_video
-    from .video import resize_video, to_uint8
+    from ..io.synthetic import DIRECTIONS, SPEED_RANGE, make_clip, pan_video
+    from ..io.video import resize_video, to_uint8
 
     if bad := set(kinds) - set(KINDS):
         raise LocateError(f"kinds must be among {', '.join(KINDS)}, got {', '.join(sorted(bad))}")
@@ -126,7 +126,7 @@ def correspondence_error(m: torch.Tensor, start: np.ndarray, end: np.ndarray) ->
     Returns:
         The distance in fractions of the frame.
     """
-    from .features import cosine_map
+    from ..method.features import cosine_map
 
     f, c, h, w = m.shape
     col = int(np.clip(np.floor(start[0] * w), 0, w - 1))
@@ -138,7 +138,7 @@ def correspondence_error(m: torch.Tensor, start: np.ndarray, end: np.ndarray) ->
 
 def candidate_sites(net: torch.nn.Module) -> list[str]:
     """Every block output and temporal module ``capture_sites`` names (U-Net blocks, DiT blocks)."""
-    from .capture import capture_sites
+    from ..method.capture import capture_sites
 
     named = capture_sites(net)
     return list(dict.fromkeys(named["blocks"] + named["temporal"]))
@@ -251,7 +251,7 @@ class LocateReport:
         from matplotlib.figure import Figure
         from matplotlib.patches import Rectangle
 
-        from .video import atomic_write_bytes
+        from ..io.video import atomic_write_bytes
 
         rec = self.recommendation
         panels = [("MOFT (content removed)", self.accuracy["moft"]), ("raw features", self.accuracy["raw"])]
@@ -284,7 +284,7 @@ class LocateReport:
 
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (.json), and ``.md`` and ``.png`` beside it, each atomically."""
-        from .video import atomic_write_text
+        from ..io.video import atomic_write_text
 
         path = Path(path)
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
@@ -331,13 +331,13 @@ def locate(
     """
     from sklearn.model_selection import StratifiedKFold
 
-    from .adapters import architecture_of, default_site
-    from .capture import capture
-    from .channels import centre_crop, default_video_size, top_channels
-    from .inversion import noised_features
-    from .latents import encode_prompt, encode_video
-    from .models import denoiser
-    from .synthetic import DIRECTIONS
+    from ..models.adapters import architecture_of, default_site
+    from ..method.capture import capture
+    from ..method.channels import centre_crop, default_video_size, top_channels
+    from ..method.inversion import noised_features
+    from ..models.latents import encode_prompt, encode_video
+    from ..models.loading import denoiser
+    from ..io.synthetic import DIRECTIONS
 
     net = denoiser(pipe)
     arch = architecture_of(net)
@@ -472,7 +472,7 @@ def _cv_predict(x: np.ndarray, y: np.ndarray, splits, columns=None) -> np.ndarra
 
 def _fold_loadings(centre: dict[int, torch.Tensor], train: np.ndarray, y: np.ndarray, axis_of: dict) -> dict:
     """Per-axis PC1 loadings from the training fold's axis pans (``channels.axis_loadings``)."""
-    from .channels import axis_loadings
+    from ..method.channels import axis_loadings
 
     out = {}
     for axis in AXIS_PANS:
@@ -524,8 +524,8 @@ def write_defaults(folder: str | Path, report: LocateReport, report_path: str | 
     Raises:
         LocateError: not a pipeline folder, or its ``moft.json`` is not a JSON object.
     """
-    from .models import CHANNELS_FILE, DEFAULTS_FILE
-    from .video import atomic_write_text
+    from ..models.loading import CHANNELS_FILE, DEFAULTS_FILE
+    from ..io.video import atomic_write_text
 
     folder = Path(folder)
     check_defaults_folder(folder)
@@ -541,7 +541,7 @@ def write_defaults(folder: str | Path, report: LocateReport, report_path: str | 
     notes = []
     channels = folder / CHANNELS_FILE
     if channels.is_file():
-        from .channels import MotionChannels
+        from ..method.channels import MotionChannels
 
         fitted = MotionChannels.load(channels).meta.get("site")
         if fitted != rec["site"]:
@@ -553,7 +553,7 @@ def write_defaults(folder: str | Path, report: LocateReport, report_path: str | 
 
 def check_defaults_folder(folder: str | Path) -> None:
     """Raise ``LocateError`` unless ``folder`` is a pipeline folder whose ``moft.json`` (if any) is a JSON object."""
-    from .models import DEFAULTS_FILE
+    from ..models.loading import DEFAULTS_FILE
 
     folder = Path(folder)
     if not (folder / "model_index.json").is_file():

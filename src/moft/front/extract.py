@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .channels import MotionChannels
-from .pipeline import default_video_size, latent_frames, nearest_step  # noqa: F401  (nearest_step re-exported)
-from .features import moft as moft_of
+from ..method.channels import MotionChannels
+from ..models.pipeline import default_video_size, latent_frames, nearest_step  # noqa: F401  (nearest_step re-exported)
+from ..method.features import moft as moft_of
 
 
 @dataclass
@@ -51,7 +51,7 @@ class Extraction:
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save
 
-        from .video import atomic_write_bytes
+        from ..io.video import atomic_write_bytes
 
         tensors = {"features": self.features.float().contiguous(), "moft": self.moft.float().contiguous()}
         if self.channels is not None:
@@ -62,10 +62,10 @@ class Extraction:
 @torch.no_grad()
 def site_channels(pipe, site: str | None = None) -> int:
     """Channel count of a capture site, from one early-exit forward on a small zero latent."""
-    from .adapters import call_denoiser
-    from .capture import capture
-    from .latents import latent_channels, probe_conditioning, vae_scale
-    from .pipeline import denoiser
+    from ..models.adapters import call_denoiser
+    from ..method.capture import capture
+    from ..models.latents import latent_channels, probe_conditioning, vae_scale
+    from ..models.pipeline import denoiser
 
     net = denoiser(pipe)
     f, h, w = default_video_size(pipe)
@@ -94,11 +94,11 @@ def extract(pipe, *, prompt: str | None = None, video: np.ndarray | None = None,
         num_frames: frames to generate (default: the model's).
         progress: optional ``progress(done, total)``.
     """
-    from .inversion import reference_features
-    from .latents import decode_latents, vae_scale
-    from .pipeline import default_guidance_scale, pipeline_site
-    from .sampler import sample
-    from .video import VideoError
+    from ..method.inversion import reference_features
+    from ..models.latents import decode_latents, vae_scale
+    from ..models.pipeline import default_guidance_scale, pipeline_site
+    from ..method.sampler import sample
+    from ..io.video import VideoError
 
     if (prompt is None) == (video is None):
         raise VideoError("give exactly one of prompt or video")

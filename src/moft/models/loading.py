@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 from .adapters import architecture_of
-from .channels import MotionChannels
 from .pipeline import (  # noqa: F401  (re-exported: where a model folder's facts used to live)
     CHANNELS_FILE,
     DEFAULT_MODEL,
@@ -67,17 +66,3 @@ def load_pipeline(model: str | os.PathLike | None = None, *, dtype: torch.dtype 
     pipe.set_progress_bar_config(disable=True)
     architecture_of(denoiser(pipe))  # a clear error for a model moft has no adapter for
     return pipe.to(device)
-
-
-def default_channels(model: str | os.PathLike | None = None):
-    """The motion channels shipped inside a model folder (``motion_channels.safetensors``), or None.
-
-    Example:
-        >>> ch = default_channels()              # the shipped model's fitted channels
-    """
-    try:
-        folder = Path(resolve_model(model))
-    except ModelError:
-        return None
-    path = folder / CHANNELS_FILE
-    return MotionChannels.load(path) if path.is_file() else None

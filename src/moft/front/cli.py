@@ -75,15 +75,15 @@ def _progress(label: str):
 def _load(model: str | None):
     import torch
 
-    from .models import load_pipeline
+    from ..models.loading import load_pipeline
 
     torch.set_grad_enabled(True)
     return load_pipeline(model)
 
 
 def _channels(path: Optional[Path], model: str | None, required: bool):
-    from .channels import MotionChannels
-    from .models import default_channels
+    from ..method.channels import MotionChannels
+    from ..method.channels import default_channels
 
     if path is not None:
         return MotionChannels.load(path)
@@ -119,17 +119,17 @@ def _no_clobber(inputs: dict[str, Optional[Path]], outputs: dict[str, Optional[P
 
 def _probe_clip(path: Path):
     """Decode a clip's first frame before the model loads: a missing, unreadable or empty clip fails fast."""
-    from .video import read_clip
+    from ..io.video import read_clip
 
     read_clip(path, 1)
 
 
 def _read_clip(path: Path, pipe, model: str | None, start: int, stride: Optional[int], fps: Optional[float],
                fit: str):
-    """The model's frames of any clip (``moft.video.read_clip``'s rule)."""
-    from .channels import default_video_size
-    from .models import model_defaults
-    from .video import CLIP_FPS, read_clip
+    """The model's frames of any clip (``moft.io.video.read_clip``'s rule)."""
+    from ..method.channels import default_video_size
+    from ..models.loading import model_defaults
+    from ..io.video import CLIP_FPS, read_clip
 
     f, h, w = default_video_size(pipe)
     return read_clip(path, f, size=(h, w), start=start, stride=stride, fps=fps, fit=fit,
@@ -137,7 +137,7 @@ def _read_clip(path: Path, pipe, model: str | None, start: int, stride: Optional
 
 
 def _warn_unknown_words(pipe, prompt: Optional[str]):
-    from .tiny.tokenizer import unknown_words
+    from ..models.tiny.tokenizer import unknown_words
 
     words = unknown_words(pipe.tokenizer, prompt or "")
     if words:
@@ -158,11 +158,12 @@ def info(model: Optional[str] = typer.Option(None, help=MODEL_HELP)):
     with _errors():
         import torch
 
-        from .adapters import architecture_of, call_denoiser, default_site
-        from .capture import capture, capture_sites
-        from .latents import latent_channels, probe_conditioning, vae_scale
-        from .models import default_channels, denoiser
-        from .pipeline import default_video_size, latent_frames
+        from ..models.adapters import architecture_of, call_denoiser, default_site
+        from ..method.capture import capture, capture_sites
+        from ..models.latents import latent_channels, probe_conditioning, vae_scale
+        from ..models.loading import denoiser
+        from ..method.channels import default_channels
+        from ..models.pipeline import default_video_size, latent_frames
 
         pipe = _load(model)
         net = denoiser(pipe)
@@ -209,7 +210,7 @@ def extract(
     with _errors():
         from .control import check_settings
         from .extract import extract as run
-        from .video import check_clip_rule, output_set
+        from ..io.video import check_clip_rule, output_set
 
         _check_out(out, (".safetensors",))
         if figure is not None:
@@ -255,8 +256,8 @@ def fit_channels(
 ):
     """Fit horizontal and vertical motion channels on synthetic pans (PCA, as the paper, or d')."""
     with _errors():
-        from .channels import fit_channels as run
-        from .video import read_video
+        from ..method.channels import fit_channels as run
+        from ..io.video import read_video
 
         _check_out(out, (".safetensors",))
         if isinstance(scenes, bool) or scenes < 1:
@@ -337,11 +338,11 @@ def control(
 
         from .control import ControlError, check_init_latents, check_settings, run_settings
         from .control import control as run
-        from .latents import vae_scale
-        from .models import model_defaults
-        from .targets import TARGET_KINDS, Target
-        from .trajectory import load_trajectory
-        from .video import check_clip_rule, output_set, strict_json, write_video
+        from ..models.latents import vae_scale
+        from ..models.loading import model_defaults
+        from ..method.targets import TARGET_KINDS, Target
+        from ..io.trajectory import load_trajectory
+        from ..io.video import check_clip_rule, output_set, strict_json, write_video
 
         _check_out(out, (".gif", ".mp4"))
         stem = out.with_suffix("")
@@ -393,7 +394,7 @@ def control(
             except Exception:
                 raise UsageError(f"{init_latents}: not a moft latents file") from None
         pipe = _load(model)
-        from .channels import default_video_size
+        from ..method.channels import default_video_size
 
         f, h, w = default_video_size(pipe)
         if init is not None:
@@ -451,10 +452,10 @@ def evaluate(
         import torch
         from accelerate import PartialState
 
-        from .eval.evaluate import collect, load_suite, markdown_table, run_identity, run_suite, summarise
+        from ..eval.evaluate import collect, load_suite, markdown_table, run_identity, run_suite, summarise
         from .figures import report_figure
-        from .models import model_defaults
-        from .video import output_set, strict_json
+        from ..models.loading import model_defaults
+        from ..io.video import output_set, strict_json
 
         _check_out(out, (".json",))
         _no_clobber({"suite": suite, "channel file": channels},
