@@ -30,7 +30,8 @@ Formats, recognised by content (a folder is read through its ``tracks.npy`` or `
   pixels are of the ``img.png`` beside it, whose size is used when ``size`` is not given.
 * moft's trajectory JSON (``moft.trajectory``): its point regions (``"points"`` or ``"tracks"``
   with a ``"radius"``), converted from frame fractions to pixels of ``size``; mask regions are
-  skipped.
+  skipped. A file with its own ``frames`` gives tracks of that length, then resampled to
+  ``num_frames``; the radius stays in the file (``Region.radius``).
 
 Conventions: pixels as in ``moft.synthetic`` (x right, y down, pixel centres at integers, so a
 frame fraction ``u`` is pixel ``u * W - 0.5``). A track with a number of positions other than
