@@ -1,4 +1,4 @@
-"""moft.points: the bilinear feature read, the point-drag loss (Eq. 4) and the Eq. 9 schedule."""
+"""moft.method.points: the bilinear feature read, the point-drag loss (Eq. 4) and the Eq. 9 schedule."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from moft.points import paper_schedule, point_loss, sample_features
+from moft.method.points import paper_schedule, point_loss, sample_features
 
 torch.set_num_threads(1)
 

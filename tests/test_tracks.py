@@ -1,4 +1,4 @@
-"""moft.tracks: every track format users author, read by content; resampling; rescaling; one-line errors."""
+"""moft.io.tracks: every track format users author, read by content; resampling; rescaling; one-line errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moft.tracks import Tracks, TracksError, read_tracks, rescale
+from moft.io.tracks import Tracks, TracksError, read_tracks, rescale
 
 DATA = Path(__file__).resolve().parent / "data" / "tracks"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

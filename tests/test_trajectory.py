@@ -830,7 +830,7 @@ def test_point_region_errors_name_the_field(region, message):
 
 
 def test_resample_positions_exact_smooth_and_straight():
-    from moft.trajectory import resample_positions
+    from moft.io.trajectory import resample_positions
 
     knots = np.stack([np.linspace(0, 1, 6), np.sin(np.linspace(0, 3, 6))], axis=1)  # (6, 2)
     np.testing.assert_array_equal(resample_positions(knots, 6), knots)  # counts match: unchanged

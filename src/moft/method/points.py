@@ -2,7 +2,7 @@
 
 Example:
     >>> import torch
-    >>> from moft.points import paper_schedule, point_loss, sample_features
+    >>> from moft.method.points import paper_schedule, point_loss, sample_features
     >>> feats = torch.randn(4, 8, 16, 16)                # (F, C, h, w) features of a 64x64 video
     >>> points = torch.tensor([[[10.0, 20.0]]] * 4)       # (F, N, 2) pixels: one point that stays put
     >>> sample_features(feats, points, size=(64, 64)).shape    # (F, N, C)
@@ -16,7 +16,7 @@ Example:
 Eq. 4: ``L_p = sum_{i=2..F} ||D(p_i) - sg(D(p_1))||``, with ``D(p)`` the feature (DIFT in the
 paper) at point ``p`` and ``sg`` the stop-gradient: every frame's feature at its requested point
 is pulled to frame 0's feature at frame 0's point. Points are pixels of the frame (x right, y
-down, pixel centres at integers, as in ``moft.synthetic`` and ``moft.tracks``); a feature grid
+down, pixel centres at integers, as in ``moft.io.synthetic`` and ``moft.io.tracks``); a feature grid
 of ``h x w`` cells over a ``W x H`` frame puts pixel ``x`` at cell ``(x + 0.5) * w / W - 0.5``
 (cell centres at integers too: ``grid_sample(..., align_corners=False)``). Tracks ``(N, F, 2)``
 become the ``(F, N, 2)`` these functions take with ``rearrange(points, "n f xy -> f n xy")``.

@@ -3,7 +3,7 @@
 Example:
     >>> import json
     >>> from pathlib import Path
-    >>> from moft.tracks import read_tracks, rescale
+    >>> from moft.io.tracks import read_tracks, rescale
     >>> drag = [[{"x": 10, "y": 20}, {"x": 30, "y": 20}], [{"x": 50, "y": 40}]]   # ComfyUI / ATI JSON
     >>> _ = Path("drag.json").write_text(json.dumps(drag))
     >>> tracks = read_tracks("drag.json", num_frames=8, size=(64, 48))
@@ -28,15 +28,15 @@ Formats, recognised by content (a folder is read through its ``tracks.npy`` or `
 * SG-I2V ``traj.npy``: ``(N, 2 + F, 2)`` float, per box its top-left and bottom-right corners,
   then its centre per frame (``Kmcode1/SG-I2V`` ``inference.py``); the centres are the tracks. The
   pixels are of the ``img.png`` beside it, whose size is used when ``size`` is not given.
-* moft's trajectory JSON (``moft.trajectory``): its point regions (``"points"`` or ``"tracks"``
+* moft's trajectory JSON (``moft.io.trajectory``): its point regions (``"points"`` or ``"tracks"``
   with a ``"radius"``), converted from frame fractions to pixels of ``size``; mask regions are
   skipped. A file with its own ``frames`` gives tracks of that length, then resampled to
   ``num_frames``; the radius stays in the file (``Region.radius``).
 
-Conventions: pixels as in ``moft.synthetic`` (x right, y down, pixel centres at integers, so a
+Conventions: pixels as in ``moft.io.synthetic`` (x right, y down, pixel centres at integers, so a
 frame fraction ``u`` is pixel ``u * W - 0.5``). A track with a number of positions other than
 ``num_frames`` is resampled along a Catmull-Rom curve over the frames
-(``moft.trajectory.resample_positions``); a resampled frame is visible when the positions on
+(``moft.io.trajectory.resample_positions``); a resampled frame is visible when the positions on
 both sides of it are. Every problem raises :class:`TracksError` with one line naming the file and
 the field or array, e.g. ``tracks.npy: expected shape (1, T, N, 2) ..., got (3, 4)``.
 """
