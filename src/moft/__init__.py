@@ -30,6 +30,7 @@ from .method.sampler import GuidanceConfig, SampleResult, SamplerError, sample
 from .method.shared_kv import SharedKV
 from .method.drag import drag_video
 from .method.targets import Target, TargetError, drag_target, reference_target, synthesize_target
+from .io.tracks import Tracks, TracksError, read_tracks
 from .io.trajectory import Trajectory, TrajectoryError, load_trajectory, parse_trajectory
 from .io.video import read_video, write_video
 
@@ -38,10 +39,10 @@ __version__ = "0.1.0"
 __all__ = [
     "ARCHITECTURES", "Architecture", "ArchitectureError", "ChannelsError", "ControlResult", "Extraction",
     "GuidanceConfig", "LocateError", "LocateReport", "ModelError", "MotionChannels", "SampleResult", "SamplerError", "SharedKV", "StopForward", "Target",
-    "TargetError", "Trajectory", "TrajectoryError", "architecture_of", "call_denoiser", "capture", "control",
+    "TargetError", "Tracks", "TracksError", "Trajectory", "TrajectoryError", "architecture_of", "call_denoiser", "capture", "control",
     "cosine_map", "ddim_invert", "default_guidance", "decode_latents", "default_channels", "drag_target", "drag_video",
     "encode_prompt", "encode_video", "extract",
     "fit_channels", "initial_noise", "load_pipeline", "load_trajectory", "locate", "moft", "noised_features",
-    "parse_trajectory", "read_video", "reference_target", "region_mean", "remove_content_correlation", "resize",
+    "parse_trajectory", "read_tracks", "read_video", "reference_target", "region_mean", "remove_content_correlation", "resize",
     "sample", "select_channels", "synthesize_target", "write_video",
 ]

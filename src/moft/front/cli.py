@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import typer
 
@@ -280,11 +280,48 @@ def fit_channels(
                    f"(PC1 explains {ev['horizontal'][0]:.2f} / {ev['vertical'][0]:.2f})")
 
 
+def _is_tracks_file(path: Path) -> bool:
+    """Whether ``path`` holds point tracks rather than a moft trajectory: a folder or ``.npy``, or JSON that is
+    not a moft trajectory document (an object with ``"regions"``)."""
+    import json
+
+    if path.is_dir():
+        return True
+    if not path.is_file():
+        return False
+    with open(path, "rb") as handle:
+        if handle.read(6) == b"\x93NUMPY":
+            return True
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False  # load_trajectory names the problem
+    return not (isinstance(data, dict) and "regions" in data)
+
+
+def _read_motion(path: Path, tracks_file: bool, frames: int, defaults: dict, tracks_size):
+    """The trajectory, or the point ``Tracks`` of a track file (pixels of ``tracks_size``, else the output frame;
+    image-to-video will read them on ``--image`` here)."""
+    from ..io.tracks import read_tracks
+    from ..io.trajectory import load_trajectory
+
+    if not tracks_file:
+        return load_trajectory(path, default_frames=frames)
+    size = tuple(tracks_size) if tracks_size is not None else (int(defaults.get("width") or 0), int(defaults.get("height") or 0))
+    return read_tracks(path, num_frames=frames, size=size if min(size) > 0 else None)
+
+
 @app.command()
 def control(
-    trajectory: Path = typer.Argument(..., help="trajectory JSON (see README)"),
+    trajectory: Path = typer.Argument(..., help="trajectory JSON (see README), or point tracks: ComfyUI/ATI JSON, "
+                                      "Wan-Move/CoTracker tracks.npy, DragAnything JSON, SG-I2V traj.npy"),
     out: Path = typer.Option(..., help="OUT.gif or OUT.mp4; OUT.report.json and OUT.latents.safetensors are "
                              "written beside it"),
+    tracks_size: Optional[Tuple[int, int]] = typer.Option(None, help="W H of the frame point tracks were drawn on "
+                                                         "(default: the output frame)"),
+    points: Optional[str] = typer.Option(None, help="point drag: paper (Eq. 9: MOFT, then the point loss), dift "
+                                         "(the point loss alone) or off (default: paper for track files, else off)"),
+    point_weight: Optional[float] = typer.Option(None, help="weight of the point loss (default: 1)"),
     model: Optional[str] = typer.Option(None, help=MODEL_HELP),
     prompt: Optional[str] = typer.Option(None, help="text prompt (default: the model's moft.json, else empty)"),
     seed: int = typer.Option(0, help="initial noise, 0..2**63-1"),
@@ -361,7 +398,9 @@ def control(
         given = {"iterations": iterations, "step_size": step_size, "weight": weight, "loss": loss,
                  "shared_kv": shared_kv, "grad_mask": grad_mask, "optimizer": optimizer, "step_size_end": step_size_end,
                  "distance": distance, "grad_every": grad_every, "target_mode": target_mode,
-                 "target_timesteps": target_timesteps}
+                 "target_timesteps": target_timesteps, "point_weight": point_weight}
+        tracks_file = _is_tracks_file(trajectory)
+        given["points"] = points if points is not None else ("paper" if tracks_file else None)
         if guided_steps is not None:
             try:
                 given["steps"] = tuple(int(v) for v in guided_steps.split(":"))
@@ -381,9 +420,11 @@ def control(
         check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
         if reference is not None:
             _probe_clip(reference)
+        if tracks_size is not None and (not tracks_file or min(tracks_size) < 1):
+            raise UsageError("--tracks-size: W H, two positive integers, for a point track file")
         if defaults.get("frames"):  # the model folder names its frame count: check the trajectory before loading
-            load_trajectory(trajectory, default_frames=int(defaults["frames"]))
-        elif not trajectory.is_file():
+            _read_motion(trajectory, tracks_file, int(defaults["frames"]), defaults, tracks_size)
+        elif not trajectory.exists():
             raise UsageError(f"{trajectory}: no such trajectory file")
         tgt = Target.load(target) if target is not None else None
         ch = _channels(channels, model, required=tgt is None and reference is None)
@@ -402,10 +443,13 @@ def control(
                 f = int(check_init_latents(init, pipe).shape[1])
             except ControlError as exc:
                 raise UsageError(f"{init_latents}: {exc}") from None
-        traj = load_trajectory(trajectory, default_frames=f)
-        if traj.frames != f:
+        traj = _read_motion(trajectory, tracks_file, f, {"width": w, "height": h}, tracks_size)
+        if tracks_file:
+            pass  # Tracks: control() turns them into point regions on the output frame
+        elif traj.frames != f:
             raise UsageError(f"{trajectory}: frames: {traj.frames}, but this model makes {f}-frame videos")
-        traj.masks(h // vae_scale(pipe), w // vae_scale(pipe))  # every region must cover the latent grid
+        else:
+            traj.masks(h // vae_scale(pipe), w // vae_scale(pipe))  # every region must cover the latent grid
         _warn_unknown_words(pipe, prompt)
         clip = _read_clip(reference, pipe, model, start, stride, fps, fit) if reference is not None else None
         with _progress("control") as update:

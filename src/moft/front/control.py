@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..io.tracks import Tracks, rescale, tracks_trajectory, trajectory_tracks
 from ..method.channels import MotionChannels, default_video_size
+from ..method.points import point_request
 from ..method.drag import drag_video
 from ..method.sampler import GuidanceConfig, SampleResult, config_dict, guided_timesteps, sample
 from ..method.targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
@@ -127,6 +129,8 @@ def default_guidance(model=None, *, defaults: dict | None = None, **overrides) -
     settings = dict(defaults.get("guidance", {}), **overrides)
     if settings.get("site") is None and defaults.get("site"):
         settings["site"] = defaults["site"]  # the folder's capture site (moft locate --write-defaults)
+    if settings.get("point_site") is None and defaults.get("point_site"):
+        settings["point_site"] = defaults["point_site"]  # measured by scripts/point_sites.py
     try:
         if "steps" in settings:
             settings["steps"] = tuple(settings["steps"])
@@ -160,6 +164,46 @@ def run_settings(defaults: dict, *, guidance: GuidanceConfig | None = None, guid
     return g, cfg, target_kind or defaults.get("target", "curves"), prompt if prompt is not None else defaults.get("prompt", "")
 
 
+def points_request(trajectory, mode: str, frames: int, size: tuple[int, int], time_grid: list[int]) -> tuple:
+    """A control run's trajectory and point request from a ``Trajectory`` or point ``Tracks``.
+
+    Example:
+        >>> t = Tracks(np.array([[[4.0, 8.0], [12.0, 8.0]]]), np.ones((1, 2), bool), (16, 16))
+        >>> traj, req = points_request(t, "paper", 2, (32, 32), [0, 1])    # drawn on 16x16, made at 32x32
+        >>> len(traj.regions), req.points[1, 0].tolist()
+        (1, [24.5, 16.5])
+
+    Tracks become one point region per track (``tracks_trajectory``: what a drag target moves);
+    a trajectory's point regions give the tracks. Pixels are of the output frame ``size`` (tracks of
+    another ``Tracks.size`` are rescaled to it). On image-to-video they will be of the image (not yet:
+    moft has no I2V pipeline).
+
+    Args:
+        trajectory: a ``Trajectory``, ``Tracks`` or None.
+        mode: ``GuidanceConfig.points``; ``"off"`` makes no request.
+        frames: video frames of the run (tracks must have as many).
+        size: ``(W, H)`` of the output frame.
+        time_grid: the video frame of each latent frame (``latent_time_grid``).
+
+    Returns:
+        ``(trajectory, PointRequest or None)``.
+    """
+    tracks = None
+    if isinstance(trajectory, Tracks):
+        if trajectory.num_frames != frames:
+            raise ControlError(f"the tracks have {trajectory.num_frames} frames; this run makes {frames} "
+                               f"(read them with moft.read_tracks(path, num_frames={frames}))")
+        tracks = trajectory if tuple(trajectory.size) == tuple(size) else rescale(trajectory, size)
+        trajectory = tracks_trajectory(tracks)
+    elif trajectory is not None:
+        tracks = trajectory_tracks(trajectory, size)
+    if mode == "off":
+        return trajectory, None
+    if tracks is None:
+        raise ControlError(f"points={mode!r} needs points: a track file or point regions in the trajectory")
+    return trajectory, point_request(tracks.points, tracks.visible, size, time_grid)
+
+
 @dataclass
 class ControlResult:
     """Frames plus diagnostics of one controlled generation.
@@ -190,7 +234,9 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
 
     Args:
         pipe: a diffusers text-to-video pipeline.
-        trajectory: a parsed ``Trajectory`` (regions and motion); with ``reference`` it gives the regions only.
+        trajectory: a parsed ``Trajectory`` (regions and motion; with ``reference`` it gives the regions
+            only), or point ``Tracks`` (``moft.io.tracks.read_tracks``; pixels of their ``size``, moved
+            to the output frame): point drag, one point region per track (``points_request``).
         prompt: text prompt.
         channels: motion channels (needed unless ``target`` is given with its own channels).
         reference: ``(F, H, W, 3)`` reference video: the target is its inverted MOFT.
@@ -229,6 +275,7 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
     f, h, w = default_video_size(pipe)
     if init_latents is not None:
         f = (int(check_init_latents(init_latents, pipe).shape[1]) - 1) * temporal_scale(pipe) + 1  # video frames of those latent frames
+    trajectory, points = points_request(trajectory, g.points, f, (w, h), latent_time_grid(pipe, f))
     if channels is not None:
         site = g.site or pipeline_site(pipe)
         channels.check(site_channels(pipe, site), site)
@@ -241,7 +288,7 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
     source = proxy = None  # the unguided video of the same noise and its drag proxy, when the target needs them
     read = {"mode": g.target_mode,  # how a reference or drag proxy becomes a target: inverted or noised, at which t
             "timesteps": guided_timesteps(pipe, steps, g) if g.target_timesteps == "guided" else None}
-    if target is None and guided:
+    if target is None and guided and g.points != "dift":  # the "dift" row runs the point loss alone: no target
         if reference is not None:
             reference = np.asarray(reference)
             if reference.ndim != 4 or len(reference) < f:
@@ -268,7 +315,7 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
                                        time_grid=latent_time_grid(pipe, f))
     out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=f,
                  latents=init_latents, target=target if guided else None, guidance=g if guided else None,
-                 keep_source=keep_source and source is None, progress=phase("guide"))
+                 keep_source=keep_source and source is None, progress=phase("guide"), points=points)
     if keep_source and source is not None:
         out.source_frames = source.frames  # the drag target's unguided video: the same noise, already made
     report = {
@@ -278,5 +325,6 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
         "target": {k: v for k, v in target.meta.items() if k != "trajectory"} if target is not None else None,
         "channels_digest": channels.digest() if channels is not None else None,
         "losses": out.losses, "counts": out.counts, "seconds": out.seconds,
+        "points": None if points is None else {"mode": g.points, "tracks": int(points.points.shape[1])},
     }
     return ControlResult(out.frames, out.source_frames, target, out, report, proxy)

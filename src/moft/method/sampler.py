@@ -43,6 +43,7 @@ from einops import rearrange
 from ..models.adapters import architecture_of, call_denoiser
 from .capture import capture
 from .features import moft, region_mean
+from .points import POINT_MODES, PointRequest, point_gradient_mask, point_loss, point_schedule
 from ..models.latents import decode_latents, initial_noise, text_conditioning
 from ..models.pipeline import (default_guidance_scale, default_video_size, denoiser, denoiser_at, denoisers, pipeline_site,
                        sampling_scheduler)
@@ -90,6 +91,15 @@ class GuidanceConfig:
             video forward-noised to the timestep, one denoiser forward; FastVMT, FlowMotion).
         target_timesteps: ``"fixed"`` (one target at t = 200, the official step 5 of 25) or
             ``"guided"`` (one target at each guided step's timestep, compared at that step).
+        points: point drag (``sample(..., points=)``): ``"off"`` (the MOFT loss at ``steps``,
+            points unused), ``"paper"`` (Eq. 9: MOFT alone at the earliest steps, then MOFT + the
+            point loss, the point loss alone, nothing at the last; ``steps`` unused) or ``"dift"``
+            (the point loss alone at Eq. 9's point steps); ``moft.method.points.point_schedule``.
+        point_weight: weight of the point loss (Eq. 9's ``w_p``; not given in the paper).
+        point_site: where the point loss reads its features (default: the model folder's
+            ``"point_site"``, measured by ``scripts/point_sites.py``, else ``site``).
+        point_radius: the point loss's neighbourhood radius in point-site feature cells, and the
+            point gradient mask's radius in latent cells (plus one).
     """
 
     steps: tuple[int, int] = (3, 12)
@@ -110,8 +120,18 @@ class GuidanceConfig:
     grad_every: int = 1
     target_mode: str = "inversion"
     target_timesteps: str = "fixed"
+    points: str = "off"
+    point_weight: float = 1.0
+    point_site: str | None = None
+    point_radius: float = 1.0
 
     def __post_init__(self):
+        if self.points not in POINT_MODES:
+            raise SamplerError(f"points must be one of {', '.join(POINT_MODES)}, got {self.points!r}")
+        for name in ("point_weight", "point_radius"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise SamplerError(f"{name} must be a finite number >= 0, got {value!r}")
         for name, allowed in (("optimizer", OPTIMIZERS), ("distance", DISTANCES),
                               ("target_mode", ("inversion", "noise")), ("target_timesteps", ("fixed", "guided"))):
             if getattr(self, name) not in allowed:
@@ -282,6 +302,9 @@ class GuidanceState:
         weight: the resolved loss weight.
         grad_mask: ``(1, F, 1, h, w)`` gradient multiplier, or None.
         kv: the ``SharedKV`` in use, or None.
+        points: the ``PointRequest`` of point drag, or None.
+        point_site: capture site of the point loss.
+        point_mask: ``(1, F, 1, h, w)`` gradient multiplier of the point loss, or None.
         losses: one record per iteration (appended by ``guidance_step``).
         counts: ``forwards`` and ``backwards`` of the denoiser.
     """
@@ -294,6 +317,9 @@ class GuidanceState:
     weight: float
     grad_mask: torch.Tensor | None = None
     kv: SharedKV | None = None
+    points: PointRequest | None = None
+    point_site: str | None = None
+    point_mask: torch.Tensor | None = None
     losses: list = field(default_factory=list)
     counts: dict = field(default_factory=lambda: {"forwards": 0, "backwards": 0})
 
@@ -329,7 +355,38 @@ def predict(net, z: torch.Tensor, t, cond: dict, uncond: dict | None, scale: flo
     return out_u + scale * (out_c - out_u)
 
 
-def guidance_step(net, z: torch.Tensor, t, i: int, state: GuidanceState) -> torch.Tensor:
+def step_loss(features: dict, target, state: GuidanceState, losses: tuple[str, ...]) -> tuple[torch.Tensor, dict]:
+    """The weighted loss of one guidance forward: the MOFT loss and/or the point loss (paper Eq. 9).
+
+    Args:
+        features: ``{site: (1, F, C, H, W)}`` captured with the graph kept.
+        target: the ``Target`` at this timestep (None when only the point loss runs).
+        state: its ``config``, ``weight``, ``site``, ``points`` and ``point_site``.
+        losses: ``("moft",)``, ``("point",)`` or both.
+
+    Returns:
+        The weighted total and a record: ``loss`` (the unweighted MOFT loss, else the unweighted
+        point loss), ``regions`` (per-region MOFT losses) and ``point`` (the point loss), each None
+        where it did not run.
+    """
+    g, total, record = state.config, 0.0, {"regions": None, "point": None}
+    if "moft" in losses:
+        feat = moft(features[state.site].float(), target.channels, target.size, content_removal=target.content_removal)
+        loss, record["regions"] = guidance_loss(feat, target, g.loss, g.distance)
+        record["loss"] = float(loss.detach())
+        total = total + state.weight * loss
+    if "point" in losses:
+        req = state.points
+        feats = features[state.point_site][0].float()  # (F, C, H', W') raw features (DIFT: no content removal)
+        loss = point_loss(feats, req.points.to(feats.device), req.visible.to(feats.device), req.size, g.point_radius)
+        record["point"] = float(loss.detach())
+        record.setdefault("loss", record["point"])
+        total = total + g.point_weight * loss
+    return total, record
+
+
+def guidance_step(net, z: torch.Tensor, t, i: int, state: GuidanceState,
+                  losses: tuple[str, ...] = ("moft",)) -> torch.Tensor:
     """``config.iterations`` optimiser steps on the latents at denoising step ``i``.
 
     Example:
@@ -342,15 +399,21 @@ def guidance_step(net, z: torch.Tensor, t, i: int, state: GuidanceState) -> torc
     ``grad_mask``, and moves the latents by ``latent_update`` (sgd ``z <- z - step_size * grad``,
     normalised or Adam). With ``grad_every = k`` only every k-th iteration computes a gradient;
     the others reuse the last one (their loss record repeats its loss, ``"reused": True``).
+    ``losses`` (``moft.method.points.point_schedule``) adds or swaps in the point loss, read at
+    ``state.point_site`` in the same forward (``step_loss``); its gradient is masked by
+    ``state.point_mask`` (with both losses: by the union of the two masks).
 
     Returns:
         The updated latents (detached).
     """
-    g, target = state.config, state.target.at(t)
+    g, target = state.config, state.target.at(t) if "moft" in losses else None
+    sites = list(dict.fromkeys(([state.site] if "moft" in losses else []) + ([state.point_site] if "point" in losses else [])))
+    masks = [m for name, m in (("moft", state.grad_mask), ("point", state.point_mask)) if name in losses]
+    mask = None if any(m is None for m in masks) else torch.stack(masks).amax(0)  # the union, or no masking
     dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(g.autocast)
     full = g.loss_batch == "cfg" and state.uncond is not None
     eta, moments = g.step_size_at(i), {}  # Adam restarts at every guided step
-    grad = loss = per_region = None
+    grad = loss = record = None
     for it in range(g.iterations):
         reuse = it % g.grad_every != 0
         if not reuse:
@@ -359,24 +422,22 @@ def guidance_step(net, z: torch.Tensor, t, i: int, state: GuidanceState) -> torc
                 state.kv.mode = "share"
             amp = torch.autocast(z.device.type, dtype=dtype) if dtype is not None else nullcontext()
             with torch.enable_grad():
-                with amp, capture(net, state.site, detach=False, stop=g.early_exit, select="cond" if full else None) as cap:
+                with amp, capture(net, sites, detach=False, stop=g.early_exit, select="cond" if full else None) as cap:
                     if full:
                         call_denoiser(net, torch.cat([z, z]), t,
                                       {k: torch.cat([state.uncond[k], state.cond[k]]) for k in state.cond})
                     else:
                         call_denoiser(net, z, t, state.cond)
                 state.counts["forwards"] += 2 if full else 1
-                feat = moft(cap.output.float(), target.channels, target.size, content_removal=target.content_removal)
-                loss, per_region = guidance_loss(feat, target, g.loss, g.distance)
-                (grad,) = torch.autograd.grad(state.weight * loss, z)
+                loss, record = step_loss(cap.features, target, state, losses)
+                (grad,) = torch.autograd.grad(loss, z)
             state.counts["backwards"] += 1
             if state.kv is not None:
                 state.kv.mode = "off"
-            if state.grad_mask is not None:
-                grad = grad * state.grad_mask.to(grad)
+            if mask is not None:
+                grad = grad * mask.to(grad)
         z = (z - latent_update(grad, g, eta, moments)).detach()
-        state.losses.append({"step": i, "timestep": _timestep(t), "iteration": it, "loss": float(loss.detach()),
-                             "regions": per_region, "grad_norm": float(grad.norm()), "reused": reuse})
+        state.losses.append({"step": i, "timestep": _timestep(t), "iteration": it, **record, "grad_norm": float(grad.norm()), "reused": reuse})
     return z
 
 
@@ -411,6 +472,7 @@ def sample(
     capture_site: str | None = None,
     progress=None,
     callback=None,
+    points: PointRequest | None = None,
 ) -> SampleResult:
     """Generate a video with the model's sampler + CFG, optionally guiding its MOFT towards ``target``.
 
@@ -434,6 +496,9 @@ def sample(
         capture_site: site for ``capture_at`` (default: the architecture's).
         progress: optional callable ``progress(i, total)``.
         callback: optional callable ``callback(info)`` after every step (see the module docstring).
+        points: a ``moft.method.points.PointRequest`` (point drag) for ``guidance.points`` other
+            than ``"off"``: the point loss pulls each latent frame's feature at its requested point
+            to frame 0's at frame 0's point.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise SamplerError(f"steps must be a whole number >= 1, got {steps!r}")
@@ -454,11 +519,18 @@ def sample(
     guidance_scale = default_guidance_scale(pipe) if guidance_scale is None else guidance_scale
     cond, uncond = text_conditioning(pipe, prompt, negative_prompt, guidance_scale)
     sched.set_timesteps(steps)
-    guided = set(range(*g.steps)) if target is not None and g.iterations > 0 else set()
+    schedule = _schedule(g, len(sched.timesteps), target, points)
+    guided = {i for i, losses in enumerate(schedule) if losses} if g.iterations > 0 else set()
     share = bool(guided) and g.shared_kv and architecture_of(net).spatial_self_attention is not None
     state = GuidanceState(target, g, cond, uncond, g.site or pipeline_site(pipe),
                           g.resolved_weight(len(target.masks)) if target is not None else 0.0,
                           gradient_mask(target, z.shape, g.grad_mask) if target is not None else None)
+    if points is not None and g.points != "off":
+        if points.points.shape[0] != z.shape[1]:
+            raise SamplerError(f"points are given at {points.points.shape[0]} frames, the video has {z.shape[1]} latent frames")
+        state.points, state.point_site = points, g.point_site or state.site
+        if g.grad_mask != "off":
+            state.point_mask = point_gradient_mask(points, tuple(z.shape[-2:]), g.point_radius + 1.0)
     counts = state.counts
     use_source = bool(guided) and (share or keep_source)
     result = SampleResult(frames=None, latents=None, initial_latents=latents.detach().clone())
@@ -484,7 +556,7 @@ def sample(
                     kv.mode = "off"
                 z_src = sched_src.step(out_src, t, z_src).prev_sample
             if i in guided:
-                z = guidance_step(net, z, t, i, state)
+                z = guidance_step(net, z, t, i, state, schedule[i])
                 if not torch.isfinite(z).all():
                     raise GuidanceDiverged(f"guidance diverged at step {i} (t = {_timestep(t)}): the latents are no "
                                            f"longer finite; lower step_size (now {g.step_size:g})")
@@ -510,6 +582,18 @@ def sample(
         result.source_frames = decode_latents(pipe, z_src)[0] if z_src is not None else result.frames.copy()
     result.counts.update(counts)
     return result
+
+
+def _schedule(g: GuidanceConfig, num_steps: int, target, points) -> list[tuple[str, ...]]:
+    """The losses of each step (``point_schedule``), checked against what the run was given."""
+    if g.points == "off":
+        return point_schedule("off", num_steps, g.steps) if target is not None else [()] * num_steps
+    if points is None:
+        raise SamplerError(f"points={g.points!r} needs the requested points (sample(..., points=PointRequest))")
+    schedule = point_schedule(g.points, num_steps, g.steps)
+    if target is None and any("moft" in losses for losses in schedule):
+        raise SamplerError(f"points={g.points!r} runs the MOFT loss at its first guided steps and needs a target")
+    return schedule
 
 
 def config_dict(g: GuidanceConfig) -> dict:
