@@ -29,8 +29,7 @@ source); ``cost``: the guided run's seconds (target included) over the source's.
 from __future__ import annotations
 
 import json
-import math
-import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +81,8 @@ def mean_distance(video: np.ndarray, requested: np.ndarray, radius: float = TRAC
     disk = (xs - requested[0, 0]) ** 2 + (ys - requested[0, 1]) ** 2 <= radius**2
     starts = np.concatenate([requested[:1], region_points(disk, spacing=1.0)]) if disk.any() else requested[:1]
     tracks = track_points(video, points=starts.astype(np.float32))  # (N, F, 2)
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # a frame where every track was lost is NaN (skipped by trajectory_error)
+        warnings.simplefilter("ignore", RuntimeWarning)
         offsets = tracks - tracks[:, :1]  # (N, F, 2) each start point's displacement
         path = requested[0] + np.nanmean(offsets, axis=0)  # (F, 2) the region's mean motion from the point
     return trajectory_error(path, requested, height=h, width=w)
