@@ -483,16 +483,16 @@ def test_sigterm_during_a_write_leaves_no_temp_file(tmp_path, monkeypatch):
     import signal
 
     import moft.front.cli
-    import moft.io.video
+    import moft.io.outputs
 
     def killed(fd):
         os.kill(os.getpid(), signal.SIGTERM)
 
     before = signal.signal(signal.SIGTERM, moft.front.cli._terminate)  # what `moft` installs in main()
     try:
-        monkeypatch.setattr(moft.io.video.os, "fsync", killed)
+        monkeypatch.setattr(moft.io.outputs.os, "fsync", killed)
         with pytest.raises(SystemExit) as info:
-            moft.io.video.atomic_write_text(tmp_path / "r.json", "{}")
+            moft.io.outputs.atomic_write_text(tmp_path / "r.json", "{}")
     finally:
         signal.signal(signal.SIGTERM, before)
     assert info.value.code == 143 and list(tmp_path.iterdir()) == []

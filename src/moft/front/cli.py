@@ -210,7 +210,8 @@ def extract(
     with _errors():
         from .control import check_settings
         from .extract import extract as run
-        from ..io.video import check_clip_rule, output_set
+        from ..io.outputs import output_set
+        from ..io.video import check_clip_rule
 
         _check_out(out, (".safetensors",))
         if figure is not None:
@@ -342,7 +343,9 @@ def control(
         from ..models.loading import model_defaults
         from ..method.targets import TARGET_KINDS, Target
         from ..io.trajectory import load_trajectory
-        from ..io.video import check_clip_rule, output_set, strict_json, write_video
+        from ..io.jsonio import strict_json
+        from ..io.outputs import output_set
+        from ..io.video import check_clip_rule, write_video
 
         _check_out(out, (".gif", ".mp4"))
         stem = out.with_suffix("")
@@ -455,7 +458,8 @@ def evaluate(
         from ..eval.evaluate import collect, load_suite, markdown_table, run_identity, run_suite, summarise
         from .figures import report_figure
         from ..models.loading import model_defaults
-        from ..io.video import output_set, strict_json
+        from ..io.jsonio import strict_json
+        from ..io.outputs import output_set
 
         _check_out(out, (".json",))
         _no_clobber({"suite": suite, "channel file": channels},

@@ -51,7 +51,7 @@ class Extraction:
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save
 
-        from ..io.video import atomic_write_bytes
+        from ..io.outputs import atomic_write_bytes
 
         tensors = {"features": self.features.float().contiguous(), "moft": self.moft.float().contiguous()}
         if self.channels is not None:

@@ -27,7 +27,7 @@ def _save(fig, path: str | Path) -> Path:
     """Write a matplotlib figure as PNG, atomically."""
     import io
 
-    from ..io.video import atomic_write_bytes
+    from ..io.outputs import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)

@@ -251,7 +251,7 @@ class LocateReport:
         from matplotlib.figure import Figure
         from matplotlib.patches import Rectangle
 
-        from ..io.video import atomic_write_bytes
+        from ..io.outputs import atomic_write_bytes
 
         rec = self.recommendation
         panels = [("MOFT (content removed)", self.accuracy["moft"]), ("raw features", self.accuracy["raw"])]
@@ -284,7 +284,7 @@ class LocateReport:
 
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (.json), and ``.md`` and ``.png`` beside it, each atomically."""
-        from ..io.video import atomic_write_text
+        from ..io.outputs import atomic_write_text
 
         path = Path(path)
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
@@ -525,7 +525,7 @@ def write_defaults(folder: str | Path, report: LocateReport, report_path: str | 
         LocateError: not a pipeline folder, or its ``moft.json`` is not a JSON object.
     """
     from ..models.loading import CHANNELS_FILE, DEFAULTS_FILE
-    from ..io.video import atomic_write_text
+    from ..io.outputs import atomic_write_text
 
     folder = Path(folder)
     check_defaults_folder(folder)

@@ -121,11 +121,12 @@ class MotionChannels:
         """Write ``path`` (safetensors, metadata inside) and ``path.json`` (the same metadata), both or neither.
 
         The metadata is strict JSON: a non-finite figure (e.g. an explained-variance ratio of a degenerate fit)
-        is written as ``null`` with a ``null_because`` note (``moft.io.video.strict_json``).
+        is written as ``null`` with a ``null_because`` note (``moft.io.jsonio.strict_json``).
         """
         from safetensors.torch import save
 
-        from ..io.video import output_set, strict_json
+        from ..io.jsonio import strict_json
+        from ..io.outputs import output_set
 
         path = Path(path)
         meta = strict_json(self.meta, sort_keys=True)

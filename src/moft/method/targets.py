@@ -104,7 +104,7 @@ class Target:
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save
 
-        from ..io.video import atomic_write_bytes
+        from ..io.outputs import atomic_write_bytes
 
         tensors = {"curves": self.curves.float().contiguous(), "masks": self.masks.to(torch.uint8).contiguous()}
         if self.channels is not None:
