@@ -98,6 +98,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .validate import Fields, did_you_mean, is_bool, one_line, short, type_name
 
@@ -239,8 +240,6 @@ def _resolve(spec: str, base_dir: Path | None, path: str) -> Path:
 
 def _read_png(path: Path, field_path: str) -> np.ndarray:
     """Read a PNG as (h, w) float32 grey levels in [0, 1]."""
-    from PIL import Image
-
     try:
         with Image.open(path) as img:
             if img.format != "PNG":
@@ -328,8 +327,6 @@ def _rasterize_mask(mask: dict | str, grey: np.ndarray | None, height: int, widt
             inside ^= crosses & (px < x_hit)
         return inside
     assert grey is not None
-    from PIL import Image
-
     if grey.shape != (height, width):
         resized = Image.fromarray(np.ascontiguousarray(grey, dtype=np.float32)).resize(
             (width, height), Image.Resampling.BILINEAR
