@@ -1,7 +1,7 @@
 """Figures: PCA projection of MOFT vectors and the motion-correspondence heatmap (paper Figs. 1-2, 4).
 
 Example:
-    >>> from moft.figures import extraction_figure
+    >>> from moft.front.figures import extraction_figure
     >>> extraction_figure(ex, "features.png")          # doctest: +SKIP
 """
 
