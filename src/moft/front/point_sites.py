@@ -33,7 +33,17 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from ..io.outputs import atomic_write_text
+from ..io.synthetic import DIRECTIONS, make_clip
+from ..io.video import resize_video, to_uint8
+from ..method.capture import capture
+from ..method.channels import default_video_size
+from ..method.inversion import noised_features
 from ..method.points import sample_features
+from ..models.latents import encode_prompt, encode_video
+from ..models.loading import denoiser
+from ..models.pipeline import DEFAULTS_FILE, latent_time_grid
+from .locate import candidate_sites, check_defaults_folder
 
 TIMESTEPS = (100, 261, 400, 600)  # DIFT's own is t = 261
 TOLERANCE = 0.05  # a point is found when the best cell lies within this fraction of the frame of the truth
@@ -109,8 +119,6 @@ class PointSitesReport:
             + (", ".join(f"{s} t={t} ({100 * a:.1f}%)" for s, t, a in rec["near_best"]) or "none") + ".", ""])
 
     def save(self, path: str | Path) -> Path:
-        from ..io.video import atomic_write_text
-
         path = Path(path)
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
         atomic_write_text(path.with_suffix(".md"), self.markdown())
@@ -119,9 +127,6 @@ class PointSitesReport:
 
 def _clips(count: int, frames: int, height: int, width: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """``count`` object clips (directions in turn): ``(frames (F, H, W, 3) uint8, track (F, 2) pixels)``."""
-    from ..io.synthetic import DIRECTIONS, make_clip
-    from ..io.video import resize_video, to_uint8
-
     side = max(height, width)
     rng = np.random.default_rng(seed)
     names = list(DIRECTIONS)
@@ -152,14 +157,6 @@ def point_sites(pipe, *, sites: list[str] | None = None, timesteps=TIMESTEPS, cl
         model_name: recorded in the report.
         progress: optional ``progress(done, total)`` per forward.
     """
-    from ..method.capture import capture
-    from ..method.channels import default_video_size
-    from ..method.inversion import noised_features
-    from ..models.latents import encode_prompt, encode_video
-    from ..models.loading import denoiser
-    from ..models.pipeline import latent_time_grid
-    from .locate import candidate_sites
-
     net = denoiser(pipe)
     sites = list(dict.fromkeys(sites or [s for s in candidate_sites(net) if "motion_modules" not in s]))
     capture(net, sites)  # every site exists (CaptureError names a missing one) before any work
@@ -213,10 +210,6 @@ def write_point_defaults(folder: str | Path, report: PointSitesReport, report_pa
     Example:
         >>> write_point_defaults("my-model", rep, "docs/results/point_sites_my-model.json")  # doctest: +SKIP
     """
-    from ..io.video import atomic_write_text
-    from ..models.loading import DEFAULTS_FILE
-    from .locate import check_defaults_folder
-
     folder = Path(folder)
     check_defaults_folder(folder)
     path = folder / DEFAULTS_FILE
