@@ -70,3 +70,38 @@ def test_i2v_latent_frame_0_is_the_image_latent_and_survives_save_load(tmp_path,
     torch.testing.assert_close(_generate(loaded, image), latents, rtol=0, atol=0)
     video = _generate(loaded, image, output_type="np")  # decodes too
     assert video.shape == (1, 9, 32, 32, 3)
+
+
+def test_training_noise_matches_what_the_stock_pipeline_feeds_the_transformer():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts/train_shipped_model.py"
+    spec = importlib.util.spec_from_file_location("train_shipped_model", path)
+    train = importlib.util.module_from_spec(spec)
+    sys.modules["train_shipped_model"] = train  # dataclasses look their module up there
+    spec.loader.exec_module(train)
+
+    pipe = build_tiny_wan_i2v(seed=0, vae=VAE)
+    pipe.set_progress_bar_config(disable=True)
+    seen = []  # the stock call's transformer inputs
+    pipe.transformer.register_forward_pre_hook(lambda m, args, kw: seen.append(kw), with_kwargs=True)
+    image = _image(3)
+    pipe(image=image, prompt="a red disk", num_frames=8, height=32, width=32, num_inference_steps=2,
+         guidance_scale=1.0, output_type="latent")
+    stock = seen[0]  # first step
+    z = torch.randn(2, 4, 9, 16, 16)  # (B, C, F, h, w)
+    z[:, :, :1] = _image_latent(pipe.vae, image)
+    noise = torch.randn_like(z)
+    noisy, t, target = train._noise_flow_i2v(pipe.scheduler, z, noise, 0)
+    assert t.shape == (2, 9 * 8 * 8)
+    # the same token layout: timestep 0 exactly where the stock call has it (frame 0), t elsewhere
+    assert torch.equal(t == 0, (stock["timestep"][:1] == 0).expand(2, -1))
+    assert torch.allclose(t[:, 64:], t[:, -1:].expand(-1, t.shape[1] - 64))
+    # frame 0 of the model input is the image latent in both; the other frames are noised
+    torch.testing.assert_close(stock["hidden_states"][:, :, 0], z[:1, :, 0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(noisy[:, :, 0], z[:, :, 0], rtol=0, atol=0)
+    s = (t[:, -1] / 1000).view(-1, 1, 1, 1, 1)
+    torch.testing.assert_close(noisy[:, :, 1:], (1 - s) * z[:, :, 1:] + s * noise[:, :, 1:])
+    torch.testing.assert_close(target, noise - z)
