@@ -558,7 +558,9 @@ def main():
             "meta": {f"{name}_steps": step, "vae_steps": args.vae_steps, "vae_decoder_steps": decoder_steps(args.run),
                      "ema": args.ema,  # batch, lr: per phase
                      f"cpu_seconds_{name}": cpu_seconds, f"gpu_seconds_{name}": gpu_seconds, "prediction_type": organism.prediction_type,
-                     "frames": organism.frames, "phases": phases}}
+                     "frames": organism.frames, "phases": phases}
+            | ({"start": f"{WAN_I2V_START.name} (its EMA transformer, VAE and text encoder)"}
+               if organism.vae_from_build else {})}
 
     if args.export is not None:
         weights = ema_state()

@@ -105,3 +105,21 @@ def test_training_noise_matches_what_the_stock_pipeline_feeds_the_transformer():
     s = (t[:, -1] / 1000).view(-1, 1, 1, 1, 1)
     torch.testing.assert_close(noisy[:, :, 1:], (1 - s) * z[:, :, 1:] + s * noise[:, :, 1:])
     torch.testing.assert_close(target, noise - z)
+
+
+def test_shipped_i2v_model_keeps_the_image_as_frame_0():
+    from moft.models import load_pipeline
+
+    pipe = load_pipeline("moft-tiny-wan-i2v")
+    assert type(pipe).__name__ == "WanImageToVideoPipeline" and pipe.config.expand_timesteps
+    image = _image(4)
+    video = _generate(pipe, image, output_type="np")[0]  # (F, H, W, 3) in [0, 1]
+    assert video.shape == (9, 32, 32, 3)
+    with torch.no_grad():  # the VAE's own round trip of the image: what frame 0 decodes to
+        x = torch.from_numpy(np.asarray(image)).float().div(127.5).sub(1).permute(2, 0, 1)[None, :, None]
+        round_trip = pipe.vae.decode(pipe.vae.encode(x).latent_dist.mode()).sample[0, :, 0]  # (3, H, W)
+    round_trip = (round_trip.permute(1, 2, 0).clamp(-1, 1).numpy() + 1) / 2  # (H, W, 3)
+    np.testing.assert_allclose(video[0], round_trip, atol=2e-3)
+    target = np.asarray(image) / 255
+    assert np.mean((video[0] - target) ** 2) < 0.01  # 20 dB: the trained VAE keeps the image
+    assert np.mean((video[-1] - video[0]) ** 2) > 1e-4  # and the video is not frame 0 repeated
