@@ -108,7 +108,7 @@ def test_training_noise_matches_what_the_stock_pipeline_feeds_the_transformer():
 
 
 def test_shipped_i2v_model_keeps_the_image_as_frame_0():
-    from moft.models import load_pipeline
+    from moft.models.loading import load_pipeline
 
     pipe = load_pipeline("moft-tiny-wan-i2v")
     assert type(pipe).__name__ == "WanImageToVideoPipeline" and pipe.config.expand_timesteps
