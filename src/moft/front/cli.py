@@ -128,12 +128,13 @@ def _read_clip(path: Path, pipe, model: str | None, start: int, stride: Optional
                fit: str):
     """The model's frames of any clip (``moft.io.video.read_clip``'s rule)."""
     from ..method.channels import default_video_size
-    from ..models.loading import model_defaults
+    from ..models.pipeline import pipeline_record
     from ..io.video import CLIP_FPS, read_clip
 
     f, h, w = default_video_size(pipe)
+    clip_fps = pipeline_record(pipe).fps
     return read_clip(path, f, size=(h, w), start=start, stride=stride, fps=fps, fit=fit,
-                     clip_fps=model_defaults(model).get("fps", CLIP_FPS))
+                     clip_fps=CLIP_FPS if clip_fps is None else clip_fps)
 
 
 def _warn_unknown_words(pipe, prompt: Optional[str]):
