@@ -12,7 +12,6 @@ plus the name ``"moft-tiny"`` for the model that ships inside the package.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 

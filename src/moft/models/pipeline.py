@@ -321,6 +321,19 @@ def sampling_scheduler(pipe):
     return copy.deepcopy(pipe.scheduler)
 
 
+def max_steps(pipe) -> int | None:
+    """The most sampling steps moft's scheduler for ``pipe`` takes: a DDPM-family schedule has
+    ``num_train_timesteps`` (1000) distinct timesteps; a flow schedule has no bound (None).
+
+    Example:
+        >>> from moft.models.tiny import build_tiny_animatediff
+        >>> max_steps(build_tiny_animatediff())
+        1000
+    """
+    sched = sampling_scheduler(pipe)
+    return None if is_flow(sched) else int(sched.config.num_train_timesteps)
+
+
 def is_flow(scheduler) -> bool:
     """Whether a scheduler samples a flow ODE (``x_s = (1 - s) x_0 + s eps``, velocity prediction)."""
     return not hasattr(scheduler, "alphas_cumprod") or scheduler.config.get("prediction_type") == "flow_prediction"
