@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
+import safetensors.torch
 import torch
 import typer
-from safetensors.torch import load_file, save
 
 from ..eval.evaluate import (collect, load_suite, markdown_table, run_identity, run_suite, suite_layers, summarise,
                              with_model_defaults)
@@ -32,7 +32,7 @@ from ..method.settings import GUIDANCE_FIELDS, GuidanceConfig, resolve_settings
 from ..method.targets import Target
 from ..models.adapters import architecture_of, call_denoiser, default_site
 from ..models.latents import latent_channels, probe_conditioning
-from ..models.loading import load_pipeline
+from ..models import loading
 from ..models.pipeline import (default_video_size, denoiser, latent_frames, model_record, pipeline_record,
                                resolve_model, temporal_scale, vae_scale)
 from ..models.tiny.tokenizer import unknown_words
@@ -98,7 +98,7 @@ def _progress(label: str):
 def _load(model: str | None):
 
     torch.set_grad_enabled(True)
-    return load_pipeline(model)
+    return loading.load_pipeline(model)  # through the module: one place to swap the loader
 
 
 def _channels(path: Optional[Path], model: str | None, required: bool):
@@ -314,7 +314,7 @@ def _read_latents(path: Optional[Path]):
     if path is None:
         return None
     try:
-        return load_file(str(path))["latents"]
+        return safetensors.torch.load_file(str(path))["latents"]
     except Exception:
         raise UsageError(f"{path}: not a moft latents file") from None
 
@@ -330,7 +330,8 @@ def _write_control(res, out: Path, outputs: dict, report: dict, save_source: boo
             write_video(stage(outputs["the source video"]), res.source_frames)
         if save_proxy:
             write_video(stage(outputs["the proxy video"]), res.proxy_frames)
-        stage(outputs["the latents"]).write_bytes(save({"latents": res.result.initial_latents.contiguous().float()}))
+        stage(outputs["the latents"]).write_bytes(
+            safetensors.torch.save({"latents": res.result.initial_latents.contiguous().float()}))
         if save_target is not None:
             res.target.save(stage(save_target))
         stage(outputs["the report"]).write_text(text)
