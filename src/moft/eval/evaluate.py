@@ -91,7 +91,8 @@ from ..method.settings import (GUIDANCE_FIELDS, MAX_SEED, MAX_STEPS, GuidanceCon
                                resolve_settings)
 from ..models.pipeline import OFFICIAL_CFG, default_video_size, denoiser, pipeline_record, vae_scale
 from ..io.synthetic import COLORS, DIRECTIONS, make_clip
-from ..io.video import VideoError, atomic_write_text, read_clip, read_video
+from ..io.outputs import atomic_write_text
+from ..io.video import VideoError, read_clip, read_video
 from ..method.control_target import build_target
 from ..method.drag import region_affine, swept_masks
 from ..method.targets import TARGET_KINDS, Target, TargetError

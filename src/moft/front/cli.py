@@ -12,7 +12,9 @@ Bad input prints one line ``error: ...`` and exits with code 2; outputs are writ
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
@@ -20,26 +22,31 @@ from typing import Optional
 import safetensors.torch
 import torch
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..eval.evaluate import (collect, load_suite, markdown_table, run_identity, run_suite, suite_layers, summarise,
                              with_model_defaults)
 from ..io.trajectory import load_trajectory
-from ..io.video import CLIP_FPS, check_clip_rule, output_set, read_clip, read_video, strict_json, write_video
+from ..io.jsonio import strict_json
+from ..io.outputs import output_set
+from ..io.video import CLIP_FPS, check_clip_rule, read_clip, read_video, write_video
 from ..method.capture import capture, capture_sites
 from ..method.channels import MotionChannels, default_channels
 from ..method.channels import fit_channels as fit_motion_channels
 from ..method.settings import GUIDANCE_FIELDS, GuidanceConfig, resolve_settings
 from ..method.targets import Target
 from ..models.adapters import architecture_of, call_denoiser, default_site
-from ..models.latents import latent_channels, probe_conditioning
+from ..models.latents import latent_channels, probe_conditioning, unknown_words
 from ..models import loading
-from ..models.pipeline import (default_video_size, denoiser, latent_frames, model_record, pipeline_record,
-                               resolve_model, temporal_scale, vae_scale)
-from ..models.tiny.tokenizer import unknown_words
+from ..models.pipeline import (DEFAULTS_FILE, default_video_size, denoiser, latent_frames, model_record,
+                               pipeline_record, resolve_model, temporal_scale, vae_scale)
 from .control import (ControlError, check_channels, check_init_latents, check_settings, check_trajectory_frames,
                       plan_control, plan_settings, run_control)
 from .extract import extract as extract_features
 from .figures import extraction_figure, report_figure
+from .locate import (check_defaults_folder, folder_train_timesteps, locate as run_locate, model_folder, parse_list,
+                     plan_locate, write_defaults as save_defaults)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Training-free motion interpretation and control in video diffusion models (MOFT).")
@@ -74,9 +81,6 @@ def _errors():
 def _progress(label: str):
     """A rich progress bar on stderr, shown from the first update; yields ``update(done, total, phase=None)``.
     A new ``phase`` (e.g. control's ``source``, ``invert``, ``guide``) starts a new bar line."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=Console(stderr=True))
     tasks: dict = {}
@@ -132,6 +136,20 @@ def _no_clobber(inputs: dict[str, Optional[Path]], outputs: dict[str, Optional[P
         if real in seen:
             raise UsageError(f"{path}: {name} would overwrite the {seen[real]}; choose another name")
         seen[real] = name
+
+
+def _not_into_folders(outputs: dict[str, Path], folders: dict[str, Optional[Path]], new_files: tuple[str, ...] = ()):
+    """Refuse an output that is a file (or folder) of a folder the run reads or writes, or one of its
+    ``new_files`` (names the run creates at the folder's top), so a run never replaces its own inputs."""
+    for what, folder in folders.items():
+        if folder is None or not Path(folder).is_dir():
+            continue
+        root = os.path.realpath(folder)
+        made = {os.path.join(root, name) for name in new_files}
+        for name, path in outputs.items():
+            real = os.path.realpath(path)
+            if os.path.commonpath([root, real]) == root and (os.path.exists(real) or real in made or real == root):
+                raise UsageError(f"{path}: {name} would overwrite a file of the {what} {folder}; choose another name")
 
 
 def _probe_clip(path: Path):
@@ -556,36 +574,35 @@ def locate(
 ):
     """Where motion lives: direction decoding from MOFT and raw features over sites x timesteps."""
     with _errors():
-        from .locate import check_defaults_folder, parse_list
-        from .locate import locate as run
-        from .locate import write_defaults as write
-
         _check_out(out, (".json",))
         site_list = parse_list(sites, str, "--sites") if sites is not None else None
         ts = parse_list(timesteps, int, "--timesteps")
         fr = parse_list(fractions, float, "--fractions")
+        folder = model_folder(model)
+        plan_locate(timesteps=ts, fractions=fr, clips_per_direction=clips, max_forwards=budget,
+                    train_timesteps=folder_train_timesteps(folder))  # every setting checked before the model loads
         if write_defaults is not None:
             check_defaults_folder(write_defaults)
+        _not_into_folders({"--out": out, "--out's .md": out.with_suffix(".md"), "--out's .png": out.with_suffix(".png")},
+                          {"model folder": folder, "--write-defaults folder": write_defaults},
+                          new_files=(DEFAULTS_FILE,))
         pipe = _load(model)
         with _progress("locate") as update:
-            rep = run(pipe, sites=site_list, timesteps=ts, fractions=fr, clips_per_direction=clips,
-                      max_forwards=budget, seed=seed, model_name=model or "moft-tiny", progress=update)
+            rep = run_locate(pipe, sites=site_list, timesteps=ts, fractions=fr, clips_per_direction=clips,
+                             max_forwards=budget, seed=seed, model_name=model or "moft-tiny", progress=update)
         rep.save(out)
         rec = rep.recommendation
         typer.echo(f"wrote {out}: {len(rep.sites)} sites x {len(rep.timesteps)} timesteps, {rep.meta['forwards']} "
                    f"forwards; recommended {rec['site']} at t={rec['timestep']}, fraction {rec['fraction']} "
                    f"(MOFT accuracy {rec['moft_accuracy']:.2f}, raw {rec['raw_accuracy']:.2f})")
         if write_defaults is not None:
-            for note in write(write_defaults, rep, out):
+            for note in save_defaults(write_defaults, rep, out):
                 typer.echo(f"note: {note}")
             typer.echo(f"wrote {write_defaults / 'moft.json'}: site {rec['site']}")
 
 
 def _quiet():
     """Silence library chatter (loading bars, optional-dependency warnings) on the user's terminal."""
-    import os
-    import warnings
-
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -601,8 +618,6 @@ def _terminate(signum, frame):
 def main():
     """Console-script entry point: exit 0 on success, 2 with one line ``error: ...`` on bad input
     (moft's and typer's own errors), 130 on Ctrl-C, 143 on SIGTERM; a bug keeps its traceback (1)."""
-    import signal
-
     _quiet()
     signal.signal(signal.SIGTERM, _terminate)
     args = sys.argv[1:] or ["--help"]  # a bare `moft` shows the help

@@ -2,9 +2,9 @@
 
 Example:
     >>> import torch
-    >>> from moft.adapters import call_denoiser
-    >>> from moft.capture import capture
-    >>> from moft.tiny import build_tiny_wan
+    >>> from moft.models.adapters import call_denoiser
+    >>> from moft.method.capture import capture
+    >>> from moft.models.tiny import build_tiny_wan
     >>> net = build_tiny_wan().transformer
     >>> z, emb = torch.randn(1, 9, 4, 16, 16), torch.randn(1, 8, 64)   # latents (B, F, C, h, w), text
     >>> with torch.no_grad(), capture(net, stop=True) as cap:
@@ -22,6 +22,7 @@ included, so the model afterwards is exactly the model before.
 from __future__ import annotations
 
 import math
+import re
 from contextlib import ContextDecorator
 
 import torch
@@ -180,8 +181,6 @@ class capture(ContextDecorator):  # noqa: N801 - used like a function, as baukit
 
 def capture_sites(model: torch.nn.Module) -> dict[str, list[str]]:
     """Named capture sites for ``moft info``: the default, every block output and temporal layers."""
-    import re
-
     arch = architecture_of(model)
     names = [n for n, _ in model.named_modules()]
     return {

@@ -1,8 +1,8 @@
 """Per-architecture facts, as one table of data.
 
 Example:
-    >>> from moft.adapters import architecture_of, default_site
-    >>> from moft.tiny import build_tiny_wan
+    >>> from moft.models.adapters import architecture_of, default_site
+    >>> from moft.models.tiny import build_tiny_wan
     >>> net = build_tiny_wan().transformer
     >>> architecture_of(net).name, default_site(net)
     ('wan', 'blocks.3')
@@ -25,6 +25,7 @@ shared K/V is off (the sampler records that it did not run).
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass
 
 import torch
@@ -197,7 +198,7 @@ def default_site(model: torch.nn.Module) -> str:
     """The capture site moft uses when none is given: the table's site, filled in by depth for DiTs.
 
     Example:
-        >>> from moft.tiny import build_tiny_wan
+        >>> from moft.models.tiny import build_tiny_wan
         >>> default_site(build_tiny_wan().transformer)          # 6 blocks
         'blocks.3'
     """
@@ -216,8 +217,6 @@ def rotary_embedding(model: torch.nn.Module, latents: torch.Tensor):
     the latent size in place of pixels (its only use of the VAE is to turn pixels into latents).
     Returns None for models without pipeline-computed rotary embeddings.
     """
-    import types
-
     import diffusers
 
     arch = architecture_of(model)
