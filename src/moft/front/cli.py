@@ -72,13 +72,21 @@ def _progress(label: str):
             bar.stop()
 
 
-def _load(model: str | None):
+def _where(device: str, dtype: str, offload: str) -> dict:
+    """``--device``, ``--dtype`` and ``--offload`` resolved, so a device that is not there fails (one line, exit 2)
+    before anything loads."""
+    from ..models.device import resolve_device, resolve_dtype, resolve_offload
+
+    return {"device": resolve_device(device), "dtype": resolve_dtype(dtype), "offload": resolve_offload(offload)}
+
+
+def _load(model: str | None, where: dict | None = None):
     import torch
 
     from ..models.loading import load_pipeline
 
     torch.set_grad_enabled(True)
-    return load_pipeline(model)
+    return load_pipeline(model, **(where or {}))
 
 
 def _channels(path: Optional[Path], model: str | None, required: bool):
@@ -146,6 +154,13 @@ def _warn_unknown_words(pipe, prompt: Optional[str]):
 
 
 MODEL_HELP = "moft-tiny (default), moft-tiny-wan, a pipeline folder or a hub id"
+# where every command runs (one definition, reused by each command)
+DEVICE = typer.Option("auto", "--device", help="auto (the accelerator when there is one, else the CPU), cpu, cuda, "
+                      "cuda:N or mps")
+DTYPE = typer.Option("float32", "--dtype", help="the denoiser's (and text encoder's) dtype: float32, bfloat16 or "
+                     "float16; latents, losses and optimiser state stay float32, the VAE float32")
+OFFLOAD = typer.Option("none", "--offload", help="none, model (each model on the device only while it runs: "
+                       "diffusers' model CPU offload) or group (block by block: least memory, slowest)")
 START_HELP = "clip: first frame to take"
 STRIDE_HELP = "clip: frames between frames taken (default: the clip's fps / the model's fps, about 1 s for 8 frames)"
 FPS_HELP = "clip: sample the clip at this frame rate instead of --stride (default: none, see --stride)"
@@ -153,7 +168,8 @@ FIT_HELP = "clip: crop (centre crop to the model's aspect, then resize), resize 
 
 
 @app.command()
-def info(model: Optional[str] = typer.Option(None, help=MODEL_HELP)):
+def info(model: Optional[str] = typer.Option(None, help=MODEL_HELP), device: str = DEVICE, dtype: str = DTYPE,
+         offload: str = OFFLOAD):
     """Model class, adapter, capture sites and the feature shape at the default site."""
     with _errors():
         import torch
@@ -163,15 +179,18 @@ def info(model: Optional[str] = typer.Option(None, help=MODEL_HELP)):
         from ..models.latents import latent_channels, probe_conditioning, vae_scale
         from ..models.loading import denoiser
         from ..method.channels import default_channels
+        from ..models.device import execution_device
+        from ..models.loading import placement
         from ..models.pipeline import default_video_size, latent_frames
 
-        pipe = _load(model)
+        where = _where(device, dtype, offload)
+        pipe = _load(model, where)
         net = denoiser(pipe)
         arch = architecture_of(net)
         f, h, w = default_video_size(pipe)
         sites = capture_sites(net)
         s = vae_scale(pipe)
-        z = torch.zeros(1, latent_frames(pipe, f), latent_channels(pipe), h // s, w // s)
+        z = torch.zeros(1, latent_frames(pipe, f), latent_channels(pipe), h // s, w // s, device=execution_device(pipe))
         with torch.no_grad(), capture(net, stop=True) as cap:
             call_denoiser(net, z, 500, probe_conditioning(pipe, z))
         ch = default_channels(model)
@@ -184,6 +203,7 @@ def info(model: Optional[str] = typer.Option(None, help=MODEL_HELP)):
             f"blocks        {', '.join(sites['blocks'])}",
             f"temporal      {len(sites['temporal'])} modules, e.g. {', '.join(sites['temporal'][:3])}",
             f"channels      {'shipped: ' + str(ch.indices.tolist()) if ch is not None else 'none shipped'}",
+            "runs on       {device}, denoiser {dtype}, offload {offload}".format(**placement(pipe)),
         ]
         typer.echo("\n".join(lines))
 
@@ -205,6 +225,9 @@ def extract(
     stride: Optional[int] = typer.Option(None, help=STRIDE_HELP),
     fps: Optional[float] = typer.Option(None, help=FPS_HELP),
     fit: str = typer.Option("crop", help=FIT_HELP),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    offload: str = OFFLOAD,
 ):
     """Features and MOFT of a prompt's generated video or of a given clip."""
     with _errors():
@@ -220,10 +243,11 @@ def extract(
         _no_clobber({"video": video, "channel file": channels}, {"--out": out, "--figure": figure})
         check_settings(steps=steps, seed=seed)
         check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
+        where = _where(device, dtype, offload)
         if video is not None:
             _probe_clip(video)
         ch = _channels(channels, model, required=False)
-        pipe = _load(model)
+        pipe = _load(model, where)
         _warn_unknown_words(pipe, prompt)
         clip = _read_clip(video, pipe, model, start, stride, fps, fit) if video is not None else None
         with _progress("extract") as update:
@@ -253,6 +277,9 @@ def fit_channels(
     images: Optional[Path] = typer.Option(None, help="folder of still pictures to pan (default: synthetic scenes)"),
     site: Optional[str] = typer.Option(None, help="module path to capture (default: the architecture's, up_blocks.1)"),
     seed: int = typer.Option(0),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    offload: str = OFFLOAD,
 ):
     """Fit horizontal and vertical motion channels on synthetic pans (PCA, as the paper, or d')."""
     with _errors():
@@ -270,7 +297,7 @@ def fit_channels(
             if not files:
                 raise UsageError(f"{images}: no .png/.jpg pictures")
             pics = [read_video(p)[0] for p in files]
-        pipe = _load(model)
+        pipe = _load(model, _where(device, dtype, offload))
         with _progress("fit-channels") as update:
             ch = run(pipe, fraction=fraction, method=method, rank=rank, timestep=timestep, scenes=scenes, site=site,
                      seed=seed, images=pics, model_name=model or "moft-tiny", progress=update)
@@ -331,6 +358,15 @@ def control(
     stride: Optional[int] = typer.Option(None, help=STRIDE_HELP),
     fps: Optional[float] = typer.Option(None, help=FPS_HELP),
     fit: str = typer.Option("crop", help=FIT_HELP),
+    checkpointing: Optional[bool] = typer.Option(None, "--checkpointing/--no-checkpointing", help="recompute the "
+                                                 "denoiser's blocks in the backward pass of guidance: less memory, "
+                                                 "more time (default: the model's moft.json, else off)"),
+    autocast: Optional[str] = typer.Option(None, help="none, bfloat16 or float16: run guidance's loss forward under "
+                                           "autocast; latents and loss stay float32 (default: the model's moft.json, "
+                                           "else none)"),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    offload: str = OFFLOAD,
 ):
     """Generate a video whose regions move as the trajectory says."""
     with _errors():
@@ -361,7 +397,8 @@ def control(
         given = {"iterations": iterations, "step_size": step_size, "weight": weight, "loss": loss,
                  "shared_kv": shared_kv, "grad_mask": grad_mask, "optimizer": optimizer, "step_size_end": step_size_end,
                  "distance": distance, "grad_every": grad_every, "target_mode": target_mode,
-                 "target_timesteps": target_timesteps}
+                 "target_timesteps": target_timesteps, "checkpointing": checkpointing,
+                 "autocast": None if autocast in (None, "none") else autocast}
         if guided_steps is not None:
             try:
                 given["steps"] = tuple(int(v) for v in guided_steps.split(":"))
@@ -379,6 +416,7 @@ def control(
         if save_target is not None and g.iterations == 0 and target is None:
             raise UsageError("--save-target: --iterations 0 runs unguided and makes no target")
         check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
+        where = _where(device, dtype, offload)
         if reference is not None:
             _probe_clip(reference)
         if defaults.get("frames"):  # the model folder names its frame count: check the trajectory before loading
@@ -393,7 +431,7 @@ def control(
                 init = load_file(str(init_latents))["latents"]
             except Exception:
                 raise UsageError(f"{init_latents}: not a moft latents file") from None
-        pipe = _load(model)
+        pipe = _load(model, where)
         from ..method.channels import default_video_size
 
         f, h, w = default_video_size(pipe)
@@ -444,6 +482,9 @@ def evaluate(
                                         "this process's share under accelerate launch)"),
     threads: Optional[int] = typer.Option(None, min=1, help="torch threads per process (default: the cores over "
                                           "the processes; give 1 on a machine shared with other heavy work)"),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    offload: str = OFFLOAD,
 ):
     """Run a suite of controlled generations, score them, write a report (shards under accelerate launch)."""
     with _errors():
@@ -454,7 +495,7 @@ def evaluate(
 
         from ..eval.evaluate import collect, load_suite, markdown_table, run_identity, run_suite, summarise
         from .figures import report_figure
-        from ..models.loading import model_defaults
+        from ..models.loading import model_defaults, placement
         from ..io.video import output_set, strict_json
 
         _check_out(out, (".json",))
@@ -464,6 +505,7 @@ def evaluate(
         spec = load_suite(suite)
         spec["guidance"] = dict(model_defaults(model).get("guidance", {}), **spec.get("guidance", {}))
         spec.setdefault("target", model_defaults(model).get("target", "curves"))
+        where = _where(device, dtype, offload)
         ch = _channels(channels, model, required=True)
         if shard is not None:
             try:
@@ -478,7 +520,9 @@ def evaluate(
             state = PartialState(cpu=not torch.cuda.is_available())
             index, count, main = state.process_index, state.num_processes, state.is_main_process
         torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // count))
-        pipe = _load(model)
+        if state is not None and device == "auto" and state.device.type != "cpu":
+            where["device"] = state.device  # accelerate launch: each process on its own accelerator
+        pipe = _load(model, where)
         work = work_dir or out.with_suffix(".parts")
         with _progress(f"evaluate [{index}/{count}]") as update:
             run_suite(pipe, spec, work, ch, process_index=index, num_processes=count, progress=update)
@@ -488,7 +532,7 @@ def evaluate(
             rows = collect(spec, work, run_identity(pipe, ch))
             table = summarise(rows)
             report = {"suite": spec, "model": model or "moft-tiny", "channels_digest": ch.digest(),
-                      "table": table, "rows": rows}
+                      **placement(pipe), "table": table, "rows": rows}
             text = strict_json(report)
             with output_set() as stage:  # report, table and figure, or none of them
                 stage(out).write_text(text)
@@ -508,6 +552,9 @@ def locate(
     budget: Optional[int] = typer.Option(None, help="at most this many denoiser forwards (= clips x timesteps); fewer clips if needed"),
     write_defaults: Optional[Path] = typer.Option(None, help="put the recommended site into FOLDER/moft.json"),
     seed: int = typer.Option(1234, help="clips, noise and folds (held out from fit-channels' pans)"),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    offload: str = OFFLOAD,
 ):
     """Where motion lives: direction decoding from MOFT and raw features over sites x timesteps."""
     with _errors():
@@ -521,7 +568,7 @@ def locate(
         fr = parse_list(fractions, float, "--fractions")
         if write_defaults is not None:
             check_defaults_folder(write_defaults)
-        pipe = _load(model)
+        pipe = _load(model, _where(device, dtype, offload))
         with _progress("locate") as update:
             rep = run(pipe, sites=site_list, timesteps=ts, fractions=fr, clips_per_direction=clips,
                       max_forwards=budget, seed=seed, model_name=model or "moft-tiny", progress=update)

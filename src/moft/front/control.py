@@ -21,6 +21,7 @@ import torch
 from ..method.channels import MotionChannels, default_video_size
 from ..method.drag import drag_video
 from ..method.sampler import GuidanceConfig, SampleResult, config_dict, guided_timesteps, sample
+from ..models.loading import placement
 from ..method.targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
 
 
@@ -278,5 +279,6 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
         "target": {k: v for k, v in target.meta.items() if k != "trajectory"} if target is not None else None,
         "channels_digest": channels.digest() if channels is not None else None,
         "losses": out.losses, "counts": out.counts, "seconds": out.seconds,
+        **placement(pipe),  # device, dtype, offload, torch
     }
     return ControlResult(out.frames, out.source_frames, target, out, report, proxy)

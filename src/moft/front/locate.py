@@ -34,6 +34,7 @@ import torch
 from einops import rearrange
 
 from ..method.features import region_mean, remove_content_correlation, resize
+from ..models.loading import placement
 
 FRACTIONS = (0.01, 0.04, 0.10)
 TIMESTEPS = (100, 200, 400, 700)
@@ -444,7 +445,7 @@ def locate(
         "model": model_name, "architecture": arch.name,
         "clips": {"per_direction": clips_per_direction, "kinds": list(kinds), "total": len(clips),
                   "frames": f, "height": h, "width": w, "seed": seed},
-        "folds": folds, "crop": crop, "forwards": total,
+        "folds": folds, "crop": crop, "forwards": total, **placement(pipe),
         "seconds": {"forwards": round(forward_seconds, 1), "classifiers": round(classifier_seconds, 1)},
         "sample": "frame 0's feature averaged over the clip's motion region, on the latent grid",
         "correspondence": f"share of clips whose frame-0 MOFT at a known point is most similar (cosine, all channels) "

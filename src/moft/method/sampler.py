@@ -41,6 +41,7 @@ import torch
 from einops import rearrange
 
 from ..models.adapters import architecture_of, call_denoiser
+from ..models.device import execution_device
 from .capture import capture
 from .features import moft, region_mean
 from ..models.latents import decode_latents, initial_noise, text_conditioning
@@ -446,7 +447,7 @@ def sample(
     num_frames, height, width = num_frames or f0, height or h0, width or w0
     if latents is None:
         latents = initial_noise(pipe, num_frames=num_frames, height=height, width=width, seed=seed)
-    z = latents.to(net.device, net.dtype)
+    z = latents.to(execution_device(pipe), torch.float32)  # float32 whatever the denoiser's dtype
     if target is not None and target.num_frames != z.shape[1]:
         raise SamplerError(f"target has {target.num_frames} frames, the video {z.shape[1]} latent frames")
     if target is not None and target.size != tuple(z.shape[-2:]):
