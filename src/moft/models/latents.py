@@ -34,7 +34,7 @@ def encode_prompt(pipe, prompt: str | list[str], device: torch.device | str | No
     Stable-Diffusion-style ones (CLIP) are tokenised to the tokenizer's ``model_max_length``.
     """
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    device = device or pipe.text_encoder.device
+    device = device or execution_device(pipe)  # the accelerator, also when the text encoder is offloaded
     if "max_sequence_length" in inspect.signature(pipe.encode_prompt).parameters:
         length = inspect.signature(pipe.__call__).parameters["max_sequence_length"].default
         with torch.no_grad():
