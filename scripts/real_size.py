@@ -36,6 +36,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -116,7 +117,11 @@ def materialise(net: torch.nn.Module, device: torch.device, dtype: torch.dtype, 
         else:
             value.normal_(0.0, 0.02, generator=gen)
         set_module_tensor_to_device(net, name, device, value=value, dtype=kind)
-    return net.to(device).eval()  # buffers (e.g. rotary tables) were built for real on the CPU
+    for mod_name, module in net.named_modules():  # buffers (e.g. positional tables) were built for real on the CPU
+        for name, buf in list(module._buffers.items()):
+            if buf is not None and buf.is_floating_point() and not any(k in mod_name.split(".") for k in keep):
+                module._buffers[name] = buf.to(dtype)  # as .to(dtype) would (a float32 table would promote activations)
+    return net.to(device).eval()
 
 
 def build_denoiser(cfg: Config, base):
@@ -349,7 +354,9 @@ def run(args) -> dict:
                          "size": f"{cfg.height}x{cfg.width}", "steps": cfg.steps, "device": None, "date": today,
                          "status": f"not measured: no accelerator in this session ({today}; this run: {device}); "
                                    f"run `{GPU_COMMAND.replace('wan2.1-t2v-1.3b', name)}`"})
+    load = [round(x, 1) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     return {"meta": {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device),
+                     "load_average_at_end": load,
                      "tiny": args.tiny, "steps": args.steps, "levers": args.levers, "date": today,
                      "wall": "denoising loop (SampleResult.seconds)",
                      "guidance": "random per-position target, cosine distance, 4 Adam iterations (lr 0.15) per "
@@ -363,7 +370,9 @@ def markdown(report: dict) -> str:
     lines = [f"# Real-size cost of guided sampling ({meta['date']}, torch {meta['torch']}, {meta['threads']} threads)",
              "", "Measured by `scripts/real_size.py` (random weights; how: its docstring). Wall: the denoising loop. "
              "Peak: `torch.cuda.max_memory_allocated` on CUDA, VmHWM (peak RSS of the whole process) on the CPU. "
-             "Ratios: guided over the unguided row with the same weights dtype and offload.", "",
+             "Ratios: guided over the unguided row with the same weights dtype and offload. "
+             f"Machine load average at the end: {meta.get('load_average_at_end')} (CPU wall times on a shared "
+             "machine are inflated and noisy; read the CPU rows for the ratios' order, not for speed).", "",
              "| config | case | levers | device | dtype | steps | frames | size | latents | wall (s) | peak (GiB) "
              "| × unguided (wall) | × unguided (peak) | status |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
