@@ -46,7 +46,7 @@ import torch
 
 from moft.method.capture import capture
 from moft.models.adapters import call_denoiser
-from moft.io.video import strict_json
+from moft.io.jsonio import strict_json
 from moft.method.sampler import GuidanceConfig, sample
 from moft.method.targets import Target
 from moft.models.device import dtype_name, resolve_device
