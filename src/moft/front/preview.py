@@ -18,10 +18,10 @@ Example:
     (256, 256, 3)
 
 How the object is found (``find_objects``): a pixel belongs to some object when its colour stands out
-from the frame's background (RGB distance above ``THRESHOLD`` from the frame's median colour) or when it
-moves (it differs by as much from its own median over the video's frames, somewhere in the video). Of
-the 8-connected pieces of such pixels (at least ``MIN_AREA``), the region's object is the one with the
-most pixels inside the region. A region with none gets a one-line warning; so does one whose object lies
+from the frame's background (RGB distance above ``THRESHOLD`` from the frame's median colour); of the
+8-connected pieces of such pixels (at least ``MIN_AREA``), the region's object is the one with the most
+pixels inside the region. A region with no such piece gets, by the same choice, a piece of the pixels that
+move (in frame 0 they differ by as much from their own median over the video's frames). A region with none gets a one-line warning; so does one whose object lies
 mostly outside it. The same threshold and connectivity are the synthetic-object protocol's
 (``moft.eval.metrics.track_centroid``).
 """
@@ -86,8 +86,16 @@ def foreground(video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     video = to_float(np.asarray(video)).astype(np.float32)  # (F, H, W, 3)
     frame = video[0]  # (H, W, 3)
     stands_out = np.linalg.norm(frame - np.median(frame.reshape(-1, 3), axis=0), axis=-1) > THRESHOLD
-    moves = (np.linalg.norm(video - np.median(video, axis=0)[None], axis=-1) > THRESHOLD).any(0)  # (H, W)
+    moves = np.linalg.norm(frame - np.median(video, axis=0), axis=-1) > THRESHOLD  # (H, W)
     return stands_out, moves
+
+
+def _pieces(fg: np.ndarray) -> tuple:
+    """8-connected pieces of a (H, W) bool map: count, labels, stats, centroids and which are big enough."""
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(fg.astype(np.uint8), connectivity=8)
+    big = stats[:, cv2.CC_STAT_AREA] >= MIN_AREA
+    big[0] = False  # label 0 is the ground
+    return count, labels, stats, centroids, big
 
 
 def find_objects(video: np.ndarray, trajectory) -> list[FoundObject]:
@@ -103,10 +111,7 @@ def find_objects(video: np.ndarray, trajectory) -> list[FoundObject]:
     video = to_float(np.asarray(video)).astype(np.float32)  # (F, H, W, 3)
     height, width = video.shape[1:3]
     stands_out, moves = foreground(video)
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats((stands_out | moves).astype(np.uint8),
-                                                                       connectivity=8)
-    big = stats[:, cv2.CC_STAT_AREA] >= MIN_AREA
-    big[0] = False  # label 0 is the ground
+    pieces = [_pieces(stands_out), _pieces(moves)]  # an object that stands out first, else one that moves
     found = []
     for region, mask in zip(trajectory.regions, trajectory.masks(height, width)):
         k = region.index
@@ -115,8 +120,11 @@ def find_objects(video: np.ndarray, trajectory) -> list[FoundObject]:
             found.append(FoundObject(k, None, 0, 1.0, bool(moves.any()), None, None,
                                      f"regions[{k}]: the frame is flat, nothing for a pan to carry" if blind else None))
             continue
-        overlap = np.bincount(labels[mask], minlength=count) * big  # (count,) object pixels inside the region
-        if overlap.max() == 0:
+        for count, labels, stats, centroids, big in pieces:
+            overlap = np.bincount(labels[mask], minlength=count) * big  # (count,) object pixels inside the region
+            if overlap.max() > 0:
+                break
+        else:
             found.append(FoundObject(k, None, 0, 0.0, False, None, None,
                                      f"regions[{k}]: nothing in the region moves or stands out in frame 0 of the "
                                      "unguided video; put the region on the object"))
