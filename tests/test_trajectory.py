@@ -756,3 +756,91 @@ def test_zoom_combines_with_a_motion_and_round_trips():
 )
 def test_zoom_errors_name_the_field(region, message):
     expect_error(doc(region), message)
+
+
+# --------------------------------------------------------------------------- point regions
+
+
+def test_point_region_points_form_one_point_per_frame_kept():
+    pts = [[0.1, 0.2], [0.3, 0.2], [0.5, 0.4]]
+    region = one({"points": pts, "radius": 0.05}, frames=3)
+    assert region.tracks.shape == (1, 3, 2) and region.radius == 0.05
+    np.testing.assert_array_equal(region.tracks[0], pts)
+    np.testing.assert_array_equal(region.path, pts)  # the mean of one point
+    assert region.mask == {"disks": [[0.1, 0.2, 0.05]]}
+    assert region.to_dict() == {"points": pts, "radius": 0.05}
+
+
+def test_point_region_tracks_form_resampled_pinned_and_round_trips():
+    data = doc({"tracks": [[[0.1, 0.5], [0.5, 0.5]], [[0.8, 0.2]]], "radius": 0.1}, frames=5)
+    traj = parse_trajectory(data)
+    region = traj.regions[0]
+    assert region.tracks.shape == (2, 5, 2)
+    np.testing.assert_allclose(region.tracks[0, :, 0], [0.1, 0.2, 0.3, 0.4, 0.5])  # two positions: a line
+    np.testing.assert_allclose(region.tracks[0, :, 1], 0.5)
+    np.testing.assert_array_equal(region.tracks[1], [[0.8, 0.2]] * 5)  # one position: a pin
+    np.testing.assert_allclose(region.path, region.tracks.mean(axis=0))
+    np.testing.assert_allclose(region.displacements, np.diff(region.path, axis=0))
+    assert region.zoom == 1.0
+    again = parse_trajectory(json.loads(json.dumps(traj.to_dict())))
+    assert again == traj
+
+
+def test_point_region_mask_is_the_frame0_disks_and_never_empty():
+    region = one({"tracks": [[[0.25, 0.25], [0.5, 0.5]], [[0.75, 0.75]]], "radius": 0.1})
+    mask = region.rasterize(20, 20)  # radius 2 px around (5, 5) and (15, 15) px from the corner
+    assert mask[4, 4] and mask[15, 15] and mask[4, 6] and not mask[10, 10]
+    assert mask.sum() == 2 * 12  # pixel centres (i + 0.5, j + 0.5) within 2 px: 4 + 8 per disk
+    tiny = one({"points": [[0.5, 0.5]], "radius": 0.001}).rasterize(4, 4)
+    assert tiny.sum() == 1 and tiny[2, 2]  # smaller than a pixel: the pixel holding the point
+
+
+def test_point_regions_mix_with_mask_regions():
+    traj = load_trajectory(EXAMPLES / "points_drag.json", default_frames=8)
+    kinds = [r.tracks is not None for r in traj.regions]
+    assert kinds == [True, True, False]
+    assert traj.regions[0].tracks.shape == (1, 8, 2) and traj.regions[1].tracks.shape == (2, 8, 2)
+    assert traj.regions[2].radius is None and traj.regions[2].tracks is None
+    assert traj.masks(16, 16).shape == (3, 16, 16)
+    np.testing.assert_allclose(traj.regions[0].tracks[0, [0, -1]], [[0.30, 0.55], [0.60, 0.55]])
+
+
+@pytest.mark.parametrize(
+    "region, message",
+    [
+        ({"tracks": [[[0, 0]]]}, "regions[0]: missing key 'radius'"),
+        ({"radius": 0.1}, "regions[0]: a point region needs exactly one of 'points', 'tracks', got 0"),
+        ({"points": [[0, 0]], "tracks": [[[0, 0]]], "radius": 0.1}, "regions[0]: a point region needs exactly one"),
+        ({"points": [[0, 0]], "radius": 0}, "regions[0].radius: must be in (0, 1]"),
+        ({"points": [[0, 0]], "radius": 1.5}, "regions[0].radius: must be in (0, 1]"),
+        ({"points": [[0, 0]], "radius": "big"}, "regions[0].radius: must be a number, got string"),
+        ({"points": [[0, 0]], "radius": float("nan")}, "regions[0].radius: must be a finite number"),
+        ({"points": [], "radius": 0.1}, "regions[0].points: must have at least 1 points, got 0"),
+        ({"tracks": [], "radius": 0.1}, "regions[0].tracks: must have at least 1 tracks, got 0"),
+        ({"tracks": [[[0, 0]], "x"], "radius": 0.1}, "regions[0].tracks[1]: must be an array, got string"),
+        ({"tracks": [[[0, 0]], [[0.5, 0.5], [1.2, 0]]], "radius": 0.1}, "regions[0].tracks[1][1][0]: must be in [0, 1]"),
+        ({"tracks": [[[0, None]]], "radius": 0.1}, "regions[0].tracks[0][0][1]: must be a number, got null"),
+        ({"points": [[0, 0]], "radius": 0.1, "direction": "up"}, "regions[0]: unknown key 'direction'"),
+        ({"mask": "all", "points": [[0, 0], [1, 1]], "radius": 0.1}, "regions[0]: unknown key 'radius'"),
+        ({"points": [[0, 0], [1, 1]]}, "regions[0]: missing key 'mask'"),  # no radius: a mask region, as before
+    ],
+)
+def test_point_region_errors_name_the_field(region, message):
+    expect_error(doc(region), message)
+
+
+def test_resample_positions_exact_smooth_and_straight():
+    from moft.io.trajectory import resample_positions
+
+    knots = np.stack([np.linspace(0, 1, 6), np.sin(np.linspace(0, 3, 6))], axis=1)  # (6, 2)
+    np.testing.assert_array_equal(resample_positions(knots, 6), knots)  # counts match: unchanged
+    out = resample_positions(knots, 26)  # every 5th frame is a knot
+    np.testing.assert_allclose(out[::5], knots, atol=1e-12)
+    # smooth: second differences scale with the step squared (a polyline's would not: ~ step)
+    stride = 5 / 25
+    assert np.abs(np.diff(out[:, 1], 2)).max() <= 2 * np.abs(np.diff(knots[:, 1], 2)).max() * stride**2
+    # collinear, unevenly spaced positions resample onto their line y = 0.5 x + 0.1
+    line = np.array([[0.0, 0.1], [0.1, 0.15], [0.7, 0.45], [0.8, 0.5]])
+    out = resample_positions(line, 13)
+    np.testing.assert_allclose(out[:, 1], 0.5 * out[:, 0] + 0.1, atol=1e-12)
+    np.testing.assert_array_equal(resample_positions(line[:1], 4), np.repeat(line[:1], 4, axis=0))

@@ -114,7 +114,7 @@ def default_guidance(model=None, *, defaults: dict | None = None, **overrides) -
     ``"site"`` when the guidance entry names none).
 
     Example:
-        >>> from moft.models import load_pipeline, pipeline_defaults
+        >>> from moft.models.loading import load_pipeline, pipeline_defaults
         >>> g = default_guidance()            # the shipped model's tuned settings, official otherwise
         >>> default_guidance("path/to/animatediff", iterations=3).iterations   # override one setting
         3
@@ -140,7 +140,7 @@ def run_settings(defaults: dict, *, guidance: GuidanceConfig | None = None, guid
     """What a control run uses, each setting: given, else the model folder's ``moft.json``, else the paper's.
 
     Example:
-        >>> from moft.models import model_defaults
+        >>> from moft.models.loading import model_defaults
         >>> g, cfg, kind, prompt = run_settings(model_defaults())      # moft-tiny's moft.json
         >>> cfg, kind, g.loss, prompt
         (4.0, 'drag', 'per_position', 'a red disk standing still')

@@ -4,7 +4,7 @@ Everything is rendered analytically (sub-pixel exact), deterministic given a see
 
 Example:
     >>> import numpy as np
-    >>> from moft.synthetic import make_clip, pan_video
+    >>> from moft.io.synthetic import make_clip, pan_video
     >>> clip = make_clip(np.random.default_rng(0), kind="object", direction="left")
     >>> clip.frames.shape, clip.caption        # doctest: +SKIP
     ((8, 32, 32, 3), 'a red disk moving left')

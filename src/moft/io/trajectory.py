@@ -73,6 +73,22 @@ zooms out; with ``"mask": "all"`` it is a camera zoom about ``(0.5, 0.5)`` (or t
 region with only ``zoom`` stays at its centroid. Only drag targets express a zoom: a
 region-mean (``curves``) target cannot (a zoom's mean displacement over the region is zero).
 
+A *point region* (for point drag, paper Eq. 4 and 9) has no ``mask``; it holds points, each with
+its own path, and a ``radius``:
+
+* ``{"points": [[x, y], ...], "radius": r}``: one point, its requested position per frame;
+* ``{"tracks": [[[x, y], ...], ...], "radius": r}``: several points (1 to ``MAX_TRACKS``), each
+  with its own positions.
+
+Coordinates are frame fractions in ``[0, 1]`` as above; ``r`` is a fraction of the shorter side of
+the frame (as for ``circle``), ``0 < r <= 1``, the neighbourhood whose features the point loss
+compares. A path has 1 to ``MAX_POINTS`` positions: one position pins the point (it stays still);
+a count other than ``frames`` is resampled with a Catmull-Rom curve (:func:`resample_positions`,
+smooth, exact at the given positions, which may overshoot ``[0, 1]`` a little). The region's
+``tracks`` are ``(N, F, 2)``, its ``path`` their mean, and its mask the disks of radius ``r``
+around the points' frame-0 positions, each covering at least the pixel that holds its point
+(``{"disks": [[x, y, r], ...]}``, not a kind users write).
+
 For ``direction`` and ``segments`` the region's path starts at the mask's
 centroid (the analytic centroid of a box, circle centre, polygon area centroid,
 ``(0.5, 0.5)`` for ``"all"``, and for an image the centroid of its white pixels at
@@ -106,6 +122,7 @@ __all__ = [
     "MAX_POINTS",
     "MAX_POLYGON_POINTS",
     "MAX_REGIONS",
+    "MAX_TRACKS",
     "MAX_ZOOM",
     "MIN_ZOOM",
     "Region",
@@ -113,6 +130,7 @@ __all__ = [
     "TrajectoryError",
     "load_trajectory",
     "parse_trajectory",
+    "resample_positions",
 ]
 
 VERSION = 1
@@ -121,6 +139,7 @@ MAX_FRAMES = 4096
 MAX_REGIONS = 256
 MAX_POINTS = 4096
 MAX_POLYGON_POINTS = 1024
+MAX_TRACKS = 1024  # points of one point region
 MIN_ZOOM = 0.25  # scale of the last frame over the first; beyond 4x the drag proxy is mostly blur or border
 MAX_ZOOM = 4.0
 _MIN_POLYGON_AREA = 1e-9  # in squared frame fractions; a 1000x1000 frame pixel is 1e-6
@@ -417,6 +436,11 @@ def _rasterize_mask(mask: dict | str, grey: np.ndarray | None, height: int, widt
         dx = (np.arange(width) + 0.5) - cx * width  # (W,) pixels
         dy = (np.arange(height) + 0.5) - cy * height  # (H,) pixels
         return dy[:, None] ** 2 + dx[None, :] ** 2 <= radius**2
+    if kind == "disks":  # a point region's frame-0 points: the union of circles, each at least its pixel
+        raster = np.any([_rasterize_mask({"circle": disk}, None, height, width) for disk in spec], axis=0)
+        for x, y, _ in spec:
+            raster[min(int(y * height), height - 1), min(int(x * width), width - 1)] = True
+        return raster
     if kind == "polygon":
         px = xs[None, :]  # (1, W)
         py = ys[:, None]  # (H, 1)
@@ -557,6 +581,75 @@ def _segment_frame(value: object, path: str, frames: int) -> int:
     return number
 
 
+def resample_positions(positions: np.ndarray, frames: int) -> np.ndarray:
+    """Resample a point's ``K`` positions to ``frames`` positions along a Catmull-Rom curve.
+
+    Example:
+        >>> resample_positions(np.array([[0.0, 0.0], [2.0, 1.0], [4.0, 0.0]]), 5).tolist()
+        [[0.0, 0.0], [1.0, 0.625], [2.0, 1.0], [3.0, 0.625], [4.0, 0.0]]
+
+    Position ``k`` of ``K`` sits at time ``k / (K - 1)`` and frame ``f`` of ``F`` at ``f / (F - 1)``
+    (the positions spread evenly over the frames). Between positions the uniform Catmull-Rom
+    spline runs through them (C1-smooth; the ends extended linearly, ``p_-1 = 2 p_0 - p_1``); each
+    output is an affine combination of the positions, so collinear positions stay on their line.
+    ``K == F`` returns the positions unchanged, ``K == 1`` a still point, ``K == 2`` a straight line.
+
+    Args:
+        positions: ``(K, 2)`` positions, ``K >= 1``.
+        frames: number of output positions ``F >= 1``.
+
+    Returns:
+        ``(F, 2)`` float64.
+    """
+    p = np.asarray(positions, dtype=np.float64)  # (K, 2)
+    k = len(p)
+    if k == frames:
+        return p.copy()
+    if k == 1:
+        return np.repeat(p, frames, axis=0)
+    padded = np.concatenate([2 * p[:1] - p[1:2], p, 2 * p[-1:] - p[-2:-1]])  # (K + 2, 2)
+    u = np.linspace(0.0, k - 1.0, frames) if frames > 1 else np.zeros(1)  # (F,) in position units
+    seg = np.minimum(np.floor(u).astype(int), k - 2)  # (F,) segment between positions seg, seg + 1
+    s = (u - seg)[:, None]  # (F, 1) in [0, 1]
+    p0, p1, p2, p3 = padded[seg], padded[seg + 1], padded[seg + 2], padded[seg + 3]  # (F, 2) each
+    return 0.5 * (2 * p1 + (p2 - p0) * s + (2 * p0 - 5 * p1 + 4 * p2 - p3) * s**2
+                  + (3 * p1 - p0 - 3 * p2 + p3) * s**3)
+
+
+def _parse_point_region(region: Mapping, path: str, index: int, frames: int) -> Region:
+    """A region without a mask: ``points`` (one point's path) or ``tracks`` (several) and ``radius``."""
+    _object(region, path, ("radius",), ("points", "tracks"))
+    given = [k for k in ("points", "tracks") if k in region]
+    if len(given) != 1:
+        raise _fail(path, f"a point region needs exactly one of 'points', 'tracks', got {len(given)}")
+    radius = _number(region["radius"], f"{path}.radius")
+    if not 0.0 < radius <= 1.0:
+        raise _fail(f"{path}.radius", f"must be in (0, 1] (a fraction of the shorter side), got {_short(radius)}")
+    sub = f"{path}.{given[0]}"
+    if given[0] == "points":
+        raw = [region["points"]]
+        subs = [sub]
+    else:
+        raw = _array(region["tracks"], sub, 1, MAX_TRACKS, "tracks")
+        subs = [f"{sub}[{i}]" for i in range(len(raw))]
+    paths = []
+    for items, track_path in zip(raw, subs):
+        items = _array(items, track_path, 1, MAX_POINTS, "points")
+        paths.append([_point(v, f"{track_path}[{i}]") for i, v in enumerate(items)])
+    tracks = np.stack([resample_positions(np.asarray(pts), frames) for pts in paths])  # (N, F, 2)
+    mean = tracks.mean(axis=0)  # (F, 2)
+    motion = {"points": paths[0]} if given[0] == "points" else {"tracks": paths}
+    return Region(
+        index=index,
+        mask={"disks": [[pts[0][0], pts[0][1], radius] for pts in paths]},
+        path=_readonly(mean),
+        displacements=_readonly(np.diff(mean, axis=0)),
+        base_dir=None,
+        motion={**motion, "radius": radius},
+        tracks=_readonly(tracks),
+    )
+
+
 # --------------------------------------------------------------------------- data classes
 
 
@@ -591,6 +684,12 @@ class Region:
             ``{"direction": name_or_vector, "speed": s}`` or
             ``{"segments": [{"frames": [a, b], "direction": ..., "speed": s}, ...]}``
             (default speeds filled in), plus ``"zoom": z`` when given (alone: ``{"zoom": z}``).
+            A point region's is ``{"points": [[x, y], ...], "radius": r}`` or
+            ``{"tracks": [[[x, y], ...], ...], "radius": r}`` as written.
+        tracks: Point regions only (else ``None``): (N, F, 2) float64 requested position of
+            each point per frame, in frame fractions (resampled by :func:`resample_positions`).
+            Their ``mask`` is ``{"disks": [[x, y, r], ...]}`` (the frame-0 points) and their
+            ``path`` the mean of ``tracks`` over points.
     """
 
     index: int
@@ -600,6 +699,12 @@ class Region:
     base_dir: Path | None
     motion: dict
     _grey: np.ndarray | None = field(default=None, repr=False, compare=False)  # (h, w) image mask
+    tracks: np.ndarray | None = None  # (N, F, 2) point regions only
+
+    @property
+    def radius(self) -> float | None:
+        """A point region's radius (fraction of the shorter side), else ``None``."""
+        return float(self.motion["radius"]) if self.tracks is not None else None
 
     @property
     def zoom(self) -> float:
@@ -651,6 +756,8 @@ class Region:
 
             json.dumps(region.to_dict())
         """
+        if self.tracks is not None:  # a point region has no mask key
+            return json.loads(json.dumps(self.motion))
         return json.loads(json.dumps({"mask": self.mask, **self.motion}))
 
     def __eq__(self, other: object) -> bool:
@@ -663,6 +770,8 @@ class Region:
             and self.base_dir == other.base_dir
             and np.array_equal(self.path, other.path)
             and np.array_equal(self.displacements, other.displacements)
+            and (self.tracks is None) == (other.tracks is None)
+            and (self.tracks is None or np.array_equal(self.tracks, other.tracks))
         )
 
     def __hash__(self) -> int:
@@ -758,6 +867,9 @@ def parse_trajectory(
     regions = []
     for index, item in enumerate(items):
         path = f"regions[{index}]"
+        if isinstance(item, Mapping) and "mask" not in item and ("radius" in item or "tracks" in item):
+            regions.append(_parse_point_region(item, path, index, frames))
+            continue
         region = _object(item, path, ("mask",), _MOTION_KINDS + ("speed", "zoom"))
         mask, grey = _parse_mask(region["mask"], f"{path}.mask", base_dir)
         start = _mask_centroid(mask, grey)

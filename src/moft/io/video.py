@@ -4,7 +4,7 @@ Every video in moft is a numpy array of shape ``(F, H, W, 3)``: ``uint8`` in
 0..255 or floating point in [0, 1], RGB channel order.
 
 Example:
-    >>> from moft.video import read_video, write_video, resize_video
+    >>> from moft.io.video import read_video, write_video, resize_video
     >>> frames = read_video("clip.mp4", max_frames=16)   # (F, H, W, 3) uint8     # doctest: +SKIP
     >>> small = resize_video(frames, 256, 256)            # (F, 256, 256, 3) uint8  # doctest: +SKIP
     >>> write_video("out/clip.gif", small, fps=8)          # atomic write          # doctest: +SKIP

@@ -2,9 +2,9 @@
 
 Example:
     >>> import torch
-    >>> from moft.adapters import call_denoiser
-    >>> from moft.capture import capture
-    >>> from moft.tiny import build_tiny_wan
+    >>> from moft.models.adapters import call_denoiser
+    >>> from moft.method.capture import capture
+    >>> from moft.models.tiny import build_tiny_wan
     >>> net = build_tiny_wan().transformer
     >>> z, emb = torch.randn(1, 9, 4, 16, 16), torch.randn(1, 8, 64)   # latents (B, F, C, h, w), text
     >>> with torch.no_grad(), capture(net, stop=True) as cap:

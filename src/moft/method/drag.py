@@ -2,8 +2,8 @@
 
 Example:
     >>> import numpy as np
-    >>> from moft.drag import drag_video, swept_masks
-    >>> from moft.trajectory import parse_trajectory
+    >>> from moft.method.drag import drag_video, swept_masks
+    >>> from moft.io.trajectory import parse_trajectory
     >>> traj = parse_trajectory({"version": 1, "frames": 8, "regions": [
     ...     {"mask": {"box": [0.3, 0.3, 0.6, 0.6]}, "direction": "right", "speed": 0.05}]})
     >>> source = np.zeros((8, 32, 32, 3), np.float32)
@@ -43,7 +43,7 @@ def region_affine(region, f: int, h: int, w: int) -> np.ndarray:
     """The 2x3 affine taking region content from frame 0 to frame ``f``, in pixels.
 
     Example:
-        >>> from moft.trajectory import parse_trajectory
+        >>> from moft.io.trajectory import parse_trajectory
         >>> traj = parse_trajectory({"version": 1, "frames": 3, "regions": [{"mask": "all", "zoom": 2.0}]})
         >>> region_affine(traj.regions[0], 2, 32, 32).round(2).tolist()   # 2x about the centre (15.5, 15.5)
         [[2.0, 0.0, -15.5], [0.0, 2.0, -15.5]]

@@ -2,7 +2,7 @@
 
 Example:
     >>> import torch
-    >>> from moft.features import moft, remove_content_correlation
+    >>> from moft.method.features import moft, remove_content_correlation
     >>> x = torch.randn(1, 8, 64, 16, 16)                 # (B, F, C, H, W) captured features
     >>> m = moft(x, channels=torch.tensor([3, 7, 11]), size=(32, 32))
     >>> m.shape                                           # (B, F, d, H', W')

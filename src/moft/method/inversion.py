@@ -1,7 +1,7 @@
 """Inverting a video to noise, or noising it in one step, with features captured on the way.
 
 Example:
-    >>> from moft.inversion import invert, noised_features, reference_features
+    >>> from moft.method.inversion import invert, noised_features, reference_features
     >>> z0 = encode_video(pipe, frames)                                   # doctest: +SKIP
     >>> inv = invert(pipe, z0, cond, num_steps=25, capture_step=5)  # official: step 5 (t = 200)  # doctest: +SKIP
     >>> inv.features["up_blocks.1"].shape  # (1, F, C, H, W)  # doctest: +SKIP

@@ -189,7 +189,7 @@ def guidance_loss(feat: torch.Tensor, target, loss_kind: str, distance: str = "l
     """Loss of generated MOFT against a target, summed over regions (unweighted).
 
     Example:
-        >>> from moft.targets import Target
+        >>> from moft.method.targets import Target
         >>> masks = torch.ones(1, 2, 2, dtype=torch.bool)
         >>> target = Target(torch.zeros(1, 3, 4), masks, None, maps=torch.ones(1, 3, 4, 2, 2))
         >>> float(guidance_loss(torch.zeros(1, 3, 4, 2, 2), target, "per_position")[0])  # sqrt(3 * 4)

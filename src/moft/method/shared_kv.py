@@ -2,7 +2,7 @@
 
 Example:
     >>> import torch
-    >>> from moft.shared_kv import SharedKV
+    >>> from moft.method.shared_kv import SharedKV
     >>> with torch.no_grad(), SharedKV(pipe.unet) as kv:
     ...     kv.mode = "record"; _ = call_denoiser(pipe.unet, torch.cat([z, z]), t, cfg_cond)  # source, CFG batch
     ...     kv.mode = "share"; out = call_denoiser(pipe.unet, z, t, cond)  # K/V from the source's cond half

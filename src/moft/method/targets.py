@@ -2,7 +2,7 @@
 
 Example:
     >>> import moft, torch
-    >>> from moft.targets import synthesize_target, Target
+    >>> from moft.method.targets import synthesize_target, Target
     >>> traj = moft.load_trajectory("examples/object_left.json", default_frames=8)
     >>> channels = moft.default_channels()             # the shipped model's motion channels
     >>> target = synthesize_target(traj, channels, latent_size=(16, 16))

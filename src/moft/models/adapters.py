@@ -1,8 +1,8 @@
 """Per-architecture facts, as one table of data.
 
 Example:
-    >>> from moft.adapters import architecture_of, default_site
-    >>> from moft.tiny import build_tiny_wan
+    >>> from moft.models.adapters import architecture_of, default_site
+    >>> from moft.models.tiny import build_tiny_wan
     >>> net = build_tiny_wan().transformer
     >>> architecture_of(net).name, default_site(net)
     ('wan', 'blocks.3')
@@ -197,7 +197,7 @@ def default_site(model: torch.nn.Module) -> str:
     """The capture site moft uses when none is given: the table's site, filled in by depth for DiTs.
 
     Example:
-        >>> from moft.tiny import build_tiny_wan
+        >>> from moft.models.tiny import build_tiny_wan
         >>> default_site(build_tiny_wan().transformer)          # 6 blocks
         'blocks.3'
     """

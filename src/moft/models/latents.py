@@ -1,7 +1,7 @@
 """Between pixels, latents and conditioning: VAE encode/decode, initial noise, prompt embeddings.
 
 Example:
-    >>> from moft.latents import encode_prompt, encode_video, decode_latents, initial_noise
+    >>> from moft.models.latents import encode_prompt, encode_video, decode_latents, initial_noise
     >>> cond = encode_prompt(pipe, "a red disk moving left")      # doctest: +SKIP
     >>> z = encode_video(pipe, frames)  # frames (F, H, W, 3) uint8 -> (1, F, C, h, w)  # doctest: +SKIP
     >>> video = decode_latents(pipe, z)  # (1, F, H, W, 3) float in [0, 1]  # doctest: +SKIP

@@ -1,8 +1,8 @@
 """Facts about a loaded pipeline that the rest of moft reads: sizes, VAE scales, the time grid, schedulers.
 
 Example:
-    >>> from moft.tiny import build_tiny_wan
-    >>> from moft.pipeline import latent_frames, vae_scale, valid_frames
+    >>> from moft.models.tiny import build_tiny_wan
+    >>> from moft.models.pipeline import latent_frames, vae_scale, valid_frames
     >>> pipe = build_tiny_wan()
     >>> vae_scale(pipe), latent_frames(pipe, 9), valid_frames(pipe, 8)
     (2, 9, [5, 9, 13])
@@ -89,7 +89,7 @@ def pipeline_defaults(pipe) -> dict:
     """``model_defaults`` of the folder a pipeline was loaded from ({} for hub ids and pipelines built in code).
 
     Example:
-        >>> from moft.models import load_pipeline
+        >>> from moft.models.loading import load_pipeline
         >>> pipeline_defaults(load_pipeline())["guidance_scale"]     # the shipped model's moft.json
         4.0
     """
@@ -106,7 +106,7 @@ def default_guidance_scale(pipe) -> float:
     """The CFG scale of a pipeline: its folder's ``moft.json`` ``"guidance_scale"``, else the official 7.5.
 
     Example:
-        >>> from moft.models import load_pipeline
+        >>> from moft.models.loading import load_pipeline
         >>> default_guidance_scale(load_pipeline())           # moft-tiny's moft.json
         4.0
     """
@@ -117,7 +117,7 @@ def pipeline_site(pipe) -> str:
     --write-defaults`` puts it there), else the architecture's (``adapters.default_site``).
 
     Example:
-        >>> from moft.models import load_pipeline
+        >>> from moft.models.loading import load_pipeline
         >>> pipeline_site(load_pipeline())
         'up_blocks.1'
     """
@@ -205,7 +205,7 @@ def check_frames(pipe, num_frames: int) -> None:
     """Raise ``FramesError`` if the VAE cannot take ``num_frames`` video frames.
 
     Example:
-        >>> from moft.tiny import build_tiny_wan
+        >>> from moft.models.tiny import build_tiny_wan
         >>> check_frames(build_tiny_wan(), 8)
         Traceback (most recent call last):
         moft.models.pipeline.FramesError: this model's VAE (AutoencoderKLWan) takes 4k+1 frames, e.g. 5, 9 or 13; got 8
@@ -228,7 +228,7 @@ def latent_time_grid(pipe, num_frames: int) -> list[int]:
     """The video frame each latent frame stands for (see the module docstring): ``[0, s, 2s, ...]``.
 
     Example:
-        >>> from moft.tiny import build_tiny_wan
+        >>> from moft.models.tiny import build_tiny_wan
         >>> latent_time_grid(build_tiny_wan(vae={"scale_factor_temporal": 4, "temperal_downsample": [True]}), 9)
         [0, 4, 8]
     """
@@ -305,7 +305,7 @@ def nearest_step(pipe, steps: int, timestep: float, ascending: bool) -> tuple[in
     """``(index, timestep)`` of the schedule entry nearest ``timestep``; ``ascending`` for inversion order.
 
     Example:
-        >>> from moft.tiny import build_tiny_animatediff
+        >>> from moft.models.tiny import build_tiny_animatediff
         >>> nearest_step(build_tiny_animatediff(), 25, 200, ascending=True)   # 25 trailing DDIM steps
         (4, 199)
     """

@@ -1,7 +1,7 @@
 """The shipped organisms, apart from the method: builders, architectures and word-level tokenizers.
 
 Example:
-    >>> from moft.tiny import build_tokenizer
+    >>> from moft.models.tiny import build_tokenizer
     >>> tok = build_tokenizer()
     >>> tok.convert_ids_to_tokens(tok("a red disk").input_ids)
     ['<|startoftext|>', 'a', 'red', 'disk', '<|endoftext|>']

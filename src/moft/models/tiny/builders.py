@@ -1,7 +1,7 @@
 """The organisms moft ships and tests on: their architectures as data and their builders.
 
 Example:
-    >>> from moft.tiny import build_tiny_animatediff, build_tiny_wan
+    >>> from moft.models.tiny import build_tiny_animatediff, build_tiny_wan
     >>> type(build_tiny_animatediff().unet).__name__, type(build_tiny_wan().transformer).__name__
     ('UNetMotionModel', 'WanTransformer3DModel')
 
