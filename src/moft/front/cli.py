@@ -142,7 +142,7 @@ def _warn_unknown_words(pipe, prompt: Optional[str]):
     words = unknown_words(pipe.tokenizer, prompt or "")
     if words:
         typer.echo(f"warning: the model does not know {', '.join(repr(w) for w in words)}; "
-                   f"{'it reads' if len(words) == 1 else 'they read'} as <unk>", err=True)
+                   f"{'it reads' if len(words) == 1 else 'they read'} as <unk> (its words: `moft info --model M`)", err=True)
 
 
 MODEL_HELP = "moft-tiny (default), moft-tiny-wan, a pipeline folder or a hub id"
@@ -152,9 +152,24 @@ FPS_HELP = "clip: sample the clip at this frame rate instead of --stride (defaul
 FIT_HELP = "clip: crop (centre crop to the model's aspect, then resize), resize (stretch) or pad (black bars)"
 
 
+def _version(value: bool):
+    if value:
+        from .. import __version__
+
+        typer.echo(f"moft {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print moft's version and exit")):
+    """Training-free motion interpretation and control in video diffusion models (MOFT)."""
+
+
 @app.command()
 def info(model: Optional[str] = typer.Option(None, help=MODEL_HELP)):
-    """Model class, adapter, capture sites and the feature shape at the default site."""
+    """Model class, adapter, capture sites, the feature shape at the default site, and the control defaults
+    the model runs with."""
     with _errors():
         import torch
 
@@ -185,7 +200,11 @@ def info(model: Optional[str] = typer.Option(None, help=MODEL_HELP)):
             f"temporal      {len(sites['temporal'])} modules, e.g. {', '.join(sites['temporal'][:3])}",
             f"channels      {'shipped: ' + str(ch.indices.tolist()) if ch is not None else 'none shipped'}",
         ]
-        typer.echo("\n".join(lines))
+        from .defaults import control_defaults_lines, vocabulary_line
+        from ..models.loading import model_defaults
+
+        words = vocabulary_line(getattr(pipe, "tokenizer", None))
+        typer.echo("\n".join(lines + ([words] if words else []) + control_defaults_lines(model_defaults(model))))
 
 
 @app.command()
@@ -199,8 +218,11 @@ def extract(
     timestep: int = typer.Option(200, help="timestep of the features (generation or inversion)"),
     channels: Optional[Path] = typer.Option(None, help="motion channel file (default: the model's shipped one)"),
     site: Optional[str] = typer.Option(None, help="module path to capture (default: the architecture's, up_blocks.1)"),
-    steps: int = typer.Option(25, help="DDIM steps"),
-    figure: Optional[Path] = typer.Option(None, help="also write a PNG: PCA of MOFT and a correspondence heatmap (default: none)"),
+    steps: int = typer.Option(25, help="sampling steps (DDIM, or the pipeline's own scheduler on flow models)"),
+    figure: Optional[Path] = typer.Option(None, help="also write a PNG: the paper's interpretation figures (PCA of MOFT "
+                                          "by motion direction, cosine maps from a point on the moving object, "
+                                          "arrows of the measured motion; default: none)"),
+    save_video: Optional[Path] = typer.Option(None, help="also write the video analysed (.gif or .mp4; default: none)"),
     start: int = typer.Option(0, help=START_HELP),
     stride: Optional[int] = typer.Option(None, help=STRIDE_HELP),
     fps: Optional[float] = typer.Option(None, help=FPS_HELP),
@@ -215,9 +237,12 @@ def extract(
         _check_out(out, (".safetensors",))
         if figure is not None:
             _check_out(figure, (".png",))
+        if save_video is not None:
+            _check_out(save_video, (".gif", ".mp4"))
         if (prompt is None) == (video is None):
             raise UsageError("give exactly one of --prompt or --video")
-        _no_clobber({"video": video, "channel file": channels}, {"--out": out, "--figure": figure})
+        _no_clobber({"video": video, "channel file": channels},
+                    {"--out": out, "--figure": figure, "--save-video": save_video})
         check_settings(steps=steps, seed=seed)
         check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
         if video is not None:
@@ -232,8 +257,12 @@ def extract(
         ex.meta["model"] = model or "moft-tiny"
         if video is not None:
             ex.meta.update(video=str(video), clip=clip.describe())
-        with output_set() as stage:  # the features and the figure, or neither
+        with output_set() as stage:  # the features, the figure and the video, or none
             ex.save(stage(out))
+            if save_video is not None:
+                from ..io.video import write_video
+
+                write_video(stage(save_video), ex.frames)
             if figure is not None:
                 from .figures import extraction_figure
 
@@ -282,14 +311,16 @@ def fit_channels(
 
 @app.command()
 def control(
-    trajectory: Path = typer.Argument(..., help="trajectory JSON (see README)"),
+    trajectory: Path = typer.Argument(..., help="trajectory JSON (see README); directions are the content's: "
+                                      "\"all\" moving right shows the content moving right (in camera terms a "
+                                      "pan to the left)"),
     out: Path = typer.Option(..., help="OUT.gif or OUT.mp4; OUT.report.json and OUT.latents.safetensors are "
                              "written beside it"),
     model: Optional[str] = typer.Option(None, help=MODEL_HELP),
-    prompt: Optional[str] = typer.Option(None, help="text prompt (default: the model's moft.json, else empty)"),
+    prompt: Optional[str] = typer.Option(None, help="text prompt (default: see `moft info --model M`)"),
     seed: int = typer.Option(0, help="initial noise, 0..2**63-1"),
-    steps: int = typer.Option(25, help="DDIM steps"),
-    guidance_scale: Optional[float] = typer.Option(None, help="CFG scale (default: the model's moft.json, else 7.5)"),
+    steps: int = typer.Option(25, help="sampling steps (DDIM, or the pipeline's own scheduler on flow models)"),
+    guidance_scale: Optional[float] = typer.Option(None, help="CFG scale (default: see `moft info --model M`)"),
     reference: Optional[Path] = typer.Option(None, help="reference clip whose motion to copy: MP4/WebM/GIF/PNG "
                                              "folder, any size and length (see --start, --stride, --fps, --fit; "
                                              "default: none, the trajectory gives the motion)"),
@@ -298,35 +329,38 @@ def control(
     init_latents: Optional[Path] = typer.Option(None, help="initial noise (.safetensors written by an earlier run; default: from --seed)"),
     save_source: bool = typer.Option(False, help="also write OUT.source.EXT: the unguided video from the same noise"),
     save_proxy: bool = typer.Option(False, help="also write OUT.proxy.EXT: the drag proxy (drag targets only)"),
+    preview: bool = typer.Option(False, "--preview", help="look, then ask: write only OUT.preview.png (frame 0 of the "
+                                 "unguided video with each region, its path and the object found in it) and stop "
+                                 "before guidance (one unguided generation)"),
     channels: Optional[Path] = typer.Option(None, help="motion channel file (default: the model's shipped one)"),
     guided_steps: Optional[str] = typer.Option(None, help="guided step indices START:END, end exclusive "
-                                               "(default: the model's moft.json, else 3:12)"),
+                                               "(default: see `moft info --model M`)"),
     iterations: Optional[int] = typer.Option(None, help="gradient iterations per guided step; 0: unguided "
-                                             "(default: the model's moft.json, else 2)"),
-    step_size: Optional[float] = typer.Option(None, help="latent update step (default: the model's moft.json, else 0.5)"),
-    weight: Optional[float] = typer.Option(None, help="loss weight (default: the model's moft.json, else 6 for one region, 8 for several)"),
+                                             "(default: see `moft info --model M`)"),
+    step_size: Optional[float] = typer.Option(None, help="latent update step (default: see `moft info --model M`)"),
+    weight: Optional[float] = typer.Option(None, help="loss weight (default: see `moft info --model M`)"),
     loss: Optional[str] = typer.Option(None, help="region_mse (official) or per_position (paper Eq. 3) "
-                                       "(default: the model's moft.json, else region_mse)"),
+                                       "(default: see `moft info --model M`)"),
     shared_kv: Optional[bool] = typer.Option(None, "--shared-kv/--no-shared-kv", help="share spatial K/V from the "
-                                             "unguided branch (default: the model's moft.json, else on)"),
-    grad_mask: Optional[str] = typer.Option(None, help="all, first:N or off (default: the model's moft.json, else all)"),
+                                             "unguided branch (default: see `moft info --model M`)"),
+    grad_mask: Optional[str] = typer.Option(None, help="all, first:N or off (default: see `moft info --model M`)"),
     optimizer: Optional[str] = typer.Option(None, help="sgd (official), normalized (steps of length --step-size) or "
-                                            "adam (learning rate --step-size) (default: the model's moft.json, else sgd)"),
+                                            "adam (learning rate --step-size) (default: see `moft info --model M`)"),
     step_size_end: Optional[float] = typer.Option(None, help="step size at the last guided step, linear from "
-                                                  "--step-size (default: the model's moft.json, else constant)"),
+                                                  "--step-size (default: see `moft info --model M`)"),
     distance: Optional[str] = typer.Option(None, help="l2 (paper) or cosine (DiTFlow's) between generated and target "
-                                           "MOFT (default: the model's moft.json, else l2)"),
+                                           "MOFT (default: see `moft info --model M`)"),
     grad_every: Optional[int] = typer.Option(None, help="a full gradient every N-th iteration, the others reuse it "
-                                             "(default: the model's moft.json, else 1)"),
+                                             "(default: see `moft info --model M`)"),
     target_mode: Optional[str] = typer.Option(None, help="inversion (paper) or noise (one forward of the video "
                                               "noised to the timestep): how a drag or reference target is read "
-                                              "(default: the model's moft.json, else inversion)"),
+                                              "(default: see `moft info --model M`)"),
     target_timesteps: Optional[str] = typer.Option(None, help="fixed (one target at t = 200) or guided (one at each "
-                                                   "guided step's timestep) (default: the model's moft.json, else fixed)"),
+                                                   "guided step's timestep) (default: see `moft info --model M`)"),
     gain: float = typer.Option(1.0, help="strength of synthesized target curves, 0 < gain <= 100"),
     target_kind: Optional[str] = typer.Option(None, help="curves (paper: region-mean curves from the channels) or "
                                               "drag (the unguided video's regions dragged along the trajectory, "
-                                              "inverted) (default: the model's moft.json, else curves)"),
+                                              "inverted) (default: see `moft info --model M`)"),
     start: int = typer.Option(0, help=START_HELP),
     stride: Optional[int] = typer.Option(None, help=STRIDE_HELP),
     fps: Optional[float] = typer.Option(None, help=FPS_HELP),
@@ -350,7 +384,7 @@ def control(
                    "the latents": Path(f"{stem}.latents.safetensors"),
                    "the source video": Path(f"{stem}.source{out.suffix}") if save_source else None,
                    "the proxy video": Path(f"{stem}.proxy{out.suffix}") if save_proxy else None,
-                   "--save-target": save_target}
+                   "--save-target": save_target, "the preview": Path(f"{stem}.preview.png") if preview else None}
         _no_clobber({"trajectory": trajectory, "reference": reference, "target": target,
                      "init latents": init_latents, "channel file": channels}, outputs)
         if save_target is not None:
@@ -407,16 +441,28 @@ def control(
             raise UsageError(f"{trajectory}: frames: {traj.frames}, but this model makes {f}-frame videos")
         traj.masks(h // vae_scale(pipe), w // vae_scale(pipe))  # every region must cover the latent grid
         _warn_unknown_words(pipe, prompt)
+        if preview:
+            return _preview(pipe, traj, outputs["the preview"], prompt=prompt, seed=seed, steps=steps,
+                            guidance_scale=cfg, num_frames=f, latents=init)
         clip = _read_clip(reference, pipe, model, start, stride, fps, fit) if reference is not None else None
-        with _progress("control") as update:
+        with _progress("control") as update:  # a drag target makes the unguided video anyway: keep it to look at
             res = run(pipe, traj, prompt=prompt, channels=ch, reference=clip.frames if clip else None, target=tgt,
                       seed=seed, steps=steps, guidance_scale=cfg, guidance=g, init_latents=init,
-                      keep_source=save_source, gain=gain, target_kind=kind, progress=update)
+                      keep_source=save_source or (kind == "drag" and tgt is None and clip is None), gain=gain,
+                      target_kind=kind, progress=update)
+        from .outcome import outcome, outcome_lines
+        from .preview import find_objects
+
+        for obj in find_objects(res.source_frames if res.source_frames is not None else res.frames, traj):
+            if obj.warning:
+                typer.echo(f"warning: {obj.warning} (look first: --preview)", err=True)
+        achieved = outcome(res.frames, traj, res.source_frames)
         report = dict(res.report, model=model or "moft-tiny", trajectory=str(trajectory),
                       reference=str(reference) if reference else None,
                       reference_clip=clip.describe() if clip else None, target_file=str(target) if target else None,
                       init_latents=str(init_latents) if init_latents else None,
-                      latents_file=str(outputs["the latents"]), channels_file=str(channels) if channels else "shipped")
+                      latents_file=str(outputs["the latents"]), channels_file=str(channels) if channels else "shipped",
+                      outcome=achieved)
         text = strict_json(report)  # before writing anything: a report that cannot be written stops the set
         with output_set() as stage:  # all outputs or none, even on Ctrl-C
             write_video(stage(out), res.frames)
@@ -430,7 +476,30 @@ def control(
             stage(outputs["the report"]).write_text(text)
         losses = res.result.losses
         what = f"loss {losses[0]['loss']:.4g} -> {losses[-1]['loss']:.4g}" if losses else "unguided"
-        typer.echo(f"wrote {out} and {outputs['the report'].name} ({res.result.seconds:.1f} s; {what})")
+        typer.echo(f"wrote {out} and {outputs['the report']} ({res.result.seconds:.1f} s; {what})")
+        typer.echo("\n".join(outcome_lines(achieved)))
+
+
+def _preview(pipe, traj, path: Path, **sampling):
+    """``moft control --preview``: the unguided video from the run's noise, drawn with the request; stop."""
+    from .preview import write_preview
+    from ..io.video import output_set
+    from ..method.sampler import sample
+
+    with _progress("preview") as update:
+        src = sample(pipe, sampling.pop("prompt"), progress=lambda done, total: update(done, total), **sampling)
+    with output_set() as stage:
+        found = write_preview(stage(path), src.frames, traj)
+    typer.echo(f"wrote {path}: frame 0 of the unguided video (seed {sampling['seed']}), regions and paths drawn")
+    h, w = src.frames.shape[1:3]
+    for obj in found:
+        if obj.warning:
+            typer.echo(f"warning: {obj.warning}", err=True)
+        elif obj.centre is not None:
+            typer.echo(f"region {obj.region}: object at x={obj.centre[0] / w:.2f}, y={obj.centre[1] / h:.2f} of the "
+                       f"frame ({obj.area} px, {obj.inside:.0%} inside the region, {'moves' if obj.moves else 'still'})")
+        else:
+            typer.echo(f"region {obj.region}: the whole frame (camera)")
 
 
 @app.command()

@@ -273,8 +273,10 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
         out.source_frames = source.frames  # the drag target's unguided video: the same noise, already made
     report = {
         "prompt": prompt, "seed": seed, "steps": steps, "guidance_scale": guidance_scale,
-        "frames": f, "height": h, "width": w, "guidance": config_dict(g),
-        "weight": g.resolved_weight(len(target.masks)) if target is not None else None, "gain": gain,
+        "frames": f, "height": h, "width": w,
+        # the loss weight in force (a null weight in the settings means 6 for one region, 8 for several)
+        "guidance": dict(config_dict(g), weight=g.resolved_weight(len(target.masks)) if target is not None else g.weight),
+        "gain": gain,
         "target": {k: v for k, v in target.meta.items() if k != "trajectory"} if target is not None else None,
         "channels_digest": channels.digest() if channels is not None else None,
         "losses": out.losses, "counts": out.counts, "seconds": out.seconds,

@@ -18,8 +18,8 @@ Example:
 
 Per region other than ``"all"``, the object is found in frame 0 (``moft.front.preview.find_objects``) and
 followed through the video: by the centroid of its colour (``moft.eval.metrics.track_centroid``, the
-synthetic-object protocol) when it is nearly one flat colour, else by the mean of LK point tracks of its
-pixels (``region_tracks``, ``mean_path``); with nothing found, by LK tracks of the region. ``moved_px`` is
+synthetic-object protocol) when its pixels lie on average within ``FLAT`` of their mean colour (as an object
+found by its colour does), else by the mean of LK point tracks of its pixels (``region_tracks``, ``mean_path``); with nothing found, by LK tracks of the region. ``moved_px`` is
 the net displacement (last found position minus first), ``share`` its projection on the requested
 displacement over the requested length (1: as asked; NaN for a still request). ``pieces`` is the most
 pieces the object's colour forms in one frame (``object_pieces``); ``split`` is whether the output shows
@@ -36,9 +36,9 @@ import numpy as np
 
 from ..eval.metrics import camera_motion, mean_path, object_pieces, region_tracks, split, track_centroid
 from ..io.video import to_float
-from .preview import find_objects
+from .preview import COLOUR_MATCH, find_objects
 
-FLAT = 0.1  # mean RGB distance of an object's pixels to their mean colour below which the colour tracker follows it
+FLAT = COLOUR_MATCH  # mean RGB distance of an object's pixels to their mean colour under which its colour is followed
 
 
 def _net(path: np.ndarray) -> np.ndarray | None:

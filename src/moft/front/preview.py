@@ -21,7 +21,10 @@ How the object is found (``find_objects``): a pixel belongs to some object when 
 from the frame's background (RGB distance above ``THRESHOLD`` from the frame's median colour); of the
 8-connected pieces of such pixels (at least ``MIN_AREA``), the region's object is the one with the most
 pixels inside the region. A region with no such piece gets, by the same choice, a piece of the pixels that
-move (in frame 0 they differ by as much from their own median over the video's frames). A region with none gets a one-line warning; so does one whose object lies
+move (in frame 0 they differ by as much from their own median over the video's frames). The piece is then
+narrowed to its own colour: the connected pixels within ``COLOUR_MATCH`` of the median colour of its pixels
+in the region (``moft.eval.metrics.color_mask``'s rule), so a blob that touches a similar patch of
+background is not merged with it. A region with none gets a one-line warning; so does one whose object lies
 mostly outside it. The same threshold and connectivity are the synthetic-object protocol's
 (``moft.eval.metrics.track_centroid``).
 """
@@ -38,6 +41,7 @@ from ..io.video import atomic_write_bytes, to_float, to_uint8
 
 THRESHOLD = 0.15  # RGB distance in [0, 1] units: "stands out" / "moves" (track_centroid's background mode)
 MIN_AREA = 4  # pixels; smaller pieces are noise
+COLOUR_MATCH = 0.25  # RGB distance: the object's own colour (color_mask's default threshold)
 MOSTLY_OUTSIDE = 0.5  # warn when less than this share of the found object lies inside the region
 COLORS = ((255, 220, 0), (0, 230, 255), (255, 60, 255), (60, 255, 60), (255, 140, 0), (140, 140, 255))  # per region
 TINT = 0.35  # how far region pixels are blended toward the region's colour
@@ -98,6 +102,17 @@ def _pieces(fg: np.ndarray) -> tuple:
     return count, labels, stats, centroids, big
 
 
+def _refine(frame: np.ndarray, piece: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """The piece's own colour: the connected pixels within ``COLOUR_MATCH`` of the median colour of its pixels
+    inside the region (``moft.eval.metrics.color_mask``'s rule), where the piece lies in the region."""
+    colour = np.median(frame[piece & region], axis=0)  # (3,)
+    same = (np.linalg.norm(frame - colour, axis=-1) < COLOUR_MATCH).astype(np.uint8)  # (H, W)
+    count, labels = cv2.connectedComponents(same, connectivity=8)
+    overlap = np.bincount(labels[piece & region], minlength=count)
+    overlap[0] = 0
+    return labels == int(np.argmax(overlap)) if overlap.max() >= MIN_AREA else piece
+
+
 def find_objects(video: np.ndarray, trajectory) -> list[FoundObject]:
     """The object inside each region of a trajectory, in frame 0 of ``video`` (the rule: module docstring).
 
@@ -129,11 +144,11 @@ def find_objects(video: np.ndarray, trajectory) -> list[FoundObject]:
                                      f"regions[{k}]: nothing in the region moves or stands out in frame 0 of the "
                                      "unguided video; put the region on the object"))
             continue
-        label = int(np.argmax(overlap))
-        obj = labels == label  # (H, W)
-        area = int(stats[label, cv2.CC_STAT_AREA])
-        inside = float(overlap[label] / area)
-        centre = (round(float(centroids[label][0]), 2), round(float(centroids[label][1]), 2))
+        obj = _refine(video[0], labels == int(np.argmax(overlap)), mask)  # (H, W)
+        area = int(obj.sum())
+        inside = float((obj & mask).sum() / area)
+        ys, xs = np.nonzero(obj)
+        centre = (round(float(xs.mean()), 2), round(float(ys.mean()), 2))
         warning = None
         if inside < MOSTLY_OUTSIDE:
             warning = (f"regions[{k}]: the object it touches lies mostly outside it ({inside:.0%} inside, centre at "
