@@ -77,3 +77,26 @@ def test_extract_saves_the_video_it_analysed(model_dir, tmp_path):
     r = run("extract", "--model", model_dir, "--prompt", "a red disk", "--out", out, "--steps", 3, "--save-video", video)
     assert r.exit_code == 0, r.output
     assert read_video(video).shape == (8, 32, 32, 3)
+
+
+def test_import_silences_only_transformers_torchvision_fallback_note():
+    import logging
+
+    import moft  # noqa: F401  (installs the filter)
+
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    logger = logging.getLogger("transformers.utils.import_utils")
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        logger.warning("`CLIPImageProcessor` requires torchvision (not installed); falling back to "
+                       "`CLIPImageProcessorPil` for backward compatibility.")
+        logger.warning("some other warning")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["some other warning"]

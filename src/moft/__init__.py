@@ -15,23 +15,56 @@ Example:
     >>> res = moft.control(pipe, traj, prompt="a red disk", channels=moft.default_channels())  # doctest: +SKIP
 """
 
-from .models.adapters import ARCHITECTURES, Architecture, ArchitectureError, architecture_of, call_denoiser
-from .method.capture import StopForward, capture
-from .method.channels import ChannelsError, MotionChannels, fit_channels
-from .front.control import ControlResult, control, default_guidance
-from .front.extract import Extraction, extract
-from .method.features import cosine_map, moft, region_mean, remove_content_correlation, resize, select_channels
-from .method.inversion import ddim_invert, noised_features
-from .models.latents import decode_latents, encode_prompt, encode_video, initial_noise
-from .front.locate import LocateError, LocateReport, locate
-from .models.loading import ModelError, load_pipeline
-from .method.channels import default_channels
-from .method.sampler import GuidanceConfig, SampleResult, SamplerError, sample
-from .method.shared_kv import SharedKV
-from .method.drag import drag_video
-from .method.targets import Target, TargetError, drag_target, reference_target, synthesize_target
-from .io.trajectory import Trajectory, TrajectoryError, load_trajectory, parse_trajectory
-from .io.video import read_video, write_video
+import logging as _logging
+
+
+class _NoTorchvisionFallbackNote(_logging.Filter):
+    """Drop transformers' note that an image processor falls back to its PIL version without torchvision: moft
+    loads no image processor of its own, and the note fires on every pipeline load. Only that message."""
+
+    def filter(self, record: _logging.LogRecord) -> bool:
+        return "requires torchvision (not installed); falling back to" not in record.getMessage()
+
+
+_logging.getLogger("transformers.utils.import_utils").addFilter(_NoTorchvisionFallbackNote())
+
+# The public names and the module each lives in. They load on first use (PEP 562), so ``import moft``,
+# ``moft --version`` and ``moft --help`` do not pay for torch and diffusers until a name needs them.
+_EXPORTS = {
+    "models.adapters": ("ARCHITECTURES", "Architecture", "ArchitectureError", "architecture_of", "call_denoiser"),
+    "method.capture": ("StopForward", "capture"),
+    "method.channels": ("ChannelsError", "MotionChannels", "fit_channels", "default_channels"),
+    "front.control": ("ControlResult", "control", "default_guidance"),
+    "front.extract": ("Extraction", "extract"),
+    "method.features": ("cosine_map", "moft", "region_mean", "remove_content_correlation", "resize", "select_channels"),
+    "method.inversion": ("ddim_invert", "noised_features"),
+    "models.latents": ("decode_latents", "encode_prompt", "encode_video", "initial_noise"),
+    "front.locate": ("LocateError", "LocateReport", "locate"),
+    "models.loading": ("ModelError", "load_pipeline"),
+    "method.sampler": ("GuidanceConfig", "SampleResult", "SamplerError", "sample"),
+    "method.shared_kv": ("SharedKV",),
+    "method.drag": ("drag_video",),
+    "method.targets": ("Target", "TargetError", "drag_target", "reference_target", "synthesize_target"),
+    "io.trajectory": ("Trajectory", "TrajectoryError", "load_trajectory", "parse_trajectory"),
+    "io.video": ("read_video", "write_video"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    """``moft.X``: import X's module on first use and keep X here."""
+    if name not in _WHERE:
+        raise AttributeError(f"module 'moft' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
 
 __version__ = "0.1.0"
 
