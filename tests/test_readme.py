@@ -40,7 +40,7 @@ def test_readme_python_example_runs_and_its_shape_comments_hold(tmp_path, monkey
     assert tuple(ex.moft.shape) == (8, 4, 16, 16) and str(tuple(ex.moft.shape)) in code
     assert tuple(cap.features["up_blocks.1"].shape) == (1, 8, 64, 16, 16)
     assert res.frames.shape == res.source_frames.shape == (8, 32, 32, 3)
-    assert (tmp_path / "left.gif").stat().st_size > 0
+    assert (tmp_path / "left-python.gif").stat().st_size > 0 and not (tmp_path / "left.gif").exists()
     assert np.abs(res.frames - res.source_frames).max() > 0.05  # guidance changed the video
 
 
