@@ -19,8 +19,8 @@ Example:
 Per region other than ``"all"``, the object is found in frame 0 (``moft.front.preview.find_objects``) and
 followed through the video: by the centroid of its colour (``moft.eval.metrics.track_centroid``, the
 synthetic-object protocol) when its pixels lie on average within ``FLAT`` of their mean colour (as an object
-found by its colour does), else by the mean of LK point tracks of its pixels (``region_tracks``, ``mean_path``); with nothing found, by LK tracks of the region. ``moved_px`` is
-the net displacement (last found position minus first), ``share`` its projection on the requested
+found by its colour does), else by the mean of LK point tracks of its pixels (``region_tracks``,
+``mean_path``); with nothing found, by LK tracks of the region. ``moved_px`` is the net displacement (last found position minus first), ``share`` its projection on the requested
 displacement over the requested length (1: as asked; NaN for a still request). ``pieces`` is the most
 pieces the object's colour forms in one frame (``object_pieces``); ``split`` is whether the output shows
 more than the unguided video of the same noise ever does (``split``), or, without it, more than one. For
