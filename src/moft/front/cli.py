@@ -168,8 +168,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 @app.command()
 def info(model: Optional[str] = typer.Option(None, help=MODEL_HELP)):
-    """Model class, adapter, capture sites, the feature shape at the default site, and the control defaults
-    the model runs with."""
+    """Model class, adapter, capture sites and shapes, its words, and the control defaults it runs with."""
     with _errors():
         import torch
 
