@@ -530,8 +530,8 @@ def test_help_shows_every_default():
                 shown = (p.default is not None and p.show_default is not False) or "default" in (p.help or "")
                 assert shown, f"moft {name} --{p.name}: no default in the help"
     text = runner.invoke(app, ["control", "--help"], env={"COLUMNS": "300"}).output
-    for default in ("else 3:12)", "else 2)", "else 0.5)", "else region_mse)", "else all)", "else curves)", "else on)"):
-        assert default in text, default  # not swallowed as rich markup
+    assert text.count("(default: see `moft info --model M`)") >= 12  # where the model's defaults are listed,
+    # not swallowed as rich markup
 
 
 @pytest.mark.slow
