@@ -69,3 +69,14 @@ def test_an_empty_region_falls_back_to_tracks_and_says_which():
     video = disk(8, (8, 8), (0, 0))
     (e,) = outcome(video, request({"box": [0.6, 0.6, 0.9, 0.9]}, "up"))["regions"]
     assert e["found_at_px"] is None and e["tracker"] == "LK tracks of the region" and e["pieces"] is None
+
+
+def test_with_a_reference_the_request_is_the_clips_own_motion():
+    rng = np.random.default_rng(1)
+    texture = rng.random((H, W + 16, 3)).astype(np.float32)
+    texture = (texture + np.roll(texture, 1, 0) + np.roll(texture, 1, 1)) / 3
+    clip = np.stack([texture[:, 8 + k: 8 + k + W] for k in range(8)])  # content moves left 1 px/frame
+    same = outcome(clip, request("all", "right", speed=0.03), reference=clip)  # the trajectory's "right" is ignored
+    (e,) = same["regions"]
+    assert e["requested_by"] == "the reference clip (measured)" and np.allclose(e["requested_px"], [-7.0, 0.0], atol=0.5)
+    assert e["share"] == pytest.approx(1.0, abs=0.02) and "of the reference's (-7." in outcome_lines(same)[0]

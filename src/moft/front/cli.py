@@ -455,7 +455,7 @@ def control(
         for obj in find_objects(res.source_frames if res.source_frames is not None else res.frames, traj):
             if obj.warning:
                 typer.echo(f"warning: {obj.warning} (look first: --preview)", err=True)
-        achieved = outcome(res.frames, traj, res.source_frames)
+        achieved = outcome(res.frames, traj, res.source_frames, clip.frames[:len(res.frames)] if clip else None)
         report = dict(res.report, model=model or "moft-tiny", trajectory=str(trajectory),
                       reference=str(reference) if reference else None,
                       reference_clip=clip.describe() if clip else None, target_file=str(target) if target else None,

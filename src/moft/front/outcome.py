@@ -71,13 +71,24 @@ def _share(moved, wanted: np.ndarray) -> float:
     return round(float(np.dot(moved, wanted) / length ** 2), 3)
 
 
-def outcome(frames: np.ndarray, trajectory, source: np.ndarray | None = None) -> dict:
+def _reference_motion(reference: np.ndarray, region, mask: np.ndarray, exclude) -> np.ndarray | None:
+    """What a reference clip asks of a region: its own motion there, measured as the output's is."""
+    if region.mask == "all":
+        return np.nansum(camera_motion(reference, exclude=exclude), axis=0)
+    return _net(mean_path(region_tracks(reference, mask)))
+
+
+def outcome(frames: np.ndarray, trajectory, source: np.ndarray | None = None,
+            reference: np.ndarray | None = None) -> dict:
     """Achieved motion per region of ``trajectory`` in ``frames`` (the rules: module docstring).
 
     Args:
         frames: ``(F, H, W, 3)`` the guided video, uint8 or float [0, 1].
         trajectory: the run's parsed ``Trajectory``.
         source: optional ``(F, H, W, 3)`` unguided video of the same noise.
+        reference: optional ``(F, H, W, 3)`` reference clip the run copied the motion of (at the output's size):
+            then the requested motion is the clip's own in each region, measured the same way (the trajectory
+            gives the regions only).
 
     Returns:
         ``{"regions": [...]}``, one dict per region: ``region``, ``kind`` (``"object"`` or ``"camera"``),
@@ -96,9 +107,13 @@ def outcome(frames: np.ndarray, trajectory, source: np.ndarray | None = None) ->
     entries = []
     for region, mask, obj in zip(trajectory.regions, masks, found):
         wanted = (region.path[-1] - region.path[0]) * [width, height]  # (2,) px
-        entry = {"region": region.index, "requested_px": _vec(wanted)}
+        exclude = objects if objects.any() and not objects.all() else None
+        if reference is not None:
+            wanted = _reference_motion(to_float(np.asarray(reference)).astype(np.float32), region, mask, exclude)
+            wanted = np.zeros(2) if wanted is None else wanted
+        entry = {"region": region.index, "requested_px": _vec(wanted),
+                 "requested_by": "the reference clip (measured)" if reference is not None else "the trajectory"}
         if region.mask == "all":
-            exclude = objects if objects.any() and not objects.all() else None
             moved = np.nansum(camera_motion(video, exclude=exclude), axis=0)
             entry.update(kind="camera", tracker="median dense flow outside the other regions", moved_px=_vec(moved))
             if src is not None:
@@ -132,7 +147,8 @@ def outcome_lines(out: dict) -> list[str]:
             lines.append(f"region {e['region']}: could not be followed ({e['tracker']}); requested {_xy(e['requested_px'])} px")
             continue
         share = e["share"]
-        line = (f"region {e['region']}: {what} {_xy(e['moved_px'])} px of requested {_xy(e['requested_px'])}"
+        asked = "the reference's" if e.get("requested_by", "").startswith("the reference") else "requested"
+        line = (f"region {e['region']}: {what} {_xy(e['moved_px'])} px of {asked} {_xy(e['requested_px'])}"
                 f"{f': share {share:.2f}' if share is not None and math.isfinite(share) else ''}")
         if e.get("pieces") is not None:
             line += ", one piece" if e["pieces"] == 1 else f", {e['pieces']} pieces"
