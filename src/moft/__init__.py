@@ -15,7 +15,10 @@ Example:
     >>> res = moft.control(pipe, traj, prompt="a red disk", channels=moft.default_channels())  # doctest: +SKIP
 """
 
+import importlib
 import logging as _logging
+
+__version__ = "0.1.0"
 
 
 class _NoTorchvisionFallbackNote(_logging.Filter):
@@ -28,45 +31,73 @@ class _NoTorchvisionFallbackNote(_logging.Filter):
 
 _logging.getLogger("transformers.utils.import_utils").addFilter(_NoTorchvisionFallbackNote())
 
-# The public names and the module each lives in. They load on first use (PEP 562), so ``import moft``,
-# ``moft --version`` and ``moft --help`` do not pay for torch and diffusers until a name needs them.
-_EXPORTS = {
-    "models.adapters": ("ARCHITECTURES", "Architecture", "ArchitectureError", "architecture_of", "call_denoiser"),
-    "method.capture": ("StopForward", "capture"),
-    "method.channels": ("ChannelsError", "MotionChannels", "fit_channels", "default_channels"),
-    "front.control": ("ControlResult", "control", "default_guidance"),
-    "front.extract": ("Extraction", "extract"),
-    "method.features": ("cosine_map", "moft", "region_mean", "remove_content_correlation", "resize", "select_channels"),
-    "method.inversion": ("ddim_invert", "noised_features"),
-    "models.latents": ("decode_latents", "encode_prompt", "encode_video", "initial_noise"),
-    "front.locate": ("LocateError", "LocateReport", "locate"),
-    "models.loading": ("ModelError", "load_pipeline"),
-    "method.sampler": ("GuidanceConfig", "SampleResult", "SamplerError", "sample"),
-    "method.shared_kv": ("SharedKV",),
-    "method.drag": ("drag_video",),
-    "method.targets": ("Target", "TargetError", "drag_target", "reference_target", "synthesize_target"),
-    "io.trajectory": ("Trajectory", "TrajectoryError", "load_trajectory", "parse_trajectory"),
-    "io.video": ("read_video", "write_video"),
+_EXPORTS = {  # public name -> the module that defines it; imported on first use (PEP 562)
+    "ARCHITECTURES": ".models.adapters",
+    "Architecture": ".models.adapters",
+    "ArchitectureError": ".models.adapters",
+    "architecture_of": ".models.adapters",
+    "call_denoiser": ".models.adapters",
+    "StopForward": ".method.capture",
+    "capture": ".method.capture",
+    "ChannelsError": ".method.channels",
+    "MotionChannels": ".method.channels",
+    "fit_channels": ".method.channels",
+    "ControlResult": ".front.control",
+    "control": ".front.control",
+    "default_guidance": ".front.control",
+    "Extraction": ".front.extract",
+    "extract": ".front.extract",
+    "cosine_map": ".method.features",
+    "moft": ".method.features",
+    "region_mean": ".method.features",
+    "remove_content_correlation": ".method.features",
+    "resize": ".method.features",
+    "select_channels": ".method.features",
+    "ddim_invert": ".method.inversion",
+    "noised_features": ".method.inversion",
+    "decode_latents": ".models.latents",
+    "encode_prompt": ".models.latents",
+    "encode_video": ".models.latents",
+    "initial_noise": ".models.latents",
+    "LocateError": ".front.locate",
+    "LocateReport": ".front.locate",
+    "locate": ".front.locate",
+    "ModelError": ".models.loading",
+    "load_pipeline": ".models.loading",
+    "default_channels": ".method.channels",
+    "GuidanceConfig": ".method.sampler",
+    "SampleResult": ".method.sampler",
+    "SamplerError": ".method.sampler",
+    "sample": ".method.sampler",
+    "SharedKV": ".method.shared_kv",
+    "drag_video": ".method.drag",
+    "Target": ".method.targets",
+    "TargetError": ".method.targets",
+    "drag_target": ".method.targets",
+    "reference_target": ".method.targets",
+    "synthesize_target": ".method.targets",
+    "Trajectory": ".io.trajectory",
+    "TrajectoryError": ".io.trajectory",
+    "load_trajectory": ".io.trajectory",
+    "parse_trajectory": ".io.trajectory",
+    "read_video": ".io.video",
+    "write_video": ".io.video",
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
 def __getattr__(name: str):
-    """``moft.X``: import X's module on first use and keep X here."""
-    if name not in _WHERE:
+    """Import a public name's module when the name is first used: ``import moft`` itself stays light, so the
+    ``moft`` command can take Ctrl-C before torch and diffusers load (``moft.front.launch``)."""
+    if name not in _EXPORTS:
         raise AttributeError(f"module 'moft' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    globals()[name] = value
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value  # later uses skip this function
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
+    return sorted(set(globals()) | set(_EXPORTS))
 
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ARCHITECTURES", "Architecture", "ArchitectureError", "ChannelsError", "ControlResult", "Extraction",

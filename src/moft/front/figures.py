@@ -8,13 +8,19 @@ Example:
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
+from einops import reduce
 
+from ..eval.metrics import flow_tracks, optical_flow
+from ..io.outputs import atomic_write_bytes
 from ..io.video import to_float
 from ..method.features import cosine_map
+from .preview import THRESHOLD, foreground
 
 
 def _figure(figsize=None):
@@ -34,10 +40,6 @@ def _subplots(nrows: int = 1, ncols: int = 1, figsize=None):
 
 def _save(fig, path: str | Path) -> Path:
     """Write a matplotlib figure as PNG, atomically."""
-    import io
-
-    from ..io.video import atomic_write_bytes
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return atomic_write_bytes(Path(path), buf.getvalue())
@@ -51,10 +53,6 @@ def _moving_pieces(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Labels of frame 0's objects and how much each piece changes: the mean RGB distance of its frame-0
     pixels to the same pixels in the later frames. Pieces: those that stand out (``preview.foreground``),
     else, if none of them changes, those that move."""
-    import cv2
-
-    from .preview import THRESHOLD, foreground
-
     frames = to_float(np.asarray(frames)).astype(np.float32)  # (F, H, W, 3)
     change = np.linalg.norm(frames[1:] - frames[:1], axis=-1).mean(0)  # (H, W)
     for fg in foreground(frames):
@@ -82,8 +80,6 @@ def probe_point(frames: np.ndarray, grid: tuple[int, int]) -> tuple[int, int]:
     pieces, the one that changes most over the frames (mean colour distance of its frame-0 pixels to the
     same pixels later) is probed at its pixel nearest its centroid. With no piece that changes: the centre.
     """
-    from .preview import THRESHOLD
-
     frames = np.asarray(frames)
     height, width = frames.shape[1:3]
     labels, score = _moving_pieces(frames)
@@ -98,8 +94,6 @@ def probe_point(frames: np.ndarray, grid: tuple[int, int]) -> tuple[int, int]:
 
 def _direction_labels(flow: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """(F-1, H, W, 2) flow -> (F-1, h, w) index into DIRECTIONS, or len(DIRECTIONS) for still."""
-    from einops import reduce
-
     h, w = grid
     v = reduce(flow, "f (h a) (w b) c -> f h w c", "mean", h=h, w=w)  # (F-1, h, w, 2) per grid cell
     angle = np.degrees(np.arctan2(v[..., 1], v[..., 0])) % 360  # 0 = right, 90 = down
@@ -126,8 +120,6 @@ def extraction_figure(ex, path: str | Path, point: tuple[int, int] | None = None
     """
     import matplotlib
     from sklearn.decomposition import PCA
-
-    from ..eval.metrics import flow_tracks, optical_flow
 
     m = ex.moft.float()  # (F, d, h, w)
     f, d, h, w = m.shape

@@ -37,7 +37,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..io.video import atomic_write_bytes, to_float, to_uint8
+from ..io.outputs import atomic_write_bytes
+from ..io.video import to_float, to_uint8
 
 THRESHOLD = 0.15  # RGB distance in [0, 1] units: "stands out" / "moves" (track_centroid's background mode)
 MIN_AREA = 4  # pixels; smaller pieces are noise
