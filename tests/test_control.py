@@ -27,7 +27,7 @@ def test_control_from_a_trajectory_reports_losses_and_settings(animatediff, tiny
     res = control(animatediff, traj, prompt="a red disk", channels=tiny_channels, steps=4, guidance=G, keep_source=True)
     assert res.frames.shape == (FRAMES, 32, 32, 3) and res.source_frames.shape == res.frames.shape
     r = res.report
-    assert r["weight"] == 6.0 and r["guidance"]["steps"] == (1, 3)
+    assert r["guidance"]["weight"] == 6.0 and "weight" not in r and r["guidance"]["steps"] == (1, 3)
     assert len(r["losses"]) == 2 and r["channels_digest"] == tiny_channels.digest()
     assert r["target"]["source"] == "trajectory"
 
@@ -59,7 +59,7 @@ def test_two_regions_use_weight_8(animatediff, tiny_channels):
 
     two = load_trajectory(Path(__file__).parents[1] / "examples" / "two_objects.json", default_frames=FRAMES)
     res = control(animatediff, two, prompt="x", channels=tiny_channels, steps=3, guidance=GuidanceConfig(steps=(1, 2), iterations=1))
-    assert res.report["weight"] == 8.0 and len(res.report["losses"][0]["regions"]) == 2
+    assert res.report["guidance"]["weight"] == 8.0 and len(res.report["losses"][0]["regions"]) == 2
 
 
 def test_control_with_a_drag_target_starts_from_the_source_noise(animatediff, tiny_channels, traj):

@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..eval.evaluate import (collect, load_suite, markdown_table, run_identity, run_suite, suite_layers, summarise,
                              with_model_defaults)
+from .. import __version__
 from ..io.trajectory import load_trajectory
 from ..io.jsonio import strict_json
 from ..io.outputs import output_set
@@ -35,6 +36,7 @@ from ..method.capture import capture, capture_sites
 from ..method.channels import MotionChannels, default_channels
 from ..method.channels import fit_channels as fit_motion_channels
 from ..method.settings import GUIDANCE_FIELDS, GuidanceConfig, resolve_settings
+from ..method.sampler import sample
 from ..method.targets import Target
 from ..models.adapters import architecture_of, call_denoiser, default_site
 from ..models.latents import latent_channels, probe_conditioning, unknown_words
@@ -45,7 +47,10 @@ from ..models.pipeline import (DEFAULTS_FILE, default_video_size, denoiser, late
 from .control import (ControlError, check_channels, check_init_latents, check_settings, check_trajectory_frames,
                       plan_control, plan_settings, run_control)
 from .extract import extract as extract_features
+from .defaults import control_defaults_lines, vocabulary_line
 from .figures import extraction_figure, report_figure
+from .outcome import outcome, outcome_lines
+from .preview import find_objects, write_preview
 from .locate import (check_defaults_folder, folder_train_timesteps, locate as run_locate, model_folder, parse_list,
                      plan_locate, write_defaults as save_defaults)
 
@@ -179,7 +184,7 @@ def _warn_unknown_words(pipe, prompt: Optional[str]):
     words = unknown_words(pipe.tokenizer, prompt or "")
     if words:
         typer.echo(f"warning: the model does not know {', '.join(repr(w) for w in words)}; "
-                   f"{'it reads' if len(words) == 1 else 'they read'} as <unk>", err=True)
+                   f"{'it reads' if len(words) == 1 else 'they read'} as <unk> (its words: `moft info --model M`)", err=True)
 
 
 MODEL_HELP = "moft-tiny (default), moft-tiny-wan, a pipeline folder or a hub id"
@@ -198,10 +203,22 @@ OFFLOAD = typer.Option("none", "--offload", help="none, model (each model on the
                        "diffusers' model CPU offload) or group (block by block: least memory, slowest)")
 
 
+def _version(value: bool):
+    if value:
+        typer.echo(f"moft {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print moft's version and exit")):
+    """Training-free motion interpretation and control in video diffusion models (MOFT)."""
+
+
 @app.command()
 def info(model: Optional[str] = typer.Option(None, help=MODEL_HELP), device: str = DEVICE, dtype: str = DTYPE,
          offload: str = OFFLOAD):
-    """Model class, adapter, capture sites and the feature shape at the default site."""
+    """Model class, adapter, capture sites and shapes, its words, and the control defaults it runs with."""
     with _errors():
         pipe = _load(model, _where(device, dtype, offload))
         net = denoiser(pipe)
@@ -224,7 +241,8 @@ def info(model: Optional[str] = typer.Option(None, help=MODEL_HELP), device: str
             f"channels      {'shipped: ' + str(ch.indices.tolist()) if ch is not None else 'none shipped'}",
             "runs on       {device}, denoiser {dtype}, offload {offload}".format(**loading.placement(pipe)),
         ]
-        typer.echo("\n".join(lines))
+        words = vocabulary_line(getattr(pipe, "tokenizer", None))
+        typer.echo("\n".join(lines + ([words] if words else []) + control_defaults_lines(pipeline_record(pipe))))
 
 
 @app.command()
@@ -238,8 +256,11 @@ def extract(
     timestep: int = typer.Option(200, help="timestep of the features (generation or inversion)"),
     channels: Optional[Path] = typer.Option(None, help="motion channel file (default: the model's shipped one)"),
     site: Optional[str] = typer.Option(None, help="module path to capture (default: the architecture's, up_blocks.1)"),
-    steps: int = typer.Option(25, help="DDIM steps"),
-    figure: Optional[Path] = typer.Option(None, help="also write a PNG: PCA of MOFT and a correspondence heatmap (default: none)"),
+    steps: int = typer.Option(25, help="sampling steps (DDIM, or the pipeline's own scheduler on flow models)"),
+    figure: Optional[Path] = typer.Option(None, help="also write a PNG: the paper's interpretation figures (PCA of MOFT "
+                                          "by motion direction, cosine maps from a point on the moving object, "
+                                          "arrows of the measured motion; default: none)"),
+    save_video: Optional[Path] = typer.Option(None, help="also write the video analysed (.gif or .mp4; default: none)"),
     start: int = typer.Option(0, help=START_HELP),
     stride: Optional[int] = typer.Option(None, help=STRIDE_HELP),
     fps: Optional[float] = typer.Option(None, help=FPS_HELP),
@@ -254,9 +275,12 @@ def extract(
         _check_out(out, (".safetensors",))
         if figure is not None:
             _check_out(figure, (".png",))
+        if save_video is not None:
+            _check_out(save_video, (".gif", ".mp4"))
         if (prompt is None) == (video is None):
             raise UsageError("give exactly one of --prompt or --video")
-        _no_clobber({"video": video, "channel file": channels}, {"--out": out, "--figure": figure})
+        _no_clobber({"video": video, "channel file": channels},
+                    {"--out": out, "--figure": figure, "--save-video": save_video})
         check_settings(steps=steps, seed=seed)
         check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
         if video is not None:
@@ -271,11 +295,12 @@ def extract(
         ex.meta["model"] = model or "moft-tiny"
         if video is not None:
             ex.meta.update(video=str(video), clip=clip.describe())
-        with output_set() as stage:  # the features and the figure, or neither
+        with output_set() as stage:  # the features, the figure and the video, or none
             ex.save(stage(out))
             if figure is not None:
-
                 extraction_figure(ex, stage(figure))
+            if save_video is not None:
+                write_video(stage(save_video), ex.frames)
         typer.echo(f"wrote {out}: features {tuple(ex.features.shape)}, moft {tuple(ex.moft.shape)}")
 
 
@@ -325,7 +350,7 @@ def _guidance_help(name: str) -> str:
     default = getattr(GuidanceConfig(), name)
     shown = {True: "on", False: "off", None: "none"}.get(default, default) if not isinstance(default, tuple) else \
         ":".join(map(str, default))
-    return f"{GUIDANCE_FIELDS[name]['help']} (default: the model's moft.json, else {shown})"
+    return f"{GUIDANCE_FIELDS[name]['help']} (default: see `moft info --model M`; else {shown})"
 
 
 def _guided_steps(text: Optional[str]):
@@ -339,14 +364,15 @@ def _guided_steps(text: Optional[str]):
     return start, end
 
 
-def _control_outputs(out: Path, save_source: bool, save_proxy: bool, save_target: Optional[Path]) -> dict:
+def _control_outputs(out: Path, save_source: bool, save_proxy: bool, save_target: Optional[Path],
+                     preview: bool = False) -> dict:
     """Every file a control run writes, by what it is."""
     stem = out.with_suffix("")
     return {"--out": out, "the report": Path(f"{stem}.report.json"),
             "the latents": Path(f"{stem}.latents.safetensors"),
             "the source video": Path(f"{stem}.source{out.suffix}") if save_source else None,
             "the proxy video": Path(f"{stem}.proxy{out.suffix}") if save_proxy else None,
-            "--save-target": save_target}
+            "--save-target": save_target, "the preview": Path(f"{stem}.preview.png") if preview else None}
 
 
 def _read_latents(path: Optional[Path]):
@@ -379,14 +405,19 @@ def _write_control(res, out: Path, outputs: dict, report: dict, save_source: boo
 
 @app.command()
 def control(
-    trajectory: Path = typer.Argument(..., help="trajectory JSON (see README)"),
+    trajectory: Path = typer.Argument(..., help="trajectory JSON (see README); directions are the content's: "
+                                      "\"all\" moving right shows the content moving right (in camera terms a "
+                                      "pan to the left)"),
     out: Path = typer.Option(..., help="OUT.gif or OUT.mp4; OUT.report.json and OUT.latents.safetensors are "
                              "written beside it"),
     model: Optional[str] = typer.Option(None, help=MODEL_HELP),
-    prompt: Optional[str] = typer.Option(None, help="text prompt (default: the model's moft.json, else empty)"),
+    prompt: Optional[str] = typer.Option(None, help="text prompt (default: see `moft info --model M`)"),
     seed: int = typer.Option(0, help="initial noise, 0..2**63-1"),
-    steps: int = typer.Option(25, help="DDIM steps"),
-    guidance_scale: Optional[float] = typer.Option(None, help="CFG scale (default: the model's moft.json, else 7.5)"),
+    steps: int = typer.Option(25, help="sampling steps (DDIM, or the pipeline's own scheduler on flow models)"),
+    guidance_scale: Optional[float] = typer.Option(None, help="CFG scale (default: see `moft info --model M`)"),
+    preview: bool = typer.Option(False, "--preview", help="look, then ask: write only OUT.preview.png (frame 0 of the "
+                                 "unguided video with each region, its path and the object found in it) and stop "
+                                 "before guidance (one unguided generation)"),
     reference: Optional[Path] = typer.Option(None, help="reference clip whose motion to copy: MP4/WebM/GIF/PNG "
                                              "folder, any size and length (see --start, --stride, --fps, --fit; "
                                              "default: none, the trajectory gives the motion)"),
@@ -412,7 +443,7 @@ def control(
     gain: float = typer.Option(1.0, help="strength of synthesized target curves, 0 < gain <= 100"),
     target_kind: Optional[str] = typer.Option(None, help="curves (paper: region-mean curves from the channels) or "
                                               "drag (the unguided video's regions dragged along the trajectory, "
-                                              "inverted) (default: the model's moft.json, else curves)"),
+                                              "inverted) (default: see `moft info --model M`)"),
     start: int = typer.Option(0, help=START_HELP),
     stride: Optional[int] = typer.Option(None, help=STRIDE_HELP),
     fps: Optional[float] = typer.Option(None, help=FPS_HELP),
@@ -437,16 +468,17 @@ def control(
         where = _where(device, dtype, offload)
         _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
                  init_latents, save_source, save_proxy, channels, flags, gain, target_kind, (start, stride, fps, fit),
-                 where)
+                 where, preview)
 
 
 def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
-             init_latents, save_source, save_proxy, channels, flags, gain, target_kind, clip_rule, where):
+             init_latents, save_source, save_proxy, channels, flags, gain, target_kind, clip_rule, where,
+             preview=False):
     """``moft control``: every check that needs no model (``plan_settings``), then the model, then
     ``plan_control`` (every check against it), then the run and its files."""
 
     _check_out(out, (".gif", ".mp4"))
-    outputs = _control_outputs(out, save_source, save_proxy, save_target)
+    outputs = _control_outputs(out, save_source, save_proxy, save_target, preview)
     _no_clobber({"trajectory": trajectory, "reference": reference, "target": target,
                  "init latents": init_latents, "channel file": channels}, outputs)
     if save_target is not None:
@@ -485,17 +517,47 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
         pipe, traj, prompt=run.prompt, channels=ch, reference=clip.frames if clip else None, target=tgt, seed=seed,
         steps=steps, guidance_scale=run.guidance_scale, guidance=run.guidance, init_latents=init,
         keep_source=save_source, gain=gain, target_kind=run.target_kind))
+    if preview:
+        return _preview(pipe, traj, outputs["the preview"], prompt=run.prompt, seed=seed, steps=steps,
+                        guidance_scale=run.guidance_scale, num_frames=plan.size[0], latents=init)
     with _progress("control") as update:
         res = run_control(pipe, plan, progress=update)
+    seen = res.source_frames if res.source_frames is not None else res.frames
+    for obj in find_objects(seen, traj) if traj is not None else []:
+        if obj.warning:
+            typer.echo(f"warning: {obj.warning} (look first: --preview)", err=True)
+    achieved = outcome(res.frames, traj, res.source_frames, clip.frames[:len(res.frames)] if clip else None) \
+        if traj is not None else None
     report = dict(res.report, model=model or "moft-tiny", trajectory=str(trajectory),
                   reference=str(reference) if reference else None,
                   reference_clip=clip.describe() if clip else None, target_file=str(target) if target else None,
                   init_latents=str(init_latents) if init_latents else None,
-                  latents_file=str(outputs["the latents"]), channels_file=str(channels) if channels else "shipped")
+                  latents_file=str(outputs["the latents"]), channels_file=str(channels) if channels else "shipped",
+                  outcome=achieved)
     _write_control(res, out, outputs, report, save_source, save_proxy, save_target)
     losses = res.result.losses
     what = f"loss {losses[0]['loss']:.4g} -> {losses[-1]['loss']:.4g}" if losses else "unguided"
-    typer.echo(f"wrote {out} and {outputs['the report'].name} ({res.result.seconds:.1f} s; {what})")
+    typer.echo(f"wrote {out} and {outputs['the report']} ({res.result.seconds:.1f} s; {what})")
+    if achieved is not None:
+        typer.echo("\n".join(outcome_lines(achieved)))
+
+
+def _preview(pipe, traj, path: Path, **sampling):
+    """``moft control --preview``: the unguided video from the run's noise, drawn with the request; stop."""
+    with _progress("preview") as update:
+        src = sample(pipe, sampling.pop("prompt"), progress=lambda done, total: update(done, total), **sampling)
+    with output_set() as stage:
+        found = write_preview(stage(path), src.frames, traj)
+    typer.echo(f"wrote {path}: frame 0 of the unguided video (seed {sampling['seed']}), regions and paths drawn")
+    h, w = src.frames.shape[1:3]
+    for obj in found:
+        if obj.warning:
+            typer.echo(f"warning: {obj.warning}", err=True)
+        elif obj.centre is not None:
+            typer.echo(f"region {obj.region}: object at x={obj.centre[0] / w:.2f}, y={obj.centre[1] / h:.2f} of the "
+                       f"frame ({obj.area} px, {obj.inside:.0%} inside the region, {'moves' if obj.moves else 'still'})")
+        else:
+            typer.echo(f"region {obj.region}: the whole frame (camera)")
 
 
 def _trajectory_before_load(path: Path, frames: Optional[int], check_frames: bool):

@@ -291,8 +291,10 @@ def run_control(pipe, plan: ControlPlan, progress=None) -> ControlResult:
         out.source_frames = source.frames  # the drag target's unguided video: the same noise, already made
     report = {
         "prompt": plan.prompt, "seed": plan.seed, "steps": plan.steps, "guidance_scale": plan.settings.guidance_scale,
-        "frames": f, "height": plan.size[1], "width": plan.size[2], "guidance": config_dict(g),
-        "weight": g.resolved_weight(len(target.masks)) if target is not None else None, "gain": plan.gain,
+        "frames": f, "height": plan.size[1], "width": plan.size[2],
+        # the loss weight in force (a null weight in the settings means 6 for one region, 8 for several)
+        "guidance": dict(config_dict(g), weight=g.resolved_weight(len(target.masks)) if target is not None else g.weight),
+        "gain": plan.gain,
         "target": {k: v for k, v in target.meta.items() if k != "trajectory"} if target is not None else None,
         "channels_digest": plan.channels.digest() if plan.channels is not None else None,
         "losses": out.losses, "counts": out.counts, "seconds": out.seconds,
