@@ -15,7 +15,8 @@ def test_each_format_and_mode_reads_as_rgb(tmp_path, suffix, mode):
     rgb = np.zeros((20, 30, 3), np.uint8)
     rgb[5:15, 10:20] = (200, 40, 40)
     path = tmp_path / f"im{suffix}"
-    Image.fromarray(rgb).convert(mode).save(path, **({"lossless": True} if suffix == ".webp" else {}))
+    options = {".webp": {"lossless": True}, ".jpg": {"quality": 95, "subsampling": 0}}.get(suffix, {})
+    Image.fromarray(rgb).convert(mode).save(path, **options)
     out = read_image(path)
     assert out.shape == (20, 30, 3) and out.dtype == np.uint8
     expected = np.asarray(Image.fromarray(rgb).convert(mode).convert("RGB"))
