@@ -414,10 +414,10 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from moft.models.loading import model_defaults
+    from moft.models.pipeline import default_guidance_scale
 
     pipe = load_pipeline(args.model)
-    cfg = args.guidance_scale or model_defaults(args.model).get("guidance_scale", 7.5)
+    cfg = args.guidance_scale or default_guidance_scale(pipe)
     t0 = time.time()
 
     def save(report):

@@ -11,12 +11,35 @@ Bad input prints one line ``error: ...`` and exits with code 2; outputs are writ
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
+import torch
 import typer
+from safetensors.torch import load_file, save
+
+from ..eval.evaluate import (collect, load_suite, markdown_table, run_identity, run_suite, suite_layers, summarise,
+                             with_model_defaults)
+from ..io.trajectory import load_trajectory
+from ..io.video import CLIP_FPS, check_clip_rule, output_set, read_clip, read_video, strict_json, write_video
+from ..method.capture import capture, capture_sites
+from ..method.channels import MotionChannels, default_channels
+from ..method.channels import fit_channels as fit_motion_channels
+from ..method.settings import GUIDANCE_FIELDS, GuidanceConfig, resolve_settings
+from ..method.targets import Target
+from ..models.adapters import architecture_of, call_denoiser, default_site
+from ..models.latents import latent_channels, probe_conditioning
+from ..models.loading import load_pipeline
+from ..models.pipeline import (default_video_size, denoiser, latent_frames, model_record, pipeline_record,
+                               resolve_model, temporal_scale, vae_scale)
+from ..models.tiny.tokenizer import unknown_words
+from .control import (ControlError, check_channels, check_init_latents, check_settings, check_trajectory_frames,
+                      plan_control, plan_settings, run_control)
+from .extract import extract as extract_features
+from .figures import extraction_figure, report_figure
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Training-free motion interpretation and control in video diffusion models (MOFT).")
@@ -73,20 +96,16 @@ def _progress(label: str):
 
 
 def _load(model: str | None):
-    import torch
-
-    from ..models.loading import load_pipeline
 
     torch.set_grad_enabled(True)
     return load_pipeline(model)
 
 
 def _channels(path: Optional[Path], model: str | None, required: bool):
-    from ..method.channels import MotionChannels
-    from ..method.channels import default_channels
 
     if path is not None:
         return MotionChannels.load(path)
+    resolve_model(model)  # a missing model is "no such model", not "no shipped channels"
     ch = default_channels(model)
     if ch is None and required:
         raise UsageError("this model has no shipped motion channels; run `moft fit-channels` and pass --channels")
@@ -102,8 +121,6 @@ def _check_out(path: Path, suffixes: tuple[str, ...]):
 
 def _no_clobber(inputs: dict[str, Optional[Path]], outputs: dict[str, Optional[Path]]):
     """Refuse a run in which an output would overwrite one of the run's inputs or another output."""
-    import os
-
     seen: dict[str, str] = {}
     for name, path in inputs.items():
         if path is not None:
@@ -119,7 +136,6 @@ def _no_clobber(inputs: dict[str, Optional[Path]], outputs: dict[str, Optional[P
 
 def _probe_clip(path: Path):
     """Decode a clip's first frame before the model loads: a missing, unreadable or empty clip fails fast."""
-    from ..io.video import read_clip
 
     read_clip(path, 1)
 
@@ -127,17 +143,14 @@ def _probe_clip(path: Path):
 def _read_clip(path: Path, pipe, model: str | None, start: int, stride: Optional[int], fps: Optional[float],
                fit: str):
     """The model's frames of any clip (``moft.io.video.read_clip``'s rule)."""
-    from ..method.channels import default_video_size
-    from ..models.loading import model_defaults
-    from ..io.video import CLIP_FPS, read_clip
 
     f, h, w = default_video_size(pipe)
+    clip_fps = pipeline_record(pipe).fps
     return read_clip(path, f, size=(h, w), start=start, stride=stride, fps=fps, fit=fit,
-                     clip_fps=model_defaults(model).get("fps", CLIP_FPS))
+                     clip_fps=CLIP_FPS if clip_fps is None else clip_fps)
 
 
 def _warn_unknown_words(pipe, prompt: Optional[str]):
-    from ..models.tiny.tokenizer import unknown_words
 
     words = unknown_words(pipe.tokenizer, prompt or "")
     if words:
@@ -156,14 +169,6 @@ FIT_HELP = "clip: crop (centre crop to the model's aspect, then resize), resize 
 def info(model: Optional[str] = typer.Option(None, help=MODEL_HELP)):
     """Model class, adapter, capture sites and the feature shape at the default site."""
     with _errors():
-        import torch
-
-        from ..models.adapters import architecture_of, call_denoiser, default_site
-        from ..method.capture import capture, capture_sites
-        from ..models.latents import latent_channels, probe_conditioning, vae_scale
-        from ..models.loading import denoiser
-        from ..method.channels import default_channels
-        from ..models.pipeline import default_video_size, latent_frames
 
         pipe = _load(model)
         net = denoiser(pipe)
@@ -208,9 +213,6 @@ def extract(
 ):
     """Features and MOFT of a prompt's generated video or of a given clip."""
     with _errors():
-        from .control import check_settings
-        from .extract import extract as run
-        from ..io.video import check_clip_rule, output_set
 
         _check_out(out, (".safetensors",))
         if figure is not None:
@@ -227,7 +229,7 @@ def extract(
         _warn_unknown_words(pipe, prompt)
         clip = _read_clip(video, pipe, model, start, stride, fps, fit) if video is not None else None
         with _progress("extract") as update:
-            ex = run(pipe, prompt=prompt, video=clip.frames if clip else None, timestep=timestep, seed=seed,
+            ex = extract_features(pipe, prompt=prompt, video=clip.frames if clip else None, timestep=timestep, seed=seed,
                      channels=ch, site=site, steps=steps, progress=update)
         ex.meta["model"] = model or "moft-tiny"
         if video is not None:
@@ -235,7 +237,6 @@ def extract(
         with output_set() as stage:  # the features and the figure, or neither
             ex.save(stage(out))
             if figure is not None:
-                from .figures import extraction_figure
 
                 extraction_figure(ex, stage(figure))
         typer.echo(f"wrote {out}: features {tuple(ex.features.shape)}, moft {tuple(ex.moft.shape)}")
@@ -256,8 +257,6 @@ def fit_channels(
 ):
     """Fit horizontal and vertical motion channels on synthetic pans (PCA, as the paper, or d')."""
     with _errors():
-        from ..method.channels import fit_channels as run
-        from ..io.video import read_video
 
         _check_out(out, (".safetensors",))
         if isinstance(scenes, bool) or scenes < 1:
@@ -272,12 +271,69 @@ def fit_channels(
             pics = [read_video(p)[0] for p in files]
         pipe = _load(model)
         with _progress("fit-channels") as update:
-            ch = run(pipe, fraction=fraction, method=method, rank=rank, timestep=timestep, scenes=scenes, site=site,
+            ch = fit_motion_channels(pipe, fraction=fraction, method=method, rank=rank, timestep=timestep, scenes=scenes, site=site,
                      seed=seed, images=pics, model_name=model or "moft-tiny", progress=update)
         ch.save(out)
         ev = ch.meta["explained_variance_ratio"]
         typer.echo(f"wrote {out}: horizontal {ch.horizontal.tolist()}, vertical {ch.vertical.tolist()} "
                    f"(PC1 explains {ev['horizontal'][0]:.2f} / {ev['vertical'][0]:.2f})")
+
+
+def _guidance_help(name: str) -> str:
+    """An option's help from ``GuidanceConfig``'s own field metadata (``GUIDANCE_FIELDS``) and default."""
+
+    default = getattr(GuidanceConfig(), name)
+    shown = {True: "on", False: "off", None: "none"}.get(default, default) if not isinstance(default, tuple) else \
+        ":".join(map(str, default))
+    return f"{GUIDANCE_FIELDS[name]['help']} (default: the model's moft.json, else {shown})"
+
+
+def _guided_steps(text: Optional[str]):
+    """``START:END`` as a pair of integers, or None."""
+    if text is None:
+        return None
+    try:
+        start, end = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise UsageError(f"--guided-steps: expected START:END, got {text!r}") from None
+    return start, end
+
+
+def _control_outputs(out: Path, save_source: bool, save_proxy: bool, save_target: Optional[Path]) -> dict:
+    """Every file a control run writes, by what it is."""
+    stem = out.with_suffix("")
+    return {"--out": out, "the report": Path(f"{stem}.report.json"),
+            "the latents": Path(f"{stem}.latents.safetensors"),
+            "the source video": Path(f"{stem}.source{out.suffix}") if save_source else None,
+            "the proxy video": Path(f"{stem}.proxy{out.suffix}") if save_proxy else None,
+            "--save-target": save_target}
+
+
+def _read_latents(path: Optional[Path]):
+
+    if path is None:
+        return None
+    try:
+        return load_file(str(path))["latents"]
+    except Exception:
+        raise UsageError(f"{path}: not a moft latents file") from None
+
+
+def _write_control(res, out: Path, outputs: dict, report: dict, save_source: bool, save_proxy: bool,
+                   save_target: Optional[Path]):
+    """All of a control run's files, or none (even on Ctrl-C)."""
+
+    text = strict_json(report)  # before writing anything: a report that cannot be written stops the set
+    with output_set() as stage:
+        write_video(stage(out), res.frames)
+        if save_source:
+            write_video(stage(outputs["the source video"]), res.source_frames)
+        if save_proxy:
+            write_video(stage(outputs["the proxy video"]), res.proxy_frames)
+        stage(outputs["the latents"]).write_bytes(save({"latents": res.result.initial_latents.contiguous().float()}))
+        if save_target is not None:
+            res.target.save(stage(save_target))
+        stage(outputs["the report"]).write_text(text)
 
 
 @app.command()
@@ -299,30 +355,19 @@ def control(
     save_source: bool = typer.Option(False, help="also write OUT.source.EXT: the unguided video from the same noise"),
     save_proxy: bool = typer.Option(False, help="also write OUT.proxy.EXT: the drag proxy (drag targets only)"),
     channels: Optional[Path] = typer.Option(None, help="motion channel file (default: the model's shipped one)"),
-    guided_steps: Optional[str] = typer.Option(None, help="guided step indices START:END, end exclusive "
-                                               "(default: the model's moft.json, else 3:12)"),
-    iterations: Optional[int] = typer.Option(None, help="gradient iterations per guided step; 0: unguided "
-                                             "(default: the model's moft.json, else 2)"),
-    step_size: Optional[float] = typer.Option(None, help="latent update step (default: the model's moft.json, else 0.5)"),
-    weight: Optional[float] = typer.Option(None, help="loss weight (default: the model's moft.json, else 6 for one region, 8 for several)"),
-    loss: Optional[str] = typer.Option(None, help="region_mse (official) or per_position (paper Eq. 3) "
-                                       "(default: the model's moft.json, else region_mse)"),
-    shared_kv: Optional[bool] = typer.Option(None, "--shared-kv/--no-shared-kv", help="share spatial K/V from the "
-                                             "unguided branch (default: the model's moft.json, else on)"),
-    grad_mask: Optional[str] = typer.Option(None, help="all, first:N or off (default: the model's moft.json, else all)"),
-    optimizer: Optional[str] = typer.Option(None, help="sgd (official), normalized (steps of length --step-size) or "
-                                            "adam (learning rate --step-size) (default: the model's moft.json, else sgd)"),
-    step_size_end: Optional[float] = typer.Option(None, help="step size at the last guided step, linear from "
-                                                  "--step-size (default: the model's moft.json, else constant)"),
-    distance: Optional[str] = typer.Option(None, help="l2 (paper) or cosine (DiTFlow's) between generated and target "
-                                           "MOFT (default: the model's moft.json, else l2)"),
-    grad_every: Optional[int] = typer.Option(None, help="a full gradient every N-th iteration, the others reuse it "
-                                             "(default: the model's moft.json, else 1)"),
-    target_mode: Optional[str] = typer.Option(None, help="inversion (paper) or noise (one forward of the video "
-                                              "noised to the timestep): how a drag or reference target is read "
-                                              "(default: the model's moft.json, else inversion)"),
-    target_timesteps: Optional[str] = typer.Option(None, help="fixed (one target at t = 200) or guided (one at each "
-                                                   "guided step's timestep) (default: the model's moft.json, else fixed)"),
+    guided_steps: Optional[str] = typer.Option(None, help=_guidance_help("steps")),
+    iterations: Optional[int] = typer.Option(None, help=_guidance_help("iterations")),
+    step_size: Optional[float] = typer.Option(None, help=_guidance_help("step_size")),
+    weight: Optional[float] = typer.Option(None, help=_guidance_help("weight")),
+    loss: Optional[str] = typer.Option(None, help=_guidance_help("loss")),
+    shared_kv: Optional[bool] = typer.Option(None, "--shared-kv/--no-shared-kv", help=_guidance_help("shared_kv")),
+    grad_mask: Optional[str] = typer.Option(None, help=_guidance_help("grad_mask")),
+    optimizer: Optional[str] = typer.Option(None, help=_guidance_help("optimizer")),
+    step_size_end: Optional[float] = typer.Option(None, help=_guidance_help("step_size_end")),
+    distance: Optional[str] = typer.Option(None, help=_guidance_help("distance")),
+    grad_every: Optional[int] = typer.Option(None, help=_guidance_help("grad_every")),
+    target_mode: Optional[str] = typer.Option(None, help=_guidance_help("target_mode")),
+    target_timesteps: Optional[str] = typer.Option(None, help=_guidance_help("target_timesteps")),
     gain: float = typer.Option(1.0, help="strength of synthesized target curves, 0 < gain <= 100"),
     target_kind: Optional[str] = typer.Option(None, help="curves (paper: region-mean curves from the channels) or "
                                               "drag (the unguided video's regions dragged along the trajectory, "
@@ -334,103 +379,107 @@ def control(
 ):
     """Generate a video whose regions move as the trajectory says."""
     with _errors():
-        from safetensors.torch import load_file, save
+        flags = {"steps": _guided_steps(guided_steps), "iterations": iterations, "step_size": step_size,
+                 "weight": weight, "loss": loss, "shared_kv": shared_kv, "grad_mask": grad_mask, "optimizer": optimizer,
+                 "step_size_end": step_size_end, "distance": distance, "grad_every": grad_every,
+                 "target_mode": target_mode, "target_timesteps": target_timesteps}
+        _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
+                 init_latents, save_source, save_proxy, channels, flags, gain, target_kind, (start, stride, fps, fit))
 
-        from .control import ControlError, check_init_latents, check_settings, run_settings
-        from .control import control as run
-        from ..models.latents import vae_scale
-        from ..models.loading import model_defaults
-        from ..method.targets import TARGET_KINDS, Target
-        from ..io.trajectory import load_trajectory
-        from ..io.video import check_clip_rule, output_set, strict_json, write_video
 
-        _check_out(out, (".gif", ".mp4"))
-        stem = out.with_suffix("")
-        outputs = {"--out": out, "the report": Path(f"{stem}.report.json"),
-                   "the latents": Path(f"{stem}.latents.safetensors"),
-                   "the source video": Path(f"{stem}.source{out.suffix}") if save_source else None,
-                   "the proxy video": Path(f"{stem}.proxy{out.suffix}") if save_proxy else None,
-                   "--save-target": save_target}
-        _no_clobber({"trajectory": trajectory, "reference": reference, "target": target,
-                     "init latents": init_latents, "channel file": channels}, outputs)
-        if save_target is not None:
-            _check_out(save_target, (".safetensors",))
-        for name, path in outputs.items():
-            if path is not None and path.is_dir():
-                raise UsageError(f"{path}: {name} would replace an existing folder; give another --out")
-        given = {"iterations": iterations, "step_size": step_size, "weight": weight, "loss": loss,
-                 "shared_kv": shared_kv, "grad_mask": grad_mask, "optimizer": optimizer, "step_size_end": step_size_end,
-                 "distance": distance, "grad_every": grad_every, "target_mode": target_mode,
-                 "target_timesteps": target_timesteps}
-        if guided_steps is not None:
-            try:
-                given["steps"] = tuple(int(v) for v in guided_steps.split(":"))
-                assert len(given["steps"]) == 2
-            except (ValueError, AssertionError):
-                raise UsageError(f"--guided-steps: expected START:END, got {guided_steps!r}") from None
-        defaults = model_defaults(model)
-        g, cfg, kind, prompt = run_settings(defaults, guidance_scale=guidance_scale, target_kind=target_kind,
-                                            prompt=prompt, **{k: v for k, v in given.items() if v is not None})
-        if kind not in TARGET_KINDS:
-            raise UsageError(f"--target-kind: expected one of {', '.join(TARGET_KINDS)}, got {kind!r}")
-        if save_proxy and (kind != "drag" or target is not None or reference is not None):
-            raise UsageError("--save-proxy: only a drag target made from the trajectory has a proxy video")
-        check_settings(steps=steps, seed=seed, guidance_scale=cfg, gain=gain, guidance=g)
-        if save_target is not None and g.iterations == 0 and target is None:
-            raise UsageError("--save-target: --iterations 0 runs unguided and makes no target")
-        check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
-        if reference is not None:
-            _probe_clip(reference)
-        if defaults.get("frames"):  # the model folder names its frame count: check the trajectory before loading
-            load_trajectory(trajectory, default_frames=int(defaults["frames"]))
-        elif not trajectory.is_file():
-            raise UsageError(f"{trajectory}: no such trajectory file")
-        tgt = Target.load(target) if target is not None else None
-        ch = _channels(channels, model, required=tgt is None and reference is None)
-        init = None
-        if init_latents is not None:
-            try:
-                init = load_file(str(init_latents))["latents"]
-            except Exception:
-                raise UsageError(f"{init_latents}: not a moft latents file") from None
-        pipe = _load(model)
-        from ..method.channels import default_video_size
+def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
+             init_latents, save_source, save_proxy, channels, flags, gain, target_kind, clip_rule):
+    """``moft control``: every check that needs no model (``plan_settings``), then the model, then
+    ``plan_control`` (every check against it), then the run and its files."""
 
-        f, h, w = default_video_size(pipe)
-        if init is not None:
-            try:
-                f = int(check_init_latents(init, pipe).shape[1])
-            except ControlError as exc:
-                raise UsageError(f"{init_latents}: {exc}") from None
-        traj = load_trajectory(trajectory, default_frames=f)
-        if traj.frames != f:
-            raise UsageError(f"{trajectory}: frames: {traj.frames}, but this model makes {f}-frame videos")
-        traj.masks(h // vae_scale(pipe), w // vae_scale(pipe))  # every region must cover the latent grid
-        _warn_unknown_words(pipe, prompt)
-        clip = _read_clip(reference, pipe, model, start, stride, fps, fit) if reference is not None else None
-        with _progress("control") as update:
-            res = run(pipe, traj, prompt=prompt, channels=ch, reference=clip.frames if clip else None, target=tgt,
-                      seed=seed, steps=steps, guidance_scale=cfg, guidance=g, init_latents=init,
-                      keep_source=save_source, gain=gain, target_kind=kind, progress=update)
-        report = dict(res.report, model=model or "moft-tiny", trajectory=str(trajectory),
-                      reference=str(reference) if reference else None,
-                      reference_clip=clip.describe() if clip else None, target_file=str(target) if target else None,
-                      init_latents=str(init_latents) if init_latents else None,
-                      latents_file=str(outputs["the latents"]), channels_file=str(channels) if channels else "shipped")
-        text = strict_json(report)  # before writing anything: a report that cannot be written stops the set
-        with output_set() as stage:  # all outputs or none, even on Ctrl-C
-            write_video(stage(out), res.frames)
-            if save_source:
-                write_video(stage(outputs["the source video"]), res.source_frames)
-            if save_proxy:
-                write_video(stage(outputs["the proxy video"]), res.proxy_frames)
-            stage(outputs["the latents"]).write_bytes(save({"latents": res.result.initial_latents.contiguous().float()}))
-            if save_target is not None:
-                res.target.save(stage(save_target))
-            stage(outputs["the report"]).write_text(text)
-        losses = res.result.losses
-        what = f"loss {losses[0]['loss']:.4g} -> {losses[-1]['loss']:.4g}" if losses else "unguided"
-        typer.echo(f"wrote {out} and {outputs['the report'].name} ({res.result.seconds:.1f} s; {what})")
+    _check_out(out, (".gif", ".mp4"))
+    outputs = _control_outputs(out, save_source, save_proxy, save_target)
+    _no_clobber({"trajectory": trajectory, "reference": reference, "target": target,
+                 "init latents": init_latents, "channel file": channels}, outputs)
+    if save_target is not None:
+        _check_out(save_target, (".safetensors",))
+    for name, path in outputs.items():
+        if path is not None and path.is_dir():
+            raise UsageError(f"{path}: {name} would replace an existing folder; give another --out")
+    resolve_model(model)  # "no such model" before anything that reads the folder
+    record = model_record(model)
+    try:
+        run = plan_settings(record, steps=steps, seed=seed, gain=gain, guidance_scale=guidance_scale,
+                            target_kind=target_kind, prompt=prompt, flags={k: v for k, v in flags.items() if v is not None})
+    except ControlError as exc:  # a flag's value: name the flag (a moft.json's: the message names the file)
+        if exc.field is None or not str(exc).startswith(exc.field):
+            raise
+        flag = "--guided-steps" if exc.field == "steps" else f"--{exc.field.replace('_', '-')}"
+        raise UsageError(f"{flag}: {str(exc)[len(exc.field):].strip()}") from None
+    if save_proxy and (run.target_kind != "drag" or target is not None or reference is not None):
+        raise UsageError("--save-proxy: only a drag target made from the trajectory has a proxy video")
+    if save_target is not None and run.guidance.iterations == 0 and target is None:
+        raise UsageError("--save-target: --iterations 0 runs unguided and makes no target")
+    start, stride, fps, fit = clip_rule
+    check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
+    if reference is not None:
+        _probe_clip(reference)
+    traj = _trajectory_before_load(trajectory, record.frames, reference is None)
+    tgt = Target.load(target) if target is not None else None
+    ch = _channels(channels, model, required=tgt is None and reference is None and run.guidance.iterations > 0)
+    init = _read_latents(init_latents)
+    pipe = _load(model)
+    f = _frames_of(pipe, init, init_latents)
+    traj = load_trajectory(trajectory, default_frames=f) if traj is None or traj.frames != f or init is not None else traj
+    _warn_unknown_words(pipe, run.prompt)
+    clip = _read_clip(reference, pipe, model, start, stride, fps, fit) if reference is not None else None
+    plan = _located(trajectory, lambda: plan_control(
+        pipe, traj, prompt=run.prompt, channels=ch, reference=clip.frames if clip else None, target=tgt, seed=seed,
+        steps=steps, guidance_scale=run.guidance_scale, guidance=run.guidance, init_latents=init,
+        keep_source=save_source, gain=gain, target_kind=run.target_kind))
+    with _progress("control") as update:
+        res = run_control(pipe, plan, progress=update)
+    report = dict(res.report, model=model or "moft-tiny", trajectory=str(trajectory),
+                  reference=str(reference) if reference else None,
+                  reference_clip=clip.describe() if clip else None, target_file=str(target) if target else None,
+                  init_latents=str(init_latents) if init_latents else None,
+                  latents_file=str(outputs["the latents"]), channels_file=str(channels) if channels else "shipped")
+    _write_control(res, out, outputs, report, save_source, save_proxy, save_target)
+    losses = res.result.losses
+    what = f"loss {losses[0]['loss']:.4g} -> {losses[-1]['loss']:.4g}" if losses else "unguided"
+    typer.echo(f"wrote {out} and {outputs['the report'].name} ({res.result.seconds:.1f} s; {what})")
+
+
+def _trajectory_before_load(path: Path, frames: Optional[int], check_frames: bool):
+    """The trajectory, read and checked against the model folder's frame count before the model
+    loads when the folder names one (``moft.json``); else only that the file exists."""
+
+    if not frames:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such trajectory file")
+        return None
+    traj = load_trajectory(path, default_frames=frames)
+    if check_frames:
+        _located(path, lambda: check_trajectory_frames(traj, frames))
+    return traj
+
+
+def _located(path: Path, check):
+    """Run ``check()``; a ``ControlError`` about the trajectory is said with the trajectory's path."""
+
+    try:
+        return check()
+    except ControlError as exc:
+        if str(exc).startswith("the trajectory"):
+            raise UsageError(f"{path}: {exc}") from None
+        raise
+
+
+def _frames_of(pipe, init, path: Optional[Path]) -> int:
+    """The run's video frames: the model's, or those of the init latents (checked against the model)."""
+
+    f = default_video_size(pipe)[0]
+    if init is None:
+        return f
+    try:
+        return (int(check_init_latents(init, pipe).shape[1]) - 1) * temporal_scale(pipe) + 1
+    except ControlError as exc:
+        raise UsageError(f"{path}: {exc}") from None
 
 
 @app.command()
@@ -447,23 +496,15 @@ def evaluate(
 ):
     """Run a suite of controlled generations, score them, write a report (shards under accelerate launch)."""
     with _errors():
-        import os
 
-        import torch
         from accelerate import PartialState
 
-        from ..eval.evaluate import collect, load_suite, markdown_table, run_identity, run_suite, summarise
-        from .figures import report_figure
-        from ..models.loading import model_defaults
-        from ..io.video import output_set, strict_json
 
         _check_out(out, (".json",))
         _no_clobber({"suite": suite, "channel file": channels},
                     {"--out": out, "the Markdown table": out.with_suffix(".md"),
                      "the figure": out.with_suffix(".png"), "--work-dir": work_dir or out.with_suffix(".parts")})
-        spec = load_suite(suite)
-        spec["guidance"] = dict(model_defaults(model).get("guidance", {}), **spec.get("guidance", {}))
-        spec.setdefault("target", model_defaults(model).get("target", "curves"))
+        spec = with_model_defaults(load_suite(suite), model_record(model))
         ch = _channels(channels, model, required=True)
         if shard is not None:
             try:
@@ -479,6 +520,9 @@ def evaluate(
             index, count, main = state.process_index, state.num_processes, state.is_main_process
         torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // count))
         pipe = _load(model)
+        for site in {resolve_settings(pipeline_record(pipe), *suite_layers(spec, s)).guidance.site
+                     for s in spec["settings"]}:
+            check_channels(pipe, ch, site)  # another model's channel file: one line, before any item runs
         work = work_dir or out.with_suffix(".parts")
         with _progress(f"evaluate [{index}/{count}]") as update:
             run_suite(pipe, spec, work, ch, process_index=index, num_processes=count, progress=update)

@@ -12,7 +12,6 @@ plus the name ``"moft-tiny"`` for the model that ships inside the package.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
@@ -26,9 +25,12 @@ from .pipeline import (  # noqa: F401  (re-exported: where a model folder's fact
     ddim_scheduler,
     denoiser,
     model_defaults,
+    model_record,
     pipeline_defaults,
+    pipeline_record,
     resolve_model,
 )
+from .record import ModelRecord, RecordError  # noqa: F401  (re-exported)
 
 
 def load_pipeline(model: str | os.PathLike | None = None, *, dtype: torch.dtype = torch.float32,
@@ -46,18 +48,22 @@ def load_pipeline(model: str | os.PathLike | None = None, *, dtype: torch.dtype 
         dtype: weights dtype.
         device: where to put it.
 
+    The folder's ``moft.json`` is read first (``model_record``: a malformed one stops here, before the
+    weights load) and attached to the pipeline as ``pipe.moft_record`` (``pipeline_record`` returns it).
+
     Raises:
-        ModelError: the model cannot be found or loaded (one-line message).
+        ModelError: the model cannot be found or loaded (one-line message); ``RecordError``: its
+            ``moft.json`` is malformed.
     """
     from diffusers import DiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
 
     source = resolve_model(model)
+    record = model_record(source)
     try:
         pipe = DiffusionPipeline.from_pretrained(source, dtype=dtype)
     except Exception as exc:  # diffusers raises many types; the user needs one line
@@ -65,4 +71,6 @@ def load_pipeline(model: str | os.PathLike | None = None, *, dtype: torch.dtype 
         raise ModelError(f"{model}: cannot load pipeline ({first})") from exc
     pipe.set_progress_bar_config(disable=True)
     architecture_of(denoiser(pipe))  # a clear error for a model moft has no adapter for
-    return pipe.to(device)
+    pipe = pipe.to(device)
+    pipe.moft_record = record  # the folder's defaults, read once (moft.models.pipeline.pipeline_record)
+    return pipe
