@@ -91,3 +91,30 @@ def test_fit_image_follows_the_clip_rule_and_refuses_what_cannot_be_animated():
         fit_image(np.zeros((1, 1, 3), np.uint8), 32, 32)
     with pytest.raises(ImageInputError, match=r"\(H, W, 3\)"):
         fit_image(np.zeros((32, 32), np.uint8), 32, 32)
+
+
+@pytest.mark.parametrize("build", [build_tiny_wan_i2v, build_tiny_wan21_i2v], ids=["wan-ti2v", "wan-i2v"])
+def test_the_unguided_moft_sampler_is_the_stock_image_to_video_pipeline(build):
+    from moft.method.sampler import sample
+
+    pipe = build(seed=0)
+    image = _image(1)
+    z = initial_noise(pipe, num_frames=FRAMES, height=32, width=32, seed=5)
+    stock = pipe(image=Image.fromarray(image), prompt="a red disk moving left", height=32, width=32,
+                 num_frames=FRAMES - 1, num_inference_steps=3, guidance_scale=4.0,
+                 latents=z.permute(0, 2, 1, 3, 4).contiguous(), output_type="latent").frames  # (1, C, F, h, w)
+    ours = sample(pipe, "a red disk moving left", image=image, latents=z, steps=3, guidance_scale=4.0,
+                  num_frames=FRAMES, height=32, width=32)
+    assert torch.allclose(ours.latents.permute(0, 2, 1, 3, 4), stock, atol=1e-5)
+
+
+def test_sample_refuses_a_missing_or_misfit_image_and_an_image_on_text_to_video():
+    from moft.method.sampler import SamplerError, sample
+
+    with pytest.raises(SamplerError, match="animates an image"):
+        sample(build_tiny_wan_i2v(), "a red disk", steps=1)
+    with pytest.raises(SamplerError, match=r"needs \(32, 32, 3\)"):
+        sample(build_tiny_wan_i2v(), "a red disk", steps=1, height=32, width=32, num_frames=FRAMES,
+               image=np.zeros((16, 16, 3), np.uint8))
+    with pytest.raises(SamplerError, match="takes no image"):
+        sample(build_tiny_wan(), "a red disk", steps=1, height=32, width=32, num_frames=FRAMES, image=_image())

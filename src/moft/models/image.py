@@ -185,3 +185,22 @@ def image_conditioning(pipe, image: np.ndarray, *, num_frames: int, batch: int =
     if row.image_embeds:
         cond["encoder_hidden_states_image"] = pipe.encode_image(image, net.device)  # (1, L, D)
     return {k: repeat(v[:1], "1 ... -> b ...", b=batch).to(net.device, net.dtype) for k, v in cond.items()}
+
+
+def with_first_frame(cond: dict, latents: torch.Tensor) -> torch.Tensor:
+    """``latents`` ``(B, F, C, h, w)`` with latent frame 0 set to the image's (the TI2V pipeline's last line);
+    unchanged for other image inputs or without an image.
+
+    Example:
+        >>> z = with_first_frame({"first_frame": torch.ones(1, 1, 4, 2, 2)}, torch.zeros(1, 3, 4, 2, 2))
+        >>> z[:, 0].mean().item(), z[:, 1:].abs().sum().item()
+        (1.0, 0.0)
+    """
+    if "first_frame" not in cond:
+        return latents
+    return torch.cat([cond["first_frame"].to(latents), latents[:, 1:]], dim=1)  # (B, F, C, h, w)
+
+
+def requires_image(pipe) -> bool:
+    """The pipeline animates an image: sampling it without one cannot run."""
+    return image_input_of(pipe) is not None
