@@ -118,3 +118,60 @@ def test_sample_refuses_a_missing_or_misfit_image_and_an_image_on_text_to_video(
                image=np.zeros((16, 16, 3), np.uint8))
     with pytest.raises(SamplerError, match="takes no image"):
         sample(build_tiny_wan(), "a red disk", steps=1, height=32, width=32, num_frames=FRAMES, image=_image())
+
+
+def _all_channels(width: int = 128):
+    """Every channel of the tiny Wan's block output as motion channels (the drag target's loss reads them all)."""
+    from moft.method.channels import MotionChannels
+
+    every = torch.arange(width)
+    return MotionChannels(every, every, {"horizontal": torch.ones(width), "vertical": torch.ones(width)},
+                          torch.zeros(width, 2), torch.zeros(width), meta={"architecture": "wan"})
+
+
+@pytest.fixture(scope="module")
+def i2v_folder(tmp_path_factory):
+    """The tiny TI2V pipeline as a model folder with a ``moft.json`` (9 frames of 32x32, as moft-tiny-wan)."""
+    import json
+
+    folder = tmp_path_factory.mktemp("tiny-i2v")
+    build_tiny_wan_i2v(seed=0).save_pretrained(folder)
+    (folder / "moft.json").write_text(json.dumps({"frames": FRAMES, "height": 32, "width": 32, "guidance_scale": 1.0}))
+    return folder
+
+
+def test_control_drags_the_images_own_regions_and_keeps_frame_zero(i2v_folder):
+    from moft.front.control import control
+    from moft.io.trajectory import parse_trajectory
+    from moft.method.settings import GuidanceConfig
+    from moft.models.loading import load_pipeline
+
+    pipe = load_pipeline(str(i2v_folder))
+    traj = parse_trajectory({"version": 1, "frames": FRAMES, "regions": [
+        {"mask": {"box": [0.25, 0.2, 0.7, 0.65]}, "direction": "right", "speed": 0.3}]})
+    g = GuidanceConfig(steps=(0, 2), iterations=1, step_size=0.1, loss="per_position", optimizer="adam",
+                       distance="cosine", site="blocks.3")
+    res = control(pipe, traj, prompt="a red disk", channels=_all_channels(), image=_image(2), steps=3, guidance=g,
+                  target_kind="drag", keep_source=True)
+    assert res.frames.shape == (FRAMES, 32, 32, 3) and res.source_frames.shape == (FRAMES, 32, 32, 3)
+    # the drag proxy is the image itself, dragged: its frame 0 is the image
+    assert np.abs(res.proxy_frames[0] * 255 - _image(2)).max() < 1
+    assert res.report["image"] == {"height": 32, "width": 32}
+    # no unguided video was sampled for the target: one loss backward per guided step, and the forwards of
+    # 3 sampling steps + 2 loss passes + the source branch (2 guided steps on) + the inversion to t = 200
+    assert res.result.counts["backwards"] == 2
+    # frame 0 of the video is the image's latent
+    cond = image_conditioning(pipe, _image(2), num_frames=FRAMES)
+    assert torch.equal(res.result.latents[:, :1], cond["first_frame"])
+
+
+def test_control_refuses_an_image_on_text_to_video_and_none_on_image_to_video(i2v_folder):
+    from moft.front.control import ControlError, control
+    from moft.method.settings import GuidanceConfig
+    from moft.models.loading import load_pipeline
+
+    with pytest.raises(ControlError, match="animates no image; image-to-video models: wan-ti2v"):
+        control(load_pipeline("moft-tiny-wan"), None, prompt="a red disk", image=_image(), steps=1,
+                guidance=GuidanceConfig(iterations=0))
+    with pytest.raises(ControlError, match="animates an image"):
+        control(load_pipeline(str(i2v_folder)), None, prompt="a red disk", steps=1, guidance=GuidanceConfig(iterations=0))
