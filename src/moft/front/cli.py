@@ -38,7 +38,7 @@ from ..method.settings import GUIDANCE_FIELDS, GuidanceConfig, resolve_settings
 from ..method.targets import Target
 from ..models.adapters import architecture_of, call_denoiser, default_site
 from ..models.latents import latent_channels, probe_conditioning, unknown_words
-from ..models import loading
+from ..models.loading import load_pipeline
 from ..models.pipeline import (DEFAULTS_FILE, default_video_size, denoiser, latent_frames, model_record,
                                pipeline_record, resolve_model, temporal_scale, vae_scale)
 from .control import (ControlError, check_channels, check_init_latents, check_settings, check_trajectory_frames,
@@ -102,7 +102,7 @@ def _progress(label: str):
 def _load(model: str | None):
 
     torch.set_grad_enabled(True)
-    return loading.load_pipeline(model)  # through the module: one place to swap the loader
+    return load_pipeline(model)
 
 
 def _channels(path: Optional[Path], model: str | None, required: bool):
