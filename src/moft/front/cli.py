@@ -38,6 +38,7 @@ from ..method.settings import GUIDANCE_FIELDS, GuidanceConfig, resolve_settings
 from ..method.targets import Target
 from ..models.adapters import architecture_of, call_denoiser, default_site
 from ..models.latents import latent_channels, probe_conditioning, unknown_words
+from ..models.device import execution_device, resolve_device, resolve_dtype, resolve_offload
 from ..models.loading import load_pipeline
 from ..models.pipeline import (DEFAULTS_FILE, default_video_size, denoiser, latent_frames, model_record,
                                pipeline_record, resolve_model, temporal_scale, vae_scale)
@@ -99,10 +100,15 @@ def _progress(label: str):
             bar.stop()
 
 
-def _load(model: str | None):
+def _where(device: str, dtype: str, offload: str) -> dict:
+    """``--device``, ``--dtype`` and ``--offload`` resolved, so a device that is not there fails (one line, exit 2)
+    before anything loads."""
+    return {"device": resolve_device(device), "dtype": resolve_dtype(dtype), "offload": resolve_offload(offload)}
 
+
+def _load(model: str | None, where: dict | None = None):
     torch.set_grad_enabled(True)
-    return load_pipeline(model)
+    return load_pipeline(model, **(where or {}))  # the module-level name: tests swap moft.front.cli.load_pipeline
 
 
 def _channels(path: Optional[Path], model: str | None, required: bool):
@@ -183,18 +189,27 @@ FPS_HELP = "clip: sample the clip at this frame rate instead of --stride (defaul
 FIT_HELP = "clip: crop (centre crop to the model's aspect, then resize), resize (stretch) or pad (black bars)"
 
 
+# where every command runs (one definition, reused by each command)
+DEVICE = typer.Option("auto", "--device", help="auto (the accelerator when there is one, else the CPU), cpu, cuda, "
+                      "cuda:N or mps")
+DTYPE = typer.Option("float32", "--dtype", help="the denoiser's (and text encoder's) dtype: float32, bfloat16 or "
+                     "float16; latents, losses and optimiser state stay float32, the VAE float32")
+OFFLOAD = typer.Option("none", "--offload", help="none, model (each model on the device only while it runs: "
+                       "diffusers' model CPU offload) or group (block by block: least memory, slowest)")
+
+
 @app.command()
-def info(model: Optional[str] = typer.Option(None, help=MODEL_HELP)):
+def info(model: Optional[str] = typer.Option(None, help=MODEL_HELP), device: str = DEVICE, dtype: str = DTYPE,
+         offload: str = OFFLOAD):
     """Model class, adapter, capture sites and the feature shape at the default site."""
     with _errors():
-
-        pipe = _load(model)
+        pipe = _load(model, _where(device, dtype, offload))
         net = denoiser(pipe)
         arch = architecture_of(net)
         f, h, w = default_video_size(pipe)
         sites = capture_sites(net)
         s = vae_scale(pipe)
-        z = torch.zeros(1, latent_frames(pipe, f), latent_channels(pipe), h // s, w // s)
+        z = torch.zeros(1, latent_frames(pipe, f), latent_channels(pipe), h // s, w // s, device=execution_device(pipe))
         with torch.no_grad(), capture(net, stop=True) as cap:
             call_denoiser(net, z, 500, probe_conditioning(pipe, z))
         ch = default_channels(model)
@@ -207,6 +222,7 @@ def info(model: Optional[str] = typer.Option(None, help=MODEL_HELP)):
             f"blocks        {', '.join(sites['blocks'])}",
             f"temporal      {len(sites['temporal'])} modules, e.g. {', '.join(sites['temporal'][:3])}",
             f"channels      {'shipped: ' + str(ch.indices.tolist()) if ch is not None else 'none shipped'}",
+            "runs on       {device}, denoiser {dtype}, offload {offload}".format(**loading.placement(pipe)),
         ]
         typer.echo("\n".join(lines))
 
@@ -228,6 +244,9 @@ def extract(
     stride: Optional[int] = typer.Option(None, help=STRIDE_HELP),
     fps: Optional[float] = typer.Option(None, help=FPS_HELP),
     fit: str = typer.Option("crop", help=FIT_HELP),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    offload: str = OFFLOAD,
 ):
     """Features and MOFT of a prompt's generated video or of a given clip."""
     with _errors():
@@ -243,7 +262,7 @@ def extract(
         if video is not None:
             _probe_clip(video)
         ch = _channels(channels, model, required=False)
-        pipe = _load(model)
+        pipe = _load(model, _where(device, dtype, offload))
         _warn_unknown_words(pipe, prompt)
         clip = _read_clip(video, pipe, model, start, stride, fps, fit) if video is not None else None
         with _progress("extract") as update:
@@ -272,6 +291,9 @@ def fit_channels(
     images: Optional[Path] = typer.Option(None, help="folder of still pictures to pan (default: synthetic scenes)"),
     site: Optional[str] = typer.Option(None, help="module path to capture (default: the architecture's, up_blocks.1)"),
     seed: int = typer.Option(0),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    offload: str = OFFLOAD,
 ):
     """Fit horizontal and vertical motion channels on synthetic pans (PCA, as the paper, or d')."""
     with _errors():
@@ -287,7 +309,7 @@ def fit_channels(
             if not files:
                 raise UsageError(f"{images}: no .png/.jpg pictures")
             pics = [read_video(p)[0] for p in files]
-        pipe = _load(model)
+        pipe = _load(model, _where(device, dtype, offload))
         with _progress("fit-channels") as update:
             ch = fit_motion_channels(pipe, fraction=fraction, method=method, rank=rank, timestep=timestep, scenes=scenes, site=site,
                      seed=seed, images=pics, model_name=model or "moft-tiny", progress=update)
@@ -395,19 +417,31 @@ def control(
     stride: Optional[int] = typer.Option(None, help=STRIDE_HELP),
     fps: Optional[float] = typer.Option(None, help=FPS_HELP),
     fit: str = typer.Option("crop", help=FIT_HELP),
+    checkpointing: Optional[bool] = typer.Option(None, "--checkpointing/--no-checkpointing", help="recompute the "
+                                                 "denoiser's blocks in the backward pass of guidance: less memory, "
+                                                 "more time (default: the model's moft.json, else off)"),
+    autocast: Optional[str] = typer.Option(None, help="none, bfloat16 or float16: run guidance's loss forward under "
+                                           "autocast; latents and loss stay float32 (default: the model's moft.json, "
+                                           "else none)"),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    offload: str = OFFLOAD,
 ):
     """Generate a video whose regions move as the trajectory says."""
     with _errors():
         flags = {"steps": _guided_steps(guided_steps), "iterations": iterations, "step_size": step_size,
                  "weight": weight, "loss": loss, "shared_kv": shared_kv, "grad_mask": grad_mask, "optimizer": optimizer,
                  "step_size_end": step_size_end, "distance": distance, "grad_every": grad_every,
-                 "target_mode": target_mode, "target_timesteps": target_timesteps}
+                 "target_mode": target_mode, "target_timesteps": target_timesteps, "checkpointing": checkpointing,
+                 "autocast": None if autocast in (None, "none") else autocast}
+        where = _where(device, dtype, offload)
         _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
-                 init_latents, save_source, save_proxy, channels, flags, gain, target_kind, (start, stride, fps, fit))
+                 init_latents, save_source, save_proxy, channels, flags, gain, target_kind, (start, stride, fps, fit),
+                 where)
 
 
 def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
-             init_latents, save_source, save_proxy, channels, flags, gain, target_kind, clip_rule):
+             init_latents, save_source, save_proxy, channels, flags, gain, target_kind, clip_rule, where):
     """``moft control``: every check that needs no model (``plan_settings``), then the model, then
     ``plan_control`` (every check against it), then the run and its files."""
 
@@ -442,7 +476,7 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
     tgt = Target.load(target) if target is not None else None
     ch = _channels(channels, model, required=tgt is None and reference is None and run.guidance.iterations > 0)
     init = _read_latents(init_latents)
-    pipe = _load(model)
+    pipe = _load(model, where)
     f = _frames_of(pipe, init, init_latents)
     traj = load_trajectory(trajectory, default_frames=f) if traj is None or traj.frames != f or init is not None else traj
     _warn_unknown_words(pipe, run.prompt)
@@ -512,6 +546,9 @@ def evaluate(
                                         "this process's share under accelerate launch)"),
     threads: Optional[int] = typer.Option(None, min=1, help="torch threads per process (default: the cores over "
                                           "the processes; give 1 on a machine shared with other heavy work)"),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    offload: str = OFFLOAD,
 ):
     """Run a suite of controlled generations, score them, write a report (shards under accelerate launch)."""
     with _errors():
@@ -538,7 +575,10 @@ def evaluate(
             state = PartialState(cpu=not torch.cuda.is_available())
             index, count, main = state.process_index, state.num_processes, state.is_main_process
         torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // count))
-        pipe = _load(model)
+        where = _where(device, dtype, offload)
+        if state is not None and device == "auto" and state.device.type != "cpu":
+            where["device"] = state.device  # accelerate launch: each process on its own accelerator
+        pipe = _load(model, where)
         for site in {resolve_settings(pipeline_record(pipe), *suite_layers(spec, s)).guidance.site
                      for s in spec["settings"]}:
             check_channels(pipe, ch, site)  # another model's channel file: one line, before any item runs
@@ -551,7 +591,7 @@ def evaluate(
             rows = collect(spec, work, run_identity(pipe, ch))
             table = summarise(rows)
             report = {"suite": spec, "model": model or "moft-tiny", "channels_digest": ch.digest(),
-                      "table": table, "rows": rows}
+                      **loading.placement(pipe), "table": table, "rows": rows}
             text = strict_json(report)
             with output_set() as stage:  # report, table and figure, or none of them
                 stage(out).write_text(text)
@@ -571,6 +611,9 @@ def locate(
     budget: Optional[int] = typer.Option(None, help="at most this many denoiser forwards (= clips x timesteps); fewer clips if needed"),
     write_defaults: Optional[Path] = typer.Option(None, help="put the recommended site into FOLDER/moft.json"),
     seed: int = typer.Option(1234, help="clips, noise and folds (held out from fit-channels' pans)"),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    offload: str = OFFLOAD,
 ):
     """Where motion lives: direction decoding from MOFT and raw features over sites x timesteps."""
     with _errors():
@@ -586,7 +629,7 @@ def locate(
         _not_into_folders({"--out": out, "--out's .md": out.with_suffix(".md"), "--out's .png": out.with_suffix(".png")},
                           {"model folder": folder, "--write-defaults folder": write_defaults},
                           new_files=(DEFAULTS_FILE,))
-        pipe = _load(model)
+        pipe = _load(model, _where(device, dtype, offload))
         with _progress("locate") as update:
             rep = run_locate(pipe, sites=site_list, timesteps=ts, fractions=fr, clips_per_direction=clips,
                              max_forwards=budget, seed=seed, model_name=model or "moft-tiny", progress=update)

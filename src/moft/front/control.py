@@ -30,6 +30,7 @@ from ..models.pipeline import (default_video_size, denoiser, latent_frames, mode
                                pipeline_site, temporal_scale, vae_scale)
 from ..models.record import ModelRecord
 from .extract import site_channels
+from ..models.loading import placement
 
 
 class ControlError(SettingsError):
@@ -295,6 +296,7 @@ def run_control(pipe, plan: ControlPlan, progress=None) -> ControlResult:
         "target": {k: v for k, v in target.meta.items() if k != "trajectory"} if target is not None else None,
         "channels_digest": plan.channels.digest() if plan.channels is not None else None,
         "losses": out.losses, "counts": out.counts, "seconds": out.seconds,
+        **placement(pipe),  # device, dtype, offload, torch
     }
     return ControlResult(out.frames, out.source_frames, target, out, report, proxy)
 

@@ -46,6 +46,7 @@ import torch
 from einops import rearrange
 
 from ..models.adapters import architecture_of, call_denoiser
+from ..models.device import execution_device
 from .capture import capture
 from .features import moft, region_mean
 from ..models.latents import decode_latents, initial_noise, text_conditioning
@@ -517,7 +518,7 @@ def sample(
     net = denoiser(pipe)
     if latents is None:
         latents = initial_noise(pipe, num_frames=num_frames, height=height, width=width, seed=seed)
-    z = latents.to(net.device, net.dtype)  # (1, F, C, h, w)
+    z = latents.to(execution_device(pipe), torch.float32)  # (1, F, C, h, w): float32 whatever the denoiser's dtype
     scale = default_guidance_scale(pipe) if guidance_scale is None else guidance_scale
     den = CFGDenoiser(*text_conditioning(pipe, prompt, negative_prompt, scale), scale)
     sched = sampling_scheduler(pipe)

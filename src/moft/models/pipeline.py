@@ -48,7 +48,7 @@ class ModelError(ValueError):
 def resolve_model(model: str | os.PathLike | None) -> str:
     """Turn a user's ``--model`` into something ``from_pretrained`` can load (a folder or hub id).
 
-    ``None`` is the default shipped model (moft-tiny); the name of any folder in ``moft/shipped``
+    ``None`` is the default shipped model (moft-tiny); the name of any folder in ``moft/models/shipped``
     (``moft-tiny-wan``) is that shipped model.
     """
     name = DEFAULT_MODEL if model is None else str(model)
