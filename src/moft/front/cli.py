@@ -39,6 +39,7 @@ from ..method.targets import Target
 from ..models.adapters import architecture_of, call_denoiser, default_site
 from ..models.latents import latent_channels, probe_conditioning, unknown_words
 from ..models.device import execution_device, resolve_device, resolve_dtype, resolve_offload
+from ..models import loading
 from ..models.loading import load_pipeline
 from ..models.pipeline import (DEFAULTS_FILE, default_video_size, denoiser, latent_frames, model_record,
                                pipeline_record, resolve_model, temporal_scale, vae_scale)
