@@ -32,10 +32,10 @@ from moft.io.synthetic import COLORS
 from moft.io.tracks import Tracks
 from moft.eval.evaluate import prompt_color
 from moft.method.sampler import GuidanceConfig, sample
-from moft.models.loading import pipeline_defaults
+from moft.models.pipeline import pipeline_record
 
 
-def run_group(pipe, suite: dict, prompt: str, seed: int, req: dict, channels, model_defaults: dict) -> list[dict]:
+def run_group(pipe, suite: dict, prompt: str, seed: int, req: dict, channels, record) -> list[dict]:
     """Every row of one (prompt, seed, request): the unguided source, then each setting."""
     steps, cfg = suite.get("steps", 25), suite.get("guidance_scale", 4.0)
     start = time.perf_counter()
@@ -56,7 +56,7 @@ def run_group(pipe, suite: dict, prompt: str, seed: int, req: dict, channels, mo
             frames, seconds = src.frames, src_seconds
         else:
             fields = {k: v for k, v in setting.items() if k in GuidanceConfig.__dataclass_fields__}
-            g = default_guidance(defaults=model_defaults, **dict(suite.get("guidance", {}), **fields))
+            g = default_guidance(record=record, **dict(suite.get("guidance", {}), **fields))
             start = time.perf_counter()
             res = control(pipe, tracks, prompt=prompt, channels=channels, seed=seed, steps=steps, guidance_scale=cfg,
                           guidance=g, init_latents=src.initial_latents, target_kind=setting.get("target", "drag"))
@@ -80,14 +80,14 @@ def main():
     suite = load_point_suite(args.suite)
     torch.set_num_threads(1)
     pipe = moft.load_pipeline(args.model)
-    channels, defaults = moft.default_channels(args.model), pipeline_defaults(pipe)
+    channels, record = moft.default_channels(args.model), pipeline_record(pipe)
     groups = [(p, s, r) for (s, r), p in zip(itertools.product(suite["seeds"], suite["requests"]),
                                              itertools.cycle(suite["prompts"]))]
     rows, start, done = [], time.perf_counter(), 0
     for prompt, seed, req in groups:
         if time.perf_counter() - start > 60 * args.minutes:
             break
-        rows += run_group(pipe, suite, prompt, seed, req, channels, defaults)
+        rows += run_group(pipe, suite, prompt, seed, req, channels, record)
         done += 1
         print(f"{done}/{len(groups)} groups, {time.perf_counter() - start:.0f} s", flush=True)
     table = summarise(rows)

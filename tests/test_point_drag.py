@@ -74,7 +74,7 @@ def test_sample_checks_the_point_settings(pipe):
         moft.sample(pipe, "a red disk", steps=2, guidance=GuidanceConfig(points="dift"))
     with pytest.raises(SamplerError, match="needs a target"):
         moft.sample(pipe, "a red disk", steps=25, guidance=GuidanceConfig(points="paper"), points=req)
-    with pytest.raises(SamplerError, match="points must be one of"):
+    with pytest.raises(ValueError, match="points must be one of"):
         GuidanceConfig(points="dragnuwa")
 
 
