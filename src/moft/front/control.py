@@ -303,7 +303,7 @@ def points_request(trajectory, mode: str, frames: int, size: tuple[int, int], ti
                                f"(read them with moft.read_tracks(path, num_frames={frames}))")
         tracks = trajectory if tuple(trajectory.size) == tuple(size) else rescale(trajectory, size)
         trajectory = tracks_trajectory(tracks)
-    elif trajectory is not None:
+    elif isinstance(trajectory, Trajectory):  # anything else: plan_control says what it must be
         tracks = trajectory_tracks(trajectory, size)
     if mode == "off":
         return trajectory, None
