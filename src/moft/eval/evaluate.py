@@ -86,6 +86,8 @@ import torch
 from .metrics import (camera_motion, direction_success, frame_change, glitch, mean_path, motion_fidelity, objmc, psnr,
                       region_tracks, request_tracks, split, ssim, steering, track_centroid, track_points,
                       trajectory_error, zoom_scale, zoom_success)
+from ..method.drag import drag_video, swept_masks
+from ..method.keep import LatentLog, keep_plan
 from ..method.sampler import GuidanceConfig, GuidanceDiverged, guided_timesteps, sample
 from ..io.synthetic import COLORS, DIRECTIONS, make_clip
 from ..method.targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
@@ -112,7 +114,9 @@ _GUIDANCE_TYPES = {  # GuidanceConfig field -> (accepted types, description)
     "loss_batch": ((str,), "a string"), "optimizer": ((str,), "a string"),
     "step_size_end": ((numbers.Real, type(None)), "a finite number or null"), "distance": ((str,), "a string"),
     "grad_every": ((numbers.Integral,), "an integer >= 1"), "target_mode": ((str,), "a string"),
-    "target_timesteps": ((str,), "a string"),
+    "target_timesteps": ((str,), "a string"), "keep": ((str,), "a string"),
+    "keep_until": ((numbers.Integral, type(None)), "an integer >= 0 or null"), "start": ((str,), "a string"),
+    "release": ((numbers.Integral, type(None)), "an integer >= 0 or null"), "method": ((str,), "a string"),
 }
 
 
@@ -544,7 +548,11 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
     prompt, seed, req, setting = item["prompt"], item["seed"], item["request"], item["setting"]
     key = (prompt, seed)
     if key not in cache:
-        cache[key] = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg)
+        needs = any(guidance_settings(s, suite.get("guidance"))[0].needs_source
+                    for s in suite["settings"] if not s.get("unguided"))
+        log = LatentLog() if needs else None  # the source's latents, for the keep levers
+        cache[key] = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, callback=log)
+        cache[("log",) + key] = log.started(cache[key].initial_latents) if log else None
     src = cache[key]
     f, h, w = src.frames.shape[:3]
     lat = (src.latents.shape[-2], src.latents.shape[-1])
@@ -567,13 +575,17 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
         g, extra = guidance_settings(setting, suite.get("guidance"))
         target_kind = extra["target"] or suite.get("target", "curves")
         built = time.perf_counter()
-        target = _target(pipe, reference, traj, channels, extra, lat, steps, src.frames, target_kind, g)
+        target = (None if g.method == "cut-drag" else
+                  _target(pipe, reference, traj, channels, extra, lat, steps, src.frames, target_kind, g))
         if isinstance(target, str):
             return dict(row, status=target)
+        plan = keep_plan(pipe, g, steps=steps, masks=torch.from_numpy(swept_masks(traj, (h, w), lat)),
+                         log=cache[("log",) + key],
+                         proxy_frames=drag_video(src.frames, traj) if g.start == "proxy" else None)
         row["target_seconds"] = time.perf_counter() - built
         try:
             out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, latents=src.initial_latents,
-                         target=target, guidance=g)
+                         target=target, guidance=g, keep=plan)
         except GuidanceDiverged as exc:  # no video: the request failed (counted in direction success)
             failed = "direction_success" if kind == "synthetic-object" else "direction_success_lk"
             return dict(row, status="ok", diverged=str(exc), **({failed: 0.0} if kind != "motion-transfer" else {}))

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from ..method.channels import MotionChannels, default_video_size
-from ..method.drag import drag_video
+from ..method.drag import drag_video, swept_masks
+from ..method.keep import LatentLog, keep_plan
 from ..method.sampler import GuidanceConfig, SampleResult, config_dict, guided_timesteps, sample
 from ..method.targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
 
@@ -236,9 +237,17 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
     if target is not None and (target.num_frames != f or tuple(target.size) != size):
         raise ControlError(f"the target is for {target.num_frames} frames on a {tuple(target.size)} latent grid; "
                            f"this run makes {f} frames on {size}")
+    if g.needs_source and trajectory is None:
+        raise ControlError(f"keep={g.keep!r} / start={g.start!r} need a trajectory (the region that moves)")
     phase = (lambda name: (lambda done, total: progress(done, total, name))) if progress else (lambda name: None)
-    guided = g.iterations > 0  # check_settings made sure the guided steps meet the schedule
-    source = proxy = None  # the unguided video of the same noise and its drag proxy, when the target needs them
+    guided = g.iterates  # check_settings made sure the guided steps meet the schedule
+    source = proxy = log = None  # the unguided video of the same noise and its drag proxy, when needed
+    if g.needs_source:  # the keep levers start from or keep the source's latents (moft.method.keep)
+        log = LatentLog()
+        source = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=f,
+                        latents=init_latents, progress=phase("source"), callback=log)
+        init_latents = log.started(source.initial_latents).initial
+        proxy = drag_video(source.frames, trajectory)
     read = {"mode": g.target_mode,  # how a reference or drag proxy becomes a target: inverted or noised, at which t
             "timesteps": guided_timesteps(pipe, steps, g) if g.target_timesteps == "guided" else None}
     if target is None and guided:
@@ -256,19 +265,22 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
         elif trajectory is None or channels is None:
             raise ControlError("a target from a trajectory needs the trajectory and motion channels")
         elif target_kind == "drag":
-            source = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=f,
-                            latents=init_latents, progress=phase("source"))
-            init_latents = source.initial_latents
-            proxy = drag_video(source.frames, trajectory)  # (F, H, W, 3) what the target inverts
+            if source is None:
+                source = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=f,
+                                latents=init_latents, progress=phase("source"))
+                init_latents = source.initial_latents
+                proxy = drag_video(source.frames, trajectory)  # (F, H, W, 3) what the target inverts
             target = drag_target(pipe, source.frames, trajectory, channels=channels, num_steps=steps,
                                  timestep=reference_timestep, site=g.site, progress=phase("invert"), proxy=proxy,
                                  **read)
         else:
             target = synthesize_target(trajectory, channels, latent_size=size, num_frames=f, gain=gain,
                                        time_grid=latent_time_grid(pipe, f))
+    plan = keep_plan(pipe, g, steps=steps, masks=torch.from_numpy(swept_masks(trajectory, (h, w), size)), log=log,
+                     proxy_frames=proxy) if log is not None else None
     out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=f,
                  latents=init_latents, target=target if guided else None, guidance=g if guided else None,
-                 keep_source=keep_source and source is None, progress=phase("guide"))
+                 keep_source=keep_source and source is None, progress=phase("guide"), keep=plan)
     if keep_source and source is not None:
         out.source_frames = source.frames  # the drag target's unguided video: the same noise, already made
     report = {

@@ -46,6 +46,7 @@ from .features import moft, region_mean
 from ..models.latents import decode_latents, initial_noise, text_conditioning
 from ..models.pipeline import (default_guidance_scale, default_video_size, denoiser, denoiser_at, denoisers, pipeline_site,
                        sampling_scheduler)
+from .keep import KEEPS, METHODS, STARTS
 from .shared_kv import SharedKV
 
 
@@ -90,6 +91,15 @@ class GuidanceConfig:
             video forward-noised to the timestep, one denoiser forward; FastVMT, FlowMotion).
         target_timesteps: ``"fixed"`` (one target at t = 200, the official step 5 of 25) or
             ``"guided"`` (one target at each guided step's timestep, compared at that step).
+        keep: ``"off"`` or ``"latents"`` (outside the swept region, the latents are the unguided
+            source's after every step before ``keep_until``; ``moft.method.keep``).
+        keep_until: the step index where the background is released (None: kept to the end).
+        start: ``"noise"`` (step 0), ``"source"`` (the source's latents at the first guided step)
+            or ``"proxy"`` (the drag proxy noised to the first guided step; Time-to-Move).
+        release: with ``start="proxy"``, the region follows the noised proxy until this step
+            index (the "dual clock"); None: only the start.
+        method: ``"gradient"`` (MOFT guidance) or ``"cut-drag"`` (the proxy start alone, no
+            gradient iterations; needs ``start="proxy"``).
     """
 
     steps: tuple[int, int] = (3, 12)
@@ -110,14 +120,26 @@ class GuidanceConfig:
     grad_every: int = 1
     target_mode: str = "inversion"
     target_timesteps: str = "fixed"
+    keep: str = "off"
+    keep_until: int | None = None
+    start: str = "noise"
+    release: int | None = None
+    method: str = "gradient"
 
     def __post_init__(self):
         for name, allowed in (("optimizer", OPTIMIZERS), ("distance", DISTANCES),
-                              ("target_mode", ("inversion", "noise")), ("target_timesteps", ("fixed", "guided"))):
+                              ("target_mode", ("inversion", "noise")), ("target_timesteps", ("fixed", "guided")),
+                              ("keep", KEEPS), ("start", STARTS), ("method", METHODS)):
             if getattr(self, name) not in allowed:
                 raise SamplerError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if isinstance(self.grad_every, bool) or not isinstance(self.grad_every, int) or self.grad_every < 1:
             raise SamplerError(f"grad_every must be a whole number >= 1, got {self.grad_every!r}")
+        for name in ("keep_until", "release"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise SamplerError(f"{name} must be a whole number >= 0 or None, got {value!r}")
+        if (self.method == "cut-drag" or self.release is not None) and self.start != "proxy":
+            raise SamplerError(f"method 'cut-drag' and release need start 'proxy', got start {self.start!r}")
         if self.step_size_end is not None and not (math.isfinite(self.step_size_end) and self.step_size_end > 0):
             raise SamplerError(f"step_size_end must be a finite number > 0, got {self.step_size_end!r}")
         if self.loss_batch not in ("cond", "cfg"):
@@ -149,6 +171,16 @@ class GuidanceConfig:
             return self.step_size
         frac = (i - start) / (end - 1 - start)
         return self.step_size + frac * (self.step_size_end - self.step_size)
+
+    @property
+    def iterates(self) -> bool:
+        """Whether guidance runs gradient iterations (not ``method="cut-drag"``, ``iterations > 0``)."""
+        return self.method == "gradient" and self.iterations > 0
+
+    @property
+    def needs_source(self) -> bool:
+        """Whether a ``keep`` lever needs the unguided source's latents (``moft.method.keep``)."""
+        return self.keep != "off" or self.start != "noise"
 
 
 OPTIMIZERS = ("sgd", "normalized", "adam")
@@ -411,6 +443,7 @@ def sample(
     capture_site: str | None = None,
     progress=None,
     callback=None,
+    keep=None,
 ) -> SampleResult:
     """Generate a video with the model's sampler + CFG, optionally guiding its MOFT towards ``target``.
 
@@ -434,6 +467,8 @@ def sample(
         capture_site: site for ``capture_at`` (default: the architecture's).
         progress: optional callable ``progress(i, total)``.
         callback: optional callable ``callback(info)`` after every step (see the module docstring).
+        keep: a ``moft.method.keep.Keep`` (``keep_plan``): begin at its step ``first`` from its
+            latents, and pass the latents through it after every step; None: today's loop.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise SamplerError(f"steps must be a whole number >= 1, got {steps!r}")
@@ -454,7 +489,7 @@ def sample(
     guidance_scale = default_guidance_scale(pipe) if guidance_scale is None else guidance_scale
     cond, uncond = text_conditioning(pipe, prompt, negative_prompt, guidance_scale)
     sched.set_timesteps(steps)
-    guided = set(range(*g.steps)) if target is not None and g.iterations > 0 else set()
+    guided = set(range(*g.steps)) if target is not None and g.iterates else set()
     share = bool(guided) and g.shared_kv and architecture_of(net).spatial_self_attention is not None
     state = GuidanceState(target, g, cond, uncond, g.site or pipeline_site(pipe),
                           g.resolved_weight(len(target.masks)) if target is not None else 0.0,
@@ -472,6 +507,10 @@ def sample(
                 stack.callback(each.disable_gradient_checkpointing)
         for i, t in enumerate(sched.timesteps):
             logged = len(state.losses)
+            if keep is not None and i < keep.first:
+                continue  # the source already made these steps (moft.method.keep)
+            if keep is not None and i == keep.first:
+                z = keep.start.to(z)
             net = denoiser_at(pipe, t)  # one network, or Wan 2.2's expert for this noise level
             if use_source and z_src is None and i == min(guided):
                 z_src, sched_src = z.clone(), copy.deepcopy(sched)  # the branches part here, each with its solver
@@ -497,6 +536,7 @@ def sample(
                 else:
                     out = predict(net, z, t, cond, uncond, guidance_scale, counts)
                 z = sched.step(out, t, z).prev_sample
+                z = keep(i, z) if keep is not None else z
             if progress is not None:
                 progress(i + 1, len(sched.timesteps))
             if callback is not None:
