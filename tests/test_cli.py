@@ -393,6 +393,11 @@ def test_out_naming_an_existing_folder_keeps_its_contents(model_dir, tmp_path):
     (["--step-size-end", -1], "step_size_end must be a finite number > 0"),
     (["--distance", "l1"], "distance must be one of l2, cosine"),
     (["--target-mode", "ddpm"], "target_mode must be one of inversion, noise"),
+    (["--keep", "x0s"], "keep must be one of off, latents"),
+    (["--start-from", "image"], "start must be one of noise, source, proxy"),
+    (["--method", "cut-drag"], "need start 'proxy'"), (["--release", 9], "need start 'proxy'"),
+    (["--start-from", "proxy", "--keep-until", -1], "keep_until must be a whole number >= 0"),
+    (["--start-from", "proxy", "--method", "cut-drag", "--save-target", "t.safetensors"], "makes no target"),
 ])
 def test_bad_numbers_are_refused_before_the_model_loads(model_dir, tmp_path, monkeypatch, flags, text):
     import moft.front.cli

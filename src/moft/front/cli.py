@@ -323,6 +323,20 @@ def control(
                                               "(default: the model's moft.json, else inversion)"),
     target_timesteps: Optional[str] = typer.Option(None, help="fixed (one target at t = 200) or guided (one at each "
                                                    "guided step's timestep) (default: the model's moft.json, else fixed)"),
+    keep: Optional[str] = typer.Option(None, help="off or latents (outside the region the trajectory sweeps, the "
+                                       "latents are the unguided video's after every step) (default: the model's "
+                                       "moft.json, else off)"),
+    keep_until: Optional[int] = typer.Option(None, help="with --keep latents: the step where the background is "
+                                             "released (default: kept to the end)"),
+    start_from: Optional[str] = typer.Option(None, help="noise (step 0), source (the unguided video's latents at the "
+                                             "first guided step: the same video, fewer steps) or proxy (the drag proxy "
+                                             "noised to the first guided step; Time-to-Move) (default: the model's "
+                                             "moft.json, else noise)"),
+    release: Optional[int] = typer.Option(None, help="with --start-from proxy: the region follows the noised proxy "
+                                          "until this step (the dual clock; default: only the start)"),
+    method: Optional[str] = typer.Option(None, help="gradient (MOFT guidance) or cut-drag (the proxy start alone, no "
+                                         "gradients; needs --start-from proxy) (default: the model's moft.json, else "
+                                         "gradient)"),
     gain: float = typer.Option(1.0, help="strength of synthesized target curves, 0 < gain <= 100"),
     target_kind: Optional[str] = typer.Option(None, help="curves (paper: region-mean curves from the channels) or "
                                               "drag (the unguided video's regions dragged along the trajectory, "
@@ -361,7 +375,8 @@ def control(
         given = {"iterations": iterations, "step_size": step_size, "weight": weight, "loss": loss,
                  "shared_kv": shared_kv, "grad_mask": grad_mask, "optimizer": optimizer, "step_size_end": step_size_end,
                  "distance": distance, "grad_every": grad_every, "target_mode": target_mode,
-                 "target_timesteps": target_timesteps}
+                 "target_timesteps": target_timesteps, "keep": keep, "keep_until": keep_until, "start": start_from,
+                 "release": release, "method": method}
         if guided_steps is not None:
             try:
                 given["steps"] = tuple(int(v) for v in guided_steps.split(":"))
@@ -376,8 +391,8 @@ def control(
         if save_proxy and (kind != "drag" or target is not None or reference is not None):
             raise UsageError("--save-proxy: only a drag target made from the trajectory has a proxy video")
         check_settings(steps=steps, seed=seed, guidance_scale=cfg, gain=gain, guidance=g)
-        if save_target is not None and g.iterations == 0 and target is None:
-            raise UsageError("--save-target: --iterations 0 runs unguided and makes no target")
+        if save_target is not None and not g.iterates and target is None:
+            raise UsageError("--save-target: --iterations 0 or --method cut-drag runs no guidance and makes no target")
         check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
         if reference is not None:
             _probe_clip(reference)
