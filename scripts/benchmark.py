@@ -245,7 +245,7 @@ def capture_overhead(model: str, repeats: int) -> dict:
 
 
 def main():
-    from moft.io.video import write_report
+    from moft.io.jsonio import write_report
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="moft-tiny,animatediff,zeroscope")

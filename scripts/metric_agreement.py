@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from moft.eval.metrics import (camera_motion, direction_success, mean_path, motion_fidelity, objmc,  # noqa: E402
                           region_tracks, request_tracks, track_centroid, trajectory_error)
 from moft.io.synthetic import COLORS, make_clip  # noqa: E402
-from moft.io.video import write_report  # noqa: E402
+from moft.io.jsonio import write_report  # noqa: E402
 
 
 def objects(clips: int, size: int, seed: int) -> list[dict]:

@@ -327,7 +327,7 @@ def markdown(report: dict) -> str:
 
 
 def main():
-    from moft.io.video import write_report
+    from moft.io.jsonio import write_report
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None)

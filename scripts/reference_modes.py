@@ -23,6 +23,7 @@ import torch
 
 import moft
 from moft.method.channels import pan_videos
+from moft.method.targets import baseline_curve
 from moft.models.pipeline import default_video_size, latent_time_grid
 
 
@@ -49,7 +50,7 @@ def main():
         raise SystemExit(f"{args.model or 'moft-tiny'} ships no motion channels")
     f, h, w = default_video_size(pipe)
     grid = latent_time_grid(pipe, f)
-    base = moft.method.targets.baseline_curve(channels, len(grid))[:, channels.indices]  # (F', d)
+    base = baseline_curve(channels, len(grid))[:, channels.indices]  # (F', d)
     rows = {mode: [] for mode in ("inversion", "noise")}
     seconds = {mode: 0.0 for mode in rows}
     for n, (frames, d, axis) in enumerate(pan_videos(size=(h, w), num_frames=f, speed=args.speed,

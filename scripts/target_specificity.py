@@ -167,7 +167,7 @@ def main():
     from moft.method.channels import fit_channels
     from moft.models.loading import load_pipeline
     from moft.method.channels import default_channels
-    from moft.io.video import write_report
+    from moft.io.jsonio import write_report
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="moft-tiny (default), a pipeline folder or a hub id")

@@ -30,7 +30,8 @@ def main() -> None:
     from moft.eval.evaluate import check_suite, load_suite, score_trajectory, strict
     from moft.models.loading import load_pipeline
     from moft.method.sampler import sample
-    from moft.io.video import atomic_write_text, strict_json
+    from moft.io.jsonio import strict_json
+    from moft.io.outputs import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", type=Path, default=ROOT / "benchmarks" / "zoom.json")

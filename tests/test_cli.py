@@ -488,16 +488,16 @@ def test_sigterm_during_a_write_leaves_no_temp_file(tmp_path, monkeypatch):
     import signal
 
     import moft.front.cli
-    import moft.io.video
+    import moft.io.outputs
 
     def killed(fd):
         os.kill(os.getpid(), signal.SIGTERM)
 
     before = signal.signal(signal.SIGTERM, moft.front.cli._terminate)  # what `moft` installs in main()
     try:
-        monkeypatch.setattr(moft.io.video.os, "fsync", killed)
+        monkeypatch.setattr(moft.io.outputs.os, "fsync", killed)
         with pytest.raises(SystemExit) as info:
-            moft.io.video.atomic_write_text(tmp_path / "r.json", "{}")
+            moft.io.outputs.atomic_write_text(tmp_path / "r.json", "{}")
     finally:
         signal.signal(signal.SIGTERM, before)
     assert info.value.code == 143 and list(tmp_path.iterdir()) == []
@@ -518,8 +518,8 @@ def test_an_internal_error_keeps_its_traceback(model_dir, tmp_path, monkeypatch)
     r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "o.gif",
             "--steps", 3, "--guided-steps", "1:2")
     assert r.exit_code == 1 and isinstance(r.exception, ValueError) and "error:" not in r.stderr
-    proc = subprocess.run([sys.executable, "-c", "import moft.front.cli, moft.models.loading as m; "
-                           "m.load_pipeline = lambda *a, **k: 1 / 0; moft.front.cli.main()", "info", "--model",
+    proc = subprocess.run([sys.executable, "-c", "import moft.front.cli as m; "
+                           "m.load_pipeline = lambda *a, **k: 1 / 0; m.main()", "info", "--model",
                            str(model_dir)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "ZeroDivisionError" in proc.stderr
 

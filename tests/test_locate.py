@@ -238,3 +238,91 @@ def test_same_code_path_on_a_wan_dit(wan, tmp_path):
     assert rep.accuracy["moft"].shape == (6, 1) and rep.meta["architecture"] == "wan"
     assert rep.recommendation["site"] in rep.sites
     assert not pipe.transformer._forward_hooks and not pipe.transformer._forward_pre_hooks
+
+
+# --------------------------------------------------------------------------- the command line's bad inputs (issue 24)
+
+
+def _snapshot(folder) -> dict:
+    """Every file under ``folder`` with its bytes: the run must leave it byte-identical."""
+    from pathlib import Path
+
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def _locate_cli(monkeypatch, *args):
+    """``moft locate ARGS`` with a model load that fails the test: every refusal below comes before it."""
+    from typer.testing import CliRunner
+
+    import moft.front.cli as cli
+
+    monkeypatch.setattr(cli, "load_pipeline", lambda *a, **k: pytest.fail("the model loaded before the check"))
+    return CliRunner().invoke(cli.app, ["locate", *[str(a) for a in args]])
+
+
+def _one_line_exit_2(result, text: str):
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert text in lines[0] and "Traceback" not in result.output, lines[0]
+
+
+@pytest.mark.parametrize("out, defaults, text", [
+    ("model_index.json", False, "model folder"),            # would destroy the model
+    ("unet/config.json", False, "model folder"),            # any file of it
+    ("moft.json", True, "model folder"),                    # would replace the defaults it writes
+    ("motion_channels.json", False, "model folder"),        # its .md / .png siblings are new: only the .json...
+])
+def test_locate_refuses_an_output_over_a_file_of_its_model_folder(model_dir, tmp_path, monkeypatch, out, defaults,
+                                                                   text):
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    (folder / "motion_channels.json").write_text("{}")  # ...which exists here
+    before = _snapshot(folder)
+    extra = ["--write-defaults", folder] if defaults else []
+    _one_line_exit_2(_locate_cli(monkeypatch, "--model", folder, "--out", folder / out, *extra), text)
+    assert _snapshot(folder) == before
+
+
+def test_locate_refuses_the_defaults_file_it_would_write_even_before_it_exists(model_dir, tmp_path, monkeypatch):
+    folder, other = tmp_path / "model", tmp_path / "other"
+    shutil.copytree(model_dir, folder)
+    shutil.copytree(model_dir, other)
+    (other / "moft.json").unlink()
+    before = _snapshot(other)
+    r = _locate_cli(monkeypatch, "--model", folder, "--out", other / "moft.json", "--write-defaults", other)
+    _one_line_exit_2(r, "--write-defaults folder")
+    assert _snapshot(other) == before
+
+
+def test_an_output_beside_the_model_files_with_a_new_name_is_allowed(model_dir, tmp_path):
+    from moft.front.cli import _not_into_folders
+
+    _not_into_folders({"--out": model_dir / "locate.json"}, {"model folder": model_dir}, new_files=("moft.json",))
+    _not_into_folders({"--out": tmp_path / "moft.json"}, {"model folder": model_dir}, new_files=("moft.json",))
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--clips", "1"], "at least 2"),
+    (["--timesteps", "100,100"], "timesteps must be distinct integers in [0, 1000)"),
+    (["--timesteps", "5000"], "timesteps must be distinct integers in [0, 1000), got [5000]"),
+    (["--timesteps", "a,b"], "--timesteps: expected a comma-separated list"),
+    (["--fractions", "0"], "fractions must be in (0, 1]"),
+    (["--fractions", "0.1,x"], "--fractions: expected a comma-separated list"),
+    (["--budget", "3"], "a budget of 3 forwards"),
+])
+def test_locate_checks_its_settings_before_the_model_loads(model_dir, tmp_path, monkeypatch, args, text):
+    before = _snapshot(model_dir)
+    _one_line_exit_2(_locate_cli(monkeypatch, "--model", model_dir, "--out", tmp_path / "r.json", *args), text)
+    assert list(tmp_path.iterdir()) == [] and _snapshot(model_dir) == before
+
+
+def test_plan_locate_is_the_check_that_locate_runs():
+    from moft.front.locate import plan_locate
+
+    plan = plan_locate(timesteps=(100, 200), fractions=(0.04,), clips_per_direction=8, max_forwards=100, folds=5)
+    assert (plan.clips_per_direction, plan.folds) == (3, 3)  # 100 // (8 directions x 2 kinds x 2 timesteps)
+    with pytest.raises(LocateError, match=r"in \[0, 500\)"):
+        plan_locate(timesteps=(500,), train_timesteps=500)
+    plan_locate(timesteps=(5000,))  # no scheduler known: only the loaded one bounds the timesteps
+    with pytest.raises(LocateError, match="needs pans"):
+        plan_locate(kinds=("object",))

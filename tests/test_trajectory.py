@@ -316,18 +316,21 @@ def test_error_unknown_keys():
     expect_error(doc({"mask": {"box": [0, 0, 1, 1], "x": 1}, "direction": "up"}), "regions[0].mask: unknown key 'x'")
     expect_error(
         doc({"mask": "all", "segments": [{"frames": [0, 1], "direction": "up", "sped": 1}]}),
-        "regions[0].segments[0]: unknown key 'sped'",
+        "regions[0].segments[0]: unknown key 'sped'; did you mean 'speed'?",
     )
+    expect_error(doc({"mask": {"bx": [0, 0, 1, 1]}, "direction": "up"}), "regions[0].mask: unknown key 'bx'; did you mean 'box'?")
+    expect_error(doc({"mask": "all", "direction": "lefft"}), "regions[0].direction: unknown direction 'lefft'")
+    assert expect_error(doc({"mask": "all", "direction": "lefft"}), "").endswith("; did you mean 'left'?")
     expect_error(doc({"mask": {}, "direction": "up"}), "regions[0].mask: must have exactly one of")
     expect_error(doc({"mask": {"box": [0, 0, 1, 1], "circle": [0, 0, 1]}, "direction": "up"}), "regions[0].mask: must have exactly one")
 
 
 def test_error_wrong_types():
-    expect_error(doc(GOOD, frames="8"), "frames: must be an integer, got string")
+    expect_error(doc(GOOD, frames="8"), "frames: must be an integer, got string '8'")
     expect_error(doc(GOOD, frames=8.0), "frames: must be an integer, got 8.0")
     expect_error(doc(GOOD, frames=True), "frames: must be an integer, got boolean")
-    expect_error(doc(GOOD, frames=1), "frames: must be >= 2")
-    expect_error(doc(GOOD, frames=10**30), "frames: must be <= ")
+    expect_error(doc(GOOD, frames=1), "frames: must be in [2, 4096], got 1")
+    expect_error(doc(GOOD, frames=10**30), "frames: must be in [2, 4096], got 1000000000000000000000000000000")
     expect_error({"version": 1, "regions": {}}, "regions: must be an array, got object")
     expect_error({"version": 1, "regions": []}, "regions: must have at least 1 regions")
     expect_error(doc("all"), "regions[0]: must be an object, got string")
@@ -436,7 +439,7 @@ def test_error_covers_no_pixel():
 
 
 def test_error_bad_loader_arguments():
-    expect_error({"version": 1, "regions": [GOOD]}, "default_frames: must be >= 2", default_frames=1)
+    expect_error({"version": 1, "regions": [GOOD]}, "default_frames: must be in [2, 4096], got 1", default_frames=1)
     with pytest.raises(TrajectoryError):
         load_trajectory(None)  # type: ignore[arg-type]
 

@@ -1,4 +1,5 @@
-"""Tests for moft.io.video: round trips, conversions and atomic writes."""
+"""Tests for moft.io.video (round trips, conversions), moft.io.outputs (atomic writes, output sets) and
+moft.io.jsonio (strict JSON, reports)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import numpy as np
 import pytest
 
 import moft.io.video as video_module
+from moft.io.jsonio import strict_json, write_report
+from moft.io.outputs import OutputError, atomic_write_bytes, atomic_write_text, output_set
 from moft.io.video import (
     VideoError,
-    atomic_write_bytes,
-    atomic_write_text,
     read_video,
     resize_video,
     to_float,
@@ -269,8 +270,6 @@ def test_resize_video():
 def test_write_report_writes_json_and_markdown_beside_it(tmp_path):
     import json
 
-    from moft.io.video import write_report
-
     out = write_report(tmp_path / "deep" / "r.json", {"a": 1}, "| a |\n")
     assert json.loads(out.read_text()) == {"a": 1} and (tmp_path / "deep" / "r.md").read_text() == "| a |\n"
 
@@ -398,12 +397,12 @@ def test_a_video_name_over_an_existing_folder_keeps_the_folder(tmp_path):
 def test_output_set_writes_all_or_nothing(tmp_path):
     (tmp_path / "b.json").write_text("old")
     with pytest.raises(KeyboardInterrupt):
-        with video_module.output_set() as stage:
+        with output_set() as stage:
             write_video(stage(tmp_path / "a.gif"), flat_colour_video())
             stage(tmp_path / "b.json").write_text("new")
             raise KeyboardInterrupt  # Ctrl-C after the video is written
     assert sorted(os.listdir(tmp_path)) == ["b.json"] and (tmp_path / "b.json").read_text() == "old"
-    with video_module.output_set() as stage:
+    with output_set() as stage:
         write_video(stage(tmp_path / "a.gif"), flat_colour_video())
         stage(tmp_path / "b.json").write_text("new")
     assert sorted(os.listdir(tmp_path)) == ["a.gif", "b.json"] and (tmp_path / "b.json").read_text() == "new"
@@ -417,7 +416,7 @@ def test_strict_json_writes_null_and_says_why():
 
     data = {"psnr": np.float32(31.5), "losses": [{"loss": float("inf")}, {"loss": 2.0}],
             "curve": torch.tensor([1.0, float("nan")]), "ok": None}
-    text = video_module.strict_json(data)
+    text = strict_json(data)
     back = json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in the JSON"))
     assert back["psnr"] == 31.5 and back["curve"] == [1.0, None] and back["null_because"] == {"curve[1]": "nan"}
     assert back["losses"][0] == {"loss": None, "null_because": {"loss": "+inf"}} and back["losses"][1] == {"loss": 2.0}
@@ -426,7 +425,7 @@ def test_strict_json_writes_null_and_says_why():
 def test_write_report_is_strict_json(tmp_path):
     import json
 
-    video_module.write_report(tmp_path / "r.json", {"ssim": float("nan")}, "| ssim |\n")
+    write_report(tmp_path / "r.json", {"ssim": float("nan")}, "| ssim |\n")
     text = (tmp_path / "r.json").read_text()
     assert "NaN" not in text and json.loads(text) == {"ssim": None, "null_because": {"ssim": "nan"}}
 
@@ -441,3 +440,12 @@ def test_a_webm_of_odd_size_length_and_frame_rate(tmp_path):
     assert clip.source_fps == 30 and clip.stride == 4  # 30 / 8 = 3.75
     got = [int(round(f[..., 0].mean() / 2)) for f in clip.frames]  # lossy: grey levels come back within 1
     assert np.abs(np.array(got) - np.arange(1, 30, 4)).max() <= 1, got
+
+
+def test_output_set_refuses_a_staged_file_never_written_and_touches_nothing(tmp_path):
+    (tmp_path / "b.json").write_text("old")
+    with pytest.raises(OutputError, match="a.gif: staged but never written"):
+        with output_set() as stage:
+            stage(tmp_path / "a.gif")  # staged, but the caller forgot to write it
+            stage(tmp_path / "b.json").write_text("new")
+    assert sorted(os.listdir(tmp_path)) == ["b.json"] and (tmp_path / "b.json").read_text() == "old"

@@ -15,25 +15,77 @@ Example:
     >>> res = moft.control(pipe, traj, prompt="a red disk", channels=moft.default_channels())  # doctest: +SKIP
 """
 
-from .models.adapters import ARCHITECTURES, Architecture, ArchitectureError, architecture_of, call_denoiser
-from .method.capture import StopForward, capture
-from .method.channels import ChannelsError, MotionChannels, fit_channels
-from .front.control import ControlResult, control, default_guidance
-from .front.extract import Extraction, extract
-from .method.features import cosine_map, moft, region_mean, remove_content_correlation, resize, select_channels
-from .method.inversion import ddim_invert, noised_features
-from .models.latents import decode_latents, encode_prompt, encode_video, initial_noise
-from .front.locate import LocateError, LocateReport, locate
-from .models.loading import ModelError, load_pipeline
-from .method.channels import default_channels
-from .method.sampler import GuidanceConfig, SampleResult, SamplerError, sample
-from .method.shared_kv import SharedKV
-from .method.drag import drag_video
-from .method.targets import Target, TargetError, drag_target, reference_target, synthesize_target
-from .io.trajectory import Trajectory, TrajectoryError, load_trajectory, parse_trajectory
-from .io.video import read_video, write_video
+import importlib
 
 __version__ = "0.1.0"
+
+_EXPORTS = {  # public name -> the module that defines it; imported on first use (PEP 562)
+    "ARCHITECTURES": ".models.adapters",
+    "Architecture": ".models.adapters",
+    "ArchitectureError": ".models.adapters",
+    "architecture_of": ".models.adapters",
+    "call_denoiser": ".models.adapters",
+    "StopForward": ".method.capture",
+    "capture": ".method.capture",
+    "ChannelsError": ".method.channels",
+    "MotionChannels": ".method.channels",
+    "fit_channels": ".method.channels",
+    "ControlResult": ".front.control",
+    "control": ".front.control",
+    "default_guidance": ".front.control",
+    "Extraction": ".front.extract",
+    "extract": ".front.extract",
+    "cosine_map": ".method.features",
+    "moft": ".method.features",
+    "region_mean": ".method.features",
+    "remove_content_correlation": ".method.features",
+    "resize": ".method.features",
+    "select_channels": ".method.features",
+    "ddim_invert": ".method.inversion",
+    "noised_features": ".method.inversion",
+    "decode_latents": ".models.latents",
+    "encode_prompt": ".models.latents",
+    "encode_video": ".models.latents",
+    "initial_noise": ".models.latents",
+    "LocateError": ".front.locate",
+    "LocateReport": ".front.locate",
+    "locate": ".front.locate",
+    "ModelError": ".models.loading",
+    "load_pipeline": ".models.loading",
+    "default_channels": ".method.channels",
+    "GuidanceConfig": ".method.sampler",
+    "SampleResult": ".method.sampler",
+    "SamplerError": ".method.sampler",
+    "sample": ".method.sampler",
+    "SharedKV": ".method.shared_kv",
+    "drag_video": ".method.drag",
+    "Target": ".method.targets",
+    "TargetError": ".method.targets",
+    "drag_target": ".method.targets",
+    "reference_target": ".method.targets",
+    "synthesize_target": ".method.targets",
+    "Trajectory": ".io.trajectory",
+    "TrajectoryError": ".io.trajectory",
+    "load_trajectory": ".io.trajectory",
+    "parse_trajectory": ".io.trajectory",
+    "read_video": ".io.video",
+    "write_video": ".io.video",
+}
+
+
+def __getattr__(name: str):
+    """Import a public name's module when the name is first used: ``import moft`` itself stays light, so the
+    ``moft`` command can take Ctrl-C before torch and diffusers load (``moft.front.launch``)."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'moft' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value  # later uses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "ARCHITECTURES", "Architecture", "ArchitectureError", "ChannelsError", "ControlResult", "Extraction",

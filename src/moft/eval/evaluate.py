@@ -886,7 +886,7 @@ def run_suite(pipe, suite: dict, work_dir: str | Path, channels, *, process_inde
     The general requests are checked at the model's size (``check_suite``) before any sampling."""
     from ..method.channels import default_video_size
     from ..models.latents import vae_scale
-    from ..io.video import atomic_write_text
+    from ..io.outputs import atomic_write_text
 
     f, h, w = default_video_size(pipe)
     cache: dict = {"plans": check_suite(suite, f, h, w, (h // vae_scale(pipe), w // vae_scale(pipe)))}

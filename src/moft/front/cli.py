@@ -11,12 +11,26 @@ Bad input prints one line ``error: ...`` and exits with code 2; outputs are writ
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
+import torch
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..io.video import CLIP_FPS, read_clip
+from ..method.channels import MotionChannels, default_channels
+from ..models.latents import unknown_words
+from ..models.loading import load_pipeline
+from ..models.pipeline import DEFAULTS_FILE, default_video_size, model_defaults
+from .locate import (check_defaults_folder, folder_train_timesteps, locate as run_locate, model_folder, parse_list,
+                     plan_locate, write_defaults as save_defaults)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Training-free motion interpretation and control in video diffusion models (MOFT).")
@@ -51,9 +65,6 @@ def _errors():
 def _progress(label: str):
     """A rich progress bar on stderr, shown from the first update; yields ``update(done, total, phase=None)``.
     A new ``phase`` (e.g. control's ``source``, ``invert``, ``guide``) starts a new bar line."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=Console(stderr=True))
     tasks: dict = {}
@@ -73,18 +84,11 @@ def _progress(label: str):
 
 
 def _load(model: str | None):
-    import torch
-
-    from ..models.loading import load_pipeline
-
     torch.set_grad_enabled(True)
     return load_pipeline(model)
 
 
 def _channels(path: Optional[Path], model: str | None, required: bool):
-    from ..method.channels import MotionChannels
-    from ..method.channels import default_channels
-
     if path is not None:
         return MotionChannels.load(path)
     ch = default_channels(model)
@@ -102,8 +106,6 @@ def _check_out(path: Path, suffixes: tuple[str, ...]):
 
 def _no_clobber(inputs: dict[str, Optional[Path]], outputs: dict[str, Optional[Path]]):
     """Refuse a run in which an output would overwrite one of the run's inputs or another output."""
-    import os
-
     seen: dict[str, str] = {}
     for name, path in inputs.items():
         if path is not None:
@@ -117,28 +119,34 @@ def _no_clobber(inputs: dict[str, Optional[Path]], outputs: dict[str, Optional[P
         seen[real] = name
 
 
+def _not_into_folders(outputs: dict[str, Path], folders: dict[str, Optional[Path]], new_files: tuple[str, ...] = ()):
+    """Refuse an output that is a file (or folder) of a folder the run reads or writes, or one of its
+    ``new_files`` (names the run creates at the folder's top), so a run never replaces its own inputs."""
+    for what, folder in folders.items():
+        if folder is None or not Path(folder).is_dir():
+            continue
+        root = os.path.realpath(folder)
+        made = {os.path.join(root, name) for name in new_files}
+        for name, path in outputs.items():
+            real = os.path.realpath(path)
+            if os.path.commonpath([root, real]) == root and (os.path.exists(real) or real in made or real == root):
+                raise UsageError(f"{path}: {name} would overwrite a file of the {what} {folder}; choose another name")
+
+
 def _probe_clip(path: Path):
     """Decode a clip's first frame before the model loads: a missing, unreadable or empty clip fails fast."""
-    from ..io.video import read_clip
-
     read_clip(path, 1)
 
 
 def _read_clip(path: Path, pipe, model: str | None, start: int, stride: Optional[int], fps: Optional[float],
                fit: str):
     """The model's frames of any clip (``moft.io.video.read_clip``'s rule)."""
-    from ..method.channels import default_video_size
-    from ..models.loading import model_defaults
-    from ..io.video import CLIP_FPS, read_clip
-
     f, h, w = default_video_size(pipe)
     return read_clip(path, f, size=(h, w), start=start, stride=stride, fps=fps, fit=fit,
                      clip_fps=model_defaults(model).get("fps", CLIP_FPS))
 
 
 def _warn_unknown_words(pipe, prompt: Optional[str]):
-    from ..models.tiny.tokenizer import unknown_words
-
     words = unknown_words(pipe.tokenizer, prompt or "")
     if words:
         typer.echo(f"warning: the model does not know {', '.join(repr(w) for w in words)}; "
@@ -210,7 +218,8 @@ def extract(
     with _errors():
         from .control import check_settings
         from .extract import extract as run
-        from ..io.video import check_clip_rule, output_set
+        from ..io.outputs import output_set
+        from ..io.video import check_clip_rule
 
         _check_out(out, (".safetensors",))
         if figure is not None:
@@ -356,7 +365,9 @@ def control(
         from ..models.loading import model_defaults
         from ..method.targets import TARGET_KINDS, Target
         from ..io.trajectory import load_trajectory
-        from ..io.video import check_clip_rule, output_set, strict_json, write_video
+        from ..io.jsonio import strict_json
+        from ..io.outputs import output_set
+        from ..io.video import check_clip_rule, write_video
 
         _check_out(out, (".gif", ".mp4"))
         stem = out.with_suffix("")
@@ -470,7 +481,8 @@ def evaluate(
         from ..eval.evaluate import collect, load_suite, markdown_table, run_identity, run_suite, summarise
         from .figures import report_figure
         from ..models.loading import model_defaults
-        from ..io.video import output_set, strict_json
+        from ..io.jsonio import strict_json
+        from ..io.outputs import output_set
 
         _check_out(out, (".json",))
         _no_clobber({"suite": suite, "channel file": channels},
@@ -526,36 +538,35 @@ def locate(
 ):
     """Where motion lives: direction decoding from MOFT and raw features over sites x timesteps."""
     with _errors():
-        from .locate import check_defaults_folder, parse_list
-        from .locate import locate as run
-        from .locate import write_defaults as write
-
         _check_out(out, (".json",))
         site_list = parse_list(sites, str, "--sites") if sites is not None else None
         ts = parse_list(timesteps, int, "--timesteps")
         fr = parse_list(fractions, float, "--fractions")
+        folder = model_folder(model)
+        plan_locate(timesteps=ts, fractions=fr, clips_per_direction=clips, max_forwards=budget,
+                    train_timesteps=folder_train_timesteps(folder))  # every setting checked before the model loads
         if write_defaults is not None:
             check_defaults_folder(write_defaults)
+        _not_into_folders({"--out": out, "--out's .md": out.with_suffix(".md"), "--out's .png": out.with_suffix(".png")},
+                          {"model folder": folder, "--write-defaults folder": write_defaults},
+                          new_files=(DEFAULTS_FILE,))
         pipe = _load(model)
         with _progress("locate") as update:
-            rep = run(pipe, sites=site_list, timesteps=ts, fractions=fr, clips_per_direction=clips,
-                      max_forwards=budget, seed=seed, model_name=model or "moft-tiny", progress=update)
+            rep = run_locate(pipe, sites=site_list, timesteps=ts, fractions=fr, clips_per_direction=clips,
+                             max_forwards=budget, seed=seed, model_name=model or "moft-tiny", progress=update)
         rep.save(out)
         rec = rep.recommendation
         typer.echo(f"wrote {out}: {len(rep.sites)} sites x {len(rep.timesteps)} timesteps, {rep.meta['forwards']} "
                    f"forwards; recommended {rec['site']} at t={rec['timestep']}, fraction {rec['fraction']} "
                    f"(MOFT accuracy {rec['moft_accuracy']:.2f}, raw {rec['raw_accuracy']:.2f})")
         if write_defaults is not None:
-            for note in write(write_defaults, rep, out):
+            for note in save_defaults(write_defaults, rep, out):
                 typer.echo(f"note: {note}")
             typer.echo(f"wrote {write_defaults / 'moft.json'}: site {rec['site']}")
 
 
 def _quiet():
     """Silence library chatter (loading bars, optional-dependency warnings) on the user's terminal."""
-    import os
-    import warnings
-
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -571,8 +582,6 @@ def _terminate(signum, frame):
 def main():
     """Console-script entry point: exit 0 on success, 2 with one line ``error: ...`` on bad input
     (moft's and typer's own errors), 130 on Ctrl-C, 143 on SIGTERM; a bug keeps its traceback (1)."""
-    import signal
-
     _quiet()
     signal.signal(signal.SIGTERM, _terminate)
     args = sys.argv[1:] or ["--help"]  # a bare `moft` shows the help

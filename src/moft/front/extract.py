@@ -24,10 +24,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import save
 
+from ..io.outputs import atomic_write_bytes
+from ..io.video import VideoError
+from ..method.capture import capture
 from ..method.channels import MotionChannels
-from ..models.pipeline import default_video_size, latent_frames, nearest_step  # noqa: F401  (nearest_step re-exported)
 from ..method.features import moft as moft_of
+from ..method.inversion import reference_features
+from ..method.sampler import sample
+from ..models.adapters import call_denoiser
+from ..models.latents import decode_latents, probe_conditioning
+from ..models.pipeline import (  # noqa: F401  (nearest_step re-exported)
+    default_guidance_scale, default_video_size, denoiser, latent_channels, latent_frames, nearest_step, pipeline_site,
+    vae_scale)
 
 
 @dataclass
@@ -49,10 +59,6 @@ class Extraction:
     meta: dict = field(default_factory=dict)
 
     def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save
-
-        from ..io.video import atomic_write_bytes
-
         tensors = {"features": self.features.float().contiguous(), "moft": self.moft.float().contiguous()}
         if self.channels is not None:
             tensors["channels"] = self.channels.long().contiguous()
@@ -62,11 +68,6 @@ class Extraction:
 @torch.no_grad()
 def site_channels(pipe, site: str | None = None) -> int:
     """Channel count of a capture site, from one early-exit forward on a small zero latent."""
-    from ..models.adapters import call_denoiser
-    from ..method.capture import capture
-    from ..models.latents import latent_channels, probe_conditioning, vae_scale
-    from ..models.pipeline import denoiser
-
     net = denoiser(pipe)
     f, h, w = default_video_size(pipe)
     side = min(8, h // vae_scale(pipe))
@@ -94,12 +95,6 @@ def extract(pipe, *, prompt: str | None = None, video: np.ndarray | None = None,
         num_frames: frames to generate (default: the model's).
         progress: optional ``progress(done, total)``.
     """
-    from ..method.inversion import reference_features
-    from ..models.latents import decode_latents, vae_scale
-    from ..models.pipeline import default_guidance_scale, pipeline_site
-    from ..method.sampler import sample
-    from ..io.video import VideoError
-
     if (prompt is None) == (video is None):
         raise VideoError("give exactly one of prompt or video")
     site = site or pipeline_site(pipe)

@@ -7,11 +7,13 @@ Example:
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..io.outputs import atomic_write_bytes
 from ..method.features import cosine_map
 
 
@@ -25,10 +27,6 @@ def _subplots(nrows: int = 1, ncols: int = 1, figsize=None):
 
 def _save(fig, path: str | Path) -> Path:
     """Write a matplotlib figure as PNG, atomically."""
-    import io
-
-    from ..io.video import atomic_write_bytes
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return atomic_write_bytes(Path(path), buf.getvalue())

@@ -24,16 +24,27 @@ as deep as the deepest site.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from einops import rearrange
 
-from ..method.features import region_mean, remove_content_correlation, resize
+from ..io.outputs import atomic_write_bytes, atomic_write_text
+from ..io.synthetic import DIRECTIONS, SPEED_RANGE, make_clip, pan_video
+from ..io.video import resize_video, to_uint8
+from ..method.capture import capture, capture_sites
+from ..method.channels import MotionChannels, axis_loadings, centre_crop, top_channels
+from ..method.features import cosine_map, region_mean, remove_content_correlation, resize
+from ..method.inversion import noised_features
+from ..models.adapters import architecture_of, default_site
+from ..models.latents import encode_prompt, encode_video
+from ..models.pipeline import CHANNELS_FILE, DEFAULTS_FILE, default_video_size, denoiser, resolve_model
 
 FRACTIONS = (0.01, 0.04, 0.10)
 TIMESTEPS = (100, 200, 400, 700)
@@ -76,11 +87,6 @@ def probe_clips(*, num_frames: int, height: int, width: int, per_direction: int,
     from ``synthetic.make_clip`` (region: the union of the object's coverage over frames). Speeds
     are drawn from ``synthetic.SPEED_RANGE``; clips are rendered square and resized to the model's size.
     """
-    import cv2
-
-    from ..io.synthetic import DIRECTIONS, SPEED_RANGE, make_clip, pan_video
-    from ..io.video import resize_video, to_uint8
-
     if bad := set(kinds) - set(KINDS):
         raise LocateError(f"kinds must be among {', '.join(KINDS)}, got {', '.join(sorted(bad))}")
     side = max(height, width)
@@ -126,8 +132,6 @@ def correspondence_error(m: torch.Tensor, start: np.ndarray, end: np.ndarray) ->
     Returns:
         The distance in fractions of the frame.
     """
-    from ..method.features import cosine_map
-
     f, c, h, w = m.shape
     col = int(np.clip(np.floor(start[0] * w), 0, w - 1))
     row = int(np.clip(np.floor(start[1] * h), 0, h - 1))
@@ -138,8 +142,6 @@ def correspondence_error(m: torch.Tensor, start: np.ndarray, end: np.ndarray) ->
 
 def candidate_sites(net: torch.nn.Module) -> list[str]:
     """Every block output and temporal module ``capture_sites`` names (U-Net blocks, DiT blocks)."""
-    from ..method.capture import capture_sites
-
     named = capture_sites(net)
     return list(dict.fromkeys(named["blocks"] + named["temporal"]))
 
@@ -246,12 +248,8 @@ class LocateReport:
 
     def figure(self, path: str | Path) -> Path:
         """PNG heatmaps over sites x timesteps (MOFT, raw, top fraction) with the chosen cell boxed."""
-        import io
-
         from matplotlib.figure import Figure
         from matplotlib.patches import Rectangle
-
-        from ..io.video import atomic_write_bytes
 
         rec = self.recommendation
         panels = [("MOFT (content removed)", self.accuracy["moft"]), ("raw features", self.accuracy["raw"])]
@@ -284,13 +282,66 @@ class LocateReport:
 
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (.json), and ``.md`` and ``.png`` beside it, each atomically."""
-        from ..io.video import atomic_write_text
-
         path = Path(path)
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
         atomic_write_text(path.with_suffix(".md"), self.markdown())
         self.figure(path.with_suffix(".png"))
         return path
+
+
+@dataclass
+class LocatePlan:
+    """The checked settings of a ``locate`` run (``plan_locate``): what every later step reads."""
+
+    timesteps: list[int]
+    fractions: list[float]
+    kinds: tuple[str, ...]
+    clips_per_direction: int
+    folds: int
+
+
+def plan_locate(*, timesteps=TIMESTEPS, fractions=FRACTIONS, kinds=KINDS, clips_per_direction: int = 8,
+                max_forwards: int | None = None, folds: int = 5, train_timesteps: int | None = None) -> LocatePlan:
+    """Check ``locate``'s settings without a model (the command line runs this before loading one).
+
+    Example:
+        >>> plan_locate(timesteps=(100, 200), max_forwards=100).clips_per_direction  # 100 // (16 x 2) clips
+        3
+        >>> plan_locate(timesteps=(100, 100))
+        Traceback (most recent call last):
+            ...
+        moft.front.locate.LocateError: timesteps must be distinct integers >= 0, got [100, 100]
+
+    Args:
+        timesteps, fractions, kinds, clips_per_direction, max_forwards, folds: as ``locate``.
+        train_timesteps: the scheduler's ``num_train_timesteps`` when known: timesteps must be below it.
+
+    Raises:
+        LocateError: one line naming the setting.
+    """
+    if bad := set(kinds) - set(KINDS):
+        raise LocateError(f"kinds must be among {', '.join(KINDS)}, got {', '.join(sorted(bad))}")
+    timesteps = [int(t) for t in timesteps]
+    top = f"in [0, {train_timesteps})" if train_timesteps is not None else ">= 0"
+    if (not timesteps or any(t < 0 or (train_timesteps is not None and t >= train_timesteps) for t in timesteps)
+            or len(set(timesteps)) != len(timesteps)):
+        raise LocateError(f"timesteps must be distinct integers {top}, got {timesteps}")
+    fractions = [float(f) for f in fractions]
+    if any(not 0 < f <= 1 for f in fractions):
+        raise LocateError(f"fractions must be in (0, 1], got {fractions}")
+    if fractions and "pan" not in kinds:
+        raise LocateError("the channel ranking (fractions) needs pans among the kinds")
+    per_class = 8 * len(kinds)
+    if max_forwards is not None:
+        fit = max_forwards // (per_class * len(timesteps))
+        if fit < 2:
+            raise LocateError(f"a budget of {max_forwards} forwards allows {fit} clip(s) per direction and kind at "
+                              f"{len(timesteps)} timestep(s); at least 2 are needed "
+                              f"({2 * per_class * len(timesteps)} forwards)")
+        clips_per_direction = min(clips_per_direction, fit)
+    if clips_per_direction < 2:
+        raise LocateError(f"clips_per_direction must be at least 2 (for cross-validation), got {clips_per_direction}")
+    return LocatePlan(timesteps, fractions, tuple(kinds), clips_per_direction, min(folds, clips_per_direction))
 
 
 @torch.no_grad()
@@ -329,63 +380,85 @@ def locate(
         model_name: recorded in the report.
         progress: optional ``progress(done, total)`` per forward.
     """
-    from sklearn.model_selection import StratifiedKFold
-
-    from ..models.adapters import architecture_of, default_site
-    from ..method.capture import capture
-    from ..method.channels import centre_crop, default_video_size, top_channels
-    from ..method.inversion import noised_features
-    from ..models.latents import encode_prompt, encode_video
-    from ..models.loading import denoiser
-    from ..io.synthetic import DIRECTIONS
-
     net = denoiser(pipe)
-    arch = architecture_of(net)
+    train_timesteps = int(getattr(pipe.scheduler.config, "num_train_timesteps", 1000))
+    plan = plan_locate(timesteps=timesteps, fractions=fractions, kinds=kinds, clips_per_direction=clips_per_direction,
+                       max_forwards=max_forwards, folds=folds, train_timesteps=train_timesteps)
+    sites = _checked_sites(net, sites)
+    f, h, w = default_video_size(pipe)
+    clips = probe_clips(num_frames=f, height=h, width=w, per_direction=plan.clips_per_direction, kinds=plan.kinds,
+                        seed=seed)
+    start = time.perf_counter()
+    summaries, fired = _clip_summaries(pipe, clips, sites, plan, crop=crop, seed=seed, progress=progress)
+    forward_seconds = time.perf_counter() - start
+    sites = fired + [s for s in sites if s not in fired]  # forward order
+
+    start = time.perf_counter()
+    acc = _accuracies(summaries, clips, sites, plan, seed)
+    classifier_seconds = time.perf_counter() - start
+
+    rec = _recommend(sites, plan.timesteps, plan.fractions, acc, len(clips))
+    default = default_site(net)  # the architecture's (a mid-depth block for DiTs)
+    if default in sites:
+        i = sites.index(default)
+        j = int(np.argmax(acc["moft"][i]))
+        rec["default_site"] = {"site": default, "timestep": plan.timesteps[j],
+                               "moft_accuracy": float(acc["moft"][i, j]), "raw_accuracy": float(acc["raw"][i, j])}
+    meta = {
+        "model": model_name, "architecture": architecture_of(net).name,
+        "clips": {"per_direction": plan.clips_per_direction, "kinds": list(plan.kinds), "total": len(clips),
+                  "frames": f, "height": h, "width": w, "seed": seed},
+        "folds": plan.folds, "crop": crop, "forwards": len(clips) * len(plan.timesteps),
+        "seconds": {"forwards": round(forward_seconds, 1), "classifiers": round(classifier_seconds, 1)},
+        "sample": "frame 0's feature averaged over the clip's motion region, on the latent grid",
+        "correspondence": f"share of clips whose frame-0 MOFT at a known point is most similar (cosine, all channels) "
+                          f"within {FLOW_TOLERANCE} of the frame of where that content is in the last frame",
+        "classifier": "StandardScaler + LogisticRegression (multinomial), stratified k-fold over clips",
+    }
+    return LocateReport(sites, plan.timesteps, plan.fractions, acc, rec, meta)
+
+
+def _checked_sites(net: torch.nn.Module, sites: list[str] | None) -> list[str]:
+    """The sites to measure (default: ``candidate_sites``), each checked to exist before any work."""
     sites = list(dict.fromkeys(sites or candidate_sites(net)))
     if not sites:
         raise LocateError(f"no candidate sites found in {type(net).__name__}; pass sites")
-    capture(net, sites)  # checks every site exists before any work (CaptureError names the missing one)
-    timesteps = [int(t) for t in timesteps]
-    top_t = int(getattr(pipe.scheduler.config, "num_train_timesteps", 1000))
-    if not timesteps or any(not 0 <= t < top_t for t in timesteps) or len(set(timesteps)) != len(timesteps):
-        raise LocateError(f"timesteps must be distinct integers in [0, {top_t}), got {timesteps}")
-    fractions = [float(f) for f in fractions]
-    if any(not 0 < f <= 1 for f in fractions):
-        raise LocateError(f"fractions must be in (0, 1], got {fractions}")
-    if fractions and "pan" not in kinds:
-        raise LocateError("the channel ranking (fractions) needs pans among the kinds")
-    per_class = 8 * len(kinds)
-    if max_forwards is not None:
-        fit = max_forwards // (per_class * len(timesteps))
-        if fit < 2:
-            raise LocateError(f"a budget of {max_forwards} forwards allows {fit} clip(s) per direction and kind at "
-                              f"{len(timesteps)} timestep(s); at least 2 are needed "
-                              f"({2 * per_class * len(timesteps)} forwards)")
-        clips_per_direction = min(clips_per_direction, fit)
-    if clips_per_direction < 2:
-        raise LocateError(f"clips_per_direction must be at least 2 (for cross-validation), got {clips_per_direction}")
-    folds = min(folds, clips_per_direction)
+    capture(net, sites)  # CaptureError names a missing site
+    return sites
 
-    f, h, w = default_video_size(pipe)
-    clips = probe_clips(num_frames=f, height=h, width=w, per_direction=clips_per_direction, kinds=kinds, seed=seed)
+
+def _axis_of() -> dict[int, tuple[str, float]]:
+    """Direction index -> (axis, sign) for the pans each axis' channels are ranked on (``AXIS_PANS``)."""
+    names = list(DIRECTIONS)
+    return {names.index(n): (axis, 1.0 if k == 0 else -1.0) for axis, pair in AXIS_PANS.items()
+            for k, n in enumerate(pair)}
+
+
+@dataclass
+class _Summaries:
+    """Per-clip summaries of each (site, timestep), all that the classifiers need."""
+
+    raw: dict = field(default_factory=dict)  # (site, t) -> (N, C) frame 0's region-mean feature
+    moft: dict = field(default_factory=dict)  # (site, t) -> (N, C) the same, content removed
+    centre: dict = field(default_factory=dict)  # (site, t) -> {clip: (P, C)} axis pans' centre-crop MOFT of frame 0
+    errors: dict = field(default_factory=dict)  # (site, t) -> (N,) correspondence errors, fractions of the frame
+
+
+def _clip_summaries(pipe, clips: list[ProbeClip], sites: list[str], plan: LocatePlan, *, crop: float, seed: int,
+                    progress=None) -> tuple[_Summaries, list[str]]:
+    """One forward per clip and timestep, keeping only per-clip summaries of each site (on the CPU).
+
+    Returns the summaries and the sites in the order they fired.
+    """
     cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
     latents = [encode_video(pipe, c.frames) for c in clips]  # [(1, F, C, h, w)]
     grid = tuple(latents[0].shape[-2:])
     regions = [torch.nn.functional.interpolate(torch.from_numpy(c.region)[None, None], size=grid, mode="area")[0, 0]
                for c in clips]  # [(h, w)]
-    names = list(DIRECTIONS)
-    axis_of = {names.index(n): (axis, 1.0 if k == 0 else -1.0) for axis, pair in AXIS_PANS.items()
-               for k, n in enumerate(pair)}
-
-    # one forward per clip and timestep; keep only per-clip summaries of each site
-    raw = {}  # (site, t) -> (N, C) frame 0's region-mean feature
-    moft = {}  # (site, t) -> (N, C) the same, content removed
-    centre = {}  # (site, t) -> {clip index: (P, C)} frame 0's centre-crop MOFT of axis pans (for the ranking)
-    errors = {}  # (site, t) -> (N,) correspondence errors, fractions of the frame
-    order = None
-    total, done = len(clips) * len(timesteps), 0
-    start = time.perf_counter()
-    for t in timesteps:
+    axis_of = _axis_of()
+    out, order = _Summaries(), None
+    total, done = len(clips) * len(plan.timesteps), 0
+    for t in plan.timesteps:
         rows = {s: ([], [], []) for s in sites}
         for n, (clip, z0) in enumerate(zip(clips, latents)):
             feats = noised_features(pipe, z0, cond, timestep=t, seed=seed + n, sites=sites)
@@ -394,64 +467,50 @@ def locate(
                 x = resize(feats[s].float(), grid)  # (1, F, C, h, w) on the latent grid
                 m = remove_content_correlation(x)[0]  # (F, C, h, w) MOFT
                 region = regions[n].to(x.device)
-                rows[s][0].append(region_mean(x[0, 0], region).cpu())  # (C,); only summaries are kept, on the CPU
+                rows[s][0].append(region_mean(x[0, 0], region).cpu())  # (C,)
                 rows[s][1].append(region_mean(m[0], region).cpu())  # (C,)
                 rows[s][2].append(correspondence_error(m, clip.start, clip.end))
-                if clip.kind == "pan" and clip.direction in axis_of and fractions:
+                if clip.kind == "pan" and clip.direction in axis_of and plan.fractions:
                     m0 = centre_crop(m[0], crop)  # (C, h', w')
-                    centre.setdefault((s, t), {})[n] = rearrange(m0, "c h w -> (h w) c").cpu()
+                    out.centre.setdefault((s, t), {})[n] = rearrange(m0, "c h w -> (h w) c").cpu()
             done += 1
             if progress is not None:
                 progress(done, total)
         for s in sites:
-            raw[s, t] = torch.stack(rows[s][0]).numpy()
-            moft[s, t] = torch.stack(rows[s][1]).numpy()
-            errors[s, t] = np.asarray(rows[s][2])
-    forward_seconds = time.perf_counter() - start
-    sites = order + [s for s in sites if s not in order]
+            out.raw[s, t] = torch.stack(rows[s][0]).numpy()
+            out.moft[s, t] = torch.stack(rows[s][1]).numpy()
+            out.errors[s, t] = np.asarray(rows[s][2])
+    return out, order
 
-    start = time.perf_counter()
+
+def _accuracies(summaries: _Summaries, clips: list[ProbeClip], sites: list[str], plan: LocatePlan,
+                seed: int) -> dict:
+    """Cross-validated direction accuracies (raw, MOFT, by kind, top fractions) and correspondence hits,
+    each ``(S, T)`` over sites x timesteps."""
+    from sklearn.model_selection import StratifiedKFold
+
     y = np.array([c.direction for c in clips])
     kind_of = np.array([c.kind for c in clips])
     strata = np.array([f"{c.direction}:{c.kind}" for c in clips])
-    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), strata))
-    shape = (len(sites), len(timesteps))
-    acc = {"moft": np.zeros(shape), "raw": np.zeros(shape), "top": {fr: np.zeros(shape) for fr in fractions},
-           "moft_by_kind": {k: np.zeros(shape) for k in kinds}, "correspondence": np.zeros(shape)}
+    splits = list(StratifiedKFold(plan.folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), strata))
+    axis_of = _axis_of()
+    shape = (len(sites), len(plan.timesteps))
+    acc = {"moft": np.zeros(shape), "raw": np.zeros(shape), "top": {fr: np.zeros(shape) for fr in plan.fractions},
+           "moft_by_kind": {k: np.zeros(shape) for k in plan.kinds}, "correspondence": np.zeros(shape)}
     for i, s in enumerate(sites):
-        for j, t in enumerate(timesteps):
-            acc["raw"][i, j] = (_cv_predict(raw[s, t], y, splits) == y).mean()
-            acc["correspondence"][i, j] = (errors[s, t] <= FLOW_TOLERANCE).mean()
-            pred = _cv_predict(moft[s, t], y, splits)
+        for j, t in enumerate(plan.timesteps):
+            acc["raw"][i, j] = (_cv_predict(summaries.raw[s, t], y, splits) == y).mean()
+            acc["correspondence"][i, j] = (summaries.errors[s, t] <= FLOW_TOLERANCE).mean()
+            pred = _cv_predict(summaries.moft[s, t], y, splits)
             acc["moft"][i, j] = (pred == y).mean()
-            for k in kinds:
+            for k in plan.kinds:
                 acc["moft_by_kind"][k][i, j] = (pred == y)[kind_of == k].mean()
-            if fractions:
-                loadings = [_fold_loadings(centre[s, t], train, y, axis_of) for train, _ in splits]
-                for fr in fractions:
+            if plan.fractions:
+                loadings = [_fold_loadings(summaries.centre[s, t], train, y, axis_of) for train, _ in splits]
+                for fr in plan.fractions:
                     columns = [top_channels(lo, fr).numpy() for lo in loadings]
-                    acc["top"][fr][i, j] = (_cv_predict(moft[s, t], y, splits, columns) == y).mean()
-    classifier_seconds = time.perf_counter() - start
-
-    rec = _recommend(sites, timesteps, fractions, acc, len(clips))
-    default = default_site(net)  # the architecture's (a mid-depth block for DiTs)
-    if default in sites:
-        i = sites.index(default)
-        j = int(np.argmax(acc["moft"][i]))
-        rec["default_site"] = {"site": default, "timestep": timesteps[j], "moft_accuracy": float(acc["moft"][i, j]),
-                               "raw_accuracy": float(acc["raw"][i, j])}
-    meta = {
-        "model": model_name, "architecture": arch.name,
-        "clips": {"per_direction": clips_per_direction, "kinds": list(kinds), "total": len(clips),
-                  "frames": f, "height": h, "width": w, "seed": seed},
-        "folds": folds, "crop": crop, "forwards": total,
-        "seconds": {"forwards": round(forward_seconds, 1), "classifiers": round(classifier_seconds, 1)},
-        "sample": "frame 0's feature averaged over the clip's motion region, on the latent grid",
-        "correspondence": f"share of clips whose frame-0 MOFT at a known point is most similar (cosine, all channels) "
-                          f"within {FLOW_TOLERANCE} of the frame of where that content is in the last frame",
-        "classifier": "StandardScaler + LogisticRegression (multinomial), stratified k-fold over clips",
-    }
-    return LocateReport(sites, timesteps, fractions, acc, rec, meta)
+                    acc["top"][fr][i, j] = (_cv_predict(summaries.moft[s, t], y, splits, columns) == y).mean()
+    return acc
 
 
 def _cv_predict(x: np.ndarray, y: np.ndarray, splits, columns=None) -> np.ndarray:
@@ -472,8 +531,6 @@ def _cv_predict(x: np.ndarray, y: np.ndarray, splits, columns=None) -> np.ndarra
 
 def _fold_loadings(centre: dict[int, torch.Tensor], train: np.ndarray, y: np.ndarray, axis_of: dict) -> dict:
     """Per-axis PC1 loadings from the training fold's axis pans (``channels.axis_loadings``)."""
-    from ..method.channels import axis_loadings
-
     out = {}
     for axis in AXIS_PANS:
         picked = [n for n in train if n in centre and axis_of[y[n]][0] == axis]
@@ -524,9 +581,6 @@ def write_defaults(folder: str | Path, report: LocateReport, report_path: str | 
     Raises:
         LocateError: not a pipeline folder, or its ``moft.json`` is not a JSON object.
     """
-    from ..models.loading import CHANNELS_FILE, DEFAULTS_FILE
-    from ..io.video import atomic_write_text
-
     folder = Path(folder)
     check_defaults_folder(folder)
     path = folder / DEFAULTS_FILE
@@ -541,8 +595,6 @@ def write_defaults(folder: str | Path, report: LocateReport, report_path: str | 
     notes = []
     channels = folder / CHANNELS_FILE
     if channels.is_file():
-        from ..method.channels import MotionChannels
-
         fitted = MotionChannels.load(channels).meta.get("site")
         if fitted != rec["site"]:
             frac = rec["fraction"] if rec["fraction"] is not None else 0.04
@@ -551,10 +603,36 @@ def write_defaults(folder: str | Path, report: LocateReport, report_path: str | 
     return notes
 
 
+def model_folder(model: str | None) -> Path | None:
+    """The local folder ``load_pipeline(model)`` reads (``None`` for a hub id); ``ModelError`` for a bad name.
+
+    Example:
+        >>> model_folder("moft-tiny").name
+        'moft-tiny'
+    """
+    path = Path(resolve_model(model))
+    return path if path.is_dir() else None
+
+
+def folder_train_timesteps(folder: str | Path | None) -> int | None:
+    """The scheduler's ``num_train_timesteps`` from a pipeline folder's config, read without loading the model
+    (``None`` when there is no such folder or config; the loaded scheduler is checked again).
+
+    Example:
+        >>> folder_train_timesteps(model_folder("moft-tiny"))
+        1000
+    """
+    if folder is None:
+        return None
+    try:
+        config = json.loads((Path(folder) / "scheduler" / "scheduler_config.json").read_text())
+        return int(config.get("num_train_timesteps", 1000))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
 def check_defaults_folder(folder: str | Path) -> None:
     """Raise ``LocateError`` unless ``folder`` is a pipeline folder whose ``moft.json`` (if any) is a JSON object."""
-    from ..models.loading import DEFAULTS_FILE
-
     folder = Path(folder)
     if not (folder / "model_index.json").is_file():
         raise LocateError(f"{folder}: not a diffusers pipeline folder (no model_index.json)")

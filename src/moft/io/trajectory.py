@@ -114,6 +114,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
+from .validate import Fields, did_you_mean, is_bool, one_line, short, type_name
 
 __all__ = [
     "DEFAULT_SPEED",
@@ -174,119 +177,17 @@ class TrajectoryError(ValueError):
 
 # --------------------------------------------------------------------------- helpers
 
-
-def _one_line(text: str) -> str:
-    """Escape every non-printable character (newlines included) so text stays on one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def _short(value: object, limit: int = 40) -> str:
-    """A short one-line repr of a scalar value for error messages."""
-    if value is None:
-        return "null"
-    if _is_bool(value):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        text = repr(value if len(value) <= limit else value[:limit] + "...")
-    elif isinstance(value, numbers.Number):
-        text = repr(value)
-        if len(text) > limit:
-            text = text[:limit] + "..."
-    else:
-        text = _type_name(value)
-    return _one_line(text)
-
-
-def _type_name(value: object) -> str:
-    """The JSON name of a value's type, as users see it in the file."""
-    if value is None:
-        return "null"
-    if isinstance(value, (bool, np.bool_)):
-        return "boolean"
-    if isinstance(value, numbers.Number):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (list, tuple)):
-        return "array"
-    if isinstance(value, Mapping):
-        return "object"
-    return _one_line(type(value).__name__)
-
-
-def _fail(path: str, message: str) -> TrajectoryError:
-    return TrajectoryError(_one_line(f"{path}: {message}"))
-
-
-def _is_bool(value: object) -> bool:
-    return isinstance(value, (bool, np.bool_))
-
-
-def _object(value: object, path: str, required: tuple[str, ...], optional: tuple[str, ...]) -> Mapping:
-    """Check ``value`` is an object with all ``required`` keys and nothing unknown."""
-    if not isinstance(value, Mapping):
-        raise _fail(path, f"must be an object, got {_type_name(value)}")
-    allowed = set(required) | set(optional)
-    for key in value:
-        if not isinstance(key, str) or key not in allowed:
-            raise _fail(path, f"unknown key {_short(key)}")
-    for key in required:
-        if key not in value:
-            raise _fail(path, f"missing key '{key}'")
-    return value
-
-
-def _array(value: object, path: str, min_len: int, max_len: int, what: str = "items") -> list:
-    """Check ``value`` is an array with ``min_len <= len <= max_len``."""
-    if not isinstance(value, (list, tuple)):
-        raise _fail(path, f"must be an array, got {_type_name(value)}")
-    if len(value) < min_len:
-        if min_len == max_len:
-            raise _fail(path, f"must have exactly {min_len} {what}, got {len(value)}")
-        raise _fail(path, f"must have at least {min_len} {what}, got {len(value)}")
-    if len(value) > max_len:
-        if min_len == max_len:
-            raise _fail(path, f"must have exactly {min_len} {what}, got {len(value)}")
-        raise _fail(path, f"must have at most {max_len} {what}, got {len(value)}")
-    return list(value)
-
-
-def _integer(value: object, path: str, lo: int, hi: int) -> int:
-    """An integer in ``[lo, hi]`` (booleans and floats rejected)."""
-    if _is_bool(value) or not isinstance(value, numbers.Integral):
-        shown = _short(value) if isinstance(value, numbers.Number) and not _is_bool(value) else _type_name(value)
-        raise _fail(path, f"must be an integer, got {shown}")
-    number = int(value)
-    if number < lo:
-        raise _fail(path, f"must be >= {lo}, got {_short(number)}")
-    if number > hi:
-        raise _fail(path, f"must be <= {hi}, got {_short(number)}")
-    return number
-
-
-def _number(value: object, path: str) -> float:
-    """A finite real number as a float (booleans, NaN and infinities rejected)."""
-    if _is_bool(value) or not isinstance(value, numbers.Real):
-        raise _fail(path, f"must be a number, got {_type_name(value)}")
-    try:
-        number = float(value)
-    except Exception:  # OverflowError for huge ints, anything from exotic Real types
-        number = math.nan
-    if not math.isfinite(number):
-        raise _fail(path, f"must be a finite number, got {_short(value)}")
-    return number
+_check = Fields(TrajectoryError)  # the shared field checks (moft.io.validate), raising TrajectoryError
+_fail = _check.fail
 
 
 def _coord(value: object, path: str) -> float:
     """A frame fraction in ``[0, 1]``."""
-    number = _number(value, path)
-    if not 0.0 <= number <= 1.0:
-        raise _fail(path, f"must be in [0, 1], got {_short(number)}")
-    return number
+    return _check.number(value, path, 0.0, 1.0)
 
 
 def _point(value: object, path: str) -> list[float]:
-    items = _array(value, path, 2, 2, "numbers [x, y]")
+    items = _check.array(value, path, 2, 2, "numbers [x, y]")
     return [_coord(items[0], f"{path}[0]"), _coord(items[1], f"{path}[1]")]
 
 
@@ -298,49 +199,47 @@ def _parse_mask(value: object, path: str, base_dir: Path | None) -> tuple[dict |
     if isinstance(value, str):
         if value == "all":
             return "all", None
-        raise _fail(path, f'must be "all" or an object with one of {_quoted(_MASK_KINDS)}, got {_short(value)}')
+        raise _fail(path, f'must be "all" or an object with one of {_quoted(_MASK_KINDS)}, got {short(value)}')
     if not isinstance(value, Mapping):
-        raise _fail(path, f'must be "all" or an object, got {_type_name(value)}')
-    for key in value:
-        if not isinstance(key, str) or key not in _MASK_KINDS:
-            raise _fail(path, f"unknown key {_short(key)}")
+        raise _fail(path, f'must be "all" or an object, got {type_name(value)}')
+    _check.object(value, path, allowed=_MASK_KINDS)
     if len(value) != 1:
         raise _fail(path, f"must have exactly one of {_quoted(_MASK_KINDS)}, got {len(value)}")
     (kind, spec), = value.items()
     sub = f"{path}.{kind}"
     if kind == "box":
-        items = _array(spec, sub, 4, 4, "numbers [x0, y0, x1, y1]")
+        items = _check.array(spec, sub, 4, 4, "numbers [x0, y0, x1, y1]")
         x0, y0, x1, y1 = (_coord(v, f"{sub}[{i}]") for i, v in enumerate(items))
         if not x0 < x1:
-            raise _fail(sub, f"x0 must be < x1, got {_short(x0)} and {_short(x1)}")
+            raise _fail(sub, f"x0 must be < x1, got {short(x0)} and {short(x1)}")
         if not y0 < y1:
-            raise _fail(sub, f"y0 must be < y1, got {_short(y0)} and {_short(y1)}")
+            raise _fail(sub, f"y0 must be < y1, got {short(y0)} and {short(y1)}")
         return {"box": [x0, y0, x1, y1]}, None
     if kind == "circle":
-        items = _array(spec, sub, 3, 3, "numbers [cx, cy, r]")
+        items = _check.array(spec, sub, 3, 3, "numbers [cx, cy, r]")
         cx = _coord(items[0], f"{sub}[0]")
         cy = _coord(items[1], f"{sub}[1]")
-        r = _number(items[2], f"{sub}[2]")
+        r = _check.number(items[2], f"{sub}[2]")
         if not r > 0.0:
-            raise _fail(sub, f"radius must be > 0, got {_short(r)}")
+            raise _fail(sub, f"radius must be > 0, got {short(r)}")
         if r > 1.0:
-            raise _fail(sub, f"radius must be <= 1, got {_short(r)}")
+            raise _fail(sub, f"radius must be <= 1, got {short(r)}")
         return {"circle": [cx, cy, r]}, None
     if kind == "polygon":
-        items = _array(spec, sub, 3, MAX_POLYGON_POINTS, "points")
+        items = _check.array(spec, sub, 3, MAX_POLYGON_POINTS, "points")
         points = [_point(v, f"{sub}[{i}]") for i, v in enumerate(items)]
         if abs(_polygon_area_centroid(np.asarray(points))[0]) < _MIN_POLYGON_AREA:
             raise _fail(sub, "polygon has zero area (collinear or self-cancelling points)")
         return {"polygon": points}, None
     # image
     if not isinstance(spec, str):
-        raise _fail(sub, f"must be a path string, got {_type_name(spec)}")
+        raise _fail(sub, f"must be a path string, got {type_name(spec)}")
     if not spec:
         raise _fail(sub, "must be a non-empty path")
     resolved = _resolve(spec, base_dir, sub)
     grey = _read_png(resolved, sub)
     if not (grey >= 0.5).any():
-        raise _fail(sub, f"image {_short(spec)} has no white pixel (>= 0.5)")
+        raise _fail(sub, f"image {short(spec)} has no white pixel (>= 0.5)")
     return {"image": str(resolved)}, grey
 
 
@@ -355,17 +254,15 @@ def _resolve(spec: str, base_dir: Path | None, path: str) -> Path:
             target = Path(base_dir if base_dir is not None else Path.cwd()) / target
         return Path(os.path.abspath(target))
     except Exception as exc:
-        raise _fail(path, f"bad path {_short(spec)} ({_short(type(exc).__name__)})") from None
+        raise _fail(path, f"bad path {short(spec)} ({short(type(exc).__name__)})") from None
 
 
 def _read_png(path: Path, field_path: str) -> np.ndarray:
     """Read a PNG as (h, w) float32 grey levels in [0, 1]."""
-    from PIL import Image
-
     try:
         with Image.open(path) as img:
             if img.format != "PNG":
-                raise _fail(field_path, f"{_short(str(path), 80)} is not a PNG (format {_short(img.format)})")
+                raise _fail(field_path, f"{short(str(path), 80)} is not a PNG (format {short(img.format)})")
             img.load()
             mode = img.mode
             if mode.startswith("I"):  # 16/32-bit integer grey
@@ -378,12 +275,12 @@ def _read_png(path: Path, field_path: str) -> np.ndarray:
         raise
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
-        raise _fail(field_path, f"cannot read {_short(str(path), 80)} ({reason})") from None
+        raise _fail(field_path, f"cannot read {short(str(path), 80)} ({reason})") from None
     except Exception as exc:
-        raise _fail(field_path, f"cannot read {_short(str(path), 80)} ({type(exc).__name__}: {exc})") from None
+        raise _fail(field_path, f"cannot read {short(str(path), 80)} ({type(exc).__name__}: {exc})") from None
     grey = np.nan_to_num(grey, nan=0.0, posinf=1.0, neginf=0.0)
     if grey.ndim != 2 or grey.size == 0:
-        raise _fail(field_path, f"{_short(str(path), 80)} is not a single-channel-convertible image")
+        raise _fail(field_path, f"{short(str(path), 80)} is not a single-channel-convertible image")
     return np.clip(grey, 0.0, 1.0).astype(np.float32)
 
 
@@ -454,8 +351,6 @@ def _rasterize_mask(mask: dict | str, grey: np.ndarray | None, height: int, widt
             inside ^= crosses & (px < x_hit)
         return inside
     assert grey is not None
-    from PIL import Image
-
     if grey.shape != (height, width):
         resized = Image.fromarray(np.ascontiguousarray(grey, dtype=np.float32)).resize(
             (width, height), Image.Resampling.BILINEAR
@@ -471,12 +366,13 @@ def _parse_direction(value: object, path: str) -> tuple[str | list[float], np.nd
     """A direction name or non-zero vector; returns (canonical spec, unit vector (2,))."""
     if isinstance(value, str):
         if value not in DIRECTIONS:
-            raise _fail(path, f"unknown direction {_short(value)} (expected one of {', '.join(DIRECTIONS)})")
+            raise _fail(path, f"unknown direction {short(value)} (expected one of {', '.join(DIRECTIONS)})"
+                              f"{did_you_mean(value, DIRECTIONS)}")
         return value, np.array(DIRECTIONS[value])
     if not isinstance(value, (list, tuple)):
-        raise _fail(path, f"must be a direction name or an array [dx, dy], got {_type_name(value)}")
-    items = _array(value, path, 2, 2, "numbers [dx, dy]")
-    vec = np.array([_number(items[0], f"{path}[0]"), _number(items[1], f"{path}[1]")])
+        raise _fail(path, f"must be a direction name or an array [dx, dy], got {type_name(value)}")
+    items = _check.array(value, path, 2, 2, "numbers [dx, dy]")
+    vec = np.array([_check.number(items[0], f"{path}[0]"), _check.number(items[1], f"{path}[1]")])
     scale = float(np.abs(vec).max())
     if scale == 0.0:
         raise _fail(path, "direction vector must be non-zero")
@@ -487,10 +383,7 @@ def _parse_direction(value: object, path: str) -> tuple[str | list[float], np.nd
 def _parse_speed(container: Mapping, path: str) -> float:
     if "speed" not in container:
         return DEFAULT_SPEED
-    speed = _number(container["speed"], f"{path}.speed")
-    if not 0.0 < speed <= 1.0:
-        raise _fail(f"{path}.speed", f"must be in (0, 1], got {_short(speed)}")
-    return speed
+    return _check.number(container["speed"], f"{path}.speed", 0.0, 1.0, lo_open=True)
 
 
 def _parse_motion(region: Mapping, path: str, frames: int, start: np.ndarray) -> tuple[dict, np.ndarray]:
@@ -510,10 +403,10 @@ def _parse_motion(region: Mapping, path: str, frames: int, start: np.ndarray) ->
 def _parse_zoom(region: Mapping, path: str) -> float | None:
     if "zoom" not in region:
         return None
-    zoom = _number(region["zoom"], f"{path}.zoom")
+    zoom = _check.number(region["zoom"], f"{path}.zoom")
     if not MIN_ZOOM <= zoom <= MAX_ZOOM:
         raise _fail(f"{path}.zoom", f"must be in [{MIN_ZOOM:g}, {MAX_ZOOM:g}] (scale of the last frame over "
-                                    f"the first; > 1 zooms in, < 1 out), got {_short(zoom)}")
+                                    f"the first; > 1 zooms in, < 1 out), got {short(zoom)}")
     return zoom
 
 
@@ -530,7 +423,7 @@ def _parse_translation(region: Mapping, path: str, frames: int, start: np.ndarra
 
     if kind == "points":
         sub = f"{path}.points"
-        items = _array(region["points"], sub, 2, MAX_POINTS, "points")
+        items = _check.array(region["points"], sub, 2, MAX_POINTS, "points")
         points = [_point(v, f"{sub}[{i}]") for i, v in enumerate(items)]
         given_pts = np.asarray(points, dtype=np.float64)  # (N, 2)
         t_points = np.linspace(0.0, 1.0, len(points))  # (N,)
@@ -546,14 +439,14 @@ def _parse_translation(region: Mapping, path: str, frames: int, start: np.ndarra
         motion: dict = {"direction": spec, "speed": speed}
     else:
         sub = f"{path}.segments"
-        items = _array(region["segments"], sub, 1, frames, "segments")
+        items = _check.array(region["segments"], sub, 1, frames, "segments")
         segments = []
         taken: list[tuple[int, int, int]] = []  # (a, b, index)
         for i, seg in enumerate(items):
             seg_path = f"{sub}[{i}]"
-            _object(seg, seg_path, ("frames", "direction"), ("speed",))
+            _check.object(seg, seg_path, allowed=("speed",), required=("frames", "direction"))
             fr_path = f"{seg_path}.frames"
-            rng = _array(seg["frames"], fr_path, 2, 2, "frame numbers [a, b]")
+            rng = _check.array(seg["frames"], fr_path, 2, 2, "frame numbers [a, b]")
             a, b = (_segment_frame(v, fr_path, frames) for v in rng)
             if a > b:
                 raise _fail(fr_path, f"start {a} is after end {b}")
@@ -571,13 +464,13 @@ def _parse_translation(region: Mapping, path: str, frames: int, start: np.ndarra
 
 
 def _segment_frame(value: object, path: str, frames: int) -> int:
-    if _is_bool(value) or not isinstance(value, numbers.Integral):
-        raise _fail(path, f"frame numbers must be integers, got {_type_name(value)}")
+    if is_bool(value) or not isinstance(value, numbers.Integral):
+        raise _fail(path, f"frame numbers must be integers, got {type_name(value)}")
     number = int(value)
     if number < 0:
-        raise _fail(path, f"frame {_short(number)} is negative")
+        raise _fail(path, f"frame {short(number)} is negative")
     if number >= frames:
-        raise _fail(path, f"frame {_short(number)} is past the end ({frames} frames)")
+        raise _fail(path, f"frame {short(number)} is past the end ({frames} frames)")
     return number
 
 
@@ -618,23 +511,23 @@ def resample_positions(positions: np.ndarray, frames: int) -> np.ndarray:
 
 def _parse_point_region(region: Mapping, path: str, index: int, frames: int) -> Region:
     """A region without a mask: ``points`` (one point's path) or ``tracks`` (several) and ``radius``."""
-    _object(region, path, ("radius",), ("points", "tracks"))
+    _check.object(region, path, allowed=("points", "tracks"), required=("radius",))
     given = [k for k in ("points", "tracks") if k in region]
     if len(given) != 1:
         raise _fail(path, f"a point region needs exactly one of 'points', 'tracks', got {len(given)}")
-    radius = _number(region["radius"], f"{path}.radius")
+    radius = _check.number(region["radius"], f"{path}.radius")
     if not 0.0 < radius <= 1.0:
-        raise _fail(f"{path}.radius", f"must be in (0, 1] (a fraction of the shorter side), got {_short(radius)}")
+        raise _fail(f"{path}.radius", f"must be in (0, 1] (a fraction of the shorter side), got {short(radius)}")
     sub = f"{path}.{given[0]}"
     if given[0] == "points":
         raw = [region["points"]]
         subs = [sub]
     else:
-        raw = _array(region["tracks"], sub, 1, MAX_TRACKS, "tracks")
+        raw = _check.array(region["tracks"], sub, 1, MAX_TRACKS, "tracks")
         subs = [f"{sub}[{i}]" for i in range(len(raw))]
     paths = []
     for items, track_path in zip(raw, subs):
-        items = _array(items, track_path, 1, MAX_POINTS, "points")
+        items = _check.array(items, track_path, 1, MAX_POINTS, "points")
         paths.append([_point(v, f"{track_path}[{i}]") for i, v in enumerate(items)])
     tracks = np.stack([resample_positions(np.asarray(pts), frames) for pts in paths])  # (N, F, 2)
     mean = tracks.mean(axis=0)  # (F, 2)
@@ -742,8 +635,8 @@ class Region:
             TrajectoryError: ``regions[k].mask: covers no pixel at {height}x{width}``
                 when the mask is empty at this resolution, or a bad size.
         """
-        height = _integer(height, "rasterize: height", 1, 1 << 16)
-        width = _integer(width, "rasterize: width", 1, 1 << 16)
+        height = _check.integer(height, "rasterize: height", 1, 1 << 16)
+        width = _check.integer(width, "rasterize: width", 1, 1 << 16)
         raster = _rasterize_mask(self.mask, self._grey, height, width)
         if not raster.any():
             raise _fail(f"regions[{self.index}].mask", f"covers no pixel at {height}x{width}")
@@ -856,21 +749,21 @@ def parse_trajectory(
         TrajectoryError: on any problem, with a one-line message starting with the
             field path (never any other exception type).
     """
-    source = _one_line(str(source)) or "trajectory"
-    default_frames = _integer(default_frames, "default_frames", 2, MAX_FRAMES)
-    doc = _object(data, source, ("version", "regions"), ("frames",))
-    if _is_bool(doc["version"]) or not isinstance(doc["version"], numbers.Integral) or doc["version"] != VERSION:
-        raise _fail("version", f"must be {VERSION}, got {_short(doc['version'])}")
-    frames = _integer(doc["frames"], "frames", 2, MAX_FRAMES) if "frames" in doc else default_frames
+    source = one_line(str(source)) or "trajectory"
+    default_frames = _check.integer(default_frames, "default_frames", 2, MAX_FRAMES)
+    doc = _check.object(data, source, allowed=("frames",), required=("version", "regions"))
+    if is_bool(doc["version"]) or not isinstance(doc["version"], numbers.Integral) or doc["version"] != VERSION:
+        raise _fail("version", f"must be {VERSION}, got {short(doc['version'])}")
+    frames = _check.integer(doc["frames"], "frames", 2, MAX_FRAMES) if "frames" in doc else default_frames
 
-    items = _array(doc["regions"], "regions", 1, MAX_REGIONS, "regions")
+    items = _check.array(doc["regions"], "regions", 1, MAX_REGIONS, "regions")
     regions = []
     for index, item in enumerate(items):
         path = f"regions[{index}]"
         if isinstance(item, Mapping) and "mask" not in item and ("radius" in item or "tracks" in item):
             regions.append(_parse_point_region(item, path, index, frames))
             continue
-        region = _object(item, path, ("mask",), _MOTION_KINDS + ("speed", "zoom"))
+        region = _check.object(item, path, allowed=_MOTION_KINDS + ("speed", "zoom"), required=("mask",))
         mask, grey = _parse_mask(region["mask"], f"{path}.mask", base_dir)
         start = _mask_centroid(mask, grey)
         motion, xy = _parse_motion(region, path, frames, start)
@@ -926,9 +819,9 @@ def load_trajectory(path: str | Path, *, default_frames: int = 16) -> Trajectory
     """
     try:
         file = Path(path)
-        name = _one_line(str(path))
+        name = one_line(str(path))
     except Exception:
-        raise _fail("path", f"must be a file path, got {_type_name(path)}") from None
+        raise _fail("path", f"must be a file path, got {type_name(path)}") from None
     try:
         raw = file.read_bytes()
     except OSError as exc:
@@ -944,11 +837,11 @@ def load_trajectory(path: str | Path, *, default_frames: int = 16) -> Trajectory
     except json.JSONDecodeError as exc:
         raise _fail(name, f"not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
     except _DuplicateKey as exc:
-        raise _fail(name, f"duplicate key {_short(exc.args[0])} in a JSON object") from None
+        raise _fail(name, f"duplicate key {short(exc.args[0])} in a JSON object") from None
     except RecursionError:
         raise _fail(name, "not valid JSON (nested too deeply)") from None
     except Exception as exc:  # e.g. ValueError for huge integer literals
-        raise _fail(name, f"not valid JSON ({_short(type(exc).__name__)})") from None
+        raise _fail(name, f"not valid JSON ({short(type(exc).__name__)})") from None
     return parse_trajectory(
         data, default_frames=default_frames, base_dir=Path(os.path.abspath(file)).parent, source=name
     )

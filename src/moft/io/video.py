@@ -21,26 +21,28 @@ Notes:
     * MP4 is H.264 (libx264, yuv420p, lossy). yuv420p needs even sizes, so an
       odd height or width is padded by one replicated row/column before
       encoding; reading the file back gives the padded size.
-    * All writers are atomic: data goes to a hidden temporary file (or folder)
-      next to the target and is moved into place with ``os.replace``. A failed
-      write leaves neither a partial target nor temporary leftovers.
+    * All writers are atomic (``moft.io.outputs``): data goes to a hidden temporary
+      file (or folder) next to the target and is moved into place with
+      ``os.replace``. A failed write leaves neither a partial target nor
+      temporary leftovers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import re
-import secrets
 import shutil
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import imageio.v3 as iio
 import numpy as np
+from PIL import Image
+
+from .outputs import atomic_file, atomic_write_bytes, temp_sibling
 
 __all__ = [
     "VideoError",
@@ -54,11 +56,6 @@ __all__ = [
     "resize_video",
     "to_float",
     "to_uint8",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "write_report",
-    "output_set",
-    "strict_json",
     "VIDEO_SUFFIXES",
     "IMAGE_SUFFIXES",
 ]
@@ -300,15 +297,11 @@ def _frame_sources(path: Path):
     else:
         raise VideoError(f"{path}: unknown video suffix {path.suffix!r}")
 
-    import imageio.v3 as iio
-
     fps = None
     try:
         if kwargs["plugin"] == "FFMPEG":
             fps = iio.immeta(path, plugin="FFMPEG").get("fps")
         else:
-            from PIL import Image
-
             with Image.open(path) as image:
                 duration = image.info.get("duration")  # ms per frame (GIF, animated PNG/WebP)
                 animated = getattr(image, "n_frames", 1) > 1
@@ -466,167 +459,6 @@ def _one_line(err: BaseException) -> str:
 
 
 # ---------------------------------------------------------------------------
-# atomic writes
-# ---------------------------------------------------------------------------
-
-
-def _temp_sibling(path: Path, suffix: str = "") -> Path:
-    """A hidden, unused name in path's folder, ending with ``suffix``."""
-    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{suffix}"
-
-
-@contextlib.contextmanager
-def _atomic_file(path: Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temp path; on success move it onto ``path``, else delete it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_sibling(path, suffix)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write bytes to ``path`` atomically (temp file + ``os.replace``).
-
-    Example:
-        >>> atomic_write_bytes("runs/x/weights.safetensors", blob)          # doctest: +SKIP
-
-    Args:
-        path: Target file; parent folders are created.
-        data: The bytes.
-
-    Returns:
-        The target path.
-    """
-    path = Path(path)
-    with _atomic_file(path) as tmp:
-        with open(tmp, "xb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str, *, encoding: str = "utf-8") -> Path:
-    """Write text to ``path`` atomically (temp file + ``os.replace``).
-
-    Example:
-        >>> atomic_write_text("runs/x/metrics.json", strict_json(scores))   # doctest: +SKIP
-
-    Args:
-        path: Target file; parent folders are created.
-        text: The text.
-        encoding: Text encoding.
-
-    Returns:
-        The target path.
-    """
-    return atomic_write_bytes(path, text.encode(encoding))
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM (delivered on exit) where the platform allows it, else do nothing."""
-    import signal
-    import threading
-
-    held = {signal.SIGINT, signal.SIGTERM}
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
-
-
-@contextlib.contextmanager
-def output_set() -> Iterator:
-    """Write several files as a set: all of them are moved into place at the end, or none.
-
-    Example:
-        >>> with output_set() as stage:                                    # doctest: +SKIP
-        ...     write_video(stage("out/clip.gif"), frames)
-        ...     stage("out/clip.report.json").write_text(text)
-
-    ``stage(path)`` returns a hidden temporary path beside ``path`` with the same suffix; write the
-    file there. When the block ends without an exception, every staged file replaces its target
-    while SIGINT/SIGTERM are held, so an interrupt lands before the first move or after the last;
-    on an exception (Ctrl-C included) the temporary files are removed and no target is touched.
-    """
-    staged: list[tuple[Path, Path]] = []
-
-    def stage(path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temp_sibling(path, path.suffix)
-        staged.append((tmp, path))
-        return tmp
-
-    try:
-        yield stage
-        missing = [str(path) for tmp, path in staged if not tmp.exists()]
-        if missing:
-            raise VideoError(f"{missing[0]}: staged but never written")
-        with _signals_held():
-            for tmp, path in staged:
-                os.replace(tmp, path)
-    finally:
-        for tmp, _ in staged:
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
-
-
-def _finite_or_null(value, path: str, nulls: dict) -> object:
-    """``value`` with every non-finite float replaced by None; ``nulls[path] = why`` for each."""
-    if isinstance(value, dict):
-        out, here = {}, {}
-        for key, item in value.items():
-            out[key] = _finite_or_null(item, str(key), here)
-        if here:
-            out["null_because"] = dict(out.get("null_because") or {}, **here)
-        return out
-    if isinstance(value, (list, tuple)):
-        items, here = [], {}
-        for index, item in enumerate(value):
-            items.append(_finite_or_null(item, f"{path}[{index}]", here))
-        nulls.update(here)
-        return items
-    if isinstance(value, (np.ndarray, np.generic)) and np.asarray(value).dtype.kind in "biuf":
-        return _finite_or_null(np.asarray(value).tolist(), path, nulls)
-    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # a torch tensor
-        return _finite_or_null(value.tolist(), path, nulls)
-    if isinstance(value, float) and not np.isfinite(value):
-        nulls[path] = "nan" if np.isnan(value) else ("+inf" if value > 0 else "-inf")
-        return None
-    return value
-
-
-def strict_json(data, *, indent: int | None = 2, sort_keys: bool = False) -> str:
-    """Strict JSON text (RFC 8259): every NaN/Infinity becomes ``null`` and the dict that held it gets
-    ``"null_because": {"field": "nan" | "+inf" | "-inf"}``; numpy and torch values become numbers.
-
-    Example:
-        >>> print(strict_json({"loss": float("inf"), "psnr": 31.5}, indent=None))
-        {"loss": null, "psnr": 31.5, "null_because": {"loss": "+inf"}}
-
-    Raises:
-        ValueError: if a non-finite float survives (``allow_nan=False``): a bug here, never a silent NaN.
-    """
-    import json
-
-    clean = _finite_or_null(data, "", {})
-    return json.dumps(clean, indent=indent, allow_nan=False, sort_keys=sort_keys) + ("\n" if indent is not None else "")
-
-
-# ---------------------------------------------------------------------------
 # writing
 # ---------------------------------------------------------------------------
 
@@ -664,8 +496,6 @@ def _gif_single_frame_parts(frame: np.ndarray) -> tuple[int, bytes, bytes]:
     ``lzw_data`` starts with the LZW minimum code size byte and includes the
     sub-block chain up to and including its terminator.
     """
-    from PIL import Image
-
     image = Image.fromarray(frame, "RGB").convert("P", palette=Image.Palette.ADAPTIVE, colors=256)
     buffer = io.BytesIO()
     image.save(buffer, format="GIF", optimize=False, interlace=False)
@@ -735,7 +565,7 @@ def _write_folder(path: Path, frames: np.ndarray) -> None:
     if path.exists() and not path.is_dir():
         raise VideoError(f"{path}: exists and is not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_sibling(path)
+    tmp = temp_sibling(path)
     old = None
     try:
         tmp.mkdir()
@@ -745,7 +575,7 @@ def _write_folder(path: Path, frames: np.ndarray) -> None:
             if not cv2.imwrite(str(file), np.ascontiguousarray(frame[:, :, ::-1])):  # RGB -> BGR
                 raise VideoError(f"{path}: could not write frame {index}")
         if path.exists():  # an existing folder is replaced as a whole
-            old = _temp_sibling(path, ".old")
+            old = temp_sibling(path, ".old")
             os.replace(path, old)
         os.replace(tmp, path)
     finally:
@@ -794,9 +624,7 @@ def write_video(path: str | Path, frames: np.ndarray, *, fps: int = 8) -> Path:
         elif suffix == ".gif":
             atomic_write_bytes(path, _encode_gif(frames, fps))
         else:
-            import imageio.v3 as iio
-
-            with _atomic_file(path, suffix=".mp4") as tmp:
+            with atomic_file(path, suffix=".mp4") as tmp:
                 iio.imwrite(tmp, _pad_even(frames), fps=fps, codec="libx264", macro_block_size=1)
     except VideoError:
         raise
@@ -842,23 +670,3 @@ def resize_video(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     for index, frame in enumerate(frames):
         out[index] = cv2.resize(np.ascontiguousarray(frame), (width, height), interpolation=interpolation)
     return out
-
-
-def write_report(path: str | Path, report: dict, markdown: str) -> Path:
-    """Write a JSON report and its Markdown rendering beside it (``.md``), each atomically.
-
-    Example:
-        >>> write_report("docs/results/quality.json", report, markdown(report))   # + quality.md  # doctest: +SKIP
-
-    Args:
-        path: The JSON file; parent folders are created.
-        report: JSON-ready data; NaN/Infinity are written as ``null`` (see ``strict_json``).
-        markdown: The report as Markdown.
-
-    Returns:
-        The JSON path.
-    """
-    path = Path(path)
-    atomic_write_text(path, strict_json(report))
-    atomic_write_text(path.with_suffix(".md"), markdown)
-    return path

@@ -22,6 +22,7 @@ included, so the model afterwards is exactly the model before.
 from __future__ import annotations
 
 import math
+import re
 from contextlib import ContextDecorator
 
 import torch
@@ -180,8 +181,6 @@ class capture(ContextDecorator):  # noqa: N801 - used like a function, as baukit
 
 def capture_sites(model: torch.nn.Module) -> dict[str, list[str]]:
     """Named capture sites for ``moft info``: the default, every block output and temporal layers."""
-    import re
-
     arch = architecture_of(model)
     names = [n for n, _ in model.named_modules()]
     return {

@@ -28,15 +28,23 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from einops import rearrange
+from safetensors import safe_open
+from safetensors.torch import save
 
-from .features import remove_content_correlation, resize
+from ..io.jsonio import strict_json
+from ..io.outputs import output_set
+from ..io.synthetic import pan_video
+from ..io.video import resize_video
 from ..models.adapters import architecture_of
+from ..models.pipeline import (  # noqa: F401  (default_video_size re-exported)
+    CHANNELS_FILE, ModelError, default_video_size, denoiser, latent_time_grid, pipeline_site, resolve_model,
+    vae_scale)
+from .features import remove_content_correlation, resize
 from .inversion import reference_features
-from ..models.pipeline import (CHANNELS_FILE, ModelError, default_video_size, denoiser, latent_time_grid,  # noqa: F401
-                               pipeline_site, resolve_model, vae_scale)  # default_video_size re-exported
 
 
 class ChannelsError(ValueError):
@@ -121,12 +129,8 @@ class MotionChannels:
         """Write ``path`` (safetensors, metadata inside) and ``path.json`` (the same metadata), both or neither.
 
         The metadata is strict JSON: a non-finite figure (e.g. an explained-variance ratio of a degenerate fit)
-        is written as ``null`` with a ``null_because`` note (``moft.io.video.strict_json``).
+        is written as ``null`` with a ``null_because`` note (``moft.io.jsonio.strict_json``).
         """
-        from safetensors.torch import save
-
-        from ..io.video import output_set, strict_json
-
         path = Path(path)
         meta = strict_json(self.meta, sort_keys=True)
         data = save({k: v.contiguous() for k, v in self.tensors().items()}, metadata={"moft_channels": meta.rstrip()})
@@ -138,8 +142,6 @@ class MotionChannels:
     @classmethod
     def load(cls, path: str | Path, expect_channels: int | None = None) -> "MotionChannels":
         """Read a channel file; ``expect_channels`` checks it against a model's feature width."""
-        from safetensors import safe_open
-
         path = Path(path)
         if not path.is_file():
             raise ChannelsError(f"{path}: no such channel file")
@@ -182,9 +184,6 @@ def pan_videos(*, size: tuple[int, int], num_frames: int, speed: float, scenes: 
     ``speed`` is a fraction of the frame per frame. Scenes are random textured still pictures
     (``synthetic.pan_video``) unless ``images`` are given; those are panned by sub-pixel crops.
     """
-    from ..io.synthetic import pan_video
-    from ..io.video import resize_video
-
     h, w = size
     rng = np.random.default_rng(seed)
     for axis, dirs in PAN_DIRECTIONS.items():
@@ -204,8 +203,6 @@ def pan_videos(*, size: tuple[int, int], num_frames: int, speed: float, scenes: 
 
 def _pan_image(image: np.ndarray, d, speed: float, num_frames: int, h: int, w: int) -> np.ndarray:
     """Pan a still image: a window of 70% of it moves so the content moves along ``d``."""
-    import cv2
-
     ih, iw = image.shape[:2]
     ch, cw = int(ih * 0.7), int(iw * 0.7)
     travel = np.array([speed * cw, speed * ch]) * (num_frames - 1)
@@ -270,14 +267,7 @@ def fit_channels(
         model_name: recorded in the metadata.
         progress: optional callable ``progress(done, total)``.
     """
-    if rank not in ("pca", "separation"):
-        raise ChannelsError(f"rank must be 'pca' or 'separation', got {rank!r}")
-    if method not in ("inversion", "noise"):
-        raise ChannelsError(f"method must be 'inversion' or 'noise', got {method!r}")
-    if not 0 < fraction <= 1:
-        raise ChannelsError(f"fraction must be in (0, 1], got {fraction}")
-    if isinstance(scenes, bool) or not isinstance(scenes, int) or scenes < 1:
-        raise ChannelsError(f"scenes must be an integer >= 1, got {scenes!r}")
+    _check_fit_settings(rank=rank, method=method, fraction=fraction, scenes=scenes)
     net = denoiser(pipe)
     arch = architecture_of(net)
     site = site or pipeline_site(pipe)
@@ -310,12 +300,7 @@ def fit_channels(
         loadings[axis], explained[axis] = axis_loadings(torch.cat(rows), torch.cat(signs[axis]), rank)
         ranked[axis] = loadings[axis].abs().argsort(descending=True)[:k]
 
-    baseline = torch.stack(curves).mean(0)  # (F, C): opposite pans cancel their motion part
-    y = torch.cat([c - baseline for c in curves])  # (N*F, C)
-    xd = torch.cat(targets)  # (N*F, 2)
-    sol = torch.linalg.lstsq(xd, y).solution  # (2, C)
-    pred = xd @ sol
-    r2 = 1 - ((y - pred) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0).clamp_min(1e-12)
+    sol, r2, baseline = _linear_response(curves, targets)
     meta = {
         "model": model_name, "architecture": arch.name, "site": site, "method": method,
         "timestep": ref.timestep, "inversion_step": ref.step, "num_steps": num_steps, "fraction": fraction,
@@ -328,6 +313,30 @@ def fit_channels(
         "seed": seed,
     }
     return MotionChannels(ranked["horizontal"], ranked["vertical"], loadings, sol.T.contiguous(), r2, baseline, meta)
+
+
+def _check_fit_settings(*, rank: str, method: str, fraction: float, scenes: int) -> None:
+    """Raise ``ChannelsError`` (one line) on a ``fit_channels`` setting that cannot work, before any model work."""
+    if rank not in ("pca", "separation"):
+        raise ChannelsError(f"rank must be 'pca' or 'separation', got {rank!r}")
+    if method not in ("inversion", "noise"):
+        raise ChannelsError(f"method must be 'inversion' or 'noise', got {method!r}")
+    if not 0 < fraction <= 1:
+        raise ChannelsError(f"fraction must be in (0, 1], got {fraction}")
+    if isinstance(scenes, bool) or not isinstance(scenes, int) or scenes < 1:
+        raise ChannelsError(f"scenes must be an integer >= 1, got {scenes!r}")
+
+
+def _linear_response(curves: list[torch.Tensor], targets: list[torch.Tensor]):
+    """Least-squares MOFT response per unit of displacement: region-mean curves ``[(F, C)]`` against
+    displacements ``[(F, 2)]``; returns ``(solution (2, C), r2 (C,), baseline (F, C))``."""
+    baseline = torch.stack(curves).mean(0)  # (F, C): opposite pans cancel their motion part
+    y = torch.cat([c - baseline for c in curves])  # (N*F, C)
+    xd = torch.cat(targets)  # (N*F, 2)
+    sol = torch.linalg.lstsq(xd, y).solution  # (2, C)
+    pred = xd @ sol
+    r2 = 1 - ((y - pred) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0).clamp_min(1e-12)
+    return sol, r2, baseline
 
 
 def centre_crop(x: torch.Tensor, crop: float) -> torch.Tensor:

@@ -36,9 +36,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save
 
+from ..io.outputs import atomic_write_bytes
+from ..io.trajectory import TrajectoryError
+from ..models.pipeline import default_video_size, vae_scale
 from .channels import MotionChannels
+from .drag import drag_video, swept_masks
 from .features import moft, region_mean
+from .inversion import reference_features_many
 
 
 # how a trajectory becomes a target: the paper's region-mean curves, or the inverted drag proxy
@@ -102,10 +109,6 @@ class Target:
         return Target(curves, self.masks, self.channels, self.content_removal, maps, dict(self.meta, timestep=steps[k].item()))
 
     def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save
-
-        from ..io.video import atomic_write_bytes
-
         tensors = {"curves": self.curves.float().contiguous(), "masks": self.masks.to(torch.uint8).contiguous()}
         if self.channels is not None:
             tensors["channels"] = self.channels.long().contiguous()
@@ -118,8 +121,6 @@ class Target:
 
     @classmethod
     def load(cls, path: str | Path) -> "Target":
-        from safetensors import safe_open
-
         path = Path(path)
         if not path.is_file():
             raise TargetError(f"{path}: no such target file")
@@ -158,8 +159,6 @@ def synthesize_target(trajectory, channels: MotionChannels, *, latent_size: tupl
             cannot express it (the content's displacement field grows from the centre and
             averages to zero); ``drag_target`` can.
     """
-    from ..io.trajectory import TrajectoryError
-
     if num_frames is not None and trajectory.frames != num_frames:
         raise TrajectoryError(f"frames: trajectory has {trajectory.frames} frames, the run makes {num_frames}")
     for region in trajectory.regions:
@@ -220,9 +219,6 @@ def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | Non
             guided steps' for ``GuidanceConfig(target_timesteps="guided")``): one inversion to the
             highest, or one noised forward each.
     """
-    from .inversion import reference_features_many
-    from ..models.pipeline import default_video_size, vae_scale
-
     f, h, w = default_video_size(pipe)
     height, width = height or h, width or w
     wanted = [timestep] + list(timesteps or [])
@@ -267,10 +263,6 @@ def drag_target(pipe, source_frames: np.ndarray, trajectory, *, channels: Motion
     The regions are where each region passes (``moft.method.drag.swept_masks``): the loss compares maps
     there, and gradient masking lets the latents change there only.
     """
-    from .drag import drag_video, swept_masks
-    from ..models.latents import vae_scale
-    from ..io.trajectory import TrajectoryError
-
     f, h, w = source_frames.shape[:3]
     if trajectory.frames != f:
         raise TrajectoryError(f"frames: trajectory has {trajectory.frames} frames, the run makes {f}")

@@ -25,6 +25,7 @@ shared K/V is off (the sampler records that it did not run).
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass
 
 import torch
@@ -216,8 +217,6 @@ def rotary_embedding(model: torch.nn.Module, latents: torch.Tensor):
     the latent size in place of pixels (its only use of the VAE is to turn pixels into latents).
     Returns None for models without pipeline-computed rotary embeddings.
     """
-    import types
-
     import diffusers
 
     arch = architecture_of(model)

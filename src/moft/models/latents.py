@@ -143,3 +143,24 @@ def probe_conditioning(pipe, latents: torch.Tensor) -> dict:
         return {"encoder_hidden_states": torch.zeros(b, 1, net.config.cross_attention_dim, dtype=net.dtype),
                 "added_time_ids": torch.zeros(b, 3, dtype=net.dtype), "image_latents": torch.zeros_like(latents)}
     return {"encoder_hidden_states": encode_prompt(pipe, [""] * latents.shape[0])}
+
+
+def unknown_words(tokenizer, text: str) -> list[str]:
+    """Words of ``text`` that ``tokenizer`` reads as its unknown token, in order, without repeats.
+
+    Example:
+        >>> from moft.models.tiny import build_tokenizer
+        >>> unknown_words(build_tokenizer(), "a red zebra moving sideways")
+        ['zebra', 'sideways']
+
+    Tokenizers without an unknown token (byte-level BPE, as CLIP's) or without offsets give ``[]``.
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None or not text or not getattr(tokenizer, "is_fast", False):
+        return []
+    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False, truncation=False)
+    words: list[str] = []
+    for token, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]):
+        if token == unk and b > a and text[a:b] not in words:
+            words.append(text[a:b])
+    return words

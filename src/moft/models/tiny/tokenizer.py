@@ -18,6 +18,7 @@ from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizerFast
 
 from ...io.synthetic import COLORS, SHAPES
+from ..latents import unknown_words  # noqa: F401  (re-exported: it serves any pipeline's tokenizer)
 
 SPECIAL = ["<|startoftext|>", "<|endoftext|>", "<|unk|>"]
 WORDS = sorted(
@@ -77,23 +78,3 @@ def build_t5_tokenizer(words: list[str] | None = None, max_length: int = 512) ->
     core.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", vocab["</s>"])])
     return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
                                    model_max_length=max_length)
-
-
-def unknown_words(tokenizer, text: str) -> list[str]:
-    """Words of ``text`` that ``tokenizer`` reads as its unknown token, in order, without repeats.
-
-    Example:
-        >>> unknown_words(build_tokenizer(), "a red zebra moving sideways")
-        ['zebra', 'sideways']
-
-    Tokenizers without an unknown token (byte-level BPE, as CLIP's) or without offsets give ``[]``.
-    """
-    unk = getattr(tokenizer, "unk_token_id", None)
-    if unk is None or not text or not getattr(tokenizer, "is_fast", False):
-        return []
-    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False, truncation=False)
-    words: list[str] = []
-    for token, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]):
-        if token == unk and b > a and text[a:b] not in words:
-            words.append(text[a:b])
-    return words
