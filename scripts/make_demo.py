@@ -22,7 +22,8 @@ from moft.front.control import control  # noqa: E402
 from moft.eval.evaluate import prompt_color, object_box  # noqa: E402
 from moft.eval.metrics import path_fit, track_centroid  # noqa: E402
 from moft.method.channels import default_channels  # noqa: E402
-from moft.models.loading import load_pipeline, model_defaults  # noqa: E402
+from moft.models.loading import load_pipeline  # noqa: E402
+from moft.models.pipeline import default_guidance_scale  # noqa: E402
 from moft.method.sampler import sample  # noqa: E402
 from moft.io.synthetic import COLORS  # noqa: E402
 from moft.io.trajectory import parse_trajectory  # noqa: E402
@@ -41,7 +42,7 @@ def main():
     ap.add_argument("--scale", type=int, default=4, help="upscale factor of the GIF")
     args = ap.parse_args()
     pipe = load_pipeline(args.model)
-    cfg = model_defaults(args.model).get("guidance_scale", 7.5)
+    cfg = default_guidance_scale(pipe)  # the model folder's moft.json, else the official 7.5
     channels = default_channels(args.model)
     src = sample(pipe, args.prompt, seed=args.seed, guidance_scale=cfg)
     color = prompt_color(args.prompt)

@@ -5,6 +5,9 @@ Usage:
     python scripts/model_quality.py --model runs/shipped/export --samples 16 --skip-decoding
     python scripts/model_quality.py --only text_effect --out docs/results/model_quality.json  # add one part
     python scripts/model_quality.py --out docs/results/model_quality.json --figure docs/results/pca_directions.png
+    python scripts/model_quality.py --model runs/wan-i2v/export --samples 16 --skip-decoding --text-seeds 0
+    (an image-to-video model, e.g. moft-tiny-wan-i2v: bars 1 and 2 from held-out clips' frame 0 and caption,
+    and how well frame 0 keeps the image: ``image_to_video_quality``)
     (writes the JSON report with every sample and a Markdown table of the bars beside it)
 
 Bars (measured, reported as fractions; nothing is asserted here):
@@ -28,6 +31,7 @@ Bars (measured, reported as fractions; nothing is asserted here):
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -51,8 +55,29 @@ from moft.io.synthetic import COLORS, DIRECTIONS, SHAPES, SPEED_RANGE, make_clip
 SPEED_BAND = (SPEED_RANGE[0] - 0.25, SPEED_RANGE[1] + 0.75)
 
 
+def is_image_to_video(pipe) -> bool:
+    """Whether the stock call wants an ``image`` (``WanImageToVideoPipeline``: moft-tiny-wan-i2v)."""
+    return "image" in inspect.signature(pipe.__call__).parameters
+
+
+def motion_row(frames: np.ndarray, color: str, direction: str) -> dict:
+    """Bars 1 and 2 for one sample ``(F, H, W, 3)`` of a ``color`` object asked to move ``direction``."""
+    path = track_centroid(frames, color=COLORS[color])  # (F, 2)
+    fit = path_fit(path)
+    present = bool(np.isfinite(path).all())
+    speed_ok = present and SPEED_BAND[0] <= fit["speed"] <= SPEED_BAND[1]
+    coherent = present and fit["r2"] >= 0.9 and fit["direction_consistency"] >= 0.8 and speed_ok
+    requested = np.stack([np.zeros(2), np.asarray(DIRECTIONS[direction])])
+    text_ok = present and direction_success(path, requested)
+    return {"present": present, "coherent": bool(coherent), "text_ok": bool(text_ok), "r2": fit["r2"],
+            "speed": fit["speed"], "consistency": fit["direction_consistency"], "angle_deg": fit["angle_deg"]}
+
+
 def sample_quality(pipe, n: int, seed: int, guidance_scale: float, steps: int) -> dict:
-    """Bars 1 and 2 on ``n`` samples of prompts 'a {colour} {shape} moving {direction}'."""
+    """Bars 1 and 2 on ``n`` samples of prompts 'a {colour} {shape} moving {direction}'
+    (an image-to-video model: ``image_to_video_quality``)."""
+    if is_image_to_video(pipe):
+        return image_to_video_quality(pipe, n, seed, guidance_scale, steps)
     rng = np.random.default_rng(seed)
     names = list(DIRECTIONS)
     rows = []
@@ -60,16 +85,54 @@ def sample_quality(pipe, n: int, seed: int, guidance_scale: float, steps: int) -
         color, shape, direction = rng.choice(list(COLORS)), rng.choice(SHAPES), names[i % len(names)]
         prompt = f"a {color} {shape} moving {direction}"
         frames = sample(pipe, prompt, seed=seed + i, steps=steps, guidance_scale=guidance_scale).frames
-        path = track_centroid(frames, color=COLORS[color])  # (F, 2)
-        fit = path_fit(path)
-        present = bool(np.isfinite(path).all())
-        speed_ok = present and SPEED_BAND[0] <= fit["speed"] <= SPEED_BAND[1]
-        coherent = present and fit["r2"] >= 0.9 and fit["direction_consistency"] >= 0.8 and speed_ok
-        requested = np.stack([np.zeros(2), np.asarray(DIRECTIONS[direction])])
-        text_ok = present and direction_success(path, requested)
-        rows.append({"prompt": prompt, "seed": seed + i, "present": present, "coherent": bool(coherent),
-                     "text_ok": bool(text_ok), "r2": fit["r2"], "speed": fit["speed"],
-                     "consistency": fit["direction_consistency"], "angle_deg": fit["angle_deg"]})
+        rows.append({"prompt": prompt, "seed": seed + i, **motion_row(frames, color, direction)})
+    return summarise_samples(rows)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two images in [0, 1]."""
+    return float(-10 * np.log10(max(np.mean((np.asarray(a, np.float64) - b) ** 2), 1e-12)))
+
+
+@torch.no_grad()
+def image_to_video_quality(pipe, n: int, seed: int, guidance_scale: float, steps: int) -> dict:
+    """Bars 1 and 2 of an image-to-video model, and whether its frame 0 keeps the image.
+
+    Sample ``i`` animates frame 0 of a held-out single-object clip (``make_clip`` from ``seed + i``, moving in the
+    8 directions in turn, its caption naming the motion) with that caption as the prompt, through the stock call
+    (``image=``). Frame 0 is scored by its PSNR against the image, beside the VAE's own round trip of the image
+    (what a frame 0 that is the image's latent decodes to: the most it can keep).
+    """
+    from PIL import Image  # noqa: PLC0415
+
+    n_frames, height, width = default_video_size(pipe)
+    # with temporal scale 1 the stock call rounds num_frames up to the next k + 1: ask for one less
+    ask = n_frames - 1 if pipe.vae_scale_factor_temporal == 1 else n_frames
+    names = list(DIRECTIONS)
+    rows = []
+    for i in range(n):
+        clip = make_clip(np.random.default_rng(seed + i), kind="object", direction=names[i % len(names)],
+                         describe_motion=True, n_frames=n_frames)
+        image = (clip.frames[0] * 255).round().astype(np.uint8)  # (H, W, 3)
+        frames = pipe(image=Image.fromarray(image), prompt=clip.caption, num_frames=ask, height=height, width=width,
+                      num_inference_steps=steps, guidance_scale=guidance_scale, output_type="np",
+                      generator=torch.Generator().manual_seed(seed + i)).frames[0]  # (F, H, W, 3) in [0, 1]
+        x = torch.from_numpy(image).float().div(127.5).sub(1).permute(2, 0, 1)[None, :, None]  # (1, 3, 1, H, W)
+        x = x.to(pipe.vae.device, pipe.vae.dtype)
+        round_trip = pipe.vae.decode(pipe.vae.encode(x).latent_dist.mode()).sample  # (1, 3, 1, H, W)
+        round_trip = (round_trip[0, :, 0].permute(1, 2, 0).float().cpu().numpy().clip(-1, 1) + 1) / 2  # (H, W, 3)
+        rows.append({"prompt": clip.caption, "seed": seed + i,
+                     "frame0_psnr": psnr(frames[0], image / 255), "vae_psnr": psnr(round_trip, image / 255),
+                     **motion_row(frames, clip.colors[0], clip.directions[0])})
+    return summarise_samples(rows) | {
+        "median_frame0_psnr": float(np.median([r["frame0_psnr"] for r in rows])),
+        "median_vae_round_trip_psnr": float(np.median([r["vae_psnr"] for r in rows])),
+        "min_frame0_minus_vae_psnr": float(min(r["frame0_psnr"] - r["vae_psnr"] for r in rows))}
+
+
+def summarise_samples(rows: list[dict]) -> dict:
+    """The shares of bars 1 and 2 over per-sample rows (``motion_row``'s fields)."""
+    n = len(rows)
     return {
         "samples": n,
         "coherent_fraction": float(np.mean([r["coherent"] for r in rows])),
@@ -283,6 +346,10 @@ def markdown(report: dict) -> str:
              f"| coherent samples (straight path R² ≥ 0.9, consistent steps, speed in range) | ≥ 90% | "
              f"{frac('coherent_fraction')}; median R² {q['median_r2']:.2f}, median speed {q['median_speed_px']:.2f} px/frame |",
              f"| prompt's direction followed (within 22.5°) | ≥ 80% | {frac('text_direction_fraction')} (chance 12.5%) |"]
+    if "median_frame0_psnr" in q:  # an image-to-video model
+        lines.append(f"| frame 0 keeps the image: median PSNR against it (the VAE's own round trip) | ≈ round trip | "
+                     f"{q['median_frame0_psnr']:.1f} dB ({q['median_vae_round_trip_psnr']:.1f} dB); worst sample "
+                     f"{q['min_frame0_minus_vae_psnr']:+.1f} dB from its round trip |")
     if d:
         folds = d.get("fold_accuracies_moft_all_channels")
         spread = (f" (folds {100 * min(folds):.1f}–{100 * max(folds):.1f}%, standard error "
@@ -347,10 +414,10 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from moft.models.loading import model_defaults
+    from moft.models.pipeline import default_guidance_scale
 
     pipe = load_pipeline(args.model)
-    cfg = args.guidance_scale or model_defaults(args.model).get("guidance_scale", 7.5)
+    cfg = args.guidance_scale or default_guidance_scale(pipe)
     t0 = time.time()
 
     def save(report):

@@ -3,6 +3,7 @@
 Usage:
     python scripts/ship_model.py --run runs/shipped [--guidance-scale 4.0] [--out src/moft/models/shipped/moft-tiny]
     python scripts/ship_model.py --organism wan --run runs/wan --out src/moft/models/shipped/moft-tiny-wan
+    python scripts/ship_model.py --organism wan-i2v --run runs/wan-i2v --out src/moft/models/shipped/moft-tiny-wan-i2v
 
 Writes OUT (a diffusers pipeline folder, AnimateDiffPipeline or WanPipeline, loadable with from_pretrained) with
 ``motion_channels.safetensors`` (+ .json) fitted by DDIM inversion of synthetic pans, and ``moft.json``
@@ -78,21 +79,22 @@ def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
     return defaults
 
 
-def vae_steps(run: Path) -> int:
+def vae_steps(run: Path) -> int | None:
     """How long the run's VAE trained: its own checkpoint, else the last VAE row of the run's log (a run resumed
-    from a committed resumption point keeps the finished VAE folder and the log, not the VAE's checkpoint)."""
+    from a committed resumption point keeps the finished VAE folder and the log, not the VAE's checkpoint); None
+    for a run whose VAE came with its start (wan-i2v: moft-tiny-wan's, whose record says how it trained)."""
     import torch
 
     if (run / "vae_ckpt.pt").is_file():
         return torch.load(run / "vae_ckpt.pt", map_location="cpu", weights_only=False)["step"]
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
-    return max(r["step"] for r in rows if r.get("stage") == "vae")
+    return max((r["step"] for r in rows if r.get("stage") == "vae"), default=None)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, default=Path("runs/shipped"))
-    ap.add_argument("--organism", choices=("animatediff", "wan"), default="animatediff",
+    ap.add_argument("--organism", choices=("animatediff", "wan", "wan-i2v"), default="animatediff",
                     help="which of train_shipped_model.py's organisms the run trained")
     ap.add_argument("--out", type=Path, default=ROOT / "src/moft/models/shipped/moft-tiny")
     ap.add_argument("--guidance-scale", type=float, default=4.0)

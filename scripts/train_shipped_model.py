@@ -1,4 +1,5 @@
-"""Train moft's shipped models on synthetic motion videos: moft-tiny (AnimateDiff) and moft-tiny-wan (Wan DiT).
+"""Train moft's shipped models on synthetic motion videos: moft-tiny (AnimateDiff), moft-tiny-wan (Wan DiT) and
+moft-tiny-wan-i2v (the Wan DiT fine-tuned for image-to-video).
 
 Stages (each resumable): (1) a small VAE on frames (32x32x3 -> 16x16x4; ``AutoencoderKL`` per frame,
 or ``AutoencoderKLWan`` on 9-frame clips without temporal compression), optionally (1b) its decoder tuned
@@ -8,11 +9,16 @@ latents with EMA weights (moft-tiny: UNetMotionModel + CLIP text encoder, v-pred
 WanTransformer3DModel with a frozen random UMT5 encoder, rectified flow with the velocity target),
 (3) export of the EMA weights as a diffusers pipeline folder (``save_pretrained``).
 
+moft-tiny-wan-i2v (``--organism wan-i2v``) skips stage 1: it starts from the shipped moft-tiny-wan (its VAE and
+frozen text encoder as they are, its EMA transformer as the start) and trains the transformer with Wan 2.2's TI2V
+objective: latent frame 0 is the clip's clean frame-0 latent at timestep 0, the loss is on the other frames.
+
 Usage:
     python scripts/train_shipped_model.py --run runs/shipped            # train (resumes if present)
     python scripts/train_shipped_model.py --run runs/shipped --export src/moft/models/shipped/moft-tiny
     python scripts/train_shipped_model.py --organism wan --run runs/wan --text-encoder frozen --threads 1
     python scripts/train_shipped_model.py --organism wan --run runs/wan --vae-decoder-steps 2000 --object-weight 10 --vae-only
+    python scripts/train_shipped_model.py --organism wan-i2v --run runs/wan-i2v --text-encoder frozen --lr 3e-4
     accelerate launch scripts/train_shipped_model.py --run runs/big      # same script on GPUs
 
 Logs go to RUN/log.jsonl (loss, seconds, CPU-seconds) and sample grids to RUN/samples/.
@@ -37,7 +43,8 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from einops import rearrange
 
-from moft.models.tiny import build_tiny_animatediff, build_tiny_wan  # noqa: E402
+from moft.models.pipeline import SHIPPED_DIR  # noqa: E402
+from moft.models.tiny import build_tiny_animatediff, build_tiny_wan, build_tiny_wan_i2v  # noqa: E402
 from moft.io.synthetic import make_batch, make_clip, object_weights  # noqa: E402
 
 
@@ -45,7 +52,8 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=Path, default=Path("runs/shipped"))
     p.add_argument("--organism", choices=tuple(ORGANISMS), default="animatediff",
-                   help="animatediff (moft-tiny, v-prediction) or wan (moft-tiny-wan, rectified flow)")
+                   help="animatediff (moft-tiny, v-prediction), wan (moft-tiny-wan, rectified flow) or wan-i2v "
+                        "(moft-tiny-wan-i2v: moft-tiny-wan fine-tuned for image-to-video)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--vae-steps", type=int, default=1200)
@@ -297,6 +305,36 @@ def _noise_flow(sched, z, noise, t_min: int):
     return (1 - sv) * z + sv * noise, s * sched.config.num_train_timesteps, noise - z
 
 
+def _noise_flow_i2v(sched, z, noise, t_min: int):
+    """Wan 2.2 TI2V: ``_noise_flow`` on latent frames 1.., frame 0 kept clean with timestep 0 on its tokens.
+
+    Returns the noisy latents ``(B, C, F, h, w)`` (frame 0 is ``z``'s), per-token timesteps ``(B, F * h/2 * w/2)``
+    as ``WanImageToVideoPipeline(expand_timesteps=True)`` passes them (frame-major, one per 2x2 patch), and the
+    velocity target (frame 0's is not trained on: the organism's ``image_frames``).
+    """
+    noisy, t, target = _noise_flow(sched, z, noise, t_min)  # t: (B,)
+    mask = torch.ones_like(z[:1, :1])  # (1, 1, F, h, w), the pipeline's first_frame_mask
+    mask[:, :, 0] = 0
+    noisy = (1 - mask) * z + mask * noisy  # (B, C, F, h, w)
+    t_tokens = mask[0, 0][:, ::2, ::2].flatten()[None] * t[:, None]  # (B, F * h/2 * w/2)
+    return noisy, t_tokens, target
+
+
+def _build_wan_i2v(seed: int = 0):
+    """moft-tiny-wan's trained components as a ``WanImageToVideoPipeline`` (``build_tiny_wan_i2v``'s architecture):
+    the shipped EMA transformer as the start, its VAE and frozen text encoder as they are (``seed`` only checks
+    that the text encoder is the random one of that seed, which the frozen recipe keeps)."""
+    from diffusers import WanPipeline  # noqa: PLC0415
+
+    pipe, wan = build_tiny_wan_i2v(seed=seed), WanPipeline.from_pretrained(WAN_I2V_START)
+    pipe.transformer.load_state_dict(wan.transformer.state_dict())  # strict: the same architecture
+    fresh = pipe.text_encoder.state_dict()
+    if any(not torch.equal(fresh[k], v) for k, v in wan.text_encoder.state_dict().items()):
+        raise SystemExit(f"{WAN_I2V_START}'s text encoder is not build_tiny_wan's at seed {seed}")
+    pipe.vae = wan.vae  # trained, with its latents_mean/std
+    return pipe
+
+
 def _text_clip(pipe, text_encoder, captions):
     ids = pipe.tokenizer(captions, padding="max_length", max_length=pipe.tokenizer.model_max_length,
                          truncation=True, return_tensors="pt").input_ids
@@ -334,6 +372,8 @@ class Organism:
     sample_frames: int  # num_frames to pass the stock pipeline for a clip of ``frames``
     vae_sample: bool  # decode posterior samples while training the VAE (False: the mean, a plain autoencoder)
     vae_layout: str  # einops pattern taking (B, F, H, W) pixel weights to the VAE input's layout
+    image_frames: int = 0  # leading latent frames given clean as the image condition (not trained on; image= to sample)
+    vae_from_build: bool = False  # the build brings a trained VAE: the run keeps it (no VAE stages)
 
 
 ORGANISMS = {
@@ -347,7 +387,12 @@ ORGANISMS = {
     "wan": Organism(build_tiny_wan, "transformer", 9, _clips, _register_wan_scale, _latents_wan,
                     _noise_flow, _text_umt5, _predict_dit, "flow_velocity", 8, False,
                     "b f h w -> b 1 f h w"),
+    # Wan 2.2 TI2V conditioning (WanImageToVideoPipeline(expand_timesteps=True)), fine-tuned from moft-tiny-wan.
+    "wan-i2v": Organism(_build_wan_i2v, "transformer", 9, _clips, _register_wan_scale, _latents_wan,
+                        _noise_flow_i2v, _text_umt5, _predict_dit, "flow_velocity", 8, False,
+                        "b f h w -> b 1 f h w", image_frames=1, vae_from_build=True),
 }
+WAN_I2V_START = SHIPPED_DIR / "moft-tiny-wan"  # wan-i2v's start (a folder written by ship_model.py --organism wan)
 
 
 class EMA:
@@ -387,10 +432,24 @@ def sample_grid(pipe, organism: Organism, path: Path, seed: int = 0):
     prompts = ["a red disk moving right", "a blue square moving left", "a yellow disk moving up",
                "a green square moving down", "a white disk moving up right", "a purple disk standing still",
                "a orange square, the whole scene moving left", "a cyan disk moving right then left"]
-    out = pipe(prompt=prompts, num_frames=organism.sample_frames, height=32, width=32, num_inference_steps=25,
-               guidance_scale=4.0, generator=torch.Generator().manual_seed(seed), output_type="np").frames
+    kwargs = dict(num_frames=organism.sample_frames, height=32, width=32, num_inference_steps=25, guidance_scale=4.0,
+                  output_type="np")
+    if organism.image_frames:  # image-to-video: frame 0 of a clip per prompt (the stock call takes one image)
+        rng = np.random.default_rng(seed)
+        clips = [make_clip(rng, kind="object", n_frames=organism.frames, describe_motion=True) for _ in prompts]
+        out = [pipe(image=to_pil(c.frames[0]), prompt=c.caption, generator=torch.Generator().manual_seed(seed + i),
+                    **kwargs).frames[0] for i, c in enumerate(clips)]
+    else:
+        out = pipe(prompt=prompts, generator=torch.Generator().manual_seed(seed), **kwargs).frames
     grid = rearrange(np.asarray(out), "b f h w c -> f h (b w) c")  # (F, H, B*W, 3)
     iio.imwrite(path, (grid * 255).round().astype(np.uint8), duration=250, loop=0)
+
+
+def to_pil(frame: np.ndarray):
+    """``(H, W, 3)`` in [0, 1] -> a PIL image (what ``WanImageToVideoPipeline`` takes as ``image``)."""
+    from PIL import Image  # noqa: PLC0415
+
+    return Image.fromarray((frame * 255).round().astype(np.uint8))
 
 
 def draw_batch(rng: np.random.Generator, args, organism: Organism):
@@ -448,6 +507,9 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # GPUs only; no-op on CPU
     torch.manual_seed(args.seed)
     pipe = organism.build(seed=args.seed).to(device)
+    if organism.vae_from_build and not (args.run / "vae" / "config.json").exists():
+        pipe.vae.save_pretrained(args.run / "vae")  # the run's VAE (train_vae loads it and trains nothing)
+        log(args.run, stage="vae_from_build", organism=args.organism, start=str(WAN_I2V_START))
     pipe.vae = tune_vae_decoder(args, train_vae(args, pipe, organism).to(device), organism).eval().requires_grad_(False)
     if args.vae_only:
         print(f"VAE stages done: {args.run / 'vae'}")
@@ -496,7 +558,9 @@ def main():
             "meta": {f"{name}_steps": step, "vae_steps": args.vae_steps, "vae_decoder_steps": decoder_steps(args.run),
                      "ema": args.ema,  # batch, lr: per phase
                      f"cpu_seconds_{name}": cpu_seconds, f"gpu_seconds_{name}": gpu_seconds, "prediction_type": organism.prediction_type,
-                     "frames": organism.frames, "phases": phases}}
+                     "frames": organism.frames, "phases": phases}
+            | ({"start": f"{WAN_I2V_START.name} (its EMA transformer, VAE and text encoder)"}
+               if organism.vae_from_build else {})}
 
     if args.export is not None:
         weights = ema_state()
@@ -557,6 +621,7 @@ def main():
         noisy, t, target = organism.noise(sched, z, noise, args.t_min)
         pred = organism.predict(net, noisy, t, embed(captions))
         weights = object_weights(masks, z.shape[-2:], args.object_weight)  # (B, F, h, w)
+        weights[:, :organism.image_frames] = 0  # the image's frames are given, not predicted
         loss = object_weighted_mse(pred, target, torch.from_numpy(weights).to(device))
         opt.zero_grad()
         accelerator.backward(loss)
@@ -580,7 +645,9 @@ def main():
             print(f"stopped at step {step} after {args.max_minutes} minutes (checkpointed)")
             break
         if step % args.sample_every == 0:
-            sample_pipe = type(pipe)(**{**pipe.components, name: ema.shadow[name], "text_encoder": ema.shadow["text_encoder"]})
+            settings = {k: v for k, v in pipe.config.items() if not k.startswith("_") and k not in pipe.components}
+            sample_pipe = type(pipe)(**{**pipe.components, **settings, name: ema.shadow[name],
+                                        "text_encoder": ema.shadow["text_encoder"]})  # expand_timesteps kept
             sample_pipe.set_progress_bar_config(disable=True)
             (args.run / "samples").mkdir(exist_ok=True)
             sample_grid(sample_pipe, organism, args.run / "samples" / f"step{step:06d}.gif")

@@ -157,7 +157,7 @@ def test_control_takes_the_guidance_levers(model_dir, tmp_path):
     (["extract", "--model", "{model}", "--video", "missing.gif", "--out", "o.safetensors"], "missing.gif"),
     (["extract", "--model", "{model}", "--prompt", "x", "--out", "o.safetensors", "--channels", "{bad}"],
      "not a moft channel file"),
-    (["control", "{traj}", "--model", "{model}", "--out", "o.gif", "--grad-mask", "sometimes"], "grad_mask"),
+    (["control", "{traj}", "--model", "{model}", "--out", "o.gif", "--grad-mask", "sometimes"], "--grad-mask"),
     (["control", "{traj}", "--model", "{model}", "--out", "o.gif", "--guided-steps", "3-12"], "--guided-steps"),
 ])
 def test_bad_input_is_one_line_and_exit_2(model_dir, tmp_path, monkeypatch, args, text):
@@ -333,8 +333,8 @@ def test_control_report_never_lands_on_the_trajectory(model_dir, tmp_path):
     assert r.exit_code == 0, r.output
     assert traj.read_bytes() == before
     assert json.loads((tmp_path / "curve.report.json").read_text())["trajectory"] == str(traj)
-    warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
-    assert warnings == ["warning: the model does not know 'zebra'; it reads as <unk>"]
+    words = [ln for ln in r.stderr.splitlines() if ln.startswith("warning: the model does not know")]
+    assert words == ["warning: the model does not know 'zebra'; it reads as <unk> (its words: `moft info --model M`)"]
 
 
 def test_an_output_over_an_input_is_refused_before_any_work(model_dir, tmp_path, monkeypatch):
@@ -381,23 +381,19 @@ def test_out_naming_an_existing_folder_keeps_its_contents(model_dir, tmp_path):
 
 
 @pytest.mark.parametrize("flags, text", [
-    (["--steps", 0], "steps must be >= 1"), (["--steps", -1], "steps must be >= 1"),
+    (["--steps", 0], "steps must be in 1..10000"), (["--steps", -1], "steps must be in 1..10000"),
+    (["--steps", 100000], "steps must be in 1..10000"),
     (["--guided-steps", "30:40", "--steps", 25], "run no step of the 25-step schedule"),
     (["--steps", 3], "guided steps 3:12 run no step of the 3-step schedule"),
-    (["--gain", 1e30], "gain must be <= 100"), (["--guidance-scale", "nan"], "guidance_scale must be a finite"),
-    (["--weight", "nan"], "weight must be a finite"), (["--seed", 2**70], "seed must be in 0.."),
-    (["--iterations", -1], "iterations"), (["--step-size", 0], "step_size must be > 0"),
+    (["--gain", 1e30], "gain must be <= 100"), (["--guidance-scale", "nan"], "--guidance-scale: must be a finite"),
+    (["--weight", "nan"], "--weight: must be a finite"), (["--seed", 2**70], "seed must be in 0.."),
+    (["--iterations", -1], "iterations"), (["--step-size", 0], "--step-size: must be > 0"),
     (["--iterations", 0, "--save-target", "t.safetensors"], "makes no target"),
-    (["--optimizer", "rmsprop"], "optimizer must be one of sgd, normalized, adam"),
-    (["--grad-every", 0], "grad_every must be a whole number >= 1"),
-    (["--step-size-end", -1], "step_size_end must be a finite number > 0"),
-    (["--distance", "l1"], "distance must be one of l2, cosine"),
-    (["--target-mode", "ddpm"], "target_mode must be one of inversion, noise"),
-    (["--keep", "x0s"], "keep must be one of off, latents"),
-    (["--start-from", "image"], "start must be one of noise, source, proxy"),
-    (["--method", "cut-drag"], "need start 'proxy'"), (["--release", 9], "need start 'proxy'"),
-    (["--start-from", "proxy", "--keep-until", -1], "keep_until must be a whole number >= 0"),
-    (["--start-from", "proxy", "--method", "cut-drag", "--save-target", "t.safetensors"], "makes no target"),
+    (["--optimizer", "rmsprop"], "--optimizer: must be one of sgd, normalized, adam"),
+    (["--grad-every", 0], "--grad-every: must be an integer >= 1"),
+    (["--step-size-end", -1], "--step-size-end: must be > 0"),
+    (["--distance", "l1"], "--distance: must be one of l2, cosine"),
+    (["--target-mode", "ddpm"], "--target-mode: must be one of inversion, noise"),
 ])
 def test_bad_numbers_are_refused_before_the_model_loads(model_dir, tmp_path, monkeypatch, flags, text):
     import moft.front.cli
@@ -407,6 +403,34 @@ def test_bad_numbers_are_refused_before_the_model_loads(model_dir, tmp_path, mon
     r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", "o.gif", *flags)
     assert_user_error(r, text)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flags, text", [
+    (["--keep", "x0s"], "--keep: must be one of off, latents"),
+    (["--start-from", "image"], "--start-from: must be one of noise, source, proxy"),
+    (["--method", "cut-drag"], "--method: 'cut-drag' needs start 'proxy'"),
+    (["--release", 9], "--release: 9 needs start 'proxy'"),
+    (["--start-from", "proxy", "--keep-until", -1], "--keep-until: must be an integer >= 0"),
+    (["--start-from", "proxy", "--method", "cut-drag", "--save-target", "t.safetensors"], "makes no target"),
+], ids=["keep", "start_from", "method", "release", "keep_until", "method_save_target"])
+def test_bad_keep_start_from_release_method_are_refused_before_the_model_loads(model_dir, tmp_path, monkeypatch,
+                                                                               flags, text):
+    import moft.front.cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(moft.front.cli, "_load", lambda *a, **k: pytest.fail("loaded the model before refusing"))
+    r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", "o.gif", *flags)
+    assert_user_error(r, text)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keep_start_from_release_method_help_reads_the_settings_schema():
+    from moft.method.settings import GUIDANCE_FIELDS
+
+    text = " ".join(runner.invoke(app, ["control", "--help"], env={"COLUMNS": "400"}).output.split())
+    for flag, name in (("--keep", "keep"), ("--keep-until", "keep_until"), ("--start-from", "start"),
+                       ("--release", "release"), ("--method", "method")):
+        assert flag in text and " ".join(GUIDANCE_FIELDS[name]["help"].split()) in text, flag
 
 
 @pytest.mark.parametrize("change, text", [
@@ -514,7 +538,7 @@ def test_an_internal_error_keeps_its_traceback(model_dir, tmp_path, monkeypatch)
     def broken(*args, **kwargs):
         raise ValueError("an internal bug")
 
-    monkeypatch.setattr(importlib.import_module("moft.front.control"), "control", broken)
+    monkeypatch.setattr(importlib.import_module("moft.front.cli"), "run_control", broken)
     r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "o.gif",
             "--steps", 3, "--guided-steps", "1:2")
     assert r.exit_code == 1 and isinstance(r.exception, ValueError) and "error:" not in r.stderr
@@ -535,8 +559,8 @@ def test_help_shows_every_default():
                 shown = (p.default is not None and p.show_default is not False) or "default" in (p.help or "")
                 assert shown, f"moft {name} --{p.name}: no default in the help"
     text = runner.invoke(app, ["control", "--help"], env={"COLUMNS": "300"}).output
-    for default in ("else 3:12)", "else 2)", "else 0.5)", "else region_mse)", "else all)", "else curves)", "else on)"):
-        assert default in text, default  # not swallowed as rich markup
+    assert text.count("(default: see `moft info --model M`)") >= 12  # where the model's defaults are listed,
+    # not swallowed as rich markup
 
 
 @pytest.mark.slow
@@ -555,7 +579,7 @@ def test_a_real_clip_on_the_shipped_model(tmp_path):
 def test_zero_iterations_is_unguided_and_makes_no_drag_target(model_dir, tmp_path, monkeypatch):
     import importlib
 
-    monkeypatch.setattr(importlib.import_module("moft.front.control"), "drag_target",
+    monkeypatch.setattr(importlib.import_module("moft.front.control"), "build_target",
                         lambda *a, **k: pytest.fail("built a drag target for --iterations 0"))
     r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "u.gif", "--steps", 3,
             "--iterations", 0, "--target-kind", "drag")

@@ -27,7 +27,7 @@ def test_control_from_a_trajectory_reports_losses_and_settings(animatediff, tiny
     res = control(animatediff, traj, prompt="a red disk", channels=tiny_channels, steps=4, guidance=G, keep_source=True)
     assert res.frames.shape == (FRAMES, 32, 32, 3) and res.source_frames.shape == res.frames.shape
     r = res.report
-    assert r["weight"] == 6.0 and r["guidance"]["steps"] == (1, 3)
+    assert r["guidance"]["weight"] == 6.0 and "weight" not in r and r["guidance"]["steps"] == (1, 3)
     assert len(r["losses"]) == 2 and r["channels_digest"] == tiny_channels.digest()
     assert r["target"]["source"] == "trajectory"
 
@@ -59,7 +59,7 @@ def test_two_regions_use_weight_8(animatediff, tiny_channels):
 
     two = load_trajectory(Path(__file__).parents[1] / "examples" / "two_objects.json", default_frames=FRAMES)
     res = control(animatediff, two, prompt="x", channels=tiny_channels, steps=3, guidance=GuidanceConfig(steps=(1, 2), iterations=1))
-    assert res.report["weight"] == 8.0 and len(res.report["losses"][0]["regions"]) == 2
+    assert res.report["guidance"]["weight"] == 8.0 and len(res.report["losses"][0]["regions"]) == 2
 
 
 def test_control_with_a_drag_target_starts_from_the_source_noise(animatediff, tiny_channels, traj):
@@ -106,12 +106,11 @@ def test_drag_control_runs_unchanged_on_modelscope(modelscope, traj):
 
 
 @pytest.mark.parametrize("settings, text", [
-    ({"steps": 0}, "steps must be >= 1"), ({"steps": -1}, "steps must be >= 1"),
+    ({"steps": 0}, "steps must be in 1..10000"), ({"steps": -1}, "steps must be in 1..10000"),
+    ({"steps": 100000}, "steps must be in 1..10000"),
     ({"seed": 2**70}, "seed must be in 0..9223372036854775807"), ({"seed": -1}, "seed"),
     ({"guidance_scale": float("nan")}, "guidance_scale must be a finite"), ({"gain": 1e30}, "gain must be <= 100"),
     ({"gain": 0.0}, "gain must be > 0"), ({"gain": float("inf")}, "gain must be a finite"),
-    ({"guidance": GuidanceConfig(weight=float("nan"))}, "weight must be a finite"),
-    ({"guidance": GuidanceConfig(step_size=0.0)}, "step_size must be > 0"),
     ({"steps": 25, "guidance": GuidanceConfig(steps=(30, 40))}, "guided steps 30:40 run no step of the 25-step"),
     ({"steps": 3, "guidance": GuidanceConfig(steps=(3, 12))}, "guided steps 3:12 run no step of the 3-step"),
 ])
@@ -120,6 +119,19 @@ def test_settings_that_cannot_work_are_one_line_control_errors(settings, text):
 
     with pytest.raises(ControlError, match=text) as info:
         check_settings(**settings)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("fields, text", [
+    ({"weight": float("nan")}, "weight must be a finite number > 0 or null"), ({"step_size": 0.0}, "step_size must be > 0"),
+    ({"iterations": -1}, "iterations must be an integer >= 0"), ({"iterations": 1.5}, "iterations must be an integer"),
+    ({"steps": (5, 2)}, "steps must be"), ({"shared_kv": "yes"}, "shared_kv must be true or false"),
+])
+def test_guidance_fields_are_checked_by_the_config_itself(fields, text):
+    from moft.method.sampler import SamplerError
+
+    with pytest.raises(SamplerError, match=text) as info:
+        GuidanceConfig(**fields)
     assert "\n" not in str(info.value)
 
 
@@ -201,8 +213,7 @@ def test_progress_reports_every_long_phase_of_a_drag_run(animatediff, tiny_chann
 def test_zero_iterations_builds_no_target(animatediff, tiny_channels, traj, monkeypatch):
     control_module = __import__("importlib").import_module("moft.front.control")
 
-    for name in ("drag_target", "synthesize_target", "reference_target"):
-        monkeypatch.setattr(control_module, name, lambda *a, **k: pytest.fail("built a target for an unguided run"))
+    monkeypatch.setattr(control_module, "build_target", lambda *a, **k: pytest.fail("built a target for an unguided run"))
     g = GuidanceConfig(iterations=0, loss="per_position")
     res = control(animatediff, traj, prompt="a red disk", channels=tiny_channels, steps=3, guidance=g,
                   target_kind="drag", seed=2)

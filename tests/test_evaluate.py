@@ -51,13 +51,13 @@ def test_items_are_stable_and_include_an_unguided_baseline(tmp_path):
     ({"settings": [{"name": "x", "iterations": "2"}]}, "settings[0].iterations: must be an integer"),
     ({"settings": [{"name": "x", "step_size": "big"}]}, "settings[0].step_size: must be a finite number"),
     ({"settings": [{"name": "x", "steps": ["1", 2]}]}, "settings[0].steps: must be [start, end]"),
-    ({"settings": [{"name": "x", "steps": [30, 40]}]}, "hold none of the 3 DDIM steps"),
-    ({"settings": [{"name": "x"}]}, "hold none of the 3 DDIM steps"),  # the default 3:12 with 3 steps
+    ({"settings": [{"name": "x", "steps": [30, 40]}]}, "run no step of the 3-step schedule"),
+    ({"settings": [{"name": "x"}]}, "run no step of the 3-step schedule"),  # the default 3:12 with 3 steps
     ({"settings": [{"steps": [1, 2]}]}, "settings[0].name: must be a non-empty string"),
     ({"colour": "red"}, "top level: unknown key 'colour'"),
     ({"requests": ["left"]}, "requests[0]: must be an object"),
     ({"requests": [{"name": "x", "region": "object", "direction": "left", "speed": "fast"}]}, "requests[0].speed"),
-    ({"guidance": {"steps": [5, 9]}}, "guidance.steps: the guided steps [5, 9) hold none"),
+    ({"guidance": {"steps": [5, 9]}}, "guidance.steps: 5:9 run no step of the 3-step schedule"),
     ({"guidance": {"shared_kv": "yes"}}, "guidance.shared_kv: must be true or false"),
     ({"guidance_scale": "4"}, "guidance_scale: must be a finite number"),
     ({"requests": [{"name": "t", "trajectory": {"version": 1, "regions": [{"mask": {"box": [0.5, 0, 0.2, 1]},
@@ -336,11 +336,12 @@ def test_a_diverging_setting_is_a_failed_request_not_a_crash(tmp_path, animatedi
 
 def test_a_drag_setting_scores_a_per_position_target(tmp_path, animatediff, tiny_channels, monkeypatch):
     import moft.eval.evaluate as ev
+    import moft.method.control_target as builder
 
     monkeypatch.setattr(ev, "object_box", lambda frames, color, pad=1.5: (np.array([16.0, 16.0]), [0.35, 0.35, 0.65, 0.65]))
     made = []
-    real = ev.drag_target
-    monkeypatch.setattr(ev, "drag_target", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    real = builder.drag_target  # the one target dispatch moft control and moft evaluate share
+    monkeypatch.setattr(builder, "drag_target", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
     suite = load_suite(_write(tmp_path, {**SUITE, "settings": [
         {"name": "drag", "steps": [1, 2], "target": "drag", "loss": "per_position"}, {"name": "curves", "steps": [1, 2]}]}))
     rows = run_suite(animatediff, suite, tmp_path / "w", tiny_channels)
@@ -465,12 +466,14 @@ def test_the_zoom_suite_asks_for_zooms_both_ways_on_seeds_no_other_suite_uses():
     assert not set(suite["seeds"]) & others
 
 
-def test_a_curves_setting_on_a_zoom_request_is_a_row_status_not_a_crash(tiny_channels):
+def test_a_curves_setting_on_a_zoom_request_is_a_row_status_not_a_crash(animatediff, tiny_channels):
     from moft.eval.evaluate import _target
+    from moft.method.settings import GuidanceConfig
 
     extra = {"features": None, "fraction": None, "gain": None, "target": None}
-    reason = _target(None, None, _trajectory({"mask": "all", "zoom": 1.3}), tiny_channels, extra, (16, 16), 3, None,
-                     "curves")
+    source = np.zeros((8, 32, 32, 3), np.float32)  # (F, H, W, 3): never sampled, a curves target needs no video
+    reason = _target(animatediff, None, _trajectory({"mask": "all", "zoom": 1.3}), tiny_channels, extra, 3, source,
+                     "curves", GuidanceConfig())
     assert isinstance(reason, str) and reason.startswith("regions[0].zoom: a curves target cannot express a zoom")
 
 

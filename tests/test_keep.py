@@ -13,6 +13,7 @@ from moft.io.trajectory import load_trajectory
 from moft.method.drag import drag_video, swept_masks
 from moft.method.keep import LatentLog, blend, cut_drag_start, keep_plan, region_mask
 from moft.method.sampler import GuidanceConfig, SamplerError, sample
+from moft.method.targets import drag_target
 from moft.models.latents import encode_video
 from moft.models.pipeline import sampling_scheduler
 
@@ -67,19 +68,18 @@ def test_starting_from_the_source_skips_steps_and_changes_nothing(request, fixtu
     src, log = _source(pipe, frames=frames)
     masks = torch.from_numpy(swept_masks(traj, (32, 32), (16, 16)))
     target = moft_target(pipe, src, traj)
-    full = sample(pipe, "a red disk", steps=6, latents=src.initial_latents, target=target,
+    full = sample(pipe, "a red disk", steps=6, height=32, width=32, latents=src.initial_latents, target=target,
                   guidance=GuidanceConfig(steps=(3, 5), iterations=1, shared_kv=False, loss="per_position"))
     g = GuidanceConfig(steps=(3, 5), iterations=1, shared_kv=False, loss="per_position", start="source")
     seen = []
-    short = sample(pipe, "a red disk", steps=6, latents=src.initial_latents, target=target, guidance=g,
-                   keep=keep_plan(pipe, g, steps=6, masks=masks, log=log), callback=lambda info: seen.append(info["i"]))
+    short = sample(pipe, "a red disk", steps=6, height=32, width=32, latents=src.initial_latents, target=target,
+                   guidance=g, keep=keep_plan(pipe, g, steps=6, masks=masks, log=log),
+                   callback=lambda info: seen.append(info["i"]))
     assert seen == [3, 4, 5] and short.counts["forwards"] < full.counts["forwards"]
     assert torch.allclose(short.latents, full.latents, atol=1e-5)
 
 
 def moft_target(pipe, src, traj):
-    from moft.method.targets import drag_target
-
     return drag_target(pipe, src.frames, traj, channels=None, num_steps=6)
 
 
@@ -106,7 +106,7 @@ def test_dual_clock_holds_the_region_on_the_noised_proxy_until_release(wan):
     sched.set_timesteps(6)
     assert torch.allclose(plan.start, cut_drag_start(wan, z0, src.initial_latents, sched.timesteps[1]), atol=1e-5)
     seen = {}
-    out = sample(wan, "a red disk", steps=6, latents=src.initial_latents, guidance=g, keep=plan,
+    out = sample(wan, "a red disk", steps=6, height=32, width=32, latents=src.initial_latents, guidance=g, keep=plan,
                  callback=lambda info: seen.__setitem__(info["i"], info["latents"].clone()))
     inside = masks.any(0)
     for i in (1, 2):  # steps before release: the region is the proxy at the next noise level

@@ -206,10 +206,10 @@ def test_sample_refuses_a_schedule_that_cannot_run_in_one_line(animatediff, step
     """The library API says what is wrong in moft's own error type (the CLI checks the same earlier)."""
     from moft.method.sampler import SamplerError, sample
 
-    with pytest.raises(SamplerError, match="steps must be a whole number >= 1") as info:
+    with pytest.raises(SamplerError, match=r"steps must be (in 1\.\.10000|an integer)") as info:
         sample(animatediff, "a red disk", steps=steps)
     assert "\n" not in str(info.value)
-    with pytest.raises(SamplerError, match="guidance_scale must be finite"):
+    with pytest.raises(SamplerError, match="guidance_scale must be a finite number"):
         sample(animatediff, "a red disk", steps=2, guidance_scale=float("nan"))
 
 

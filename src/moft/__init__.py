@@ -16,8 +16,20 @@ Example:
 """
 
 import importlib
+import logging as _logging
 
 __version__ = "0.1.0"
+
+
+class _NoTorchvisionFallbackNote(_logging.Filter):
+    """Drop transformers' note that an image processor falls back to its PIL version without torchvision: moft
+    loads no image processor of its own, and the note fires on every pipeline load. Only that message."""
+
+    def filter(self, record: _logging.LogRecord) -> bool:
+        return "requires torchvision (not installed); falling back to" not in record.getMessage()
+
+
+_logging.getLogger("transformers.utils.import_utils").addFilter(_NoTorchvisionFallbackNote())
 
 _EXPORTS = {  # public name -> the module that defines it; imported on first use (PEP 562)
     "ARCHITECTURES": ".models.adapters",

@@ -86,40 +86,30 @@ import torch
 from .metrics import (camera_motion, direction_success, frame_change, glitch, mean_path, motion_fidelity, objmc, psnr,
                       region_tracks, request_tracks, split, ssim, steering, track_centroid, track_points,
                       trajectory_error, zoom_scale, zoom_success)
-from ..method.drag import drag_video, swept_masks
-from ..method.keep import LatentLog, keep_plan
-from ..method.sampler import GuidanceConfig, GuidanceDiverged, guided_timesteps, sample
+from ..method.sampler import GuidanceDiverged, sample
+from ..method.settings import (GUIDANCE_FIELDS, MAX_SEED, MAX_STEPS, GuidanceConfig, SettingsError, record_layer,
+                               resolve_settings)
+from ..models.pipeline import OFFICIAL_CFG, default_video_size, denoiser, pipeline_record, vae_scale
 from ..io.synthetic import COLORS, DIRECTIONS, make_clip
-from ..method.targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
+from ..io.outputs import atomic_write_text
+from ..io.video import VideoError, read_clip, read_video
+from ..method.control_target import build_target
+from ..method.drag import drag_video, region_affine, swept_masks
+from ..method.keep import LatentLog, keep_plan
+from ..method.targets import TARGET_KINDS, Target, TargetError
 from ..io.trajectory import MAX_FRAMES, TrajectoryError, load_trajectory, parse_trajectory
 
 # bumped whenever run_item scores differently, so work folders never mix rows of two scorers
 SCORER_VERSION = 5
 SUITE_KEYS = {"name", "description", "steps", "guidance_scale", "prompts", "seeds", "requests", "settings",
               "guidance", "target"}
-SETTING_KEYS = {"name", "features", "fraction", "gain", "target"} | set(GuidanceConfig.__dataclass_fields__)
+SETTING_KEYS = {"name", "features", "fraction", "gain", "target"} | set(GUIDANCE_FIELDS)
 REQUEST_KEYS = {  # per protocol
     "synthetic-object": {"name", "region", "direction", "speed", "reference", "objects"},
     "trajectory": {"name", "trajectory"},
     "motion-transfer": {"name", "reference_clip", "mask"},
 }
-MAX_SEED = 2**63 - 1
 SSIM_REACH = 5  # px: half the SSIM window; excluded regions are dilated by it
-_GUIDANCE_TYPES = {  # GuidanceConfig field -> (accepted types, description)
-    "iterations": ((numbers.Integral,), "an integer >= 0"), "step_size": ((numbers.Real,), "a finite number"),
-    "weight": ((numbers.Real, type(None)), "a finite number or null"), "loss": ((str,), "a string"),
-    "shared_kv": ((bool,), "true or false"), "grad_mask": ((str,), "a string"),
-    "early_exit": ((bool,), "true or false"), "checkpointing": ((bool,), "true or false"),
-    "autocast": ((str, type(None)), "a string or null"), "site": ((str, type(None)), "a string or null"),
-    "loss_batch": ((str,), "a string"), "optimizer": ((str,), "a string"),
-    "step_size_end": ((numbers.Real, type(None)), "a finite number or null"), "distance": ((str,), "a string"),
-    "grad_every": ((numbers.Integral,), "an integer >= 1"), "target_mode": ((str,), "a string"),
-    "target_timesteps": ((str,), "a string"), "keep": ((str,), "a string"),
-    "keep_until": ((numbers.Integral, type(None)), "an integer >= 0 or null"), "start": ((str,), "a string"),
-    "release": ((numbers.Integral, type(None)), "an integer >= 0 or null"), "method": ((str,), "a string"),
-}
-
-
 class SuiteError(ValueError):
     """A malformed suite file (one-line message naming the field)."""
 
@@ -221,11 +211,11 @@ def _check_suite(suite, path: Path) -> dict:
         _string(suite["name"], "name")
     if "description" in suite and not isinstance(suite["description"], str):
         raise SuiteError(f"description: must be a string, got {_kind(suite['description'])}")
-    steps = _integer(suite.get("steps", 25), "steps", 1, 10_000)
-    _number(suite.get("guidance_scale", 7.5), "guidance_scale", 0.0, 1e4)
+    steps = _integer(suite.get("steps", 25), "steps", 1, MAX_STEPS)
+    _number(suite.get("guidance_scale", OFFICIAL_CFG), "guidance_scale", 0.0, 1e4)
     if suite.get("target", "curves") not in TARGET_KINDS:
         raise SuiteError(f"target: expected one of {', '.join(TARGET_KINDS)}, got {suite['target']!r}")
-    guidance = _object(suite.get("guidance", {}), "guidance", set(GuidanceConfig.__dataclass_fields__))
+    guidance = _object(suite.get("guidance", {}), "guidance", set(GUIDANCE_FIELDS))
     _check_guidance(guidance, "guidance", steps, check_range="steps" in guidance)
     for i, p in enumerate(_list(suite.get("prompts"), "prompts")):
         _string(p, f"prompts[{i}]")
@@ -246,8 +236,7 @@ def _check_suite(suite, path: Path) -> dict:
             _number(s["fraction"], f"{where}.fraction", 1e-9, 1.0)
         if s.get("gain") is not None:
             _number(s["gain"], f"{where}.gain", -1e6, 1e6)
-        _check_guidance({k: v for k, v in s.items() if k in GuidanceConfig.__dataclass_fields__}, where, steps,
-                        base=guidance)
+        _check_guidance(_guidance_fields(s), where, steps, base=guidance)
     if any(protocol(r) == "synthetic-object" for r in requests):
         for i, p in enumerate(suite["prompts"]):
             if prompt_color(p) is None:
@@ -257,27 +246,59 @@ def _check_suite(suite, path: Path) -> dict:
     return suite
 
 
-def _check_guidance(fields: dict, where: str, steps: int, base: dict | None = None,
-                    check_range: bool = True) -> GuidanceConfig:
-    """Types of GuidanceConfig fields, then GuidanceConfig's own checks and the guided range."""
-    for key, value in fields.items():
-        if key == "steps":
-            if (not isinstance(value, list) or len(value) != 2
-                    or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in value)):
-                raise SuiteError(f"{where}.steps: must be [start, end] (two integers), got {json.dumps(value)[:40]}")
-            continue
-        types, text = _GUIDANCE_TYPES[key]
-        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
-        if not ok or (isinstance(value, float) and not math.isfinite(value)):
-            raise SuiteError(f"{where}.{key}: must be {text}, got {_kind(value)} {json.dumps(value)[:40]}")
+def _guidance_fields(layer: dict) -> dict:
+    """The ``GuidanceConfig`` fields of a suite's ``guidance`` object or of a setting row."""
+    return {k: v for k, v in layer.items() if k in GUIDANCE_FIELDS}
+
+
+def suite_layers(suite: dict, setting: dict | None = None) -> tuple[dict, ...]:
+    """A suite's settings layers for ``resolve_settings``: its top level (``guidance``, ``guidance_scale``,
+    ``target``), then a setting row's guidance fields and ``target``.
+
+    Example:
+        >>> suite_layers({"guidance": {"iterations": 3}, "target": "drag"}, {"name": "x", "step_size": 0.1})
+        ({'iterations': 3, 'target_kind': 'drag'}, {'step_size': 0.1})
+    """
+    top = dict(suite.get("guidance") or {})
+    top.update({k: suite[k] for k in ("guidance_scale",) if k in suite})
+    top.update({"target_kind": suite["target"]} if "target" in suite else {})
+    if setting is None:
+        return (top,)
+    row = _guidance_fields(setting)
+    row.update({"target_kind": setting["target"]} if setting.get("target") is not None else {})
+    return top, row
+
+
+def with_model_defaults(suite: dict, record) -> dict:
+    """The suite with the model folder's settings (``record_layer``) under its own top level: what
+    ``moft evaluate`` runs and reports, so a report says every setting its rows used.
+
+    Example:
+        >>> from moft.models.pipeline import model_record
+        >>> s = with_model_defaults({"guidance": {"iterations": 3}, "settings": []}, model_record("moft-tiny"))
+        >>> s["guidance"]["iterations"], s["guidance"]["optimizer"], s["target"], s["guidance_scale"]
+        (3, 'adam', 'drag', 4.0)
+    """
+    layer = record_layer(record)
+    out = dict(suite, guidance=dict({k: v for k, v in layer.items() if k in GUIDANCE_FIELDS}, **suite.get("guidance", {})))
+    for key, name in (("target", "target_kind"), ("guidance_scale", "guidance_scale")):
+        if key not in suite and name in layer:
+            out[key] = layer[name]
+    return out
+
+
+def _check_guidance(fields: dict, where: str, steps: int, base: dict | None = None, check_range: bool = True,
+                    record=None) -> GuidanceConfig:
+    """A layer of guidance fields over ``base`` (and a model's ``record``), checked by ``GuidanceConfig``
+    itself, then the guided range."""
     try:
-        g = guidance_settings(fields, base)[0]
-    except (TypeError, ValueError) as exc:
-        raise SuiteError(f"{where}: {str(exc).splitlines()[0]}") from None
-    start, end = g.steps
-    if check_range and (start < 0 or start >= min(end, steps)):
-        raise SuiteError(f"{where}.steps: the guided steps [{start}, {end}) hold none of the {steps} DDIM steps "
-                         f"(guidance would never run)")
+        g = resolve_settings(record, dict(base or {}), fields).guidance
+        if check_range:
+            g.check_schedule(steps)
+    except SettingsError as exc:
+        name = getattr(exc, "field", None)
+        text = f"{where}.{name}: {exc.problem}" if name is not None else f"{where}: {exc}"
+        raise SuiteError(text) from None
     return g
 
 
@@ -290,8 +311,6 @@ def _check_request(r, where: str, base: Path) -> dict:
     if kind == "trajectory":
         return dict(r, trajectory=_inline_trajectory(r["trajectory"], f"{where}.trajectory", base))
     if kind == "motion-transfer":
-        from ..io.video import VideoError, read_video
-
         clip = Path(_string(r["reference_clip"], f"{where}.reference_clip"))
         clip = clip if clip.is_absolute() else base / clip
         try:
@@ -352,14 +371,13 @@ def prompt_color(prompt: str) -> str | None:
 def run_identity(pipe, channels) -> str:
     """A fingerprint of what a row depends on beyond the suite: the denoiser's, text encoder's and VAE's
     weights (the first elements of every tensor; the VAE renders what is scored) and the motion channels. Rows of another model or
-    channel file get other ids, so a work folder is never resumed with stale rows.
+    channel file get other ids, so a work folder is never resumed with stale rows (the model's ``moft.json``
+    settings enter the ids through ``with_model_defaults``).
 
     Example:
         >>> run_identity(pipe, channels)  # doctest: +SKIP
         '5f0c2a9e41d7b3c8'
     """
-    from ..models.loading import denoiser
-
     h = hashlib.sha1()
     for module in (denoiser(pipe), getattr(pipe, "text_encoder", None), getattr(pipe, "vae", None)):
         for name, param in (module.named_parameters() if module is not None else ()):
@@ -409,13 +427,11 @@ def object_box(frames: np.ndarray, color: str, pad: float = 1.5) -> tuple[np.nda
     return c, box
 
 
-def guidance_settings(setting: dict, base: dict | None = None) -> tuple[GuidanceConfig, dict]:
-    """A setting's ``GuidanceConfig`` (over ``base``: the model's and the suite's guidance defaults)."""
-    g_kwargs = dict(base or {})
-    g_kwargs.update({k: v for k, v in setting.items() if k in GuidanceConfig.__dataclass_fields__})
-    if "steps" in g_kwargs:
-        g_kwargs["steps"] = tuple(g_kwargs["steps"])
-    return GuidanceConfig(**g_kwargs), {k: setting.get(k) for k in ("features", "fraction", "gain", "target")}
+def guidance_settings(setting: dict, base: dict | None = None, record=None) -> tuple[GuidanceConfig, dict]:
+    """A setting's ``GuidanceConfig`` (``resolve_settings`` of the model's ``record``, the suite's base
+    guidance and the row) and its other keys (``features``, ``fraction``, ``gain``, ``target``)."""
+    g = resolve_settings(record, dict(base or {}), _guidance_fields(setting)).guidance
+    return g, {k: setting.get(k) for k in ("features", "fraction", "gain", "target")}
 
 
 def _parts(prompt: str, req: dict) -> list[dict]:
@@ -438,15 +454,13 @@ def fit_reference_clip(path: str | Path, frames: int, height: int, width: int) -
     Raises:
         SuiteError: an unreadable clip or one with fewer frames than the model makes.
     """
-    from ..io.video import VideoError, read_clip
-
     try:
         return read_clip(path, frames, size=(height, width)).frames  # (F, H, W, 3) uint8
     except VideoError as exc:
         raise SuiteError(str(exc)) from None
 
 
-def check_suite(suite: dict, frames: int, height: int, width: int, latent: tuple[int, int]) -> dict:
+def check_suite(suite: dict, frames: int, height: int, width: int, latent: tuple[int, int], record=None) -> dict:
     """What every general request needs at the model's size, checked before any sampling.
 
     Example:
@@ -484,36 +498,21 @@ def check_suite(suite: dict, frames: int, height: int, width: int, latent: tuple
             raise SuiteError(f"{where}: {exc}") from None
         plans[i] = {"trajectory": traj, "reference": ref}
     for i, s in enumerate(suite["settings"]):
-        _check_guidance({k: v for k, v in s.items() if k in GuidanceConfig.__dataclass_fields__}, f"settings[{i}]",
-                        int(suite.get("steps", 25)), base=suite.get("guidance"))
+        _check_guidance(_guidance_fields(s), f"settings[{i}]", int(suite.get("steps", 25)), base=suite.get("guidance"),
+                        record=record)
     return plans
 
 
-def _target(pipe, reference, traj, channels, setting_extra, lat, steps, source, kind,
-            g: GuidanceConfig | None = None) -> Target | str:
-    """The request's target under a setting's feature mode and target kind (``reference``: a clip
-    whose motion to copy; ``source``: the unguided frames, dragged for a ``drag`` target; read as
-    ``g.target_mode`` and ``g.target_timesteps`` say), or a reason why there is none."""
-    features = setting_extra["features"] or "moft"
-    gain = setting_extra["gain"] or 1.0
-    chosen = _channel_subset(channels, setting_extra["fraction"])
-    g = g or GuidanceConfig()
-    read = {"mode": g.target_mode, "timesteps": guided_timesteps(pipe, steps, g) if g.target_timesteps == "guided" else None}
-    if reference is not None:
-        masks = torch.from_numpy(traj.masks(*lat))
-        maps = reference_target(pipe, reference, channels=None, masks=masks, num_steps=steps,
-                                content_removal=features != "vanilla", **read)
-    elif features == "vanilla":
-        return "vanilla features need a reference video"
-    elif kind == "drag":
-        maps = drag_target(pipe, source, traj, channels=None, num_steps=steps, **read)
-    else:
-        indices = torch.arange(channels.num_channels) if features == "cr" else chosen
-        try:
-            return synthesize_target(traj, channels, latent_size=lat, gain=gain, indices=indices)
-        except TrajectoryError as exc:  # a zoom: curves cannot express it
-            return str(exc)
-    return _restrict(maps, chosen) if features == "moft" else maps  # map targets are built over all channels
+def _target(pipe, reference, traj, channels, setting_extra, steps, source, kind, g: GuidanceConfig) -> Target | str:
+    """The request's target under a setting's feature mode, channel share and target kind
+    (``moft.method.control_target.build_target``, as ``moft control`` builds it), or why there is none."""
+    try:
+        return build_target(pipe, traj, channels, kind=kind, steps=steps, guidance=g, video_size=source.shape[:3],
+                            reference=reference, source=source, gain=setting_extra["gain"] or 1.0,
+                            features=setting_extra["features"] or "moft",
+                            indices=_channel_subset(channels, setting_extra["fraction"]))
+    except (TargetError, TrajectoryError) as exc:  # vanilla without a reference; a zoom that curves cannot express
+        return str(exc)
 
 
 def _synthetic_request(src_frames, prompt, req, seed) -> tuple | str:
@@ -542,20 +541,18 @@ def _synthetic_request(src_frames, prompt, req, seed) -> tuple | str:
 def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
     """Generate and score one item; ``cache`` keeps source videos per (prompt, seed) and the
     requests' ``check_suite`` plans (made on first use)."""
-    from ..models.latents import vae_scale
-
-    steps, cfg = suite.get("steps", 25), suite.get("guidance_scale", 7.5)
+    record = pipeline_record(pipe)
+    steps, cfg = suite.get("steps", 25), resolve_settings(record, *suite_layers(suite)).guidance_scale
     prompt, seed, req, setting = item["prompt"], item["seed"], item["request"], item["setting"]
     key = (prompt, seed)
     if key not in cache:
-        needs = any(guidance_settings(s, suite.get("guidance"))[0].needs_source
+        needs = any(resolve_settings(record, *suite_layers(suite, s)).guidance.needs_source
                     for s in suite["settings"] if not s.get("unguided"))
-        log = LatentLog() if needs else None  # the source's latents, for the keep levers
+        log = LatentLog() if needs else None  # the source's latents after every step, for the keep levers
         cache[key] = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, callback=log)
-        cache[("log",) + key] = log.started(cache[key].initial_latents) if log else None
+        cache[("log",) + key] = log.started(cache[key].initial_latents) if log is not None else None
     src = cache[key]
     f, h, w = src.frames.shape[:3]
-    lat = (src.latents.shape[-2], src.latents.shape[-1])
     kind = protocol(req)
     row = {"id": item["id"], "prompt": prompt, "seed": seed, "request": req["name"], "setting": setting["name"],
            "protocol": kind}
@@ -566,26 +563,28 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
         parts, traj, reference = made
     else:
         if "plans" not in cache:
-            cache["plans"] = check_suite(suite, f, h, w, (h // vae_scale(pipe), w // vae_scale(pipe)))
+            cache["plans"] = check_suite(suite, f, h, w, (h // vae_scale(pipe), w // vae_scale(pipe)), record)
         plan = cache["plans"][suite["requests"].index(req)]
         traj, reference = plan["trajectory"], plan["reference"]
     if setting.get("unguided"):
         frames, seconds = src.frames, 0.0
     else:
-        g, extra = guidance_settings(setting, suite.get("guidance"))
-        target_kind = extra["target"] or suite.get("target", "curves")
+        run = resolve_settings(record, *suite_layers(suite, setting))
+        g, target_kind, extra = run.guidance, run.target_kind, {k: setting.get(k) for k in ("features", "fraction", "gain")}
         built = time.perf_counter()
-        target = (None if g.method == "cut-drag" else
-                  _target(pipe, reference, traj, channels, extra, lat, steps, src.frames, target_kind, g))
+        target = (None if g.method == "cut-drag" else  # the proxy start alone: no target
+                  _target(pipe, reference, traj, channels, extra, steps, src.frames, target_kind, g))
         if isinstance(target, str):
             return dict(row, status=target)
-        plan = keep_plan(pipe, g, steps=steps, masks=torch.from_numpy(swept_masks(traj, (h, w), lat)),
-                         log=cache[("log",) + key],
-                         proxy_frames=drag_video(src.frames, traj) if g.start == "proxy" else None)
+        keep = None  # the keep levers (moft.method.keep)
+        if g.needs_source:
+            masks = torch.from_numpy(swept_masks(traj, (h, w), tuple(src.latents.shape[-2:])))  # (R, h, w)
+            keep = keep_plan(pipe, g, steps=steps, masks=masks, log=cache[("log",) + key],
+                             proxy_frames=drag_video(src.frames, traj) if g.start == "proxy" else None)
         row["target_seconds"] = time.perf_counter() - built
         try:
             out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, latents=src.initial_latents,
-                         target=target, guidance=g, keep=plan)
+                         target=target, guidance=g, keep=keep)
         except GuidanceDiverged as exc:  # no video: the request failed (counted in direction success)
             failed = "direction_success" if kind == "synthetic-object" else "direction_success_lk"
             return dict(row, status="ok", diverged=str(exc), **({failed: 0.0} if kind != "motion-transfer" else {}))
@@ -747,8 +746,6 @@ def score_trajectory(frames, source, traj) -> tuple[dict, dict]:
         reasons["zoom_achieved_lk"] = "no pair of LK tracks in the zoom regions"
     offsets = np.stack([(r.path - r.path[0]) * scale for r in traj.regions])  # (R, F, 2)
     if zoomed:  # a scaled region covers more than its shifted mask: take where it passes, unshifted
-        from ..method.drag import swept_masks
-
         masks = np.where(np.array([r.zoom != 1.0 for r in traj.regions])[:, None, None],
                          swept_masks(traj, (h, w), (h, w)), masks)  # (R, H, W)
         offsets[[r.zoom != 1.0 for r in traj.regions]] = 0.0
@@ -761,8 +758,6 @@ def _requested_tracks(region, starts: np.ndarray, height: int, width: int) -> np
     zoom about it (``moft.method.drag.region_affine``). ``starts`` (N, 2) px -> (N, F, 2)."""
     if region.zoom == 1.0:
         return request_tracks(starts, region.path * np.array([width, height], dtype=np.float64))
-    from ..method.drag import region_affine
-
     affines = np.stack([region_affine(region, f, height, width) for f in range(len(region.path))])  # (F, 2, 3)
     return np.einsum("fij,nj->nfi", affines[:, :, :2], starts) + affines[None, :, :, 2]  # (N, F, 2)
 
@@ -801,15 +796,6 @@ def _dilate(mask: np.ndarray, px: int) -> np.ndarray:
 
 def _channel_subset(channels, fraction: float | None) -> torch.Tensor:
     return channels.indices if fraction is None else channels.top(fraction)
-
-
-def _restrict(target: Target, chosen: torch.Tensor) -> Target:
-    """Keep the target's entries for ``chosen`` channels (targets built over all channels)."""
-    all_idx = target.channels if target.channels is not None else torch.arange(target.curves.shape[-1])
-    pos = torch.tensor([int((all_idx == c).nonzero()[0]) for c in chosen.tolist()])
-    maps = target.maps[:, :, pos] if target.maps is not None else None
-    timed = target.timed_maps[:, :, :, pos] if target.timed_maps is not None else None  # (S, R, F, d, h, w)
-    return Target(target.curves[..., pos], target.masks, chosen, target.content_removal, maps, target.meta, timed)
 
 
 # (row key, table label, x100, digits, protocols that score it); medians for ratios (one near-still source
@@ -884,12 +870,9 @@ def run_suite(pipe, suite: dict, work_dir: str | Path, channels, *, process_inde
     returns this share's rows. Shares are whole groups (every setting of one prompt, seed and
     request, dealt round-robin), so the work is balanced and each source video is made once.
     The general requests are checked at the model's size (``check_suite``) before any sampling."""
-    from ..method.channels import default_video_size
-    from ..models.latents import vae_scale
-    from ..io.outputs import atomic_write_text
-
     f, h, w = default_video_size(pipe)
-    cache: dict = {"plans": check_suite(suite, f, h, w, (h // vae_scale(pipe), w // vae_scale(pipe)))}
+    cache: dict = {"plans": check_suite(suite, f, h, w, (h // vae_scale(pipe), w // vae_scale(pipe)),
+                                        pipeline_record(pipe))}
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     todo = [it for it in items(suite, run_identity(pipe, channels)) if it["group"] % num_processes == process_index]

@@ -19,16 +19,38 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
+import safetensors.torch
 import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..io.video import CLIP_FPS, read_clip
+from ..eval.evaluate import (collect, load_suite, markdown_table, run_identity, run_suite, suite_layers, summarise,
+                             with_model_defaults)
+from .. import __version__
+from ..io.trajectory import load_trajectory
+from ..io.jsonio import strict_json
+from ..io.outputs import output_set
+from ..io.video import CLIP_FPS, check_clip_rule, read_clip, read_video, write_video
+from ..method.capture import capture, capture_sites
 from ..method.channels import MotionChannels, default_channels
-from ..models.latents import unknown_words
-from ..models.loading import load_pipeline
-from ..models.pipeline import DEFAULTS_FILE, default_video_size, model_defaults
+from ..method.channels import fit_channels as fit_motion_channels
+from ..method.settings import GUIDANCE_FIELDS, GuidanceConfig, resolve_settings
+from ..method.sampler import sample
+from ..method.targets import Target
+from ..models.adapters import architecture_of, call_denoiser, default_site
+from ..models.latents import latent_channels, probe_conditioning, unknown_words
+from ..models import loading
+from ..models.device import execution_device, resolve_device, resolve_dtype, resolve_offload
+from ..models.pipeline import (DEFAULTS_FILE, default_video_size, denoiser, latent_frames, model_record,
+                               pipeline_record, resolve_model, temporal_scale, vae_scale)
+from .control import (ControlError, check_channels, check_init_latents, check_settings, check_trajectory_frames,
+                      plan_control, plan_settings, run_control)
+from .extract import extract as extract_features
+from .defaults import control_defaults_lines, vocabulary_line
+from .figures import extraction_figure, report_figure
+from .outcome import outcome, outcome_lines
+from .preview import find_objects, write_preview
 from .locate import (check_defaults_folder, folder_train_timesteps, locate as run_locate, model_folder, parse_list,
                      plan_locate, write_defaults as save_defaults)
 
@@ -83,14 +105,22 @@ def _progress(label: str):
             bar.stop()
 
 
-def _load(model: str | None):
+def _where(device: str, dtype: str, offload: str) -> dict:
+    """``--device``, ``--dtype`` and ``--offload`` resolved, so a device that is not there fails (one line, exit 2)
+    before anything loads."""
+    return {"device": resolve_device(device), "dtype": resolve_dtype(dtype), "offload": resolve_offload(offload)}
+
+
+def _load(model: str | None, where: dict | None = None):
     torch.set_grad_enabled(True)
-    return load_pipeline(model)
+    return loading.load_pipeline(model, **(where or {}))  # through the module: one place to swap the loader
 
 
 def _channels(path: Optional[Path], model: str | None, required: bool):
+
     if path is not None:
         return MotionChannels.load(path)
+    resolve_model(model)  # a missing model is "no such model", not "no shipped channels"
     ch = default_channels(model)
     if ch is None and required:
         raise UsageError("this model has no shipped motion channels; run `moft fit-channels` and pass --channels")
@@ -135,22 +165,26 @@ def _not_into_folders(outputs: dict[str, Path], folders: dict[str, Optional[Path
 
 def _probe_clip(path: Path):
     """Decode a clip's first frame before the model loads: a missing, unreadable or empty clip fails fast."""
+
     read_clip(path, 1)
 
 
 def _read_clip(path: Path, pipe, model: str | None, start: int, stride: Optional[int], fps: Optional[float],
                fit: str):
     """The model's frames of any clip (``moft.io.video.read_clip``'s rule)."""
+
     f, h, w = default_video_size(pipe)
+    clip_fps = pipeline_record(pipe).fps
     return read_clip(path, f, size=(h, w), start=start, stride=stride, fps=fps, fit=fit,
-                     clip_fps=model_defaults(model).get("fps", CLIP_FPS))
+                     clip_fps=CLIP_FPS if clip_fps is None else clip_fps)
 
 
 def _warn_unknown_words(pipe, prompt: Optional[str]):
+
     words = unknown_words(pipe.tokenizer, prompt or "")
     if words:
         typer.echo(f"warning: the model does not know {', '.join(repr(w) for w in words)}; "
-                   f"{'it reads' if len(words) == 1 else 'they read'} as <unk>", err=True)
+                   f"{'it reads' if len(words) == 1 else 'they read'} as <unk> (its words: `moft info --model M`)", err=True)
 
 
 MODEL_HELP = "moft-tiny (default), moft-tiny-wan, a pipeline folder or a hub id"
@@ -160,26 +194,39 @@ FPS_HELP = "clip: sample the clip at this frame rate instead of --stride (defaul
 FIT_HELP = "clip: crop (centre crop to the model's aspect, then resize), resize (stretch) or pad (black bars)"
 
 
+# where every command runs (one definition, reused by each command)
+DEVICE = typer.Option("auto", "--device", help="auto (the accelerator when there is one, else the CPU), cpu, cuda, "
+                      "cuda:N or mps")
+DTYPE = typer.Option("float32", "--dtype", help="the denoiser's (and text encoder's) dtype: float32, bfloat16 or "
+                     "float16; latents, losses and optimiser state stay float32, the VAE float32")
+OFFLOAD = typer.Option("none", "--offload", help="none, model (each model on the device only while it runs: "
+                       "diffusers' model CPU offload) or group (block by block: least memory, slowest)")
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"moft {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print moft's version and exit")):
+    """Training-free motion interpretation and control in video diffusion models (MOFT)."""
+
+
 @app.command()
-def info(model: Optional[str] = typer.Option(None, help=MODEL_HELP)):
-    """Model class, adapter, capture sites and the feature shape at the default site."""
+def info(model: Optional[str] = typer.Option(None, help=MODEL_HELP), device: str = DEVICE, dtype: str = DTYPE,
+         offload: str = OFFLOAD):
+    """Model class, adapter, capture sites and shapes, its words, and the control defaults it runs with."""
     with _errors():
-        import torch
-
-        from ..models.adapters import architecture_of, call_denoiser, default_site
-        from ..method.capture import capture, capture_sites
-        from ..models.latents import latent_channels, probe_conditioning, vae_scale
-        from ..models.loading import denoiser
-        from ..method.channels import default_channels
-        from ..models.pipeline import default_video_size, latent_frames
-
-        pipe = _load(model)
+        pipe = _load(model, _where(device, dtype, offload))
         net = denoiser(pipe)
         arch = architecture_of(net)
         f, h, w = default_video_size(pipe)
         sites = capture_sites(net)
         s = vae_scale(pipe)
-        z = torch.zeros(1, latent_frames(pipe, f), latent_channels(pipe), h // s, w // s)
+        z = torch.zeros(1, latent_frames(pipe, f), latent_channels(pipe), h // s, w // s, device=execution_device(pipe))
         with torch.no_grad(), capture(net, stop=True) as cap:
             call_denoiser(net, z, 500, probe_conditioning(pipe, z))
         ch = default_channels(model)
@@ -192,8 +239,10 @@ def info(model: Optional[str] = typer.Option(None, help=MODEL_HELP)):
             f"blocks        {', '.join(sites['blocks'])}",
             f"temporal      {len(sites['temporal'])} modules, e.g. {', '.join(sites['temporal'][:3])}",
             f"channels      {'shipped: ' + str(ch.indices.tolist()) if ch is not None else 'none shipped'}",
+            "runs on       {device}, denoiser {dtype}, offload {offload}".format(**loading.placement(pipe)),
         ]
-        typer.echo("\n".join(lines))
+        words = vocabulary_line(getattr(pipe, "tokenizer", None))
+        typer.echo("\n".join(lines + ([words] if words else []) + control_defaults_lines(pipeline_record(pipe))))
 
 
 @app.command()
@@ -207,46 +256,51 @@ def extract(
     timestep: int = typer.Option(200, help="timestep of the features (generation or inversion)"),
     channels: Optional[Path] = typer.Option(None, help="motion channel file (default: the model's shipped one)"),
     site: Optional[str] = typer.Option(None, help="module path to capture (default: the architecture's, up_blocks.1)"),
-    steps: int = typer.Option(25, help="DDIM steps"),
-    figure: Optional[Path] = typer.Option(None, help="also write a PNG: PCA of MOFT and a correspondence heatmap (default: none)"),
+    steps: int = typer.Option(25, help="sampling steps (DDIM, or the pipeline's own scheduler on flow models)"),
+    figure: Optional[Path] = typer.Option(None, help="also write a PNG: the paper's interpretation figures (PCA of MOFT "
+                                          "by motion direction, cosine maps from a point on the moving object, "
+                                          "arrows of the measured motion; default: none)"),
+    save_video: Optional[Path] = typer.Option(None, help="also write the video analysed (.gif or .mp4; default: none)"),
     start: int = typer.Option(0, help=START_HELP),
     stride: Optional[int] = typer.Option(None, help=STRIDE_HELP),
     fps: Optional[float] = typer.Option(None, help=FPS_HELP),
     fit: str = typer.Option("crop", help=FIT_HELP),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    offload: str = OFFLOAD,
 ):
     """Features and MOFT of a prompt's generated video or of a given clip."""
     with _errors():
-        from .control import check_settings
-        from .extract import extract as run
-        from ..io.outputs import output_set
-        from ..io.video import check_clip_rule
 
         _check_out(out, (".safetensors",))
         if figure is not None:
             _check_out(figure, (".png",))
+        if save_video is not None:
+            _check_out(save_video, (".gif", ".mp4"))
         if (prompt is None) == (video is None):
             raise UsageError("give exactly one of --prompt or --video")
-        _no_clobber({"video": video, "channel file": channels}, {"--out": out, "--figure": figure})
+        _no_clobber({"video": video, "channel file": channels},
+                    {"--out": out, "--figure": figure, "--save-video": save_video})
         check_settings(steps=steps, seed=seed)
         check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
         if video is not None:
             _probe_clip(video)
         ch = _channels(channels, model, required=False)
-        pipe = _load(model)
+        pipe = _load(model, _where(device, dtype, offload))
         _warn_unknown_words(pipe, prompt)
         clip = _read_clip(video, pipe, model, start, stride, fps, fit) if video is not None else None
         with _progress("extract") as update:
-            ex = run(pipe, prompt=prompt, video=clip.frames if clip else None, timestep=timestep, seed=seed,
+            ex = extract_features(pipe, prompt=prompt, video=clip.frames if clip else None, timestep=timestep, seed=seed,
                      channels=ch, site=site, steps=steps, progress=update)
         ex.meta["model"] = model or "moft-tiny"
         if video is not None:
             ex.meta.update(video=str(video), clip=clip.describe())
-        with output_set() as stage:  # the features and the figure, or neither
+        with output_set() as stage:  # the features, the figure and the video, or none
             ex.save(stage(out))
             if figure is not None:
-                from .figures import extraction_figure
-
                 extraction_figure(ex, stage(figure))
+            if save_video is not None:
+                write_video(stage(save_video), ex.frames)
         typer.echo(f"wrote {out}: features {tuple(ex.features.shape)}, moft {tuple(ex.moft.shape)}")
 
 
@@ -262,11 +316,12 @@ def fit_channels(
     images: Optional[Path] = typer.Option(None, help="folder of still pictures to pan (default: synthetic scenes)"),
     site: Optional[str] = typer.Option(None, help="module path to capture (default: the architecture's, up_blocks.1)"),
     seed: int = typer.Option(0),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    offload: str = OFFLOAD,
 ):
     """Fit horizontal and vertical motion channels on synthetic pans (PCA, as the paper, or d')."""
     with _errors():
-        from ..method.channels import fit_channels as run
-        from ..io.video import read_video
 
         _check_out(out, (".safetensors",))
         if isinstance(scenes, bool) or scenes < 1:
@@ -279,9 +334,9 @@ def fit_channels(
             if not files:
                 raise UsageError(f"{images}: no .png/.jpg pictures")
             pics = [read_video(p)[0] for p in files]
-        pipe = _load(model)
+        pipe = _load(model, _where(device, dtype, offload))
         with _progress("fit-channels") as update:
-            ch = run(pipe, fraction=fraction, method=method, rank=rank, timestep=timestep, scenes=scenes, site=site,
+            ch = fit_motion_channels(pipe, fraction=fraction, method=method, rank=rank, timestep=timestep, scenes=scenes, site=site,
                      seed=seed, images=pics, model_name=model or "moft-tiny", progress=update)
         ch.save(out)
         ev = ch.meta["explained_variance_ratio"]
@@ -289,16 +344,83 @@ def fit_channels(
                    f"(PC1 explains {ev['horizontal'][0]:.2f} / {ev['vertical'][0]:.2f})")
 
 
+FIELD_FLAGS = {"steps": "--guided-steps", "start": "--start-from"}  # GuidanceConfig fields whose flag is not --field
+
+
+def _guidance_help(name: str) -> str:
+    """An option's help from ``GuidanceConfig``'s own field metadata (``GUIDANCE_FIELDS``) and default."""
+
+    default = getattr(GuidanceConfig(), name)
+    shown = {True: "on", False: "off", None: "none"}.get(default, default) if not isinstance(default, tuple) else \
+        ":".join(map(str, default))
+    return f"{GUIDANCE_FIELDS[name]['help']} (default: see `moft info --model M`; else {shown})"
+
+
+def _guided_steps(text: Optional[str]):
+    """``START:END`` as a pair of integers, or None."""
+    if text is None:
+        return None
+    try:
+        start, end = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise UsageError(f"--guided-steps: expected START:END, got {text!r}") from None
+    return start, end
+
+
+def _control_outputs(out: Path, save_source: bool, save_proxy: bool, save_target: Optional[Path],
+                     preview: bool = False) -> dict:
+    """Every file a control run writes, by what it is."""
+    stem = out.with_suffix("")
+    return {"--out": out, "the report": Path(f"{stem}.report.json"),
+            "the latents": Path(f"{stem}.latents.safetensors"),
+            "the source video": Path(f"{stem}.source{out.suffix}") if save_source else None,
+            "the proxy video": Path(f"{stem}.proxy{out.suffix}") if save_proxy else None,
+            "--save-target": save_target, "the preview": Path(f"{stem}.preview.png") if preview else None}
+
+
+def _read_latents(path: Optional[Path]):
+
+    if path is None:
+        return None
+    try:
+        return safetensors.torch.load_file(str(path))["latents"]
+    except Exception:
+        raise UsageError(f"{path}: not a moft latents file") from None
+
+
+def _write_control(res, out: Path, outputs: dict, report: dict, save_source: bool, save_proxy: bool,
+                   save_target: Optional[Path]):
+    """All of a control run's files, or none (even on Ctrl-C)."""
+
+    text = strict_json(report)  # before writing anything: a report that cannot be written stops the set
+    with output_set() as stage:
+        write_video(stage(out), res.frames)
+        if save_source:
+            write_video(stage(outputs["the source video"]), res.source_frames)
+        if save_proxy:
+            write_video(stage(outputs["the proxy video"]), res.proxy_frames)
+        stage(outputs["the latents"]).write_bytes(
+            safetensors.torch.save({"latents": res.result.initial_latents.contiguous().float()}))
+        if save_target is not None:
+            res.target.save(stage(save_target))
+        stage(outputs["the report"]).write_text(text)
+
+
 @app.command()
 def control(
-    trajectory: Path = typer.Argument(..., help="trajectory JSON (see README)"),
+    trajectory: Path = typer.Argument(..., help="trajectory JSON (see README); directions are the content's: "
+                                      "\"all\" moving right shows the content moving right (in camera terms a "
+                                      "pan to the left)"),
     out: Path = typer.Option(..., help="OUT.gif or OUT.mp4; OUT.report.json and OUT.latents.safetensors are "
                              "written beside it"),
     model: Optional[str] = typer.Option(None, help=MODEL_HELP),
-    prompt: Optional[str] = typer.Option(None, help="text prompt (default: the model's moft.json, else empty)"),
+    prompt: Optional[str] = typer.Option(None, help="text prompt (default: see `moft info --model M`)"),
     seed: int = typer.Option(0, help="initial noise, 0..2**63-1"),
-    steps: int = typer.Option(25, help="DDIM steps"),
-    guidance_scale: Optional[float] = typer.Option(None, help="CFG scale (default: the model's moft.json, else 7.5)"),
+    steps: int = typer.Option(25, help="sampling steps (DDIM, or the pipeline's own scheduler on flow models)"),
+    guidance_scale: Optional[float] = typer.Option(None, help="CFG scale (default: see `moft info --model M`)"),
+    preview: bool = typer.Option(False, "--preview", help="look, then ask: write only OUT.preview.png (frame 0 of the "
+                                 "unguided video with each region, its path and the object found in it) and stop "
+                                 "before guidance (one unguided generation)"),
     reference: Optional[Path] = typer.Option(None, help="reference clip whose motion to copy: MP4/WebM/GIF/PNG "
                                              "folder, any size and length (see --start, --stride, --fps, --fit; "
                                              "default: none, the trajectory gives the motion)"),
@@ -308,155 +430,181 @@ def control(
     save_source: bool = typer.Option(False, help="also write OUT.source.EXT: the unguided video from the same noise"),
     save_proxy: bool = typer.Option(False, help="also write OUT.proxy.EXT: the drag proxy (drag targets only)"),
     channels: Optional[Path] = typer.Option(None, help="motion channel file (default: the model's shipped one)"),
-    guided_steps: Optional[str] = typer.Option(None, help="guided step indices START:END, end exclusive "
-                                               "(default: the model's moft.json, else 3:12)"),
-    iterations: Optional[int] = typer.Option(None, help="gradient iterations per guided step; 0: unguided "
-                                             "(default: the model's moft.json, else 2)"),
-    step_size: Optional[float] = typer.Option(None, help="latent update step (default: the model's moft.json, else 0.5)"),
-    weight: Optional[float] = typer.Option(None, help="loss weight (default: the model's moft.json, else 6 for one region, 8 for several)"),
-    loss: Optional[str] = typer.Option(None, help="region_mse (official) or per_position (paper Eq. 3) "
-                                       "(default: the model's moft.json, else region_mse)"),
-    shared_kv: Optional[bool] = typer.Option(None, "--shared-kv/--no-shared-kv", help="share spatial K/V from the "
-                                             "unguided branch (default: the model's moft.json, else on)"),
-    grad_mask: Optional[str] = typer.Option(None, help="all, first:N or off (default: the model's moft.json, else all)"),
-    optimizer: Optional[str] = typer.Option(None, help="sgd (official), normalized (steps of length --step-size) or "
-                                            "adam (learning rate --step-size) (default: the model's moft.json, else sgd)"),
-    step_size_end: Optional[float] = typer.Option(None, help="step size at the last guided step, linear from "
-                                                  "--step-size (default: the model's moft.json, else constant)"),
-    distance: Optional[str] = typer.Option(None, help="l2 (paper) or cosine (DiTFlow's) between generated and target "
-                                           "MOFT (default: the model's moft.json, else l2)"),
-    grad_every: Optional[int] = typer.Option(None, help="a full gradient every N-th iteration, the others reuse it "
-                                             "(default: the model's moft.json, else 1)"),
-    target_mode: Optional[str] = typer.Option(None, help="inversion (paper) or noise (one forward of the video "
-                                              "noised to the timestep): how a drag or reference target is read "
-                                              "(default: the model's moft.json, else inversion)"),
-    target_timesteps: Optional[str] = typer.Option(None, help="fixed (one target at t = 200) or guided (one at each "
-                                                   "guided step's timestep) (default: the model's moft.json, else fixed)"),
-    keep: Optional[str] = typer.Option(None, help="off or latents (outside the region the trajectory sweeps, the "
-                                       "latents are the unguided video's after every step) (default: the model's "
-                                       "moft.json, else off)"),
-    keep_until: Optional[int] = typer.Option(None, help="with --keep latents: the step where the background is "
-                                             "released (default: kept to the end)"),
-    start_from: Optional[str] = typer.Option(None, help="noise (step 0), source (the unguided video's latents at the "
-                                             "first guided step: the same video, fewer steps) or proxy (the drag proxy "
-                                             "noised to the first guided step; Time-to-Move) (default: the model's "
-                                             "moft.json, else noise)"),
-    release: Optional[int] = typer.Option(None, help="with --start-from proxy: the region follows the noised proxy "
-                                          "until this step (the dual clock; default: only the start)"),
-    method: Optional[str] = typer.Option(None, help="gradient (MOFT guidance) or cut-drag (the proxy start alone, no "
-                                         "gradients; needs --start-from proxy) (default: the model's moft.json, else "
-                                         "gradient)"),
+    guided_steps: Optional[str] = typer.Option(None, help=_guidance_help("steps")),
+    iterations: Optional[int] = typer.Option(None, help=_guidance_help("iterations")),
+    step_size: Optional[float] = typer.Option(None, help=_guidance_help("step_size")),
+    weight: Optional[float] = typer.Option(None, help=_guidance_help("weight")),
+    loss: Optional[str] = typer.Option(None, help=_guidance_help("loss")),
+    shared_kv: Optional[bool] = typer.Option(None, "--shared-kv/--no-shared-kv", help=_guidance_help("shared_kv")),
+    grad_mask: Optional[str] = typer.Option(None, help=_guidance_help("grad_mask")),
+    optimizer: Optional[str] = typer.Option(None, help=_guidance_help("optimizer")),
+    step_size_end: Optional[float] = typer.Option(None, help=_guidance_help("step_size_end")),
+    distance: Optional[str] = typer.Option(None, help=_guidance_help("distance")),
+    grad_every: Optional[int] = typer.Option(None, help=_guidance_help("grad_every")),
+    target_mode: Optional[str] = typer.Option(None, help=_guidance_help("target_mode")),
+    target_timesteps: Optional[str] = typer.Option(None, help=_guidance_help("target_timesteps")),
+    keep: Optional[str] = typer.Option(None, help=_guidance_help("keep")),
+    keep_until: Optional[int] = typer.Option(None, help=_guidance_help("keep_until")),
+    start_from: Optional[str] = typer.Option(None, help=_guidance_help("start")),
+    release: Optional[int] = typer.Option(None, help=_guidance_help("release")),
+    method: Optional[str] = typer.Option(None, help=_guidance_help("method")),
     gain: float = typer.Option(1.0, help="strength of synthesized target curves, 0 < gain <= 100"),
     target_kind: Optional[str] = typer.Option(None, help="curves (paper: region-mean curves from the channels) or "
                                               "drag (the unguided video's regions dragged along the trajectory, "
-                                              "inverted) (default: the model's moft.json, else curves)"),
+                                              "inverted) (default: see `moft info --model M`)"),
     start: int = typer.Option(0, help=START_HELP),
     stride: Optional[int] = typer.Option(None, help=STRIDE_HELP),
     fps: Optional[float] = typer.Option(None, help=FPS_HELP),
     fit: str = typer.Option("crop", help=FIT_HELP),
+    checkpointing: Optional[bool] = typer.Option(None, "--checkpointing/--no-checkpointing", help="recompute the "
+                                                 "denoiser's blocks in the backward pass of guidance: less memory, "
+                                                 "more time (default: the model's moft.json, else off)"),
+    autocast: Optional[str] = typer.Option(None, help="none, bfloat16 or float16: run guidance's loss forward under "
+                                           "autocast; latents and loss stay float32 (default: the model's moft.json, "
+                                           "else none)"),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    offload: str = OFFLOAD,
 ):
     """Generate a video whose regions move as the trajectory says."""
     with _errors():
-        from safetensors.torch import load_file, save
+        flags = {"steps": _guided_steps(guided_steps), "iterations": iterations, "step_size": step_size,
+                 "weight": weight, "loss": loss, "shared_kv": shared_kv, "grad_mask": grad_mask, "optimizer": optimizer,
+                 "step_size_end": step_size_end, "distance": distance, "grad_every": grad_every,
+                 "target_mode": target_mode, "target_timesteps": target_timesteps, "keep": keep,
+                 "keep_until": keep_until, "start": start_from, "release": release, "method": method,
+                 "checkpointing": checkpointing,
+                 "autocast": None if autocast in (None, "none") else autocast}
+        where = _where(device, dtype, offload)
+        _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
+                 init_latents, save_source, save_proxy, channels, flags, gain, target_kind, (start, stride, fps, fit),
+                 where, preview)
 
-        from .control import ControlError, check_init_latents, check_settings, run_settings
-        from .control import control as run
-        from ..models.latents import vae_scale
-        from ..models.loading import model_defaults
-        from ..method.targets import TARGET_KINDS, Target
-        from ..io.trajectory import load_trajectory
-        from ..io.jsonio import strict_json
-        from ..io.outputs import output_set
-        from ..io.video import check_clip_rule, write_video
 
-        _check_out(out, (".gif", ".mp4"))
-        stem = out.with_suffix("")
-        outputs = {"--out": out, "the report": Path(f"{stem}.report.json"),
-                   "the latents": Path(f"{stem}.latents.safetensors"),
-                   "the source video": Path(f"{stem}.source{out.suffix}") if save_source else None,
-                   "the proxy video": Path(f"{stem}.proxy{out.suffix}") if save_proxy else None,
-                   "--save-target": save_target}
-        _no_clobber({"trajectory": trajectory, "reference": reference, "target": target,
-                     "init latents": init_latents, "channel file": channels}, outputs)
-        if save_target is not None:
-            _check_out(save_target, (".safetensors",))
-        for name, path in outputs.items():
-            if path is not None and path.is_dir():
-                raise UsageError(f"{path}: {name} would replace an existing folder; give another --out")
-        given = {"iterations": iterations, "step_size": step_size, "weight": weight, "loss": loss,
-                 "shared_kv": shared_kv, "grad_mask": grad_mask, "optimizer": optimizer, "step_size_end": step_size_end,
-                 "distance": distance, "grad_every": grad_every, "target_mode": target_mode,
-                 "target_timesteps": target_timesteps, "keep": keep, "keep_until": keep_until, "start": start_from,
-                 "release": release, "method": method}
-        if guided_steps is not None:
-            try:
-                given["steps"] = tuple(int(v) for v in guided_steps.split(":"))
-                assert len(given["steps"]) == 2
-            except (ValueError, AssertionError):
-                raise UsageError(f"--guided-steps: expected START:END, got {guided_steps!r}") from None
-        defaults = model_defaults(model)
-        g, cfg, kind, prompt = run_settings(defaults, guidance_scale=guidance_scale, target_kind=target_kind,
-                                            prompt=prompt, **{k: v for k, v in given.items() if v is not None})
-        if kind not in TARGET_KINDS:
-            raise UsageError(f"--target-kind: expected one of {', '.join(TARGET_KINDS)}, got {kind!r}")
-        if save_proxy and (kind != "drag" or target is not None or reference is not None):
-            raise UsageError("--save-proxy: only a drag target made from the trajectory has a proxy video")
-        check_settings(steps=steps, seed=seed, guidance_scale=cfg, gain=gain, guidance=g)
-        if save_target is not None and not g.iterates and target is None:
-            raise UsageError("--save-target: --iterations 0 or --method cut-drag runs no guidance and makes no target")
-        check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
-        if reference is not None:
-            _probe_clip(reference)
-        if defaults.get("frames"):  # the model folder names its frame count: check the trajectory before loading
-            load_trajectory(trajectory, default_frames=int(defaults["frames"]))
-        elif not trajectory.is_file():
-            raise UsageError(f"{trajectory}: no such trajectory file")
-        tgt = Target.load(target) if target is not None else None
-        ch = _channels(channels, model, required=tgt is None and reference is None)
-        init = None
-        if init_latents is not None:
-            try:
-                init = load_file(str(init_latents))["latents"]
-            except Exception:
-                raise UsageError(f"{init_latents}: not a moft latents file") from None
-        pipe = _load(model)
-        from ..method.channels import default_video_size
+def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
+             init_latents, save_source, save_proxy, channels, flags, gain, target_kind, clip_rule, where,
+             preview=False):
+    """``moft control``: every check that needs no model (``plan_settings``), then the model, then
+    ``plan_control`` (every check against it), then the run and its files."""
 
-        f, h, w = default_video_size(pipe)
-        if init is not None:
-            try:
-                f = int(check_init_latents(init, pipe).shape[1])
-            except ControlError as exc:
-                raise UsageError(f"{init_latents}: {exc}") from None
-        traj = load_trajectory(trajectory, default_frames=f)
-        if traj.frames != f:
-            raise UsageError(f"{trajectory}: frames: {traj.frames}, but this model makes {f}-frame videos")
-        traj.masks(h // vae_scale(pipe), w // vae_scale(pipe))  # every region must cover the latent grid
-        _warn_unknown_words(pipe, prompt)
-        clip = _read_clip(reference, pipe, model, start, stride, fps, fit) if reference is not None else None
-        with _progress("control") as update:
-            res = run(pipe, traj, prompt=prompt, channels=ch, reference=clip.frames if clip else None, target=tgt,
-                      seed=seed, steps=steps, guidance_scale=cfg, guidance=g, init_latents=init,
-                      keep_source=save_source, gain=gain, target_kind=kind, progress=update)
-        report = dict(res.report, model=model or "moft-tiny", trajectory=str(trajectory),
-                      reference=str(reference) if reference else None,
-                      reference_clip=clip.describe() if clip else None, target_file=str(target) if target else None,
-                      init_latents=str(init_latents) if init_latents else None,
-                      latents_file=str(outputs["the latents"]), channels_file=str(channels) if channels else "shipped")
-        text = strict_json(report)  # before writing anything: a report that cannot be written stops the set
-        with output_set() as stage:  # all outputs or none, even on Ctrl-C
-            write_video(stage(out), res.frames)
-            if save_source:
-                write_video(stage(outputs["the source video"]), res.source_frames)
-            if save_proxy:
-                write_video(stage(outputs["the proxy video"]), res.proxy_frames)
-            stage(outputs["the latents"]).write_bytes(save({"latents": res.result.initial_latents.contiguous().float()}))
-            if save_target is not None:
-                res.target.save(stage(save_target))
-            stage(outputs["the report"]).write_text(text)
-        losses = res.result.losses
-        what = f"loss {losses[0]['loss']:.4g} -> {losses[-1]['loss']:.4g}" if losses else "unguided"
-        typer.echo(f"wrote {out} and {outputs['the report'].name} ({res.result.seconds:.1f} s; {what})")
+    _check_out(out, (".gif", ".mp4"))
+    outputs = _control_outputs(out, save_source, save_proxy, save_target, preview)
+    _no_clobber({"trajectory": trajectory, "reference": reference, "target": target,
+                 "init latents": init_latents, "channel file": channels}, outputs)
+    if save_target is not None:
+        _check_out(save_target, (".safetensors",))
+    for name, path in outputs.items():
+        if path is not None and path.is_dir():
+            raise UsageError(f"{path}: {name} would replace an existing folder; give another --out")
+    resolve_model(model)  # "no such model" before anything that reads the folder
+    record = model_record(model)
+    try:
+        run = plan_settings(record, steps=steps, seed=seed, gain=gain, guidance_scale=guidance_scale,
+                            target_kind=target_kind, prompt=prompt, flags={k: v for k, v in flags.items() if v is not None})
+    except ControlError as exc:  # a flag's value: name the flag (a moft.json's: the message names the file)
+        if exc.field is None or not str(exc).startswith(exc.field):
+            raise
+        flag = FIELD_FLAGS.get(exc.field, f"--{exc.field.replace('_', '-')}")
+        raise UsageError(f"{flag}: {str(exc)[len(exc.field):].strip()}") from None
+    if save_proxy and (run.target_kind != "drag" or target is not None or reference is not None):
+        raise UsageError("--save-proxy: only a drag target made from the trajectory has a proxy video")
+    if save_target is not None and not run.guidance.iterates and target is None:
+        raise UsageError("--save-target: --iterations 0 or --method cut-drag runs no guidance and makes no target")
+    start, stride, fps, fit = clip_rule
+    check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
+    if reference is not None:
+        _probe_clip(reference)
+    traj = _trajectory_before_load(trajectory, record.frames, reference is None)
+    tgt = Target.load(target) if target is not None else None
+    ch = _channels(channels, model, required=tgt is None and reference is None and run.guidance.iterates)
+    init = _read_latents(init_latents)
+    pipe = _load(model, where)
+    f = _frames_of(pipe, init, init_latents)
+    traj = load_trajectory(trajectory, default_frames=f) if traj is None or traj.frames != f or init is not None else traj
+    _warn_unknown_words(pipe, run.prompt)
+    clip = _read_clip(reference, pipe, model, start, stride, fps, fit) if reference is not None else None
+    plan = _located(trajectory, lambda: plan_control(
+        pipe, traj, prompt=run.prompt, channels=ch, reference=clip.frames if clip else None, target=tgt, seed=seed,
+        steps=steps, guidance_scale=run.guidance_scale, guidance=run.guidance, init_latents=init,
+        keep_source=save_source, gain=gain, target_kind=run.target_kind))
+    if preview:
+        return _preview(pipe, traj, outputs["the preview"], prompt=run.prompt, seed=seed, steps=steps,
+                        guidance_scale=run.guidance_scale, num_frames=plan.size[0], latents=init)
+    with _progress("control") as update:
+        res = run_control(pipe, plan, progress=update)
+    seen = res.source_frames if res.source_frames is not None else res.frames
+    for obj in find_objects(seen, traj) if traj is not None else []:
+        if obj.warning:
+            typer.echo(f"warning: {obj.warning} (look first: --preview)", err=True)
+    achieved = outcome(res.frames, traj, res.source_frames, clip.frames[:len(res.frames)] if clip else None) \
+        if traj is not None else None
+    report = dict(res.report, model=model or "moft-tiny", trajectory=str(trajectory),
+                  reference=str(reference) if reference else None,
+                  reference_clip=clip.describe() if clip else None, target_file=str(target) if target else None,
+                  init_latents=str(init_latents) if init_latents else None,
+                  latents_file=str(outputs["the latents"]), channels_file=str(channels) if channels else "shipped",
+                  outcome=achieved)
+    _write_control(res, out, outputs, report, save_source, save_proxy, save_target)
+    losses = res.result.losses
+    what = f"loss {losses[0]['loss']:.4g} -> {losses[-1]['loss']:.4g}" if losses else "unguided"
+    typer.echo(f"wrote {out} and {outputs['the report']} ({res.result.seconds:.1f} s; {what})")
+    if achieved is not None:
+        typer.echo("\n".join(outcome_lines(achieved)))
+
+
+def _preview(pipe, traj, path: Path, **sampling):
+    """``moft control --preview``: the unguided video from the run's noise, drawn with the request; stop."""
+    with _progress("preview") as update:
+        src = sample(pipe, sampling.pop("prompt"), progress=lambda done, total: update(done, total), **sampling)
+    with output_set() as stage:
+        found = write_preview(stage(path), src.frames, traj)
+    typer.echo(f"wrote {path}: frame 0 of the unguided video (seed {sampling['seed']}), regions and paths drawn")
+    h, w = src.frames.shape[1:3]
+    for obj in found:
+        if obj.warning:
+            typer.echo(f"warning: {obj.warning}", err=True)
+        elif obj.centre is not None:
+            typer.echo(f"region {obj.region}: object at x={obj.centre[0] / w:.2f}, y={obj.centre[1] / h:.2f} of the "
+                       f"frame ({obj.area} px, {obj.inside:.0%} inside the region, {'moves' if obj.moves else 'still'})")
+        else:
+            typer.echo(f"region {obj.region}: the whole frame (camera)")
+
+
+def _trajectory_before_load(path: Path, frames: Optional[int], check_frames: bool):
+    """The trajectory, read and checked against the model folder's frame count before the model
+    loads when the folder names one (``moft.json``); else only that the file exists."""
+
+    if not frames:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such trajectory file")
+        return None
+    traj = load_trajectory(path, default_frames=frames)
+    if check_frames:
+        _located(path, lambda: check_trajectory_frames(traj, frames))
+    return traj
+
+
+def _located(path: Path, check):
+    """Run ``check()``; a ``ControlError`` about the trajectory is said with the trajectory's path."""
+
+    try:
+        return check()
+    except ControlError as exc:
+        if str(exc).startswith("the trajectory"):
+            raise UsageError(f"{path}: {exc}") from None
+        raise
+
+
+def _frames_of(pipe, init, path: Optional[Path]) -> int:
+    """The run's video frames: the model's, or those of the init latents (checked against the model)."""
+
+    f = default_video_size(pipe)[0]
+    if init is None:
+        return f
+    try:
+        return (int(check_init_latents(init, pipe).shape[1]) - 1) * temporal_scale(pipe) + 1
+    except ControlError as exc:
+        raise UsageError(f"{path}: {exc}") from None
 
 
 @app.command()
@@ -470,27 +618,21 @@ def evaluate(
                                         "this process's share under accelerate launch)"),
     threads: Optional[int] = typer.Option(None, min=1, help="torch threads per process (default: the cores over "
                                           "the processes; give 1 on a machine shared with other heavy work)"),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    offload: str = OFFLOAD,
 ):
     """Run a suite of controlled generations, score them, write a report (shards under accelerate launch)."""
     with _errors():
-        import os
 
-        import torch
         from accelerate import PartialState
 
-        from ..eval.evaluate import collect, load_suite, markdown_table, run_identity, run_suite, summarise
-        from .figures import report_figure
-        from ..models.loading import model_defaults
-        from ..io.jsonio import strict_json
-        from ..io.outputs import output_set
 
         _check_out(out, (".json",))
         _no_clobber({"suite": suite, "channel file": channels},
                     {"--out": out, "the Markdown table": out.with_suffix(".md"),
                      "the figure": out.with_suffix(".png"), "--work-dir": work_dir or out.with_suffix(".parts")})
-        spec = load_suite(suite)
-        spec["guidance"] = dict(model_defaults(model).get("guidance", {}), **spec.get("guidance", {}))
-        spec.setdefault("target", model_defaults(model).get("target", "curves"))
+        spec = with_model_defaults(load_suite(suite), model_record(model))
         ch = _channels(channels, model, required=True)
         if shard is not None:
             try:
@@ -505,7 +647,13 @@ def evaluate(
             state = PartialState(cpu=not torch.cuda.is_available())
             index, count, main = state.process_index, state.num_processes, state.is_main_process
         torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // count))
-        pipe = _load(model)
+        where = _where(device, dtype, offload)
+        if state is not None and device == "auto" and state.device.type != "cpu":
+            where["device"] = state.device  # accelerate launch: each process on its own accelerator
+        pipe = _load(model, where)
+        for site in {resolve_settings(pipeline_record(pipe), *suite_layers(spec, s)).guidance.site
+                     for s in spec["settings"]}:
+            check_channels(pipe, ch, site)  # another model's channel file: one line, before any item runs
         work = work_dir or out.with_suffix(".parts")
         with _progress(f"evaluate [{index}/{count}]") as update:
             run_suite(pipe, spec, work, ch, process_index=index, num_processes=count, progress=update)
@@ -515,7 +663,7 @@ def evaluate(
             rows = collect(spec, work, run_identity(pipe, ch))
             table = summarise(rows)
             report = {"suite": spec, "model": model or "moft-tiny", "channels_digest": ch.digest(),
-                      "table": table, "rows": rows}
+                      **loading.placement(pipe), "table": table, "rows": rows}
             text = strict_json(report)
             with output_set() as stage:  # report, table and figure, or none of them
                 stage(out).write_text(text)
@@ -535,6 +683,9 @@ def locate(
     budget: Optional[int] = typer.Option(None, help="at most this many denoiser forwards (= clips x timesteps); fewer clips if needed"),
     write_defaults: Optional[Path] = typer.Option(None, help="put the recommended site into FOLDER/moft.json"),
     seed: int = typer.Option(1234, help="clips, noise and folds (held out from fit-channels' pans)"),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    offload: str = OFFLOAD,
 ):
     """Where motion lives: direction decoding from MOFT and raw features over sites x timesteps."""
     with _errors():
@@ -550,7 +701,7 @@ def locate(
         _not_into_folders({"--out": out, "--out's .md": out.with_suffix(".md"), "--out's .png": out.with_suffix(".png")},
                           {"model folder": folder, "--write-defaults folder": write_defaults},
                           new_files=(DEFAULTS_FILE,))
-        pipe = _load(model)
+        pipe = _load(model, _where(device, dtype, offload))
         with _progress("locate") as update:
             rep = run_locate(pipe, sites=site_list, timesteps=ts, fractions=fr, clips_per_direction=clips,
                              max_forwards=budget, seed=seed, model_name=model or "moft-tiny", progress=update)

@@ -12,49 +12,38 @@ Example:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from ..method.channels import MotionChannels, default_video_size
+from ..io.trajectory import Trajectory
+from ..method.channels import ChannelsError, MotionChannels
+from ..method.control_target import build_target
 from ..method.drag import drag_video, swept_masks
-from ..method.keep import LatentLog, keep_plan
-from ..method.sampler import GuidanceConfig, SampleResult, config_dict, guided_timesteps, sample
-from ..method.targets import TARGET_KINDS, Target, drag_target, reference_target, synthesize_target
+from ..method.keep import Keep, LatentLog, keep_plan
+from ..method.sampler import SampleResult, check_latents, check_sample, sample
+from ..method.settings import (MAX_SEED, MAX_STEPS, GuidanceConfig, RunSettings, SettingsError, check_integer,
+                               check_number, config_dict, resolve_settings)
+from ..method.targets import Target
+from ..models.adapters import architecture_of
+from ..models.pipeline import (default_video_size, denoiser, latent_frames, model_record, pipeline_record,
+                               pipeline_site, temporal_scale, vae_scale)
+from ..models.record import ModelRecord
+from .extract import site_channels
+from ..models.loading import placement
 
 
-class ControlError(ValueError):
-    """A control setting or input that cannot work (bad number, latents of another shape, ...)."""
+class ControlError(SettingsError):
+    """A control setting or input that cannot work (bad number, latents of another shape, ...); ``field``
+    names the setting when one is to blame (else None)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 MAX_GAIN = 100.0  # curves this far past the channels' fitted response saturate; beyond, the loss overflows
-MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range
-
-
-def _finite(name: str, value, *, positive: bool = False, minimum: float | None = None,
-            maximum: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ControlError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ControlError(f"{name} must be a finite number, got {value}")
-    if positive and value <= 0:
-        raise ControlError(f"{name} must be > 0, got {value:g}")
-    if minimum is not None and value < minimum:
-        raise ControlError(f"{name} must be >= {minimum:g}, got {value:g}")
-    if maximum is not None and value > maximum:
-        raise ControlError(f"{name} must be <= {maximum:g}, got {value:g}")
-    return value
-
-
-def _integer(name: str, value, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ControlError(f"{name} must be an integer, got {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        raise ControlError(f"{name} must be {f'in {lo}..{hi}' if hi is not None else f'>= {lo}'}, got {value}")
-    return int(value)
 
 
 def check_settings(*, steps: int = 25, seed: int = 0, guidance_scale: float | None = None, gain: float = 1.0,
@@ -65,100 +54,50 @@ def check_settings(*, steps: int = 25, seed: int = 0, guidance_scale: float | No
         >>> check_settings(steps=25, seed=0, guidance_scale=4.0, gain=1.0, guidance=GuidanceConfig())
         >>> check_settings(steps=0)
         Traceback (most recent call last):
-        moft.front.control.ControlError: steps must be >= 1, got 0
+        moft.front.control.ControlError: steps must be in 1..10000, got 0
 
-    Checks: ``steps >= 1``; ``0 <= seed <= 2**63 - 1``; a finite ``guidance_scale >= 0``; a finite
-    ``0 < gain <= 100``; a finite positive step size and weight; and, when guidance iterates, guided
-    steps ``START:END`` that share at least one step with the ``steps``-step schedule.
+    Checks: ``1 <= steps <= 10000``; ``0 <= seed <= 2**63 - 1``; a finite ``guidance_scale >= 0``; a
+    finite ``0 < gain <= 100``; and, when guidance iterates, guided steps that share at least one step
+    with the ``steps``-step schedule (``GuidanceConfig.check_schedule``; its fields check themselves).
     """
-    _integer("steps", steps, 1)
-    _integer("seed", seed, 0, MAX_SEED)
+    check_integer("steps", steps, 1, MAX_STEPS, error=ControlError)
+    check_integer("seed", seed, 0, MAX_SEED, error=ControlError)
     if guidance_scale is not None:
-        _finite("guidance_scale", guidance_scale, minimum=0.0)
-    _finite("gain", gain, positive=True, maximum=MAX_GAIN)
+        check_number("guidance_scale", guidance_scale, lo=0.0, error=ControlError)
+    check_number("gain", gain, lo=0.0, hi=MAX_GAIN, above=True, error=ControlError)
     if guidance is not None:
-        g = guidance
-        _integer("iterations", g.iterations, 0)
-        _finite("step_size", g.step_size, positive=True)
-        if g.weight is not None:
-            _finite("weight", g.weight, positive=True)
-        start, end = (int(v) for v in g.steps)
-        if g.iterations > 0 and (start < 0 or start >= min(end, steps)):
-            raise ControlError(f"guided steps {start}:{end} run no step of the {steps}-step schedule "
-                               f"(0..{steps - 1}); give --guided-steps within it or more --steps")
+        try:
+            guidance.check_schedule(steps)
+        except SettingsError as exc:
+            raise ControlError(f"guided {exc}") from None
 
 
 def check_init_latents(latents, pipe, num_frames: int | None = None) -> torch.Tensor:
     """Raise ``ControlError`` unless ``latents`` is finite ``(1, F, C, h, w)`` noise for ``pipe``: its
-    latent channels and grid, and ``num_frames`` frames if given (else any).
+    latent channels and grid, ``num_frames`` video frames if given, else a count its VAE takes
+    (``moft.method.sampler.check_latents``).
 
     Example:
         >>> check_init_latents(torch.randn(1, 8, 4, 16, 16), pipe)        # doctest: +SKIP
     """
-    from ..models.latents import latent_channels, vae_scale
-
-    f, h, w = default_video_size(pipe)
-    s = vae_scale(pipe)
-    if not isinstance(latents, torch.Tensor):
-        raise ControlError(f"init latents must be a tensor, got {type(latents).__name__}")
-    frames = num_frames or (int(latents.shape[1]) if latents.ndim == 5 and latents.shape[1] > 0 else f)
-    want = (1, frames, latent_channels(pipe), h // s, w // s)  # (B, F, C, h, w)
-    if tuple(latents.shape) != want:
-        raise ControlError(f"init latents have shape {tuple(latents.shape)}; this model needs (B, F, C, h, w) = {want}")
-    if not torch.isfinite(latents).all():
-        raise ControlError("init latents contain NaN or inf")
-    return latents
+    return check_latents(pipe, latents, num_frames, error=ControlError)
 
 
-def default_guidance(model=None, *, defaults: dict | None = None, **overrides) -> GuidanceConfig:
-    """The official settings, updated by the model folder's ``moft.json`` ``"guidance"`` entry (and its
-    ``"site"`` when the guidance entry names none).
+def default_guidance(model=None, *, record: ModelRecord | None = None, **overrides) -> GuidanceConfig:
+    """The official settings, updated by the model folder's ``moft.json`` (its ``"guidance"`` entry, and
+    its ``"site"`` when the guidance entry names none), then by ``overrides`` (``resolve_settings``).
 
     Example:
-        >>> from moft.models.loading import load_pipeline, pipeline_defaults
+        >>> from moft.models.loading import load_pipeline
+        >>> from moft.models.pipeline import pipeline_record
         >>> g = default_guidance()            # the shipped model's tuned settings, official otherwise
-        >>> default_guidance("path/to/animatediff", iterations=3).iterations   # override one setting
+        >>> default_guidance("moft-tiny", iterations=3).iterations   # override one setting
         3
-        >>> default_guidance(defaults=pipeline_defaults(load_pipeline())) == g  # the folder a pipeline came from
+        >>> default_guidance(record=pipeline_record(load_pipeline())) == g  # the folder a pipeline came from
         True
     """
-    from ..models.loading import model_defaults
-
-    defaults = model_defaults(model) if defaults is None else defaults
-    settings = dict(defaults.get("guidance", {}), **overrides)
-    if settings.get("site") is None and defaults.get("site"):
-        settings["site"] = defaults["site"]  # the folder's capture site (moft locate --write-defaults)
-    try:
-        if "steps" in settings:
-            settings["steps"] = tuple(settings["steps"])
-        return GuidanceConfig(**settings)
-    except (TypeError, ValueError) as exc:  # an unknown key or a bad value, from moft.json or the caller
-        raise ControlError(f"guidance settings: {str(exc).strip().splitlines()[0]}") from None
-
-
-def run_settings(defaults: dict, *, guidance: GuidanceConfig | None = None, guidance_scale: float | None = None,
-                 target_kind: str | None = None, prompt: str | None = None, **overrides) -> tuple:
-    """What a control run uses, each setting: given, else the model folder's ``moft.json``, else the paper's.
-
-    Example:
-        >>> from moft.models.loading import model_defaults
-        >>> g, cfg, kind, prompt = run_settings(model_defaults())      # moft-tiny's moft.json
-        >>> cfg, kind, g.loss, prompt
-        (4.0, 'drag', 'per_position', 'a red disk standing still')
-
-    Args:
-        defaults: the folder's ``moft.json`` (``model_defaults`` or ``pipeline_defaults``).
-        guidance: a whole ``GuidanceConfig``; else ``default_guidance(defaults, **overrides)``.
-        guidance_scale, target_kind, prompt: given values, or None.
-
-    Returns:
-        ``(guidance, guidance_scale, target_kind, prompt)``.
-    """
-    from ..models.pipeline import OFFICIAL_CFG
-
-    g = guidance or default_guidance(defaults=defaults, **overrides)
-    cfg = guidance_scale if guidance_scale is not None else defaults.get("guidance_scale", OFFICIAL_CFG)
-    return g, cfg, target_kind or defaults.get("target", "curves"), prompt if prompt is not None else defaults.get("prompt", "")
+    record = model_record(model) if record is None else record
+    return resolve_settings(record, overrides).guidance
 
 
 @dataclass
@@ -182,12 +121,210 @@ class ControlResult:
     proxy_frames: np.ndarray | None = None
 
 
+@dataclass
+class ControlPlan:
+    """One control run, every input checked and every setting resolved; no model work done yet.
+
+    Attributes:
+        prompt: the prompt.
+        settings: the resolved ``RunSettings`` (guidance, CFG scale, target kind).
+        steps, seed, gain, reference_timestep: as ``control``'s arguments.
+        size: ``(frames, height, width)`` of the video.
+        latent_size: ``(h, w)`` of its latent grid.
+        trajectory, channels, target, init_latents, keep_source: as given, checked.
+        reference: the reference clip cut to ``frames``, or None.
+    """
+
+    prompt: str
+    settings: RunSettings
+    steps: int
+    seed: int
+    gain: float
+    reference_timestep: int
+    size: tuple[int, int, int]
+    latent_size: tuple[int, int]
+    trajectory: Trajectory | None = None
+    channels: MotionChannels | None = None
+    reference: np.ndarray | None = None
+    target: Target | None = None
+    init_latents: torch.Tensor | None = None
+    keep_source: bool = False
+
+    @property
+    def guidance(self) -> GuidanceConfig:
+        return self.settings.guidance
+
+    @property
+    def guided(self) -> bool:
+        """Whether guidance iterates (``check_settings`` made sure the guided steps meet the schedule; not
+        ``method="cut-drag"``)."""
+        return self.settings.guidance.iterates
+
+    @property
+    def needs_source(self) -> bool:
+        """Whether the run needs the unguided video of the same noise: a drag target is made from it, or a
+        keep lever starts from or keeps its latents (``moft.method.keep``)."""
+        drag = self.guided and self.target is None and self.reference is None and self.settings.target_kind == "drag"
+        return drag or self.guidance.needs_source
+
+
+def plan_settings(record: ModelRecord | None, *, steps: int = 25, seed: int = 0, gain: float = 1.0,
+                  guidance_scale: float | None = None, guidance: GuidanceConfig | None = None,
+                  target_kind: str | None = None, prompt: str | None = None, flags: dict | None = None) -> RunSettings:
+    """The settings of a control run, resolved over the model's ``record`` and checked (``check_settings``);
+    runs before the model loads. ``flags``: ``GuidanceConfig`` fields given one by one (the CLI's).
+
+    Example:
+        >>> from moft.models.pipeline import model_record
+        >>> plan_settings(model_record("moft-tiny"), guidance_scale=5.0, flags={"iterations": 3}).guidance_scale
+        5.0
+        >>> plan_settings(model_record("moft-tiny"), steps=100000)
+        Traceback (most recent call last):
+        moft.front.control.ControlError: steps must be in 1..10000, got 100000
+    """
+    given = dict(flags or {}, guidance_scale=guidance_scale, target_kind=target_kind, prompt=prompt)
+    try:
+        run = resolve_settings(record, {k: v for k, v in given.items() if v is not None}, guidance=guidance)
+    except SettingsError as exc:
+        raise ControlError(str(exc), getattr(exc, "field", None)) from None
+    check_settings(steps=steps, seed=seed, guidance_scale=run.guidance_scale, gain=gain, guidance=run.guidance)
+    return run
+
+
+def check_trajectory_frames(trajectory: Trajectory, frames: int) -> None:
+    """Raise ``ControlError`` unless the trajectory has the run's frame count (with what to do about it)."""
+    if trajectory.frames != frames:
+        raise ControlError(f"the trajectory has {trajectory.frames} frames, but this model makes {frames}-frame "
+                           f"videos; drop `frames` from the trajectory, or pick a {trajectory.frames}-frame model")
+
+
+def check_channels(pipe, channels: MotionChannels, site: str | None = None) -> None:
+    """Raise ``ChannelsError`` unless ``channels`` fit ``pipe``'s features at ``site`` (default: the
+    model's): the architecture they were fitted on, the feature width, indices in range."""
+    arch, fitted = architecture_of(denoiser(pipe)).name, channels.meta.get("architecture")
+    site = site or pipeline_site(pipe)
+    if fitted is not None and fitted != arch:
+        raise ChannelsError(f"the channel file was fitted on a {fitted} model ({channels.meta.get('model', '?')}); "
+                            f"this model is {arch}: fit its own with moft fit-channels")
+    channels.check(site_channels(pipe, site), site)
+
+
+def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | None = None,
+                 reference: np.ndarray | None = None, target: Target | None = None, seed: int = 0, steps: int = 25,
+                 guidance_scale: float | None = None, guidance: GuidanceConfig | None = None,
+                 init_latents: torch.Tensor | None = None, keep_source: bool = False, gain: float = 1.0,
+                 reference_timestep: int = 200, target_kind: str | None = None) -> ControlPlan:
+    """Check every input of ``control`` against the loaded ``pipe`` and resolve its settings; no sampling.
+
+    Example:
+        >>> plan = plan_control(pipe, traj, prompt="a red disk", channels=channels, steps=25)   # doctest: +SKIP
+        >>> plan.size, plan.settings.target_kind                                               # doctest: +SKIP
+        ((8, 32, 32), 'drag')
+
+    Raises:
+        ControlError, ChannelsError, TrajectoryError, SamplerError: one line each, before any model work.
+    """
+    if not isinstance(prompt, str):
+        raise ControlError(f"prompt must be a string, got {type(prompt).__name__}")
+    run = plan_settings(pipeline_record(pipe), steps=steps, seed=seed, gain=gain, guidance_scale=guidance_scale,
+                        guidance=guidance, target_kind=target_kind)
+    check_sample(pipe, prompt, steps=steps, seed=seed, guidance_scale=run.guidance_scale)
+    f, h, w = default_video_size(pipe)
+    if init_latents is not None:
+        f = (int(check_init_latents(init_latents, pipe).shape[1]) - 1) * temporal_scale(pipe) + 1  # its video frames
+    size = (h // vae_scale(pipe), w // vae_scale(pipe))
+    if channels is not None:
+        check_channels(pipe, channels, run.guidance.site)
+    if target is not None and (target.num_frames != latent_frames(pipe, f) or tuple(target.size) != size):
+        raise ControlError(f"the target is for {target.num_frames} frames on a {tuple(target.size)} latent grid; "
+                           f"this run makes {f} frames on {size}")
+    if trajectory is not None:
+        if not isinstance(trajectory, Trajectory):
+            raise ControlError(f"trajectory must be a Trajectory (moft.load_trajectory), got {type(trajectory).__name__}")
+        if reference is None:
+            check_trajectory_frames(trajectory, f)
+        trajectory.masks(*size)  # every region must cover a cell of the latent grid
+    if reference is not None:
+        reference = np.asarray(reference)
+        if reference.ndim != 4 or len(reference) < f or reference.shape[-1] != 3:
+            raise ControlError(f"the reference video has shape {reference.shape}; the run needs (F >= {f}, H, W, 3)"
+                               " (read any clip with moft.read_video(path, num_frames=F, size=(H, W)))")
+        reference = reference[:f]
+    if run.guidance.iterates and target is None and reference is None and (trajectory is None or channels is None):
+        raise ControlError("a target from a trajectory needs the trajectory and motion channels")
+    if run.guidance.needs_source and trajectory is None:
+        g = run.guidance
+        raise ControlError(f"keep={g.keep!r} / start={g.start!r} need a trajectory (the region that moves)")
+    return ControlPlan(prompt, run, steps, seed, gain, reference_timestep, (f, h, w), size, trajectory, channels,
+                       reference, target, init_latents, keep_source)
+
+
+def make_target(pipe, plan: ControlPlan, progress=None) -> tuple[Target | None, SampleResult | None,
+                                                                 np.ndarray | None, Keep | None]:
+    """The plan's target (``moft.method.control_target.build_target``), with the unguided source sample
+    and drag proxy a drag target or a keep lever is made from, and the keep levers' ``Keep``
+    (``moft.method.keep``, None when they are off): ``(target, source or None, proxy or None, keep)``.
+    Without iterating guidance (``iterations=0``, ``method="cut-drag"``) there is no target."""
+    phase = _phases(progress)
+    g = plan.guidance
+    source = proxy = keep = None
+    if plan.needs_source:
+        log = LatentLog() if g.needs_source else None  # the source's latents after every step, for the keep levers
+        source = sample(pipe, plan.prompt, seed=plan.seed, steps=plan.steps, guidance_scale=plan.settings.guidance_scale,
+                        num_frames=plan.size[0], latents=plan.init_latents, progress=phase("source"), callback=log)
+        proxy = drag_video(source.frames, plan.trajectory)  # (F, H, W, 3) what a drag target inverts
+        if log is not None:
+            masks = torch.from_numpy(swept_masks(plan.trajectory, plan.size[1:], plan.latent_size))  # (R, h, w)
+            keep = keep_plan(pipe, g, steps=plan.steps, masks=masks, log=log.started(source.initial_latents),
+                             proxy_frames=proxy)
+    if not plan.guided or plan.target is not None:
+        return plan.target if plan.guided else None, source, proxy, keep
+    target = build_target(pipe, plan.trajectory, plan.channels, kind=plan.settings.target_kind, steps=plan.steps,
+                          guidance=g, video_size=plan.size, reference=plan.reference,
+                          source=source.frames if source is not None else None, proxy=proxy, gain=plan.gain,
+                          timestep=plan.reference_timestep, progress=phase("invert"))
+    return target, source, proxy, keep
+
+
+def _phases(progress):
+    """``phase(name)``: a ``progress(done, total)`` that reports ``progress(done, total, name)``."""
+    return (lambda name: (lambda done, total: progress(done, total, name))) if progress else (lambda name: None)
+
+
+def run_control(pipe, plan: ControlPlan, progress=None) -> ControlResult:
+    """Build the plan's target (``make_target``) and make the guided video.
+
+    Example:
+        >>> res = run_control(pipe, plan_control(pipe, traj, prompt="a red disk", channels=channels))  # doctest: +SKIP
+    """
+    target, source, proxy, keep = make_target(pipe, plan, progress)
+    g, f = plan.guidance, plan.size[0]
+    out = sample(pipe, plan.prompt, seed=plan.seed, steps=plan.steps, guidance_scale=plan.settings.guidance_scale,
+                 num_frames=f, latents=source.initial_latents if source is not None else plan.init_latents,
+                 target=target if plan.guided else None, guidance=g if plan.guided else None,
+                 keep_source=plan.keep_source and source is None, progress=_phases(progress)("guide"), keep=keep)
+    if plan.keep_source and source is not None:
+        out.source_frames = source.frames  # the drag target's unguided video: the same noise, already made
+    report = {
+        "prompt": plan.prompt, "seed": plan.seed, "steps": plan.steps, "guidance_scale": plan.settings.guidance_scale,
+        "frames": f, "height": plan.size[1], "width": plan.size[2],
+        # the loss weight in force (a null weight in the settings means 6 for one region, 8 for several)
+        "guidance": dict(config_dict(g), weight=g.resolved_weight(len(target.masks)) if target is not None else g.weight),
+        "gain": plan.gain,
+        "target": {k: v for k, v in target.meta.items() if k != "trajectory"} if target is not None else None,
+        "channels_digest": plan.channels.digest() if plan.channels is not None else None,
+        "losses": out.losses, "counts": out.counts, "seconds": out.seconds,
+        **placement(pipe),  # device, dtype, offload, torch
+    }
+    return ControlResult(out.frames, out.source_frames, target, out, report, proxy)
+
+
 def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | None = None,
             reference: np.ndarray | None = None, target: Target | None = None, seed: int = 0, steps: int = 25,
             guidance_scale: float | None = None, guidance: GuidanceConfig | None = None,
             init_latents: torch.Tensor | None = None, keep_source: bool = False, gain: float = 1.0,
             reference_timestep: int = 200, target_kind: str | None = None, progress=None) -> ControlResult:
-    """Steer a generation's motion.
+    """Steer a generation's motion: ``run_control(pipe, plan_control(pipe, ...))``.
 
     Args:
         pipe: a diffusers text-to-video pipeline.
@@ -213,82 +350,12 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
             the drag proxy) and ``"guide"`` (the guided sampling).
 
     Raises:
-        ControlError: a setting that cannot work (``check_settings``), init latents of another shape
-            or not finite; ``ChannelsError``: channels of another width or with bad indices. Both
-            before any model work.
+        ControlError: a setting that cannot work, init latents of another model or not finite, a
+            trajectory of another frame count; ``ChannelsError``: channels of another model or with
+            bad indices. All before any model work (``plan_control``).
     """
-    from .extract import site_channels
-    from ..models.latents import vae_scale
-    from ..models.loading import pipeline_defaults
-    from ..models.pipeline import latent_frames, latent_time_grid, pipeline_site, temporal_scale
-
-    g, guidance_scale, target_kind, _ = run_settings(pipeline_defaults(pipe), guidance=guidance,
-                                                     guidance_scale=guidance_scale, target_kind=target_kind)
-    check_settings(steps=steps, seed=seed, guidance_scale=guidance_scale, gain=gain, guidance=g)
-    if target_kind not in TARGET_KINDS:
-        raise ControlError(f"target_kind must be one of {', '.join(TARGET_KINDS)}, got {target_kind!r}")
-    f, h, w = default_video_size(pipe)
-    if init_latents is not None:
-        f = (int(check_init_latents(init_latents, pipe).shape[1]) - 1) * temporal_scale(pipe) + 1  # video frames of those latent frames
-    if channels is not None:
-        site = g.site or pipeline_site(pipe)
-        channels.check(site_channels(pipe, site), site)
-    size = (h // vae_scale(pipe), w // vae_scale(pipe))
-    if target is not None and (target.num_frames != f or tuple(target.size) != size):
-        raise ControlError(f"the target is for {target.num_frames} frames on a {tuple(target.size)} latent grid; "
-                           f"this run makes {f} frames on {size}")
-    if g.needs_source and trajectory is None:
-        raise ControlError(f"keep={g.keep!r} / start={g.start!r} need a trajectory (the region that moves)")
-    phase = (lambda name: (lambda done, total: progress(done, total, name))) if progress else (lambda name: None)
-    guided = g.iterates  # check_settings made sure the guided steps meet the schedule
-    source = proxy = log = None  # the unguided video of the same noise and its drag proxy, when needed
-    if g.needs_source:  # the keep levers start from or keep the source's latents (moft.method.keep)
-        log = LatentLog()
-        source = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=f,
-                        latents=init_latents, progress=phase("source"), callback=log)
-        init_latents = log.started(source.initial_latents).initial
-        proxy = drag_video(source.frames, trajectory)
-    read = {"mode": g.target_mode,  # how a reference or drag proxy becomes a target: inverted or noised, at which t
-            "timesteps": guided_timesteps(pipe, steps, g) if g.target_timesteps == "guided" else None}
-    if target is None and guided:
-        if reference is not None:
-            reference = np.asarray(reference)
-            if reference.ndim != 4 or len(reference) < f:
-                raise ControlError(f"the reference video has shape {reference.shape}; the run needs (F >= {f}, H, W, 3)"
-                                   " (read any clip with moft.read_video(path, num_frames=F, size=(H, W)))")
-            masks = torch.from_numpy(trajectory.masks(*size)) if trajectory is not None else None
-            target = reference_target(pipe, reference[:f], channels=channels, masks=masks, num_steps=steps,
-                                      timestep=reference_timestep, site=g.site, progress=phase("invert"), **read)
-            if target.num_frames != latent_frames(pipe, f):
-                raise ControlError(f"reference video has {target.num_frames} latent frames, the model makes "
-                                   f"{latent_frames(pipe, f)}")
-        elif trajectory is None or channels is None:
-            raise ControlError("a target from a trajectory needs the trajectory and motion channels")
-        elif target_kind == "drag":
-            if source is None:
-                source = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=f,
-                                latents=init_latents, progress=phase("source"))
-                init_latents = source.initial_latents
-                proxy = drag_video(source.frames, trajectory)  # (F, H, W, 3) what the target inverts
-            target = drag_target(pipe, source.frames, trajectory, channels=channels, num_steps=steps,
-                                 timestep=reference_timestep, site=g.site, progress=phase("invert"), proxy=proxy,
-                                 **read)
-        else:
-            target = synthesize_target(trajectory, channels, latent_size=size, num_frames=f, gain=gain,
-                                       time_grid=latent_time_grid(pipe, f))
-    plan = keep_plan(pipe, g, steps=steps, masks=torch.from_numpy(swept_masks(trajectory, (h, w), size)), log=log,
-                     proxy_frames=proxy) if log is not None else None
-    out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=guidance_scale, num_frames=f,
-                 latents=init_latents, target=target if guided else None, guidance=g if guided else None,
-                 keep_source=keep_source and source is None, progress=phase("guide"), keep=plan)
-    if keep_source and source is not None:
-        out.source_frames = source.frames  # the drag target's unguided video: the same noise, already made
-    report = {
-        "prompt": prompt, "seed": seed, "steps": steps, "guidance_scale": guidance_scale,
-        "frames": f, "height": h, "width": w, "guidance": config_dict(g),
-        "weight": g.resolved_weight(len(target.masks)) if target is not None else None, "gain": gain,
-        "target": {k: v for k, v in target.meta.items() if k != "trajectory"} if target is not None else None,
-        "channels_digest": channels.digest() if channels is not None else None,
-        "losses": out.losses, "counts": out.counts, "seconds": out.seconds,
-    }
-    return ControlResult(out.frames, out.source_frames, target, out, report, proxy)
+    plan = plan_control(pipe, trajectory, prompt=prompt, channels=channels, reference=reference, target=target,
+                        seed=seed, steps=steps, guidance_scale=guidance_scale, guidance=guidance,
+                        init_latents=init_latents, keep_source=keep_source, gain=gain,
+                        reference_timestep=reference_timestep, target_kind=target_kind)
+    return run_control(pipe, plan, progress)

@@ -34,7 +34,9 @@ from ..method.features import moft as moft_of
 from ..method.inversion import reference_features
 from ..method.sampler import sample
 from ..models.adapters import call_denoiser
+from ..models.device import execution_device
 from ..models.latents import decode_latents, probe_conditioning
+from ..models.loading import placement
 from ..models.pipeline import (  # noqa: F401  (nearest_step re-exported)
     default_guidance_scale, default_video_size, denoiser, latent_channels, latent_frames, nearest_step, pipeline_site,
     vae_scale)
@@ -71,7 +73,7 @@ def site_channels(pipe, site: str | None = None) -> int:
     net = denoiser(pipe)
     f, h, w = default_video_size(pipe)
     side = min(8, h // vae_scale(pipe))
-    z = torch.zeros(1, latent_frames(pipe, f), latent_channels(pipe), side, side, device=net.device, dtype=net.dtype)
+    z = torch.zeros(1, latent_frames(pipe, f), latent_channels(pipe), side, side, device=execution_device(pipe))
     with capture(net, site, stop=True) as cap:
         call_denoiser(net, z, 500, probe_conditioning(pipe, z))
     return int(cap.output.shape[2])
@@ -118,7 +120,8 @@ def extract(pipe, *, prompt: str | None = None, video: np.ndarray | None = None,
         meta = {"video_frames": int(video.shape[0]), "inversion_step": index}
     idx = channels.indices if channels is not None else None
     size = (frames.shape[1] // vae_scale(pipe), frames.shape[2] // vae_scale(pipe))
-    m = moft_of(feats.float(), idx, size)[0]
+    feats = feats.float()  # saved in float32 whatever the denoiser's dtype
+    m = moft_of(feats, idx, size)[0]
     meta.update({"site": site, "timestep": t, "steps": steps, "feature_shape": list(feats.shape[1:]),
-                 "channels": idx.tolist() if idx is not None else None})
+                 "channels": idx.tolist() if idx is not None else None, **placement(pipe)})
     return Extraction(feats[0].float(), m, idx, frames, meta)

@@ -44,6 +44,7 @@ from ..method.features import cosine_map, region_mean, remove_content_correlatio
 from ..method.inversion import noised_features
 from ..models.adapters import architecture_of, default_site
 from ..models.latents import encode_prompt, encode_video
+from ..models.loading import placement
 from ..models.pipeline import CHANNELS_FILE, DEFAULTS_FILE, default_video_size, denoiser, resolve_model
 
 FRACTIONS = (0.01, 0.04, 0.10)
@@ -408,7 +409,7 @@ def locate(
         "model": model_name, "architecture": architecture_of(net).name,
         "clips": {"per_direction": plan.clips_per_direction, "kinds": list(plan.kinds), "total": len(clips),
                   "frames": f, "height": h, "width": w, "seed": seed},
-        "folds": plan.folds, "crop": crop, "forwards": len(clips) * len(plan.timesteps),
+        "folds": plan.folds, "crop": crop, "forwards": len(clips) * len(plan.timesteps), **placement(pipe),
         "seconds": {"forwards": round(forward_seconds, 1), "classifiers": round(classifier_seconds, 1)},
         "sample": "frame 0's feature averaged over the clip's motion region, on the latent grid",
         "correspondence": f"share of clips whose frame-0 MOFT at a known point is most similar (cosine, all channels) "

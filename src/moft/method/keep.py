@@ -10,7 +10,7 @@ Example:
     tensor([[1., 0.],
             [0., 0.]])
 
-Levers, each a ``GuidanceConfig`` field (``moft.method.sampler``), all off by default:
+Levers, each a ``GuidanceConfig`` field (``moft.method.settings``, which checks them), all off by default:
 
 - ``keep="latents"``: after every denoising step up to ``keep_until`` the latents outside the region
   the trajectory sweeps are replaced by the source's latents after the same step (Blended Latent
@@ -39,10 +39,6 @@ import torch
 from ..models.latents import encode_video
 from ..models.pipeline import sampling_scheduler
 from .inversion import noise_latents
-
-KEEPS = ("off", "latents")
-STARTS = ("noise", "source", "proxy")
-METHODS = ("gradient", "cut-drag")
 
 
 def blend(z: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

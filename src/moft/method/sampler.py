@@ -22,169 +22,44 @@ Per denoising step ``i`` (official code, ``AnimationMotionPipeline.__call__``):
 Before the first guided step the source branch equals the guided one, so it is only run from
 then on (and to the end with ``keep_source=True``), with its own copy of the scheduler.
 
+The loop is short, in k-diffusion's manner: per step, ``z = guide(net, z, t, i, sched)`` (``Guide``:
+steps 1 and 2, None without a target), then ``z = sched.step(den(net, z, t), t, z)`` with ``den`` a
+``CFGDenoiser`` (the conditioning: CFG today; an image-to-video pipeline's image conditioning is a
+subclass of it, see its docstring), then the callbacks. All of ``sample``'s arguments are checked
+first (``check_sample``: ``SamplerError``, one line, before any model work).
+
 Step 2 is ``guidance_step(net, z, t, i, state)``: one function of the latents and a small
-``GuidanceState`` (target, settings, conditioning, the loss log). ``sample(..., callback=f)`` calls
-``f(info)`` after every step with ``info = {"i", "t", "total", "latents", "losses"}`` (the step's
-new loss records), as k-diffusion's ``callback``.
+``GuidanceState`` (target, settings, the denoiser wrapper, the loss log). ``sample(..., callback=f)``
+calls ``f(info)`` after every step with ``info = {"i", "t", "total", "latents", "losses"}`` (the
+step's new loss records), as k-diffusion's ``callback``. ``sample(..., keep=k)`` (``moft.method.keep``)
+skips the steps before ``k.first``, starts there from ``k.start`` and sets ``z = k(i, z)`` after each
+step (the kept background, the region's clock); without it the loop is unchanged.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import time
 from contextlib import ExitStack, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from einops import rearrange
 
 from ..models.adapters import architecture_of, call_denoiser
+from ..models.device import execution_device
 from .capture import capture
 from .features import moft, region_mean
 from ..models.latents import decode_latents, initial_noise, text_conditioning
-from ..models.pipeline import (default_guidance_scale, default_video_size, denoiser, denoiser_at, denoisers, pipeline_site,
-                       sampling_scheduler)
-from .keep import KEEPS, METHODS, STARTS
+from ..models.pipeline import (FramesError, check_frames, default_guidance_scale, default_video_size, denoiser,
+                                denoiser_at, denoisers, latent_channels, latent_frames, max_steps, pipeline_site,
+                                sampling_scheduler, temporal_scale, vae_scale)
+from .settings import (DISTANCES, MAX_SEED, MAX_STEPS, OPTIMIZERS, GuidanceConfig,  # noqa: F401  (re-exported)
+                       SamplerError, check_integer, check_number, config_dict)
 from .shared_kv import SharedKV
 
 
-class SamplerError(ValueError):
-    """Sampling or guidance settings that cannot run (one-line message)."""
-
-
-@dataclass
-class GuidanceConfig:
-    """Settings of MOFT guidance (defaults: the official code).
-
-    Attributes:
-        steps: ``(start, end)`` guided step indices, end exclusive (official ``[3, 12]`` of 25).
-        iterations: gradient iterations per guided step (official 2).
-        step_size: ``eta`` in ``z <- z - eta * grad`` (official 0.5).
-        weight: loss weight; None picks 6 for one region, 8 for several (official demos).
-        loss: ``"region_mse"`` (official: MSE of region-mean curves) or ``"per_position"``
-            (paper Eq. 3: mean over region positions of the L2 distance).
-        shared_kv: share spatial self-attention K/V from the unguided branch (official: on); only
-            where the architecture has spatial self-attention (U-Nets; not DiTs' full 3-D attention).
-        grad_mask: ``"all"`` (zero the gradient outside the regions on every frame, official),
-            ``"first:N"`` (only on the first N frames, as the paper's text), or ``"off"``.
-        early_exit: stop the loss forward after the captured block.
-        checkpointing: enable the denoiser's gradient checkpointing during guidance.
-        autocast: ``None``, ``"bfloat16"`` or ``"float16"`` for the loss forward.
-        site: capture site (default: the architecture's ``up_blocks.1``).
-        loss_batch: ``"cond"`` (the loss forward runs on the conditional prompt only) or ``"cfg"``
-            (on the whole CFG batch, as the official code does; for benchmarks).
-        optimizer: how a gradient becomes a latent update: ``"sgd"`` (``z <- z - eta * grad``,
-            official), ``"normalized"`` (``z <- z - eta * grad / |grad|``: a step of length
-            ``eta`` whatever the loss scale) or ``"adam"`` (Adam with ``lr = eta``, betas
-            (0.9, 0.999), its moments restarted at every guided step; SMM, DiTFlow, FastVMT).
-        step_size_end: the step size at the last guided step, ``step_size`` at the first and
-            linear in between (a schedule over the guided steps); None keeps it constant.
-        distance: ``"l2"`` (paper Eq. 3, official) or ``"cosine"`` (``1 - cos`` between the
-            generated and the target MOFT, per position or between region-mean curves; DiTFlow's
-            MOFT port): insensitive to the feature's scale.
-        grad_every: a full gradient every ``grad_every``-th iteration; the iterations between
-            reuse the last one (FastVMT recomputes every third); 1 = every iteration.
-        target_mode: how a drag or reference target is read from its video (``control``,
-            ``moft evaluate``): ``"inversion"`` (DDIM inversion, the paper) or ``"noise"`` (the
-            video forward-noised to the timestep, one denoiser forward; FastVMT, FlowMotion).
-        target_timesteps: ``"fixed"`` (one target at t = 200, the official step 5 of 25) or
-            ``"guided"`` (one target at each guided step's timestep, compared at that step).
-        keep: ``"off"`` or ``"latents"`` (outside the swept region, the latents are the unguided
-            source's after every step before ``keep_until``; ``moft.method.keep``).
-        keep_until: the step index where the background is released (None: kept to the end).
-        start: ``"noise"`` (step 0), ``"source"`` (the source's latents at the first guided step)
-            or ``"proxy"`` (the drag proxy noised to the first guided step; Time-to-Move).
-        release: with ``start="proxy"``, the region follows the noised proxy until this step
-            index (the "dual clock"); None: only the start.
-        method: ``"gradient"`` (MOFT guidance) or ``"cut-drag"`` (the proxy start alone, no
-            gradient iterations; needs ``start="proxy"``).
-    """
-
-    steps: tuple[int, int] = (3, 12)
-    iterations: int = 2
-    step_size: float = 0.5
-    weight: float | None = None
-    loss: str = "region_mse"
-    shared_kv: bool = True
-    grad_mask: str = "all"
-    early_exit: bool = True
-    checkpointing: bool = False
-    autocast: str | None = None
-    site: str | None = None
-    loss_batch: str = "cond"
-    optimizer: str = "sgd"
-    step_size_end: float | None = None
-    distance: str = "l2"
-    grad_every: int = 1
-    target_mode: str = "inversion"
-    target_timesteps: str = "fixed"
-    keep: str = "off"
-    keep_until: int | None = None
-    start: str = "noise"
-    release: int | None = None
-    method: str = "gradient"
-
-    def __post_init__(self):
-        for name, allowed in (("optimizer", OPTIMIZERS), ("distance", DISTANCES),
-                              ("target_mode", ("inversion", "noise")), ("target_timesteps", ("fixed", "guided")),
-                              ("keep", KEEPS), ("start", STARTS), ("method", METHODS)):
-            if getattr(self, name) not in allowed:
-                raise SamplerError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if isinstance(self.grad_every, bool) or not isinstance(self.grad_every, int) or self.grad_every < 1:
-            raise SamplerError(f"grad_every must be a whole number >= 1, got {self.grad_every!r}")
-        for name in ("keep_until", "release"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise SamplerError(f"{name} must be a whole number >= 0 or None, got {value!r}")
-        if (self.method == "cut-drag" or self.release is not None) and self.start != "proxy":
-            raise SamplerError(f"method 'cut-drag' and release need start 'proxy', got start {self.start!r}")
-        if self.step_size_end is not None and not (math.isfinite(self.step_size_end) and self.step_size_end > 0):
-            raise SamplerError(f"step_size_end must be a finite number > 0, got {self.step_size_end!r}")
-        if self.loss_batch not in ("cond", "cfg"):
-            raise SamplerError(f"loss_batch must be 'cond' or 'cfg', got {self.loss_batch!r}")
-        if self.loss not in ("region_mse", "per_position"):
-            raise SamplerError(f"loss must be 'region_mse' or 'per_position', got {self.loss!r}")
-        if not (self.grad_mask in ("all", "off") or (self.grad_mask.startswith("first:")
-                                                    and self.grad_mask[6:].isdigit())):
-            raise SamplerError(f"grad_mask must be 'all', 'off' or 'first:N', got {self.grad_mask!r}")
-        if self.autocast not in (None, "bfloat16", "float16"):
-            raise SamplerError(f"autocast must be None, 'bfloat16' or 'float16', got {self.autocast!r}")
-        if len(self.steps) != 2 or self.iterations < 0 or self.steps[0] > self.steps[1]:
-            raise SamplerError(f"bad guidance schedule steps={self.steps} iterations={self.iterations}")
-
-    def resolved_weight(self, regions: int) -> float:
-        return self.weight if self.weight is not None else (6.0 if regions == 1 else 8.0)
-
-    def step_size_at(self, i: int) -> float:
-        """The step size at denoising step ``i``: ``step_size`` at the first guided step, linear to
-        ``step_size_end`` at the last (``steps[1] - 1``).
-
-        Example:
-            >>> g = GuidanceConfig(steps=(3, 12), step_size=2.0, step_size_end=0.5)
-            >>> [g.step_size_at(i) for i in (3, 7, 11)]
-            [2.0, 1.25, 0.5]
-        """
-        start, end = self.steps
-        if self.step_size_end is None or end - 1 <= start:
-            return self.step_size
-        frac = (i - start) / (end - 1 - start)
-        return self.step_size + frac * (self.step_size_end - self.step_size)
-
-    @property
-    def iterates(self) -> bool:
-        """Whether guidance runs gradient iterations (not ``method="cut-drag"``, ``iterations > 0``)."""
-        return self.method == "gradient" and self.iterations > 0
-
-    @property
-    def needs_source(self) -> bool:
-        """Whether a ``keep`` lever needs the unguided source's latents (``moft.method.keep``)."""
-        return self.keep != "off" or self.start != "noise"
-
-
-OPTIMIZERS = ("sgd", "normalized", "adam")
-DISTANCES = ("l2", "cosine")
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 
 
@@ -316,6 +191,8 @@ class GuidanceState:
         kv: the ``SharedKV`` in use, or None.
         losses: one record per iteration (appended by ``guidance_step``).
         counts: ``forwards`` and ``backwards`` of the denoiser.
+        denoiser: the ``CFGDenoiser`` whose conditional pass the loss differentiates (default: one
+            over ``cond``/``uncond``); it shares ``counts``.
     """
 
     target: object
@@ -328,6 +205,12 @@ class GuidanceState:
     kv: SharedKV | None = None
     losses: list = field(default_factory=list)
     counts: dict = field(default_factory=lambda: {"forwards": 0, "backwards": 0})
+    denoiser: "CFGDenoiser | None" = None
+
+    def __post_init__(self):
+        if self.denoiser is None:
+            self.denoiser = CFGDenoiser(self.cond, self.uncond, 1.0, self.counts)
+        self.counts = self.denoiser.counts
 
 
 def _timestep(t) -> int | float:
@@ -336,29 +219,58 @@ def _timestep(t) -> int | float:
     return int(t) if t.is_integer() else t
 
 
-def predict(net, z: torch.Tensor, t, cond: dict, uncond: dict | None, scale: float, counts: dict,
-            watch=None) -> torch.Tensor:
-    """The classifier-free-guided model output ``(B, F, C, h, w)``, as the stock pipeline computes it.
+class CFGDenoiser:
+    """The model output under classifier-free guidance, as the stock pipeline computes it: a denoiser
+    wrapper in k-diffusion's manner (``CFGDenoiser``), called ``den(net, z, t)``.
+
+    Example:
+        >>> den = CFGDenoiser(*text_conditioning(pipe, "a red disk", "", 4.0), scale=4.0)   # doctest: +SKIP
+        >>> out = den(pipe.unet, z, t)                      # (B, F, C, h, w) model output  # doctest: +SKIP
 
     ``uncond`` None: one conditional pass. Otherwise ``out_u + scale * (out_c - out_u)`` from one
     ``[uncond, cond]`` batch, or from two passes where the table says so (Wan). ``watch`` (e.g. a
-    ``capture``) is entered around the pass that carries the conditional branch only.
+    ``capture``) is entered around the pass that carries the conditional branch only. ``counts``
+    counts denoiser forwards (a CFG pair counts 2).
+
+    The conditioning lives here, not in the loop: an image-to-video pipeline's image conditioning
+    is a subclass that overrides ``forward`` (e.g. to concatenate the image latents to ``z`` or
+    pass them as extra inputs); guidance's loss forward (``conditional``) goes through the same
+    ``forward``, so it sees the same conditioning.
     """
-    watch = watch if watch is not None else nullcontext()
-    if uncond is None:
-        counts["forwards"] += 1
-        with watch:
-            return call_denoiser(net, z, t, cond)
-    counts["forwards"] += 2
-    if architecture_of(net).cfg == "two_passes":
-        with watch:
-            out_c = call_denoiser(net, z, t, cond)
-        out_u = call_denoiser(net, z, t, uncond)
-    else:
-        both = {k: torch.cat([uncond[k], cond[k]]) for k in cond}
-        with watch:
-            out_u, out_c = call_denoiser(net, torch.cat([z, z]), t, both).chunk(2)
-    return out_u + scale * (out_c - out_u)
+
+    def __init__(self, cond: dict, uncond: dict | None, scale: float, counts: dict | None = None):
+        self.cond, self.uncond, self.scale = cond, uncond, scale
+        self.counts = counts if counts is not None else {"forwards": 0, "backwards": 0}
+
+    def forward(self, net, z: torch.Tensor, t, cond: dict) -> torch.Tensor:
+        """One denoiser pass on ``z`` ``(B, F, C, h, w)`` under ``cond`` (the place for extra conditioning)."""
+        return call_denoiser(net, z, t, cond)
+
+    def conditional(self, net, z: torch.Tensor, t, both: bool = False) -> torch.Tensor:
+        """The pass guidance differentiates: the conditional branch, or the whole ``[uncond, cond]``
+        batch with ``both`` (the official code's loss forward)."""
+        if both and self.uncond is not None:
+            self.counts["forwards"] += 2
+            return self.forward(net, torch.cat([z, z]), t, {k: torch.cat([self.uncond[k], self.cond[k]]) for k in self.cond})
+        self.counts["forwards"] += 1
+        return self.forward(net, z, t, self.cond)
+
+    def __call__(self, net, z: torch.Tensor, t, watch=None) -> torch.Tensor:
+        watch = watch if watch is not None else nullcontext()
+        if self.uncond is None:
+            self.counts["forwards"] += 1
+            with watch:
+                return self.forward(net, z, t, self.cond)
+        self.counts["forwards"] += 2
+        if architecture_of(net).cfg == "two_passes":
+            with watch:
+                out_c = self.forward(net, z, t, self.cond)
+            out_u = self.forward(net, z, t, self.uncond)
+        else:
+            both = {k: torch.cat([self.uncond[k], self.cond[k]]) for k in self.cond}
+            with watch:
+                out_u, out_c = self.forward(net, torch.cat([z, z]), t, both).chunk(2)
+        return out_u + self.scale * (out_c - out_u)
 
 
 def guidance_step(net, z: torch.Tensor, t, i: int, state: GuidanceState) -> torch.Tensor:
@@ -392,12 +304,7 @@ def guidance_step(net, z: torch.Tensor, t, i: int, state: GuidanceState) -> torc
             amp = torch.autocast(z.device.type, dtype=dtype) if dtype is not None else nullcontext()
             with torch.enable_grad():
                 with amp, capture(net, state.site, detach=False, stop=g.early_exit, select="cond" if full else None) as cap:
-                    if full:
-                        call_denoiser(net, torch.cat([z, z]), t,
-                                      {k: torch.cat([state.uncond[k], state.cond[k]]) for k in state.cond})
-                    else:
-                        call_denoiser(net, z, t, state.cond)
-                state.counts["forwards"] += 2 if full else 1
+                    state.denoiser.conditional(net, z, t, both=full)
                 feat = moft(cap.output.float(), target.channels, target.size, content_removal=target.content_removal)
                 loss, per_region = guidance_loss(feat, target, g.loss, g.distance)
                 (grad,) = torch.autograd.grad(state.weight * loss, z)
@@ -422,6 +329,142 @@ def guided_timesteps(pipe, steps: int, config: GuidanceConfig) -> list:
     sched = sampling_scheduler(pipe)
     sched.set_timesteps(steps)
     return [_timestep(t) for t in sched.timesteps[config.steps[0]:config.steps[1]]]
+
+
+def check_latents(pipe, latents, num_frames: int | None = None, height: int | None = None, width: int | None = None,
+                  error: type = SamplerError) -> torch.Tensor:
+    """Raise ``error`` (one line) unless ``latents`` is finite ``(1, F, C, h, w)`` noise for ``pipe``: its
+    latent channels, the grid of ``height`` x ``width`` (default: the model's), ``num_frames`` video
+    frames if given, else any count its VAE takes.
+
+    Example:
+        >>> from moft.models.tiny import build_tiny_animatediff
+        >>> check_latents(build_tiny_animatediff(), torch.zeros(1, 8, 4, 8, 8))
+        Traceback (most recent call last):
+        moft.method.settings.SamplerError: init latents have shape (1, 8, 4, 8, 8); this model needs (B, F, C, h, w) = (1, 8, 4, 16, 16)
+    """
+    if not isinstance(latents, torch.Tensor):
+        raise error(f"init latents must be a tensor, got {type(latents).__name__}")
+    f, h, w = default_video_size(pipe)
+    h, w, s = height or h, width or w, vae_scale(pipe)
+    frames = latents.shape[1] if latents.ndim == 5 and latents.shape[1] > 0 else latent_frames(pipe, f)
+    want = (1, int(frames), latent_channels(pipe), h // s, w // s)  # (B, F, C, h, w)
+    if num_frames is not None:
+        want = (1, latent_frames(pipe, num_frames), *want[2:])
+    if tuple(latents.shape) != want:
+        raise error(f"init latents have shape {tuple(latents.shape)}; this model needs (B, F, C, h, w) = {want}")
+    video = (int(frames) - 1) * temporal_scale(pipe) + 1
+    try:
+        check_frames(pipe, video)
+    except FramesError as exc:
+        raise error(f"init latents have {frames} latent frames ({video} video frames), but {exc}; are they "
+                    f"another model's?") from None
+    if not torch.isfinite(latents).all():
+        raise error("init latents contain NaN or inf")
+    return latents
+
+
+def check_sample(pipe, prompt, *, negative_prompt="", num_frames=None, height=None, width=None, steps=25,
+                 guidance_scale=None, seed=0, latents=None, target=None, guidance=None) -> tuple[int, int, int]:
+    """Raise ``SamplerError`` (one line) on ``sample``'s arguments that cannot run, before any model work;
+    return the video size ``(F, H, W)``.
+
+    Example:
+        >>> from moft.models.tiny import build_tiny_animatediff
+        >>> check_sample(build_tiny_animatediff(), "a red disk", steps=1001)
+        Traceback (most recent call last):
+        moft.method.settings.SamplerError: steps must be <= 1000 for this model's DDIMScheduler, got 1001
+    """
+    for name, text in (("prompt", prompt), ("negative_prompt", negative_prompt)):
+        if not isinstance(text, str):
+            raise SamplerError(f"{name} must be a string, got {type(text).__name__}")
+    check_integer("steps", steps, 1, MAX_STEPS, error=SamplerError)
+    most = max_steps(pipe)
+    if most is not None and steps > most:
+        raise SamplerError(f"steps must be <= {most} for this model's {type(sampling_scheduler(pipe)).__name__}, "
+                           f"got {steps}")
+    check_integer("seed", seed, 0, MAX_SEED, error=SamplerError)
+    if guidance_scale is not None:
+        check_number("guidance_scale", guidance_scale, lo=0.0, error=SamplerError)
+    if guidance is not None and not isinstance(guidance, GuidanceConfig):
+        raise SamplerError(f"guidance must be a GuidanceConfig, got {type(guidance).__name__}")
+    f0, h0, w0 = default_video_size(pipe)
+    size = {"num_frames": num_frames or f0, "height": height or h0, "width": width or w0}
+    for name, value in size.items():
+        check_integer(name, value, 1, error=SamplerError)
+    s = vae_scale(pipe)
+    if size["height"] % s or size["width"] % s:
+        raise SamplerError(f"height and width must be multiples of {s} (the VAE's scale), got {size['height']}x{size['width']}")
+    try:
+        check_frames(pipe, size["num_frames"])
+    except FramesError as exc:
+        raise SamplerError(str(exc)) from None
+    if latents is not None:
+        check_latents(pipe, latents, height=size["height"], width=size["width"])
+    if target is not None:
+        if not all(hasattr(target, k) for k in ("masks", "curves", "at")):
+            raise SamplerError(f"target must be a Target, got {type(target).__name__}")
+        frames = latents.shape[1] if latents is not None else latent_frames(pipe, size["num_frames"])
+        grid = (size["height"] // s, size["width"] // s) if latents is None else tuple(latents.shape[-2:])
+        if target.num_frames != frames:
+            raise SamplerError(f"target has {target.num_frames} frames, the video {frames} latent frames")
+        if target.size != grid:
+            raise SamplerError(f"target grid {target.size} differs from the latent grid {grid}")
+    return size["num_frames"], size["height"], size["width"]
+
+
+class Guide:
+    """The step hook of a guided sample: before each model step, the unguided source branch (from the
+    first guided step on; shared K/V records there) and the latent optimisation (``guidance_step``).
+
+    Example:
+        >>> guide = Guide(state, guided={3, 4}, keep_source=False)     # doctest: +SKIP
+        >>> z = guide(pipe.unet, z, t, i, sched)                      # before the model step  # doctest: +SKIP
+    """
+
+    def __init__(self, state: GuidanceState, guided: set, keep_source: bool):
+        self.state, self.guided, self.keep_source = state, guided, keep_source
+        self.use_source = bool(guided) and (state.kv is not None or keep_source)
+        self.z_src = self.sched_src = None
+
+    def __call__(self, net, z: torch.Tensor, t, i: int, sched) -> torch.Tensor:
+        state, kv = self.state, self.state.kv
+        if self.use_source and self.z_src is None and i == min(self.guided):
+            self.z_src, self.sched_src = z.clone(), copy.deepcopy(sched)  # the branches part here, each with its solver
+        if self.z_src is not None and (i in self.guided or self.keep_source):
+            if kv is not None:
+                kv.mode = "record" if i in self.guided else "off"
+            with torch.no_grad():
+                out_src = state.denoiser(net, self.z_src, t)
+            if kv is not None:
+                kv.mode = "off"
+            self.z_src = self.sched_src.step(out_src, t, self.z_src).prev_sample
+        if i in self.guided:
+            z = guidance_step(net, z, t, i, state)
+            if not torch.isfinite(z).all():
+                raise GuidanceDiverged(f"guidance diverged at step {i} (t = {_timestep(t)}): the latents are no "
+                                       f"longer finite; lower step_size (now {state.config.step_size:g})")
+        return z
+
+
+def _prepare(stack: ExitStack, pipe, target, g: GuidanceConfig, den: CFGDenoiser, z: torch.Tensor,
+             keep_source: bool) -> Guide | None:
+    """The ``Guide`` of a guided sample, its shared K/V and gradient checkpointing entered on ``stack``
+    (left exactly as found on exit), or None without guidance."""
+    guided = set(range(*g.steps)) if target is not None and g.iterates else set()
+    if not guided:
+        return None
+    net = denoiser(pipe)
+    state = GuidanceState(target, g, den.cond, den.uncond, g.site or pipeline_site(pipe),
+                          g.resolved_weight(len(target.masks)), gradient_mask(target, z.shape, g.grad_mask),
+                          counts=den.counts, denoiser=den)
+    if g.shared_kv and architecture_of(net).spatial_self_attention is not None:
+        state.kv = stack.enter_context(SharedKV(net))
+    for each in denoisers(pipe) if g.checkpointing else []:
+        if not getattr(each, "is_gradient_checkpointing", False):
+            each.enable_gradient_checkpointing()
+            stack.callback(each.disable_gradient_checkpointing)
+    return Guide(state, guided, keep_source)
 
 
 def sample(
@@ -468,90 +511,58 @@ def sample(
         progress: optional callable ``progress(i, total)``.
         callback: optional callable ``callback(info)`` after every step (see the module docstring).
         keep: a ``moft.method.keep.Keep`` (``keep_plan``): begin at its step ``first`` from its
-            latents, and pass the latents through it after every step; None: today's loop.
+            latents, and pass the latents through it after every step; None: the plain loop.
+
+    Raises:
+        SamplerError: an argument that cannot run (``check_sample``), before any model work.
+        GuidanceDiverged: guidance left non-finite latents.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise SamplerError(f"steps must be a whole number >= 1, got {steps!r}")
-    if guidance_scale is not None and not math.isfinite(guidance_scale):
-        raise SamplerError(f"guidance_scale must be finite, got {guidance_scale!r}")
+    num_frames, height, width = check_sample(pipe, prompt, negative_prompt=negative_prompt, num_frames=num_frames,
+                                             height=height, width=width, steps=steps, guidance_scale=guidance_scale,
+                                             seed=seed, latents=latents, target=target, guidance=guidance)
     net = denoiser(pipe)
-    sched = sampling_scheduler(pipe)
-    g = guidance or GuidanceConfig()
-    f0, h0, w0 = default_video_size(pipe)
-    num_frames, height, width = num_frames or f0, height or h0, width or w0
     if latents is None:
         latents = initial_noise(pipe, num_frames=num_frames, height=height, width=width, seed=seed)
-    z = latents.to(net.device, net.dtype)
-    if target is not None and target.num_frames != z.shape[1]:
-        raise SamplerError(f"target has {target.num_frames} frames, the video {z.shape[1]} latent frames")
-    if target is not None and target.size != tuple(z.shape[-2:]):
-        raise SamplerError(f"target grid {target.size} differs from the latent grid {tuple(z.shape[-2:])}")
-    guidance_scale = default_guidance_scale(pipe) if guidance_scale is None else guidance_scale
-    cond, uncond = text_conditioning(pipe, prompt, negative_prompt, guidance_scale)
+    z = latents.to(execution_device(pipe), torch.float32)  # (1, F, C, h, w): float32 whatever the denoiser's dtype
+    scale = default_guidance_scale(pipe) if guidance_scale is None else guidance_scale
+    den = CFGDenoiser(*text_conditioning(pipe, prompt, negative_prompt, scale), scale)
+    sched = sampling_scheduler(pipe)
     sched.set_timesteps(steps)
-    guided = set(range(*g.steps)) if target is not None and g.iterates else set()
-    share = bool(guided) and g.shared_kv and architecture_of(net).spatial_self_attention is not None
-    state = GuidanceState(target, g, cond, uncond, g.site or pipeline_site(pipe),
-                          g.resolved_weight(len(target.masks)) if target is not None else 0.0,
-                          gradient_mask(target, z.shape, g.grad_mask) if target is not None else None)
-    counts = state.counts
-    use_source = bool(guided) and (share or keep_source)
     result = SampleResult(frames=None, latents=None, initial_latents=latents.detach().clone())
-    z_src = sched_src = None
     t_start = time.perf_counter()
     with ExitStack() as stack:
-        state.kv = kv = stack.enter_context(SharedKV(net)) if share else None
-        for each in denoisers(pipe) if guided and g.checkpointing else []:
-            if not getattr(each, "is_gradient_checkpointing", False):
-                each.enable_gradient_checkpointing()
-                stack.callback(each.disable_gradient_checkpointing)
+        guide = _prepare(stack, pipe, target, guidance or GuidanceConfig(), den, z, keep_source)
+        losses = guide.state.losses if guide is not None else []
         for i, t in enumerate(sched.timesteps):
-            logged = len(state.losses)
+            logged = len(losses)
             if keep is not None and i < keep.first:
                 continue  # the source already made these steps (moft.method.keep)
             if keep is not None and i == keep.first:
                 z = keep.start.to(z)
             net = denoiser_at(pipe, t)  # one network, or Wan 2.2's expert for this noise level
-            if use_source and z_src is None and i == min(guided):
-                z_src, sched_src = z.clone(), copy.deepcopy(sched)  # the branches part here, each with its solver
-            if z_src is not None and (i in guided or keep_source):
-                if kv is not None:
-                    kv.mode = "record" if i in guided else "off"
-                with torch.no_grad():
-                    out_src = predict(net, z_src, t, cond, uncond, guidance_scale, counts)
-                if kv is not None:
-                    kv.mode = "off"
-                z_src = sched_src.step(out_src, t, z_src).prev_sample
-            if i in guided:
-                z = guidance_step(net, z, t, i, state)
-                if not torch.isfinite(z).all():
-                    raise GuidanceDiverged(f"guidance diverged at step {i} (t = {_timestep(t)}): the latents are no "
-                                           f"longer finite; lower step_size (now {g.step_size:g})")
+            if guide is not None:
+                z = guide(net, z, t, i, sched)
             with torch.no_grad():
-                if i == capture_at:  # the conditional branch's features ([uncond, cond] batch: its second half)
-                    batched = uncond is not None and architecture_of(net).cfg == "batch"
-                    cap = capture(net, capture_site, detach=True, select="cond" if batched else None)
-                    out = predict(net, z, t, cond, uncond, guidance_scale, counts, watch=cap)
-                    result.features = dict(cap.features)
-                else:
-                    out = predict(net, z, t, cond, uncond, guidance_scale, counts)
-                z = sched.step(out, t, z).prev_sample
-                z = keep(i, z) if keep is not None else z
+                watch = _watch(net, den, capture_site) if i == capture_at else None
+                z = sched.step(den(net, z, t, watch=watch), t, z).prev_sample
+                z = keep(i, z) if keep is not None else z  # the region's clock, the kept background
+            if watch is not None:
+                result.features = dict(watch.features)
             if progress is not None:
                 progress(i + 1, len(sched.timesteps))
             if callback is not None:
-                callback({"i": i, "t": t, "total": len(sched.timesteps), "latents": z,
-                          "losses": state.losses[logged:]})
+                callback({"i": i, "t": t, "total": len(sched.timesteps), "latents": z, "losses": losses[logged:]})
     result.seconds = time.perf_counter() - t_start
-    result.latents = z.detach()
-    result.losses = state.losses
+    result.latents, result.losses = z.detach(), losses
     result.frames = decode_latents(pipe, z)[0]
     if keep_source:
+        z_src = guide.z_src if guide is not None else None
         result.source_frames = decode_latents(pipe, z_src)[0] if z_src is not None else result.frames.copy()
-    result.counts.update(counts)
+    result.counts.update(den.counts)
     return result
 
 
-def config_dict(g: GuidanceConfig) -> dict:
-    """JSON-ready settings."""
-    return asdict(g)
+def _watch(net, den: CFGDenoiser, site: str | None):
+    """A capture of the conditional branch's features (of an ``[uncond, cond]`` batch: its second half)."""
+    batched = den.uncond is not None and architecture_of(net).cfg == "batch"
+    return capture(net, site, detach=True, select="cond" if batched else None)

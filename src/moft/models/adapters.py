@@ -259,12 +259,18 @@ def call_denoiser(
         cond: ``encoder_hidden_states`` ``(B, L, D)``; for SVD also ``added_time_ids`` ``(B, 3)``
             and ``image_latents`` ``(B, F, C, H, W)``.
 
+    The latents and conditioning are cast to the denoiser's dtype on the way in (a bfloat16 denoiser with
+    float32 latents: ``--dtype bfloat16``) and the output is cast back to the latents' dtype.
+
     Returns:
-        ``(B, F, C, H, W)`` model output (epsilon, v or x0 per the scheduler's prediction type).
+        ``(B, F, C, H, W)`` model output (epsilon, v or x0 per the scheduler's prediction type), in the
+        latents' dtype.
     """
     arch = architecture_of(model)
     b, f = latents.shape[:2]
-    x = latents
+    dtype = getattr(model, "dtype", latents.dtype)  # the denoiser's (--dtype); latents stay float32
+    cond = {k: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in cond.items()}
+    x = latents.to(dtype)
     if arch.concat_image_latents:
         x = torch.cat([x, cond["image_latents"]], dim=2)  # (B, F, 2C, H, W)
     ehs = cond["encoder_hidden_states"]  # (B, L, D)
@@ -279,4 +285,4 @@ def call_denoiser(
         timestep = timestep.expand(b)  # (B,) as the stock pipelines pass it
     kwargs[arch.sample_arg] = to_model_layout(arch, x)
     out = model(timestep=timestep, encoder_hidden_states=ehs, return_dict=False, **kwargs)[0]
-    return from_model_layout(arch, out)
+    return from_model_layout(arch, out).to(latents.dtype)  # read back in the latents' precision

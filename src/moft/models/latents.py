@@ -18,6 +18,7 @@ import torch
 from einops import rearrange
 
 from .adapters import architecture_of
+from .device import execution_device
 from .pipeline import check_frames, denoiser, latent_channels, latent_frames, vae_scale, video_vae
 from ..io.video import resize_video, to_uint8
 
@@ -33,7 +34,7 @@ def encode_prompt(pipe, prompt: str | list[str], device: torch.device | str | No
     Stable-Diffusion-style ones (CLIP) are tokenised to the tokenizer's ``model_max_length``.
     """
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    device = device or pipe.text_encoder.device
+    device = device or execution_device(pipe)  # the accelerator, also when the text encoder is offloaded
     if "max_sequence_length" in inspect.signature(pipe.encode_prompt).parameters:
         length = inspect.signature(pipe.__call__).parameters["max_sequence_length"].default
         with torch.no_grad():
@@ -89,7 +90,7 @@ def encode_video(pipe, frames: np.ndarray, height: int | None = None, width: int
         z = rearrange(z, "b c f h w -> b f c h w")
     else:
         z = torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in x.split(16)])[None]  # (1, F, C, h, w)
-    return _normalise(pipe, z)
+    return _normalise(pipe, z).float()
 
 
 def decode_latents(pipe, latents: torch.Tensor, chunk: int = 16) -> np.ndarray:
@@ -129,10 +130,11 @@ def initial_noise(pipe, *, num_frames: int, height: int, width: int, seed: int, 
     layout = architecture_of(net).sample_layout
     sizes = {"b": batch, "c": latent_channels(pipe), "f": latent_frames(pipe, num_frames), "h": height // s,
              "w": width // s}
-    gen = torch.Generator("cpu").manual_seed(seed)
-    z = randn_tensor(tuple(sizes[a] for a in layout.split()), generator=gen, device=net.device, dtype=net.dtype)
+    gen = torch.Generator("cpu").manual_seed(seed)  # drawn on the CPU in float32, then moved: one noise per seed
+    z = randn_tensor(tuple(sizes[a] for a in layout.split()), generator=gen, device=torch.device("cpu"),
+                     dtype=torch.float32)
     z = z * getattr(pipe.scheduler, "init_noise_sigma", 1.0)
-    return rearrange(z, f"{layout} -> b f c h w")
+    return rearrange(z, f"{layout} -> b f c h w").to(execution_device(pipe))
 
 
 def probe_conditioning(pipe, latents: torch.Tensor) -> dict:
@@ -140,8 +142,8 @@ def probe_conditioning(pipe, latents: torch.Tensor) -> dict:
     net = denoiser(pipe)
     if architecture_of(net).concat_image_latents:
         b = latents.shape[0]
-        return {"encoder_hidden_states": torch.zeros(b, 1, net.config.cross_attention_dim, dtype=net.dtype),
-                "added_time_ids": torch.zeros(b, 3, dtype=net.dtype), "image_latents": torch.zeros_like(latents)}
+        return {"encoder_hidden_states": torch.zeros(b, 1, net.config.cross_attention_dim, device=latents.device),
+                "added_time_ids": torch.zeros(b, 3, device=latents.device), "image_latents": torch.zeros_like(latents)}
     return {"encoder_hidden_states": encode_prompt(pipe, [""] * latents.shape[0])}
 
 

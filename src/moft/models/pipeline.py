@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .adapters import architecture_of
+from .adapters import architecture_of, default_site
+from .record import ModelRecord, RecordError  # noqa: F401  (RecordError re-exported)
 
 SHIPPED_DIR = Path(__file__).parent / "shipped"
 DEFAULT_MODEL = "moft-tiny"
@@ -48,7 +48,7 @@ class ModelError(ValueError):
 def resolve_model(model: str | os.PathLike | None) -> str:
     """Turn a user's ``--model`` into something ``from_pretrained`` can load (a folder or hub id).
 
-    ``None`` is the default shipped model (moft-tiny); the name of any folder in ``moft/shipped``
+    ``None`` is the default shipped model (moft-tiny); the name of any folder in ``moft/models/shipped``
     (``moft-tiny-wan``) is that shipped model.
     """
     name = DEFAULT_MODEL if model is None else str(model)
@@ -76,30 +76,61 @@ def denoiser(pipe) -> torch.nn.Module:
     return net
 
 
+def model_record(model: str | os.PathLike | None = None) -> ModelRecord:
+    """The ``moft.json`` record of a model by name or folder, read before the model loads (checks
+    that need nothing but the folder: frame counts, defaults). A hub id has none: the empty record.
+
+    Example:
+        >>> model_record().guidance_scale, model_record("moft-tiny-wan").frames
+        (4.0, 9)
+
+    Raises:
+        ModelError: no such model folder (``resolve_model``); ``RecordError``: a malformed ``moft.json``.
+    """
+    source = Path(resolve_model(model))
+    return ModelRecord.read(source / DEFAULTS_FILE) if source.is_dir() else ModelRecord()
+
+
+def pipeline_record(pipe) -> ModelRecord:
+    """The record of the folder a pipeline was loaded from (``load_pipeline`` attached it as
+    ``pipe.moft_record``); read once from ``config._name_or_path`` for a pipeline loaded another way;
+    the empty record for hub ids and pipelines built in code.
+
+    Example:
+        >>> from moft.models.loading import load_pipeline
+        >>> pipeline_record(load_pipeline()).guidance_scale       # the shipped model's moft.json
+        4.0
+    """
+    config = getattr(pipe, "config", None) or {}
+    origin = config.get("_name_or_path") if hasattr(config, "get") else None
+    folder = Path(origin) if origin and Path(origin).is_dir() else None
+    record = getattr(pipe, "moft_record", None)
+    if isinstance(record, ModelRecord) and (folder is None or record.source == str(folder / DEFAULTS_FILE)):
+        return record
+    if folder is None:
+        return ModelRecord()
+    record = ModelRecord.read(folder / DEFAULTS_FILE)
+    pipe.moft_record = record  # read once per pipeline (and again only if it is re-registered to another folder)
+    return record
+
+
 def model_defaults(model: str | os.PathLike | None = None) -> dict:
-    """Per-model defaults from ``moft.json`` in a model folder (prompt, CFG scale, guidance settings)."""
+    """``model_record(model).to_dict()`` ({} when there is no such model), for callers that want a plain dict."""
     try:
-        path = Path(resolve_model(model)) / DEFAULTS_FILE
+        return model_record(model).to_dict()
     except ModelError:
         return {}
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def pipeline_defaults(pipe) -> dict:
-    """``model_defaults`` of the folder a pipeline was loaded from ({} for hub ids and pipelines built in code).
+    """``pipeline_record(pipe).to_dict()`` ({} for hub ids and pipelines built in code).
 
     Example:
         >>> from moft.models.loading import load_pipeline
         >>> pipeline_defaults(load_pipeline())["guidance_scale"]     # the shipped model's moft.json
         4.0
     """
-    config = getattr(pipe, "config", None) or {}
-    origin = config.get("_name_or_path")
-    if not origin or not Path(origin).is_dir():
-        return {}
-    return model_defaults(origin)
-
-
+    return {} if getattr(pipe, "config", None) is None else pipeline_record(pipe).to_dict()
 
 
 def default_guidance_scale(pipe) -> float:
@@ -110,7 +141,9 @@ def default_guidance_scale(pipe) -> float:
         >>> default_guidance_scale(load_pipeline())           # moft-tiny's moft.json
         4.0
     """
-    return float(pipeline_defaults(pipe).get("guidance_scale", OFFICIAL_CFG))
+    scale = pipeline_record(pipe).guidance_scale
+    return float(OFFICIAL_CFG if scale is None else scale)
+
 
 def pipeline_site(pipe) -> str:
     """The capture site of a pipeline: its folder's ``moft.json`` ``"site"`` (``moft locate
@@ -121,9 +154,8 @@ def pipeline_site(pipe) -> str:
         >>> pipeline_site(load_pipeline())
         'up_blocks.1'
     """
-    from .adapters import default_site  # noqa: PLC0415 - adapters imports nothing of moft; kept local for clarity
+    return pipeline_record(pipe).site or default_site(denoiser(pipe))
 
-    return pipeline_defaults(pipe).get("site") or default_site(denoiser(pipe))
 
 def ddim_scheduler(pipe):
     """The pipeline's scheduler if it is DDIM, else a DDIM scheduler with the same noise schedule.
@@ -131,7 +163,7 @@ def ddim_scheduler(pipe):
     moft samples U-Nets with DDIM, the paper's sampler, whatever scheduler the pipeline ships with
     (``sampling_scheduler``); DiTs keep their own (``adapters.ARCHITECTURES[...].sampler``).
     """
-    from diffusers import DDIMScheduler
+    from diffusers import DDIMScheduler  # heavy optional package: imported when first needed
 
     if isinstance(pipe.scheduler, DDIMScheduler):
         return pipe.scheduler
@@ -244,9 +276,9 @@ def default_video_size(pipe) -> tuple[int, int, int]:
     ones and 16 otherwise; CogVideoX: ``sample_frames``/``sample_height``/``sample_width``); the
     stock pipeline's own defaults (Wan: 81 x 480 x 832).
     """
-    defaults = pipeline_defaults(pipe)
-    if all(k in defaults for k in ("frames", "height", "width")):
-        return int(defaults["frames"]), int(defaults["height"]), int(defaults["width"])
+    record = pipeline_record(pipe)
+    if None not in (record.frames, record.height, record.width):
+        return record.frames, record.height, record.width
     config, s = denoiser(pipe).config, vae_scale(pipe)
     if getattr(config, "sample_height", None):  # CogVideoX: latent sizes, frames in pixels
         return int(config.sample_frames), int(config.sample_height) * s, int(config.sample_width) * s
@@ -287,6 +319,19 @@ def sampling_scheduler(pipe):
     if architecture_of(denoiser(pipe)).sampler == "ddim":
         return copy.deepcopy(ddim_scheduler(pipe))
     return copy.deepcopy(pipe.scheduler)
+
+
+def max_steps(pipe) -> int | None:
+    """The most sampling steps moft's scheduler for ``pipe`` takes: a DDPM-family schedule has
+    ``num_train_timesteps`` (1000) distinct timesteps; a flow schedule has no bound (None).
+
+    Example:
+        >>> from moft.models.tiny import build_tiny_animatediff
+        >>> max_steps(build_tiny_animatediff())
+        1000
+    """
+    sched = sampling_scheduler(pipe)
+    return None if is_flow(sched) else int(sched.config.num_train_timesteps)
 
 
 def is_flow(scheduler) -> bool:

@@ -5,8 +5,9 @@ Example:
     >>> type(build_tiny_animatediff().unet).__name__, type(build_tiny_wan().transformer).__name__
     ('UNetMotionModel', 'WanTransformer3DModel')
 
-``moft-tiny`` (an ``AnimateDiffPipeline``) and ``moft-tiny-wan`` (a ``WanPipeline``) are trained by
-``scripts/train_shipped_model.py`` from these builders on ``moft.synthetic`` clips.
+``moft-tiny`` (an ``AnimateDiffPipeline``), ``moft-tiny-wan`` (a ``WanPipeline``) and ``moft-tiny-wan-i2v`` (a
+``WanImageToVideoPipeline``) are trained by ``scripts/train_shipped_model.py`` from these builders on
+``moft.synthetic`` clips.
 """
 
 from __future__ import annotations
@@ -133,3 +134,28 @@ def build_tiny_wan(seed: int = 0, transformer: dict | None = None, vae: dict | N
             transformer=WanTransformer3DModel(**{**TINY_WAN_TRANSFORMER, **(transformer or {})}),
             scheduler=FlowMatchEulerDiscreteScheduler(**TINY_FLOW_SCHEDULER),
         )
+
+
+def build_tiny_wan_i2v(seed: int = 0, transformer: dict | None = None, vae: dict | None = None):
+    """A randomly initialised ``WanImageToVideoPipeline`` with Wan 2.2 TI2V conditioning (moft-tiny-wan-i2v).
+
+    The components are ``build_tiny_wan``'s (same configs and, for one seed, the same weights), with
+    ``expand_timesteps=True`` and no image encoder: the image's clean VAE latent is latent frame 0, whose tokens
+    the transformer sees at timestep 0 (the pipeline's per-token timesteps assume the tiny transformer's
+    spatial patch of 2).
+
+    Example:
+        >>> pipe = build_tiny_wan_i2v(seed=0)
+        >>> type(pipe).__name__, pipe.config.expand_timesteps, pipe.image_encoder
+        ('WanImageToVideoPipeline', True, None)
+
+    Args:
+        seed: seed of the random weights.
+        transformer: overrides of ``TINY_WAN_TRANSFORMER``.
+        vae: overrides of ``TINY_WAN_VAE``.
+    """
+    from diffusers import WanImageToVideoPipeline
+
+    wan = build_tiny_wan(seed=seed, transformer=transformer, vae=vae)
+    return WanImageToVideoPipeline(tokenizer=wan.tokenizer, text_encoder=wan.text_encoder, vae=wan.vae,
+                                   transformer=wan.transformer, scheduler=wan.scheduler, expand_timesteps=True)

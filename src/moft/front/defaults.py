@@ -1,0 +1,70 @@
+"""The control settings a model runs with when the command line gives none (``moft info --model M``).
+
+Example:
+    >>> from moft.models.pipeline import model_record
+    >>> print("\\n".join(control_defaults_lines(model_record())))             # moft-tiny's moft.json
+    control defaults (any `moft control` option overrides them):
+      target        drag (the unguided video's regions dragged along the path, inverted)
+      loss          per_position, distance cosine, weight 6 for one region / 8 for several
+      optimiser     adam, 4 iterations per guided step, step size 0.15
+      guided steps  3:12 of the 25 sampling steps (--steps)
+      CFG           4
+      prompt        'a red disk standing still'
+      shared K/V    off; gradient mask all
+      frames        8
+"""
+
+from __future__ import annotations
+
+from ..method.settings import resolve_settings
+from ..models.record import ModelRecord
+
+TARGETS = {"drag": "the unguided video's regions dragged along the path, inverted",
+           "curves": "region-mean curves synthesized from the channels' response (the paper's)"}
+
+
+def control_defaults_lines(record: ModelRecord, steps: int = 25) -> list[str]:
+    """Lines naming each control setting in force for a model folder's ``moft.json`` record, else the
+    official one.
+
+    Args:
+        record: ``moft.models.pipeline.model_record(model)`` (or ``pipeline_record(pipe)``).
+        steps: the sampling steps the guided-step range is read against (``moft control --steps``'s default).
+    """
+    run = resolve_settings(record)
+    g, cfg, kind, prompt = run.guidance, run.guidance_scale, run.target_kind, run.prompt
+    weight = f"weight {g.weight:g}" if g.weight is not None else "weight 6 for one region / 8 for several"
+    size = g.step_size if g.step_size_end is None else f"{g.step_size:g} -> {g.step_size_end:g}"
+    lines = [
+        "control defaults (any `moft control` option overrides them):",
+        f"  target        {kind}" + (f" ({TARGETS[kind]})" if kind in TARGETS else ""),
+        f"  loss          {g.loss}, distance {g.distance}, {weight}",
+        f"  optimiser     {g.optimizer}, {g.iterations} iterations per guided step, step size {size}",
+        f"  guided steps  {g.steps[0]}:{g.steps[1]} of the {steps} sampling steps (--steps)",
+        f"  CFG           {cfg:g}" if isinstance(cfg, (int, float)) else f"  CFG           {cfg}",
+        f"  prompt        {prompt!r}",
+        f"  shared K/V    {'on' if g.shared_kv else 'off'}; gradient mask {g.grad_mask}",
+    ]
+    if g.site:
+        lines.append(f"  site          {g.site}")
+    if record.frames:
+        lines.append(f"  frames        {record.frames}")
+    return lines
+
+
+MAX_LISTED_WORDS = 200  # a word-level vocabulary this small is listed in full; a real tokenizer's is not
+
+
+def vocabulary_line(tokenizer) -> str | None:
+    """``vocabulary  N words: ...`` for a small word-level tokenizer (the shipped models'), else None.
+
+    Example:
+        >>> from moft.models.tiny.tokenizer import build_tokenizer
+        >>> vocabulary_line(build_tokenizer(["red", "disk", "left"]))
+        'vocabulary    3 words: disk left red (any other word reads as <unk>)'
+    """
+    vocab = tokenizer.get_vocab() if tokenizer is not None and hasattr(tokenizer, "get_vocab") else {}
+    words = sorted(w for w in vocab if not (w.startswith("<") and w.endswith(">")))
+    if not words or len(vocab) > MAX_LISTED_WORDS:
+        return None
+    return f"vocabulary    {len(words)} words: {' '.join(words)} (any other word reads as <unk>)"

@@ -1,0 +1,213 @@
+"""One resolution of run settings, the control plan (every check before model work) and moft's own errors
+at the three front doors (CLI, Python API, ``moft evaluate``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import moft
+import moft.front.cli as cli
+from moft.front.cli import app
+from moft.front.control import ControlError, control, plan_control
+from moft.method.sampler import SamplerError, sample
+from moft.method.settings import OFFICIAL_CFG, GuidanceConfig, SettingsError, resolve_settings
+from moft.models.record import ModelRecord
+
+from conftest import FRAMES
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+EXAMPLES = Path(__file__).parents[1] / "examples"
+G = GuidanceConfig(steps=(1, 2), iterations=1)
+
+
+# ---------------------------------------------------------------------------
+# resolution: defaults -> model folder -> suite layers -> flags, each level over the one before
+# ---------------------------------------------------------------------------
+
+def test_each_level_wins_over_the_one_before():
+    record = ModelRecord.from_dict({"guidance_scale": 4.0, "target": "drag", "prompt": "p", "site": "mid_block",
+                                    "guidance": {"iterations": 4, "step_size": 0.15, "distance": "cosine"}})
+    plain = resolve_settings()
+    assert (plain.guidance, plain.guidance_scale, plain.target_kind, plain.prompt) == (
+        GuidanceConfig(), OFFICIAL_CFG, "curves", "")
+    folder = resolve_settings(record)
+    assert (folder.guidance.iterations, folder.guidance.step_size, folder.guidance.site) == (4, 0.15, "mid_block")
+    assert (folder.guidance_scale, folder.target_kind, folder.prompt) == (4.0, "drag", "p")
+    suite = resolve_settings(record, {"iterations": 3, "guidance_scale": 5.0})
+    assert (suite.guidance.iterations, suite.guidance.step_size, suite.guidance_scale) == (3, 0.15, 5.0)
+    row = resolve_settings(record, {"iterations": 3, "guidance_scale": 5.0}, {"iterations": 1, "target_kind": "curves"})
+    assert (row.guidance.iterations, row.guidance.distance, row.target_kind, row.guidance_scale) == (1, "cosine", "curves", 5.0)
+    flag = resolve_settings(record, {"iterations": 3}, {"iterations": 1}, {"iterations": 7, "site": "up_blocks.1"})
+    assert (flag.guidance.iterations, flag.guidance.site) == (7, "up_blocks.1")
+    whole = resolve_settings(record, {"guidance_scale": 2.0}, guidance=GuidanceConfig(iterations=9))
+    assert whole.guidance == GuidanceConfig(iterations=9) and whole.guidance_scale == 2.0
+
+
+def test_a_bad_guidance_entry_in_moft_json_names_the_file_and_a_close_key():
+    record = ModelRecord.from_dict({"guidance": {"stepsize": 0.1}}, source="m/moft.json")
+    with pytest.raises(SettingsError, match=r"m/moft.json: guidance: stepsize is not a guidance setting \(did you "
+                                            r"mean 'step_size'\?\)"):
+        resolve_settings(record)
+
+
+def test_the_cli_and_the_suite_schema_read_the_dataclass():
+    from moft.eval.evaluate import SETTING_KEYS
+    from moft.method.settings import GUIDANCE_FIELDS
+
+    assert set(GUIDANCE_FIELDS) <= SETTING_KEYS
+    assert "sgd (official)" in cli._guidance_help("optimizer") and "else sgd" in cli._guidance_help("optimizer")
+    assert cli._guidance_help("steps").endswith("else 3:12)")
+
+
+# ---------------------------------------------------------------------------
+# the Python API: moft's own one-line errors, before any sampling
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def no_sampling(monkeypatch):
+    """Fail the test if any denoiser step runs (the checks must come first)."""
+    import moft.method.sampler as sampler
+
+    monkeypatch.setattr(sampler, "initial_noise", lambda *a, **k: pytest.fail("sampled before the check"))
+
+
+@pytest.mark.parametrize("kwargs, text", [
+    ({"steps": 1001}, "steps must be <= 1000 for this model's DDIMScheduler"),
+    ({"steps": 100000}, "steps must be in 1..10000"),
+    ({"seed": -1}, "seed must be in"),
+    ({"latents": torch.zeros(1, FRAMES, 4, 8, 8)}, "init latents have shape"),
+    ({"latents": torch.zeros(FRAMES, 4, 16, 16)}, "init latents have shape"),
+    ({"num_frames": -1}, "num_frames must be >= 1"),
+    ({"height": 33}, "multiples of 2"),
+    ({"guidance": {"iterations": 2}}, "guidance must be a GuidanceConfig"),
+    ({"target": "left"}, "target must be a Target"),
+])
+def test_sample_refuses_bad_arguments_in_one_line(animatediff, no_sampling, kwargs, text):
+    with pytest.raises(SamplerError, match=text) as info:
+        sample(animatediff, "a red disk", **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_sample_refuses_a_prompt_that_is_not_a_string(animatediff, no_sampling):
+    with pytest.raises(SamplerError, match="prompt must be a string, got int"):
+        sample(animatediff, 3)
+
+
+def test_latents_of_the_other_shipped_model_are_refused_before_sampling(monkeypatch):
+    """moft-tiny's latents (8 latent frames) on moft-tiny-wan (whose VAE takes 4k+1 frames): refused before the
+    first step (they used to run 25 steps and fail in the VAE)."""
+    wan = moft.load_pipeline("moft-tiny-wan")
+    tiny = moft.load_pipeline("moft-tiny")
+    z = moft.initial_noise(tiny, num_frames=8, height=32, width=32, seed=0)  # (1, 8, C, 16, 16)
+    traj = moft.load_trajectory(EXAMPLES / "object_left.json", default_frames=9)
+    import moft.front.control as control_module
+
+    monkeypatch.setattr(control_module, "sample", lambda *a, **k: pytest.fail("sampled before the check"))
+    with pytest.raises(ControlError, match="another model's") as info:
+        control(wan, traj, prompt="a red disk", channels=moft.default_channels("moft-tiny-wan"), init_latents=z)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kwargs, error, text", [
+    ({"prompt": None}, ControlError, "prompt must be a string"),
+    ({"trajectory": {"regions": []}}, ControlError, "trajectory must be a Trajectory"),
+    ({"steps": 1001}, SamplerError, "steps must be <= 1000"),
+    ({"reference": np.zeros((3, 32, 32))}, ControlError, "the reference video has shape"),
+    ({"guidance": GuidanceConfig(steps=(30, 40))}, ControlError, "guided steps 30:40 run no step"),
+])
+def test_control_refuses_bad_arguments_before_any_model_work(animatediff, tiny_channels, monkeypatch, kwargs, error,
+                                                             text):
+    import moft.front.control as control_module
+
+    monkeypatch.setattr(control_module, "sample", lambda *a, **k: pytest.fail("sampled before the check"))
+    traj = moft.load_trajectory(EXAMPLES / "object_left.json", default_frames=FRAMES)
+    args = dict({"trajectory": traj, "prompt": "a red disk", "channels": tiny_channels, "steps": 4, "guidance": G},
+                **kwargs)
+    with pytest.raises(error, match=text) as info:
+        control(animatediff, args.pop("trajectory"), **args)
+    assert "\n" not in str(info.value)
+
+
+def test_a_trajectory_of_another_frame_count_is_refused_with_what_to_do(animatediff, tiny_channels):
+    traj = moft.load_trajectory(EXAMPLES / "object_left.json", default_frames=16)
+    with pytest.raises(ControlError, match="drop `frames` from the trajectory, or pick a 16-frame model"):
+        plan_control(animatediff, traj, prompt="x", channels=tiny_channels)
+
+
+def test_the_plan_resolves_the_same_settings_control_runs_with(animatediff, tiny_channels):
+    traj = moft.load_trajectory(EXAMPLES / "object_left.json", default_frames=FRAMES)
+    plan = plan_control(animatediff, traj, prompt="x", channels=tiny_channels, steps=3, guidance=G, guidance_scale=2.0)
+    res = control(animatediff, traj, prompt="x", channels=tiny_channels, steps=3, guidance=G, guidance_scale=2.0)
+    assert plan.settings.guidance_scale == res.report["guidance_scale"] == 2.0 and plan.size == (FRAMES, 32, 32)
+    assert plan.settings.target_kind == res.report["target"]["source"].replace("trajectory", "curves")
+
+
+# ---------------------------------------------------------------------------
+# the command line: one line, exit 2, nothing written, before the model loads where it can
+# ---------------------------------------------------------------------------
+
+def _run(tmp_path, monkeypatch, args, load_ok=False):
+    if not load_ok:
+        monkeypatch.setattr(cli, "_load", lambda model: pytest.fail("loaded the model before the check"))
+    before = set(tmp_path.rglob("*"))
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), res.output
+    assert set(tmp_path.rglob("*")) == before  # nothing written
+    return lines[0]
+
+
+def test_cli_a_16_frame_trajectory_on_the_8_frame_model_is_refused_before_loading(tmp_path, monkeypatch):
+    traj = tmp_path / "t16.json"
+    doc = json.loads((EXAMPLES / "object_left.json").read_text())
+    traj.write_text(json.dumps(dict(doc, frames=16)))
+    line = _run(tmp_path, monkeypatch, ["control", traj, "--out", tmp_path / "o.gif"])
+    assert "16 frames" in line and "drop `frames`" in line and "pick a 16-frame model" in line
+
+
+def test_cli_steps_out_of_range_is_refused_before_loading(tmp_path, monkeypatch):
+    line = _run(tmp_path, monkeypatch, ["control", EXAMPLES / "object_left.json", "--out", tmp_path / "o.gif",
+                                        "--steps", 100000])
+    assert "steps must be in 1..10000" in line
+
+
+def test_cli_a_missing_model_without_channels_says_no_such_model(tmp_path, monkeypatch):
+    for command in (["control", EXAMPLES / "object_left.json", "--out", tmp_path / "o.gif"],
+                    ["evaluate", Path(__file__).parents[1] / "benchmarks" / "smoke.json", "--out", tmp_path / "r.json"]):
+        line = _run(tmp_path, monkeypatch, command + ["--model", tmp_path / "nope"])
+        assert "no such model" in line and "fit-channels" not in line
+
+
+def test_cli_latents_of_the_other_shipped_model_are_refused_before_sampling(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    import moft.front.control as control_module
+
+    tiny = moft.load_pipeline("moft-tiny")
+    z = moft.initial_noise(tiny, num_frames=8, height=32, width=32, seed=0)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    save_file({"latents": z.contiguous()}, str(inputs / "tiny.latents.safetensors"))
+    monkeypatch.setattr(control_module, "sample", lambda *a, **k: pytest.fail("sampled before the check"))
+    line = _run(tmp_path, monkeypatch, ["control", EXAMPLES / "object_left.json", "--model", "moft-tiny-wan",
+                                        "--out", tmp_path / "o.gif", "--init-latents", inputs / "tiny.latents.safetensors"],
+                load_ok=True)
+    assert "tiny.latents.safetensors" in line and "another model's" in line
+
+
+def test_cli_evaluate_refuses_another_models_channel_file(tmp_path, monkeypatch):
+    """moft-tiny-wan's channels on moft-tiny: one line, exit 2, no report and no work folder (it used to run
+    with exit 0 and a wrong table, or end in an IndexError)."""
+    import moft.eval.evaluate as ev
+
+    monkeypatch.setattr(ev, "run_item", lambda *a, **k: pytest.fail("an item ran"))
+    other = Path(moft.__file__).parent / "models" / "shipped" / "moft-tiny-wan" / "motion_channels.safetensors"
+    line = _run(tmp_path, monkeypatch, ["evaluate", Path(__file__).parents[1] / "benchmarks" / "smoke.json",
+                                        "--out", tmp_path / "r.json", "--channels", other, "--threads", 1], load_ok=True)
+    assert "channel file was fitted on a wan model" in line
