@@ -40,8 +40,9 @@ from ..method.sampler import sample
 from ..method.targets import Target
 from ..models.adapters import architecture_of, call_denoiser, default_site
 from ..models.latents import latent_channels, probe_conditioning, unknown_words
-from ..models import loading
 from ..models.device import execution_device, resolve_device, resolve_dtype, resolve_offload
+from ..models import loading
+from ..models.loading import load_pipeline
 from ..models.pipeline import (DEFAULTS_FILE, default_video_size, denoiser, latent_frames, model_record,
                                pipeline_record, resolve_model, temporal_scale, vae_scale)
 from .control import (ControlError, check_channels, check_init_latents, check_settings, check_trajectory_frames,
@@ -113,7 +114,7 @@ def _where(device: str, dtype: str, offload: str) -> dict:
 
 def _load(model: str | None, where: dict | None = None):
     torch.set_grad_enabled(True)
-    return loading.load_pipeline(model, **(where or {}))  # through the module: one place to swap the loader
+    return load_pipeline(model, **(where or {}))  # the module-level name: tests swap moft.front.cli.load_pipeline
 
 
 def _channels(path: Optional[Path], model: str | None, required: bool):

@@ -27,6 +27,7 @@ from ..method.settings import (MAX_SEED, MAX_STEPS, GuidanceConfig, RunSettings,
                                check_number, config_dict, resolve_settings)
 from ..method.targets import Target
 from ..models.adapters import architecture_of
+from ..models.image import ImageInputError, fit_image, image_conditioning, image_input_of, image_pipelines
 from ..models.pipeline import (default_video_size, denoiser, latent_frames, model_record, pipeline_record,
                                pipeline_site, temporal_scale, vae_scale)
 from ..models.record import ModelRecord
@@ -133,6 +134,7 @@ class ControlPlan:
         latent_size: ``(h, w)`` of its latent grid.
         trajectory, channels, target, init_latents, keep_source: as given, checked.
         reference: the reference clip cut to ``frames``, or None.
+        image: ``(H, W, 3)`` uint8, the image an image-to-video model animates, fitted to the run's size.
     """
 
     prompt: str
@@ -149,6 +151,7 @@ class ControlPlan:
     target: Target | None = None
     init_latents: torch.Tensor | None = None
     keep_source: bool = False
+    image: np.ndarray | None = None
 
     @property
     def guidance(self) -> GuidanceConfig:
@@ -161,11 +164,16 @@ class ControlPlan:
         return self.settings.guidance.iterates
 
     @property
+    def drags(self) -> bool:
+        """Whether the target is a drag target: a source dragged along the trajectory and inverted."""
+        return self.guided and self.target is None and self.reference is None and self.settings.target_kind == "drag"
+
+    @property
     def needs_source(self) -> bool:
-        """Whether the run needs the unguided video of the same noise: a drag target is made from it, or a
-        keep lever starts from or keeps its latents (``moft.method.keep``)."""
-        drag = self.guided and self.target is None and self.reference is None and self.settings.target_kind == "drag"
-        return drag or self.guidance.needs_source
+        """Whether the run needs the unguided video of the same noise: a drag target is made from it (an
+        image-to-video run drags its image instead), or a keep lever starts from or keeps its latents
+        (``moft.method.keep``)."""
+        return (self.drags and self.image is None) or self.guidance.needs_source
 
 
 def plan_settings(record: ModelRecord | None, *, steps: int = 25, seed: int = 0, gain: float = 1.0,
@@ -213,7 +221,8 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
                  reference: np.ndarray | None = None, target: Target | None = None, seed: int = 0, steps: int = 25,
                  guidance_scale: float | None = None, guidance: GuidanceConfig | None = None,
                  init_latents: torch.Tensor | None = None, keep_source: bool = False, gain: float = 1.0,
-                 reference_timestep: int = 200, target_kind: str | None = None) -> ControlPlan:
+                 reference_timestep: int = 200, target_kind: str | None = None, image: np.ndarray | None = None,
+                 fit: str = "crop") -> ControlPlan:
     """Check every input of ``control`` against the loaded ``pipe`` and resolve its settings; no sampling.
 
     Example:
@@ -255,8 +264,25 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
     if run.guidance.needs_source and trajectory is None:
         g = run.guidance
         raise ControlError(f"keep={g.keep!r} / start={g.start!r} need a trajectory (the region that moves)")
+    image = check_image(pipe, image, h, w, fit)
     return ControlPlan(prompt, run, steps, seed, gain, reference_timestep, (f, h, w), size, trajectory, channels,
-                       reference, target, init_latents, keep_source)
+                       reference, target, init_latents, keep_source, image)
+
+
+def check_image(pipe, image: np.ndarray | None, height: int, width: int, fit: str = "crop") -> np.ndarray | None:
+    """The image an image-to-video model animates, fitted to ``height`` x ``width`` by the clip rule; a
+    one-line ``ControlError`` for an image on a text-to-video model or none on an image-to-video one."""
+    if image_input_of(pipe) is None:
+        if image is not None:
+            raise ControlError(f"this model ({type(pipe).__name__}) animates no image; image-to-video models: "
+                               + "; ".join(image_pipelines()), "image")
+        return None
+    if image is None:
+        raise ControlError(f"this model ({type(pipe).__name__}) animates an image: give one (--image IMG)", "image")
+    try:
+        return fit_image(image, height, width, fit)
+    except ImageInputError as exc:
+        raise ControlError(str(exc), "image") from None
 
 
 def make_target(pipe, plan: ControlPlan, progress=None) -> tuple[Target | None, SampleResult | None,
@@ -267,22 +293,28 @@ def make_target(pipe, plan: ControlPlan, progress=None) -> tuple[Target | None, 
     Without iterating guidance (``iterations=0``, ``method="cut-drag"``) there is no target."""
     phase = _phases(progress)
     g = plan.guidance
-    source = proxy = keep = None
+    source = proxy = frames = log = keep = None
     if plan.needs_source:
         log = LatentLog() if g.needs_source else None  # the source's latents after every step, for the keep levers
         source = sample(pipe, plan.prompt, seed=plan.seed, steps=plan.steps, guidance_scale=plan.settings.guidance_scale,
-                        num_frames=plan.size[0], latents=plan.init_latents, progress=phase("source"), callback=log)
-        proxy = drag_video(source.frames, plan.trajectory)  # (F, H, W, 3) what a drag target inverts
-        if log is not None:
-            masks = torch.from_numpy(swept_masks(plan.trajectory, plan.size[1:], plan.latent_size))  # (R, h, w)
-            keep = keep_plan(pipe, g, steps=plan.steps, masks=masks, log=log.started(source.initial_latents),
-                             proxy_frames=proxy)
+                        num_frames=plan.size[0], latents=plan.init_latents, progress=phase("source"), callback=log,
+                        image=plan.image)
+        frames = source.frames  # (F, H, W, 3) in [0, 1]
+    if plan.drags and plan.image is not None:  # the image itself, still: its regions are dragged
+        frames = np.repeat(plan.image[None].astype(np.float32) / 255.0, plan.size[0], axis=0)  # (F, H, W, 3)
+    if frames is not None:
+        proxy = drag_video(frames, plan.trajectory)  # (F, H, W, 3) what a drag target inverts
+    if log is not None:
+        masks = torch.from_numpy(swept_masks(plan.trajectory, plan.size[1:], plan.latent_size))  # (R, h, w)
+        keep = keep_plan(pipe, g, steps=plan.steps, masks=masks, log=log.started(source.initial_latents),
+                         proxy_frames=proxy)
     if not plan.guided or plan.target is not None:
         return plan.target if plan.guided else None, source, proxy, keep
+    pictured = image_conditioning(pipe, plan.image, num_frames=plan.size[0]) if plan.image is not None else None
     target = build_target(pipe, plan.trajectory, plan.channels, kind=plan.settings.target_kind, steps=plan.steps,
-                          guidance=g, video_size=plan.size, reference=plan.reference,
-                          source=source.frames if source is not None else None, proxy=proxy, gain=plan.gain,
-                          timestep=plan.reference_timestep, progress=phase("invert"))
+                          guidance=g, video_size=plan.size, reference=plan.reference, source=frames,
+                          proxy=proxy, gain=plan.gain, timestep=plan.reference_timestep, progress=phase("invert"),
+                          image_cond=pictured)
     return target, source, proxy, keep
 
 
@@ -302,7 +334,8 @@ def run_control(pipe, plan: ControlPlan, progress=None) -> ControlResult:
     out = sample(pipe, plan.prompt, seed=plan.seed, steps=plan.steps, guidance_scale=plan.settings.guidance_scale,
                  num_frames=f, latents=source.initial_latents if source is not None else plan.init_latents,
                  target=target if plan.guided else None, guidance=g if plan.guided else None,
-                 keep_source=plan.keep_source and source is None, progress=_phases(progress)("guide"), keep=keep)
+                 keep_source=plan.keep_source and source is None, progress=_phases(progress)("guide"),
+                 image=plan.image, keep=keep)
     if plan.keep_source and source is not None:
         out.source_frames = source.frames  # the drag target's unguided video: the same noise, already made
     report = {
@@ -313,6 +346,7 @@ def run_control(pipe, plan: ControlPlan, progress=None) -> ControlResult:
         "gain": plan.gain,
         "target": {k: v for k, v in target.meta.items() if k != "trajectory"} if target is not None else None,
         "channels_digest": plan.channels.digest() if plan.channels is not None else None,
+        "image": {"height": plan.image.shape[0], "width": plan.image.shape[1]} if plan.image is not None else None,
         "losses": out.losses, "counts": out.counts, "seconds": out.seconds,
         **placement(pipe),  # device, dtype, offload, torch
     }
@@ -323,7 +357,8 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
             reference: np.ndarray | None = None, target: Target | None = None, seed: int = 0, steps: int = 25,
             guidance_scale: float | None = None, guidance: GuidanceConfig | None = None,
             init_latents: torch.Tensor | None = None, keep_source: bool = False, gain: float = 1.0,
-            reference_timestep: int = 200, target_kind: str | None = None, progress=None) -> ControlResult:
+            reference_timestep: int = 200, target_kind: str | None = None, progress=None,
+            image: np.ndarray | None = None, fit: str = "crop") -> ControlResult:
     """Steer a generation's motion: ``run_control(pipe, plan_control(pipe, ...))``.
 
     Args:
@@ -345,6 +380,9 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
             pair it with ``GuidanceConfig(loss="per_position")``). Default: the model folder's
             ``moft.json`` ``"target"``, else ``"curves"``.
         reference_timestep: timestep of the reference's inverted MOFT (official: 200, step 5 of 25).
+        image: ``(H, W, 3)`` pixels of any size (``moft.read_image``) for an image-to-video model: the video
+            starts from it (fitted by ``fit``: ``crop``, ``resize`` or ``pad``); a drag target drags its regions,
+            so no unguided video is made first.
         progress: ``progress(done, total, phase)`` for every long phase, ``phase`` one of ``"source"``
             (the unguided video a drag target starts from), ``"invert"`` (inverting the reference or
             the drag proxy) and ``"guide"`` (the guided sampling).
@@ -357,5 +395,5 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
     plan = plan_control(pipe, trajectory, prompt=prompt, channels=channels, reference=reference, target=target,
                         seed=seed, steps=steps, guidance_scale=guidance_scale, guidance=guidance,
                         init_latents=init_latents, keep_source=keep_source, gain=gain,
-                        reference_timestep=reference_timestep, target_kind=target_kind)
+                        reference_timestep=reference_timestep, target_kind=target_kind, image=image, fit=fit)
     return run_control(pipe, plan, progress)

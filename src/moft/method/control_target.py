@@ -44,7 +44,7 @@ def restrict_target(target: Target, chosen: torch.Tensor) -> Target:
 def build_target(pipe, trajectory, channels: MotionChannels | None, *, kind: str, steps: int,
                  guidance: GuidanceConfig, video_size: tuple[int, int, int] | None = None, reference: np.ndarray | None = None, source: np.ndarray | None = None,
                  proxy: np.ndarray | None = None, gain: float = 1.0, timestep: int = 200, features: str = "moft",
-                 indices: torch.Tensor | None = None, progress=None) -> Target:
+                 indices: torch.Tensor | None = None, progress=None, image_cond: dict | None = None) -> Target:
     """The target of one request (see the module docstring).
 
     Args:
@@ -63,6 +63,7 @@ def build_target(pipe, trajectory, channels: MotionChannels | None, *, kind: str
         timestep: timestep of a fixed reference or drag target (official: 200).
         features / indices: ``moft`` over ``indices`` (default: ``channels.indices``), ``cr`` or ``vanilla``.
         progress: ``progress(done, total)`` of an inversion.
+        image_cond: an image-to-video model's image conditioning: videos are inverted from that image.
 
     Raises:
         TargetError: vanilla features without a reference; ``TrajectoryError``: a zoom in a curves target.
@@ -70,7 +71,7 @@ def build_target(pipe, trajectory, channels: MotionChannels | None, *, kind: str
     g = guidance
     f, h, w = video_size or default_video_size(pipe)
     s = vae_scale(pipe)
-    read = {"mode": g.target_mode, "timesteps": guided_timesteps(pipe, steps, g) if g.target_timesteps == "guided" else None}
+    read = {"image_cond": image_cond, "mode": g.target_mode, "timesteps": guided_timesteps(pipe, steps, g) if g.target_timesteps == "guided" else None}
     whole = features != "moft" or indices is not None  # built over all channels, then restricted for moft
     if reference is not None:
         masks = torch.from_numpy(trajectory.masks(h // s, w // s)) if trajectory is not None else None  # (R, h, w)

@@ -180,7 +180,8 @@ class ReferenceFeatures:
 @torch.no_grad()
 def reference_features(pipe, frames: np.ndarray, *, timestep: float = 200, num_steps: int = 25,
                        site: str | None = None, mode: str = "inversion", seed: int = 0,
-                       height: int | None = None, width: int | None = None, progress=None) -> ReferenceFeatures:
+                       height: int | None = None, width: int | None = None, progress=None,
+                       image_cond: dict | None = None) -> ReferenceFeatures:
     """A video's features at the schedule step nearest ``timestep``, on the empty prompt.
 
     Example:
@@ -195,16 +196,19 @@ def reference_features(pipe, frames: np.ndarray, *, timestep: float = 200, num_s
         mode: ``"inversion"`` (invert up to that step, as the paper) or ``"noise"`` (one forward
             of the video noised to it with ``seed``'s noise).
         progress: optional ``progress(done, total)`` during inversion.
+        image_cond: an image-to-video model's image conditioning (``moft.models.image.image_conditioning``):
+            the video is inverted as the model sees it, from that image.
     """
     return reference_features_many(pipe, frames, timesteps=[timestep], num_steps=num_steps, site=site, mode=mode,
-                                   seed=seed, height=height, width=width, progress=progress)[0]
+                                   seed=seed, height=height, width=width, progress=progress,
+                                   image_cond=image_cond)[0]
 
 
 @torch.no_grad()
 def reference_features_many(pipe, frames: np.ndarray, *, timesteps: list, num_steps: int = 25,
                             site: str | None = None, mode: str = "inversion", seed: int = 0,
                             height: int | None = None, width: int | None = None,
-                            progress=None) -> list[ReferenceFeatures]:
+                            progress=None, image_cond: dict | None = None) -> list[ReferenceFeatures]:
     """``reference_features`` at several timesteps: one inversion up to the highest, or one noised
     forward each (the same ``seed``'s noise at every timestep).
 
@@ -217,7 +221,7 @@ def reference_features_many(pipe, frames: np.ndarray, *, timesteps: list, num_st
         raise ValueError(f"reference mode must be one of {', '.join(REFERENCE_MODES)}, got {mode!r}")
     site = site or default_site(denoiser(pipe))
     z0 = encode_video(pipe, frames, height, width)
-    cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
+    cond = {"encoder_hidden_states": encode_prompt(pipe, ""), **(image_cond or {})}
     found = [nearest_step(pipe, num_steps, t, ascending=True) for t in timesteps]  # [(step, t)]
     if mode == "inversion":
         last = max(step for step, _ in found)

@@ -24,8 +24,8 @@ then on (and to the end with ``keep_source=True``), with its own copy of the sch
 
 The loop is short, in k-diffusion's manner: per step, ``z = guide(net, z, t, i, sched)`` (``Guide``:
 steps 1 and 2, None without a target), then ``z = sched.step(den(net, z, t), t, z)`` with ``den`` a
-``CFGDenoiser`` (the conditioning: CFG today; an image-to-video pipeline's image conditioning is a
-subclass of it, see its docstring), then the callbacks. All of ``sample``'s arguments are checked
+``CFGDenoiser`` (the conditioning: the prompt with CFG, and an image-to-video pipeline's image, see
+its docstring), then the callbacks. All of ``sample``'s arguments are checked
 first (``check_sample``: ``SamplerError``, one line, before any model work).
 
 Step 2 is ``guidance_step(net, z, t, i, state)``: one function of the latents and a small
@@ -49,6 +49,7 @@ from einops import rearrange
 
 from ..models.adapters import architecture_of, call_denoiser
 from ..models.device import execution_device
+from ..models.image import ImageInputError, image_conditioning, requires_image, with_first_frame
 from .capture import capture
 from .features import moft, region_mean
 from ..models.latents import decode_latents, initial_noise, text_conditioning
@@ -233,9 +234,10 @@ class CFGDenoiser:
     counts denoiser forwards (a CFG pair counts 2).
 
     The conditioning lives here, not in the loop: an image-to-video pipeline's image conditioning
-    is a subclass that overrides ``forward`` (e.g. to concatenate the image latents to ``z`` or
-    pass them as extra inputs); guidance's loss forward (``conditional``) goes through the same
-    ``forward``, so it sees the same conditioning.
+    (``moft.models.image.image_conditioning``) rides in both ``cond`` and ``uncond`` as extra entries that
+    ``call_denoiser`` applies (the image's latent as frame 0, or condition latents on channels);
+    guidance's loss forward (``conditional``) goes through the same ``forward``, so it sees the same
+    conditioning.
     """
 
     def __init__(self, cond: dict, uncond: dict | None, scale: float, counts: dict | None = None):
@@ -486,6 +488,7 @@ def sample(
     capture_site: str | None = None,
     progress=None,
     callback=None,
+    image: np.ndarray | None = None,
     keep=None,
 ) -> SampleResult:
     """Generate a video with the model's sampler + CFG, optionally guiding its MOFT towards ``target``.
@@ -510,6 +513,9 @@ def sample(
         capture_site: site for ``capture_at`` (default: the architecture's).
         progress: optional callable ``progress(i, total)``.
         callback: optional callable ``callback(info)`` after every step (see the module docstring).
+        image: ``(H, W, 3)`` uint8 frame at the video's size, for an image-to-video pipeline (required
+            there, refused elsewhere): the conditioning of ``moft.models.image.image_conditioning`` joins
+            both CFG branches, and for first-frame models the video's frame 0 is the image.
         keep: a ``moft.method.keep.Keep`` (``keep_plan``): begin at its step ``first`` from its
             latents, and pass the latents through it after every step; None: the plain loop.
 
@@ -525,7 +531,9 @@ def sample(
         latents = initial_noise(pipe, num_frames=num_frames, height=height, width=width, seed=seed)
     z = latents.to(execution_device(pipe), torch.float32)  # (1, F, C, h, w): float32 whatever the denoiser's dtype
     scale = default_guidance_scale(pipe) if guidance_scale is None else guidance_scale
-    den = CFGDenoiser(*text_conditioning(pipe, prompt, negative_prompt, scale), scale)
+    cond, uncond = text_conditioning(pipe, prompt, negative_prompt, scale)
+    pictured = _image_condition(pipe, image, num_frames, height, width)
+    den = CFGDenoiser({**cond, **pictured}, {**uncond, **pictured} if uncond is not None else None, scale)
     sched = sampling_scheduler(pipe)
     sched.set_timesteps(steps)
     result = SampleResult(frames=None, latents=None, initial_latents=latents.detach().clone())
@@ -537,8 +545,7 @@ def sample(
             logged = len(losses)
             if keep is not None and i < keep.first:
                 continue  # the source already made these steps (moft.method.keep)
-            if keep is not None and i == keep.first:
-                z = keep.start.to(z)
+            z = keep.start.to(z) if keep is not None and i == keep.first else z  # where the run begins
             net = denoiser_at(pipe, t)  # one network, or Wan 2.2's expert for this noise level
             if guide is not None:
                 z = guide(net, z, t, i, sched)
@@ -553,13 +560,31 @@ def sample(
             if callback is not None:
                 callback({"i": i, "t": t, "total": len(sched.timesteps), "latents": z, "losses": losses[logged:]})
     result.seconds = time.perf_counter() - t_start
+    z = with_first_frame(pictured, z)  # (1, F, C, h, w): frame 0 is the image's latent (first-frame I2V)
     result.latents, result.losses = z.detach(), losses
     result.frames = decode_latents(pipe, z)[0]
     if keep_source:
         z_src = guide.z_src if guide is not None else None
+        z_src = with_first_frame(pictured, z_src) if z_src is not None else None
         result.source_frames = decode_latents(pipe, z_src)[0] if z_src is not None else result.frames.copy()
     result.counts.update(den.counts)
     return result
+
+
+def _image_condition(pipe, image, num_frames: int, height: int, width: int) -> dict:
+    """The image conditioning of an image-to-video pipeline ({} for text-to-video), or a one-line error."""
+    if image is None:
+        if requires_image(pipe):
+            raise SamplerError(f"{type(pipe).__name__} animates an image: pass image=(H, W, 3) pixels")
+        return {}
+    image = np.asarray(image)
+    if image.shape != (height, width, 3):
+        raise SamplerError(f"image has shape {image.shape}; this run needs ({height}, {width}, 3) "
+                           "(moft.models.image.fit_image makes it)")
+    try:
+        return image_conditioning(pipe, image, num_frames=num_frames)
+    except ImageInputError as exc:
+        raise SamplerError(str(exc)) from None
 
 
 def _watch(net, den: CFGDenoiser, site: str | None):

@@ -198,7 +198,7 @@ def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | Non
                      num_steps: int = 25, timestep: int = 200, content_removal: bool = True,
                      site: str | None = None, height: int | None = None, width: int | None = None,
                      source: str = "", mode: str = "inversion", seed: int = 0, progress=None,
-                     timesteps: list | None = None) -> Target:
+                     timesteps: list | None = None, image_cond: dict | None = None) -> Target:
     """Target MOFT from a reference video by inversion (paper §4, official code) or one noised forward.
 
     Args:
@@ -218,12 +218,14 @@ def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | Non
         timesteps: also take the target at each of these timesteps (``Target.timed_maps``; the
             guided steps' for ``GuidanceConfig(target_timesteps="guided")``): one inversion to the
             highest, or one noised forward each.
+        image_cond: an image-to-video model's image conditioning (``moft.models.image.image_conditioning``):
+            the reference is inverted as the model sees it, from that image.
     """
     f, h, w = default_video_size(pipe)
     height, width = height or h, width or w
     wanted = [timestep] + list(timesteps or [])
     refs = reference_features_many(pipe, frames, timesteps=wanted, num_steps=num_steps, site=site, mode=mode,
-                                   seed=seed, height=height, width=width, progress=progress)
+                                   seed=seed, height=height, width=width, progress=progress, image_cond=image_cond)
     size = (height // vae_scale(pipe), width // vae_scale(pipe))
     idx = channels.indices if channels is not None else None
     every = [moft(ref.features.float(), idx, size, content_removal=content_removal)[0] for ref in refs]  # [(F, d, h, w)]
@@ -243,7 +245,8 @@ def reference_target(pipe, frames: np.ndarray, *, channels: MotionChannels | Non
 
 def drag_target(pipe, source_frames: np.ndarray, trajectory, *, channels: MotionChannels | None,
                 num_steps: int = 25, timestep: int = 200, site: str | None = None, progress=None,
-                proxy: np.ndarray | None = None, mode: str = "inversion", timesteps: list | None = None) -> Target:
+                proxy: np.ndarray | None = None, mode: str = "inversion", timesteps: list | None = None,
+                image_cond: dict | None = None) -> Target:
     """Per-position target from a trajectory: the inverted MOFT of the source dragged along it.
 
     Example:
@@ -259,6 +262,8 @@ def drag_target(pipe, source_frames: np.ndarray, trajectory, *, channels: Motion
         channels: motion channels, or None for all channels.
         num_steps, timestep, site, progress, mode, timesteps: as ``reference_target``.
         proxy: ``moft.method.drag.drag_video(source_frames, trajectory)`` if the caller already made it.
+        image_cond: an image-to-video model's image conditioning; its source is then the image itself,
+            repeated over the frames (no unguided video is needed).
 
     The regions are where each region passes (``moft.method.drag.swept_masks``): the loss compares maps
     there, and gradient masking lets the latents change there only.
@@ -271,7 +276,7 @@ def drag_target(pipe, source_frames: np.ndarray, trajectory, *, channels: Motion
     masks = torch.from_numpy(swept_masks(trajectory, (h, w), grid))  # (R, h, w)
     target = reference_target(pipe, (proxy * 255).round().astype(np.uint8), channels=channels, masks=masks,
                               num_steps=num_steps, timestep=timestep, site=site, height=h, width=w,
-                              progress=progress, mode=mode, timesteps=timesteps)
+                              progress=progress, mode=mode, timesteps=timesteps, image_cond=image_cond)
     target.meta.update(source="drag", trajectory=trajectory.to_dict())
     target.meta.pop("video", None)
     return target

@@ -238,6 +238,25 @@ def from_model_layout(arch: Architecture, sample: torch.Tensor) -> torch.Tensor:
     return rearrange(sample, f"{arch.sample_layout} -> b f c h w")
 
 
+def first_frame_timesteps(net: torch.nn.Module, timestep: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Per-token timesteps ``(B, F' * h/p * w/p)``: 0 for latent frame 0's tokens, ``timestep`` after.
+
+    The stock TI2V pipeline's ``first_frame_mask[0][0][:, ::2, ::2] * t``, with the patch read from the
+    model (frame-major tokens, as ``WanTransformer3DModel`` flattens them).
+
+    Example:
+        >>> from moft.models.tiny import build_tiny_wan
+        >>> ts = first_frame_timesteps(build_tiny_wan().transformer, torch.tensor([500.0]), (1, 9, 4, 16, 16))
+        >>> ts.shape, ts[0, :64].sum().item(), ts[0, 64].item()   # 64 tokens a frame
+        (torch.Size([1, 576]), 0.0, 500.0)
+    """
+    b, f, _, h, w = shape
+    pt, ph, pw = net.config.patch_size
+    frames = torch.ones(f // pt, h // ph, w // pw, device=timestep.device, dtype=timestep.dtype)  # (F', h', w')
+    frames[0] = 0
+    return rearrange(frames, "f h w -> 1 (f h w)") * timestep.reshape(-1, 1).expand(b, 1)  # (B, F'h'w')
+
+
 def call_denoiser(
     model: torch.nn.Module,
     latents: torch.Tensor,
@@ -257,7 +276,10 @@ def call_denoiser(
         latents: ``(B, F, C, H, W)`` noisy latents.
         timestep: scalar timestep.
         cond: ``encoder_hidden_states`` ``(B, L, D)``; for SVD also ``added_time_ids`` ``(B, 3)``
-            and ``image_latents`` ``(B, F, C, H, W)``.
+            and ``image_latents`` ``(B, F, C, H, W)``; for image-to-video pipelines the entries of
+            ``moft.models.image.image_conditioning``: ``first_frame`` ``(B, 1, C, H, W)`` (it replaces latent
+            frame 0, whose tokens see timestep 0), ``concat`` ``(B, F, C', H, W)`` (concatenated on channels),
+            ``encoder_hidden_states_image`` ``(B, L', D')`` (passed through).
 
     The latents and conditioning are cast to the denoiser's dtype on the way in (a bfloat16 denoiser with
     float32 latents: ``--dtype bfloat16``) and the output is cast back to the latents' dtype.
@@ -271,6 +293,10 @@ def call_denoiser(
     dtype = getattr(model, "dtype", latents.dtype)  # the denoiser's (--dtype); latents stay float32
     cond = {k: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in cond.items()}
     x = latents.to(dtype)
+    if "first_frame" in cond:  # image-to-video (Wan 2.2 TI2V): the image's latent is frame 0
+        x = torch.cat([cond["first_frame"].to(x), x[:, 1:]], dim=1)  # (B, F, C, H, W)
+    if "concat" in cond:  # image-to-video (Wan 2.1 I2V): condition latents on channels
+        x = torch.cat([x, cond["concat"].to(x)], dim=2)  # (B, F, C + C', H, W)
     if arch.concat_image_latents:
         x = torch.cat([x, cond["image_latents"]], dim=2)  # (B, F, 2C, H, W)
     ehs = cond["encoder_hidden_states"]  # (B, L, D)
@@ -283,6 +309,10 @@ def call_denoiser(
         timestep = torch.tensor(timestep, device=latents.device)
     if timestep.ndim == 0:
         timestep = timestep.expand(b)  # (B,) as the stock pipelines pass it
+    if "first_frame" in cond:
+        timestep = first_frame_timesteps(model, timestep, latents.shape)  # (B, tokens)
+    if "encoder_hidden_states_image" in cond:
+        kwargs["encoder_hidden_states_image"] = cond["encoder_hidden_states_image"]
     kwargs[arch.sample_arg] = to_model_layout(arch, x)
     out = model(timestep=timestep, encoder_hidden_states=ehs, return_dict=False, **kwargs)[0]
     return from_model_layout(arch, out).to(latents.dtype)  # read back in the latents' precision

@@ -159,3 +159,34 @@ def build_tiny_wan_i2v(seed: int = 0, transformer: dict | None = None, vae: dict
     wan = build_tiny_wan(seed=seed, transformer=transformer, vae=vae)
     return WanImageToVideoPipeline(tokenizer=wan.tokenizer, text_encoder=wan.text_encoder, vae=wan.vae,
                                    transformer=wan.transformer, scheduler=wan.scheduler, expand_timesteps=True)
+
+
+TINY_CLIP_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32,
+                        patch_size=8, projection_dim=32)
+
+
+def build_tiny_wan21_i2v(seed: int = 0):
+    """A randomly initialised ``WanImageToVideoPipeline`` with Wan 2.1 I2V conditioning (tests only).
+
+    The transformer takes the noisy latents, a mask of the given frames and the condition latents on
+    channels (4 + 1 + 4 with the tiny VAE's temporal scale of 1), and a tiny CLIP vision encoder's
+    embeddings of the image as ``encoder_hidden_states_image``.
+
+    Example:
+        >>> pipe = build_tiny_wan21_i2v()
+        >>> pipe.config.expand_timesteps, pipe.transformer.config.in_channels
+        (False, 9)
+    """
+    from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    wan = build_tiny_wan(seed=seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        encoder = CLIPVisionModel(CLIPVisionConfig(**TINY_CLIP_VISION))
+        transformer = WanTransformer3DModel(**{**TINY_WAN_TRANSFORMER, "in_channels": 9, "image_dim": 32,
+                                               "added_kv_proj_dim": 128})
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return WanImageToVideoPipeline(tokenizer=wan.tokenizer, text_encoder=wan.text_encoder, vae=wan.vae,
+                                   transformer=transformer, scheduler=wan.scheduler, image_processor=processor,
+                                   image_encoder=encoder)
