@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import safetensors.torch
 import torch
 import typer
@@ -28,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..eval.evaluate import (collect, load_suite, markdown_table, run_identity, run_suite, suite_layers, summarise,
                              with_model_defaults)
 from .. import __version__
+from ..io.image import read_image
 from ..io.trajectory import load_trajectory
 from ..io.jsonio import strict_json
 from ..io.outputs import output_set
@@ -419,6 +421,8 @@ def control(
     seed: int = typer.Option(0, help="initial noise, 0..2**63-1"),
     steps: int = typer.Option(25, help="sampling steps (DDIM, or the pipeline's own scheduler on flow models)"),
     guidance_scale: Optional[float] = typer.Option(None, help="CFG scale (default: see `moft info --model M`)"),
+    image: Optional[Path] = typer.Option(None, help="image to animate (image-to-video models, e.g. moft-tiny-wan-i2v): "
+                                         "PNG, JPEG or WebP of any size, fitted by --fit; regions are placed on it"),
     preview: bool = typer.Option(False, "--preview", help="look, then ask: write only OUT.preview.png (frame 0 of the "
                                  "unguided video with each region, its path and the object found in it) and stop "
                                  "before guidance (one unguided generation)"),
@@ -459,9 +463,9 @@ def control(
     fit: str = typer.Option("crop", help=FIT_HELP),
     checkpointing: Optional[bool] = typer.Option(None, "--checkpointing/--no-checkpointing", help="recompute the "
                                                  "denoiser's blocks in the backward pass of guidance: less memory, "
-                                                 "more time (default: the model's moft.json, else off)"),
+                                                 "more time (default: see `moft info --model M`; else off)"),
     autocast: Optional[str] = typer.Option(None, help="none, bfloat16 or float16: run guidance's loss forward under "
-                                           "autocast; latents and loss stay float32 (default: the model's moft.json, "
+                                           "autocast; latents and loss stay float32 (default: see `moft info --model M`; "
                                            "else none)"),
     device: str = DEVICE,
     dtype: str = DTYPE,
@@ -479,19 +483,19 @@ def control(
         where = _where(device, dtype, offload)
         _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
                  init_latents, save_source, save_proxy, channels, flags, gain, target_kind, (start, stride, fps, fit),
-                 where, preview)
+                 where, preview, image)
 
 
 def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
              init_latents, save_source, save_proxy, channels, flags, gain, target_kind, clip_rule, where,
-             preview=False):
+             preview=False, image=None):
     """``moft control``: every check that needs no model (``plan_settings``), then the model, then
     ``plan_control`` (every check against it), then the run and its files."""
 
     _check_out(out, (".gif", ".mp4"))
     outputs = _control_outputs(out, save_source, save_proxy, save_target, preview)
     _no_clobber({"trajectory": trajectory, "reference": reference, "target": target,
-                 "init latents": init_latents, "channel file": channels}, outputs)
+                 "init latents": init_latents, "channel file": channels, "image": image}, outputs)
     if save_target is not None:
         _check_out(save_target, (".safetensors",))
     for name, path in outputs.items():
@@ -516,6 +520,7 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
     if reference is not None:
         _probe_clip(reference)
     traj = _trajectory_before_load(trajectory, record.frames, reference is None)
+    picture = read_image(image) if image is not None else None  # (H, W, 3) uint8; a bad file stops here
     tgt = Target.load(target) if target is not None else None
     ch = _channels(channels, model, required=tgt is None and reference is None and run.guidance.iterates)
     init = _read_latents(init_latents)
@@ -527,10 +532,10 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
     plan = _located(trajectory, lambda: plan_control(
         pipe, traj, prompt=run.prompt, channels=ch, reference=clip.frames if clip else None, target=tgt, seed=seed,
         steps=steps, guidance_scale=run.guidance_scale, guidance=run.guidance, init_latents=init,
-        keep_source=save_source, gain=gain, target_kind=run.target_kind))
+        keep_source=save_source, gain=gain, target_kind=run.target_kind, image=picture, fit=fit))
     if preview:
         return _preview(pipe, traj, outputs["the preview"], prompt=run.prompt, seed=seed, steps=steps,
-                        guidance_scale=run.guidance_scale, num_frames=plan.size[0], latents=init)
+                        guidance_scale=run.guidance_scale, num_frames=plan.size[0], latents=init, image=plan.image)
     with _progress("control") as update:
         res = run_control(pipe, plan, progress=update)
     seen = res.source_frames if res.source_frames is not None else res.frames
@@ -554,13 +559,21 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
 
 
 def _preview(pipe, traj, path: Path, **sampling):
-    """``moft control --preview``: the unguided video from the run's noise, drawn with the request; stop."""
-    with _progress("preview") as update:
-        src = sample(pipe, sampling.pop("prompt"), progress=lambda done, total: update(done, total), **sampling)
+    """``moft control --preview``: the unguided video from the run's noise (or, animating an image, the image
+    itself: it is frame 0), drawn with the request; stop."""
+    image = sampling["image"]
+    if image is not None:  # nothing to generate: the video starts from the image, still
+        frames = np.repeat(image[None].astype(np.float32) / 255.0, sampling["num_frames"], axis=0)  # (F, H, W, 3)
+        what = "the image"
+    else:
+        with _progress("preview") as update:
+            frames = sample(pipe, sampling.pop("prompt"), progress=lambda done, total: update(done, total),
+                            **sampling).frames
+        what = f"frame 0 of the unguided video (seed {sampling['seed']})"
     with output_set() as stage:
-        found = write_preview(stage(path), src.frames, traj)
-    typer.echo(f"wrote {path}: frame 0 of the unguided video (seed {sampling['seed']}), regions and paths drawn")
-    h, w = src.frames.shape[1:3]
+        found = write_preview(stage(path), frames, traj)
+    typer.echo(f"wrote {path}: {what}, regions and paths drawn")
+    h, w = frames.shape[1:3]
     for obj in found:
         if obj.warning:
             typer.echo(f"warning: {obj.warning}", err=True)
