@@ -400,6 +400,34 @@ def test_bad_numbers_are_refused_before_the_model_loads(model_dir, tmp_path, mon
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("flags, text", [
+    (["--keep", "x0s"], "--keep: must be one of off, latents"),
+    (["--start-from", "image"], "--start-from: must be one of noise, source, proxy"),
+    (["--method", "cut-drag"], "--method: 'cut-drag' needs start 'proxy'"),
+    (["--release", 9], "--release: 9 needs start 'proxy'"),
+    (["--start-from", "proxy", "--keep-until", -1], "--keep-until: must be an integer >= 0"),
+    (["--start-from", "proxy", "--method", "cut-drag", "--save-target", "t.safetensors"], "makes no target"),
+], ids=["keep", "start_from", "method", "release", "keep_until", "method_save_target"])
+def test_bad_keep_start_from_release_method_are_refused_before_the_model_loads(model_dir, tmp_path, monkeypatch,
+                                                                               flags, text):
+    import moft.front.cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(moft.front.cli, "_load", lambda *a, **k: pytest.fail("loaded the model before refusing"))
+    r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", "o.gif", *flags)
+    assert_user_error(r, text)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keep_start_from_release_method_help_reads_the_settings_schema():
+    from moft.method.settings import GUIDANCE_FIELDS
+
+    text = " ".join(runner.invoke(app, ["control", "--help"], env={"COLUMNS": "400"}).output.split())
+    for flag, name in (("--keep", "keep"), ("--keep-until", "keep_until"), ("--start-from", "start"),
+                       ("--release", "release"), ("--method", "method")):
+        assert flag in text and " ".join(GUIDANCE_FIELDS[name]["help"].split()) in text, flag
+
+
 @pytest.mark.parametrize("change, text", [
     ({"horizontal": [0, 1, 99], "vertical": [2, 3, 4]}, "lie in 0..63"),
     ({"horizontal": [0, -1, 2], "vertical": [2, 3, 4]}, "lie in 0..63"),

@@ -347,6 +347,9 @@ def fit_channels(
                    f"(PC1 explains {ev['horizontal'][0]:.2f} / {ev['vertical'][0]:.2f})")
 
 
+FIELD_FLAGS = {"steps": "--guided-steps", "start": "--start-from"}  # GuidanceConfig fields whose flag is not --field
+
+
 def _guidance_help(name: str) -> str:
     """An option's help from ``GuidanceConfig``'s own field metadata (``GUIDANCE_FIELDS``) and default."""
 
@@ -445,6 +448,11 @@ def control(
     grad_every: Optional[int] = typer.Option(None, help=_guidance_help("grad_every")),
     target_mode: Optional[str] = typer.Option(None, help=_guidance_help("target_mode")),
     target_timesteps: Optional[str] = typer.Option(None, help=_guidance_help("target_timesteps")),
+    keep: Optional[str] = typer.Option(None, help=_guidance_help("keep")),
+    keep_until: Optional[int] = typer.Option(None, help=_guidance_help("keep_until")),
+    start_from: Optional[str] = typer.Option(None, help=_guidance_help("start")),
+    release: Optional[int] = typer.Option(None, help=_guidance_help("release")),
+    method: Optional[str] = typer.Option(None, help=_guidance_help("method")),
     gain: float = typer.Option(1.0, help="strength of synthesized target curves, 0 < gain <= 100"),
     target_kind: Optional[str] = typer.Option(None, help="curves (paper: region-mean curves from the channels) or "
                                               "drag (the unguided video's regions dragged along the trajectory, "
@@ -468,7 +476,9 @@ def control(
         flags = {"steps": _guided_steps(guided_steps), "iterations": iterations, "step_size": step_size,
                  "weight": weight, "loss": loss, "shared_kv": shared_kv, "grad_mask": grad_mask, "optimizer": optimizer,
                  "step_size_end": step_size_end, "distance": distance, "grad_every": grad_every,
-                 "target_mode": target_mode, "target_timesteps": target_timesteps, "checkpointing": checkpointing,
+                 "target_mode": target_mode, "target_timesteps": target_timesteps, "keep": keep,
+                 "keep_until": keep_until, "start": start_from, "release": release, "method": method,
+                 "checkpointing": checkpointing,
                  "autocast": None if autocast in (None, "none") else autocast}
         where = _where(device, dtype, offload)
         _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
@@ -499,12 +509,12 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
     except ControlError as exc:  # a flag's value: name the flag (a moft.json's: the message names the file)
         if exc.field is None or not str(exc).startswith(exc.field):
             raise
-        flag = "--guided-steps" if exc.field == "steps" else f"--{exc.field.replace('_', '-')}"
+        flag = FIELD_FLAGS.get(exc.field, f"--{exc.field.replace('_', '-')}")
         raise UsageError(f"{flag}: {str(exc)[len(exc.field):].strip()}") from None
     if save_proxy and (run.target_kind != "drag" or target is not None or reference is not None):
         raise UsageError("--save-proxy: only a drag target made from the trajectory has a proxy video")
-    if save_target is not None and run.guidance.iterations == 0 and target is None:
-        raise UsageError("--save-target: --iterations 0 runs unguided and makes no target")
+    if save_target is not None and not run.guidance.iterates and target is None:
+        raise UsageError("--save-target: --iterations 0 or --method cut-drag runs no guidance and makes no target")
     start, stride, fps, fit = clip_rule
     check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
     if reference is not None:
@@ -512,7 +522,7 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
     traj = _trajectory_before_load(trajectory, record.frames, reference is None)
     picture = read_image(image) if image is not None else None  # (H, W, 3) uint8; a bad file stops here
     tgt = Target.load(target) if target is not None else None
-    ch = _channels(channels, model, required=tgt is None and reference is None and run.guidance.iterations > 0)
+    ch = _channels(channels, model, required=tgt is None and reference is None and run.guidance.iterates)
     init = _read_latents(init_latents)
     pipe = _load(model, where)
     f = _frames_of(pipe, init, init_latents)

@@ -31,7 +31,9 @@ first (``check_sample``: ``SamplerError``, one line, before any model work).
 Step 2 is ``guidance_step(net, z, t, i, state)``: one function of the latents and a small
 ``GuidanceState`` (target, settings, the denoiser wrapper, the loss log). ``sample(..., callback=f)``
 calls ``f(info)`` after every step with ``info = {"i", "t", "total", "latents", "losses"}`` (the
-step's new loss records), as k-diffusion's ``callback``.
+step's new loss records), as k-diffusion's ``callback``. ``sample(..., keep=k)`` (``moft.method.keep``)
+skips the steps before ``k.first``, starts there from ``k.start`` and sets ``z = k(i, z)`` after each
+step (the kept background, the region's clock); without it the loop is unchanged.
 """
 
 from __future__ import annotations
@@ -451,7 +453,7 @@ def _prepare(stack: ExitStack, pipe, target, g: GuidanceConfig, den: CFGDenoiser
              keep_source: bool) -> Guide | None:
     """The ``Guide`` of a guided sample, its shared K/V and gradient checkpointing entered on ``stack``
     (left exactly as found on exit), or None without guidance."""
-    guided = set(range(*g.steps)) if target is not None and g.iterations > 0 else set()
+    guided = set(range(*g.steps)) if target is not None and g.iterates else set()
     if not guided:
         return None
     net = denoiser(pipe)
@@ -487,6 +489,7 @@ def sample(
     progress=None,
     callback=None,
     image: np.ndarray | None = None,
+    keep=None,
 ) -> SampleResult:
     """Generate a video with the model's sampler + CFG, optionally guiding its MOFT towards ``target``.
 
@@ -513,6 +516,8 @@ def sample(
         image: ``(H, W, 3)`` uint8 frame at the video's size, for an image-to-video pipeline (required
             there, refused elsewhere): the conditioning of ``moft.models.image.image_conditioning`` joins
             both CFG branches, and for first-frame models the video's frame 0 is the image.
+        keep: a ``moft.method.keep.Keep`` (``keep_plan``): begin at its step ``first`` from its
+            latents, and pass the latents through it after every step; None: the plain loop.
 
     Raises:
         SamplerError: an argument that cannot run (``check_sample``), before any model work.
@@ -538,12 +543,16 @@ def sample(
         losses = guide.state.losses if guide is not None else []
         for i, t in enumerate(sched.timesteps):
             logged = len(losses)
+            if keep is not None and i < keep.first:
+                continue  # the source already made these steps (moft.method.keep)
+            z = keep.start.to(z) if keep is not None and i == keep.first else z  # where the run begins
             net = denoiser_at(pipe, t)  # one network, or Wan 2.2's expert for this noise level
             if guide is not None:
                 z = guide(net, z, t, i, sched)
             with torch.no_grad():
                 watch = _watch(net, den, capture_site) if i == capture_at else None
                 z = sched.step(den(net, z, t, watch=watch), t, z).prev_sample
+                z = keep(i, z) if keep is not None else z  # the region's clock, the kept background
             if watch is not None:
                 result.features = dict(watch.features)
             if progress is not None:
