@@ -356,7 +356,7 @@ def _guidance_help(name: str) -> str:
     default = getattr(GuidanceConfig(), name)
     shown = {True: "on", False: "off", None: "none"}.get(default, default) if not isinstance(default, tuple) else \
         ":".join(map(str, default))
-    return f"{GUIDANCE_FIELDS[name]['help']} (default: see `moft info --model M`; else {shown})"
+    return f"{GUIDANCE_FIELDS[name]['help']}; without a moft.json: {shown} (default: see `moft info --model M`)"
 
 
 def _guided_steps(text: Optional[str]):
@@ -463,10 +463,9 @@ def control(
     fit: str = typer.Option("crop", help=FIT_HELP),
     checkpointing: Optional[bool] = typer.Option(None, "--checkpointing/--no-checkpointing", help="recompute the "
                                                  "denoiser's blocks in the backward pass of guidance: less memory, "
-                                                 "more time (default: see `moft info --model M`; else off)"),
+                                                 "more time (default: see `moft info --model M`)"),
     autocast: Optional[str] = typer.Option(None, help="none, bfloat16 or float16: run guidance's loss forward under "
-                                           "autocast; latents and loss stay float32 (default: see `moft info --model M`; "
-                                           "else none)"),
+                                           "autocast; latents and loss stay float32 (default: see `moft info --model M`)"),
     device: str = DEVICE,
     dtype: str = DTYPE,
     offload: str = OFFLOAD,
