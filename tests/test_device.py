@@ -89,7 +89,7 @@ def test_every_command_refuses_a_missing_device_in_one_line_before_loading(model
     def never(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(cli.loading, "load_pipeline", never)
+    monkeypatch.setattr(cli, "load_pipeline", never)
     for name, args in commands(model_dir, tmp_path).items():
         r = run(*args, "--device", "cuda")
         assert r.exit_code == 2, (name, r.output)
@@ -109,7 +109,7 @@ def test_every_command_hands_device_dtype_and_offload_to_the_loader(model_dir, t
         seen.append(where)
         raise ModelError("stop here")
 
-    monkeypatch.setattr(cli.loading, "load_pipeline", record)
+    monkeypatch.setattr(cli, "load_pipeline", record)
     for name, args in commands(model_dir, tmp_path).items():
         r = run(*args)
         assert r.exit_code == 2 and "stop here" in r.stderr, (name, r.output)

@@ -125,7 +125,7 @@ def _all_channels(width: int = 128):
     from moft.method.channels import MotionChannels
 
     every = torch.arange(width)
-    return MotionChannels(every, every, {"horizontal": torch.ones(width), "vertical": torch.ones(width)},
+    return MotionChannels(every, every.clone(), {"horizontal": torch.ones(width), "vertical": torch.ones(width)},
                           torch.zeros(width, 2), torch.zeros(width), meta={"architecture": "wan"})
 
 
@@ -175,3 +175,36 @@ def test_control_refuses_an_image_on_text_to_video_and_none_on_image_to_video(i2
                 guidance=GuidanceConfig(iterations=0))
     with pytest.raises(ControlError, match="animates an image"):
         control(load_pipeline(str(i2v_folder)), None, prompt="a red disk", steps=1, guidance=GuidanceConfig(iterations=0))
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from moft.front.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_the_command_line_animates_an_image_and_refuses_bad_images_in_one_line(i2v_folder, tmp_path):
+    import json
+
+    _all_channels().save(tmp_path / "ch.safetensors")
+    Image.fromarray(np.kron(_image(2), np.ones((3, 3, 1), np.uint8))).save(tmp_path / "big.png")  # 96x96: fitted
+    traj = tmp_path / "t.json"
+    traj.write_text(json.dumps({"version": 1, "regions": [
+        {"mask": {"box": [0.25, 0.2, 0.7, 0.65]}, "direction": "right", "speed": 0.3}]}))
+    common = ["control", traj, "--model", i2v_folder, "--channels", tmp_path / "ch.safetensors", "--steps", 2,
+              "--guided-steps", "0:1", "--iterations", 1, "--target-kind", "drag", "--loss", "per_position"]
+    r = _cli(*common, "--image", tmp_path / "big.png", "--out", tmp_path / "o.gif")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "o.report.json").read_text())["image"] == {"height": 32, "width": 32}
+    r = _cli(*common, "--image", tmp_path / "big.png", "--out", tmp_path / "p.gif", "--preview")
+    assert r.exit_code == 0 and (tmp_path / "p.preview.png").is_file() and "the image" in r.output, r.output
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    for image, message in [(tmp_path / "bad.png", "unreadable image"), (tmp_path / "none.png", "no such image")]:
+        r = _cli(*common, "--image", image, "--out", tmp_path / "x.gif")
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+        assert not (tmp_path / "x.gif").exists()
+    r = _cli(*common[:3], "moft-tiny-wan", "--steps", 2, "--iterations", 0, "--image", tmp_path / "big.png",
+             "--out", tmp_path / "y.gif")
+    assert r.exit_code == 2 and "image-to-video models: wan-ti2v" in r.output and not (tmp_path / "y.gif").exists()

@@ -94,7 +94,8 @@ from ..io.synthetic import COLORS, DIRECTIONS, make_clip
 from ..io.outputs import atomic_write_text
 from ..io.video import VideoError, read_clip, read_video
 from ..method.control_target import build_target
-from ..method.drag import region_affine, swept_masks
+from ..method.drag import drag_video, region_affine, swept_masks
+from ..method.keep import LatentLog, keep_plan
 from ..method.targets import TARGET_KINDS, Target, TargetError
 from ..io.trajectory import MAX_FRAMES, TrajectoryError, load_trajectory, parse_trajectory
 
@@ -545,7 +546,11 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
     prompt, seed, req, setting = item["prompt"], item["seed"], item["request"], item["setting"]
     key = (prompt, seed)
     if key not in cache:
-        cache[key] = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg)
+        needs = any(resolve_settings(record, *suite_layers(suite, s)).guidance.needs_source
+                    for s in suite["settings"] if not s.get("unguided"))
+        log = LatentLog() if needs else None  # the source's latents after every step, for the keep levers
+        cache[key] = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, callback=log)
+        cache[("log",) + key] = log.started(cache[key].initial_latents) if log is not None else None
     src = cache[key]
     f, h, w = src.frames.shape[:3]
     kind = protocol(req)
@@ -567,13 +572,19 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
         run = resolve_settings(record, *suite_layers(suite, setting))
         g, target_kind, extra = run.guidance, run.target_kind, {k: setting.get(k) for k in ("features", "fraction", "gain")}
         built = time.perf_counter()
-        target = _target(pipe, reference, traj, channels, extra, steps, src.frames, target_kind, g)
+        target = (None if g.method == "cut-drag" else  # the proxy start alone: no target
+                  _target(pipe, reference, traj, channels, extra, steps, src.frames, target_kind, g))
         if isinstance(target, str):
             return dict(row, status=target)
+        keep = None  # the keep levers (moft.method.keep)
+        if g.needs_source:
+            masks = torch.from_numpy(swept_masks(traj, (h, w), tuple(src.latents.shape[-2:])))  # (R, h, w)
+            keep = keep_plan(pipe, g, steps=steps, masks=masks, log=cache[("log",) + key],
+                             proxy_frames=drag_video(src.frames, traj) if g.start == "proxy" else None)
         row["target_seconds"] = time.perf_counter() - built
         try:
             out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, latents=src.initial_latents,
-                         target=target, guidance=g)
+                         target=target, guidance=g, keep=keep)
         except GuidanceDiverged as exc:  # no video: the request failed (counted in direction success)
             failed = "direction_success" if kind == "synthetic-object" else "direction_success_lk"
             return dict(row, status="ok", diverged=str(exc), **({failed: 0.0} if kind != "motion-transfer" else {}))

@@ -1,2 +1,2 @@
-"""The front doors: ``control``, ``extract`` and ``locate`` in Python, their figures (``figures``), and the ``moft``
-command (``cli``)."""
+"""The front doors: ``control``, ``extract`` and ``locate`` in Python, what they show (``figures``, ``preview``,
+``outcome``, ``defaults``), and the ``moft`` command (``cli``, started by ``launch``)."""

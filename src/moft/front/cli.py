@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional, Tuple
 
+import numpy as np
 import safetensors.torch
 import torch
 import typer
@@ -29,6 +30,7 @@ from ..eval.evaluate import (collect, load_suite, markdown_table, run_identity, 
                              with_model_defaults)
 from .. import __version__
 from ..io.tracks import read_tracks
+from ..io.image import read_image
 from ..io.trajectory import load_trajectory
 from ..io.jsonio import strict_json
 from ..io.outputs import output_set
@@ -346,13 +348,16 @@ def fit_channels(
                    f"(PC1 explains {ev['horizontal'][0]:.2f} / {ev['vertical'][0]:.2f})")
 
 
+FIELD_FLAGS = {"steps": "--guided-steps", "start": "--start-from"}  # GuidanceConfig fields whose flag is not --field
+
+
 def _guidance_help(name: str) -> str:
     """An option's help from ``GuidanceConfig``'s own field metadata (``GUIDANCE_FIELDS``) and default."""
 
     default = getattr(GuidanceConfig(), name)
     shown = {True: "on", False: "off", None: "none"}.get(default, default) if not isinstance(default, tuple) else \
         ":".join(map(str, default))
-    return f"{GUIDANCE_FIELDS[name]['help']} (default: see `moft info --model M`; else {shown})"
+    return f"{GUIDANCE_FIELDS[name]['help']}; without a moft.json: {shown} (default: see `moft info --model M`)"
 
 
 def _guided_steps(text: Optional[str]):
@@ -424,6 +429,8 @@ def control(
     seed: int = typer.Option(0, help="initial noise, 0..2**63-1"),
     steps: int = typer.Option(25, help="sampling steps (DDIM, or the pipeline's own scheduler on flow models)"),
     guidance_scale: Optional[float] = typer.Option(None, help="CFG scale (default: see `moft info --model M`)"),
+    image: Optional[Path] = typer.Option(None, help="image to animate (image-to-video models, e.g. moft-tiny-wan-i2v): "
+                                         "PNG, JPEG or WebP of any size, fitted by --fit; regions are placed on it"),
     preview: bool = typer.Option(False, "--preview", help="look, then ask: write only OUT.preview.png (frame 0 of the "
                                  "unguided video with each region, its path and the object found in it) and stop "
                                  "before guidance (one unguided generation)"),
@@ -449,6 +456,11 @@ def control(
     grad_every: Optional[int] = typer.Option(None, help=_guidance_help("grad_every")),
     target_mode: Optional[str] = typer.Option(None, help=_guidance_help("target_mode")),
     target_timesteps: Optional[str] = typer.Option(None, help=_guidance_help("target_timesteps")),
+    keep: Optional[str] = typer.Option(None, help=_guidance_help("keep")),
+    keep_until: Optional[int] = typer.Option(None, help=_guidance_help("keep_until")),
+    start_from: Optional[str] = typer.Option(None, help=_guidance_help("start")),
+    release: Optional[int] = typer.Option(None, help=_guidance_help("release")),
+    method: Optional[str] = typer.Option(None, help=_guidance_help("method")),
     gain: float = typer.Option(1.0, help="strength of synthesized target curves, 0 < gain <= 100"),
     target_kind: Optional[str] = typer.Option(None, help="curves (paper: region-mean curves from the channels) or "
                                               "drag (the unguided video's regions dragged along the trajectory, "
@@ -459,10 +471,9 @@ def control(
     fit: str = typer.Option("crop", help=FIT_HELP),
     checkpointing: Optional[bool] = typer.Option(None, "--checkpointing/--no-checkpointing", help="recompute the "
                                                  "denoiser's blocks in the backward pass of guidance: less memory, "
-                                                 "more time (default: the model's moft.json, else off)"),
+                                                 "more time (default: see `moft info --model M`)"),
     autocast: Optional[str] = typer.Option(None, help="none, bfloat16 or float16: run guidance's loss forward under "
-                                           "autocast; latents and loss stay float32 (default: the model's moft.json, "
-                                           "else none)"),
+                                           "autocast; latents and loss stay float32 (default: see `moft info --model M`)"),
     device: str = DEVICE,
     dtype: str = DTYPE,
     offload: str = OFFLOAD,
@@ -472,25 +483,27 @@ def control(
         flags = {"steps": _guided_steps(guided_steps), "iterations": iterations, "step_size": step_size,
                  "weight": weight, "loss": loss, "shared_kv": shared_kv, "grad_mask": grad_mask, "optimizer": optimizer,
                  "step_size_end": step_size_end, "distance": distance, "grad_every": grad_every,
-                 "target_mode": target_mode, "target_timesteps": target_timesteps, "checkpointing": checkpointing,
+                 "target_mode": target_mode, "target_timesteps": target_timesteps, "keep": keep,
+                 "keep_until": keep_until, "start": start_from, "release": release, "method": method,
+                 "checkpointing": checkpointing,
                  "autocast": None if autocast in (None, "none") else autocast, "point_weight": point_weight,
                  "points": points if points is not None or not _is_tracks_file(trajectory) else "paper"}
         where = _where(device, dtype, offload)
         _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
                  init_latents, save_source, save_proxy, channels, flags, gain, target_kind, (start, stride, fps, fit),
-                 where, preview, tracks_size)
+                 where, preview, image, tracks_size)
 
 
 def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
              init_latents, save_source, save_proxy, channels, flags, gain, target_kind, clip_rule, where,
-             preview=False, tracks_size=None):
+             preview=False, image=None, tracks_size=None):
     """``moft control``: every check that needs no model (``plan_settings``), then the model, then
     ``plan_control`` (every check against it), then the run and its files."""
 
     _check_out(out, (".gif", ".mp4"))
     outputs = _control_outputs(out, save_source, save_proxy, save_target, preview)
     _no_clobber({"trajectory": trajectory, "reference": reference, "target": target,
-                 "init latents": init_latents, "channel file": channels}, outputs)
+                 "init latents": init_latents, "channel file": channels, "image": image}, outputs)
     if save_target is not None:
         _check_out(save_target, (".safetensors",))
     for name, path in outputs.items():
@@ -504,12 +517,12 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
     except ControlError as exc:  # a flag's value: name the flag (a moft.json's: the message names the file)
         if exc.field is None or not str(exc).startswith(exc.field):
             raise
-        flag = "--guided-steps" if exc.field == "steps" else f"--{exc.field.replace('_', '-')}"
+        flag = FIELD_FLAGS.get(exc.field, f"--{exc.field.replace('_', '-')}")
         raise UsageError(f"{flag}: {str(exc)[len(exc.field):].strip()}") from None
     if save_proxy and (run.target_kind != "drag" or target is not None or reference is not None):
         raise UsageError("--save-proxy: only a drag target made from the trajectory has a proxy video")
-    if save_target is not None and run.guidance.iterations == 0 and target is None:
-        raise UsageError("--save-target: --iterations 0 runs unguided and makes no target")
+    if save_target is not None and not run.guidance.iterates and target is None:
+        raise UsageError("--save-target: --iterations 0 or --method cut-drag runs no guidance and makes no target")
     start, stride, fps, fit = clip_rule
     check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
     if reference is not None:
@@ -521,8 +534,9 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
         traj = _read_tracks_file(trajectory, record.frames, (record.width, record.height), tracks_size)
     else:
         traj = _trajectory_before_load(trajectory, record.frames, reference is None)
+    picture = read_image(image) if image is not None else None  # (H, W, 3) uint8; a bad file stops here
     tgt = Target.load(target) if target is not None else None
-    ch = _channels(channels, model, required=tgt is None and reference is None and run.guidance.iterations > 0)
+    ch = _channels(channels, model, required=tgt is None and reference is None and run.guidance.iterates)
     init = _read_latents(init_latents)
     pipe = _load(model, where)
     f = _frames_of(pipe, init, init_latents)
@@ -536,11 +550,11 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
     plan = _located(trajectory, lambda: plan_control(
         pipe, traj, prompt=run.prompt, channels=ch, reference=clip.frames if clip else None, target=tgt, seed=seed,
         steps=steps, guidance_scale=run.guidance_scale, guidance=run.guidance, init_latents=init,
-        keep_source=save_source, gain=gain, target_kind=run.target_kind))
+        keep_source=save_source, gain=gain, target_kind=run.target_kind, image=picture, fit=fit))
     traj = plan.trajectory if tracks_file else traj  # the tracks as point regions on the output frame
     if preview:
         return _preview(pipe, traj, outputs["the preview"], prompt=run.prompt, seed=seed, steps=steps,
-                        guidance_scale=run.guidance_scale, num_frames=plan.size[0], latents=init)
+                        guidance_scale=run.guidance_scale, num_frames=plan.size[0], latents=init, image=plan.image)
     with _progress("control") as update:
         res = run_control(pipe, plan, progress=update)
     seen = res.source_frames if res.source_frames is not None else res.frames
@@ -564,13 +578,21 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
 
 
 def _preview(pipe, traj, path: Path, **sampling):
-    """``moft control --preview``: the unguided video from the run's noise, drawn with the request; stop."""
-    with _progress("preview") as update:
-        src = sample(pipe, sampling.pop("prompt"), progress=lambda done, total: update(done, total), **sampling)
+    """``moft control --preview``: the unguided video from the run's noise (or, animating an image, the image
+    itself: it is frame 0), drawn with the request; stop."""
+    image = sampling["image"]
+    if image is not None:  # nothing to generate: the video starts from the image, still
+        frames = np.repeat(image[None].astype(np.float32) / 255.0, sampling["num_frames"], axis=0)  # (F, H, W, 3)
+        what = "the image"
+    else:
+        with _progress("preview") as update:
+            frames = sample(pipe, sampling.pop("prompt"), progress=lambda done, total: update(done, total),
+                            **sampling).frames
+        what = f"frame 0 of the unguided video (seed {sampling['seed']})"
     with output_set() as stage:
-        found = write_preview(stage(path), src.frames, traj)
-    typer.echo(f"wrote {path}: frame 0 of the unguided video (seed {sampling['seed']}), regions and paths drawn")
-    h, w = src.frames.shape[1:3]
+        found = write_preview(stage(path), frames, traj)
+    typer.echo(f"wrote {path}: {what}, regions and paths drawn")
+    h, w = frames.shape[1:3]
     for obj in found:
         if obj.warning:
             typer.echo(f"warning: {obj.warning}", err=True)

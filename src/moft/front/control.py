@@ -21,7 +21,8 @@ from ..io.tracks import Tracks, rescale, tracks_trajectory, trajectory_tracks
 from ..io.trajectory import Trajectory
 from ..method.channels import ChannelsError, MotionChannels
 from ..method.control_target import build_target
-from ..method.drag import drag_video
+from ..method.drag import drag_video, swept_masks
+from ..method.keep import Keep, LatentLog, keep_plan
 from ..method.points import PointRequest, point_request
 from ..method.sampler import SampleResult, check_latents, check_sample, sample
 from ..method.settings import (MAX_SEED, MAX_STEPS, GuidanceConfig, RunSettings, SettingsError, check_integer,
@@ -162,8 +163,9 @@ class ControlPlan:
 
     @property
     def guided(self) -> bool:
-        """Whether guidance iterates (``check_settings`` made sure the guided steps meet the schedule)."""
-        return self.settings.guidance.iterations > 0
+        """Whether guidance iterates (``check_settings`` made sure the guided steps meet the schedule; not
+        ``method="cut-drag"``)."""
+        return self.settings.guidance.iterates
 
     @property
     def drags(self) -> bool:
@@ -173,9 +175,10 @@ class ControlPlan:
 
     @property
     def needs_source(self) -> bool:
-        """Whether the drag target needs the unguided video of the same noise (an image-to-video run
-        drags its image instead: no unguided video is made)."""
-        return self.drags and self.image is None
+        """Whether the run needs the unguided video of the same noise: a drag target is made from it (an
+        image-to-video run drags its image instead), or a keep lever starts from or keeps its latents
+        (``moft.method.keep``)."""
+        return (self.drags and self.image is None) or self.guidance.needs_source
 
 
 def plan_settings(record: ModelRecord | None, *, steps: int = 25, seed: int = 0, gain: float = 1.0,
@@ -264,9 +267,12 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
             raise ControlError(f"the reference video has shape {reference.shape}; the run needs (F >= {f}, H, W, 3)"
                                " (read any clip with moft.read_video(path, num_frames=F, size=(H, W)))")
         reference = reference[:f]
-    if (run.guidance.iterations > 0 and target is None and reference is None and run.guidance.points != "dift"
+    if (run.guidance.iterates and target is None and reference is None and run.guidance.points != "dift"
             and (trajectory is None or channels is None)):
         raise ControlError("a target from a trajectory needs the trajectory and motion channels")
+    if run.guidance.needs_source and trajectory is None:
+        g = run.guidance
+        raise ControlError(f"keep={g.keep!r} / start={g.start!r} need a trajectory (the region that moves)")
     image = check_image(pipe, image, h, w, fit)
     return ControlPlan(prompt, run, steps, seed, gain, reference_timestep, (f, h, w), size, trajectory, channels,
                        reference, target, init_latents, keep_source, image, points)
@@ -328,27 +334,37 @@ def check_image(pipe, image: np.ndarray | None, height: int, width: int, fit: st
         raise ControlError(str(exc), "image") from None
 
 
-def make_target(pipe, plan: ControlPlan, progress=None) -> tuple[Target | None, object, np.ndarray | None]:
+def make_target(pipe, plan: ControlPlan, progress=None) -> tuple[Target | None, SampleResult | None,
+                                                                 np.ndarray | None, Keep | None]:
     """The plan's target (``moft.method.control_target.build_target``), with the unguided source sample
-    and drag proxy a drag target is made from: ``(target, source SampleResult or None, proxy or None)``."""
-    if not plan.guided or plan.target is not None or plan.guidance.points == "dift":
-        return plan.target if plan.guided else None, None, None
+    and drag proxy a drag target or a keep lever is made from, and the keep levers' ``Keep``
+    (``moft.method.keep``, None when they are off): ``(target, source or None, proxy or None, keep)``.
+    Without iterating guidance (``iterations=0``, ``method="cut-drag"``) there is no target."""
     phase = _phases(progress)
-    source = proxy = frames = None
-    pictured = image_conditioning(pipe, plan.image, num_frames=plan.size[0]) if plan.image is not None else None
+    g = plan.guidance
+    source = proxy = frames = log = keep = None
     if plan.needs_source:
+        log = LatentLog() if g.needs_source else None  # the source's latents after every step, for the keep levers
         source = sample(pipe, plan.prompt, seed=plan.seed, steps=plan.steps, guidance_scale=plan.settings.guidance_scale,
-                        num_frames=plan.size[0], latents=plan.init_latents, progress=phase("source"))
+                        num_frames=plan.size[0], latents=plan.init_latents, progress=phase("source"), callback=log,
+                        image=plan.image)
         frames = source.frames  # (F, H, W, 3) in [0, 1]
-    elif plan.drags and plan.image is not None:  # the image itself, still: its regions are dragged
+    if plan.drags and plan.image is not None:  # the image itself, still: its regions are dragged
         frames = np.repeat(plan.image[None].astype(np.float32) / 255.0, plan.size[0], axis=0)  # (F, H, W, 3)
     if frames is not None:
-        proxy = drag_video(frames, plan.trajectory)  # (F, H, W, 3) what the target inverts
+        proxy = drag_video(frames, plan.trajectory)  # (F, H, W, 3) what a drag target inverts
+    if log is not None:
+        masks = torch.from_numpy(swept_masks(plan.trajectory, plan.size[1:], plan.latent_size))  # (R, h, w)
+        keep = keep_plan(pipe, g, steps=plan.steps, masks=masks, log=log.started(source.initial_latents),
+                         proxy_frames=proxy)
+    if not plan.guided or plan.target is not None or g.points == "dift":  # "dift": the point loss alone, no target
+        return plan.target if plan.guided else None, source, proxy, keep
+    pictured = image_conditioning(pipe, plan.image, num_frames=plan.size[0]) if plan.image is not None else None
     target = build_target(pipe, plan.trajectory, plan.channels, kind=plan.settings.target_kind, steps=plan.steps,
-                          guidance=plan.guidance, video_size=plan.size, reference=plan.reference, source=frames,
+                          guidance=g, video_size=plan.size, reference=plan.reference, source=frames,
                           proxy=proxy, gain=plan.gain, timestep=plan.reference_timestep, progress=phase("invert"),
                           image_cond=pictured)
-    return target, source, proxy
+    return target, source, proxy, keep
 
 
 def _phases(progress):
@@ -362,13 +378,13 @@ def run_control(pipe, plan: ControlPlan, progress=None) -> ControlResult:
     Example:
         >>> res = run_control(pipe, plan_control(pipe, traj, prompt="a red disk", channels=channels))  # doctest: +SKIP
     """
-    target, source, proxy = make_target(pipe, plan, progress)
+    target, source, proxy, keep = make_target(pipe, plan, progress)
     g, f = plan.guidance, plan.size[0]
     out = sample(pipe, plan.prompt, seed=plan.seed, steps=plan.steps, guidance_scale=plan.settings.guidance_scale,
                  num_frames=f, latents=source.initial_latents if source is not None else plan.init_latents,
                  target=target if plan.guided else None, guidance=g if plan.guided else None,
                  keep_source=plan.keep_source and source is None, progress=_phases(progress)("guide"),
-                 image=plan.image, points=plan.points)
+                 image=plan.image, keep=keep, points=plan.points)
     if plan.keep_source and source is not None:
         out.source_frames = source.frames  # the drag target's unguided video: the same noise, already made
     report = {

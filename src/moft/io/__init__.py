@@ -1,3 +1,3 @@
-"""Input and output: clips (``video``), synthetic clips with ground truth (``synthetic``), trajectories
-(``trajectory``), atomic files and output sets (``outputs``), strict JSON and reports (``jsonio``) and the field
-checks every JSON-like input goes through (``validate``)."""
+"""Input and output: clips (``video``), images (``image``), synthetic clips with ground truth (``synthetic``),
+trajectories (``trajectory``) and the track files users author (``tracks``), atomic output sets (``outputs``),
+strict JSON and reports (``jsonio``), and the one validation kit naming field paths (``validate``)."""

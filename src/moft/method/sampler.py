@@ -31,7 +31,9 @@ first (``check_sample``: ``SamplerError``, one line, before any model work).
 Step 2 is ``guidance_step(net, z, t, i, state)``: one function of the latents and a small
 ``GuidanceState`` (target, settings, the denoiser wrapper, the loss log). ``sample(..., callback=f)``
 calls ``f(info)`` after every step with ``info = {"i", "t", "total", "latents", "losses"}`` (the
-step's new loss records), as k-diffusion's ``callback``.
+step's new loss records), as k-diffusion's ``callback``. ``sample(..., keep=k)`` (``moft.method.keep``)
+skips the steps before ``k.first``, starts there from ``k.start`` and sets ``z = k(i, z)`` after each
+step (the kept background, the region's clock); without it the loop is unchanged.
 """
 
 from __future__ import annotations
@@ -509,7 +511,7 @@ def _prepare(stack: ExitStack, pipe, target, g: GuidanceConfig, den: CFGDenoiser
     """The ``Guide`` of a guided sample, its shared K/V and gradient checkpointing entered on ``stack``
     (left exactly as found on exit), or None without guidance."""
     schedule = _schedule(g, num_steps, target, points)
-    guided = {i for i, losses in enumerate(schedule) if losses} if g.iterations > 0 else set()
+    guided = {i for i, losses in enumerate(schedule) if losses} if g.iterates else set()
     if not guided:
         return None
     net = denoiser(pipe)
@@ -554,6 +556,7 @@ def sample(
     callback=None,
     image: np.ndarray | None = None,
     points: PointRequest | None = None,
+    keep=None,
 ) -> SampleResult:
     """Generate a video with the model's sampler + CFG, optionally guiding its MOFT towards ``target``.
 
@@ -583,6 +586,8 @@ def sample(
         points: a ``moft.method.points.PointRequest`` (point drag) for ``guidance.points`` other
             than ``"off"``: the point loss pulls each latent frame's feature at its requested point
             to frame 0's at frame 0's point.
+        keep: a ``moft.method.keep.Keep`` (``keep_plan``): begin at its step ``first`` from its
+            latents, and pass the latents through it after every step; None: the plain loop.
 
     Raises:
         SamplerError: an argument that cannot run (``check_sample``), before any model work.
@@ -609,12 +614,16 @@ def sample(
         losses = guide.state.losses if guide is not None else []
         for i, t in enumerate(sched.timesteps):
             logged = len(losses)
+            if keep is not None and i < keep.first:
+                continue  # the source already made these steps (moft.method.keep)
+            z = keep.start.to(z) if keep is not None and i == keep.first else z  # where the run begins
             net = denoiser_at(pipe, t)  # one network, or Wan 2.2's expert for this noise level
             if guide is not None:
                 z = guide(net, z, t, i, sched)
             with torch.no_grad():
                 watch = _watch(net, den, capture_site) if i == capture_at else None
                 z = sched.step(den(net, z, t, watch=watch), t, z).prev_sample
+                z = keep(i, z) if keep is not None else z  # the region's clock, the kept background
             if watch is not None:
                 result.features = dict(watch.features)
             if progress is not None:

@@ -39,6 +39,9 @@ MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range
 MAX_STEPS = 10_000  # any schedule longer than this is a typo; a model's own bound is checked once it loads
 OPTIMIZERS = ("sgd", "normalized", "adam")
 DISTANCES = ("l2", "cosine")
+KEEPS = ("off", "latents")  # the keep levers (moft.method.keep)
+STARTS = ("noise", "source", "proxy")
+METHODS = ("gradient", "cut-drag")
 RUN_KEYS = ("guidance_scale", "target_kind", "prompt")
 
 
@@ -175,6 +178,15 @@ class GuidanceConfig:
             ``"point_site"``, measured by ``scripts/point_sites.py``, else ``site``).
         point_radius: the point loss's neighbourhood radius in point-site feature cells, and the
             point gradient mask's radius in latent cells (plus one).
+        keep: ``"off"`` or ``"latents"`` (outside the swept region, the latents are the unguided
+            source's after every step before ``keep_until``; ``moft.method.keep``).
+        keep_until: the step index where the background is released (None: kept to the end).
+        start: ``"noise"`` (step 0), ``"source"`` (the source's latents at the first guided step)
+            or ``"proxy"`` (the drag proxy noised to the first guided step; Time-to-Move).
+        release: with ``start="proxy"``, the region follows the noised proxy until this step
+            index (the "dual clock"); None: only the start.
+        method: ``"gradient"`` (MOFT guidance) or ``"cut-drag"`` (the proxy start alone, no
+            gradient iterations; needs ``start="proxy"``).
     """
 
     steps: tuple[int, int] = _g((3, 12), (tuple, list), "[start, end] (two integers, 0 <= start <= end)",
@@ -209,6 +221,17 @@ class GuidanceConfig:
     point_weight: float = _g(1.0, _REAL, "a finite number >= 0", "weight of the point loss")
     point_site: str | None = _g(None, _STR + _NONE, "a string or null", "capture site of the point loss")
     point_radius: float = _g(1.0, _REAL, "a finite number >= 0", "the point loss's neighbourhood radius (feature cells)")
+    keep: str = _g("off", _STR, "a string", "off or latents (outside the region the trajectory sweeps, the latents "
+                   "are the unguided video's after every step)", KEEPS)
+    keep_until: int | None = _g(None, _INT + _NONE, "an integer >= 0 or null", "with keep latents: the step where "
+                                "the background is released (none: kept to the end)")
+    start: str = _g("noise", _STR, "a string", "noise (step 0), source (the unguided video's latents at the first "
+                    "guided step: the same video, fewer steps) or proxy (the drag proxy noised to the first guided "
+                    "step; Time-to-Move)", STARTS)
+    release: int | None = _g(None, _INT + _NONE, "an integer >= 0 or null", "with start proxy: the region follows "
+                             "the noised proxy until this step (the dual clock; none: only the start)")
+    method: str = _g("gradient", _STR, "a string", "gradient (MOFT guidance) or cut-drag (the proxy start alone, no "
+                     "gradients; needs start proxy)", METHODS)
 
     def __post_init__(self):
         for f in fields(self):
@@ -226,9 +249,10 @@ class GuidanceConfig:
                 or not 0 <= steps[0] <= steps[1]):
             raise GuidanceError("steps", f"must be {fields(self)[0].metadata['accepts']}, got {_show(list(steps))}")
         self.steps = (int(steps[0]), int(steps[1]))
-        for name, lo in (("iterations", 0), ("grad_every", 1)):
-            if getattr(self, name) < lo:
-                raise GuidanceError(name, f"must be an integer >= {lo}, got {getattr(self, name)}")
+        for name, lo in (("iterations", 0), ("grad_every", 1), ("keep_until", 0), ("release", 0)):
+            value = getattr(self, name)
+            if value is not None and value < lo:
+                raise GuidanceError(name, f"must be an integer >= {lo}, got {value}")
         for name in ("point_weight", "point_radius"):
             if getattr(self, name) < 0:
                 raise GuidanceError(name, f"must be >= 0, got {getattr(self, name):g}")
@@ -238,6 +262,10 @@ class GuidanceConfig:
         if not (self.grad_mask in ("all", "off") or (self.grad_mask.startswith("first:")
                                                     and self.grad_mask[6:].isdigit())):
             raise GuidanceError("grad_mask", f"must be 'all', 'off' or 'first:N', got {self.grad_mask!r}")
+        for name, off in (("method", "gradient"), ("release", None)):
+            if getattr(self, name) != off and self.start != "proxy":
+                raise GuidanceError(name, f"{getattr(self, name)!r} needs start 'proxy' (the drag proxy), got start "
+                                          f"{self.start!r}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "GuidanceConfig":
@@ -268,6 +296,21 @@ class GuidanceConfig:
         if self.iterations > 0 and start >= min(end, steps):
             raise GuidanceError("steps", f"{start}:{end} run no step of the {steps}-step schedule (0..{steps - 1}); "
                                          f"guide steps within it or sample more steps")
+
+    @property
+    def iterates(self) -> bool:
+        """Whether guidance runs gradient iterations (``iterations > 0``, not ``method="cut-drag"``).
+
+        Example:
+            >>> GuidanceConfig().iterates, GuidanceConfig(start="proxy", method="cut-drag").iterates
+            (True, False)
+        """
+        return self.method == "gradient" and self.iterations > 0
+
+    @property
+    def needs_source(self) -> bool:
+        """Whether a keep lever needs the unguided source's latents (``moft.method.keep``)."""
+        return self.keep != "off" or self.start != "noise"
 
     def resolved_weight(self, regions: int) -> float:
         return self.weight if self.weight is not None else (6.0 if regions == 1 else 8.0)
