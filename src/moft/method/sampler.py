@@ -507,10 +507,10 @@ def _schedule(g: GuidanceConfig, num_steps: int, target, points) -> list[tuple[s
 
 
 def _prepare(stack: ExitStack, pipe, target, g: GuidanceConfig, den: CFGDenoiser, z: torch.Tensor,
-             keep_source: bool, num_steps: int, points: PointRequest | None = None) -> Guide | None:
+             keep_source: bool, sched, points: PointRequest | None = None) -> Guide | None:
     """The ``Guide`` of a guided sample, its shared K/V and gradient checkpointing entered on ``stack``
     (left exactly as found on exit), or None without guidance."""
-    schedule = _schedule(g, num_steps, target, points)
+    schedule = _schedule(g, len(sched.timesteps), target, points)  # the losses of each step
     guided = {i for i, losses in enumerate(schedule) if losses} if g.iterates else set()
     if not guided:
         return None
@@ -554,9 +554,7 @@ def sample(
     capture_site: str | None = None,
     progress=None,
     callback=None,
-    image: np.ndarray | None = None,
-    points: PointRequest | None = None,
-    keep=None,
+    image: np.ndarray | None = None, keep=None, points: PointRequest | None = None,
 ) -> SampleResult:
     """Generate a video with the model's sampler + CFG, optionally guiding its MOFT towards ``target``.
 
@@ -583,9 +581,7 @@ def sample(
         image: ``(H, W, 3)`` uint8 frame at the video's size, for an image-to-video pipeline (required
             there, refused elsewhere): the conditioning of ``moft.models.image.image_conditioning`` joins
             both CFG branches, and for first-frame models the video's frame 0 is the image.
-        points: a ``moft.method.points.PointRequest`` (point drag) for ``guidance.points`` other
-            than ``"off"``: the point loss pulls each latent frame's feature at its requested point
-            to frame 0's at frame 0's point.
+        points: the requested points (``moft.method.points.PointRequest``) of ``guidance.points``.
         keep: a ``moft.method.keep.Keep`` (``keep_plan``): begin at its step ``first`` from its
             latents, and pass the latents through it after every step; None: the plain loop.
 
@@ -609,8 +605,7 @@ def sample(
     result = SampleResult(frames=None, latents=None, initial_latents=latents.detach().clone())
     t_start = time.perf_counter()
     with ExitStack() as stack:
-        guide = _prepare(stack, pipe, target, guidance or GuidanceConfig(), den, z, keep_source,
-                         len(sched.timesteps), points)
+        guide = _prepare(stack, pipe, target, guidance or GuidanceConfig(), den, z, keep_source, sched, points)
         losses = guide.state.losses if guide is not None else []
         for i, t in enumerate(sched.timesteps):
             logged = len(losses)
