@@ -126,7 +126,7 @@ def test_the_commands_run_on_the_shipped_model_by_name(name, tmp_path):
     assert saved["features"].shape[0] == saved["moft"].shape[0] == facts.frames  # (F, C, h, w)
     assert saved["moft"].shape[1] == len(saved["channels"])  # the shipped motion channels
     out = tmp_path / "left.gif"
-    r = run("control", SHIPPED_DIR.parents[2] / "examples" / "object_left.json", "--model", name, "--steps", 6,
+    r = run("control", SHIPPED_DIR.parents[3] / "examples" / "object_left.json", "--model", name, "--steps", 6,
             "--out", out)
     assert r.exit_code == 0, r.output
     import imageio.v3 as iio

@@ -76,6 +76,9 @@ _EXPORTS = {  # public name -> the module that defines it; imported on first use
     "drag_target": ".method.targets",
     "reference_target": ".method.targets",
     "synthesize_target": ".method.targets",
+    "Tracks": ".io.tracks",
+    "TracksError": ".io.tracks",
+    "read_tracks": ".io.tracks",
     "Trajectory": ".io.trajectory",
     "TrajectoryError": ".io.trajectory",
     "load_trajectory": ".io.trajectory",
@@ -102,10 +105,10 @@ def __dir__() -> list[str]:
 __all__ = [
     "ARCHITECTURES", "Architecture", "ArchitectureError", "ChannelsError", "ControlResult", "Extraction",
     "GuidanceConfig", "LocateError", "LocateReport", "ModelError", "MotionChannels", "SampleResult", "SamplerError", "SharedKV", "StopForward", "Target",
-    "TargetError", "Trajectory", "TrajectoryError", "architecture_of", "call_denoiser", "capture", "control",
+    "TargetError", "Tracks", "TracksError", "Trajectory", "TrajectoryError", "architecture_of", "call_denoiser", "capture", "control",
     "cosine_map", "ddim_invert", "default_guidance", "decode_latents", "default_channels", "drag_target", "drag_video",
     "encode_prompt", "encode_video", "extract",
     "fit_channels", "initial_noise", "load_pipeline", "load_trajectory", "locate", "moft", "noised_features",
-    "parse_trajectory", "read_video", "reference_target", "region_mean", "remove_content_correlation", "resize",
+    "parse_trajectory", "read_tracks", "read_video", "reference_target", "region_mean", "remove_content_correlation", "resize",
     "sample", "select_channels", "synthesize_target", "write_video",
 ]

@@ -17,7 +17,7 @@ import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import safetensors.torch
@@ -29,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..eval.evaluate import (collect, load_suite, markdown_table, run_identity, run_suite, suite_layers, summarise,
                              with_model_defaults)
 from .. import __version__
+from ..io.tracks import read_tracks
 from ..io.image import read_image
 from ..io.trajectory import load_trajectory
 from ..io.jsonio import strict_json
@@ -413,9 +414,16 @@ def _write_control(res, out: Path, outputs: dict, report: dict, save_source: boo
 def control(
     trajectory: Path = typer.Argument(..., help="trajectory JSON (see README); directions are the content's: "
                                       "\"all\" moving right shows the content moving right (in camera terms a "
-                                      "pan to the left)"),
+                                      "pan to the left); or point tracks: ComfyUI/ATI JSON, Wan-Move/CoTracker "
+                                      "tracks.npy, DragAnything JSON, SG-I2V traj.npy"),
     out: Path = typer.Option(..., help="OUT.gif or OUT.mp4; OUT.report.json and OUT.latents.safetensors are "
                              "written beside it"),
+    tracks_size: Optional[Tuple[int, int]] = typer.Option(None, help="W H of the frame point tracks were drawn on "
+                                                         "(default: the output frame)"),
+    points: Optional[str] = typer.Option(None, help="point drag: paper (Eq. 9: MOFT, then the point loss), dift "
+                                         "(the point loss alone) or off (default: paper for track files, else see "
+                                         "`moft info --model M`)"),
+    point_weight: Optional[float] = typer.Option(None, help=_guidance_help("point_weight")),
     model: Optional[str] = typer.Option(None, help=MODEL_HELP),
     prompt: Optional[str] = typer.Option(None, help="text prompt (default: see `moft info --model M`)"),
     seed: int = typer.Option(0, help="initial noise, 0..2**63-1"),
@@ -478,16 +486,17 @@ def control(
                  "target_mode": target_mode, "target_timesteps": target_timesteps, "keep": keep,
                  "keep_until": keep_until, "start": start_from, "release": release, "method": method,
                  "checkpointing": checkpointing,
-                 "autocast": None if autocast in (None, "none") else autocast}
+                 "autocast": None if autocast in (None, "none") else autocast, "point_weight": point_weight,
+                 "points": points if points is not None or not _is_tracks_file(trajectory) else "paper"}
         where = _where(device, dtype, offload)
         _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
                  init_latents, save_source, save_proxy, channels, flags, gain, target_kind, (start, stride, fps, fit),
-                 where, preview, image)
+                 where, preview, image, tracks_size)
 
 
 def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
              init_latents, save_source, save_proxy, channels, flags, gain, target_kind, clip_rule, where,
-             preview=False, image=None):
+             preview=False, image=None, tracks_size=None):
     """``moft control``: every check that needs no model (``plan_settings``), then the model, then
     ``plan_control`` (every check against it), then the run and its files."""
 
@@ -518,20 +527,31 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
     check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
     if reference is not None:
         _probe_clip(reference)
-    traj = _trajectory_before_load(trajectory, record.frames, reference is None)
+    tracks_file = _is_tracks_file(trajectory)
+    if tracks_size is not None and (not tracks_file or min(tracks_size) < 1):
+        raise UsageError("--tracks-size: W H, two positive integers, for a point track file")
+    if tracks_file:  # point tracks: read (and checked) now when the folder names the video size
+        traj = _read_tracks_file(trajectory, record.frames, (record.width, record.height), tracks_size)
+    else:
+        traj = _trajectory_before_load(trajectory, record.frames, reference is None)
     picture = read_image(image) if image is not None else None  # (H, W, 3) uint8; a bad file stops here
     tgt = Target.load(target) if target is not None else None
     ch = _channels(channels, model, required=tgt is None and reference is None and run.guidance.iterates)
     init = _read_latents(init_latents)
     pipe = _load(model, where)
     f = _frames_of(pipe, init, init_latents)
-    traj = load_trajectory(trajectory, default_frames=f) if traj is None or traj.frames != f or init is not None else traj
+    if tracks_file:
+        _, h, w = default_video_size(pipe)
+        traj = _read_tracks_file(trajectory, f, (w, h), tracks_size)
+    elif traj is None or traj.frames != f or init is not None:
+        traj = load_trajectory(trajectory, default_frames=f)
     _warn_unknown_words(pipe, run.prompt)
     clip = _read_clip(reference, pipe, model, start, stride, fps, fit) if reference is not None else None
     plan = _located(trajectory, lambda: plan_control(
         pipe, traj, prompt=run.prompt, channels=ch, reference=clip.frames if clip else None, target=tgt, seed=seed,
         steps=steps, guidance_scale=run.guidance_scale, guidance=run.guidance, init_latents=init,
         keep_source=save_source, gain=gain, target_kind=run.target_kind, image=picture, fit=fit))
+    traj = plan.trajectory if tracks_file else traj  # the tracks as point regions on the output frame
     if preview:
         return _preview(pipe, traj, outputs["the preview"], prompt=run.prompt, seed=seed, steps=steps,
                         guidance_scale=run.guidance_scale, num_frames=plan.size[0], latents=init, image=plan.image)
@@ -581,6 +601,34 @@ def _preview(pipe, traj, path: Path, **sampling):
                        f"frame ({obj.area} px, {obj.inside:.0%} inside the region, {'moves' if obj.moves else 'still'})")
         else:
             typer.echo(f"region {obj.region}: the whole frame (camera)")
+
+
+def _is_tracks_file(path: Path) -> bool:
+    """Whether ``path`` holds point tracks rather than a moft trajectory: a folder or ``.npy``, or JSON that is
+    not a moft trajectory document (an object with ``"regions"``)."""
+    import json
+
+    if path.is_dir():
+        return True
+    if not path.is_file():
+        return False
+    with open(path, "rb") as handle:
+        if handle.read(6) == b"\x93NUMPY":
+            return True
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False  # load_trajectory names the problem
+    return not (isinstance(data, dict) and "regions" in data)
+
+
+def _read_tracks_file(path: Path, frames: Optional[int], size: tuple, tracks_size):
+    """The point ``Tracks`` of a track file at ``frames`` frames, pixels of ``tracks_size``, else of the output
+    frame ``size`` ``(W, H)`` (image-to-video: the image is fitted to it); None while the frame count is unknown."""
+    if not frames:
+        return None
+    size = tuple(tracks_size) if tracks_size is not None else tuple(size)
+    return read_tracks(path, num_frames=frames, size=size if all(size) else None)
 
 
 def _trajectory_before_load(path: Path, frames: Optional[int], check_frames: bool):

@@ -17,19 +17,21 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..io.tracks import Tracks, rescale, tracks_trajectory, trajectory_tracks
 from ..io.trajectory import Trajectory
 from ..method.channels import ChannelsError, MotionChannels
 from ..method.control_target import build_target
 from ..method.drag import drag_video, swept_masks
 from ..method.keep import Keep, LatentLog, keep_plan
+from ..method.points import PointRequest, point_request
 from ..method.sampler import SampleResult, check_latents, check_sample, sample
 from ..method.settings import (MAX_SEED, MAX_STEPS, GuidanceConfig, RunSettings, SettingsError, check_integer,
                                check_number, config_dict, resolve_settings)
 from ..method.targets import Target
 from ..models.adapters import architecture_of
 from ..models.image import ImageInputError, fit_image, image_conditioning, image_input_of, image_pipelines
-from ..models.pipeline import (default_video_size, denoiser, latent_frames, model_record, pipeline_record,
-                               pipeline_site, temporal_scale, vae_scale)
+from ..models.pipeline import (default_video_size, denoiser, latent_frames, latent_time_grid, model_record,
+                               pipeline_record, pipeline_site, temporal_scale, vae_scale)
 from ..models.record import ModelRecord
 from .extract import site_channels
 from ..models.loading import placement
@@ -135,6 +137,7 @@ class ControlPlan:
         trajectory, channels, target, init_latents, keep_source: as given, checked.
         reference: the reference clip cut to ``frames``, or None.
         image: ``(H, W, 3)`` uint8, the image an image-to-video model animates, fitted to the run's size.
+        points: the requested point paths of point drag (``points_request``), or None.
     """
 
     prompt: str
@@ -152,6 +155,7 @@ class ControlPlan:
     init_latents: torch.Tensor | None = None
     keep_source: bool = False
     image: np.ndarray | None = None
+    points: PointRequest | None = None
 
     @property
     def guidance(self) -> GuidanceConfig:
@@ -166,7 +170,8 @@ class ControlPlan:
     @property
     def drags(self) -> bool:
         """Whether the target is a drag target: a source dragged along the trajectory and inverted."""
-        return self.guided and self.target is None and self.reference is None and self.settings.target_kind == "drag"
+        return (self.guided and self.target is None and self.reference is None and self.settings.target_kind == "drag"
+                and self.guidance.points != "dift")  # the "dift" row runs the point loss alone: no target
 
     @property
     def needs_source(self) -> bool:
@@ -242,6 +247,9 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
     if init_latents is not None:
         f = (int(check_init_latents(init_latents, pipe).shape[1]) - 1) * temporal_scale(pipe) + 1  # its video frames
     size = (h // vae_scale(pipe), w // vae_scale(pipe))
+    # pixels of the output frame; on image-to-video the image is fitted to it, so tracks drawn on the image's
+    # own size need --tracks-size (rescale) to land on the same places
+    trajectory, points = points_request(trajectory, run.guidance.points, f, (w, h), latent_time_grid(pipe, f))
     if channels is not None:
         check_channels(pipe, channels, run.guidance.site)
     if target is not None and (target.num_frames != latent_frames(pipe, f) or tuple(target.size) != size):
@@ -259,14 +267,55 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
             raise ControlError(f"the reference video has shape {reference.shape}; the run needs (F >= {f}, H, W, 3)"
                                " (read any clip with moft.read_video(path, num_frames=F, size=(H, W)))")
         reference = reference[:f]
-    if run.guidance.iterates and target is None and reference is None and (trajectory is None or channels is None):
+    if (run.guidance.iterates and target is None and reference is None and run.guidance.points != "dift"
+            and (trajectory is None or channels is None)):
         raise ControlError("a target from a trajectory needs the trajectory and motion channels")
     if run.guidance.needs_source and trajectory is None:
         g = run.guidance
         raise ControlError(f"keep={g.keep!r} / start={g.start!r} need a trajectory (the region that moves)")
     image = check_image(pipe, image, h, w, fit)
     return ControlPlan(prompt, run, steps, seed, gain, reference_timestep, (f, h, w), size, trajectory, channels,
-                       reference, target, init_latents, keep_source, image)
+                       reference, target, init_latents, keep_source, image, points)
+
+
+def points_request(trajectory, mode: str, frames: int, size: tuple[int, int], time_grid: list[int]) -> tuple:
+    """A control run's trajectory and point request from a ``Trajectory`` or point ``Tracks``.
+
+    Example:
+        >>> t = Tracks(np.array([[[4.0, 8.0], [12.0, 8.0]]]), np.ones((1, 2), bool), (16, 16))
+        >>> traj, req = points_request(t, "paper", 2, (32, 32), [0, 1])    # drawn on 16x16, made at 32x32
+        >>> len(traj.regions), req.points[1, 0].tolist()
+        (1, [24.5, 16.5])
+
+    Tracks become one point region per track (``tracks_trajectory``: what a drag target moves);
+    a trajectory's point regions give the tracks. Pixels are of the output frame ``size`` (tracks of
+    another ``Tracks.size`` are rescaled to it). On image-to-video they will be of the image (not yet:
+    moft has no I2V pipeline).
+
+    Args:
+        trajectory: a ``Trajectory``, ``Tracks`` or None.
+        mode: ``GuidanceConfig.points``; ``"off"`` makes no request.
+        frames: video frames of the run (tracks must have as many).
+        size: ``(W, H)`` of the output frame.
+        time_grid: the video frame of each latent frame (``latent_time_grid``).
+
+    Returns:
+        ``(trajectory, PointRequest or None)``.
+    """
+    tracks = None
+    if isinstance(trajectory, Tracks):
+        if trajectory.num_frames != frames:
+            raise ControlError(f"the tracks have {trajectory.num_frames} frames; this run makes {frames} "
+                               f"(read them with moft.read_tracks(path, num_frames={frames}))")
+        tracks = trajectory if tuple(trajectory.size) == tuple(size) else rescale(trajectory, size)
+        trajectory = tracks_trajectory(tracks)
+    elif isinstance(trajectory, Trajectory):  # anything else: plan_control says what it must be
+        tracks = trajectory_tracks(trajectory, size)
+    if mode == "off":
+        return trajectory, None
+    if tracks is None:
+        raise ControlError(f"points={mode!r} needs points: a track file or point regions in the trajectory")
+    return trajectory, point_request(tracks.points, tracks.visible, size, time_grid)
 
 
 def check_image(pipe, image: np.ndarray | None, height: int, width: int, fit: str = "crop") -> np.ndarray | None:
@@ -308,7 +357,7 @@ def make_target(pipe, plan: ControlPlan, progress=None) -> tuple[Target | None, 
         masks = torch.from_numpy(swept_masks(plan.trajectory, plan.size[1:], plan.latent_size))  # (R, h, w)
         keep = keep_plan(pipe, g, steps=plan.steps, masks=masks, log=log.started(source.initial_latents),
                          proxy_frames=proxy)
-    if not plan.guided or plan.target is not None:
+    if not plan.guided or plan.target is not None or g.points == "dift":  # "dift": the point loss alone, no target
         return plan.target if plan.guided else None, source, proxy, keep
     pictured = image_conditioning(pipe, plan.image, num_frames=plan.size[0]) if plan.image is not None else None
     target = build_target(pipe, plan.trajectory, plan.channels, kind=plan.settings.target_kind, steps=plan.steps,
@@ -335,7 +384,7 @@ def run_control(pipe, plan: ControlPlan, progress=None) -> ControlResult:
                  num_frames=f, latents=source.initial_latents if source is not None else plan.init_latents,
                  target=target if plan.guided else None, guidance=g if plan.guided else None,
                  keep_source=plan.keep_source and source is None, progress=_phases(progress)("guide"),
-                 image=plan.image, keep=keep)
+                 image=plan.image, keep=keep, points=plan.points)
     if plan.keep_source and source is not None:
         out.source_frames = source.frames  # the drag target's unguided video: the same noise, already made
     report = {
@@ -348,6 +397,7 @@ def run_control(pipe, plan: ControlPlan, progress=None) -> ControlResult:
         "channels_digest": plan.channels.digest() if plan.channels is not None else None,
         "image": {"height": plan.image.shape[0], "width": plan.image.shape[1]} if plan.image is not None else None,
         "losses": out.losses, "counts": out.counts, "seconds": out.seconds,
+        "points": None if plan.points is None else {"mode": g.points, "tracks": int(plan.points.points.shape[1])},
         **placement(pipe),  # device, dtype, offload, torch
     }
     return ControlResult(out.frames, out.source_frames, target, out, report, proxy)
@@ -363,7 +413,9 @@ def control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels | No
 
     Args:
         pipe: a diffusers text-to-video pipeline.
-        trajectory: a parsed ``Trajectory`` (regions and motion); with ``reference`` it gives the regions only.
+        trajectory: a parsed ``Trajectory`` (regions and motion; with ``reference`` it gives the regions
+            only), or point ``Tracks`` (``moft.read_tracks``; pixels of their ``size``, moved to the
+            output frame): point drag, one point region per track (``points_request``).
         prompt: text prompt.
         channels: motion channels (needed unless ``target`` is given with its own channels).
         reference: ``(F, H, W, 3)`` reference video: the target is its inverted MOFT.

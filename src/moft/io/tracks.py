@@ -56,7 +56,7 @@ from PIL import Image
 
 from .trajectory import TrajectoryError, parse_trajectory, resample_positions
 
-__all__ = ["Tracks", "TracksError", "read_tracks", "rescale"]
+__all__ = ["DEFAULT_RADIUS", "Tracks", "TracksError", "read_tracks", "rescale", "tracks_trajectory", "trajectory_tracks"]
 
 _NPY_MAGIC = b"\x93NUMPY"
 _JSON_FORMATS = ('moft trajectory (an object with "version" and "regions"), '
@@ -419,3 +419,49 @@ def read_tracks(path: str | Path, *, num_frames: int, size: tuple[int, int] | No
     if raw.startswith(_NPY_MAGIC):
         return _read_npy(raw, path, int(num_frames), size)
     return _read_json(raw, path, path.name, int(num_frames), size)
+
+
+# --------------------------------------------------------------------------- tracks <-> trajectories
+
+DEFAULT_RADIUS = 0.1  # a point region's radius (fraction of the shorter side) for tracks that give none
+
+
+def tracks_trajectory(tracks: Tracks, radius: float = DEFAULT_RADIUS):
+    """A moft trajectory with one point region per track (what a drag target moves along each path).
+
+    Example:
+        >>> t = Tracks(np.array([[[3.5, 7.5], [11.5, 7.5]], [[40.0, 8.0], [90.0, 8.0]]]), np.ones((2, 2), bool), (64, 16))
+        >>> traj = tracks_trajectory(t)
+        >>> traj.frames, len(traj.regions), traj.regions[0].tracks[:, :, 0].tolist()  # pixel 3.5 of 64 = 1/16
+        (2, 2, [[0.0625, 0.1875]])
+        >>> traj.regions[1].tracks[0, 1].tolist()              # a track that leaves the frame is held at its edge
+        [1.0, 0.53125]
+
+    Positions become frame fractions ``(p + 0.5) / W`` clipped to ``[0, 1]`` (the point loss reads
+    the unclipped tracks and skips points off the frame).
+
+    Args:
+        tracks: the tracks.
+        radius: each region's radius, a fraction of the shorter side.
+    """
+    frac = np.clip((tracks.points + 0.5) / np.array(tracks.size, dtype=np.float64), 0.0, 1.0)  # (N, F, 2)
+    regions = [{"tracks": [track.tolist()], "radius": float(radius)} for track in frac]
+    return parse_trajectory({"version": 1, "frames": tracks.num_frames, "regions": regions},
+                            default_frames=tracks.num_frames, source="tracks")
+
+
+def trajectory_tracks(trajectory, size: tuple[int, int]) -> Tracks | None:
+    """The tracks of a trajectory's point regions in pixels of a ``size`` frame (None without any).
+
+    Example:
+        >>> from moft.io.trajectory import load_trajectory
+        >>> t = trajectory_tracks(load_trajectory("examples/points_drag.json", default_frames=8), (32, 32))
+        >>> t.points.shape, t.size
+        ((3, 8, 2), (32, 32))
+    """
+    found = [r.tracks for r in trajectory.regions if r.tracks is not None]  # [(n, F, 2)] fractions
+    if not found:
+        return None
+    frac = np.concatenate(found)  # (N, F, 2)
+    size = _size(size, "trajectory_tracks: size")
+    return Tracks(frac * np.array(size, dtype=np.float64) - 0.5, np.ones(frac.shape[:2], bool), size)

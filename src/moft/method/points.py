@@ -25,11 +25,18 @@ become the ``(F, N, 2)`` these functions take with ``rearrange(points, "n f xy -
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from einops import rearrange
 
-__all__ = ["paper_schedule", "point_loss", "sample_features"]
+__all__ = ["POINT_MODES", "PointRequest", "paper_schedule", "point_gradient_mask", "point_loss", "point_request",
+           "point_schedule", "sample_features"]
+
+# which losses guide which steps (GuidanceConfig.points): "off" the MOFT loss at the guided steps (no points);
+# "paper" Eq. 9 (MOFT, both, the point loss, none); "dift" the point loss alone at Eq. 9's point steps
+POINT_MODES = ("off", "paper", "dift")
 
 # Eq. 9 over 25 steps: t >= 19 MOFT only, 19 > t >= 18 both, 18 > t >= 5 point only, t < 5 none
 PAPER_STEPS = 25
@@ -177,3 +184,93 @@ def paper_schedule(num_steps: int) -> list[tuple[str, ...]]:
         t = num_steps - 1 - i
         out.append(tuple(name for name, on in (("moft", t >= t2), ("point", t3 <= t < t1)) if on))
     return out
+
+
+def point_schedule(mode: str, num_steps: int, moft_steps: tuple[int, int]) -> list[tuple[str, ...]]:
+    """The losses of each sampling step for a ``GuidanceConfig.points`` mode.
+
+    Example:
+        >>> point_schedule("off", 6, (1, 3))                     # today's guidance: MOFT at steps 1, 2
+        [(), ('moft',), ('moft',), (), (), ()]
+        >>> point_schedule("dift", 25, (3, 12)) == [("point",) if "point" in s else () for s in paper_schedule(25)]
+        True
+
+    Args:
+        mode: ``"off"`` (the MOFT loss at ``moft_steps``, points unused), ``"paper"``
+            (``paper_schedule``: MOFT, both, the point loss, nothing) or ``"dift"`` (the point loss
+            alone at the paper's point steps: the paper's "DIFT" row).
+        num_steps: sampling steps.
+        moft_steps: ``(start, end)`` of the MOFT-only schedule (``GuidanceConfig.steps``).
+    """
+    if mode not in POINT_MODES:
+        raise ValueError(f"points must be one of {', '.join(POINT_MODES)}, got {mode!r}")
+    if mode == "off":
+        return [("moft",) if moft_steps[0] <= i < moft_steps[1] else () for i in range(num_steps)]
+    paper = paper_schedule(num_steps)
+    return paper if mode == "paper" else [("point",) if "point" in s else () for s in paper]
+
+
+@dataclass(frozen=True, eq=False)
+class PointRequest:
+    """Requested point paths at the latent frames, what guidance reads the point loss at.
+
+    Attributes:
+        points: ``(F', N, 2)`` pixels of a ``size`` frame at each latent frame (may leave the frame).
+        visible: ``(F', N)`` bool.
+        size: ``(W, H)`` of the video frame.
+    """
+
+    points: torch.Tensor
+    visible: torch.Tensor
+    size: tuple[int, int]
+
+
+def point_request(points: np.ndarray, visible: np.ndarray, size: tuple[int, int], time_grid: list[int]) -> PointRequest:
+    """Tracks ``(N, F, 2)`` pixels of the video's frames -> a ``PointRequest`` at its latent frames.
+
+    Example:
+        >>> pts = np.stack([np.arange(9.0), np.zeros(9)], axis=-1)[None]   # (1, 9, 2): x = frame index
+        >>> req = point_request(pts, np.ones((1, 9), bool), (32, 32), [0, 4, 8])   # Wan: frames 0, 4, 8
+        >>> req.points[:, 0, 0].tolist(), tuple(req.visible.shape)
+        ([0.0, 4.0, 8.0], (3, 1))
+
+    Args:
+        points: ``(N, F, 2)`` requested pixel positions per video frame (``moft.io.tracks.Tracks.points``).
+        visible: ``(N, F)`` bool.
+        size: ``(W, H)`` of the video frame.
+        time_grid: the video frame each latent frame stands for (``moft.models.pipeline.latent_time_grid``).
+    """
+    pts = torch.as_tensor(np.asarray(points)[:, time_grid], dtype=torch.float32)  # (N, F', 2)
+    vis = torch.as_tensor(np.asarray(visible)[:, time_grid], dtype=torch.bool)  # (N, F')
+    return PointRequest(rearrange(pts, "n f xy -> f n xy"), rearrange(vis, "n f -> f n"), tuple(size))
+
+
+def point_gradient_mask(request: PointRequest, grid: tuple[int, int], radius: float) -> torch.Tensor:
+    """Where the point loss may move the latents: per frame, disks at the point's frame-0 and current position.
+
+    Example:
+        >>> req = PointRequest(torch.tensor([[[4.5, 4.5]], [[20.5, 4.5]]]), torch.ones(2, 1, dtype=torch.bool), (32, 32))
+        >>> m = point_gradient_mask(req, (16, 16), radius=1.0)        # (1, F', 1, h, w)
+        >>> m.shape, int(m[0, 0, 0].sum()), int(m[0, 1, 0].sum())     # cells 2 and 10 of row 2: frame 1 has both
+        (torch.Size([1, 2, 1, 16, 16]), 5, 10)
+
+    Args:
+        request: the points.
+        grid: ``(h, w)`` latent grid.
+        radius: disk radius in latent cells.
+
+    Returns:
+        ``(1, F', 1, h, w)`` float 0/1 (a frame whose points are all invisible gets nothing).
+    """
+    h, w = grid
+    width, height = request.size
+    cells = (request.points + 0.5) * torch.tensor([w / width, h / height]) - 0.5  # (F', N, 2)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+
+    def disks(at: torch.Tensor, on: torch.Tensor) -> torch.Tensor:  # (F', N, 2), (F', N) -> (F', h, w)
+        d2 = (xs - at[..., 0, None, None]) ** 2 + (ys - at[..., 1, None, None]) ** 2  # (F', N, h, w)
+        return ((d2 <= radius**2) & on[..., None, None]).any(dim=1)
+
+    on = request.visible & request.visible[:1]  # (F', N)
+    mask = disks(cells, on) | disks(cells[:1].expand_as(cells), on)  # (F', h, w)
+    return mask.float()[None, :, None]

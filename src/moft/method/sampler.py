@@ -52,6 +52,7 @@ from ..models.device import execution_device
 from ..models.image import ImageInputError, image_conditioning, requires_image, with_first_frame
 from .capture import capture
 from .features import moft, region_mean
+from .points import PointRequest, point_gradient_mask, point_loss, point_schedule
 from ..models.latents import decode_latents, initial_noise, text_conditioning
 from ..models.pipeline import (FramesError, check_frames, default_guidance_scale, default_video_size, denoiser,
                                 denoiser_at, denoisers, latent_channels, latent_frames, max_steps, pipeline_site,
@@ -190,6 +191,9 @@ class GuidanceState:
         weight: the resolved loss weight.
         grad_mask: ``(1, F, 1, h, w)`` gradient multiplier, or None.
         kv: the ``SharedKV`` in use, or None.
+        points: the ``PointRequest`` of point drag, or None.
+        point_site: capture site of the point loss.
+        point_mask: ``(1, F, 1, h, w)`` gradient multiplier of the point loss, or None.
         losses: one record per iteration (appended by ``guidance_step``).
         counts: ``forwards`` and ``backwards`` of the denoiser.
         denoiser: the ``CFGDenoiser`` whose conditional pass the loss differentiates (default: one
@@ -204,6 +208,9 @@ class GuidanceState:
     weight: float
     grad_mask: torch.Tensor | None = None
     kv: SharedKV | None = None
+    points: PointRequest | None = None
+    point_site: str | None = None
+    point_mask: torch.Tensor | None = None
     losses: list = field(default_factory=list)
     counts: dict = field(default_factory=lambda: {"forwards": 0, "backwards": 0})
     denoiser: "CFGDenoiser | None" = None
@@ -275,7 +282,38 @@ class CFGDenoiser:
         return out_u + self.scale * (out_c - out_u)
 
 
-def guidance_step(net, z: torch.Tensor, t, i: int, state: GuidanceState) -> torch.Tensor:
+def step_loss(features: dict, target, state: GuidanceState, losses: tuple[str, ...]) -> tuple[torch.Tensor, dict]:
+    """The weighted loss of one guidance forward: the MOFT loss and/or the point loss (paper Eq. 9).
+
+    Args:
+        features: ``{site: (1, F, C, H, W)}`` captured with the graph kept.
+        target: the ``Target`` at this timestep (None when only the point loss runs).
+        state: its ``config``, ``weight``, ``site``, ``points`` and ``point_site``.
+        losses: ``("moft",)``, ``("point",)`` or both.
+
+    Returns:
+        The weighted total and a record: ``loss`` (the unweighted MOFT loss, else the unweighted
+        point loss), ``regions`` (per-region MOFT losses) and ``point`` (the point loss), each None
+        where it did not run.
+    """
+    g, total, record = state.config, 0.0, {"regions": None, "point": None}
+    if "moft" in losses:
+        feat = moft(features[state.site].float(), target.channels, target.size, content_removal=target.content_removal)
+        loss, record["regions"] = guidance_loss(feat, target, g.loss, g.distance)
+        record["loss"] = float(loss.detach())
+        total = total + state.weight * loss
+    if "point" in losses:
+        req = state.points
+        feats = features[state.point_site][0].float()  # (F, C, H', W') raw features (DIFT: no content removal)
+        loss = point_loss(feats, req.points.to(feats.device), req.visible.to(feats.device), req.size, g.point_radius)
+        record["point"] = float(loss.detach())
+        record.setdefault("loss", record["point"])
+        total = total + g.point_weight * loss
+    return total, record
+
+
+def guidance_step(net, z: torch.Tensor, t, i: int, state: GuidanceState,
+                  losses: tuple[str, ...] = ("moft",)) -> torch.Tensor:
     """``config.iterations`` optimiser steps on the latents at denoising step ``i``.
 
     Example:
@@ -288,15 +326,22 @@ def guidance_step(net, z: torch.Tensor, t, i: int, state: GuidanceState) -> torc
     ``grad_mask``, and moves the latents by ``latent_update`` (sgd ``z <- z - step_size * grad``,
     normalised or Adam). With ``grad_every = k`` only every k-th iteration computes a gradient;
     the others reuse the last one (their loss record repeats its loss, ``"reused": True``).
+    ``losses`` (``moft.method.points.point_schedule``) adds or swaps in the point loss, read at
+    ``state.point_site`` in the same forward (``step_loss``); its gradient is masked by
+    ``state.point_mask`` (with both losses: by the union of the two masks).
 
     Returns:
         The updated latents (detached).
     """
-    g, target = state.config, state.target.at(t)
+    g, target = state.config, state.target.at(t) if "moft" in losses else None
+    sites = list(dict.fromkeys(([state.site] if "moft" in losses else [])
+                               + ([state.point_site] if "point" in losses else [])))
+    masks = [m for name, m in (("moft", state.grad_mask), ("point", state.point_mask)) if name in losses]
+    mask = None if any(m is None for m in masks) else torch.stack(masks).amax(0)  # the union, or no masking
     dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(g.autocast)
     full = g.loss_batch == "cfg" and state.uncond is not None
     eta, moments = g.step_size_at(i), {}  # Adam restarts at every guided step
-    grad = loss = per_region = None
+    grad = loss = record = None
     for it in range(g.iterations):
         reuse = it % g.grad_every != 0
         if not reuse:
@@ -305,19 +350,18 @@ def guidance_step(net, z: torch.Tensor, t, i: int, state: GuidanceState) -> torc
                 state.kv.mode = "share"
             amp = torch.autocast(z.device.type, dtype=dtype) if dtype is not None else nullcontext()
             with torch.enable_grad():
-                with amp, capture(net, state.site, detach=False, stop=g.early_exit, select="cond" if full else None) as cap:
+                with amp, capture(net, sites, detach=False, stop=g.early_exit, select="cond" if full else None) as cap:
                     state.denoiser.conditional(net, z, t, both=full)
-                feat = moft(cap.output.float(), target.channels, target.size, content_removal=target.content_removal)
-                loss, per_region = guidance_loss(feat, target, g.loss, g.distance)
-                (grad,) = torch.autograd.grad(state.weight * loss, z)
+                loss, record = step_loss(cap.features, target, state, losses)
+                (grad,) = torch.autograd.grad(loss, z)
             state.counts["backwards"] += 1
             if state.kv is not None:
                 state.kv.mode = "off"
-            if state.grad_mask is not None:
-                grad = grad * state.grad_mask.to(grad)
+            if mask is not None:
+                grad = grad * mask.to(grad)
         z = (z - latent_update(grad, g, eta, moments)).detach()
-        state.losses.append({"step": i, "timestep": _timestep(t), "iteration": it, "loss": float(loss.detach()),
-                             "regions": per_region, "grad_norm": float(grad.norm()), "reused": reuse})
+        state.losses.append({"step": i, "timestep": _timestep(t), "iteration": it, **record,
+                             "grad_norm": float(grad.norm()), "reused": reuse})
     return z
 
 
@@ -424,8 +468,9 @@ class Guide:
         >>> z = guide(pipe.unet, z, t, i, sched)                      # before the model step  # doctest: +SKIP
     """
 
-    def __init__(self, state: GuidanceState, guided: set, keep_source: bool):
+    def __init__(self, state: GuidanceState, guided: set, keep_source: bool, schedule: list | None = None):
         self.state, self.guided, self.keep_source = state, guided, keep_source
+        self.schedule = schedule  # the losses of each step (point_schedule); None: the MOFT loss at every guided step
         self.use_source = bool(guided) and (state.kv is not None or keep_source)
         self.z_src = self.sched_src = None
 
@@ -442,31 +487,52 @@ class Guide:
                 kv.mode = "off"
             self.z_src = self.sched_src.step(out_src, t, self.z_src).prev_sample
         if i in self.guided:
-            z = guidance_step(net, z, t, i, state)
+            z = guidance_step(net, z, t, i, state, self.schedule[i] if self.schedule is not None else ("moft",))
             if not torch.isfinite(z).all():
                 raise GuidanceDiverged(f"guidance diverged at step {i} (t = {_timestep(t)}): the latents are no "
                                        f"longer finite; lower step_size (now {state.config.step_size:g})")
         return z
 
 
+def _schedule(g: GuidanceConfig, num_steps: int, target, points) -> list[tuple[str, ...]]:
+    """The losses of each step (``point_schedule``), checked against what the run was given."""
+    if g.points == "off":
+        return point_schedule("off", num_steps, g.steps) if target is not None else [()] * num_steps
+    if points is None:
+        raise SamplerError(f"points={g.points!r} needs the requested points (sample(..., points=PointRequest))")
+    schedule = point_schedule(g.points, num_steps, g.steps)
+    if target is None and any("moft" in losses for losses in schedule):
+        raise SamplerError(f"points={g.points!r} runs the MOFT loss at its first guided steps and needs a target")
+    return schedule
+
+
 def _prepare(stack: ExitStack, pipe, target, g: GuidanceConfig, den: CFGDenoiser, z: torch.Tensor,
-             keep_source: bool) -> Guide | None:
+             keep_source: bool, sched, points: PointRequest | None = None) -> Guide | None:
     """The ``Guide`` of a guided sample, its shared K/V and gradient checkpointing entered on ``stack``
     (left exactly as found on exit), or None without guidance."""
-    guided = set(range(*g.steps)) if target is not None and g.iterates else set()
+    schedule = _schedule(g, len(sched.timesteps), target, points)  # the losses of each step
+    guided = {i for i, losses in enumerate(schedule) if losses} if g.iterates else set()
     if not guided:
         return None
     net = denoiser(pipe)
     state = GuidanceState(target, g, den.cond, den.uncond, g.site or pipeline_site(pipe),
-                          g.resolved_weight(len(target.masks)), gradient_mask(target, z.shape, g.grad_mask),
+                          g.resolved_weight(len(target.masks)) if target is not None else 0.0,
+                          gradient_mask(target, z.shape, g.grad_mask) if target is not None else None,
                           counts=den.counts, denoiser=den)
+    if points is not None and g.points != "off":
+        if points.points.shape[0] != z.shape[1]:
+            raise SamplerError(f"points are given at {points.points.shape[0]} frames, the video has {z.shape[1]} "
+                               f"latent frames")
+        state.points, state.point_site = points, g.point_site or state.site
+        if g.grad_mask != "off":
+            state.point_mask = point_gradient_mask(points, tuple(z.shape[-2:]), g.point_radius + 1.0)
     if g.shared_kv and architecture_of(net).spatial_self_attention is not None:
         state.kv = stack.enter_context(SharedKV(net))
     for each in denoisers(pipe) if g.checkpointing else []:
         if not getattr(each, "is_gradient_checkpointing", False):
             each.enable_gradient_checkpointing()
             stack.callback(each.disable_gradient_checkpointing)
-    return Guide(state, guided, keep_source)
+    return Guide(state, guided, keep_source, schedule)
 
 
 def sample(
@@ -488,8 +554,7 @@ def sample(
     capture_site: str | None = None,
     progress=None,
     callback=None,
-    image: np.ndarray | None = None,
-    keep=None,
+    image: np.ndarray | None = None, keep=None, points: PointRequest | None = None,
 ) -> SampleResult:
     """Generate a video with the model's sampler + CFG, optionally guiding its MOFT towards ``target``.
 
@@ -516,6 +581,7 @@ def sample(
         image: ``(H, W, 3)`` uint8 frame at the video's size, for an image-to-video pipeline (required
             there, refused elsewhere): the conditioning of ``moft.models.image.image_conditioning`` joins
             both CFG branches, and for first-frame models the video's frame 0 is the image.
+        points: the requested points (``moft.method.points.PointRequest``) of ``guidance.points``.
         keep: a ``moft.method.keep.Keep`` (``keep_plan``): begin at its step ``first`` from its
             latents, and pass the latents through it after every step; None: the plain loop.
 
@@ -539,7 +605,7 @@ def sample(
     result = SampleResult(frames=None, latents=None, initial_latents=latents.detach().clone())
     t_start = time.perf_counter()
     with ExitStack() as stack:
-        guide = _prepare(stack, pipe, target, guidance or GuidanceConfig(), den, z, keep_source)
+        guide = _prepare(stack, pipe, target, guidance or GuidanceConfig(), den, z, keep_source, sched, points)
         losses = guide.state.losses if guide is not None else []
         for i, t in enumerate(sched.timesteps):
             logged = len(losses)

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from ..models.pipeline import OFFICIAL_CFG
 from ..models.record import ModelRecord
+from .points import POINT_MODES
 from .targets import TARGET_KINDS
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range
@@ -168,6 +169,15 @@ class GuidanceConfig:
             video forward-noised to the timestep, one denoiser forward; FastVMT, FlowMotion).
         target_timesteps: ``"fixed"`` (one target at t = 200, the official step 5 of 25) or
             ``"guided"`` (one target at each guided step's timestep, compared at that step).
+        points: point drag (``sample(..., points=)``): ``"off"`` (the MOFT loss at ``steps``,
+            points unused), ``"paper"`` (Eq. 9: MOFT alone at the earliest steps, then MOFT + the
+            point loss, the point loss alone, nothing at the last; ``steps`` unused) or ``"dift"``
+            (the point loss alone at Eq. 9's point steps); ``moft.method.points.point_schedule``.
+        point_weight: weight of the point loss (Eq. 9's ``w_p``; not given in the paper).
+        point_site: where the point loss reads its features (default: the model folder's
+            ``"point_site"``, measured by ``scripts/point_sites.py``, else ``site``).
+        point_radius: the point loss's neighbourhood radius in point-site feature cells, and the
+            point gradient mask's radius in latent cells (plus one).
         keep: ``"off"`` or ``"latents"`` (outside the swept region, the latents are the unguided
             source's after every step before ``keep_until``; ``moft.method.keep``).
         keep_until: the step index where the background is released (None: kept to the end).
@@ -206,6 +216,11 @@ class GuidanceConfig:
                           "noised to the timestep): how a drag or reference target is read", ("inversion", "noise"))
     target_timesteps: str = _g("fixed", _STR, "a string", "fixed (one target at t = 200) or guided (one at each "
                                "guided step's timestep)", ("fixed", "guided"))
+    points: str = _g("off", _STR, "a string", "point drag: paper (Eq. 9: MOFT, then the point loss), dift (the "
+                     "point loss alone) or off", POINT_MODES)
+    point_weight: float = _g(1.0, _REAL, "a finite number >= 0", "weight of the point loss")
+    point_site: str | None = _g(None, _STR + _NONE, "a string or null", "capture site of the point loss")
+    point_radius: float = _g(1.0, _REAL, "a finite number >= 0", "the point loss's neighbourhood radius (feature cells)")
     keep: str = _g("off", _STR, "a string", "off or latents (outside the region the trajectory sweeps, the latents "
                    "are the unguided video's after every step)", KEEPS)
     keep_until: int | None = _g(None, _INT + _NONE, "an integer >= 0 or null", "with keep latents: the step where "
@@ -238,6 +253,9 @@ class GuidanceConfig:
             value = getattr(self, name)
             if value is not None and value < lo:
                 raise GuidanceError(name, f"must be an integer >= {lo}, got {value}")
+        for name in ("point_weight", "point_radius"):
+            if getattr(self, name) < 0:
+                raise GuidanceError(name, f"must be >= 0, got {getattr(self, name):g}")
         for name in ("step_size", "weight", "step_size_end"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise GuidanceError(name, f"must be > 0, got {getattr(self, name):g}")
@@ -345,6 +363,8 @@ def record_layer(record: ModelRecord | None) -> dict:
     layer = dict(record.guidance)
     if layer.get("site") is None and record.site:
         layer["site"] = record.site  # the folder's capture site (moft locate --write-defaults)
+    if layer.get("point_site") is None and record.point_site:
+        layer["point_site"] = record.point_site  # the folder's point-feature site (scripts/point_sites.py)
     given = {"guidance_scale": record.guidance_scale, "target_kind": record.target, "prompt": record.prompt}
     return dict(layer, **{k: v for k, v in given.items() if v is not None})
 

@@ -58,6 +58,8 @@ class ModelRecord:
         frames / height / width: the video size the model makes.
         fps: frame rate of its training clips (reading any clip at the model's speed).
         site: capture site (``moft locate --write-defaults``).
+        point_site / point_timestep: where the point loss of point drag reads its features, and the
+            timestep it was measured best at (``scripts/point_sites.py``); point_sites: that measurement (opaque).
         guidance: ``GuidanceConfig`` fields (the model's tuned guidance).
         target: how a trajectory becomes a target: ``curves`` or ``drag``.
         training / guidance_chosen_by / locate / channels_fit_seconds: how the model and its
@@ -73,6 +75,9 @@ class ModelRecord:
     width: int | None = _entry(None, _INT + _NONE, "an integer >= 1", "video width (px)", lo=1)
     fps: float | None = _entry(None, _NUM + _NONE, "a finite number > 0", "training clips' frame rate", lo=1e-9)
     site: str | None = _entry(None, _STR + _NONE, "a string", "capture site")
+    point_site: str | None = _entry(None, _STR + _NONE, "a string", "point-feature (DIFT) site")
+    point_timestep: int | None = _entry(None, _INT + _NONE, "an integer >= 0", "point site's measured timestep", lo=0)
+    point_sites: dict | None = _entry(None, _OBJ + _NONE, "an object", "the point-site measurement (opaque)")
     guidance: dict = _entry(None, _OBJ + _NONE, "an object", "GuidanceConfig fields")
     target: str | None = _entry(None, _STR + _NONE, "a string", "target kind (curves or drag)")
     training: dict | None = _entry(None, _OBJ + _NONE, "an object", "training record (opaque)")
