@@ -61,8 +61,8 @@ def test_the_cli_and_the_suite_schema_read_the_dataclass():
     from moft.method.settings import GUIDANCE_FIELDS
 
     assert set(GUIDANCE_FIELDS) <= SETTING_KEYS
-    assert "sgd (official)" in cli._guidance_help("optimizer") and "else sgd" in cli._guidance_help("optimizer")
-    assert cli._guidance_help("steps").endswith("else 3:12)")
+    assert "sgd (official)" in cli._guidance_help("optimizer") and "without a moft.json: sgd" in cli._guidance_help("optimizer")
+    assert cli._guidance_help("steps").endswith("without a moft.json: 3:12 (default: see `moft info --model M`)")
 
 
 # ---------------------------------------------------------------------------
