@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from .pipeline import denoiser
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 OFFLOADS = ("none", "model", "group")
@@ -122,8 +124,10 @@ def execution_device(pipe) -> torch.device:
         >>> execution_device(build_tiny_wan())
         device(type='cpu')
     """
-    device = getattr(pipe, "_execution_device", None)
-    return torch.device(device) if device is not None else torch.device(pipe.device)
+    device = getattr(pipe, "_execution_device", None) or getattr(pipe, "device", None)
+    if device is None:  # an object holding the components without a pipeline's bookkeeping: the denoiser's device
+        device = next(denoiser(pipe).parameters()).device
+    return torch.device(device)
 
 
 def _mps_available() -> bool:
