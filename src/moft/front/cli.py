@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional, Tuple
 
-import numpy as np
 import safetensors.torch
 import torch
 import typer
@@ -43,6 +42,7 @@ from ..method.sampler import sample
 from ..method.targets import Target
 from ..models.adapters import architecture_of, call_denoiser, default_site
 from ..models.latents import latent_channels, probe_conditioning, unknown_words
+from ..models.image import still_frames
 from ..models.device import execution_device, resolve_device, resolve_dtype, resolve_offload
 from ..models import loading
 from ..models.loading import load_pipeline
@@ -582,7 +582,7 @@ def _preview(pipe, traj, path: Path, **sampling):
     itself: it is frame 0), drawn with the request; stop."""
     image = sampling["image"]
     if image is not None:  # nothing to generate: the video starts from the image, still
-        frames = np.repeat(image[None].astype(np.float32) / 255.0, sampling["num_frames"], axis=0)  # (F, H, W, 3)
+        frames = still_frames(image, sampling["num_frames"])  # (F, H, W, 3)
         what = "the image"
     else:
         with _progress("preview") as update:

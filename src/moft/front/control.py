@@ -29,7 +29,7 @@ from ..method.settings import (MAX_SEED, MAX_STEPS, GuidanceConfig, RunSettings,
                                check_number, config_dict, resolve_settings)
 from ..method.targets import Target
 from ..models.adapters import architecture_of
-from ..models.image import ImageInputError, fit_image, image_conditioning, image_input_of, image_pipelines
+from ..models.image import ImageInputError, fit_image, image_conditioning, image_input_of, image_pipelines, still_frames
 from ..models.pipeline import (default_video_size, denoiser, latent_frames, latent_time_grid, model_record,
                                pipeline_record, pipeline_site, temporal_scale, vae_scale)
 from ..models.record import ModelRecord
@@ -350,7 +350,7 @@ def make_target(pipe, plan: ControlPlan, progress=None) -> tuple[Target | None, 
                         image=plan.image)
         frames = source.frames  # (F, H, W, 3) in [0, 1]
     if plan.drags and plan.image is not None:  # the image itself, still: its regions are dragged
-        frames = np.repeat(plan.image[None].astype(np.float32) / 255.0, plan.size[0], axis=0)  # (F, H, W, 3)
+        frames = still_frames(plan.image, plan.size[0])  # (F, H, W, 3)
     if frames is not None:
         proxy = drag_video(frames, plan.trajectory)  # (F, H, W, 3) what a drag target inverts
     if log is not None:

@@ -205,3 +205,14 @@ def with_first_frame(cond: dict, latents: torch.Tensor) -> torch.Tensor:
 def requires_image(pipe) -> bool:
     """The pipeline animates an image: sampling it without one cannot run."""
     return image_input_of(pipe) is not None
+
+
+def still_frames(image: np.ndarray, num_frames: int) -> np.ndarray:
+    """``(H, W, 3)`` uint8 held still over ``num_frames``: ``(F, H, W, 3)`` float32 in [0, 1], the video an image
+    becomes before its regions are dragged (or drawn in a preview).
+
+    Example:
+        >>> still_frames(np.full((2, 2, 3), 255, np.uint8), 3).shape
+        (3, 2, 2, 3)
+    """
+    return np.repeat(image[None].astype(np.float32) / 255.0, num_frames, axis=0)  # (F, H, W, 3)
