@@ -36,7 +36,7 @@ from moft.eval.metrics import split, ssim
 from moft.front.control import control, default_guidance
 from moft.io.synthetic import COLORS
 from moft.io.tracks import Tracks
-from moft.eval.evaluate import prompt_color
+from moft.eval.objects import prompt_color
 from moft.method.sampler import GuidanceConfig, sample
 from moft.models.pipeline import pipeline_record
 

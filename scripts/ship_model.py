@@ -50,7 +50,7 @@ def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
     another channel ``fraction`` is recorded as ``guidance_chosen_by.channel_fraction``, and
     ``--guidance-from`` then refits the folder's motion channels at that fraction.
     """
-    from moft.eval.evaluate import guidance_settings
+    from moft.eval.suite import guidance_settings
     from moft.method.sampler import config_dict
 
     report = json.loads(report_path.read_text())

@@ -178,10 +178,10 @@ def test_path_box_covers_the_path_on_the_latent_grid():
 def test_norm_ratio_compares_generated_and_target_curves(animatediff, monkeypatch):
     import numpy as np
 
-    import moft.eval.evaluate as ev
+    import moft.eval.objects as objects
 
     # a random model draws no red disk; place one by hand so the region exists
-    monkeypatch.setattr(ev, "object_box", lambda frames, color, pad=1.5: (np.array([16.0, 16.0]), [0.3, 0.3, 0.7, 0.7]))
+    monkeypatch.setattr(objects, "object_box", lambda frames, color, pad=1.5: (np.array([16.0, 16.0]), [0.3, 0.3, 0.7, 0.7]))
     rows = _load("target_specificity").norm_ratio(animatediff, prompt="a red disk", seeds=[0], guided_steps=[1],
                                                   steps=3, guidance_scale=4.0, scenes=1, speed=1.6, seed=0)
     assert len(rows) == 1 and rows[0]["samples"] == 1

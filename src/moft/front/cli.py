@@ -25,8 +25,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..eval.evaluate import (collect, load_suite, markdown_table, run_identity, run_suite, suite_layers, summarise,
-                             with_model_defaults)
+from ..eval.runner import collect, run_identity, run_suite
+from ..eval.scoring import markdown_table, summarise
+from ..eval.suite import load_suite, suite_layers, with_model_defaults
 from .. import __version__
 from ..io.tracks import read_tracks
 from ..io.image import read_image
