@@ -124,14 +124,27 @@ def test_evaluate_cli_rejects_a_bad_suite_before_loading_the_model(tmp_path, mon
 
 
 def test_the_zoom_suite_asks_for_zooms_both_ways_on_seeds_no_other_suite_uses():
+    """Its seeds are its own, but for zoom_keep.json: the same requests for issue 26's rows, on more seeds."""
     suite = load_suite(BENCHMARKS / "zoom.json")
     plans = check_suite(suite, 8, 32, 32, (16, 16))
     zooms = [[r.zoom for r in p["trajectory"].regions] for p in plans.values()]
     assert sorted(z for zs in zooms for z in zs) == [0.77, 0.77, 1.3, 1.3]
     assert {p["trajectory"].regions[0].mask == "all" for p in plans.values()} == {True, False}
-    others = {s for f in BENCHMARKS.glob("*.json") if f.name != "zoom.json"
+    others = {s for f in BENCHMARKS.glob("*.json") if f.name not in ("zoom.json", "zoom_keep.json")
               for s in json.loads(f.read_text()).get("seeds", [])}
     assert not set(suite["seeds"]) & others
+    keep = json.loads((BENCHMARKS / "zoom_keep.json").read_text())
+    assert set(suite["seeds"]) < set(keep["seeds"]) and keep["requests"] == json.loads(
+        (BENCHMARKS / "zoom.json").read_text())["requests"]
+
+
+def test_no_tuning_suite_shares_a_seed_with_a_reporting_suite():
+    """Tune on seeds you do not report: every seed of a tune_*.json is absent from the reporting suites."""
+    seeds = lambda f: set(json.loads(f.read_text()).get("seeds", []))  # noqa: E731
+    tuning = set().union(*(seeds(f) for f in BENCHMARKS.glob("tune_*.json")))
+    for f in BENCHMARKS.glob("*.json"):
+        if not f.name.startswith("tune_"):
+            assert not seeds(f) & tuning, f.name
 
 
 def test_the_lever_suites_load_with_the_new_guidance_fields(tmp_path):
