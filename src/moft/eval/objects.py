@@ -11,13 +11,19 @@ the object to control, which is found in the unguided source's frame 0 by that c
 (``object_box``) and followed by its colour centroid when scored (``moft.eval.scoring``). A
 request ``{"objects": [{"color": "first", ...}, {"color": "second", ...}]}`` names the prompt's
 first and second colour words.
+
+An image-to-video model is handed an image the suite makes (``suite_image``): the still scene of
+``moft.io.synthetic.still_scene`` with the prompt's objects, its layout drawn from the item's seed
+and prompt; the object's box is then found in that image, not in a generated frame.
 """
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
-from ..io.synthetic import COLORS, DIRECTIONS, make_clip
+from ..io.synthetic import COLORS, DIRECTIONS, SHAPES, make_clip, still_scene
 from ..io.trajectory import parse_trajectory
 
 
@@ -29,6 +35,46 @@ def prompt_color(prompt: str) -> str | None:
         ('blue', None)
     """
     return next((w for w in prompt.lower().replace(",", " ").split() if w in COLORS), None)
+
+
+# bumped whenever ``suite_image`` draws other images, so work folders never mix rows of two (run_identity holds it)
+SUITE_IMAGE_VERSION = 1
+
+
+def prompt_objects(prompt: str) -> list[tuple[str, str]]:
+    """The prompt's objects as ``(colour, shape)``: each colour word with the first shape word after it
+    (before the next colour word; ``disk`` when none).
+
+    Example:
+        >>> prompt_objects("a yellow disk and a green square"), prompt_objects("a red ball"), prompt_objects("a dog")
+        ([('yellow', 'disk'), ('green', 'square')], [('red', 'disk')], [])
+    """
+    words = prompt.lower().replace(",", " ").split()
+    out = []
+    for i, w in enumerate(words):
+        if w in COLORS:
+            after = next((i + 1 + j for j, v in enumerate(words[i + 1:]) if v in COLORS), len(words))
+            out.append((w, next((v for v in words[i + 1:after] if v in SHAPES), "disk")))
+    return out
+
+
+def suite_image(prompt: str, seed: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The image an image-to-video model animates in a suite item: the prompt's objects
+    (``prompt_objects``; the background alone when it names none) in a still scene
+    (``moft.io.synthetic.still_scene``) drawn from ``(seed, prompt)``, so every prompt of a seed gets
+    its own reproducible layout.
+
+    Example:
+        >>> image, centres, radii = suite_image("a green square standing still", 400, 32, 32)
+        >>> image.shape, image.dtype, centres.shape
+        ((32, 32, 3), dtype('uint8'), (1, 2))
+
+    Returns:
+        ``(H, W, 3)`` uint8 image, the objects' centres ``(K, 2)`` px (x, y) and radii ``(K,)`` px.
+    """
+    rng = np.random.default_rng([seed, zlib.crc32(prompt.encode())])
+    frame, centres, radii = still_scene(rng, prompt_objects(prompt), height, width)
+    return (frame * 255).round().astype(np.uint8), centres, radii
 
 
 def object_box(frames: np.ndarray, color: str, pad: float = 1.5) -> tuple[np.ndarray, list[float]] | None:

@@ -17,6 +17,14 @@ makes the guided video from the same noise; ``moft.eval.scoring`` scores it agai
 The unguided source scored against the same request is the baseline row; a setting whose guidance
 diverges is a failed request, not a crash.
 
+On an image-to-video model (``moft.models.image.requires_image``) each (prompt, seed) gets an image
+the suite makes (``moft.eval.objects.suite_image``: the prompt's objects in a still synthetic scene at
+the model's frame size); the source and every guided row animate it from the same noise, a
+synthetic-object request finds its object in the image, and a drag target drags the image's own
+regions (as ``moft control --image``). Such rows also score frame 0 against the image
+(``frame0_psnr``); the unguided rows carry the image's VAE round trip (``image_vae_psnr``), the
+ceiling of a model that pastes the image latent as frame 0.
+
 Each finished row is a JSON file named by the item's id in the work folder, so a run resumes where
 it stopped and shards (``process_index`` of ``num_processes``: whole groups of one source video,
 dealt round-robin) merge into the same rows (``collect``). An id depends on the item, the suite's
@@ -34,7 +42,8 @@ from pathlib import Path
 
 import torch
 
-from .objects import synthetic_request
+from .metrics import psnr
+from .objects import SUITE_IMAGE_VERSION, suite_image, synthetic_request
 from .scoring import SCORER_VERSION, score_synthetic, score_trajectory, score_transfer, strict
 from .suite import check_suite, protocol, suite_layers
 from ..io.outputs import atomic_write_text
@@ -45,6 +54,8 @@ from ..method.keep import LatentLog, keep_plan
 from ..method.sampler import GuidanceDiverged, sample
 from ..method.settings import GuidanceConfig, resolve_settings
 from ..method.targets import Target, TargetError
+from ..models.image import image_conditioning, requires_image, still_frames
+from ..models.latents import decode_latents, encode_video
 from ..models.pipeline import default_video_size, denoiser, pipeline_record, vae_scale
 
 
@@ -52,7 +63,8 @@ def run_identity(pipe, channels) -> str:
     """A fingerprint of what a row depends on beyond the suite: the denoiser's, text encoder's and VAE's
     weights (the first elements of every tensor; the VAE renders what is scored) and the motion channels. Rows of another model or
     channel file get other ids, so a work folder is never resumed with stale rows (the model's ``moft.json``
-    settings enter the ids through ``with_model_defaults``).
+    settings enter the ids through ``with_model_defaults``); an image-to-video model's also hold
+    ``SUITE_IMAGE_VERSION`` (the images the suite makes).
 
     Example:
         >>> run_identity(pipe, channels)  # doctest: +SKIP
@@ -64,6 +76,8 @@ def run_identity(pipe, channels) -> str:
             h.update(name.encode())
             h.update(param.detach().flatten()[:64].float().cpu().numpy().tobytes())
     h.update(channels.digest().encode())
+    if requires_image(pipe):
+        h.update(f"suite image {SUITE_IMAGE_VERSION}".encode())
     return h.hexdigest()[:16]
 
 
@@ -95,38 +109,88 @@ def _channel_subset(channels, fraction: float | None) -> torch.Tensor:
     return channels.indices if fraction is None else channels.top(fraction)
 
 
-def _target(pipe, reference, traj, channels, setting_extra, steps, source, kind, g: GuidanceConfig) -> Target | str:
+def _target(pipe, reference, traj, channels, setting_extra, steps, source, kind, g: GuidanceConfig,
+            image_cond: dict | None = None) -> Target | str:
     """The request's target under a setting's feature mode, channel share and target kind
-    (``moft.method.control_target.build_target``, as ``moft control`` builds it), or why there is none."""
+    (``moft.method.control_target.build_target``, as ``moft control`` builds it), or why there is none;
+    ``image_cond``: an image-to-video model's image conditioning (``source`` is then the image, held still)."""
     try:
         return build_target(pipe, traj, channels, kind=kind, steps=steps, guidance=g, video_size=source.shape[:3],
                             reference=reference, source=source, gain=setting_extra["gain"] or 1.0,
                             features=setting_extra["features"] or "moft",
-                            indices=_channel_subset(channels, setting_extra["fraction"]))
+                            indices=_channel_subset(channels, setting_extra["fraction"]), image_cond=image_cond)
     except (TargetError, TrajectoryError) as exc:  # vanilla without a reference; a zoom that curves cannot express
         return str(exc)
 
 
-def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
-    """Generate and score one item; ``cache`` keeps source videos per (prompt, seed) and the
-    requests' ``check_suite`` plans (made on first use)."""
-    record = pipeline_record(pipe)
-    steps, cfg = suite.get("steps", 25), resolve_settings(record, *suite_layers(suite)).guidance_scale
-    prompt, seed, req, setting = item["prompt"], item["seed"], item["request"], item["setting"]
+def _source(pipe, suite: dict, prompt: str, seed: int, cache: dict):
+    """The unguided source of ``(prompt, seed)`` (made on first use into ``cache``, with the latents the keep
+    levers need and, on an image-to-video model, the suite's image and its VAE round-trip PSNR):
+    ``(SampleResult, LatentLog or None, image (H, W, 3) uint8 or None)``."""
     key = (prompt, seed)
     if key not in cache:
+        record = pipeline_record(pipe)
+        cfg = resolve_settings(record, *suite_layers(suite)).guidance_scale
         needs = any(resolve_settings(record, *suite_layers(suite, s)).guidance.needs_source
                     for s in suite["settings"] if not s.get("unguided"))
         log = LatentLog() if needs else None  # the source's latents after every step, for the keep levers
-        cache[key] = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, callback=log)
+        image = None
+        if requires_image(pipe):
+            _, h, w = default_video_size(pipe)
+            image = suite_image(prompt, seed, h, w)[0]  # (H, W, 3) uint8
+            with torch.no_grad():  # the image through the VAE and back: what frame 0 can at best be
+                round_trip = decode_latents(pipe, encode_video(pipe, image[None]))[0, 0]  # (H, W, 3)
+            cache[("vae_psnr",) + key] = psnr(round_trip, image)
+        cache[key] = sample(pipe, prompt, seed=seed, steps=suite.get("steps", 25), guidance_scale=cfg, callback=log,
+                            image=image)
         cache[("log",) + key] = log.started(cache[key].initial_latents) if log is not None else None
-    src = cache[key]
+        cache[("image",) + key] = image
+    return cache[key], cache[("log",) + key], cache[("image",) + key]
+
+
+def _guided(pipe, suite: dict, item: dict, src, log, image, traj, reference, channels):
+    """The guided video of a setting: a ``SampleResult``, or a row's ``status`` when no target can be made,
+    or a ``GuidanceDiverged``; with the seconds its target took."""
+    record, steps = pipeline_record(pipe), suite.get("steps", 25)
+    setting, cfg = item["setting"], resolve_settings(record, *suite_layers(suite)).guidance_scale  # the source's
+    run = resolve_settings(record, *suite_layers(suite, setting))
+    g, target_kind, extra = run.guidance, run.target_kind, {k: setting.get(k) for k in ("features", "fraction", "gain")}
+    f, h, w = src.frames.shape[:3]
+    # an image-to-video drag target drags the image, held still; other proxies drag the source (as make_target)
+    still = still_frames(image, f) if image is not None else None  # (F, H, W, 3)
+    dragged = still if still is not None and g.iterates and target_kind == "drag" else src.frames
+    built = time.perf_counter()
+    target = None
+    if g.method != "cut-drag":  # the proxy start alone: no target
+        cond = image_conditioning(pipe, image, num_frames=f) if image is not None else None
+        target = _target(pipe, reference, traj, channels, extra, steps, dragged, target_kind, g, cond)
+    if isinstance(target, str):
+        return target, 0.0
+    keep = None  # the keep levers (moft.method.keep)
+    if g.needs_source:
+        masks = torch.from_numpy(swept_masks(traj, (h, w), tuple(src.latents.shape[-2:])))  # (R, h, w)
+        keep = keep_plan(pipe, g, steps=steps, masks=masks, log=log,
+                         proxy_frames=drag_video(dragged, traj) if g.start == "proxy" else None)
+    seconds = time.perf_counter() - built
+    try:
+        return sample(pipe, item["prompt"], seed=item["seed"], steps=steps, guidance_scale=cfg,
+                      latents=src.initial_latents, target=target, guidance=g, keep=keep, image=image), seconds
+    except GuidanceDiverged as exc:  # no video: the request failed (counted in direction success)
+        return exc, seconds
+
+
+def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
+    """Generate and score one item; ``cache`` keeps source videos (and images) per (prompt, seed) and the
+    requests' ``check_suite`` plans (made on first use)."""
+    record = pipeline_record(pipe)
+    prompt, seed, req, setting = item["prompt"], item["seed"], item["request"], item["setting"]
+    src, log, image = _source(pipe, suite, prompt, seed, cache)
     f, h, w = src.frames.shape[:3]
     kind = protocol(req)
     row = {"id": item["id"], "prompt": prompt, "seed": seed, "request": req["name"], "setting": setting["name"],
            "protocol": kind}
-    if kind == "synthetic-object":
-        made = synthetic_request(src.frames, prompt, req, seed)
+    if kind == "synthetic-object":  # the object is found in the source's frame 0, or in the image
+        made = synthetic_request(src.frames if image is None else still_frames(image, f), prompt, req, seed)
         if isinstance(made, str):
             return dict(row, status=made)
         parts, traj, reference = made
@@ -138,25 +202,12 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
     if setting.get("unguided"):
         frames, seconds = src.frames, 0.0
     else:
-        run = resolve_settings(record, *suite_layers(suite, setting))
-        g, target_kind, extra = run.guidance, run.target_kind, {k: setting.get(k) for k in ("features", "fraction", "gain")}
-        built = time.perf_counter()
-        target = (None if g.method == "cut-drag" else  # the proxy start alone: no target
-                  _target(pipe, reference, traj, channels, extra, steps, src.frames, target_kind, g))
-        if isinstance(target, str):
-            return dict(row, status=target)
-        keep = None  # the keep levers (moft.method.keep)
-        if g.needs_source:
-            masks = torch.from_numpy(swept_masks(traj, (h, w), tuple(src.latents.shape[-2:])))  # (R, h, w)
-            keep = keep_plan(pipe, g, steps=steps, masks=masks, log=cache[("log",) + key],
-                             proxy_frames=drag_video(src.frames, traj) if g.start == "proxy" else None)
-        row["target_seconds"] = time.perf_counter() - built
-        try:
-            out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, latents=src.initial_latents,
-                         target=target, guidance=g, keep=keep)
-        except GuidanceDiverged as exc:  # no video: the request failed (counted in direction success)
+        out, row["target_seconds"] = _guided(pipe, suite, item, src, log, image, traj, reference, channels)
+        if isinstance(out, str):
+            return dict({k: v for k, v in row.items() if k != "target_seconds"}, status=out)
+        if isinstance(out, GuidanceDiverged):
             failed = "direction_success" if kind == "synthetic-object" else "direction_success_lk"
-            return dict(row, status="ok", diverged=str(exc), **({failed: 0.0} if kind != "motion-transfer" else {}))
+            return dict(row, status="ok", diverged=str(out), **({failed: 0.0} if kind != "motion-transfer" else {}))
         frames, seconds = out.frames, out.seconds
         row["final_loss"] = out.losses[-1]["loss"] if out.losses else None
     if kind == "synthetic-object":
@@ -166,6 +217,10 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
     else:
         scores, reasons = score_transfer(frames, src.frames, reference, traj.regions[0].rasterize(h, w))
     scores["seconds"] = seconds
+    if image is not None:  # frame 0 against the image; the image's own VAE round trip once per source
+        scores["frame0_psnr"] = psnr(frames[0], image)
+        if setting.get("unguided"):
+            scores["image_vae_psnr"] = cache[("vae_psnr", prompt, seed)]
     return dict(row, status="ok", **strict(scores, reasons))
 
 

@@ -29,6 +29,10 @@ what remains is steering. Every row with a background also has PSNR/SSIM against
 outside the regions and whether the guided video has a glitch frame there (``glitch``,
 ``moft.eval.metrics.glitch``: a frame-to-frame change far above the source's). Rows are strict
 JSON (``strict``): a metric that cannot be measured is ``null`` and ``null_because`` says why.
+
+Rows of an image-to-video model (``moft.eval.runner``) add ``frame0_psnr`` (frame 0 against the image)
+and, on the unguided rows, ``image_vae_psnr`` (the image through the VAE and back); the summary and
+its table have these columns only when some row has them (``IMAGE_METRICS``).
 """
 
 from __future__ import annotations
@@ -272,10 +276,18 @@ METRICS = (
     ("ssim_outside", "SSIM outside ↑", False, 3, {_S, _T, _M}),
     ("glitch", "glitch rate ↓", False, 2, {_S, _T, _M}),
     ("split", "split rate ↓", False, 2, {_S}),
+    ("frame0_psnr", "frame-0 PSNR vs the image ↑", False, 1, {_S, _T, _M}),
+    ("image_vae_psnr", "the image's VAE round trip PSNR", False, 1, {_S, _T, _M}),
     ("seconds", "s / video", False, 1, {_S, _T, _M}),
     ("target_seconds", "target s / video", False, 1, {_S, _T, _M}),
 )
 _MEDIAN = {"motion_kept", "motion_kept_lk", "zoom_achieved_lk", "displacement_share"}
+IMAGE_METRICS = {"frame0_psnr", "image_vae_psnr"}  # image-to-video rows only: summarised when a row has one
+
+
+def _absent(entries: list[dict]) -> set[str]:
+    """The image-to-video metrics no row (or table entry) has: left out of the summary and its table."""
+    return {k for k in IMAGE_METRICS if all(e.get(k) is None for e in entries)}
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -285,6 +297,7 @@ def summarise(rows: list[dict]) -> list[dict]:
     in ``diverged``; it has no other metric.
     """
     groups: dict[str, list[dict]] = {}
+    absent = _absent(rows)
     for r in rows:
         groups.setdefault(r["setting"], []).append(r)
     table = []
@@ -292,7 +305,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         ok = [r for r in rs if r.get("status") == "ok"]
         entry = {"setting": name, "items": len(rs), "scored": len(ok), "diverged": sum("diverged" in r for r in ok),
                  "protocols": sorted({r.get("protocol", _S) for r in rs})}
-        for k, *_ in METRICS:
+        for k, *_ in (m for m in METRICS if m[0] not in absent):
             vals = np.asarray([float(r[k]) for r in ok if r.get(k) is not None], dtype=np.float64)
             vals = vals[np.isfinite(vals)]
             entry[k] = float((np.median if k in _MEDIAN else np.mean)(vals)) if len(vals) else None
@@ -303,7 +316,8 @@ def summarise(rows: list[dict]) -> list[dict]:
 def markdown_table(table: list[dict]) -> str:
     """The summary as Markdown, one column per metric of the protocols in the table."""
     protocols = {p for t in table for p in t.get("protocols", [_S])}
-    shown = [m for m in METRICS if m[4] & protocols]
+    absent = _absent(table)
+    shown = [m for m in METRICS if m[4] & protocols and m[0] not in absent]
     head = "| setting | scored | " + " | ".join(m[1] for m in shown) + " |\n"
     head += "|---|---|" + "---|" * len(shown) + "\n"
 

@@ -106,7 +106,7 @@ def render(
     background,
     objects: list[tuple[str, tuple[float, float, float], float, np.ndarray]],
     camera: np.ndarray,
-    size: int,
+    size: int | tuple[int, int],
     coverage: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Render frames of objects over a background seen through a moving camera.
@@ -115,16 +115,17 @@ def render(
         background: texture function from ``background_texture``.
         objects: ``(shape, rgb, radius, centres (F, 2))`` in scene pixels.
         camera: ``(F, 2)`` offset of the view into the scene, pixels.
-        size: frame side in pixels.
-        coverage: also return the objects' coverage ``(F, size, size)`` (union of their alphas).
+        size: frame side in pixels, or ``(height, width)``.
+        coverage: also return the objects' coverage ``(F, H, W)`` (union of their alphas).
 
     Returns:
-        ``(F, size, size, 3)`` float32 frames (and the coverage if asked).
+        ``(F, H, W, 3)`` float32 frames (and the coverage if asked).
     """
     n_frames = camera.shape[0]
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)  # (H, W) pixel centres at integers (OpenCV)
-    out = np.empty((n_frames, size, size, 3), dtype=np.float32)
-    cover = np.zeros((n_frames, size, size), dtype=np.float32)
+    height, width = (size, size) if np.ndim(size) == 0 else size
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)  # (H, W) pixel centres at integers (OpenCV)
+    out = np.empty((n_frames, height, width, 3), dtype=np.float32)
+    cover = np.zeros((n_frames, height, width), dtype=np.float32)
     for f in range(n_frames):
         sx, sy = xs + camera[f, 0], ys + camera[f, 1]
         img = background(sx, sy)  # (H, W, 3)
@@ -134,6 +135,36 @@ def render(
             cover[f] = np.maximum(cover[f], a[..., 0])
         out[f] = np.clip(img, 0.0, 1.0)
     return (out, cover) if coverage else out
+
+
+def still_scene(rng: np.random.Generator, objects: list[tuple[str, str]], height: int,
+                width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One frame of a still scene as the clips draw it, at ``height`` x ``width``: a ``background_texture``
+    and each ``(colour, shape)`` object, its radius drawn from ``RADIUS_RANGE`` (scaled as ``make_clip``
+    scales it, by the short side over 32) and its centre anywhere it fits, away from the objects placed
+    before it (up to 20 draws: they would hide each other).
+
+    Example:
+        >>> frame, centres, radii = still_scene(np.random.default_rng(0), [("red", "disk")], 32, 48)
+        >>> frame.shape, centres.shape, bool(RADIUS_RANGE[0] <= radii[0] <= RADIUS_RANGE[1])
+        ((32, 48, 3), (1, 2), True)
+
+    Returns:
+        ``(H, W, 3)`` float32 frame in [0, 1], the centres ``(K, 2)`` px (x, y) and radii ``(K,)`` px.
+    """
+    scale = min(height, width) / 32.0
+    background = background_texture(rng)
+    placed = []  # (shape, rgb, radius, centre (2,))
+    for color, shape in objects:
+        r = float(rng.uniform(*RADIUS_RANGE)) * scale
+        for _ in range(20):
+            centre = rng.uniform([r + 1.0, r + 1.0], [width - r - 1.0, height - r - 1.0])  # (2,) px
+            if all(np.hypot(*(centre - c)) > r + q + 1.0 for _, _, q, c in placed):
+                break
+        placed.append((shape, COLORS[color], r, centre))
+    frame = render(background, [(s, rgb, r, c[None]) for s, rgb, r, c in placed], np.zeros((1, 2)), (height, width))
+    centres = np.array([c for *_, c in placed]).reshape(-1, 2)  # (K, 2)
+    return frame[0], centres, np.array([r for _, _, r, _ in placed])
 
 
 def _straight_path(
