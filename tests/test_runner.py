@@ -198,3 +198,84 @@ def test_general_metrics_suite_runs_end_to_end_on_the_shipped_model(tmp_path):
         for key, value in r.items():
             assert value is not None or key in r["null_because"]
     assert "Motion Fidelity (LK)" in out.with_suffix(".md").read_text()
+
+
+@pytest.fixture(scope="module")
+def i2v_pipe(tmp_path_factory):
+    """The tiny TI2V pipeline (random weights) as a model folder making 9 frames of 32x32."""
+    from moft.models.loading import load_pipeline
+    from moft.models.tiny import build_tiny_wan_i2v
+
+    folder = tmp_path_factory.mktemp("tiny-i2v")
+    build_tiny_wan_i2v(seed=0).save_pretrained(folder)
+    (folder / "moft.json").write_text(json.dumps({"frames": 9, "height": 32, "width": 32, "guidance_scale": 1.0}))
+    return load_pipeline(str(folder))
+
+
+def _every_channel(width: int = 128):
+    import torch
+
+    from moft.method.channels import MotionChannels
+
+    every = torch.arange(width)
+    return MotionChannels(every, every.clone(), {"horizontal": torch.ones(width), "vertical": torch.ones(width)},
+                          torch.zeros(width, 2), torch.zeros(width), meta={"architecture": "wan"})
+
+
+def test_an_image_to_video_item_animates_the_suites_image_and_keeps_it_as_frame_0(tmp_path, i2v_pipe, monkeypatch):
+    """End to end on the tiny TI2V build: the source and guided videos start from the image the suite makes, whose
+    VAE round trip (here through diffusers' VAE directly) is frame 0, because the TI2V pipeline pastes the image's
+    latent as latent frame 0 and the causal decoder decodes frame 0 from it alone. A random model draws no red disk,
+    so a scored object request also shows the box came from the image; a drag target drags the image held still."""
+    import torch
+
+    import moft.method.control_target as builder
+    from moft.eval.metrics import psnr
+    from moft.eval.objects import suite_image
+
+    dragged = []
+    real = builder.drag_target
+    monkeypatch.setattr(builder, "drag_target", lambda pipe, source, *a, **k: dragged.append((source, k)) or
+                        real(pipe, source, *a, **k))
+    prompt, seed = "a red disk standing still", 3
+    suite = load_suite(write_suite(tmp_path, {**SUITE, "guidance_scale": 1.0, "seeds": [seed], "requests": [
+        SUITE["requests"][0], {"name": "pan", "trajectory": {"version": 1, "regions": [
+            {"mask": "all", "direction": "right", "speed": 0.05}]}}], "settings": [
+        {"name": "drag", "steps": [0, 2], "iterations": 1, "target": "drag", "loss": "per_position", "site": "blocks.3"},
+        {"name": "cut-drag, keep", "steps": [0, 2], "method": "cut-drag", "start": "proxy", "release": 2,
+         "keep": "latents"}]}))
+    cache, channels = {}, _every_channel()
+    rows = [runner.run_item(i2v_pipe, suite, it, channels, cache) for it in items(suite)]
+    assert [r["status"] for r in rows] == ["ok"] * 6 and {r["protocol"] for r in rows} == {"synthetic-object", "trajectory"}
+
+    image = suite_image(prompt, seed, 32, 32)[0]  # (H, W, 3) uint8
+    vae = i2v_pipe.vae
+    x = torch.from_numpy(image).float().permute(2, 0, 1)[None, :, None] / 127.5 - 1  # (1, 3, 1, H, W)
+    with torch.no_grad():
+        back = vae.decode(vae.encode(x).latent_dist.mode()).sample  # (1, 3, 1, H, W)
+    round_trip = ((back[0, :, 0].permute(1, 2, 0) + 1) / 2).clamp(0, 1).numpy()  # (H, W, 3)
+    source = cache[(prompt, seed)].frames  # (F, H, W, 3)
+    assert np.abs(source[0] - round_trip).max() < 1e-4
+    assert np.abs(source[1:] - round_trip).max() > 0.05  # the other frames are generated, not the image
+    expected = psnr(round_trip, image)
+    assert 10 < expected < 40  # a lossy round trip: frame 0 matching it says something
+    for r in rows:  # guided rows too: frame 0 is pasted after guidance
+        assert r["frame0_psnr"] == pytest.approx(expected, abs=0.01)
+        assert ("image_vae_psnr" in r) == (r["setting"] == "unguided")
+    assert rows[0]["image_vae_psnr"] == pytest.approx(expected, abs=1e-3)
+
+    assert len(dragged) == 2  # one drag row per request: the image held still, under its conditioning
+    for still, kwargs in dragged:
+        assert np.abs(still * 255 - image).max() < 0.5 and kwargs["image_cond"] is not None
+    table = summarise(rows)
+    assert table[0]["image_vae_psnr"] == pytest.approx(expected, abs=1e-3) and table[1]["image_vae_psnr"] is None
+    md = markdown_table(table)
+    assert "frame-0 PSNR vs the image" in md and "VAE round trip" in md
+
+
+def test_text_to_video_rows_and_tables_have_no_image_columns(tmp_path, animatediff, tiny_channels, monkeypatch):
+    monkeypatch.setattr(objects, "object_box", lambda frames, color, pad=1.5: (np.array([16.0, 16.0]), [0.35, 0.35, 0.65, 0.65]))
+    rows = run_suite(animatediff, load_suite(write_suite(tmp_path, SUITE)), tmp_path / "w", tiny_channels)
+    assert [r["status"] for r in rows] == ["ok", "ok"] and not any("psnr" in k and "outside" not in k for r in rows for k in r)
+    table = summarise(rows)
+    assert not {"frame0_psnr", "image_vae_psnr"} & set(table[0]) and "frame-0" not in markdown_table(table)

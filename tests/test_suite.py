@@ -9,7 +9,7 @@ import pytest
 
 from conftest import SUITE, write_suite
 from moft.eval.runner import items
-from moft.eval.suite import SuiteError, check_suite, load_suite, protocol
+from moft.eval.suite import SuiteError, check_suite, load_suite, protocol, with_model_defaults
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -173,3 +173,24 @@ def test_rows_named_for_fixed_settings_pin_the_levers_a_model_default_would_fill
                     assert pinned == {"optimizer": "sgd", "distance": "l2"}, (path.name, s["name"], pinned)
                 checked += 1
     assert checked >= 5  # the control-goals, two-objects and tuning suites' fixed rows
+
+
+def test_the_image_to_video_suites_report_control_goals_requests_and_tune_on_their_own_seeds():
+    """goals_i2v.json: control_goals.json's 48 requests (prompts, seed, requests), rows that spell their settings and a
+    last row with none (the model's moft.json); tune_i2v.json: tuning seeds and prompt, every lever spelled."""
+    from moft.method.settings import GUIDANCE_FIELDS
+    from moft.models.pipeline import model_record
+
+    goals, i2v = (json.loads((BENCHMARKS / f).read_text()) for f in ("control_goals.json", "goals_i2v.json"))
+    assert {k: i2v[k] for k in ("prompts", "seeds", "requests")} == {k: goals[k] for k in ("prompts", "seeds", "requests")}
+    assert len(i2v["prompts"]) * len(i2v["seeds"]) * len(i2v["requests"]) == 48
+    assert "guidance" not in i2v and "target" not in i2v  # nothing laid over the model's defaults but the rows
+    paper, ttm, defaults = i2v["settings"]
+    assert set(GUIDANCE_FIELDS) <= set(paper) and defaults == {"name": "model defaults (moft.json)"}
+    assert ttm["method"] == "cut-drag" and ttm["keep"] == "off" and ttm["release"] == 20
+    tune = load_suite(BENCHMARKS / "tune_i2v.json")
+    assert tune["seeds"] == [10, 11] and tune["prompts"] == ["a red disk standing still"] and len(tune["requests"]) == 8
+    assert set(GUIDANCE_FIELDS) <= set(tune["guidance"])  # the model's moft.json cannot change a tuning row
+    record = model_record("moft-tiny-wan-i2v")
+    for suite in (tune, load_suite(BENCHMARKS / "goals_i2v.json")):
+        check_suite(with_model_defaults(suite, record), 9, 32, 32, (16, 16), record)
