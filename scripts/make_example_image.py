@@ -20,11 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZE, RADIUS, CENTRE = 32, 4.5, (0.37, 0.51)  # px, px, fraction of the frame (the trajectory's circle)
 
 
-def main() -> None:
+def main(out: Path = ROOT / "examples" / "red_disk.png") -> None:
     centre = np.array([[CENTRE[0] * SIZE - 0.5, CENTRE[1] * SIZE - 0.5]])  # (1, 2) px, pixel centres at integers
     frame = render(background_texture(np.random.default_rng(0)), [("disk", COLORS["red"], RADIUS, centre)],
                    np.zeros((1, 2)), SIZE)[0]  # (H, W, 3) in [0, 1]
-    out = ROOT / "examples" / "red_disk.png"
     Image.fromarray((frame * 255).round().astype(np.uint8)).save(out)
     print(f"wrote {out}")
 

@@ -297,3 +297,14 @@ def test_the_command_line_transfers_a_clips_motion_onto_an_image_and_refuses_bad
         r = _cli(*common, *extra, "--out", tmp_path / "x.gif")
         assert r.exit_code == 2 and message in r.output and r.output.count("\n") == 1, (extra, r.output)
         assert not list(tmp_path.glob("x.*"))
+
+
+def test_the_committed_example_image_is_what_its_script_renders(tmp_path):
+    import runpy
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    runpy.run_path(str(root / "scripts" / "make_example_image.py"))["main"](tmp_path / "disk.png")
+    committed = np.asarray(Image.open(root / "examples" / "red_disk.png"))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "disk.png")), committed)
+    assert committed.shape == (SIZE, SIZE, 3) and (committed[18, 11] == [235, 38, 38]).all()  # red under the region
