@@ -3,7 +3,7 @@
 Example:
     >>> from moft.eval.point_drag import load_point_suite, mean_distance
     >>> suite = load_point_suite("benchmarks/point_drag.json")
-    >>> [s["name"] for s in suite["settings"]]
+    >>> [s["name"] for s in suite["settings"]][:3]
     ['DIFT only', 'MOFT only (drag target)', 'MOFT + DIFT (paper schedule)']
     >>> import numpy as np
     >>> still = np.zeros((4, 16, 16, 3)); still[:, 6:10, 6:10] = 1.0    # a still square
