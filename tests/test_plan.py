@@ -231,5 +231,7 @@ def test_a_models_cut_drag_default_applies_to_drags_only_and_a_reference_cannot_
     assert points.method == "gradient" and points.iterates
     kept = plan_settings(record, flags={"points": "paper", "keep": "latents"}).guidance
     assert kept.keep == "latents" and kept.method == "gradient"  # a lever the caller gives is kept
+    plain = plan_settings(record, flags={"start": "noise"}).guidance  # the proxy-only levers go with the proxy start
+    assert plain.method == "gradient" and plain.release is None and plain.keep == "latents" and plain.iterates
     with pytest.raises(ControlError, match="^method cut-drag drags the trajectory's regions"):
         plan_settings(record, drags=False, flags={"method": "cut-drag", "start": "proxy"})

@@ -21,7 +21,9 @@ A model folder's drag levers (``DRAG_LEVERS``: a gradient-free cut-and-drag star
 kept) were chosen on drags from trajectories: they apply when the run's target is ``drag`` and no
 point loss is asked for. Any other run (a reference clip, curves, ``points``) takes moft's defaults
 for those fields unless a layer sets them, so a model's cut-drag default never turns a motion
-transfer into an unguided run.
+transfer into an unguided run. A ``start`` other than ``proxy`` given over a folder's proxy start
+also drops the folder's ``release`` and ``method`` (both need the proxy): ``--start-from noise``
+is plain gradient guidance, with whatever ``keep`` the folder or the caller says.
 
 ``GuidanceConfig`` owns every check of its fields (types, choices, ranges; ``__post_init__``),
 and each field's metadata says what it accepts and means: the suite schema and the CLI's help
@@ -409,9 +411,13 @@ def resolve_settings(record: ModelRecord | None = None, *layers: dict,
     merged = dict(base)
     for layer in layers:
         merged.update(layer)
+    given = {k for layer in layers for k in layer}
     if not drags or merged.get("target_kind") != "drag" or merged.get("points", "off") != "off":  # not what they were chosen on
-        given = {k for layer in layers for k in layer}
         for name in DRAG_LEVERS:
+            if name in base and name not in given:
+                merged[name] = GuidanceConfig.__dataclass_fields__[name].default
+    if merged.get("start") != "proxy":  # a start given without the proxy: the folder's proxy-only levers go with it
+        for name in ("release", "method"):
             if name in base and name not in given:
                 merged[name] = GuidanceConfig.__dataclass_fields__[name].default
     g = guidance if guidance is not None else GuidanceConfig.from_dict(
