@@ -153,7 +153,7 @@ def _guided(pipe, suite: dict, item: dict, src, log, image, traj, reference, cha
     or a ``GuidanceDiverged``; with the seconds its target took."""
     record, steps = pipeline_record(pipe), suite.get("steps", 25)
     setting, cfg = item["setting"], resolve_settings(record, *suite_layers(suite)).guidance_scale  # the source's
-    run = resolve_settings(record, *suite_layers(suite, setting))
+    run = resolve_settings(record, *suite_layers(suite, setting), drags=reference is None)  # a clip: gradient
     g, target_kind, extra = run.guidance, run.target_kind, {k: setting.get(k) for k in ("features", "fraction", "gain")}
     f, h, w = src.frames.shape[:3]
     # an image-to-video drag target drags the image, held still; other proxies drag the source (as make_target)

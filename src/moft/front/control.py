@@ -29,11 +29,11 @@ from ..method.settings import (MAX_SEED, MAX_STEPS, GuidanceConfig, RunSettings,
                                check_number, config_dict, resolve_settings)
 from ..method.targets import Target
 from ..models.adapters import architecture_of
-from ..models.image import ImageInputError, fit_image, image_conditioning, image_input_of, image_pipelines, still_frames
+from ..models.image import image_conditioning, still_frames
 from ..models.pipeline import (default_video_size, denoiser, latent_frames, latent_time_grid, model_record,
                                pipeline_record, pipeline_site, temporal_scale, vae_scale)
 from ..models.record import ModelRecord
-from .extract import site_channels
+from .extract import check_image, site_channels
 from ..models.loading import placement
 
 
@@ -183,9 +183,11 @@ class ControlPlan:
 
 def plan_settings(record: ModelRecord | None, *, steps: int = 25, seed: int = 0, gain: float = 1.0,
                   guidance_scale: float | None = None, guidance: GuidanceConfig | None = None,
-                  target_kind: str | None = None, prompt: str | None = None, flags: dict | None = None) -> RunSettings:
+                  target_kind: str | None = None, prompt: str | None = None, flags: dict | None = None,
+                  drags: bool = True) -> RunSettings:
     """The settings of a control run, resolved over the model's ``record`` and checked (``check_settings``);
-    runs before the model loads. ``flags``: ``GuidanceConfig`` fields given one by one (the CLI's).
+    runs before the model loads. ``flags``: ``GuidanceConfig`` fields given one by one (the CLI's);
+    ``drags``: False when a reference clip or a ready target replaces the trajectory's target.
 
     Example:
         >>> from moft.models.pipeline import model_record
@@ -197,10 +199,14 @@ def plan_settings(record: ModelRecord | None, *, steps: int = 25, seed: int = 0,
     """
     given = dict(flags or {}, guidance_scale=guidance_scale, target_kind=target_kind, prompt=prompt)
     try:
-        run = resolve_settings(record, {k: v for k, v in given.items() if v is not None}, guidance=guidance)
+        run = resolve_settings(record, {k: v for k, v in given.items() if v is not None}, guidance=guidance, drags=drags)
     except SettingsError as exc:
         raise ControlError(str(exc), getattr(exc, "field", None)) from None
     check_settings(steps=steps, seed=seed, guidance_scale=run.guidance_scale, gain=gain, guidance=run.guidance)
+    if not drags and (run.guidance.method == "cut-drag" or run.guidance.start == "proxy"):
+        name = "method" if run.guidance.method == "cut-drag" else "start"
+        raise ControlError(f"{name} {getattr(run.guidance, name)} drags the trajectory's regions; a reference clip or a "
+                           f"ready target has nothing to drag", name)
     return run
 
 
@@ -241,7 +247,7 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
     if not isinstance(prompt, str):
         raise ControlError(f"prompt must be a string, got {type(prompt).__name__}")
     run = plan_settings(pipeline_record(pipe), steps=steps, seed=seed, gain=gain, guidance_scale=guidance_scale,
-                        guidance=guidance, target_kind=target_kind)
+                        guidance=guidance, target_kind=target_kind, drags=reference is None and target is None)
     check_sample(pipe, prompt, steps=steps, seed=seed, guidance_scale=run.guidance_scale)
     f, h, w = default_video_size(pipe)
     if init_latents is not None:
@@ -273,7 +279,7 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
     if run.guidance.needs_source and trajectory is None:
         g = run.guidance
         raise ControlError(f"keep={g.keep!r} / start={g.start!r} need a trajectory (the region that moves)")
-    image = check_image(pipe, image, h, w, fit)
+    image = check_image(pipe, image, h, w, fit, error=ControlError)
     return ControlPlan(prompt, run, steps, seed, gain, reference_timestep, (f, h, w), size, trajectory, channels,
                        reference, target, init_latents, keep_source, image, points)
 
@@ -316,22 +322,6 @@ def points_request(trajectory, mode: str, frames: int, size: tuple[int, int], ti
     if tracks is None:
         raise ControlError(f"points={mode!r} needs points: a track file or point regions in the trajectory")
     return trajectory, point_request(tracks.points, tracks.visible, size, time_grid)
-
-
-def check_image(pipe, image: np.ndarray | None, height: int, width: int, fit: str = "crop") -> np.ndarray | None:
-    """The image an image-to-video model animates, fitted to ``height`` x ``width`` by the clip rule; a
-    one-line ``ControlError`` for an image on a text-to-video model or none on an image-to-video one."""
-    if image_input_of(pipe) is None:
-        if image is not None:
-            raise ControlError(f"this model ({type(pipe).__name__}) animates no image; image-to-video models: "
-                               + "; ".join(image_pipelines()), "image")
-        return None
-    if image is None:
-        raise ControlError(f"this model ({type(pipe).__name__}) animates an image: give one (--image IMG)", "image")
-    try:
-        return fit_image(image, height, width, fit)
-    except ImageInputError as exc:
-        raise ControlError(str(exc), "image") from None
 
 
 def make_target(pipe, plan: ControlPlan, progress=None) -> tuple[Target | None, SampleResult | None,
