@@ -129,6 +129,14 @@ def organism_facts(model: str) -> dict[str, str]:
         facts["`moft locate`: best cell (default site)"] = (
             f"`{r['site']}` at t = {r['timestep']}: {r['moft_accuracy']:.2f} ± {r['standard_error']:.2f} "
             f"(`{r['default_site']['site']}`: {r['default_site']['moft_accuracy']:.2f})")
+    k = _json(results / "keep_goal_table.json")  # issue 26's goal suites: the default's column, by name
+    chosen = (defaults.get("guidance_chosen_by") or {}).get("setting")
+    if k and chosen in k["columns"]:
+        fig = {label: values.get(chosen) for label, values in k["figures"].items() if isinstance(values, dict)}
+        pick = lambda start: next(v for lab, v in fig.items() if lab.startswith(start))  # noqa: E731
+        facts["control with its defaults: direction success, share, split rate, SSIM outside (48 held-out requests)"] = (
+            f"{pick('direction'):.2f}, {pick('share'):.2f}, {pick('split'):.2f}, {pick('SSIM'):.2f} ({chosen})")
+        return facts
     g = _json(results / "glitch.json")
     if g:
         row = next(t for t in g["table"] if t["setting"] != "unguided")

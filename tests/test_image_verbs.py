@@ -249,6 +249,42 @@ def test_control_pans_and_zooms_an_image_from_the_image_itself(pipe, request_):
     assert torch.equal(res.result.latents[:, :1], cond["first_frame"])  # frame 0 is the image
 
 
+def test_cut_and_drag_on_an_image_drags_the_image_and_samples_no_source_unless_it_keeps_one(pipe):
+    """Time-to-Move's I2V recipe: the proxy is the image held still and dragged (not an unguided video of it), the run
+    starts from it noised with the run's own noise, and without ``keep`` no unguided video is sampled first: the
+    denoiser runs only the run's own CFG steps from the first guided step on (2 forwards a step)."""
+    from moft.front.control import control
+    from moft.io.trajectory import parse_trajectory
+    from moft.method.drag import drag_video
+    from moft.method.keep import cut_drag_start
+    from moft.method.settings import GuidanceConfig
+    from moft.models.image import still_frames
+    from moft.models.latents import initial_noise
+
+    image = _image(5)
+    traj = parse_trajectory(PAN)
+    g = GuidanceConfig(steps=(1, 3), start="proxy", release=2, method="cut-drag")
+    calls = []
+    hook = pipe.transformer.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        res = control(pipe, traj, prompt="a red disk", image=image, steps=4, guidance=g, target_kind="drag",
+                      guidance_scale=2.0)
+    finally:
+        hook.remove()
+    want = drag_video(still_frames(image, FRAMES), traj)  # (F, H, W, 3)
+    np.testing.assert_allclose(res.proxy_frames, want, atol=1e-6)
+    assert len(calls) == res.result.counts["forwards"] == 2 * 3  # steps 1..3 under CFG; no unguided source run
+    noise = initial_noise(pipe, num_frames=FRAMES, height=SIZE, width=SIZE, seed=0)
+    z0 = encode_video(pipe, (want * 255).round().astype(np.uint8))
+    assert torch.allclose(res.result.initial_latents[:, 1:], noise[:, 1:])  # the run's noise, frame 0 the image's
+    kept = control(pipe, traj, prompt="a red disk", image=image, steps=4, guidance_scale=2.0, target_kind="drag",
+                   guidance=GuidanceConfig(steps=(1, 3), start="proxy", release=2, method="cut-drag", keep="latents"),
+                   keep_source=True)
+    assert kept.source_frames is not None  # keeping the background needs the unguided video's latents
+    np.testing.assert_allclose(kept.proxy_frames, want, atol=1e-6)  # still the image dragged
+    assert cut_drag_start(pipe, z0, noise, 500).shape == noise.shape
+
+
 # 3. motion transfer from a reference clip onto an image
 
 def test_a_reference_clips_motion_target_comes_from_the_clip_whatever_the_image(pipe):

@@ -156,9 +156,10 @@ def _guided(pipe, suite: dict, item: dict, src, log, image, traj, reference, cha
     run = resolve_settings(record, *suite_layers(suite, setting), drags=reference is None)  # a clip: gradient
     g, target_kind, extra = run.guidance, run.target_kind, {k: setting.get(k) for k in ("features", "fraction", "gain")}
     f, h, w = src.frames.shape[:3]
-    # an image-to-video drag target drags the image, held still; other proxies drag the source (as make_target)
+    # on image-to-video a drag target and a proxy start drag the image, held still (as make_target's from_image)
     still = still_frames(image, f) if image is not None else None  # (F, H, W, 3)
-    dragged = still if still is not None and g.iterates and target_kind == "drag" else src.frames
+    from_image = still is not None and (g.iterates and target_kind == "drag" or g.start == "proxy")
+    dragged = still if from_image else src.frames
     built = time.perf_counter()
     target = None
     if g.method != "cut-drag":  # the proxy start alone: no target

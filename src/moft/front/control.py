@@ -30,6 +30,7 @@ from ..method.settings import (MAX_SEED, MAX_STEPS, GuidanceConfig, RunSettings,
 from ..method.targets import Target
 from ..models.adapters import architecture_of
 from ..models.image import image_conditioning, still_frames
+from ..models.latents import initial_noise
 from ..models.pipeline import (default_video_size, denoiser, latent_frames, latent_time_grid, model_record,
                                pipeline_record, pipeline_site, temporal_scale, vae_scale)
 from ..models.record import ModelRecord
@@ -174,11 +175,19 @@ class ControlPlan:
                 and self.guidance.points != "dift")  # the "dift" row runs the point loss alone: no target
 
     @property
+    def from_image(self) -> bool:
+        """Whether the run drags its image (image-to-video: a drag target's proxy, or the cut-and-drag start's,
+        is the image held still and dragged, Time-to-Move's recipe)."""
+        return self.image is not None and (self.drags or self.guidance.start == "proxy")
+
+    @property
     def needs_source(self) -> bool:
         """Whether the run needs the unguided video of the same noise: a drag target is made from it (an
         image-to-video run drags its image instead), or a keep lever starts from or keeps its latents
-        (``moft.method.keep``)."""
-        return (self.drags and self.image is None) or self.guidance.needs_source
+        (``moft.method.keep``; an image's proxy start alone needs only the run's noise)."""
+        g = self.guidance
+        image_start_only = self.from_image and g.start == "proxy" and g.keep == "off"
+        return (self.drags and self.image is None) or (g.needs_source and not image_start_only)
 
 
 def plan_settings(record: ModelRecord | None, *, steps: int = 25, seed: int = 0, gain: float = 1.0,
@@ -339,14 +348,19 @@ def make_target(pipe, plan: ControlPlan, progress=None) -> tuple[Target | None, 
                         num_frames=plan.size[0], latents=plan.init_latents, progress=phase("source"), callback=log,
                         image=plan.image)
         frames = source.frames  # (F, H, W, 3) in [0, 1]
-    if plan.drags and plan.image is not None:  # the image itself, still: its regions are dragged
+        log = log.started(source.initial_latents) if log is not None else None
+    elif g.needs_source:  # an image's proxy start alone: the run's own noise is all it needs
+        f, h, w = plan.size
+        noise = plan.init_latents if plan.init_latents is not None else initial_noise(
+            pipe, num_frames=f, height=h, width=w, seed=plan.seed)
+        log = LatentLog(noise)
+    if plan.from_image:  # the image itself, still: its regions are dragged
         frames = still_frames(plan.image, plan.size[0])  # (F, H, W, 3)
     if frames is not None:
         proxy = drag_video(frames, plan.trajectory)  # (F, H, W, 3) what a drag target inverts
     if log is not None:
         masks = torch.from_numpy(swept_masks(plan.trajectory, plan.size[1:], plan.latent_size))  # (R, h, w)
-        keep = keep_plan(pipe, g, steps=plan.steps, masks=masks, log=log.started(source.initial_latents),
-                         proxy_frames=proxy)
+        keep = keep_plan(pipe, g, steps=plan.steps, masks=masks, log=log, proxy_frames=proxy)
     if not plan.guided or plan.target is not None or g.points == "dift":  # "dift": the point loss alone, no target
         return plan.target if plan.guided else None, source, proxy, keep
     pictured = image_conditioning(pipe, plan.image, num_frames=plan.size[0]) if plan.image is not None else None

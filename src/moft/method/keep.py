@@ -156,7 +156,7 @@ def keep_plan(pipe, g, *, steps: int, masks: torch.Tensor, log: LatentLog,
     sched.set_timesteps(steps)
     timesteps = list(sched.timesteps)
     first = 0 if g.start == "noise" else g.steps[0]
-    start, region = log.before(first), None
+    start, region = (log.before(first) if g.start != "proxy" else None), None  # a proxy start needs the noise only
     if g.start == "proxy":
         if proxy_frames is None:
             raise ValueError("start='proxy' needs the drag proxy")
