@@ -359,7 +359,8 @@ def make_target(pipe, plan: ControlPlan, progress=None) -> tuple[Target | None, 
                          proxy_frames=proxy)
     if not plan.guided or plan.target is not None or g.points == "dift":  # "dift": the point loss alone, no target
         return plan.target if plan.guided else None, source, proxy, keep
-    pictured = image_conditioning(pipe, plan.image, num_frames=plan.size[0]) if plan.image is not None else None
+    pictured = (image_conditioning(pipe, plan.image, num_frames=plan.size[0], seed=plan.seed)  # the draws sample makes
+                if plan.image is not None else None)
     target = build_target(pipe, plan.trajectory, plan.channels, kind=plan.settings.target_kind, steps=plan.steps,
                           guidance=g, video_size=plan.size, reference=plan.reference, source=frames,
                           proxy=proxy, gain=plan.gain, timestep=plan.reference_timestep, progress=phase("invert"),

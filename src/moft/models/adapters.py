@@ -49,7 +49,8 @@ class Architecture:
             the stock pipeline draws its initial noise).
         block_layout: einops axes of a block's output (DiTs: frame-major tokens ``f*H'W' + y*W' + x``).
         text_per_frame: ``encoder_hidden_states`` must be repeated per frame by the caller.
-        concat_image_latents: the conditioning image latents are concatenated on channels (SVD).
+        concat_image_latents: the denoiser takes image latents concatenated on channels (SVD; the ``concat``
+            entry of ``call_denoiser``'s conditioning).
         added_time_ids: the denoiser takes ``added_time_ids`` (SVD).
         spatial_self_attention: regex of the spatial self-attention modules whose keys/values the
             official code shares from an unguided branch (up blocks 1-3); None where attention is
@@ -257,6 +258,10 @@ def first_frame_timesteps(net: torch.nn.Module, timestep: torch.Tensor, shape: t
     return rearrange(frames, "f h w -> 1 (f h w)") * timestep.reshape(-1, 1).expand(b, 1)  # (B, F'h'w')
 
 
+# Conditioning entries handed to the denoiser under their own names (image-to-video extras).
+PASSED_THROUGH = ("encoder_hidden_states_image", "ofs")
+
+
 def call_denoiser(
     model: torch.nn.Module,
     latents: torch.Tensor,
@@ -275,11 +280,12 @@ def call_denoiser(
         model: the denoiser (``pipe.unet`` or ``pipe.transformer``).
         latents: ``(B, F, C, H, W)`` noisy latents.
         timestep: scalar timestep.
-        cond: ``encoder_hidden_states`` ``(B, L, D)``; for SVD also ``added_time_ids`` ``(B, 3)``
-            and ``image_latents`` ``(B, F, C, H, W)``; for image-to-video pipelines the entries of
-            ``moft.models.image.image_conditioning``: ``first_frame`` ``(B, 1, C, H, W)`` (it replaces latent
-            frame 0, whose tokens see timestep 0), ``concat`` ``(B, F, C', H, W)`` (concatenated on channels),
-            ``encoder_hidden_states_image`` ``(B, L', D')`` (passed through).
+        cond: ``encoder_hidden_states`` ``(B, L, D)``; for SVD also ``added_time_ids`` ``(B, 3)``;
+            for image-to-video pipelines the entries of ``moft.models.image.image_conditioning``:
+            ``first_frame`` ``(B, 1, C, H, W)`` (it replaces latent frame 0, whose tokens see timestep 0),
+            ``concat`` ``(B, F, C', H, W)`` (concatenated on channels after the latents: Wan 2.1, CogVideoX and
+            SVD image latents), and the ``PASSED_THROUGH`` entries: ``encoder_hidden_states_image``
+            ``(B, L', D')`` (Wan 2.1), ``ofs`` ``(B,)`` (CogVideoX 1.5).
 
     The latents and conditioning are cast to the denoiser's dtype on the way in (a bfloat16 denoiser with
     float32 latents: ``--dtype bfloat16``) and the output is cast back to the latents' dtype.
@@ -295,10 +301,8 @@ def call_denoiser(
     x = latents.to(dtype)
     if "first_frame" in cond:  # image-to-video (Wan 2.2 TI2V): the image's latent is frame 0
         x = torch.cat([cond["first_frame"].to(x), x[:, 1:]], dim=1)  # (B, F, C, H, W)
-    if "concat" in cond:  # image-to-video (Wan 2.1 I2V): condition latents on channels
+    if "concat" in cond:  # image-to-video (Wan 2.1 I2V, CogVideoX I2V, SVD): condition latents on channels
         x = torch.cat([x, cond["concat"].to(x)], dim=2)  # (B, F, C + C', H, W)
-    if arch.concat_image_latents:
-        x = torch.cat([x, cond["image_latents"]], dim=2)  # (B, F, 2C, H, W)
     ehs = cond["encoder_hidden_states"]  # (B, L, D)
     if arch.text_per_frame:
         ehs = repeat(ehs, "b l d -> (b f) l d", f=f)
@@ -311,8 +315,7 @@ def call_denoiser(
         timestep = timestep.expand(b)  # (B,) as the stock pipelines pass it
     if "first_frame" in cond:
         timestep = first_frame_timesteps(model, timestep, latents.shape)  # (B, tokens)
-    if "encoder_hidden_states_image" in cond:
-        kwargs["encoder_hidden_states_image"] = cond["encoder_hidden_states_image"]
+    kwargs.update({k: cond[k] for k in PASSED_THROUGH if k in cond})
     kwargs[arch.sample_arg] = to_model_layout(arch, x)
     out = model(timestep=timestep, encoder_hidden_states=ehs, return_dict=False, **kwargs)[0]
     return from_model_layout(arch, out).to(latents.dtype)  # read back in the latents' precision

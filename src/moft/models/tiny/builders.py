@@ -190,3 +190,47 @@ def build_tiny_wan21_i2v(seed: int = 0):
     return WanImageToVideoPipeline(tokenizer=wan.tokenizer, text_encoder=wan.text_encoder, vae=wan.vae,
                                    transformer=transformer, scheduler=wan.scheduler, image_processor=processor,
                                    image_encoder=encoder)
+
+
+# A tiny CogVideoX (tests only): 9 frames of 32x32 -> 3 latent frames of 8x8 (a 4x causal VAE of 3 blocks) -> 4x4 tokens.
+TINY_COGVIDEOX_TRANSFORMER = dict(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4,
+                                  time_embed_dim=16, text_embed_dim=32, num_layers=4, sample_width=8, sample_height=8,
+                                  sample_frames=9, patch_size=2, temporal_compression_ratio=4, max_text_seq_length=226,
+                                  use_rotary_positional_embeddings=True)
+TINY_COGVIDEOX_VAE = dict(down_block_types=("CogVideoXDownBlock3D",) * 3, up_block_types=("CogVideoXUpBlock3D",) * 3,
+                          block_out_channels=(8, 8, 16), latent_channels=4, layers_per_block=1, norm_num_groups=2,
+                          temporal_compression_ratio=4)
+TINY_COGVIDEOX_SCHEDULER = dict(prediction_type="v_prediction", timestep_spacing="trailing", rescale_betas_zero_snr=True,
+                                clip_sample=False, set_alpha_to_one=True, snr_shift_scale=3.0,
+                                beta_schedule="scaled_linear")
+
+
+def build_tiny_cogvideox_i2v(seed: int = 0, transformer: dict | None = None, vae: dict | None = None):
+    """A randomly initialised ``CogVideoXImageToVideoPipeline`` (tests only).
+
+    The transformer takes the noisy latents and the image's latents on channels (4 + 4: the image's latent at
+    latent frame 0, zeros after); ``transformer={"ofs_embed_dim": 16}`` adds the ``ofs`` embedding CogVideoX 1.5
+    I2V has, ``vae={"invert_scale_latents": True}`` its VAE's inverted image scaling.
+
+    Example:
+        >>> pipe = build_tiny_cogvideox_i2v()
+        >>> type(pipe).__name__, pipe.transformer.config.in_channels
+        ('CogVideoXImageToVideoPipeline', 8)
+    """
+    from diffusers import (AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXImageToVideoPipeline,
+                           CogVideoXTransformer3DModel)
+    from transformers import T5Config, T5EncoderModel
+
+    tokenizer = build_t5_tokenizer(max_length=226)
+    text_cfg = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4,
+                        dropout_rate=0.0, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    with torch.random.fork_rng():  # seeded weights; the caller's random state is left as it was
+        torch.manual_seed(seed)
+        return CogVideoXImageToVideoPipeline(
+            tokenizer=tokenizer,
+            text_encoder=T5EncoderModel(text_cfg),
+            vae=AutoencoderKLCogVideoX(**{**TINY_COGVIDEOX_VAE, **(vae or {})}),
+            transformer=CogVideoXTransformer3DModel(**{**TINY_COGVIDEOX_TRANSFORMER, "in_channels": 8,
+                                                       **(transformer or {})}),
+            scheduler=CogVideoXDDIMScheduler(**TINY_COGVIDEOX_SCHEDULER),
+        )

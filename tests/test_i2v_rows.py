@@ -1,0 +1,174 @@
+"""The image-to-video rows beyond Wan (issue 25): CogVideoX-I2V and SVD equal their stock pipelines from the same
+seed, noise and image (tiny random builds), their full-size denoisers take moft's call on the meta device, and
+``moft control --image`` runs on each tiny build saved to a folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import diffusers
+from moft.method.capture import capture
+from moft.models.adapters import call_denoiser, default_site
+from moft.models.image import ImageInputError, image_conditioning, image_input_of
+from moft.models.latents import encode_prompt, initial_noise
+from moft.models.tiny import build_tiny_cogvideox_i2v
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+CONFIG_DIR = Path(__file__).parents[1] / "configs"
+PROMPT = "a red disk moving left"
+COG_FRAMES, SIZE = 9, 32  # 9 frames of 32x32 -> 3 latent frames of 8x8 (CogVideoX's 4x causal VAE)
+COG_BUILDS = {"plain": {}, "ofs": {"transformer": {"ofs_embed_dim": 16}},
+              "inverted-scale": {"vae": {"invert_scale_latents": True}}}
+
+
+def _image(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.full((SIZE, SIZE, 3), 40, np.uint8)
+    img[8:20, 10:22] = rng.integers(0, 255, 3)  # a coloured square on a dark background
+    return img
+
+
+def _cog(build: str):
+    pipe = build_tiny_cogvideox_i2v(seed=0, **COG_BUILDS[build])
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _first_call(net, run):
+    """``run()``'s first call of ``net``: its keyword arguments and output, from a forward hook."""
+    seen = {}
+
+    def hook(module, args, kwargs, output):
+        if not seen:
+            seen.update(kwargs=dict(kwargs), out=output[0].clone())
+
+    handle = net.register_forward_hook(hook, with_kwargs=True)
+    try:
+        run()
+    finally:
+        handle.remove()
+    return seen
+
+
+@pytest.mark.parametrize("build", list(COG_BUILDS))
+def test_cogvideox_i2v_call_is_the_stock_pipelines_first_call(build):
+    pipe = _cog(build)
+    z = initial_noise(pipe, num_frames=COG_FRAMES, height=SIZE, width=SIZE, seed=3)  # (1, F', C, h, w)
+    stock = _first_call(pipe.transformer, lambda: pipe(
+        image=Image.fromarray(_image()), prompt=PROMPT, height=SIZE, width=SIZE, num_frames=COG_FRAMES,
+        num_inference_steps=2, guidance_scale=1.0, latents=z.clone(), generator=torch.Generator().manual_seed(7),
+        output_type="latent"))
+    cond = {"encoder_hidden_states": encode_prompt(pipe, PROMPT),
+            **image_conditioning(pipe, _image(), num_frames=COG_FRAMES, seed=7)}
+    assert ("ofs" in cond) == (build == "ofs") and (stock["kwargs"]["ofs"] is not None) == (build == "ofs")
+    with torch.no_grad():
+        out = call_denoiser(pipe.transformer, z, stock["kwargs"]["timestep"][0], cond)  # (1, F', C, h, w)
+    torch.testing.assert_close(out, stock["out"], atol=1e-5, rtol=0)
+
+
+def test_cogvideox_i2v_image_latent_is_a_posterior_draw_at_frame_zero_then_zeros():
+    pipe = _cog("plain")
+    vae = pipe.vae
+    x = torch.from_numpy(_image()).float().div(127.5).sub(1).permute(2, 0, 1)[None, :, None]  # (1, 3, 1, H, W)
+    with torch.no_grad():
+        dist = vae.encode(x).latent_dist
+    eps = torch.randn(dist.mean.shape, generator=torch.Generator().manual_seed(7))  # the generator's first draw
+    expected = (dist.mean + dist.std * eps) * vae.config.scaling_factor  # (1, C, 1, h, w)
+    concat = image_conditioning(pipe, _image(), num_frames=COG_FRAMES, seed=7)["concat"]  # (1, F', C, h, w)
+    assert concat.shape == (1, 3, 4, 8, 8)
+    torch.testing.assert_close(concat[:, 0], expected[:, :, 0], atol=1e-5, rtol=0)
+    assert concat[:, 1:].abs().max() == 0
+    other = image_conditioning(pipe, _image(), num_frames=COG_FRAMES, seed=8)["concat"]
+    assert (other[:, 0] - concat[:, 0]).abs().mean() > 1e-3  # another seed, another draw
+
+
+@pytest.mark.parametrize("build", ["plain", "ofs"])
+@pytest.mark.parametrize("given", [True, False], ids=["latents", "seed"])
+def test_the_unguided_sampler_is_the_stock_cogvideox_i2v_pipeline(build, given):
+    from moft.method.sampler import sample
+
+    pipe = _cog(build)
+    z = initial_noise(pipe, num_frames=COG_FRAMES, height=SIZE, width=SIZE, seed=5) if given else None
+    stock = pipe(image=Image.fromarray(_image(1)), prompt=PROMPT, height=SIZE, width=SIZE, num_frames=COG_FRAMES,
+                 num_inference_steps=3, guidance_scale=4.0, latents=None if z is None else z.clone(),
+                 generator=torch.Generator().manual_seed(11), output_type="latent").frames  # (1, F', C, h, w)
+    ours = sample(pipe, PROMPT, image=_image(1), latents=z, seed=11, steps=3, guidance_scale=4.0,
+                  num_frames=COG_FRAMES, height=SIZE, width=SIZE)
+    torch.testing.assert_close(ours.latents, stock, atol=1e-5, rtol=0)
+    assert ours.frames.shape == (COG_FRAMES, SIZE, SIZE, 3)
+
+
+def test_cogvideox_15_latent_padding_is_refused_in_one_line():
+    pipe = build_tiny_cogvideox_i2v(seed=0, transformer={"patch_size_t": 2, "ofs_embed_dim": 16})
+    assert image_input_of(pipe).name == "cogvideox-i2v"
+    with pytest.raises(ImageInputError, match="patch_size_t=2 .CogVideoX 1.5. pads its latent frames"):
+        image_conditioning(pipe, _image(), num_frames=COG_FRAMES)
+
+
+def _meta(name: str):
+    config = json.loads((CONFIG_DIR / f"{name}.json").read_text())
+    with torch.device("meta"):
+        return getattr(diffusers, config["_class_name"]).from_config(config)
+
+
+def test_cogvideox_5b_i2v_at_real_size_on_a_meta_build():
+    net, t2v = _meta("cogvideox-5b-i2v-transformer"), _meta("cogvideox-5b-transformer")
+    # the image latents' 16 extra input channels are the only new weights: a 2x2 patch into 3072 wide tokens
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in t2v.parameters()) + 16 * 2 * 2 * 3072
+    assert default_site(net) == "transformer_blocks.20"
+    z = torch.empty(1, 13, 16, 60, 90, device="meta")  # (B, F', C, h, w): 49 x 480 x 720
+    cond = {"encoder_hidden_states": torch.empty(1, 226, 4096, device="meta"),
+            "concat": torch.empty(1, 13, 16, 60, 90, device="meta")}
+    with capture(net, stop=True) as cap:
+        call_denoiser(net, z, torch.tensor(500.0, device="meta"), cond)
+    assert tuple(cap.output.shape) == (1, 13, 3072, 30, 45)
+
+
+def _all_channels(width: int, architecture: str):
+    """Every channel of a block output as motion channels (the loss reads them all)."""
+    from moft.method.channels import MotionChannels
+
+    every = torch.arange(width)
+    return MotionChannels(every, every.clone(), {"horizontal": torch.ones(width), "vertical": torch.ones(width)},
+                          torch.zeros(width, 2), torch.zeros(width), meta={"architecture": architecture})
+
+
+def _save(pipe, folder: Path, frames: int, scale: float) -> Path:
+    pipe.save_pretrained(folder)
+    (folder / "moft.json").write_text(json.dumps({"frames": frames, "height": SIZE, "width": SIZE,
+                                                  "guidance_scale": scale}))
+    return folder
+
+
+def _control(tmp_path: Path, folder: Path, channels, *extra):
+    """``moft control`` with a right-moving box on a 96x96 image (fitted to 32x32); the run's report."""
+    from typer.testing import CliRunner
+
+    from moft.front.cli import app
+
+    channels.save(tmp_path / "ch.safetensors")
+    Image.fromarray(np.kron(_image(2), np.ones((3, 3, 1), np.uint8))).save(tmp_path / "big.png")
+    traj = tmp_path / "t.json"
+    traj.write_text(json.dumps({"version": 1, "regions": [
+        {"mask": {"box": [0.25, 0.2, 0.7, 0.65]}, "direction": "right", "speed": 0.3}]}))
+    args = ["control", traj, "--model", folder, "--channels", tmp_path / "ch.safetensors", "--steps", 3,
+            "--guided-steps", "0:2", "--iterations", 1, "--image", tmp_path / "big.png", "--out", tmp_path / "o.gif",
+            *extra]
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    assert r.exit_code == 0, r.output
+    return json.loads((tmp_path / "o.report.json").read_text())
+
+
+@pytest.mark.parametrize("kind", ["curves", "drag"])
+def test_moft_control_animates_an_image_on_a_saved_tiny_cogvideox_i2v(tmp_path, kind):
+    folder = _save(_cog("plain"), tmp_path / "cog", COG_FRAMES, 4.0)
+    report = _control(tmp_path, folder, _all_channels(32, "cogvideox"), "--target-kind", kind)
+    assert report["image"] == {"height": SIZE, "width": SIZE} and report["frames"] == COG_FRAMES
+    assert report["counts"]["backwards"] == 2 and all(np.isfinite(r["loss"]) for r in report["losses"])
