@@ -17,13 +17,14 @@ from moft.method.capture import capture
 from moft.models.adapters import call_denoiser, default_site
 from moft.models.image import ImageInputError, image_conditioning, image_input_of
 from moft.models.latents import encode_prompt, initial_noise
-from moft.models.tiny import build_tiny_cogvideox_i2v
+from moft.models.tiny import build_tiny_cogvideox_i2v, build_tiny_svd
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 CONFIG_DIR = Path(__file__).parents[1] / "configs"
 PROMPT = "a red disk moving left"
 COG_FRAMES, SIZE = 9, 32  # 9 frames of 32x32 -> 3 latent frames of 8x8 (CogVideoX's 4x causal VAE)
+SVD_FRAMES = 8  # an image VAE: any frame count
 COG_BUILDS = {"plain": {}, "ofs": {"transformer": {"ofs_embed_dim": 16}},
               "inverted-scale": {"vae": {"invert_scale_latents": True}}}
 
@@ -47,7 +48,7 @@ def _first_call(net, run):
 
     def hook(module, args, kwargs, output):
         if not seen:
-            seen.update(kwargs=dict(kwargs), out=output[0].clone())
+            seen.update(args=args, kwargs=dict(kwargs), out=output[0].clone())
 
     handle = net.register_forward_hook(hook, with_kwargs=True)
     try:
@@ -172,3 +173,110 @@ def test_moft_control_animates_an_image_on_a_saved_tiny_cogvideox_i2v(tmp_path, 
     report = _control(tmp_path, folder, _all_channels(32, "cogvideox"), "--target-kind", kind)
     assert report["image"] == {"height": SIZE, "width": SIZE} and report["frames"] == COG_FRAMES
     assert report["counts"]["backwards"] == 2 and all(np.isfinite(r["loss"]) for r in report["losses"])
+
+
+def _svd():
+    pipe = build_tiny_svd(seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_svd_image_conditioning_is_the_stock_pipelines_unet_input():
+    pipe = _svd()
+    z = initial_noise(pipe, num_frames=SVD_FRAMES, height=SIZE, width=SIZE, seed=3, steps=2)  # (1, F, C, h, w)
+    stock = _first_call(pipe.unet, lambda: pipe(
+        Image.fromarray(_image()), height=SIZE, width=SIZE, num_frames=SVD_FRAMES, num_inference_steps=2,
+        max_guidance_scale=3.0, latents=z / pipe.scheduler.init_noise_sigma, generator=torch.Generator().manual_seed(7),
+        output_type="latent"))
+    cond = image_conditioning(pipe, _image(), num_frames=SVD_FRAMES, seed=7)
+    kwargs = stock["kwargs"]
+    uncond_ehs, cond_ehs = kwargs["encoder_hidden_states"].chunk(2)  # the stock batch: [uncond, cond]
+    torch.testing.assert_close(cond["encoder_hidden_states"], cond_ehs, atol=1e-6, rtol=0)
+    assert uncond_ehs.abs().max() == 0 and kwargs["added_time_ids"][1].tolist() == pytest.approx([6, 127, 0.02])
+    torch.testing.assert_close(cond["added_time_ids"], kwargs["added_time_ids"][1:], atol=1e-6, rtol=0)
+    uncond_in, cond_in = stock["args"][0][:, :, 4:].chunk(2)  # (1, F, C, h, w): the latents concatenated on channels
+    torch.testing.assert_close(cond["concat"], cond_in, atol=1e-6, rtol=0)
+    assert uncond_in.abs().max() == 0
+    # the noise-augmented image latent, unscaled, at every frame: 0.02 of the generator's first draw added to the image
+    x = torch.from_numpy(_image()).float().div(127.5).sub(1).permute(2, 0, 1)[None]  # (1, 3, H, W)
+    x = x + 0.02 * torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        expected = pipe.vae.encode(x).latent_dist.mode()  # (1, C, h, w)
+    assert cond["concat"].shape == (1, SVD_FRAMES, 4, 16, 16)
+    for f in range(SVD_FRAMES):
+        torch.testing.assert_close(cond["concat"][:, f], expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("given", [True, False], ids=["latents", "seed"])
+def test_the_unguided_sampler_is_the_stock_svd_pipeline(given):
+    from moft.method.sampler import sample
+
+    pipe = _svd()
+    unit = torch.randn(1, SVD_FRAMES, 4, 16, 16, generator=torch.Generator().manual_seed(5))  # (1, F, C, h, w)
+    sigma_max = pipe.scheduler.config.sigma_max
+    stock = pipe(Image.fromarray(_image(1)), height=SIZE, width=SIZE, num_frames=SVD_FRAMES, num_inference_steps=3,
+                 max_guidance_scale=3.0, latents=unit.clone() if given else None,
+                 generator=torch.Generator().manual_seed(11), output_type="latent").frames  # (1, F, C, h, w)
+    # moft's latents are the noise at the first sigma: unit noise times sqrt(sigma_max^2 + 1) ("leading" spacing)
+    ours = sample(pipe, "", image=_image(1), latents=unit * (sigma_max ** 2 + 1) ** 0.5 if given else None, seed=11,
+                  steps=3, guidance_scale=3.0, num_frames=SVD_FRAMES, height=SIZE, width=SIZE)
+    torch.testing.assert_close(ours.latents, stock, atol=1e-5, rtol=1e-5)
+    assert ours.frames.shape == (SVD_FRAMES, SIZE, SIZE, 3)
+
+
+def test_svd_guidance_ramps_over_the_frames_and_the_unconditional_branch_sees_no_image():
+    from moft.models.image import frame_guidance_scale, unconditional_image
+
+    pipe = _svd()
+    ramp = frame_guidance_scale(pipe, 3.0, 5)
+    assert ramp.shape == (1, 5, 1, 1, 1) and ramp.flatten().tolist() == pytest.approx([1.0, 1.5, 2.0, 2.5, 3.0])
+    cond = image_conditioning(pipe, _image(), num_frames=SVD_FRAMES)
+    uncond = unconditional_image(pipe, cond)
+    assert uncond["concat"].abs().max() == 0 and uncond["encoder_hidden_states"].abs().max() == 0
+    assert torch.equal(uncond["added_time_ids"], cond["added_time_ids"])
+
+
+def test_svd_inversion_is_refused_in_one_line():
+    from moft.method.inversion import InversionError, noise_latents
+
+    pipe = _svd()
+    z = torch.zeros(1, SVD_FRAMES, 4, 16, 16)
+    with pytest.raises(InversionError, match="EulerDiscreteScheduler on sigmas.*use --target-kind curves"):
+        noise_latents(pipe, z, z, 200)
+
+
+def test_the_shape_probe_takes_every_image_to_video_denoiser():
+    from moft.front.extract import site_channels
+    from moft.models.record import ModelRecord
+    from moft.models.tiny import build_tiny_wan21_i2v
+
+    assert site_channels(_svd()) == 64  # up_blocks.1 of (32, 64, 64)
+    assert site_channels(_cog("ofs")) == 32  # transformer_blocks.2: 2 heads of 16
+    wan21 = build_tiny_wan21_i2v()
+    wan21.moft_record = ModelRecord(frames=9, height=SIZE, width=SIZE)  # the tiny size (not the stock 81x480x832)
+    assert site_channels(wan21) == 128  # blocks.3: 4 heads of 32, with zero image embeddings
+
+
+def test_moft_control_animates_an_image_on_a_saved_tiny_svd(tmp_path):
+    folder = _save(_svd(), tmp_path / "svd", SVD_FRAMES, 3.0)
+    report = _control(tmp_path, folder, _all_channels(64, "svd"), "--target-kind", "curves")
+    assert report["image"] == {"height": SIZE, "width": SIZE} and report["frames"] == SVD_FRAMES
+    assert report["counts"]["backwards"] == 2 and all(np.isfinite(r["loss"]) for r in report["losses"])
+
+
+def test_moft_control_refuses_a_drag_target_on_svd_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from moft.front.cli import app
+
+    folder = _save(_svd(), tmp_path / "svd", SVD_FRAMES, 3.0)
+    _all_channels(64, "svd").save(tmp_path / "ch.safetensors")
+    Image.fromarray(_image(2)).save(tmp_path / "i.png")
+    (tmp_path / "t.json").write_text(json.dumps({"version": 1, "regions": [
+        {"mask": {"box": [0.25, 0.2, 0.7, 0.65]}, "direction": "right", "speed": 0.3}]}))
+    r = CliRunner().invoke(app, [str(a) for a in ["control", tmp_path / "t.json", "--model", folder, "--channels",
+                                                  tmp_path / "ch.safetensors", "--steps", 3, "--guided-steps", "0:2",
+                                                  "--image", tmp_path / "i.png", "--target-kind", "drag",
+                                                  "--out", tmp_path / "o.gif"]])
+    assert r.exit_code == 2 and "does not invert" in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "o.gif").exists()

@@ -22,6 +22,7 @@ from ..io.trajectory import Trajectory
 from ..method.channels import ChannelsError, MotionChannels
 from ..method.control_target import build_target
 from ..method.drag import drag_video, swept_masks
+from ..method.inversion import InversionError, check_inverts
 from ..method.keep import Keep, LatentLog, keep_plan
 from ..method.points import PointRequest, point_request
 from ..method.sampler import SampleResult, check_latents, check_sample, sample
@@ -274,8 +275,14 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
         g = run.guidance
         raise ControlError(f"keep={g.keep!r} / start={g.start!r} need a trajectory (the region that moves)")
     image = check_image(pipe, image, h, w, fit)
-    return ControlPlan(prompt, run, steps, seed, gain, reference_timestep, (f, h, w), size, trajectory, channels,
+    plan = ControlPlan(prompt, run, steps, seed, gain, reference_timestep, (f, h, w), size, trajectory, channels,
                        reference, target, init_latents, keep_source, image, points)
+    if plan.drags or plan.reference is not None or plan.guidance.start == "proxy":
+        try:
+            check_inverts(pipe)
+        except InversionError as exc:
+            raise ControlError(str(exc)) from None
+    return plan
 
 
 def points_request(trajectory, mode: str, frames: int, size: tuple[int, int], time_grid: list[int]) -> tuple:

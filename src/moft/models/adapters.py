@@ -70,7 +70,7 @@ class Architecture:
             ``[uncond, cond]``) or ``"two_passes"`` (Wan: a conditional then an unconditional pass).
         sampler: ``"ddim"`` (moft samples with DDIM on the model's noise schedule, as the paper) or
             ``"pipeline"`` (the pipeline's own scheduler: flow matching for Wan, v-prediction DDIM
-            for CogVideoX).
+            for CogVideoX, Euler on Karras sigmas with continuous timesteps for SVD).
     """
 
     name: str
@@ -131,6 +131,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         spatial_self_attention=r"^up_blocks\.[123]\.attentions\.\d+\.transformer_blocks\.\d+\.attn1$",
         temporal_modules=r"temporal_transformer_blocks\.\d+$",
         examples=("stabilityai/stable-video-diffusion-img2vid-xt",),
+        sampler="pipeline",
     ),
     "wan": Architecture(
         name="wan",

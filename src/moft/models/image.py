@@ -22,20 +22,28 @@ the row of the pipeline it is handed (nothing branches on class names):
   every call. Wan 2.1 I2V: a mask of the given frames (``temporal_scale`` channels per latent frame), then the
   latents of the image followed by grey frames encoded as one clip, and the CLIP image embeddings go to the
   denoiser as ``encoder_hidden_states_image``. CogVideoX-I2V: the image's latent at latent frame 0, zeros
-  after, scaled by the VAE's factor, and ``ofs`` where the transformer has that embedding.
+  after, scaled by the VAE's factor, and ``ofs`` where the transformer has that embedding. SVD: the latent
+  (unscaled) of the image plus 0.02 of noise at every frame, the CLIP image embedding *as* the
+  ``encoder_hidden_states`` (SVD has no text: the prompt is ignored) and the ``added_time_ids`` (fps - 1,
+  motion bucket, noise augmentation); the unconditional branch gets zeros for both image inputs, and the
+  guidance scale ramps linearly over the frames from 1 to the run's (``frame_guidance_scale``). moft samples SVD
+  with its own scheduler (Euler on Karras sigmas, inputs scaled by ``scale_model_input``: ``CFGDenoiser``).
 
-CogVideoX-I2V's stock pipeline encodes the image with a posterior *sample* drawn from the caller's generator
-(``retrieve_latents(..., generator)``), before it draws the noise from the same generator; moft does the same
-(``posterior="sample"``: ``image_conditioning(seed=...)``, and ``moft.method.sampler.sample`` draws the image's
-sample and then the noise from one generator of its seed), so a seed gives the stock pipeline's video draw for draw.
+Draws from the caller's generator: CogVideoX-I2V's stock pipeline encodes the image with a posterior *sample*
+(``retrieve_latents(..., generator)``) and SVD's adds noise drawn from it to the image, both before the noise is
+drawn from the same generator; moft does the same (``posterior="sample"``, ``noise_augmentation``:
+``image_conditioning(seed=...)``, and ``moft.method.sampler.sample`` draws the image's draws and then the noise
+from one generator of its seed), so a seed gives the stock pipeline's video draw for draw.
 
 Not mapped: CogVideoX 1.5 (``patch_size_t``: it pads the latent frames to a multiple of 2 and drops the padding
-after decoding, which moft's latent time grid does not model; refused in one line). Not mapped yet: SVD's
-sampling (capture only) and SparseCtrl.
+after decoding, which moft's latent time grid does not model; refused in one line); on SVD, a drag or reference
+target and ``--start-from proxy`` (moft neither inverts nor noises on its sigma schedule: refused in one line).
+Not mapped yet: SparseCtrl.
 
 ``image_conditioning`` returns the entries that ``moft.models.adapters.call_denoiser`` adds to its text
 conditioning dict: ``first_frame`` ``(B, 1, C, h, w)``, ``concat`` ``(B, F, C', h, w)``,
-``encoder_hidden_states_image`` ``(B, L, D)``, ``ofs`` ``(B,)``. The same dict serves the conditional and the
+``encoder_hidden_states_image`` ``(B, L, D)``, ``ofs`` ``(B,)``; SVD's ``encoder_hidden_states`` ``(B, 1, D)`` and
+``added_time_ids`` ``(B, 3)``. The same dict serves the conditional and the
 unconditional pass (the stock pipelines give both the image), except the entries a row zeroes there
 (``unconditional_image``).
 """
@@ -194,6 +202,18 @@ IMAGE_INPUTS: dict[str, ImageInput] = {
         posterior="sample",
         ofs=2.0,
         examples=("THUDM/CogVideoX-5b-I2V",),
+    ),
+    "svd": ImageInput(
+        name="svd",
+        pipeline_class="StableVideoDiffusionPipeline",
+        placement="concat",
+        concat="augmented",
+        image_embeds=("projected", "encoder_hidden_states"),
+        noise_augmentation=0.02,
+        added_time_ids=(7 - 1, 127),
+        uncond_zeros=("encoder_hidden_states", "concat"),
+        cfg_min=1.0,
+        examples=("stabilityai/stable-video-diffusion-img2vid-xt", "stabilityai/stable-video-diffusion-img2vid"),
     ),
 }
 

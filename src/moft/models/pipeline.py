@@ -339,6 +339,20 @@ def is_flow(scheduler) -> bool:
     return not hasattr(scheduler, "alphas_cumprod") or scheduler.config.get("prediction_type") == "flow_prediction"
 
 
+def inverts(pipe) -> bool:
+    """Whether moft inverts and noises videos in one step (``moft.method.inversion``) for ``pipe``'s sampler: flows
+    and DDPM-family schedulers on integer timesteps (DDIM) do; the k-diffusion-style Euler on sigmas that SVD samples
+    with (inputs scaled by ``1 / sqrt(sigma^2 + 1)``, continuous timesteps ``0.25 log sigma``) does not.
+
+    Example:
+        >>> from moft.models.tiny import build_tiny_animatediff
+        >>> inverts(build_tiny_animatediff())
+        True
+    """
+    sched = sampling_scheduler(pipe)
+    return is_flow(sched) or not hasattr(sched, "sigmas")
+
+
 def schedule(pipe, steps: int) -> list[float]:
     """The timesteps moft's sampler visits for ``steps`` steps, in sampling order (noisiest first)."""
     sched = sampling_scheduler(pipe)

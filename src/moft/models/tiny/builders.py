@@ -234,3 +234,48 @@ def build_tiny_cogvideox_i2v(seed: int = 0, transformer: dict | None = None, vae
                                                        **(transformer or {})}),
             scheduler=CogVideoXDDIMScheduler(**TINY_COGVIDEOX_SCHEDULER),
         )
+
+
+# A tiny SVD (tests only): 32x32 frames -> 16x16 latents; up_blocks.1 of 3 (as the full-size model's default site).
+TINY_SVD_UNET = dict(sample_size=16, in_channels=8, out_channels=4, block_out_channels=(32, 64, 64),
+                     down_block_types=("CrossAttnDownBlockSpatioTemporal", "CrossAttnDownBlockSpatioTemporal",
+                                       "DownBlockSpatioTemporal"),
+                     up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal",
+                                     "CrossAttnUpBlockSpatioTemporal"),
+                     layers_per_block=1, cross_attention_dim=32, num_attention_heads=(2, 4, 4),
+                     addition_time_embed_dim=8, projection_class_embeddings_input_dim=24, num_frames=8)
+# SVD's stock scheduler config (stabilityai/stable-video-diffusion-img2vid-xt, scheduler/scheduler_config.json).
+SVD_SCHEDULER = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, interpolation_type="linear",
+                     num_train_timesteps=1000, prediction_type="v_prediction", sigma_max=700.0, sigma_min=0.002,
+                     steps_offset=1, timestep_spacing="leading", timestep_type="continuous", use_karras_sigmas=True)
+# CLIP's vision tower at SVD's 224x224 input (the pipeline resizes the image to it), tiny otherwise.
+TINY_SVD_CLIP = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=224,
+                     patch_size=32, projection_dim=32)
+
+
+def build_tiny_svd(seed: int = 0):
+    """A randomly initialised ``StableVideoDiffusionPipeline`` (tests only).
+
+    The U-Net takes the noisy latents and the noise-augmented image's latents on channels (4 + 4), a tiny CLIP
+    image embedding as ``encoder_hidden_states`` and the three ``added_time_ids``; the scheduler is SVD's own (Euler
+    on Karras sigmas, v-prediction, continuous timesteps).
+
+    Example:
+        >>> pipe = build_tiny_svd()
+        >>> type(pipe.unet).__name__, type(pipe.scheduler).__name__
+        ('UNetSpatioTemporalConditionModel', 'EulerDiscreteScheduler')
+    """
+    from diffusers import (AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, StableVideoDiffusionPipeline,
+                           UNetSpatioTemporalConditionModel)
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    with torch.random.fork_rng():  # seeded weights; the caller's random state is left as it was
+        torch.manual_seed(seed)
+        return StableVideoDiffusionPipeline(
+            vae=AutoencoderKLTemporalDecoder(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+                                             latent_channels=4, layers_per_block=1),
+            image_encoder=CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_SVD_CLIP)),
+            unet=UNetSpatioTemporalConditionModel(**TINY_SVD_UNET),
+            scheduler=EulerDiscreteScheduler(**SVD_SCHEDULER),
+            feature_extractor=CLIPImageProcessor(crop_size=224, size=224),
+        )
