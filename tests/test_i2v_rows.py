@@ -4,6 +4,7 @@ seed, noise and image (tiny random builds), their full-size denoisers take moft'
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from moft.method.capture import capture
 from moft.models.adapters import call_denoiser, default_site
 from moft.models.image import ImageInputError, image_conditioning, image_input_of
 from moft.models.latents import encode_prompt, initial_noise
+from moft.models.pipeline import default_guidance_scale
 from moft.models.tiny import build_tiny_cogvideox_i2v, build_tiny_svd
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -234,6 +236,8 @@ def test_svd_guidance_ramps_over_the_frames_and_the_unconditional_branch_sees_no
     uncond = unconditional_image(pipe, cond)
     assert uncond["concat"].abs().max() == 0 and uncond["encoder_hidden_states"].abs().max() == 0
     assert torch.equal(uncond["added_time_ids"], cond["added_time_ids"])
+    # without a moft.json, SVD runs at its stock pipeline's default top of the ramp
+    assert default_guidance_scale(pipe) == inspect.signature(type(pipe).__call__).parameters["max_guidance_scale"].default
 
 
 def test_svd_inversion_is_refused_in_one_line():

@@ -71,6 +71,8 @@ class Architecture:
         sampler: ``"ddim"`` (moft samples with DDIM on the model's noise schedule, as the paper) or
             ``"pipeline"`` (the pipeline's own scheduler: flow matching for Wan, v-prediction DDIM
             for CogVideoX, Euler on Karras sigmas with continuous timesteps for SVD).
+        guidance_scale: the CFG scale moft runs the family with when its model folder names none, where the stock
+            pipeline's default is far from moft's 7.5 (SVD: ``max_guidance_scale`` 3.0); None: 7.5.
     """
 
     name: str
@@ -90,6 +92,7 @@ class Architecture:
     rotary_from: str | None = None
     cfg: str = "batch"
     sampler: str = "ddim"
+    guidance_scale: float | None = None
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -132,6 +135,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         temporal_modules=r"temporal_transformer_blocks\.\d+$",
         examples=("stabilityai/stable-video-diffusion-img2vid-xt",),
         sampler="pipeline",
+        guidance_scale=3.0,
     ),
     "wan": Architecture(
         name="wan",

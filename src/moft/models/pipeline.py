@@ -134,7 +134,9 @@ def pipeline_defaults(pipe) -> dict:
 
 
 def default_guidance_scale(pipe) -> float:
-    """The CFG scale of a pipeline: its folder's ``moft.json`` ``"guidance_scale"``, else the official 7.5.
+    """The CFG scale of a pipeline: its folder's ``moft.json`` ``"guidance_scale"``, else the architecture's
+    (``adapters.Architecture.guidance_scale``: SVD's stock 3.0, the top of its ramp over the frames), else the
+    official 7.5.
 
     Example:
         >>> from moft.models.loading import load_pipeline
@@ -142,6 +144,8 @@ def default_guidance_scale(pipe) -> float:
         4.0
     """
     scale = pipeline_record(pipe).guidance_scale
+    if scale is None:
+        scale = architecture_of(denoiser(pipe)).guidance_scale
     return float(OFFICIAL_CFG if scale is None else scale)
 
 
