@@ -19,7 +19,7 @@ from moft.models.adapters import call_denoiser, default_site
 from moft.models.image import ImageInputError, image_conditioning, image_input_of
 from moft.models.latents import encode_prompt, initial_noise
 from moft.models.pipeline import default_guidance_scale
-from moft.models.tiny import build_tiny_cogvideox_i2v, build_tiny_svd
+from moft.models.tiny import build_tiny_cogvideox_i2v, build_tiny_sparsectrl, build_tiny_svd
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -284,3 +284,85 @@ def test_moft_control_refuses_a_drag_target_on_svd_in_one_line(tmp_path):
                                                   "--out", tmp_path / "o.gif"]])
     assert r.exit_code == 2 and "does not invert" in r.output and "Traceback" not in r.output, r.output
     assert not (tmp_path / "o.gif").exists()
+
+
+SPARSE_FRAMES = 8
+
+
+def _sparsectrl(simplified: bool = True):
+    """The tiny SparseCtrl pipeline; for RGB, its VAE's posterior log-variance pinned at its floor (std ~ 3e-7): the
+    stock pipeline encodes the conditioning frame with a posterior sample from torch's global random state, moft
+    with the posterior mode, and with no spread the two are the same latent."""
+    pipe = build_tiny_sparsectrl(seed=0, simplified=simplified)
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        c = pipe.vae.config.latent_channels
+        pipe.vae.quant_conv.weight[c:] = 0  # (2C, 2C, 1, 1): the log-variance half
+        pipe.vae.quant_conv.bias[c:] = -60.0  # clamped to -30 by the posterior
+    return pipe
+
+
+def _stock_sparse(pipe, image, z, **kw):
+    return pipe(PROMPT, height=SIZE, width=SIZE, num_frames=SPARSE_FRAMES, conditioning_frames=[Image.fromarray(image)],
+                latents=None if z is None else z.permute(0, 2, 1, 3, 4).contiguous(), output_type="latent", **kw)
+
+
+@pytest.mark.parametrize("simplified", [True, False], ids=["rgb", "scribble"])
+def test_sparsectrl_call_is_the_stock_pipelines_first_unet_call(simplified):
+    pipe = _sparsectrl(simplified)
+    z = initial_noise(pipe, num_frames=SPARSE_FRAMES, height=SIZE, width=SIZE, seed=3)  # (1, F, C, h, w)
+    stock = _first_call(pipe.unet, lambda: _stock_sparse(pipe, _image(), z, num_inference_steps=2, guidance_scale=1.0))
+    cond = {"encoder_hidden_states": encode_prompt(pipe, PROMPT),
+            **image_conditioning(pipe, _image(), num_frames=SPARSE_FRAMES)}
+    assert cond["controlnet_cond"].shape == ((1, 4, SPARSE_FRAMES, 16, 16) if simplified else (1, 3, SPARSE_FRAMES, 32, 32))
+    assert cond["conditioning_mask"][0, 0, :, 0, 0].tolist() == [1.0] + [0.0] * (SPARSE_FRAMES - 1)
+    with torch.no_grad():
+        out = call_denoiser(pipe.unet, z, stock["args"][1], cond)  # (1, F, C, h, w)
+        plain = call_denoiser(pipe.unet, z, stock["args"][1], {"encoder_hidden_states": cond["encoder_hidden_states"]})
+    torch.testing.assert_close(out.permute(0, 2, 1, 3, 4), stock["out"], atol=1e-5, rtol=0)
+    assert (out - plain).abs().mean() > 1e-3  # the controlnet's residuals change the U-Net's output
+
+
+@pytest.mark.parametrize("given", [True, False], ids=["latents", "seed"])
+def test_the_unguided_sampler_is_the_stock_sparsectrl_pipeline(given):
+    from moft.method.sampler import sample
+
+    pipe = _sparsectrl()
+    z = initial_noise(pipe, num_frames=SPARSE_FRAMES, height=SIZE, width=SIZE, seed=5) if given else None
+    stock = _stock_sparse(pipe, _image(1), z, num_inference_steps=3, guidance_scale=4.0,
+                          generator=torch.Generator().manual_seed(11)).frames  # (1, C, F, h, w)
+    ours = sample(pipe, PROMPT, image=_image(1), latents=z, seed=11, steps=3, guidance_scale=4.0,
+                  num_frames=SPARSE_FRAMES, height=SIZE, width=SIZE)
+    torch.testing.assert_close(ours.latents.permute(0, 2, 1, 3, 4), stock, atol=1e-5, rtol=0)
+
+
+def test_sparsectrl_guess_mode_is_refused_in_one_line():
+    pipe = build_tiny_sparsectrl(seed=0)
+    pipe.controlnet.register_to_config(global_pool_conditions=True)
+    with pytest.raises(ImageInputError, match="global_pool_conditions .guess mode."):
+        image_conditioning(pipe, _image(), num_frames=SPARSE_FRAMES)
+
+
+@pytest.mark.parametrize("kind", ["curves", "drag"])
+def test_moft_control_animates_an_image_on_a_saved_tiny_sparsectrl(tmp_path, kind):
+    folder = _save(_sparsectrl(), tmp_path / "sparse", SPARSE_FRAMES, 4.0)
+    report = _control(tmp_path, folder, _all_channels(64, "animatediff"), "--target-kind", kind)
+    assert report["image"] == {"height": SIZE, "width": SIZE} and report["frames"] == SPARSE_FRAMES
+    assert report["counts"]["backwards"] == 2 and all(np.isfinite(r["loss"]) for r in report["losses"])
+
+
+def test_sparsectrl_rgb_at_real_size_on_a_meta_build():
+    from test_configs import build_animatediff
+
+    unet, controlnet = build_animatediff(device_meta=True), _meta("animatediff-sparsectrl-rgb")
+    side = image_input_of(build_tiny_sparsectrl()).side
+    from moft.models.adapters import SideCall
+
+    cond = {"encoder_hidden_states": torch.empty(1, 77, 768, device="meta"),
+            "controlnet_cond": torch.empty(1, 4, 16, 64, 64, device="meta"),
+            "conditioning_mask": torch.empty(1, 1, 16, 64, 64, device="meta"),
+            "side": SideCall(controlnet, side.inputs, side.outputs, side.options)}
+    z = torch.empty(1, 16, 4, 64, 64, device="meta")  # (B, F, C, h, w): 16 x 512 x 512
+    with capture(unet, stop=True) as cap:
+        call_denoiser(unet, z, torch.tensor(500.0, device="meta"), cond)
+    assert tuple(cap.output.shape) == (1, 16, 1280, 32, 32)  # the paper's feature, as without the controlnet

@@ -261,12 +261,17 @@ class CFGDenoiser:
         input scaled by ``scale_input`` (the scheduler's ``scale_model_input``) where one is given."""
         return call_denoiser(net, self.scale_input(z, t) if self.scale_input is not None else z, t, cond)
 
+    def both(self) -> dict:
+        """The conditioning of one ``[uncond, cond]`` batch: tensors stacked on the batch, anything else (a
+        ``SideCall``) the conditional branch's."""
+        return {k: torch.cat([self.uncond[k], v]) if torch.is_tensor(v) else v for k, v in self.cond.items()}
+
     def conditional(self, net, z: torch.Tensor, t, both: bool = False) -> torch.Tensor:
         """The pass guidance differentiates: the conditional branch, or the whole ``[uncond, cond]``
         batch with ``both`` (the official code's loss forward)."""
         if both and self.uncond is not None:
             self.counts["forwards"] += 2
-            return self.forward(net, torch.cat([z, z]), t, {k: torch.cat([self.uncond[k], self.cond[k]]) for k in self.cond})
+            return self.forward(net, torch.cat([z, z]), t, self.both())
         self.counts["forwards"] += 1
         return self.forward(net, z, t, self.cond)
 
@@ -282,9 +287,8 @@ class CFGDenoiser:
                 out_c = self.forward(net, z, t, self.cond)
             out_u = self.forward(net, z, t, self.uncond)
         else:
-            both = {k: torch.cat([self.uncond[k], self.cond[k]]) for k in self.cond}
             with watch:
-                out_u, out_c = self.forward(net, torch.cat([z, z]), t, both).chunk(2)
+                out_u, out_c = self.forward(net, torch.cat([z, z]), t, self.both()).chunk(2)
         return out_u + self.scale * (out_c - out_u)
 
 

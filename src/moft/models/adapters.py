@@ -267,6 +267,37 @@ def first_frame_timesteps(net: torch.nn.Module, timestep: torch.Tensor, shape: t
 PASSED_THROUGH = ("encoder_hidden_states_image", "ofs")
 
 
+@dataclass(frozen=True)
+class SideCall:
+    """A second network the stock pipeline runs on the denoiser's own inputs before it, at every call, whose outputs
+    become arguments of the denoiser (SparseCtrl's ``SparseControlNetModel``: its residuals go into the U-Net's
+    ``down_block_additional_residuals`` and ``mid_block_additional_residual``): ``call_denoiser``'s ``side`` entry.
+
+    Example:
+        >>> side = SideCall(pipe.controlnet, ("controlnet_cond", "conditioning_mask"),
+        ...                 ("down_block_additional_residuals", "mid_block_additional_residual"))  # doctest: +SKIP
+
+    Attributes:
+        model: the network (a pipeline component).
+        inputs: conditioning entries it takes, by their names.
+        outputs: the denoiser arguments its outputs become, in order.
+        options: fixed keyword arguments, as ``(name, value)`` pairs (``conditioning_scale``, ``guess_mode``).
+    """
+
+    model: torch.nn.Module
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    options: tuple = ()
+
+    def __call__(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                 cond: dict) -> dict:
+        """The denoiser's extra arguments for ``sample`` (in the denoiser's layout) at ``timestep``."""
+        dtype = getattr(self.model, "dtype", sample.dtype)
+        out = self.model(sample.to(dtype), timestep, encoder_hidden_states=encoder_hidden_states.to(dtype),
+                         **{k: cond[k].to(dtype) for k in self.inputs}, **dict(self.options), return_dict=False)
+        return dict(zip(self.outputs, out))
+
+
 def call_denoiser(
     model: torch.nn.Module,
     latents: torch.Tensor,
@@ -290,7 +321,9 @@ def call_denoiser(
             ``first_frame`` ``(B, 1, C, H, W)`` (it replaces latent frame 0, whose tokens see timestep 0),
             ``concat`` ``(B, F, C', H, W)`` (concatenated on channels after the latents: Wan 2.1, CogVideoX and
             SVD image latents), and the ``PASSED_THROUGH`` entries: ``encoder_hidden_states_image``
-            ``(B, L', D')`` (Wan 2.1), ``ofs`` ``(B,)`` (CogVideoX 1.5).
+            ``(B, L', D')`` (Wan 2.1), ``ofs`` ``(B,)`` (CogVideoX 1.5); ``side``, a ``SideCall`` run on the
+            denoiser's inputs first, with the entries it names (SparseCtrl: ``controlnet_cond``
+            ``(B, C', F, H, W)``, ``conditioning_mask`` ``(B, 1, F, H, W)``), its outputs added to the call.
 
     The latents and conditioning are cast to the denoiser's dtype on the way in (a bfloat16 denoiser with
     float32 latents: ``--dtype bfloat16``) and the output is cast back to the latents' dtype.
@@ -322,5 +355,7 @@ def call_denoiser(
         timestep = first_frame_timesteps(model, timestep, latents.shape)  # (B, tokens)
     kwargs.update({k: cond[k] for k in PASSED_THROUGH if k in cond})
     kwargs[arch.sample_arg] = to_model_layout(arch, x)
+    if "side" in cond:  # a second network on the same inputs first (SparseCtrl's controlnet)
+        kwargs.update(cond["side"](kwargs[arch.sample_arg], timestep, ehs, cond))
     out = model(timestep=timestep, encoder_hidden_states=ehs, return_dict=False, **kwargs)[0]
     return from_model_layout(arch, out).to(latents.dtype)  # read back in the latents' precision

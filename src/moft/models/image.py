@@ -11,7 +11,7 @@ Example:
     >>> cond["first_frame"].shape                     # the image's latent: (B, 1, C, h, w)
     torch.Size([1, 1, 4, 16, 16])
 
-An image-to-video pipeline gives its denoiser the image in one of two ways, and moft reads which from
+An image-to-video pipeline gives its denoiser the image in one of three ways, and moft reads which from
 the row of the pipeline it is handed (nothing branches on class names):
 
 - ``first_frame`` (Wan 2.2 TI2V: ``WanImageToVideoPipeline`` with ``expand_timesteps``): the image's
@@ -28,6 +28,12 @@ the row of the pipeline it is handed (nothing branches on class names):
   motion bucket, noise augmentation); the unconditional branch gets zeros for both image inputs, and the
   guidance scale ramps linearly over the frames from 1 to the run's (``frame_guidance_scale``). moft samples SVD
   with its own scheduler (Euler on Karras sigmas, inputs scaled by ``scale_model_input``: ``CFGDenoiser``).
+- ``side`` (AnimateDiff SparseCtrl: ``AnimateDiffSparseControlNetPipeline``): a second network (the row's
+  ``SideModel``: the pipeline's ``controlnet``) runs on the denoiser's own inputs before it at every call, with the
+  image as the conditioning frame at frame 0 (its VAE latent for SparseCtrl RGB, its pixels for scribble) and a
+  mask of the given frames; its outputs go into the U-Net's ``down_block_additional_residuals`` and
+  ``mid_block_additional_residual`` (``moft.models.adapters.SideCall``, the conditioning's ``side`` entry). Guidance
+  differentiates through it too.
 
 Draws from the caller's generator: CogVideoX-I2V's stock pipeline encodes the image with a posterior *sample*
 (``retrieve_latents(..., generator)``) and SVD's adds noise drawn from it to the image, both before the noise is
@@ -35,15 +41,21 @@ drawn from the same generator; moft does the same (``posterior="sample"``, ``noi
 ``image_conditioning(seed=...)``, and ``moft.method.sampler.sample`` draws the image's draws and then the noise
 from one generator of its seed), so a seed gives the stock pipeline's video draw for draw.
 
+SparseCtrl's stock pipeline encodes the conditioning frame with a posterior sample drawn from torch's *global*
+random state (``retrieve_latents`` without a generator), which no seed reproduces; moft takes the posterior mode
+(its tests give both a VAE whose posterior spread is ~0).
+
 Not mapped: CogVideoX 1.5 (``patch_size_t``: it pads the latent frames to a multiple of 2 and drops the padding
 after decoding, which moft's latent time grid does not model; refused in one line); on SVD, a drag or reference
-target and ``--start-from proxy`` (moft neither inverts nor noises on its sigma schedule: refused in one line).
-Not mapped yet: SparseCtrl.
+target and ``--start-from proxy`` (moft neither inverts nor noises on its sigma schedule: refused in one line);
+SparseCtrl's guess mode (``global_pool_conditions``: the stock pipeline feeds the U-Net residuals of the
+conditional batch alone; refused in one line).
 
 ``image_conditioning`` returns the entries that ``moft.models.adapters.call_denoiser`` adds to its text
 conditioning dict: ``first_frame`` ``(B, 1, C, h, w)``, ``concat`` ``(B, F, C', h, w)``,
 ``encoder_hidden_states_image`` ``(B, L, D)``, ``ofs`` ``(B,)``; SVD's ``encoder_hidden_states`` ``(B, 1, D)`` and
-``added_time_ids`` ``(B, 3)``. The same dict serves the conditional and the
+``added_time_ids`` ``(B, 3)``; SparseCtrl's ``controlnet_cond`` ``(B, C', F, h, w)``, ``conditioning_mask``
+``(B, 1, F, h, w)`` and ``side``. The same dict serves the conditional and the
 unconditional pass (the stock pipelines give both the image), except the entries a row zeroes there
 (``unconditional_image``).
 """
@@ -58,6 +70,7 @@ from einops import rearrange, repeat
 from PIL import Image
 
 from ..io.video import fit_video, to_uint8
+from .adapters import SideCall
 from .device import execution_device
 from .latents import _normalise, encode_video, frames_to_tensor
 from .pipeline import denoiser, latent_frames, temporal_scale, vae_scale
@@ -115,6 +128,28 @@ def _augmented_latent(pipe, row: "ImageInput", image: np.ndarray, num_frames: in
     return repeat(z, "b c h w -> b f c h w", f=num_frames)
 
 
+def _sparse_frames(pipe, row: "ImageInput", image: np.ndarray, num_frames: int, generator) -> dict:
+    """SparseCtrl: the side network's ``controlnet_cond`` ``(1, C', F, h, w)`` (the image at the row's frame indices,
+    zeros elsewhere: its VAE latent, posterior mode and scaled, for a controlnet with the simplified condition
+    embedding (RGB); else its pixels in [0, 1] (scribble)) and ``conditioning_mask`` ``(1, 1, F, h, w)``."""
+    net = getattr(pipe, row.side.component)
+    if net.config.get("global_pool_conditions", False):
+        raise ImageInputError(f"{type(net).__name__} with global_pool_conditions (guess mode) gets its residuals from the "
+                              "conditional batch alone in the stock pipeline; moft does not map that")
+    x = frames_to_tensor(image[None])  # (1, 3, H, W) in [-1, 1]
+    if net.config.get("use_simplified_condition_embedding", False):
+        vae = pipe.vae
+        frame = vae.encode(x.to(vae.device, vae.dtype)).latent_dist.mode() * vae.config.scaling_factor  # (1, C, h, w)
+    else:
+        frame = (x + 1) / 2  # (1, 3, H, W) in [0, 1]
+    given = list(row.frame_indices)
+    cond = frame.new_zeros(1, frame.shape[1], num_frames, *frame.shape[-2:])  # (1, C', F, h, w)
+    cond[:, :, given] = frame[:, :, None]
+    mask = frame.new_zeros(1, 1, num_frames, *frame.shape[-2:])  # (1, 1, F, h, w)
+    mask[:, :, given] = 1
+    return {"controlnet_cond": cond, "conditioning_mask": mask}
+
+
 def _penultimate_embeds(pipe, image: np.ndarray) -> torch.Tensor:
     """Wan 2.1: ``(1, L, D)`` the CLIP vision encoder's penultimate hidden states (the pipeline's ``encode_image``)."""
     return pipe.encode_image(image, execution_device(pipe))
@@ -131,13 +166,30 @@ IMAGE_ENCODERS = {"penultimate": _penultimate_embeds, "projected": _projected_em
 
 
 @dataclass(frozen=True)
+class SideModel:
+    """A second network of the pipeline that takes the image (``adapters.SideCall`` binds it to the pipeline).
+
+    Attributes:
+        component: the pipeline attribute holding it (``controlnet``).
+        inputs: the conditioning entries it takes, by name.
+        outputs: the denoiser arguments its outputs become, in order.
+        options: fixed keyword arguments as ``(name, value)`` pairs (the stock defaults).
+    """
+
+    component: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    options: tuple = ()
+
+
+@dataclass(frozen=True)
 class ImageInput:
     """How one kind of image-to-video pipeline takes its image.
 
     Attributes:
         name: short name (``wan-ti2v``).
         pipeline_class: the diffusers pipeline class name.
-        placement: ``"first_frame"`` or ``"concat"`` (see the module docstring).
+        placement: ``"first_frame"``, ``"concat"`` or ``"side"`` (see the module docstring).
         config: values of the pipeline's config the row requires (``{"expand_timesteps": True}``).
         concat: how the ``concat`` latents are made (``CONCAT_LATENTS``): ``"clip"`` (the image then grey frames,
             encoded as one clip: Wan 2.1), ``"first_latent"`` (the image's latent at latent frame 0, zeros after:
@@ -157,6 +209,9 @@ class ImageInput:
         uncond_zeros: entries the unconditional branch gets as zeros (SVD: the image embedding and latents).
         cfg_min: the classifier-free guidance scale grows linearly over the frames from this value to the run's
             scale (SVD's ``min_guidance_scale``); None: one scale for every frame.
+        side: the ``"side"`` placement's network (SparseCtrl's controlnet), which takes the image as conditioning
+            frames at ``frame_indices``.
+        frame_indices: the video frames the image conditions (SparseCtrl's ``controlnet_frame_indices``).
         examples: hub checkpoints of this kind.
     """
 
@@ -173,6 +228,8 @@ class ImageInput:
     ofs: float | None = None
     uncond_zeros: tuple[str, ...] = ()
     cfg_min: float | None = None
+    side: SideModel | None = None
+    frame_indices: tuple[int, ...] = (0,)
     examples: tuple[str, ...] = ()
 
 
@@ -214,6 +271,16 @@ IMAGE_INPUTS: dict[str, ImageInput] = {
         uncond_zeros=("encoder_hidden_states", "concat"),
         cfg_min=1.0,
         examples=("stabilityai/stable-video-diffusion-img2vid-xt", "stabilityai/stable-video-diffusion-img2vid"),
+    ),
+    "sparsectrl": ImageInput(
+        name="sparsectrl",
+        pipeline_class="AnimateDiffSparseControlNetPipeline",
+        placement="side",
+        side=SideModel(component="controlnet", inputs=("controlnet_cond", "conditioning_mask"),
+                       outputs=("down_block_additional_residuals", "mid_block_additional_residual"),
+                       options=(("conditioning_scale", 1.0), ("guess_mode", False))),
+        frame_indices=(0,),
+        examples=("guoyww/animatediff-sparsectrl-rgb", "guoyww/animatediff-sparsectrl-scribble"),
     ),
 }
 
@@ -289,6 +356,8 @@ def image_conditioning(pipe, image: np.ndarray, *, num_frames: int, seed: int = 
     generator = generator if generator is not None else torch.Generator("cpu").manual_seed(seed)
     if row.placement == "first_frame":
         cond = {"first_frame": encode_video(pipe, image[None])}  # (1, 1, C, h, w)
+    elif row.placement == "side":
+        cond = _sparse_frames(pipe, row, image, num_frames, generator)  # the side network's inputs
     else:
         cond = {"concat": CONCAT_LATENTS[row.concat](pipe, row, image, num_frames, generator)}  # (1, F', C', h, w)
     if row.image_embeds is not None:
@@ -299,7 +368,11 @@ def image_conditioning(pipe, image: np.ndarray, *, num_frames: int, seed: int = 
     if row.ofs is not None and getattr(denoiser(pipe).config, "ofs_embed_dim", None):
         cond["ofs"] = torch.tensor([row.ofs])  # (1,)
     where = execution_device(pipe)  # float32 there, as the latents; call_denoiser casts to the denoiser's dtype
-    return {k: repeat(v[:1], "1 ... -> b ...", b=batch).to(where, torch.float32) for k, v in cond.items()}
+    cond = {k: repeat(v[:1], "1 ... -> b ...", b=batch).to(where, torch.float32) for k, v in cond.items()}
+    if row.side is not None:
+        side = row.side
+        cond["side"] = SideCall(getattr(pipe, side.component), side.inputs, side.outputs, side.options)
+    return cond
 
 
 def unconditional_image(pipe, cond: dict) -> dict:

@@ -279,3 +279,37 @@ def build_tiny_svd(seed: int = 0):
             scheduler=EulerDiscreteScheduler(**SVD_SCHEDULER),
             feature_extractor=CLIPImageProcessor(crop_size=224, size=224),
         )
+
+
+def build_tiny_sparsectrl(seed: int = 0, simplified: bool = True):
+    """A randomly initialised ``AnimateDiffSparseControlNetPipeline`` on moft-tiny's architecture (tests only).
+
+    ``build_tiny_animatediff``'s components (same configs and, for one seed, the same weights) and a
+    ``SparseControlNetModel`` with the U-Net's down blocks. ``simplified`` (SparseCtrl RGB): the conditioning frames
+    are VAE latents; else (scribble) pixels through the conditioning embedding. The controlnet's zero-initialised
+    layers are drawn at random too: a fresh ControlNet adds nothing to the U-Net, and the tests must see it act.
+
+    Example:
+        >>> pipe = build_tiny_sparsectrl()
+        >>> type(pipe.controlnet).__name__, pipe.controlnet.config.use_simplified_condition_embedding
+        ('SparseControlNetModel', True)
+    """
+    from diffusers import AnimateDiffSparseControlNetPipeline, SparseControlNetModel
+
+    base = build_tiny_animatediff(seed=seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        controlnet = SparseControlNetModel(
+            in_channels=TINY_UNET["in_channels"], conditioning_channels=4 if simplified else 3,
+            down_block_types=TINY_UNET["down_block_types"], block_out_channels=TINY_UNET["block_out_channels"],
+            layers_per_block=TINY_UNET["layers_per_block"], norm_num_groups=TINY_UNET["norm_num_groups"],
+            cross_attention_dim=TINY_UNET["cross_attention_dim"], attention_head_dim=TINY_UNET["num_attention_heads"],
+            motion_num_attention_heads=TINY_UNET["motion_num_attention_heads"],
+            motion_max_seq_length=TINY_UNET["motion_max_seq_length"], conditioning_embedding_out_channels=(8, 16),
+            use_simplified_condition_embedding=simplified)
+        for name, p in controlnet.named_parameters():
+            if name.startswith("controlnet_"):  # ControlNet's zero convolutions: the condition's way in and out
+                torch.nn.init.normal_(p, std=0.05)
+    return AnimateDiffSparseControlNetPipeline(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
+                                               unet=base.unet, motion_adapter=None, controlnet=controlnet,
+                                               scheduler=base.scheduler)
