@@ -22,8 +22,9 @@ batch without early exit (DiTFlow and FlowMotion have no shared K/V; neither has
 
     python scripts/benchmark.py --models wan-1.3b --repeats 3 --out /tmp/wan.json
 
-``moft-tiny`` also runs what its users get: ``guided (shipped settings)`` (the model's moft.json: drag
-target, per-position cosine loss, 4 Adam iterations; the target built before the clock starts) and
+The shipped models also run what their users get: ``guided (shipped settings)`` (the model's moft.json, planned
+by ``moft.front.control``: the source, drag target and keep levers built before the clock starts; the guided
+sampling timed, a gradient-free cut-and-drag run included) and
 ``moft control (shipped defaults)``, the whole command's work (the unguided source video, the drag
 proxy and its inversion, the guided sampling; forwards and backwards count the guided sampling only).
 Threads: ``MOFT_BENCH_THREADS`` (default 2), stated in the report.
@@ -156,6 +157,15 @@ def peak_memory() -> tuple[int, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "ru_maxrss (whole process)"
 
 
+def shipped_defaults(model: str) -> dict:
+    """What the shipped model's ``moft.json`` held when it was benchmarked: the chosen setting and its guidance."""
+    from moft.models.pipeline import SHIPPED_DIR
+
+    record = json.loads((SHIPPED_DIR / model / "moft.json").read_text())
+    return {"setting": (record.get("guidance_chosen_by") or {}).get("setting"), "guidance": record.get("guidance"),
+            "target": record.get("target")}
+
+
 def one_case(model: str, case: str) -> dict:
     """Run one case in this process; print its JSON."""
     from moft.method.channels import MotionChannels
@@ -182,17 +192,18 @@ def one_case(model: str, case: str) -> dict:
         res = control(pipe, traj, prompt=PROMPT, channels=default_channels(model), seed=0, steps=steps)
         out = res.result  # its counts are the guided sampling's; the time is the whole run's
     else:
-        if spec == "shipped":  # the model's own settings and drag target, built before the clock starts
-            from moft.front.control import default_guidance
-            from moft.method.targets import drag_target
+        if spec == "shipped":  # the model's own settings (moft.json), planned and targeted before the clock starts
+            from moft.front.control import make_target, plan_control
 
-            from moft.method.sampler import guided_timesteps
-
-            g = default_guidance(model)
-            source = sample(pipe, PROMPT, steps=steps, seed=0, num_frames=frames)
-            target = drag_target(pipe, source.frames, traj, channels=default_channels(model), num_steps=steps,
-                                 mode=g.target_mode,
-                                 timesteps=guided_timesteps(pipe, steps, g) if g.target_timesteps == "guided" else None)
+            plan = plan_control(pipe, traj, prompt=PROMPT, channels=default_channels(model), seed=0, steps=steps)
+            target, source, _, keep = make_target(pipe, plan)  # the source video, the target, the keep levers
+            g = plan.guidance
+            torch.manual_seed(0)
+            reset_peak_memory()
+            t0 = time.perf_counter()
+            out = sample(pipe, PROMPT, steps=steps, seed=0, num_frames=frames,
+                         latents=None if source is None else source.initial_latents,
+                         target=target if plan.guided else None, guidance=g if plan.guided else None, keep=keep)
         elif spec is not None:
             ch = default_channels(model) if model in SHIPPED else None
             if ch is None:  # random full-size weights: any channels exercise the same work
@@ -201,11 +212,12 @@ def one_case(model: str, case: str) -> dict:
                                     torch.randn(c, 2, generator=torch.Generator().manual_seed(0)), torch.ones(c))
             target = synthesize_target(traj, ch, latent_size=(side, side))
             g = GuidanceConfig(steps=guided, **spec)
-        torch.manual_seed(0)
-        reset_peak_memory()
-        t0 = time.perf_counter()
-        out = sample(pipe, PROMPT, steps=steps, seed=0, num_frames=frames, height=side * scale, width=side * scale,
-                     target=target, guidance=g)  # CFG: the model's (moft-tiny 4), else the official 7.5
+        if spec != "shipped":
+            torch.manual_seed(0)
+            reset_peak_memory()
+            t0 = time.perf_counter()
+            out = sample(pipe, PROMPT, steps=steps, seed=0, num_frames=frames, height=side * scale, width=side * scale,
+                         target=target, guidance=g)  # CFG: the model's (moft-tiny 4), else the official 7.5
     seconds = time.perf_counter() - t0
     peak, how = peak_memory()
     return {"model": model, "case": case, "seconds": seconds, "loop_seconds": out.seconds, "peak_bytes": peak,
@@ -281,7 +293,8 @@ def main():
             r["time_vs_official"] = r["seconds"] / off["seconds"]
             r["rss_vs_official"] = r["peak_bytes"] / off["peak_bytes"]
     report = {"rows": rows, "capture_overhead": overheads, "device": "cuda" if torch.cuda.is_available() else "cpu",
-              "threads": torch.get_num_threads(), "torch": torch.__version__}
+              "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "defaults": {m: shipped_defaults(m) for m in args.models.split(",") if m in SHIPPED}}
     print(markdown(report))
     if args.out:
         write_report(args.out, report, markdown(report))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from moft.front.control import control  # noqa: E402
-from moft.eval.evaluate import prompt_color, object_box  # noqa: E402
+from moft.eval.objects import object_box, prompt_color  # noqa: E402
 from moft.eval.metrics import path_fit, track_centroid  # noqa: E402
 from moft.method.channels import default_channels  # noqa: E402
 from moft.models.loading import load_pipeline  # noqa: E402

@@ -3,16 +3,22 @@
 Usage:
     OMP_NUM_THREADS=1 python scripts/point_drag.py --minutes 25          # moft-tiny, as many groups as fit
     python scripts/point_drag.py --model moft-tiny-wan --out docs/results/point_drag_wan
+    python scripts/point_drag.py --settings "cut-drag*" --minutes 30      # only these rows (fnmatch patterns)
 
 Groups (prompt, seed, request) run in the suite's order (directions interleaved over seeds); each
 makes the unguided source and every setting's guided video from the same noise
-(``moft.eval.point_drag``). A new group starts only while ``--minutes`` allow; the report says how
-many ran. Writes OUT.json (rows, summary, settings, timing) and OUT.md.
+(``moft.eval.point_drag``). A new group starts only while ``--minutes`` allow. Every row is kept in
+``--work-dir`` (default OUT.parts/), one file per (prompt, seed, request, setting): a rerun skips what
+is there, so the suite can be run in pieces (the cheap rows for every request, the costly ones as time
+allows); the report counts the requests each row has. Writes OUT.json (rows, summary, settings,
+timing) and OUT.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import hashlib
 import itertools
 import json
 import math
@@ -30,13 +36,23 @@ from moft.eval.metrics import split, ssim
 from moft.front.control import control, default_guidance
 from moft.io.synthetic import COLORS
 from moft.io.tracks import Tracks
-from moft.eval.evaluate import prompt_color
+from moft.eval.objects import prompt_color
 from moft.method.sampler import GuidanceConfig, sample
 from moft.models.pipeline import pipeline_record
 
 
-def run_group(pipe, suite: dict, prompt: str, seed: int, req: dict, channels, record) -> list[dict]:
-    """Every row of one (prompt, seed, request): the unguided source, then each setting."""
+def _row_file(work: Path, model: str, suite: dict, prompt: str, seed: int, req: dict, setting: dict) -> Path:
+    key = json.dumps([model, suite.get("steps", 25), suite.get("guidance_scale", 4.0), suite.get("guidance", {}),
+                      prompt, seed, req, setting], sort_keys=True)
+    return work / (hashlib.sha256(key.encode()).hexdigest()[:16] + ".json")
+
+
+def run_group(pipe, suite: dict, prompt: str, seed: int, req: dict, channels, record, settings: list[dict],
+              work: Path, model: str) -> list[dict]:
+    """Every row of one (prompt, seed, request) not yet in ``work``: the unguided source, then each setting."""
+    files = {s["name"]: _row_file(work, model, suite, prompt, seed, req, s) for s in [{"name": "unguided"}] + settings}
+    if all(f.exists() for f in files.values()):
+        return [json.loads(f.read_text()) for f in files.values()]
     steps, cfg = suite.get("steps", 25), suite.get("guidance_scale", 4.0)
     start = time.perf_counter()
     src = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg)
@@ -44,14 +60,19 @@ def run_group(pipe, suite: dict, prompt: str, seed: int, req: dict, channels, re
     made = point_request_of(src.frames, prompt, req)
     base = {"prompt": prompt, "seed": seed, "request": req["name"]}
     if made is None:
-        return [dict(base, setting="unguided", status=f"no {prompt_color(prompt)} object in source")]
+        row = dict(base, setting="unguided", status=f"no {prompt_color(prompt)} object in source")
+        files["unguided"].write_text(json.dumps(row) + "\n")
+        return [row]
     path, box = made
     f, h, w = src.frames.shape[:3]
     tracks = Tracks(path[None], np.ones((1, f), bool), (w, h))
     color = COLORS[prompt_color(prompt)]
     outside = outside_mask(box, path, (f, h, w))
     rows = []
-    for setting in [{"name": "unguided"}] + suite["settings"]:
+    for setting in [{"name": "unguided"}] + settings:
+        if files[setting["name"]].exists():
+            rows.append(json.loads(files[setting["name"]].read_text()))
+            continue
         if setting["name"] == "unguided":
             frames, seconds = src.frames, src_seconds
         else:
@@ -62,12 +83,12 @@ def run_group(pipe, suite: dict, prompt: str, seed: int, req: dict, channels, re
                           guidance=g, init_latents=src.initial_latents, target_kind=setting.get("target", "drag"))
             frames, seconds = res.frames, time.perf_counter() - start
         md = mean_distance(frames, path)
-        rows.append(dict(base, setting=setting["name"], status="ok",
-                         mean_distance=None if math.isnan(md) else md,
-                         ssim_outside=float(ssim(frames, src.frames, outside)),
-                         split=float(split(frames, src.frames, color)), seconds=seconds, cost=seconds / src_seconds))
+        row = dict(base, setting=setting["name"], status="ok", mean_distance=None if math.isnan(md) else md,
+                   ssim_outside=float(ssim(frames, src.frames, outside)),
+                   split=float(split(frames, src.frames, color)), seconds=seconds, cost=seconds / src_seconds)
+        files[setting["name"]].write_text(json.dumps(row) + "\n")
+        rows.append(row)
     return rows
-
 
 
 def main():
@@ -76,24 +97,32 @@ def main():
     ap.add_argument("--model", default=None)
     ap.add_argument("--minutes", type=float, default=25.0)
     ap.add_argument("--out", default="docs/results/point_drag")
+    ap.add_argument("--work-dir", default=None, help="one file per row (default: OUT.parts/); reruns skip them")
+    ap.add_argument("--settings", nargs="*", default=["*"], help="run only the settings matching these patterns")
     args = ap.parse_args()
     suite = load_point_suite(args.suite)
+    settings = [s for s in suite["settings"] if any(fnmatch.fnmatch(s["name"], p) for p in args.settings)]
     torch.set_num_threads(1)
+    model = args.model or "moft-tiny"
     pipe = moft.load_pipeline(args.model)
     channels, record = moft.default_channels(args.model), pipeline_record(pipe)
+    out = Path(args.out)
+    work = Path(args.work_dir or f"{out}.parts")
+    work.mkdir(parents=True, exist_ok=True)
     groups = [(p, s, r) for (s, r), p in zip(itertools.product(suite["seeds"], suite["requests"]),
                                              itertools.cycle(suite["prompts"]))]
-    rows, start, done = [], time.perf_counter(), 0
+    start, done = time.perf_counter(), 0
     for prompt, seed, req in groups:
         if time.perf_counter() - start > 60 * args.minutes:
             break
-        rows += run_group(pipe, suite, prompt, seed, req, channels, record)
+        run_group(pipe, suite, prompt, seed, req, channels, record, settings, work, model)
         done += 1
         print(f"{done}/{len(groups)} groups, {time.perf_counter() - start:.0f} s", flush=True)
+    rows = [json.loads(f.read_text()) for p, s, r in groups for setting in [{"name": "unguided"}] + suite["settings"]
+            if (f := _row_file(work, model, suite, p, s, r, setting)).exists()]
     table = summarise(rows)
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"suite": args.suite, "model": args.model or "moft-tiny", "groups_run": done, "groups_planned": len(groups),
+    report = {"suite": args.suite, "model": model, "groups_run": done, "groups_planned": len(groups),
               "minutes": round((time.perf_counter() - start) / 60, 1), "threads": 1,
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "settings": suite["settings"],
               "guidance": suite.get("guidance", {}), "summary": table, "rows": rows}

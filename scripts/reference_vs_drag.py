@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moft.eval.evaluate import object_box
+from moft.eval.objects import object_box
 from moft.models.loading import load_pipeline
 from moft.models.pipeline import default_video_size
 from moft.method.sampler import sample

@@ -26,21 +26,31 @@ ROOT = Path(__file__).resolve().parents[1]
 SSIM_FLOOR, GLITCH_CEILING = 0.90, 0.05  # the constraints a default must keep (issue 17's goals)
 SPLIT_CEILING = 0.25  # at most a quarter of the objects copied rather than moved (metrics.split)
 STEER_FLOOR = 0.5  # a default must move the object the requested way in at least half the requests
+# issue 26's goals: a setting meeting all of them wins on cost alone (the fewest guided-loop seconds)
+GOALS = {"direction_success": (">=", 0.95), "displacement_share": (">=", 0.8), "ssim_outside": (">=", 0.95),
+         "split": ("<=", 0.05), "glitch": ("<=", 0.05)}
+
+
+def meets_goals(row: dict) -> bool:
+    """Whether a report row meets every one of issue 26's goals it has a figure for."""
+    return all(row.get(k) is None or (row[k] >= v if op == ">=" else row[k] <= v) for k, (op, v) in GOALS.items())
 
 
 def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
     """Write the best setting of a tuning report into ``moft.json`` (``guidance`` and ``target``).
 
-    Best: among the settings that steer (direction success >= 0.5) while keeping SSIM outside the
-    regions >= 0.90, a glitch rate <= 5% and a split rate <= 25% (all settings when none does; a column
-    a report lacks does not constrain), the highest direction success, then the largest share of the
-    requested displacement (``displacement_share``; reports without it: ``toward_px``), then the
-    smaller step. The setting is stored whole (the suite's base guidance plus its own fields), so the
+    Best: the cheapest (fewest guided-loop seconds per video) of the settings meeting every goal of
+    issue 26 (``GOALS``: direction >= 0.95, share >= 0.8, SSIM outside >= 0.95, split and glitch
+    rates <= 5%). When none does: among the settings that steer (direction success >= 0.5) while
+    keeping SSIM outside the regions >= 0.90, a glitch rate <= 5% and a split rate <= 25% (all
+    settings when none does; a column a report lacks does not constrain), the highest direction
+    success, then the largest share of the requested displacement (``displacement_share``; reports
+    without it: ``toward_px``), then the smaller step. The setting is stored whole (the suite's base guidance plus its own fields), so the
     model's default reproduces the measured row; a row over all channels (``"features": "cr"``) or
     another channel ``fraction`` is recorded as ``guidance_chosen_by.channel_fraction``, and
     ``--guidance-from`` then refits the folder's motion channels at that fraction.
     """
-    from moft.eval.evaluate import guidance_settings
+    from moft.eval.suite import guidance_settings
     from moft.method.sampler import config_dict
 
     report = json.loads(report_path.read_text())
@@ -61,7 +71,8 @@ def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
         # shares to 2 decimals (a dozen requests cannot tell 0.908 from 0.909): such ties go to the smaller step
         return round(t["direction_success"], 6), round(push or 0.0, 2), -g.step_size
 
-    best = max(rows, key=rank)
+    on_goal = [t for t in rows if meets_goals(t) and t.get("seconds") is not None]
+    best = min(on_goal, key=lambda t: t["seconds"]) if on_goal else max(rows, key=rank)
     g, extra = guidance_settings(settings[best["setting"]], suite.get("guidance"))
     defaults = json.loads(defaults_path.read_text()) if defaults_path.is_file() else {}  # a hub model's folder has none
     defaults["guidance"] = config_dict(g)
@@ -70,9 +81,10 @@ def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
         raise SystemExit(f"{best['setting']}: vanilla features need a reference video; not a control default")
     fraction = 1.0 if extra["features"] == "cr" else extra["fraction"]  # None: the folder's channels as they are
     defaults["guidance_chosen_by"] = {"report": str(report_path), "setting": best["setting"],
-                                      "constraints_met": bool(kept), "channel_fraction": fraction,
+                                      "constraints_met": bool(kept), "goals_met": bool(on_goal),
+                                      "channel_fraction": fraction,
                                       **{k: best.get(k) for k in ("direction_success", "displacement_share", "toward_px",
-                                                                  "ssim_outside", "glitch", "split")}}
+                                                                  "ssim_outside", "glitch", "split", "seconds")}}
     defaults_path.write_text(json.dumps(defaults, indent=2) + "\n")
     print(f"control defaults: {best['setting']} (direction success {best['direction_success']:.2f}, "
           f"pushed {best['toward_px']:+.1f} px toward the request)")

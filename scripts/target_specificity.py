@@ -111,7 +111,7 @@ def measure(pipe, channel_sets: dict, timesteps: list[int], scenes: int, speed: 
 def norm_ratio(pipe, *, prompt: str, seeds: list[int], guided_steps: list[int], steps: int, guidance_scale: float,
                scenes: int, speed: float, seed: int) -> list[dict]:
     """Per guided step: norm of the generated region-mean MOFT curve over the mean object-target norm."""
-    from moft.eval.evaluate import prompt_color, object_box
+    from moft.eval.objects import object_box, prompt_color
     from moft.method.features import moft, region_mean
     from moft.models.loading import ddim_scheduler
     from moft.method.sampler import sample

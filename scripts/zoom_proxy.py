@@ -3,7 +3,7 @@
 For every (prompt, seed, request) of a zoom suite (default ``benchmarks/zoom.json``) this makes the
 unguided source video, renders its drag proxy (``moft.method.drag.drag_video``: frame 0 scaled by the
 requested zoom, what a drag target asks guidance for) and scores the proxy with
-``moft.eval.evaluate.score_trajectory`` against the same request. A proxy that scores well bounds what
+``moft.eval.scoring.score_trajectory`` against the same request. A proxy that scores well bounds what
 guidance could reach on this content and size; a low guided ``zoom_success_lk`` next to a high
 proxy one is the guidance's failure, not the measure's.
 
@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     from moft.method.drag import drag_video
-    from moft.eval.evaluate import check_suite, load_suite, score_trajectory, strict
+    from moft.eval.scoring import score_trajectory, strict
+    from moft.eval.suite import check_suite, load_suite
     from moft.models.loading import load_pipeline
     from moft.method.sampler import sample
     from moft.io.jsonio import strict_json

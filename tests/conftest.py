@@ -172,3 +172,22 @@ def wan_4x():
 @pytest.fixture(scope="session")
 def cogvideox():
     return tiny_cogvideox()
+
+
+# The smallest evaluation suite (tests/test_suite.py, tests/test_runner.py): one red disk asked to move left,
+# one guided setting, 3 steps; its prompt is the tiny models' own.
+SUITE = {
+    "name": "t", "steps": 3, "guidance_scale": 4.0,
+    "prompts": ["a red disk standing still"], "seeds": [0],
+    "requests": [{"name": "left", "region": "object", "direction": "left", "speed": 0.05}],
+    "settings": [{"name": "MOFT", "steps": [1, 2]}],
+}
+
+
+def write_suite(folder, suite: dict):
+    """``suite`` written as ``folder/suite.json``; returns the path."""
+    import json
+
+    path = folder / "suite.json"
+    path.write_text(json.dumps(suite))
+    return path

@@ -57,7 +57,7 @@ def test_a_bad_guidance_entry_in_moft_json_names_the_file_and_a_close_key():
 
 
 def test_the_cli_and_the_suite_schema_read_the_dataclass():
-    from moft.eval.evaluate import SETTING_KEYS
+    from moft.eval.suite import SETTING_KEYS
     from moft.method.settings import GUIDANCE_FIELDS
 
     assert set(GUIDANCE_FIELDS) <= SETTING_KEYS
@@ -204,9 +204,9 @@ def test_cli_latents_of_the_other_shipped_model_are_refused_before_sampling(tmp_
 def test_cli_evaluate_refuses_another_models_channel_file(tmp_path, monkeypatch):
     """moft-tiny-wan's channels on moft-tiny: one line, exit 2, no report and no work folder (it used to run
     with exit 0 and a wrong table, or end in an IndexError)."""
-    import moft.eval.evaluate as ev
+    import moft.eval.runner as runner
 
-    monkeypatch.setattr(ev, "run_item", lambda *a, **k: pytest.fail("an item ran"))
+    monkeypatch.setattr(runner, "run_item", lambda *a, **k: pytest.fail("an item ran"))
     other = Path(moft.__file__).parent / "models" / "shipped" / "moft-tiny-wan" / "motion_channels.safetensors"
     line = _run(tmp_path, monkeypatch, ["evaluate", Path(__file__).parents[1] / "benchmarks" / "smoke.json",
                                         "--out", tmp_path / "r.json", "--channels", other, "--threads", 1], load_ok=True)

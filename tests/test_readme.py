@@ -45,19 +45,20 @@ def test_readme_python_example_runs_and_its_shape_comments_hold(tmp_path, monkey
 
 
 @pytest.mark.slow
-def test_readme_main_command_the_transfer_and_the_edit_from_the_same_noise_run(tmp_path):
+def test_readme_main_command_the_transfer_the_edit_and_the_image_commands_run(tmp_path):
     for rel in ("examples", "tests"):
         (tmp_path / rel).symlink_to(ROOT / rel)
     runnable = [b for b in _blocks("") if "--init-latents a.latents.safetensors" in b or "--reference tests/data" in b]
     commands = [_main_command()] + [ln.split("#")[0].strip() for b in runnable for ln in b.splitlines()
                                     if ln.startswith("moft ")]
-    assert len(commands) == 4
+    assert len(commands) == 7  # the main command, the transfer, the edit (2), the image's control, transfer, extract
     for command in commands:
         argv = shlex.split(command)
         out = subprocess.run([sys.executable, "-m", "moft.front.cli", *argv[1:]], cwd=tmp_path, capture_output=True,
                              text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
         assert out.returncode == 0, (command, out.stderr[-2000:])
-    for name in ("left.gif", "bikes.gif", "a.gif", "a.latents.safetensors", "b.gif"):
+    for name in ("left.gif", "bikes.gif", "a.gif", "a.latents.safetensors", "b.gif", "moved.gif", "copied.gif",
+                 "disk.safetensors", "disk.png"):
         assert (tmp_path / name).stat().st_size > 0, name
 
 

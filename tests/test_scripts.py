@@ -178,10 +178,10 @@ def test_path_box_covers_the_path_on_the_latent_grid():
 def test_norm_ratio_compares_generated_and_target_curves(animatediff, monkeypatch):
     import numpy as np
 
-    import moft.eval.evaluate as ev
+    import moft.eval.objects as objects
 
     # a random model draws no red disk; place one by hand so the region exists
-    monkeypatch.setattr(ev, "object_box", lambda frames, color, pad=1.5: (np.array([16.0, 16.0]), [0.3, 0.3, 0.7, 0.7]))
+    monkeypatch.setattr(objects, "object_box", lambda frames, color, pad=1.5: (np.array([16.0, 16.0]), [0.3, 0.3, 0.7, 0.7]))
     rows = _load("target_specificity").norm_ratio(animatediff, prompt="a red disk", seeds=[0], guided_steps=[1],
                                                   steps=3, guidance_scale=4.0, scenes=1, speed=1.6, seed=0)
     assert len(rows) == 1 and rows[0]["samples"] == 1
@@ -288,6 +288,28 @@ def test_control_defaults_must_steer_and_record_the_channel_fraction(tmp_path):
     report.write_text(json.dumps({"suite": suite, "table": table}))
     chosen = _load("ship_model").choose_control_defaults(report, defaults)["guidance_chosen_by"]
     assert chosen["setting"] == "all channels" and chosen["constraints_met"] and chosen["channel_fraction"] == 1.0
+
+
+def test_control_defaults_take_the_cheapest_setting_that_meets_every_goal(tmp_path):
+    """Issue 26: among rows meeting every goal the fewest seconds win, even over a larger share; a row missing one
+    goal (here the split rate) is not a candidate however cheap; with no row on goal, the old rank decides."""
+    suite = {"guidance": {"steps": [3, 12], "iterations": 4, "step_size": 1.0, "loss": "per_position"}, "target": "drag",
+             "settings": [{"name": "gradient, keep", "keep": "latents"},
+                          {"name": "cut-drag", "method": "cut-drag", "start": "proxy", "release": 20, "keep": "latents"},
+                          {"name": "cheap copy", "method": "cut-drag", "start": "proxy"}]}
+    row = lambda name, share, split, seconds: {"setting": name, "direction_success": 1.0, "displacement_share": share,  # noqa: E731
+                                               "toward_px": 1.0, "ssim_outside": 0.99, "glitch": 0.0, "split": split,
+                                               "seconds": seconds}
+    table = [row("gradient, keep", 0.93, 0.0, 39.5), row("cut-drag", 0.85, 0.0, 8.5), row("cheap copy", 0.9, 0.25, 2.0)]
+    report, defaults = tmp_path / "r.json", tmp_path / "moft.json"
+    report.write_text(json.dumps({"suite": suite, "table": table}))
+    written = _load("ship_model").choose_control_defaults(report, defaults)
+    assert written["guidance_chosen_by"]["setting"] == "cut-drag" and written["guidance_chosen_by"]["goals_met"]
+    assert written["guidance"]["method"] == "cut-drag" and written["guidance"]["release"] == 20
+    table[1]["displacement_share"], table[0]["split"] = 0.7, 0.1  # no row on every goal: the largest share within limits
+    report.write_text(json.dumps({"suite": suite, "table": table}))
+    chosen = _load("ship_model").choose_control_defaults(report, defaults)["guidance_chosen_by"]
+    assert chosen["setting"] == "gradient, keep" and not chosen["goals_met"]
 
 
 def test_vae_decoder_tuning_keeps_the_encoder_and_counts_its_steps(tmp_path):

@@ -139,7 +139,7 @@ def toward_px(name: str, pipe, seed: int, direction: str) -> float:
     tuning suite) push a still red disk the requested way; the request asks 1.6 px a frame (the paper's curve
     targets move it by -0.4 to 0.4 px; the suites in docs/results measure the averages)."""
     from moft.front.control import control
-    from moft.eval.evaluate import object_box
+    from moft.eval.objects import object_box
     from moft.eval.metrics import steering
     from moft.method.sampler import sample
     from moft.io.trajectory import parse_trajectory

@@ -83,6 +83,7 @@ _EXPORTS = {  # public name -> the module that defines it; imported on first use
     "TrajectoryError": ".io.trajectory",
     "load_trajectory": ".io.trajectory",
     "parse_trajectory": ".io.trajectory",
+    "read_image": ".io.image",
     "read_video": ".io.video",
     "write_video": ".io.video",
 }
@@ -109,6 +110,6 @@ __all__ = [
     "cosine_map", "ddim_invert", "default_guidance", "decode_latents", "default_channels", "drag_target", "drag_video",
     "encode_prompt", "encode_video", "extract",
     "fit_channels", "initial_noise", "load_pipeline", "load_trajectory", "locate", "moft", "noised_features",
-    "parse_trajectory", "read_tracks", "read_video", "reference_target", "region_mean", "remove_content_correlation", "resize",
+    "parse_trajectory", "read_image", "read_tracks", "read_video", "reference_target", "region_mean", "remove_content_correlation", "resize",
     "sample", "select_channels", "synthesize_target", "write_video",
 ]

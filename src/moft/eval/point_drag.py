@@ -3,7 +3,7 @@
 Example:
     >>> from moft.eval.point_drag import load_point_suite, mean_distance
     >>> suite = load_point_suite("benchmarks/point_drag.json")
-    >>> [s["name"] for s in suite["settings"]]
+    >>> [s["name"] for s in suite["settings"]][:3]
     ['DIFT only', 'MOFT only (drag target)', 'MOFT + DIFT (paper schedule)']
     >>> import numpy as np
     >>> still = np.zeros((4, 16, 16, 3)); still[:, 6:10, 6:10] = 1.0    # a still square
@@ -11,7 +11,7 @@ Example:
     0.0
 
 Protocol (the paper's, on the synthetic organisms): per (prompt, seed) the unguided *source* video
-is made; the prompt's coloured object is found in its frame 0 (``evaluate.object_box``) and its
+is made; the prompt's coloured object is found in its frame 0 (``moft.eval.objects.object_box``) and its
 centre is the point; the request drags it in a direction at a speed (fractions of the frame per
 frame), ``point_region`` pixels around it being the region a drag target moves. Every row is made
 from the same noise: ``unguided`` (the source), then each setting (a ``GuidanceConfig`` over the
@@ -35,7 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from ..io.synthetic import COLORS, DIRECTIONS
-from .evaluate import SSIM_REACH, SuiteError, _dilate, guidance_settings, object_box, prompt_color
+from .objects import object_box, prompt_color
+from .scoring import SSIM_REACH, dilate
+from .suite import SuiteError, guidance_settings
 from .metrics import region_points, split, ssim, track_points, trajectory_error
 
 TRACK_RADIUS = 3.0  # px around the requested first point whose LK tracks are averaged
@@ -109,7 +111,7 @@ def outside_mask(box: list[float], path: np.ndarray, shape: tuple[int, int, int]
         dx, dy = path[k] - path[0]
         here = (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
         there = (xs >= x0 + dx) & (xs <= x1 + dx) & (ys >= y0 + dy) & (ys <= y1 + dy)
-        out[k] = ~_dilate(here | there, SSIM_REACH)
+        out[k] = ~dilate(here | there, SSIM_REACH)
     return out
 
 

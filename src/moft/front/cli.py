@@ -3,6 +3,7 @@
 Example:
     $ moft info
     $ moft extract --prompt "a red disk moving left" --out feats.safetensors --figure feats.png
+    $ moft extract --image disk.png --prompt "a red disk moving right" --model moft-tiny-wan-i2v --out disk.safetensors
     $ moft fit-channels --out channels.safetensors --method inversion
     $ moft control examples/object_left.json --out left.gif --prompt "a red disk" --save-source
 
@@ -25,8 +26,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..eval.evaluate import (collect, load_suite, markdown_table, run_identity, run_suite, suite_layers, summarise,
-                             with_model_defaults)
+from ..eval.runner import collect, run_identity, run_suite
+from ..eval.scoring import markdown_table, summarise
+from ..eval.suite import load_suite, suite_layers, with_model_defaults
 from .. import __version__
 from ..io.tracks import read_tracks
 from ..io.image import read_image
@@ -199,7 +201,7 @@ MODEL_HELP = "moft-tiny (default), moft-tiny-wan, a pipeline folder or a hub id"
 START_HELP = "clip: first frame to take"
 STRIDE_HELP = "clip: frames between frames taken (default: the clip's fps / the model's fps, about 1 s for 8 frames)"
 FPS_HELP = "clip: sample the clip at this frame rate instead of --stride (default: none, see --stride)"
-FIT_HELP = "clip: crop (centre crop to the model's aspect, then resize), resize (stretch) or pad (black bars)"
+FIT_HELP = "clip and --image: crop (centre crop to the model's aspect, then resize), resize (stretch) or pad (black bars)"
 
 
 # where every command runs (one definition, reused by each command)
@@ -259,6 +261,9 @@ def extract(
     prompt: Optional[str] = typer.Option(None, help="generate this prompt and take its features (default: none; give it or --video)"),
     video: Optional[Path] = typer.Option(None, help="clip to invert instead of a prompt: MP4/WebM/GIF/PNG folder, "
                                          "any size and length (see --start, --stride, --fps, --fit; default: none)"),
+    image: Optional[Path] = typer.Option(None, help="image to animate with --prompt (image-to-video models, e.g. "
+                                         "moft-tiny-wan-i2v): PNG, JPEG or WebP of any size, fitted by --fit; the "
+                                         "features are those of its animation (default: none)"),
     model: Optional[str] = typer.Option(None, help=MODEL_HELP),
     seed: int = typer.Option(0),
     timestep: int = typer.Option(200, help="timestep of the features (generation or inversion)"),
@@ -277,7 +282,7 @@ def extract(
     dtype: str = DTYPE,
     offload: str = OFFLOAD,
 ):
-    """Features and MOFT of a prompt's generated video or of a given clip."""
+    """Features and MOFT of a prompt's generated video (an image's animation with --image) or of a given clip."""
     with _errors():
 
         _check_out(out, (".safetensors",))
@@ -285,24 +290,29 @@ def extract(
             _check_out(figure, (".png",))
         if save_video is not None:
             _check_out(save_video, (".gif", ".mp4"))
+        if image is not None and video is not None:
+            raise UsageError("--image is animated from --prompt; --video is inverted as it is: give one of them")
         if (prompt is None) == (video is None):
-            raise UsageError("give exactly one of --prompt or --video")
-        _no_clobber({"video": video, "channel file": channels},
+            raise UsageError("give exactly one of --prompt or --video" + (" (--image needs --prompt)" if image else ""))
+        _no_clobber({"video": video, "channel file": channels, "image": image},
                     {"--out": out, "--figure": figure, "--save-video": save_video})
         check_settings(steps=steps, seed=seed)
         check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
         if video is not None:
             _probe_clip(video)
+        picture = read_image(image) if image is not None else None  # (H, W, 3) uint8; a bad file stops here
         ch = _channels(channels, model, required=False)
         pipe = _load(model, _where(device, dtype, offload))
         _warn_unknown_words(pipe, prompt)
         clip = _read_clip(video, pipe, model, start, stride, fps, fit) if video is not None else None
         with _progress("extract") as update:
             ex = extract_features(pipe, prompt=prompt, video=clip.frames if clip else None, timestep=timestep, seed=seed,
-                     channels=ch, site=site, steps=steps, progress=update)
+                     channels=ch, site=site, steps=steps, progress=update, image=picture, fit=fit)
         ex.meta["model"] = model or "moft-tiny"
         if video is not None:
             ex.meta.update(video=str(video), clip=clip.describe())
+        if image is not None:
+            ex.meta["image_file"] = str(image)
         with output_set() as stage:  # the features, the figure and the video, or none
             ex.save(stage(out))
             if figure is not None:

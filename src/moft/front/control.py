@@ -30,11 +30,11 @@ from ..method.settings import (MAX_SEED, MAX_STEPS, GuidanceConfig, RunSettings,
                                check_number, config_dict, resolve_settings)
 from ..method.targets import Target
 from ..models.adapters import architecture_of
-from ..models.image import ImageInputError, fit_image, image_conditioning, image_input_of, image_pipelines, still_frames
+from ..models.image import image_conditioning, still_frames
 from ..models.pipeline import (default_video_size, denoiser, latent_frames, latent_time_grid, model_record,
                                pipeline_record, pipeline_site, temporal_scale, vae_scale)
 from ..models.record import ModelRecord
-from .extract import site_channels
+from .extract import check_image, site_channels
 from ..models.loading import placement
 
 
@@ -274,7 +274,7 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
     if run.guidance.needs_source and trajectory is None:
         g = run.guidance
         raise ControlError(f"keep={g.keep!r} / start={g.start!r} need a trajectory (the region that moves)")
-    image = check_image(pipe, image, h, w, fit)
+    image = check_image(pipe, image, h, w, fit, error=ControlError)
     plan = ControlPlan(prompt, run, steps, seed, gain, reference_timestep, (f, h, w), size, trajectory, channels,
                        reference, target, init_latents, keep_source, image, points)
     if plan.drags or plan.reference is not None or plan.guidance.start == "proxy":
@@ -323,22 +323,6 @@ def points_request(trajectory, mode: str, frames: int, size: tuple[int, int], ti
     if tracks is None:
         raise ControlError(f"points={mode!r} needs points: a track file or point regions in the trajectory")
     return trajectory, point_request(tracks.points, tracks.visible, size, time_grid)
-
-
-def check_image(pipe, image: np.ndarray | None, height: int, width: int, fit: str = "crop") -> np.ndarray | None:
-    """The image an image-to-video model animates, fitted to ``height`` x ``width`` by the clip rule; a
-    one-line ``ControlError`` for an image on a text-to-video model or none on an image-to-video one."""
-    if image_input_of(pipe) is None:
-        if image is not None:
-            raise ControlError(f"this model ({type(pipe).__name__}) animates no image; image-to-video models: "
-                               + "; ".join(image_pipelines()), "image")
-        return None
-    if image is None:
-        raise ControlError(f"this model ({type(pipe).__name__}) animates an image: give one (--image IMG)", "image")
-    try:
-        return fit_image(image, height, width, fit)
-    except ImageInputError as exc:
-        raise ControlError(str(exc), "image") from None
 
 
 def make_target(pipe, plan: ControlPlan, progress=None) -> tuple[Target | None, SampleResult | None,

@@ -11,7 +11,8 @@ Example:
     (torch.Size([1, 8, 4]), 'trajectory')
 
 A request becomes a target in one of three ways: the inverted (or noised) MOFT of a ``reference``
-clip in the trajectory's regions; a ``drag`` target, the MOFT of the unguided ``source`` video with
+clip in the trajectory's regions (on an image-to-video model, inverted as the animation of the clip's own
+frame 0, so the motion copied is the clip's whatever image the run animates); a ``drag`` target, the MOFT of the unguided ``source`` video with
 its regions dragged along the trajectory; or ``curves`` synthesized from the trajectory and the
 channels' fitted response (the paper's). ``features`` selects the ablations of ``moft evaluate``:
 ``"moft"`` (the motion channels; ``indices`` a subset of them), ``"cr"`` (all channels, content
@@ -25,6 +26,7 @@ import torch
 
 from ..models.pipeline import default_video_size, latent_frames, latent_time_grid, vae_scale
 from .channels import MotionChannels
+from .inversion import clip_conditioning
 from .sampler import guided_timesteps
 from .settings import GuidanceConfig
 from .targets import Target, TargetError, drag_target, reference_target, synthesize_target
@@ -63,7 +65,8 @@ def build_target(pipe, trajectory, channels: MotionChannels | None, *, kind: str
         timestep: timestep of a fixed reference or drag target (official: 200).
         features / indices: ``moft`` over ``indices`` (default: ``channels.indices``), ``cr`` or ``vanilla``.
         progress: ``progress(done, total)`` of an inversion.
-        image_cond: an image-to-video model's image conditioning: videos are inverted from that image.
+        image_cond: an image-to-video model's image conditioning: a drag proxy is inverted from that image (its
+            frame 0); a reference clip from its own frame 0 (``clip_conditioning``), whatever image is animated.
 
     Raises:
         TargetError: vanilla features without a reference; ``TrajectoryError``: a zoom in a curves target.
@@ -75,9 +78,10 @@ def build_target(pipe, trajectory, channels: MotionChannels | None, *, kind: str
     whole = features != "moft" or indices is not None  # built over all channels, then restricted for moft
     if reference is not None:
         masks = torch.from_numpy(trajectory.masks(h // s, w // s)) if trajectory is not None else None  # (R, h, w)
+        own = dict(read, image_cond=clip_conditioning(pipe, reference, h, w))  # the clip's motion from its frame 0
         target = reference_target(pipe, reference, channels=None if whole else channels, masks=masks, num_steps=steps,
                                   timestep=timestep, site=g.site, content_removal=features != "vanilla",
-                                  progress=progress, **read)
+                                  progress=progress, height=h, width=w, **own)
         expected = latent_frames(pipe, len(reference))
         if target.num_frames != expected:
             raise TargetError(f"reference video has {target.num_frames} latent frames, the model makes {expected}")

@@ -30,6 +30,8 @@ import torch
 
 from ..models.adapters import call_denoiser, default_site
 from .capture import capture
+from ..io.video import resize_video, to_uint8
+from ..models.image import image_conditioning, requires_image
 from ..models.latents import encode_prompt, encode_video
 from ..models.pipeline import denoiser, inverts, is_flow, nearest_step, sampling_scheduler
 
@@ -169,6 +171,29 @@ def noised_features(pipe, z0: torch.Tensor, cond: dict, *, timestep, seed: int =
     with capture(net, sites, detach=True, stop=True) as cap:
         call_denoiser(net, x, torch.tensor(timestep, device=x.device), cond)
     return cap.features
+
+
+def clip_conditioning(pipe, frames: np.ndarray, height: int, width: int) -> dict | None:
+    """The image conditioning a clip is inverted with: on an image-to-video model, the clip's own frame 0 (the
+    model sees the clip as the animation of its first frame); None on a text-to-video model.
+
+    Example:
+        >>> from moft.models.tiny import build_tiny_wan_i2v
+        >>> clip = np.zeros((9, 64, 64, 3), np.uint8)                   # any size: frame 0 is resized
+        >>> sorted(clip_conditioning(build_tiny_wan_i2v(), clip, 32, 32))
+        ['first_frame']
+
+    Args:
+        pipe: the pipeline the clip is inverted with.
+        frames: ``(F, H, W, 3)`` the clip (uint8, or floats in [0, 1]).
+        height, width: the size the clip is encoded at (frame 0 is resized to it as ``encode_video`` resizes).
+    """
+    if not requires_image(pipe):
+        return None
+    first = to_uint8(np.asarray(frames[:1]))  # (1, H, W, 3)
+    if first.shape[1:3] != (height, width):
+        first = resize_video(first, height, width)
+    return image_conditioning(pipe, first[0], num_frames=len(frames))
 
 
 @dataclass

@@ -115,7 +115,8 @@ class Keep:
         source: the source's ``LatentLog`` (``keep="latents"``), else None.
         keep_until: blend with the source after steps ``i < keep_until``.
         region: ``(proxy clean latents, noise, pipe)`` for the dual clock, else None.
-        release: the region follows the noised proxy after steps ``i + 1 < release``.
+        release: the region follows the noised proxy after steps ``i + 1 < release``; the last step always
+            denoises it freely (a ``release`` beyond a short schedule ends there).
     """
 
     first: int
@@ -129,7 +130,7 @@ class Keep:
 
     def __call__(self, i: int, z: torch.Tensor) -> torch.Tensor:
         """The latents after step ``i``, with the region's clock and the kept background applied."""
-        if self.region is not None and i + 1 < self.release:
+        if self.region is not None and i + 1 < min(self.release, len(self.timesteps)):  # the last step runs free
             proxy, noise, pipe = self.region
             z = blend(cut_drag_start(pipe, proxy, noise, self.timesteps[i + 1]), z, self.mask)
         if self.source is not None and i < self.keep_until:

@@ -1,0 +1,205 @@
+"""Running a suite: every (prompt, seed, request, setting) item generated, scored and kept in a work folder.
+
+Example:
+    >>> from moft.eval.suite import load_suite
+    >>> from moft.eval.scoring import summarise
+    >>> suite = load_suite("benchmarks/general_metrics.json")
+    >>> len(items(suite)) == len(suite["prompts"]) * len(suite["seeds"]) * len(suite["requests"]) * (1 + len(suite["settings"]))
+    True
+    >>> rows = run_suite(pipe, suite, "runs/general", channels)           # doctest: +SKIP
+    >>> summarise(rows)[0]["motion_fidelity_lk"]                          # doctest: +SKIP
+
+Workflow per item (the paper's T2V protocol, §5.1): each (prompt, seed, request) first makes the
+unguided *source* video; a synthetic-object request finds its object there (``moft.eval.objects``),
+a general one was planned against the model's size (``moft.eval.suite.check_suite``); each setting
+then builds its target (``moft.method.control_target.build_target``, as ``moft control`` does) and
+makes the guided video from the same noise; ``moft.eval.scoring`` scores it against the request.
+The unguided source scored against the same request is the baseline row; a setting whose guidance
+diverges is a failed request, not a crash.
+
+Each finished row is a JSON file named by the item's id in the work folder, so a run resumes where
+it stopped and shards (``process_index`` of ``num_processes``: whole groups of one source video,
+dealt round-robin) merge into the same rows (``collect``). An id depends on the item, the suite's
+run settings, ``SCORER_VERSION``, a reference clip's bytes and ``run_identity`` (the weights and the
+motion channels): rows of another model, channel file or scorer are never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from .objects import synthetic_request
+from .scoring import SCORER_VERSION, score_synthetic, score_trajectory, score_transfer, strict
+from .suite import check_suite, protocol, suite_layers
+from ..io.outputs import atomic_write_text
+from ..io.trajectory import TrajectoryError
+from ..method.control_target import build_target
+from ..method.drag import drag_video, swept_masks
+from ..method.keep import LatentLog, keep_plan
+from ..method.sampler import GuidanceDiverged, sample
+from ..method.settings import GuidanceConfig, resolve_settings
+from ..method.targets import Target, TargetError
+from ..models.pipeline import default_video_size, denoiser, pipeline_record, vae_scale
+
+
+def run_identity(pipe, channels) -> str:
+    """A fingerprint of what a row depends on beyond the suite: the denoiser's, text encoder's and VAE's
+    weights (the first elements of every tensor; the VAE renders what is scored) and the motion channels. Rows of another model or
+    channel file get other ids, so a work folder is never resumed with stale rows (the model's ``moft.json``
+    settings enter the ids through ``with_model_defaults``).
+
+    Example:
+        >>> run_identity(pipe, channels)  # doctest: +SKIP
+        '5f0c2a9e41d7b3c8'
+    """
+    h = hashlib.sha1()
+    for module in (denoiser(pipe), getattr(pipe, "text_encoder", None), getattr(pipe, "vae", None)):
+        for name, param in (module.named_parameters() if module is not None else ()):
+            h.update(name.encode())
+            h.update(param.detach().flatten()[:64].float().cpu().numpy().tobytes())
+    h.update(channels.digest().encode())
+    return h.hexdigest()[:16]
+
+
+def _file_digest(path: str) -> str:
+    try:
+        return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return "unreadable"
+
+
+def items(suite: dict, identity: str = "") -> list[dict]:
+    """Every (prompt, seed, request, setting) in a fixed order, each with a stable id
+    (which also depends on ``identity``, see ``run_identity``, and on a reference clip's bytes)."""
+    out = []
+    run = {k: suite.get(k) for k in ("guidance", "steps", "guidance_scale", "target")}
+    clips = {r["reference_clip"]: _file_digest(r["reference_clip"]) for r in suite["requests"] if "reference_clip" in r}
+    # one group per (prompt, seed, request): its settings share one unguided source video
+    groups = itertools.product(suite["prompts"], suite["seeds"], suite["requests"])
+    for group, (p, s, r) in enumerate(groups):
+        for st in [{"name": "unguided", "unguided": True}] + suite["settings"]:
+            item = {"prompt": p, "seed": s, "request": r, "setting": st}
+            key = json.dumps(dict(item, run=run, scorer=SCORER_VERSION, clip=clips.get(r.get("reference_clip"))),
+                             sort_keys=True) + identity  # any change: new item
+            out.append(dict(item, id=hashlib.sha1(key.encode()).hexdigest()[:16], group=group))
+    return out
+
+
+def _channel_subset(channels, fraction: float | None) -> torch.Tensor:
+    return channels.indices if fraction is None else channels.top(fraction)
+
+
+def _target(pipe, reference, traj, channels, setting_extra, steps, source, kind, g: GuidanceConfig) -> Target | str:
+    """The request's target under a setting's feature mode, channel share and target kind
+    (``moft.method.control_target.build_target``, as ``moft control`` builds it), or why there is none."""
+    try:
+        return build_target(pipe, traj, channels, kind=kind, steps=steps, guidance=g, video_size=source.shape[:3],
+                            reference=reference, source=source, gain=setting_extra["gain"] or 1.0,
+                            features=setting_extra["features"] or "moft",
+                            indices=_channel_subset(channels, setting_extra["fraction"]))
+    except (TargetError, TrajectoryError) as exc:  # vanilla without a reference; a zoom that curves cannot express
+        return str(exc)
+
+
+def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
+    """Generate and score one item; ``cache`` keeps source videos per (prompt, seed) and the
+    requests' ``check_suite`` plans (made on first use)."""
+    record = pipeline_record(pipe)
+    steps, cfg = suite.get("steps", 25), resolve_settings(record, *suite_layers(suite)).guidance_scale
+    prompt, seed, req, setting = item["prompt"], item["seed"], item["request"], item["setting"]
+    key = (prompt, seed)
+    if key not in cache:
+        needs = any(resolve_settings(record, *suite_layers(suite, s)).guidance.needs_source
+                    for s in suite["settings"] if not s.get("unguided"))
+        log = LatentLog() if needs else None  # the source's latents after every step, for the keep levers
+        cache[key] = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, callback=log)
+        cache[("log",) + key] = log.started(cache[key].initial_latents) if log is not None else None
+    src = cache[key]
+    f, h, w = src.frames.shape[:3]
+    kind = protocol(req)
+    row = {"id": item["id"], "prompt": prompt, "seed": seed, "request": req["name"], "setting": setting["name"],
+           "protocol": kind}
+    if kind == "synthetic-object":
+        made = synthetic_request(src.frames, prompt, req, seed)
+        if isinstance(made, str):
+            return dict(row, status=made)
+        parts, traj, reference = made
+    else:
+        if "plans" not in cache:
+            cache["plans"] = check_suite(suite, f, h, w, (h // vae_scale(pipe), w // vae_scale(pipe)), record)
+        plan = cache["plans"][suite["requests"].index(req)]
+        traj, reference = plan["trajectory"], plan["reference"]
+    if setting.get("unguided"):
+        frames, seconds = src.frames, 0.0
+    else:
+        run = resolve_settings(record, *suite_layers(suite, setting))
+        g, target_kind, extra = run.guidance, run.target_kind, {k: setting.get(k) for k in ("features", "fraction", "gain")}
+        built = time.perf_counter()
+        target = (None if g.method == "cut-drag" else  # the proxy start alone: no target
+                  _target(pipe, reference, traj, channels, extra, steps, src.frames, target_kind, g))
+        if isinstance(target, str):
+            return dict(row, status=target)
+        keep = None  # the keep levers (moft.method.keep)
+        if g.needs_source:
+            masks = torch.from_numpy(swept_masks(traj, (h, w), tuple(src.latents.shape[-2:])))  # (R, h, w)
+            keep = keep_plan(pipe, g, steps=steps, masks=masks, log=cache[("log",) + key],
+                             proxy_frames=drag_video(src.frames, traj) if g.start == "proxy" else None)
+        row["target_seconds"] = time.perf_counter() - built
+        try:
+            out = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, latents=src.initial_latents,
+                         target=target, guidance=g, keep=keep)
+        except GuidanceDiverged as exc:  # no video: the request failed (counted in direction success)
+            failed = "direction_success" if kind == "synthetic-object" else "direction_success_lk"
+            return dict(row, status="ok", diverged=str(exc), **({failed: 0.0} if kind != "motion-transfer" else {}))
+        frames, seconds = out.frames, out.seconds
+        row["final_loss"] = out.losses[-1]["loss"] if out.losses else None
+    if kind == "synthetic-object":
+        scores, reasons = score_synthetic(frames, src.frames, parts, traj)
+    elif kind == "trajectory":
+        scores, reasons = score_trajectory(frames, src.frames, traj)
+    else:
+        scores, reasons = score_transfer(frames, src.frames, reference, traj.regions[0].rasterize(h, w))
+    scores["seconds"] = seconds
+    return dict(row, status="ok", **strict(scores, reasons))
+
+
+def run_suite(pipe, suite: dict, work_dir: str | Path, channels, *, process_index: int = 0, num_processes: int = 1,
+              progress=None) -> list[dict]:
+    """Run this process's share of the items, skipping items already finished in ``work_dir``;
+    returns this share's rows. Shares are whole groups (every setting of one prompt, seed and
+    request, dealt round-robin), so the work is balanced and each source video is made once.
+    The general requests are checked at the model's size (``check_suite``) before any sampling."""
+    f, h, w = default_video_size(pipe)
+    cache: dict = {"plans": check_suite(suite, f, h, w, (h // vae_scale(pipe), w // vae_scale(pipe)),
+                                        pipeline_record(pipe))}
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    todo = [it for it in items(suite, run_identity(pipe, channels)) if it["group"] % num_processes == process_index]
+    rows = []
+    for n, item in enumerate(todo):
+        done = work / f"{item['id']}.json"
+        if done.exists():
+            rows.append(json.loads(done.read_text()))
+        else:
+            with torch.random.fork_rng():  # items reproducible whatever ran before; the caller's RNG untouched
+                torch.manual_seed(0)
+                row = run_item(pipe, suite, item, channels, cache)
+            atomic_write_text(done, json.dumps(row, allow_nan=False))
+            rows.append(row)
+        if progress is not None:
+            progress(n + 1, len(todo))
+    return rows
+
+
+def collect(suite: dict, work_dir: str | Path, identity: str) -> list[dict]:
+    """All finished rows of a suite, in item order (identical however the work was sharded);
+    ``identity`` is ``run_identity(pipe, channels)`` of the run."""
+    work = Path(work_dir)
+    return [json.loads((work / f"{it['id']}.json").read_text()) for it in items(suite, identity)
+            if (work / f"{it['id']}.json").exists()]
