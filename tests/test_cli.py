@@ -597,15 +597,22 @@ def test_console_script_typer_errors_are_one_line_too(tmp_path, args, text):
 
 
 def test_control_zooms_the_shipped_model_with_its_default_drag_target(tmp_path):
-    """examples/zoom_in.json on the shipped model (its moft.json picks the drag target) in a few steps;
-    a curves target cannot express a zoom: one line, exit 2, nothing written."""
+    """examples/zoom_in.json on the shipped model (its moft.json picks the drag target and the gradient-free
+    cut-and-drag start) in a few steps, then with gradient guidance on the drag target (``--start-from noise``
+    drops the folder's proxy-only levers); a curves target cannot express a zoom: one line, exit 2, nothing written."""
     out = tmp_path / "z.gif"
     r = run("control", EXAMPLES / "zoom_in.json", "--out", out, "--steps", 4, "--guided-steps", "1:3",
             "--save-proxy", "--save-source")
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "z.report.json").read_text())
-    assert report["target"]["source"] == "drag" and len(report["losses"]) > 0
+    assert report["guidance"]["method"] == "cut-drag" and report["target"] is None and report["counts"]["backwards"] == 0
     assert (tmp_path / "z.proxy.gif").stat().st_size > 0 and out.stat().st_size > 0
+    r = run("control", EXAMPLES / "zoom_in.json", "--out", tmp_path / "g.gif", "--steps", 4, "--guided-steps", "1:3",
+            "--start-from", "noise", "--keep", "off")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "g.report.json").read_text())
+    assert report["guidance"]["method"] == "gradient" and report["guidance"]["release"] is None
+    assert report["target"]["source"] == "drag" and len(report["losses"]) > 0
     curves = run("control", EXAMPLES / "zoom_in.json", "--out", tmp_path / "c.gif", "--steps", 4,
                  "--target-kind", "curves")
     assert curves.exit_code == 2 and "regions[0].zoom: a curves target cannot express a zoom" in curves.output

@@ -211,3 +211,27 @@ def test_cli_evaluate_refuses_another_models_channel_file(tmp_path, monkeypatch)
     line = _run(tmp_path, monkeypatch, ["evaluate", Path(__file__).parents[1] / "benchmarks" / "smoke.json",
                                         "--out", tmp_path / "r.json", "--channels", other, "--threads", 1], load_ok=True)
     assert "channel file was fitted on a wan model" in line
+
+
+def test_a_models_cut_drag_default_applies_to_drags_only_and_a_reference_cannot_be_cut_and_dragged():
+    """moft-tiny's moft.json chose a gradient-free cut-and-drag start on trajectory drags (issue 26); a reference clip
+    or a point loss must still be guided by gradients (they used to run unguided), and asking for cut-drag with a
+    reference is one line before any model work."""
+    from moft.front.control import ControlError, plan_settings
+    from moft.models.pipeline import model_record
+
+    record = model_record("moft-tiny")
+    assert record.guidance["method"] == "cut-drag"  # the premise: the shipped default is gradient-free
+    drag = plan_settings(record).guidance
+    assert drag.method == "cut-drag" and drag.keep == "latents" and not drag.iterates
+    ref = plan_settings(record, drags=False).guidance
+    assert ref.method == "gradient" and ref.start == "noise" and ref.keep == "off" and ref.iterates
+    assert ref.optimizer == drag.optimizer == "adam"  # the rest of the folder's guidance still applies
+    points = plan_settings(record, flags={"points": "paper"}).guidance
+    assert points.method == "gradient" and points.iterates
+    kept = plan_settings(record, flags={"points": "paper", "keep": "latents"}).guidance
+    assert kept.keep == "latents" and kept.method == "gradient"  # a lever the caller gives is kept
+    plain = plan_settings(record, flags={"start": "noise"}).guidance  # the proxy-only levers go with the proxy start
+    assert plain.method == "gradient" and plain.release is None and plain.keep == "latents" and plain.iterates
+    with pytest.raises(ControlError, match="^method cut-drag drags the trajectory's regions"):
+        plan_settings(record, drags=False, flags={"method": "cut-drag", "start": "proxy"})

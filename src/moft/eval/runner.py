@@ -138,7 +138,7 @@ def run_item(pipe, suite: dict, item: dict, channels, cache: dict) -> dict:
     if setting.get("unguided"):
         frames, seconds = src.frames, 0.0
     else:
-        run = resolve_settings(record, *suite_layers(suite, setting))
+        run = resolve_settings(record, *suite_layers(suite, setting), drags=reference is None)
         g, target_kind, extra = run.guidance, run.target_kind, {k: setting.get(k) for k in ("features", "fraction", "gain")}
         built = time.perf_counter()
         target = (None if g.method == "cut-drag" else  # the proxy start alone: no target

@@ -527,7 +527,8 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
     record = model_record(model)
     try:
         run = plan_settings(record, steps=steps, seed=seed, gain=gain, guidance_scale=guidance_scale,
-                            target_kind=target_kind, prompt=prompt, flags={k: v for k, v in flags.items() if v is not None})
+                            target_kind=target_kind, prompt=prompt, flags={k: v for k, v in flags.items() if v is not None},
+                            drags=reference is None and target is None)
     except ControlError as exc:  # a flag's value: name the flag (a moft.json's: the message names the file)
         if exc.field is None or not str(exc).startswith(exc.field):
             raise

@@ -184,9 +184,11 @@ class ControlPlan:
 
 def plan_settings(record: ModelRecord | None, *, steps: int = 25, seed: int = 0, gain: float = 1.0,
                   guidance_scale: float | None = None, guidance: GuidanceConfig | None = None,
-                  target_kind: str | None = None, prompt: str | None = None, flags: dict | None = None) -> RunSettings:
+                  target_kind: str | None = None, prompt: str | None = None, flags: dict | None = None,
+                  drags: bool = True) -> RunSettings:
     """The settings of a control run, resolved over the model's ``record`` and checked (``check_settings``);
-    runs before the model loads. ``flags``: ``GuidanceConfig`` fields given one by one (the CLI's).
+    runs before the model loads. ``flags``: ``GuidanceConfig`` fields given one by one (the CLI's);
+    ``drags``: False when a reference clip or a ready target replaces the trajectory's target.
 
     Example:
         >>> from moft.models.pipeline import model_record
@@ -198,10 +200,14 @@ def plan_settings(record: ModelRecord | None, *, steps: int = 25, seed: int = 0,
     """
     given = dict(flags or {}, guidance_scale=guidance_scale, target_kind=target_kind, prompt=prompt)
     try:
-        run = resolve_settings(record, {k: v for k, v in given.items() if v is not None}, guidance=guidance)
+        run = resolve_settings(record, {k: v for k, v in given.items() if v is not None}, guidance=guidance, drags=drags)
     except SettingsError as exc:
         raise ControlError(str(exc), getattr(exc, "field", None)) from None
     check_settings(steps=steps, seed=seed, guidance_scale=run.guidance_scale, gain=gain, guidance=run.guidance)
+    if not drags and (run.guidance.method == "cut-drag" or run.guidance.start == "proxy"):
+        name = "method" if run.guidance.method == "cut-drag" else "start"
+        raise ControlError(f"{name} {getattr(run.guidance, name)} drags the trajectory's regions; a reference clip or a "
+                           f"ready target has nothing to drag", name)
     return run
 
 
@@ -242,7 +248,7 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
     if not isinstance(prompt, str):
         raise ControlError(f"prompt must be a string, got {type(prompt).__name__}")
     run = plan_settings(pipeline_record(pipe), steps=steps, seed=seed, gain=gain, guidance_scale=guidance_scale,
-                        guidance=guidance, target_kind=target_kind)
+                        guidance=guidance, target_kind=target_kind, drags=reference is None and target is None)
     check_sample(pipe, prompt, steps=steps, seed=seed, guidance_scale=run.guidance_scale)
     f, h, w = default_video_size(pipe)
     if init_latents is not None:

@@ -17,6 +17,14 @@ arguments. ``resolve_settings`` is that order; the CLI, the API (``moft.control`
 ``guidance_scale``, ``target_kind`` and ``prompt``; a key present wins (None included: leave a key
 out to keep the value below it).
 
+A model folder's drag levers (``DRAG_LEVERS``: a gradient-free cut-and-drag start, the background
+kept) were chosen on drags from trajectories: they apply when the run's target is ``drag`` and no
+point loss is asked for. Any other run (a reference clip, curves, ``points``) takes moft's defaults
+for those fields unless a layer sets them, so a model's cut-drag default never turns a motion
+transfer into an unguided run. A ``start`` other than ``proxy`` given over a folder's proxy start
+also drops the folder's ``release`` and ``method`` (both need the proxy): ``--start-from noise``
+is plain gradient guidance, with whatever ``keep`` the folder or the caller says.
+
 ``GuidanceConfig`` owns every check of its fields (types, choices, ranges; ``__post_init__``),
 and each field's metadata says what it accepts and means: the suite schema and the CLI's help
 read it (``GUIDANCE_FIELDS``) instead of copying it.
@@ -43,6 +51,8 @@ KEEPS = ("off", "latents")  # the keep levers (moft.method.keep)
 STARTS = ("noise", "source", "proxy")
 METHODS = ("gradient", "cut-drag")
 RUN_KEYS = ("guidance_scale", "target_kind", "prompt")
+# levers of a drag from a trajectory (moft.method.keep): a model folder's values apply to that kind of run only
+DRAG_LEVERS = ("method", "start", "release", "keep", "keep_until")
 
 
 class SettingsError(ValueError):
@@ -370,7 +380,7 @@ def record_layer(record: ModelRecord | None) -> dict:
 
 
 def resolve_settings(record: ModelRecord | None = None, *layers: dict,
-                     guidance: GuidanceConfig | None = None) -> RunSettings:
+                     guidance: GuidanceConfig | None = None, drags: bool = True) -> RunSettings:
     """One resolution of a run's settings: defaults -> ``record`` -> each layer in turn (see the module docstring).
 
     Args:
@@ -378,9 +388,20 @@ def resolve_settings(record: ModelRecord | None = None, *layers: dict,
         layers: dicts of ``GuidanceConfig`` fields and ``guidance_scale``, ``target_kind``, ``prompt``
             (a suite's settings, a suite row, the command line's flags that were given).
         guidance: a whole ``GuidanceConfig`` that replaces the resolved guidance fields (the API's ``guidance=``).
+        drags: whether the run's target would come from a trajectory (False with a reference clip or a
+            ready target): the record's ``DRAG_LEVERS`` apply only to such runs (see the module docstring).
 
     Raises:
         SettingsError: a bad value or unknown key, naming the ``moft.json`` when the record's is bad.
+
+    Example:
+        >>> from moft.models.pipeline import model_record
+        >>> resolve_settings(model_record("moft-tiny-wan")).guidance.method          # its drag default
+        'cut-drag'
+        >>> resolve_settings(model_record("moft-tiny-wan"), drags=False).guidance.method   # a reference clip
+        'gradient'
+        >>> resolve_settings(model_record("moft-tiny-wan"), {"points": "paper"}).guidance.start
+        'noise'
     """
     base = record_layer(record)
     try:
@@ -390,6 +411,15 @@ def resolve_settings(record: ModelRecord | None = None, *layers: dict,
     merged = dict(base)
     for layer in layers:
         merged.update(layer)
+    given = {k for layer in layers for k in layer}
+    if not drags or merged.get("target_kind") != "drag" or merged.get("points", "off") != "off":  # not what they were chosen on
+        for name in DRAG_LEVERS:
+            if name in base and name not in given:
+                merged[name] = GuidanceConfig.__dataclass_fields__[name].default
+    if merged.get("start") != "proxy":  # a start given without the proxy: the folder's proxy-only levers go with it
+        for name in ("release", "method"):
+            if name in base and name not in given:
+                merged[name] = GuidanceConfig.__dataclass_fields__[name].default
     g = guidance if guidance is not None else GuidanceConfig.from_dict(
         {k: v for k, v in merged.items() if k not in RUN_KEYS})
     scale = merged.get("guidance_scale")
