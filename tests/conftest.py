@@ -51,7 +51,7 @@ def svd_cond(batch: int = 1, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     return {"encoder_hidden_states": torch.randn(batch, 1, 32, generator=g),
             "added_time_ids": torch.tensor([[6.0, 127.0, 0.02]] * batch),
-            "image_latents": torch.randn(batch, FRAMES, 4, 16, 16, generator=g)}
+            "concat": torch.randn(batch, FRAMES, 4, 16, 16, generator=g)}
 
 
 @pytest.fixture(scope="session")

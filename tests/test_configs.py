@@ -221,7 +221,7 @@ def _cond(model, batch: int, frames: int, h: int, w: int) -> dict:
     if arch.added_time_ids:
         cond["added_time_ids"] = torch.empty(batch, 3, device=META)
     if arch.concat_image_latents:
-        cond["image_latents"] = torch.empty(batch, frames, 4, h, w, device=META)
+        cond["concat"] = torch.empty(batch, frames, 4, h, w, device=META)
     return cond
 
 

@@ -186,7 +186,11 @@ def _read_clip(path: Path, pipe, model: str | None, start: int, stride: Optional
 
 
 def _warn_unknown_words(pipe, prompt: Optional[str]):
-
+    """Warn about the prompt's words the model reads as unknown, or about a prompt a model without text ignores."""
+    if getattr(pipe, "tokenizer", None) is None:  # SVD: the image is its only conditioning
+        if prompt:
+            typer.echo(f"warning: {type(pipe).__name__} takes no prompt; {prompt!r} is ignored", err=True)
+        return
     words = unknown_words(pipe.tokenizer, prompt or "")
     if words:
         typer.echo(f"warning: the model does not know {', '.join(repr(w) for w in words)}; "

@@ -22,6 +22,7 @@ from ..io.trajectory import Trajectory
 from ..method.channels import ChannelsError, MotionChannels
 from ..method.control_target import build_target
 from ..method.drag import drag_video, swept_masks
+from ..method.inversion import InversionError, check_inverts
 from ..method.keep import Keep, LatentLog, keep_plan
 from ..method.points import PointRequest, point_request
 from ..method.sampler import SampleResult, check_latents, check_sample, sample
@@ -289,8 +290,14 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
         g = run.guidance
         raise ControlError(f"keep={g.keep!r} / start={g.start!r} need a trajectory (the region that moves)")
     image = check_image(pipe, image, h, w, fit, error=ControlError)
-    return ControlPlan(prompt, run, steps, seed, gain, reference_timestep, (f, h, w), size, trajectory, channels,
+    plan = ControlPlan(prompt, run, steps, seed, gain, reference_timestep, (f, h, w), size, trajectory, channels,
                        reference, target, init_latents, keep_source, image, points)
+    if plan.drags or plan.reference is not None or plan.guidance.start == "proxy":
+        try:
+            check_inverts(pipe)
+        except InversionError as exc:
+            raise ControlError(str(exc)) from None
+    return plan
 
 
 def points_request(trajectory, mode: str, frames: int, size: tuple[int, int], time_grid: list[int]) -> tuple:
@@ -363,7 +370,8 @@ def make_target(pipe, plan: ControlPlan, progress=None) -> tuple[Target | None, 
         keep = keep_plan(pipe, g, steps=plan.steps, masks=masks, log=log, proxy_frames=proxy)
     if not plan.guided or plan.target is not None or g.points == "dift":  # "dift": the point loss alone, no target
         return plan.target if plan.guided else None, source, proxy, keep
-    pictured = image_conditioning(pipe, plan.image, num_frames=plan.size[0]) if plan.image is not None else None
+    pictured = (image_conditioning(pipe, plan.image, num_frames=plan.size[0], seed=plan.seed)  # the draws sample makes
+                if plan.image is not None else None)
     target = build_target(pipe, plan.trajectory, plan.channels, kind=plan.settings.target_kind, steps=plan.steps,
                           guidance=g, video_size=plan.size, reference=plan.reference, source=frames,
                           proxy=proxy, gain=plan.gain, timestep=plan.reference_timestep, progress=phase("invert"),

@@ -33,9 +33,22 @@ from .capture import capture
 from ..io.video import resize_video, to_uint8
 from ..models.image import image_conditioning, requires_image
 from ..models.latents import encode_prompt, encode_video
-from ..models.pipeline import denoiser, is_flow, nearest_step, sampling_scheduler
+from ..models.pipeline import denoiser, inverts, is_flow, nearest_step, sampling_scheduler
 
 REFERENCE_MODES = ("inversion", "noise")
+
+
+class InversionError(ValueError):
+    """A sampler moft cannot invert or noise a video for (one line)."""
+
+
+def check_inverts(pipe) -> None:
+    """Raise ``InversionError`` unless moft inverts and noises videos for ``pipe``'s sampler (``models.inverts``)."""
+    if not inverts(pipe):
+        raise InversionError(f"{type(pipe).__name__} samples with {type(sampling_scheduler(pipe)).__name__} on sigmas "
+                             "(continuous timesteps, scaled inputs), which moft samples but does not invert or noise: "
+                             "a drag or reference target, --start-from proxy and a video's features need that "
+                             "(use --target-kind curves)")
 
 
 def split_prediction(scheduler, model_output: torch.Tensor, x: torch.Tensor, t: int):
@@ -98,6 +111,7 @@ def invert(pipe, z0: torch.Tensor, cond: dict, *, num_steps: int = 25, capture_s
         stop_after_capture: return right after the (last) capture step.
         progress: optional callable ``progress(i)`` per step.
     """
+    check_inverts(pipe)
     sched = sampling_scheduler(pipe)
     net = denoiser(pipe)
     sched.set_timesteps(num_steps)
@@ -134,6 +148,7 @@ ddim_invert = invert  # the name moft used before flow models; DDIM remains the 
 
 def noise_latents(pipe, z0: torch.Tensor, noise: torch.Tensor, timestep) -> torch.Tensor:
     """``z0`` noised to ``timestep`` in one step: DDPM ``add_noise``, or ``(1 - s) z0 + s noise`` for flows."""
+    check_inverts(pipe)
     sched = sampling_scheduler(pipe)
     if is_flow(sched):
         s = float(timestep) / sched.config.num_train_timesteps

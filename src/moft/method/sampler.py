@@ -49,7 +49,8 @@ from einops import rearrange
 
 from ..models.adapters import architecture_of, call_denoiser
 from ..models.device import execution_device
-from ..models.image import ImageInputError, image_conditioning, requires_image, with_first_frame
+from ..models.image import (ImageInputError, frame_guidance_scale, image_conditioning, requires_image,
+                            unconditional_image, with_first_frame)
 from .capture import capture
 from .features import moft, region_mean
 from .points import PointRequest, point_gradient_mask, point_loss, point_schedule
@@ -236,31 +237,41 @@ class CFGDenoiser:
         >>> out = den(pipe.unet, z, t)                      # (B, F, C, h, w) model output  # doctest: +SKIP
 
     ``uncond`` None: one conditional pass. Otherwise ``out_u + scale * (out_c - out_u)`` from one
-    ``[uncond, cond]`` batch, or from two passes where the table says so (Wan). ``watch`` (e.g. a
+    ``[uncond, cond]`` batch, or from two passes where the table says so (Wan); ``scale`` is a number or a
+    ``(1, F, 1, 1, 1)`` scale per frame (SVD, ``moft.models.image.frame_guidance_scale``). ``watch`` (e.g. a
     ``capture``) is entered around the pass that carries the conditional branch only. ``counts``
-    counts denoiser forwards (a CFG pair counts 2).
+    counts denoiser forwards (a CFG pair counts 2). ``scale_input``: the sampling scheduler's
+    ``scale_model_input`` (SVD's Euler divides by ``sqrt(sigma^2 + 1)``; the identity elsewhere), applied to every
+    pass, guidance's included (its gradient flows through it).
 
     The conditioning lives here, not in the loop: an image-to-video pipeline's image conditioning
     (``moft.models.image.image_conditioning``) rides in both ``cond`` and ``uncond`` as extra entries that
-    ``call_denoiser`` applies (the image's latent as frame 0, or condition latents on channels);
+    ``call_denoiser`` applies (the image's latent as frame 0, or condition latents on channels; the unconditional
+    branch's as the stock pipeline gives it, ``moft.models.image.unconditional_image``);
     guidance's loss forward (``conditional``) goes through the same ``forward``, so it sees the same
     conditioning.
     """
 
-    def __init__(self, cond: dict, uncond: dict | None, scale: float, counts: dict | None = None):
-        self.cond, self.uncond, self.scale = cond, uncond, scale
+    def __init__(self, cond: dict, uncond: dict | None, scale, counts: dict | None = None, scale_input=None):
+        self.cond, self.uncond, self.scale, self.scale_input = cond, uncond, scale, scale_input
         self.counts = counts if counts is not None else {"forwards": 0, "backwards": 0}
 
     def forward(self, net, z: torch.Tensor, t, cond: dict) -> torch.Tensor:
-        """One denoiser pass on ``z`` ``(B, F, C, h, w)`` under ``cond`` (the place for extra conditioning)."""
-        return call_denoiser(net, z, t, cond)
+        """One denoiser pass on ``z`` ``(B, F, C, h, w)`` under ``cond`` (the place for extra conditioning), its
+        input scaled by ``scale_input`` (the scheduler's ``scale_model_input``) where one is given."""
+        return call_denoiser(net, self.scale_input(z, t) if self.scale_input is not None else z, t, cond)
+
+    def both(self) -> dict:
+        """The conditioning of one ``[uncond, cond]`` batch: tensors stacked on the batch, anything else (a
+        ``SideCall``) the conditional branch's."""
+        return {k: torch.cat([self.uncond[k], v]) if torch.is_tensor(v) else v for k, v in self.cond.items()}
 
     def conditional(self, net, z: torch.Tensor, t, both: bool = False) -> torch.Tensor:
         """The pass guidance differentiates: the conditional branch, or the whole ``[uncond, cond]``
         batch with ``both`` (the official code's loss forward)."""
         if both and self.uncond is not None:
             self.counts["forwards"] += 2
-            return self.forward(net, torch.cat([z, z]), t, {k: torch.cat([self.uncond[k], self.cond[k]]) for k in self.cond})
+            return self.forward(net, torch.cat([z, z]), t, self.both())
         self.counts["forwards"] += 1
         return self.forward(net, z, t, self.cond)
 
@@ -276,9 +287,8 @@ class CFGDenoiser:
                 out_c = self.forward(net, z, t, self.cond)
             out_u = self.forward(net, z, t, self.uncond)
         else:
-            both = {k: torch.cat([self.uncond[k], self.cond[k]]) for k in self.cond}
             with watch:
-                out_u, out_c = self.forward(net, torch.cat([z, z]), t, both).chunk(2)
+                out_u, out_c = self.forward(net, torch.cat([z, z]), t, self.both()).chunk(2)
         return out_u + self.scale * (out_c - out_u)
 
 
@@ -568,7 +578,8 @@ def sample(
             ``moft.models.pipeline.default_video_size``); latents have ``moft.models.pipeline.latent_frames``.
         steps: denoising steps.
         guidance_scale: CFG scale (1 disables CFG); default: the model folder's ``moft.json``, else 7.5.
-        seed: seeds the initial noise exactly as the stock pipeline does.
+        seed: seeds the initial noise exactly as the stock pipeline does (after the draws an image-to-video
+            pipeline makes for its image first: SVD's noise augmentation, CogVideoX's posterior sample).
         latents: ``(1, F, C, h, w)`` initial noise instead of ``seed``.
         target: a ``Target``; None samples without MOFT guidance.
         guidance: ``GuidanceConfig`` (defaults: the official code).
@@ -592,16 +603,15 @@ def sample(
     num_frames, height, width = check_sample(pipe, prompt, negative_prompt=negative_prompt, num_frames=num_frames,
                                              height=height, width=width, steps=steps, guidance_scale=guidance_scale,
                                              seed=seed, latents=latents, target=target, guidance=guidance)
-    net = denoiser(pipe)
+    gen = torch.Generator("cpu").manual_seed(seed)  # the image's draws first (SVD, CogVideoX), then the noise
+    pictured = _image_condition(pipe, image, num_frames, height, width, gen)
     if latents is None:
-        latents = initial_noise(pipe, num_frames=num_frames, height=height, width=width, seed=seed)
+        latents = initial_noise(pipe, num_frames=num_frames, height=height, width=width, seed=seed, generator=gen,
+                                steps=steps)
     z = latents.to(execution_device(pipe), torch.float32)  # (1, F, C, h, w): float32 whatever the denoiser's dtype
-    scale = default_guidance_scale(pipe) if guidance_scale is None else guidance_scale
-    cond, uncond = text_conditioning(pipe, prompt, negative_prompt, scale)
-    pictured = _image_condition(pipe, image, num_frames, height, width)
-    den = CFGDenoiser({**cond, **pictured}, {**uncond, **pictured} if uncond is not None else None, scale)
     sched = sampling_scheduler(pipe)
     sched.set_timesteps(steps)
+    den = _denoiser(pipe, prompt, negative_prompt, guidance_scale, pictured, z.shape[1], sched)
     result = SampleResult(frames=None, latents=None, initial_latents=latents.detach().clone())
     t_start = time.perf_counter()
     with ExitStack() as stack:
@@ -637,7 +647,19 @@ def sample(
     return result
 
 
-def _image_condition(pipe, image, num_frames: int, height: int, width: int) -> dict:
+def _denoiser(pipe, prompt: str, negative_prompt: str, guidance_scale: float | None, pictured: dict, frames: int,
+              sched) -> CFGDenoiser:
+    """The run's ``CFGDenoiser``: the prompt's (and the image's) two branches, the scale (per frame for SVD), the
+    scheduler's input scaling."""
+    scale = default_guidance_scale(pipe) if guidance_scale is None else guidance_scale
+    cond, uncond = text_conditioning(pipe, prompt, negative_prompt, scale)
+    uncond = {**uncond, **unconditional_image(pipe, pictured)} if uncond is not None else None
+    per_frame = frame_guidance_scale(pipe, scale, frames)
+    per_frame = per_frame.to(execution_device(pipe)) if torch.is_tensor(per_frame) else per_frame
+    return CFGDenoiser({**cond, **pictured}, uncond, per_frame, scale_input=getattr(sched, "scale_model_input", None))
+
+
+def _image_condition(pipe, image, num_frames: int, height: int, width: int, generator) -> dict:
     """The image conditioning of an image-to-video pipeline ({} for text-to-video), or a one-line error."""
     if image is None:
         if requires_image(pipe):
@@ -648,7 +670,7 @@ def _image_condition(pipe, image, num_frames: int, height: int, width: int) -> d
         raise SamplerError(f"image has shape {image.shape}; this run needs ({height}, {width}, 3) "
                            "(moft.models.image.fit_image makes it)")
     try:
-        return image_conditioning(pipe, image, num_frames=num_frames)
+        return image_conditioning(pipe, image, num_frames=num_frames, generator=generator)
     except ImageInputError as exc:
         raise SamplerError(str(exc)) from None
 

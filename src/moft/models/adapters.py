@@ -49,7 +49,8 @@ class Architecture:
             the stock pipeline draws its initial noise).
         block_layout: einops axes of a block's output (DiTs: frame-major tokens ``f*H'W' + y*W' + x``).
         text_per_frame: ``encoder_hidden_states`` must be repeated per frame by the caller.
-        concat_image_latents: the conditioning image latents are concatenated on channels (SVD).
+        concat_image_latents: the denoiser takes image latents concatenated on channels (SVD; the ``concat``
+            entry of ``call_denoiser``'s conditioning).
         added_time_ids: the denoiser takes ``added_time_ids`` (SVD).
         spatial_self_attention: regex of the spatial self-attention modules whose keys/values the
             official code shares from an unguided branch (up blocks 1-3); None where attention is
@@ -69,7 +70,9 @@ class Architecture:
             ``[uncond, cond]``) or ``"two_passes"`` (Wan: a conditional then an unconditional pass).
         sampler: ``"ddim"`` (moft samples with DDIM on the model's noise schedule, as the paper) or
             ``"pipeline"`` (the pipeline's own scheduler: flow matching for Wan, v-prediction DDIM
-            for CogVideoX).
+            for CogVideoX, Euler on Karras sigmas with continuous timesteps for SVD).
+        guidance_scale: the CFG scale moft runs the family with when its model folder names none, where the stock
+            pipeline's default is far from moft's 7.5 (SVD: ``max_guidance_scale`` 3.0); None: 7.5.
     """
 
     name: str
@@ -89,6 +92,7 @@ class Architecture:
     rotary_from: str | None = None
     cfg: str = "batch"
     sampler: str = "ddim"
+    guidance_scale: float | None = None
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -130,6 +134,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         spatial_self_attention=r"^up_blocks\.[123]\.attentions\.\d+\.transformer_blocks\.\d+\.attn1$",
         temporal_modules=r"temporal_transformer_blocks\.\d+$",
         examples=("stabilityai/stable-video-diffusion-img2vid-xt",),
+        sampler="pipeline",
+        guidance_scale=3.0,
     ),
     "wan": Architecture(
         name="wan",
@@ -257,6 +263,41 @@ def first_frame_timesteps(net: torch.nn.Module, timestep: torch.Tensor, shape: t
     return rearrange(frames, "f h w -> 1 (f h w)") * timestep.reshape(-1, 1).expand(b, 1)  # (B, F'h'w')
 
 
+# Conditioning entries handed to the denoiser under their own names (image-to-video extras).
+PASSED_THROUGH = ("encoder_hidden_states_image", "ofs")
+
+
+@dataclass(frozen=True)
+class SideCall:
+    """A second network the stock pipeline runs on the denoiser's own inputs before it, at every call, whose outputs
+    become arguments of the denoiser (SparseCtrl's ``SparseControlNetModel``: its residuals go into the U-Net's
+    ``down_block_additional_residuals`` and ``mid_block_additional_residual``): ``call_denoiser``'s ``side`` entry.
+
+    Example:
+        >>> side = SideCall(pipe.controlnet, ("controlnet_cond", "conditioning_mask"),
+        ...                 ("down_block_additional_residuals", "mid_block_additional_residual"))  # doctest: +SKIP
+
+    Attributes:
+        model: the network (a pipeline component).
+        inputs: conditioning entries it takes, by their names.
+        outputs: the denoiser arguments its outputs become, in order.
+        options: fixed keyword arguments, as ``(name, value)`` pairs (``conditioning_scale``, ``guess_mode``).
+    """
+
+    model: torch.nn.Module
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    options: tuple = ()
+
+    def __call__(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                 cond: dict) -> dict:
+        """The denoiser's extra arguments for ``sample`` (in the denoiser's layout) at ``timestep``."""
+        dtype = getattr(self.model, "dtype", sample.dtype)
+        out = self.model(sample.to(dtype), timestep, encoder_hidden_states=encoder_hidden_states.to(dtype),
+                         **{k: cond[k].to(dtype) for k in self.inputs}, **dict(self.options), return_dict=False)
+        return dict(zip(self.outputs, out))
+
+
 def call_denoiser(
     model: torch.nn.Module,
     latents: torch.Tensor,
@@ -275,11 +316,14 @@ def call_denoiser(
         model: the denoiser (``pipe.unet`` or ``pipe.transformer``).
         latents: ``(B, F, C, H, W)`` noisy latents.
         timestep: scalar timestep.
-        cond: ``encoder_hidden_states`` ``(B, L, D)``; for SVD also ``added_time_ids`` ``(B, 3)``
-            and ``image_latents`` ``(B, F, C, H, W)``; for image-to-video pipelines the entries of
-            ``moft.models.image.image_conditioning``: ``first_frame`` ``(B, 1, C, H, W)`` (it replaces latent
-            frame 0, whose tokens see timestep 0), ``concat`` ``(B, F, C', H, W)`` (concatenated on channels),
-            ``encoder_hidden_states_image`` ``(B, L', D')`` (passed through).
+        cond: ``encoder_hidden_states`` ``(B, L, D)``; for SVD also ``added_time_ids`` ``(B, 3)``;
+            for image-to-video pipelines the entries of ``moft.models.image.image_conditioning``:
+            ``first_frame`` ``(B, 1, C, H, W)`` (it replaces latent frame 0, whose tokens see timestep 0),
+            ``concat`` ``(B, F, C', H, W)`` (concatenated on channels after the latents: Wan 2.1, CogVideoX and
+            SVD image latents), and the ``PASSED_THROUGH`` entries: ``encoder_hidden_states_image``
+            ``(B, L', D')`` (Wan 2.1), ``ofs`` ``(B,)`` (CogVideoX 1.5); ``side``, a ``SideCall`` run on the
+            denoiser's inputs first, with the entries it names (SparseCtrl: ``controlnet_cond``
+            ``(B, C', F, H, W)``, ``conditioning_mask`` ``(B, 1, F, H, W)``), its outputs added to the call.
 
     The latents and conditioning are cast to the denoiser's dtype on the way in (a bfloat16 denoiser with
     float32 latents: ``--dtype bfloat16``) and the output is cast back to the latents' dtype.
@@ -295,10 +339,8 @@ def call_denoiser(
     x = latents.to(dtype)
     if "first_frame" in cond:  # image-to-video (Wan 2.2 TI2V): the image's latent is frame 0
         x = torch.cat([cond["first_frame"].to(x), x[:, 1:]], dim=1)  # (B, F, C, H, W)
-    if "concat" in cond:  # image-to-video (Wan 2.1 I2V): condition latents on channels
+    if "concat" in cond:  # image-to-video (Wan 2.1 I2V, CogVideoX I2V, SVD): condition latents on channels
         x = torch.cat([x, cond["concat"].to(x)], dim=2)  # (B, F, C + C', H, W)
-    if arch.concat_image_latents:
-        x = torch.cat([x, cond["image_latents"]], dim=2)  # (B, F, 2C, H, W)
     ehs = cond["encoder_hidden_states"]  # (B, L, D)
     if arch.text_per_frame:
         ehs = repeat(ehs, "b l d -> (b f) l d", f=f)
@@ -311,8 +353,9 @@ def call_denoiser(
         timestep = timestep.expand(b)  # (B,) as the stock pipelines pass it
     if "first_frame" in cond:
         timestep = first_frame_timesteps(model, timestep, latents.shape)  # (B, tokens)
-    if "encoder_hidden_states_image" in cond:
-        kwargs["encoder_hidden_states_image"] = cond["encoder_hidden_states_image"]
+    kwargs.update({k: cond[k] for k in PASSED_THROUGH if k in cond})
     kwargs[arch.sample_arg] = to_model_layout(arch, x)
+    if "side" in cond:  # a second network on the same inputs first (SparseCtrl's controlnet)
+        kwargs.update(cond["side"](kwargs[arch.sample_arg], timestep, ehs, cond))
     out = model(timestep=timestep, encoder_hidden_states=ehs, return_dict=False, **kwargs)[0]
     return from_model_layout(arch, out).to(latents.dtype)  # read back in the latents' precision

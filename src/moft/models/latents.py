@@ -19,7 +19,8 @@ from einops import rearrange
 
 from .adapters import architecture_of
 from .device import execution_device
-from .pipeline import check_frames, denoiser, latent_channels, latent_frames, vae_scale, video_vae
+from .pipeline import (check_frames, denoiser, latent_channels, latent_frames, sampling_scheduler, vae_scale,
+                       video_vae)
 from ..io.video import resize_video, to_uint8
 
 __all__ = ["check_frames", "decode_latents", "encode_prompt", "encode_video", "frames_to_tensor", "initial_noise",
@@ -47,7 +48,10 @@ def encode_prompt(pipe, prompt: str | list[str], device: torch.device | str | No
 
 
 def text_conditioning(pipe, prompt: str, negative_prompt: str = "", guidance_scale: float = 1.0):
-    """``(cond, uncond)`` dicts for ``call_denoiser``; ``uncond`` is None without CFG."""
+    """``(cond, uncond)`` dicts for ``call_denoiser``; ``uncond`` is None without CFG. A pipeline without a text
+    encoder (SVD: its image embedding is the denoiser's ``encoder_hidden_states``) takes no prompt: empty dicts."""
+    if getattr(pipe, "text_encoder", None) is None:
+        return {}, ({} if guidance_scale > 1 else None)
     cond = {"encoder_hidden_states": encode_prompt(pipe, prompt)}
     uncond = {"encoder_hidden_states": encode_prompt(pipe, negative_prompt)} if guidance_scale > 1 else None
     return cond, uncond
@@ -115,13 +119,18 @@ def decode_latents(pipe, latents: torch.Tensor, chunk: int = 16) -> np.ndarray:
     return video.cpu().numpy()
 
 
-def initial_noise(pipe, *, num_frames: int, height: int, width: int, seed: int, batch: int = 1) -> torch.Tensor:
+def initial_noise(pipe, *, num_frames: int, height: int, width: int, seed: int, batch: int = 1, generator=None,
+                  steps: int | None = None) -> torch.Tensor:
     """The noise a diffusers video pipeline draws for ``seed``, in canonical ``(B, F', C, h, w)``.
 
     Draws with the same generator, shape and order as the stock pipeline's ``prepare_latents``
     (in the denoiser's sample layout: ``(B, C, F', h, w)`` for AnimateDiff and Wan, ``(B, F', C, h, w)``
-    for CogVideoX), so the same seed gives the stock pipeline's video. ``num_frames`` counts video
-    frames; ``F'`` is its latent frame count.
+    for CogVideoX and SVD), so the same seed gives the stock pipeline's video. ``num_frames`` counts video
+    frames; ``F'`` is its latent frame count. ``generator``: draw from the run's generator instead (an
+    image-to-video pipeline that draws from it first: ``moft.models.image.image_conditioning``). The noise is
+    scaled by the scheduler's ``init_noise_sigma`` after ``set_timesteps(steps)`` (moft's sampling scheduler, as
+    the stock pipeline scales it once its timesteps are set: SVD's Euler on Karras sigmas starts at sigma_max);
+    ``steps`` None: the pipeline's scheduler as it is.
     """
     from diffusers.utils.torch_utils import randn_tensor
 
@@ -130,21 +139,40 @@ def initial_noise(pipe, *, num_frames: int, height: int, width: int, seed: int, 
     layout = architecture_of(net).sample_layout
     sizes = {"b": batch, "c": latent_channels(pipe), "f": latent_frames(pipe, num_frames), "h": height // s,
              "w": width // s}
-    gen = torch.Generator("cpu").manual_seed(seed)  # drawn on the CPU in float32, then moved: one noise per seed
+    gen = generator if generator is not None else torch.Generator("cpu").manual_seed(seed)  # one noise per seed
     z = randn_tensor(tuple(sizes[a] for a in layout.split()), generator=gen, device=torch.device("cpu"),
-                     dtype=torch.float32)
-    z = z * getattr(pipe.scheduler, "init_noise_sigma", 1.0)
+                     dtype=torch.float32)  # drawn on the CPU in float32, then moved
+    sched = pipe.scheduler
+    if steps is not None:
+        sched = sampling_scheduler(pipe)
+        sched.set_timesteps(steps)
+    z = z * getattr(sched, "init_noise_sigma", 1.0)
     return rearrange(z, f"{layout} -> b f c h w").to(execution_device(pipe))
 
 
 def probe_conditioning(pipe, latents: torch.Tensor) -> dict:
-    """Neutral conditioning for a shape probe: the empty prompt, or zero image conditioning (SVD)."""
+    """Neutral conditioning for a shape probe on ``(B, F, C, h, w)`` latents: the empty prompt (SVD, which has no
+    text: a zero image embedding and time ids), and zeros for the image inputs the denoiser's config declares
+    (latents on channels where it takes more than ``C``, image embeddings, the ``ofs`` embedding)."""
     net = denoiser(pipe)
-    if architecture_of(net).concat_image_latents:
-        b = latents.shape[0]
-        return {"encoder_hidden_states": torch.zeros(b, 1, net.config.cross_attention_dim, device=latents.device),
-                "added_time_ids": torch.zeros(b, 3, device=latents.device), "image_latents": torch.zeros_like(latents)}
-    return {"encoder_hidden_states": encode_prompt(pipe, [""] * latents.shape[0])}
+    config = net.config
+    b, f, c, h, w = latents.shape
+
+    def zeros(*shape):
+        return torch.zeros(*shape, device=latents.device)
+
+    if architecture_of(net).added_time_ids:
+        cond = {"encoder_hidden_states": zeros(b, 1, config.cross_attention_dim), "added_time_ids": zeros(b, 3)}
+    else:
+        cond = {"encoder_hidden_states": encode_prompt(pipe, [""] * b)}
+    extra = int(getattr(config, "in_channels", c)) - c
+    if extra > 0:
+        cond["concat"] = zeros(b, f, extra, h, w)  # (B, F, C', h, w)
+    if getattr(config, "image_dim", None):
+        cond["encoder_hidden_states_image"] = zeros(b, 1, config.image_dim)  # (B, 1, D')
+    if getattr(config, "ofs_embed_dim", None):
+        cond["ofs"] = zeros(b)
+    return cond
 
 
 def unknown_words(tokenizer, text: str) -> list[str]:

@@ -134,7 +134,9 @@ def pipeline_defaults(pipe) -> dict:
 
 
 def default_guidance_scale(pipe) -> float:
-    """The CFG scale of a pipeline: its folder's ``moft.json`` ``"guidance_scale"``, else the official 7.5.
+    """The CFG scale of a pipeline: its folder's ``moft.json`` ``"guidance_scale"``, else the architecture's
+    (``adapters.Architecture.guidance_scale``: SVD's stock 3.0, the top of its ramp over the frames), else the
+    official 7.5.
 
     Example:
         >>> from moft.models.loading import load_pipeline
@@ -142,6 +144,8 @@ def default_guidance_scale(pipe) -> float:
         4.0
     """
     scale = pipeline_record(pipe).guidance_scale
+    if scale is None:
+        scale = architecture_of(denoiser(pipe)).guidance_scale
     return float(OFFICIAL_CFG if scale is None else scale)
 
 
@@ -337,6 +341,20 @@ def max_steps(pipe) -> int | None:
 def is_flow(scheduler) -> bool:
     """Whether a scheduler samples a flow ODE (``x_s = (1 - s) x_0 + s eps``, velocity prediction)."""
     return not hasattr(scheduler, "alphas_cumprod") or scheduler.config.get("prediction_type") == "flow_prediction"
+
+
+def inverts(pipe) -> bool:
+    """Whether moft inverts and noises videos in one step (``moft.method.inversion``) for ``pipe``'s sampler: flows
+    and DDPM-family schedulers on integer timesteps (DDIM) do; the k-diffusion-style Euler on sigmas that SVD samples
+    with (inputs scaled by ``1 / sqrt(sigma^2 + 1)``, continuous timesteps ``0.25 log sigma``) does not.
+
+    Example:
+        >>> from moft.models.tiny import build_tiny_animatediff
+        >>> inverts(build_tiny_animatediff())
+        True
+    """
+    sched = sampling_scheduler(pipe)
+    return is_flow(sched) or not hasattr(sched, "sigmas")
 
 
 def schedule(pipe, steps: int) -> list[float]:

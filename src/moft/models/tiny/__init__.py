@@ -8,9 +8,11 @@ Example:
 """
 
 from .builders import (TINY_FLOW_SCHEDULER, TINY_SCHEDULER, TINY_TEXT, TINY_UMT5, TINY_UNET, TINY_VAE, TINY_WAN_TRANSFORMER,
-                       TINY_WAN_VAE, build_tiny_animatediff, build_tiny_wan, build_tiny_wan21_i2v, build_tiny_wan_i2v)
+                       TINY_WAN_VAE, build_tiny_animatediff, build_tiny_cogvideox_i2v, build_tiny_sparsectrl, build_tiny_svd,
+                       build_tiny_wan, build_tiny_wan21_i2v, build_tiny_wan_i2v)
 from .tokenizer import WORDS, build_t5_tokenizer, build_tokenizer, unknown_words
 
 __all__ = ["TINY_FLOW_SCHEDULER", "TINY_SCHEDULER", "TINY_TEXT", "TINY_UMT5", "TINY_UNET", "TINY_VAE",
            "TINY_WAN_TRANSFORMER", "TINY_WAN_VAE", "WORDS", "build_t5_tokenizer", "build_tiny_animatediff",
-           "build_tiny_wan", "build_tiny_wan_i2v", "build_tokenizer", "unknown_words"]
+           "build_tiny_cogvideox_i2v", "build_tiny_sparsectrl", "build_tiny_svd", "build_tiny_wan", "build_tiny_wan21_i2v",
+           "build_tiny_wan_i2v", "build_tokenizer", "unknown_words"]

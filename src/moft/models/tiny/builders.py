@@ -190,3 +190,126 @@ def build_tiny_wan21_i2v(seed: int = 0):
     return WanImageToVideoPipeline(tokenizer=wan.tokenizer, text_encoder=wan.text_encoder, vae=wan.vae,
                                    transformer=transformer, scheduler=wan.scheduler, image_processor=processor,
                                    image_encoder=encoder)
+
+
+# A tiny CogVideoX (tests only): 9 frames of 32x32 -> 3 latent frames of 8x8 (a 4x causal VAE of 3 blocks) -> 4x4 tokens.
+TINY_COGVIDEOX_TRANSFORMER = dict(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4,
+                                  time_embed_dim=16, text_embed_dim=32, num_layers=4, sample_width=8, sample_height=8,
+                                  sample_frames=9, patch_size=2, temporal_compression_ratio=4, max_text_seq_length=226,
+                                  use_rotary_positional_embeddings=True)
+TINY_COGVIDEOX_VAE = dict(down_block_types=("CogVideoXDownBlock3D",) * 3, up_block_types=("CogVideoXUpBlock3D",) * 3,
+                          block_out_channels=(8, 8, 16), latent_channels=4, layers_per_block=1, norm_num_groups=2,
+                          temporal_compression_ratio=4)
+TINY_COGVIDEOX_SCHEDULER = dict(prediction_type="v_prediction", timestep_spacing="trailing", rescale_betas_zero_snr=True,
+                                clip_sample=False, set_alpha_to_one=True, snr_shift_scale=3.0,
+                                beta_schedule="scaled_linear")
+
+
+def build_tiny_cogvideox_i2v(seed: int = 0, transformer: dict | None = None, vae: dict | None = None):
+    """A randomly initialised ``CogVideoXImageToVideoPipeline`` (tests only).
+
+    The transformer takes the noisy latents and the image's latents on channels (4 + 4: the image's latent at
+    latent frame 0, zeros after); ``transformer={"ofs_embed_dim": 16}`` adds the ``ofs`` embedding CogVideoX 1.5
+    I2V has, ``vae={"invert_scale_latents": True}`` its VAE's inverted image scaling.
+
+    Example:
+        >>> pipe = build_tiny_cogvideox_i2v()
+        >>> type(pipe).__name__, pipe.transformer.config.in_channels
+        ('CogVideoXImageToVideoPipeline', 8)
+    """
+    from diffusers import (AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXImageToVideoPipeline,
+                           CogVideoXTransformer3DModel)
+    from transformers import T5Config, T5EncoderModel
+
+    tokenizer = build_t5_tokenizer(max_length=226)
+    text_cfg = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4,
+                        dropout_rate=0.0, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    with torch.random.fork_rng():  # seeded weights; the caller's random state is left as it was
+        torch.manual_seed(seed)
+        return CogVideoXImageToVideoPipeline(
+            tokenizer=tokenizer,
+            text_encoder=T5EncoderModel(text_cfg),
+            vae=AutoencoderKLCogVideoX(**{**TINY_COGVIDEOX_VAE, **(vae or {})}),
+            transformer=CogVideoXTransformer3DModel(**{**TINY_COGVIDEOX_TRANSFORMER, "in_channels": 8,
+                                                       **(transformer or {})}),
+            scheduler=CogVideoXDDIMScheduler(**TINY_COGVIDEOX_SCHEDULER),
+        )
+
+
+# A tiny SVD (tests only): 32x32 frames -> 16x16 latents; up_blocks.1 of 3 (as the full-size model's default site).
+TINY_SVD_UNET = dict(sample_size=16, in_channels=8, out_channels=4, block_out_channels=(32, 64, 64),
+                     down_block_types=("CrossAttnDownBlockSpatioTemporal", "CrossAttnDownBlockSpatioTemporal",
+                                       "DownBlockSpatioTemporal"),
+                     up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal",
+                                     "CrossAttnUpBlockSpatioTemporal"),
+                     layers_per_block=1, cross_attention_dim=32, num_attention_heads=(2, 4, 4),
+                     addition_time_embed_dim=8, projection_class_embeddings_input_dim=24, num_frames=8)
+# SVD's stock scheduler config (stabilityai/stable-video-diffusion-img2vid-xt, scheduler/scheduler_config.json).
+SVD_SCHEDULER = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, interpolation_type="linear",
+                     num_train_timesteps=1000, prediction_type="v_prediction", sigma_max=700.0, sigma_min=0.002,
+                     steps_offset=1, timestep_spacing="leading", timestep_type="continuous", use_karras_sigmas=True)
+# CLIP's vision tower at SVD's 224x224 input (the pipeline resizes the image to it), tiny otherwise.
+TINY_SVD_CLIP = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=224,
+                     patch_size=32, projection_dim=32)
+
+
+def build_tiny_svd(seed: int = 0):
+    """A randomly initialised ``StableVideoDiffusionPipeline`` (tests only).
+
+    The U-Net takes the noisy latents and the noise-augmented image's latents on channels (4 + 4), a tiny CLIP
+    image embedding as ``encoder_hidden_states`` and the three ``added_time_ids``; the scheduler is SVD's own (Euler
+    on Karras sigmas, v-prediction, continuous timesteps).
+
+    Example:
+        >>> pipe = build_tiny_svd()
+        >>> type(pipe.unet).__name__, type(pipe.scheduler).__name__
+        ('UNetSpatioTemporalConditionModel', 'EulerDiscreteScheduler')
+    """
+    from diffusers import (AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, StableVideoDiffusionPipeline,
+                           UNetSpatioTemporalConditionModel)
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    with torch.random.fork_rng():  # seeded weights; the caller's random state is left as it was
+        torch.manual_seed(seed)
+        return StableVideoDiffusionPipeline(
+            vae=AutoencoderKLTemporalDecoder(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+                                             latent_channels=4, layers_per_block=1),
+            image_encoder=CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_SVD_CLIP)),
+            unet=UNetSpatioTemporalConditionModel(**TINY_SVD_UNET),
+            scheduler=EulerDiscreteScheduler(**SVD_SCHEDULER),
+            feature_extractor=CLIPImageProcessor(crop_size=224, size=224),
+        )
+
+
+def build_tiny_sparsectrl(seed: int = 0, simplified: bool = True):
+    """A randomly initialised ``AnimateDiffSparseControlNetPipeline`` on moft-tiny's architecture (tests only).
+
+    ``build_tiny_animatediff``'s components (same configs and, for one seed, the same weights) and a
+    ``SparseControlNetModel`` with the U-Net's down blocks. ``simplified`` (SparseCtrl RGB): the conditioning frames
+    are VAE latents; else (scribble) pixels through the conditioning embedding. The controlnet's zero-initialised
+    layers are drawn at random too: a fresh ControlNet adds nothing to the U-Net, and the tests must see it act.
+
+    Example:
+        >>> pipe = build_tiny_sparsectrl()
+        >>> type(pipe.controlnet).__name__, pipe.controlnet.config.use_simplified_condition_embedding
+        ('SparseControlNetModel', True)
+    """
+    from diffusers import AnimateDiffSparseControlNetPipeline, SparseControlNetModel
+
+    base = build_tiny_animatediff(seed=seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        controlnet = SparseControlNetModel(
+            in_channels=TINY_UNET["in_channels"], conditioning_channels=4 if simplified else 3,
+            down_block_types=TINY_UNET["down_block_types"], block_out_channels=TINY_UNET["block_out_channels"],
+            layers_per_block=TINY_UNET["layers_per_block"], norm_num_groups=TINY_UNET["norm_num_groups"],
+            cross_attention_dim=TINY_UNET["cross_attention_dim"], attention_head_dim=TINY_UNET["num_attention_heads"],
+            motion_num_attention_heads=TINY_UNET["motion_num_attention_heads"],
+            motion_max_seq_length=TINY_UNET["motion_max_seq_length"], conditioning_embedding_out_channels=(8, 16),
+            use_simplified_condition_embedding=simplified)
+        for name, p in controlnet.named_parameters():
+            if name.startswith("controlnet_"):  # ControlNet's zero convolutions: the condition's way in and out
+                torch.nn.init.normal_(p, std=0.05)
+    return AnimateDiffSparseControlNetPipeline(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
+                                               unet=base.unet, motion_adapter=None, controlnet=controlnet,
+                                               scheduler=base.scheduler)
