@@ -127,8 +127,10 @@ def main():
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "settings": suite["settings"],
               "guidance": suite.get("guidance", {}), "summary": table, "rows": rows}
     out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    out.with_suffix(".md").write_text(f"# Point drag: {report['model']}\n\n{done} of {len(groups)} planned requests "
-                                      f"ran in {report['minutes']} min (1 thread). Written by `scripts/point_drag.py`.\n\n"
+    out.with_suffix(".md").write_text(f"# Point drag: {report['model']}\n\n{len(groups)} planned requests (a source "
+                                      f"without the prompt's object is not scored); each row counts those it has "
+                                      f"run so far. This call ran {done} in {report['minutes']} min (1 thread). "
+                                      f"Written by `scripts/point_drag.py`.\n\n"
                                       + markdown_table(table) + "\n")
     print(markdown_table(table))
 
