@@ -154,7 +154,7 @@ def summary() -> str:
     text = "| | " + " | ".join(cols) + " |\n|---" * 1 + "|---" * len(cols) + "|\n"
     for k in keys:
         text += f"| {k} | " + " | ".join(c.get(k, "–") for c in cols.values()) + " |\n"
-    return text + ("\nFrom each model's `moft.json`, `scripts/model_quality.py`, `moft locate` and the glitch suite "
+    return text + ("\nFrom each model's `moft.json`, `scripts/model_quality.py`, `moft locate` and issue 26's goal suites (`scripts/keep_goal_table.py`) "
                    "(`python scripts/organism_tables.py`).\n")
 
 
