@@ -39,7 +39,8 @@ def meets_goals(row: dict) -> bool:
 def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
     """Write the best setting of a tuning report into ``moft.json`` (``guidance`` and ``target``).
 
-    Best: the cheapest (fewest guided-loop seconds per video) of the settings meeting every goal of
+    Best: the cheapest (fewest guided-loop seconds per video; within 10% of the fastest, one that keeps no
+    background, which needs no unguided video on image-to-video) of the settings meeting every goal of
     issue 26 (``GOALS``: direction >= 0.95, share >= 0.8, SSIM outside >= 0.95, split and glitch
     rates <= 5%). When none does: among the settings that steer (direction success >= 0.5) while
     keeping SSIM outside the regions >= 0.90, a glitch rate <= 5% and a split rate <= 25% (all
@@ -72,7 +73,12 @@ def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
         return round(t["direction_success"], 6), round(push or 0.0, 2), -g.step_size
 
     on_goal = [t for t in rows if meets_goals(t) and t.get("seconds") is not None]
-    best = min(on_goal, key=lambda t: t["seconds"]) if on_goal else max(rows, key=rank)
+    if on_goal:  # within 10% of the fastest loop, a row that keeps nothing wins: it needs no unguided video
+        fast = min(t["seconds"] for t in on_goal) * 1.1  # (image-to-video: none is made; text-to-video: the drag's own)
+        keeps = lambda t: guidance_settings(settings[t["setting"]], suite.get("guidance"))[0].keep != "off"  # noqa: E731
+        best = min((t for t in on_goal if t["seconds"] <= fast), key=lambda t: (keeps(t), t["seconds"]))
+    else:
+        best = max(rows, key=rank)
     g, extra = guidance_settings(settings[best["setting"]], suite.get("guidance"))
     defaults = json.loads(defaults_path.read_text()) if defaults_path.is_file() else {}  # a hub model's folder has none
     defaults["guidance"] = config_dict(g)

@@ -306,6 +306,14 @@ def test_control_defaults_take_the_cheapest_setting_that_meets_every_goal(tmp_pa
     written = _load("ship_model").choose_control_defaults(report, defaults)
     assert written["guidance_chosen_by"]["setting"] == "cut-drag" and written["guidance_chosen_by"]["goals_met"]
     assert written["guidance"]["method"] == "cut-drag" and written["guidance"]["release"] == 20
+    suite["settings"].append({"name": "cut-drag, no keep", "method": "cut-drag", "start": "proxy", "release": 20})
+    table.append(row("cut-drag, no keep", 0.85, 0.0, 9.0))  # within 10% of the fastest and keeps nothing: no source
+    report.write_text(json.dumps({"suite": suite, "table": table}))
+    assert _load("ship_model").choose_control_defaults(report, defaults)["guidance_chosen_by"]["setting"] == "cut-drag, no keep"
+    table[-1]["seconds"] = 9.5  # beyond 10%: the faster row that keeps the background
+    report.write_text(json.dumps({"suite": suite, "table": table}))
+    assert _load("ship_model").choose_control_defaults(report, defaults)["guidance_chosen_by"]["setting"] == "cut-drag"
+    table.pop(), suite["settings"].pop()
     table[1]["displacement_share"], table[0]["split"] = 0.7, 0.1  # no row on every goal: the largest share within limits
     report.write_text(json.dumps({"suite": suite, "table": table}))
     chosen = _load("ship_model").choose_control_defaults(report, defaults)["guidance_chosen_by"]
