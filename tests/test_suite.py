@@ -176,8 +176,9 @@ def test_rows_named_for_fixed_settings_pin_the_levers_a_model_default_would_fill
 
 
 def test_the_image_to_video_suites_report_control_goals_requests_and_tune_on_their_own_seeds():
-    """goals_i2v.json: control_goals.json's 48 requests (prompts, seed, requests), rows that spell their settings and a
-    last row with none (the model's moft.json); tune_i2v.json: tuning seeds and prompt, every lever spelled."""
+    """goals_i2v.json: control_goals.json's 48 requests (prompts, seed, requests), rows that spell their settings (the
+    Time-to-Move row is also what tuning chose as the model's moft.json default); tune_i2v.json: tuning seeds and
+    prompt, every lever spelled."""
     from moft.method.settings import GUIDANCE_FIELDS
     from moft.models.pipeline import model_record
 
@@ -185,9 +186,11 @@ def test_the_image_to_video_suites_report_control_goals_requests_and_tune_on_the
     assert {k: i2v[k] for k in ("prompts", "seeds", "requests")} == {k: goals[k] for k in ("prompts", "seeds", "requests")}
     assert len(i2v["prompts"]) * len(i2v["seeds"]) * len(i2v["requests"]) == 48
     assert "guidance" not in i2v and "target" not in i2v  # nothing laid over the model's defaults but the rows
-    paper, ttm, defaults = i2v["settings"]
-    assert set(GUIDANCE_FIELDS) <= set(paper) and defaults == {"name": "model defaults (moft.json)"}
+    paper, ttm = i2v["settings"]
+    assert set(GUIDANCE_FIELDS) <= set(paper)
     assert ttm["method"] == "cut-drag" and ttm["keep"] == "off" and ttm["release"] == 20
+    shipped = model_record("moft-tiny-wan-i2v").guidance
+    assert all(shipped[k] == ttm[k] for k in ("method", "keep", "release", "start"))  # the tuned default is this row
     tune = load_suite(BENCHMARKS / "tune_i2v.json")
     assert tune["seeds"] == [10, 11] and tune["prompts"] == ["a red disk standing still"] and len(tune["requests"]) == 8
     assert set(GUIDANCE_FIELDS) <= set(tune["guidance"])  # the model's moft.json cannot change a tuning row
