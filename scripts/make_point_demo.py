@@ -1,12 +1,12 @@
 """Make the README's point-drag demo: a point on the object dragged along a path, the requested path drawn.
 
 Usage:
-    python scripts/make_point_demo.py                        # docs/demo-points.gif and docs/demo-points.json
-    python scripts/make_point_demo.py --points paper          # the paper's MOFT + point loss instead
+    python scripts/make_point_demo.py --points paper          # docs/demo-points.gif and docs/demo-points.json
+    python scripts/make_point_demo.py --points off --out /tmp/p.gif   # the model's drag defaults on the point's disk
 
 Samples the shipped model's unguided video, takes the centre of the prompt's object in frame 0 as the point,
 and drags it right, up-left and down (0.04 of the frame per frame) as a track (``moft.io.tracks.Tracks``, the
-form every track file is read into), with the model's own defaults unless ``--points`` asks for the point loss.
+form every track file is read into), with the paper's point drag (what a track file gets) or, ``--points off``, the model's drag defaults.
 Tiles source | each request side by side (4x nearest upscale), the requested path drawn in white up to the
 current frame and its current point in yellow; writes the Mean Distance of each (``moft.eval.point_drag``)
 beside it.
@@ -56,14 +56,14 @@ def main():
     ap.add_argument("--prompt", default="a red disk standing still")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--speed", type=float, default=0.04)
-    ap.add_argument("--points", choices=("off", "paper", "dift"), default="off")
+    ap.add_argument("--points", choices=("off", "paper", "dift"), default="paper")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "demo-points.gif")
     args = ap.parse_args()
     pipe = load_pipeline(args.model)
     src = sample(pipe, args.prompt, seed=args.seed, guidance_scale=default_guidance_scale(pipe))
     f, h, w = src.frames.shape[:3]
     start, _ = object_box(src.frames, prompt_color(args.prompt))
-    g = default_guidance(args.model, points=args.points) if args.points != "off" else None
+    g = default_guidance(args.model, points=args.points)
     panels, report = [draw(src.frames, np.repeat(np.asarray(start)[None], f, 0))], {}
     for d in REQUESTS:
         path = start + np.arange(f)[:, None] * args.speed * np.array([w, h]) * np.asarray(DIRECTIONS[d])  # (F, 2)

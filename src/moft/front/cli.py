@@ -51,7 +51,7 @@ from ..models.loading import load_pipeline
 from ..models.pipeline import (DEFAULTS_FILE, default_video_size, denoiser, latent_frames, model_record,
                                pipeline_record, resolve_model, temporal_scale, vae_scale)
 from .control import (ControlError, check_channels, check_init_latents, check_settings, check_trajectory_frames,
-                      plan_control, plan_settings, run_control)
+                      plan_control, plan_settings, run_control, POINTS_FOR_TRACKS)
 from .extract import extract as extract_features
 from .defaults import control_defaults_lines, vocabulary_line
 from .figures import extraction_figure, report_figure
@@ -501,7 +501,7 @@ def control(
                  "keep_until": keep_until, "start": start_from, "release": release, "method": method,
                  "checkpointing": checkpointing,
                  "autocast": None if autocast in (None, "none") else autocast, "point_weight": point_weight,
-                 "points": points if points is not None or not _is_tracks_file(trajectory) else "paper"}
+                 "points": points if points is not None or not _is_tracks_file(trajectory) else POINTS_FOR_TRACKS}
         where = _where(device, dtype, offload)
         _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
                  init_latents, save_source, save_proxy, channels, flags, gain, target_kind, (start, stride, fps, fit),

@@ -48,6 +48,7 @@ class ControlError(SettingsError):
         self.field = field
 
 
+POINTS_FOR_TRACKS = "paper"  # point tracks (a track file, ``Tracks``) without guidance given: Eq. 9's point drag
 MAX_GAIN = 100.0  # curves this far past the channels' fitted response saturate; beyond, the loss overflows
 
 
@@ -256,8 +257,10 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
     """
     if not isinstance(prompt, str):
         raise ControlError(f"prompt must be a string, got {type(prompt).__name__}")
+    tracked = isinstance(trajectory, Tracks) and guidance is None  # a track file's points: the paper's point drag
     run = plan_settings(pipeline_record(pipe), steps=steps, seed=seed, gain=gain, guidance_scale=guidance_scale,
-                        guidance=guidance, target_kind=target_kind, drags=reference is None and target is None)
+                        guidance=guidance, target_kind=target_kind, drags=reference is None and target is None,
+                        flags={"points": POINTS_FOR_TRACKS} if tracked else None)
     check_sample(pipe, prompt, steps=steps, seed=seed, guidance_scale=run.guidance_scale)
     f, h, w = default_video_size(pipe)
     if init_latents is not None:
