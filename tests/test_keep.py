@@ -94,46 +94,45 @@ def test_keeping_latents_leaves_the_outside_equal_to_the_source(animatediff, tra
     assert not torch.allclose(out.latents[..., inside], log.after[5][..., inside], atol=1e-3)  # guidance moved it
 
 
-def test_dual_clock_holds_the_region_on_the_noised_proxy_until_release(wan):
+def _cut_drag_plan(wan, release: int):
+    """A 6-step cut-and-drag plan on the DiT (guided steps 1-3, the region released at ``release``) and what it is
+    checked against: ``(plan, source, masks, proxy latents, guidance, timesteps)``."""
     traj = load_trajectory(EXAMPLES / "object_left.json", default_frames=DIT_FRAMES)
     src, log = _source(wan, frames=DIT_FRAMES)
     masks = torch.from_numpy(swept_masks(traj, (32, 32), (16, 16)))
     proxy = drag_video(src.frames, traj)
-    g = GuidanceConfig(steps=(1, 4), start="proxy", release=4, method="cut-drag")
+    g = GuidanceConfig(steps=(1, 4), start="proxy", release=release, method="cut-drag")
     plan = keep_plan(wan, g, steps=6, masks=masks, log=log, proxy_frames=proxy)
     z0 = encode_video(wan, (proxy * 255).round().astype(np.uint8))
     sched = sampling_scheduler(wan)
     sched.set_timesteps(6)
-    assert torch.allclose(plan.start, cut_drag_start(wan, z0, src.initial_latents, sched.timesteps[1]), atol=1e-5)
+    return plan, src, masks, z0, g, sched.timesteps
+
+
+def test_dual_clock_holds_the_region_on_the_noised_proxy_until_release(wan):
+    plan, src, masks, z0, g, timesteps = _cut_drag_plan(wan, release=4)
+    assert torch.allclose(plan.start, cut_drag_start(wan, z0, src.initial_latents, timesteps[1]), atol=1e-5)
     seen = {}
     out = sample(wan, "a red disk", steps=6, height=32, width=32, latents=src.initial_latents, guidance=g, keep=plan,
                  callback=lambda info: seen.__setitem__(info["i"], info["latents"].clone()))
     inside = masks.any(0)
     for i in (1, 2):  # steps before release: the region is the proxy at the next noise level
-        want = cut_drag_start(wan, z0, src.initial_latents, sched.timesteps[i + 1])
+        want = cut_drag_start(wan, z0, src.initial_latents, timesteps[i + 1])
         assert torch.allclose(seen[i][..., inside], want[..., inside], atol=1e-5)
     assert not torch.allclose(seen[3][..., inside],
-                              cut_drag_start(wan, z0, src.initial_latents, sched.timesteps[4])[..., inside], atol=1e-3)
+                              cut_drag_start(wan, z0, src.initial_latents, timesteps[4])[..., inside], atol=1e-3)
     assert out.counts["backwards"] == 0 and sorted(seen) == [1, 2, 3, 4, 5]
 
 
 def test_a_release_beyond_a_short_schedule_holds_the_region_to_the_last_step_which_runs_free(wan):
     """``release=20`` (tuned on 25 steps) on a 6-step run: the region follows the noised proxy after steps 1-4 and
     the last step denoises it freely (no timestep after the last one: it used to raise IndexError)."""
-    traj = load_trajectory(EXAMPLES / "object_left.json", default_frames=DIT_FRAMES)
-    src, log = _source(wan, frames=DIT_FRAMES)
-    masks = torch.from_numpy(swept_masks(traj, (32, 32), (16, 16)))
-    proxy = drag_video(src.frames, traj)
-    g = GuidanceConfig(steps=(1, 4), start="proxy", release=20, method="cut-drag")
-    plan = keep_plan(wan, g, steps=6, masks=masks, log=log, proxy_frames=proxy)
-    z0 = encode_video(wan, (proxy * 255).round().astype(np.uint8))
-    sched = sampling_scheduler(wan)
-    sched.set_timesteps(6)
+    plan, src, masks, z0, g, timesteps = _cut_drag_plan(wan, release=20)
     seen = {}
     sample(wan, "a red disk", steps=6, height=32, width=32, latents=src.initial_latents, guidance=g, keep=plan,
            callback=lambda info: seen.__setitem__(info["i"], info["latents"].clone()))
     inside = masks.any(0)
-    want = cut_drag_start(wan, z0, src.initial_latents, sched.timesteps[5])
+    want = cut_drag_start(wan, z0, src.initial_latents, timesteps[5])
     assert torch.allclose(seen[4][..., inside], want[..., inside], atol=1e-5)  # held through step 4
     assert not torch.allclose(seen[5][..., inside], z0[..., inside], atol=1e-3)  # the last step is the model's
 
