@@ -23,6 +23,20 @@ TARGETS = {"drag": "the unguided video's regions dragged along the path, inverte
            "curves": "region-mean curves synthesized from the channels' response (the paper's)"}
 
 
+def _method_line(g) -> str:
+    """How a drag from a trajectory runs: gradient guidance, or the keep levers (``moft.method.keep``)."""
+    if g.method == "gradient" and g.start == "noise" and g.keep == "off":
+        return "gradient guidance (the lines below)"
+    parts = ["cut-and-drag, no gradients" if g.method == "cut-drag" else "gradient guidance"]
+    if g.start == "proxy":
+        parts.append(f"from the drag proxy at step {g.steps[0]}" + (f", released at step {g.release}" if g.release else ""))
+    elif g.start == "source":
+        parts.append(f"from the unguided video at step {g.steps[0]}")
+    if g.keep != "off":
+        parts.append("the background kept" + (f" until step {g.keep_until}" if g.keep_until is not None else ""))
+    return "; ".join(parts) + " (drags; a reference clip or points: gradient guidance, the lines below)"
+
+
 def control_defaults_lines(record: ModelRecord, steps: int = 25) -> list[str]:
     """Lines naming each control setting in force for a model folder's ``moft.json`` record, else the
     official one.
@@ -38,6 +52,7 @@ def control_defaults_lines(record: ModelRecord, steps: int = 25) -> list[str]:
     lines = [
         "control defaults (any `moft control` option overrides them):",
         f"  target        {kind}" + (f" ({TARGETS[kind]})" if kind in TARGETS else ""),
+        f"  method        {_method_line(g)}",
         f"  loss          {g.loss}, distance {g.distance}, {weight}",
         f"  optimiser     {g.optimizer}, {g.iterations} iterations per guided step, step size {size}",
         f"  guided steps  {g.steps[0]}:{g.steps[1]} of the {steps} sampling steps (--steps)",
