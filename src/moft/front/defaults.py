@@ -5,6 +5,7 @@ Example:
     >>> print("\\n".join(control_defaults_lines(model_record())))             # moft-tiny's moft.json
     control defaults (any `moft control` option overrides them):
       target        drag (the unguided video's regions dragged along the path, inverted)
+      method        cut-and-drag, no gradients; from the drag proxy at step 3, released at step 24; the background kept (drags; a reference clip or points: gradient guidance, the lines below)
       loss          per_position, distance cosine, weight 6 for one region / 8 for several
       optimiser     adam, 4 iterations per guided step, step size 0.15
       guided steps  3:12 of the 25 sampling steps (--steps)
