@@ -192,18 +192,15 @@ def one_case(model: str, case: str) -> dict:
         res = control(pipe, traj, prompt=PROMPT, channels=default_channels(model), seed=0, steps=steps)
         out = res.result  # its counts are the guided sampling's; the time is the whole run's
     else:
+        latents = keep = None
         if spec == "shipped":  # the model's own settings (moft.json), planned and targeted before the clock starts
             from moft.front.control import make_target, plan_control
 
             plan = plan_control(pipe, traj, prompt=PROMPT, channels=default_channels(model), seed=0, steps=steps)
             target, source, _, keep = make_target(pipe, plan)  # the source video, the target, the keep levers
-            g = plan.guidance
-            torch.manual_seed(0)
-            reset_peak_memory()
-            t0 = time.perf_counter()
-            out = sample(pipe, PROMPT, steps=steps, seed=0, num_frames=frames,
-                         latents=None if source is None else source.initial_latents,
-                         target=target if plan.guided else None, guidance=g if plan.guided else None, keep=keep)
+            g = plan.guidance if plan.guided else None  # cut-and-drag: no target, no gradients
+            target = target if plan.guided else None
+            latents = None if source is None else source.initial_latents
         elif spec is not None:
             ch = default_channels(model) if model in SHIPPED else None
             if ch is None:  # random full-size weights: any channels exercise the same work
@@ -212,12 +209,11 @@ def one_case(model: str, case: str) -> dict:
                                     torch.randn(c, 2, generator=torch.Generator().manual_seed(0)), torch.ones(c))
             target = synthesize_target(traj, ch, latent_size=(side, side))
             g = GuidanceConfig(steps=guided, **spec)
-        if spec != "shipped":
-            torch.manual_seed(0)
-            reset_peak_memory()
-            t0 = time.perf_counter()
-            out = sample(pipe, PROMPT, steps=steps, seed=0, num_frames=frames, height=side * scale, width=side * scale,
-                         target=target, guidance=g)  # CFG: the model's (moft-tiny 4), else the official 7.5
+        torch.manual_seed(0)
+        reset_peak_memory()
+        t0 = time.perf_counter()
+        out = sample(pipe, PROMPT, steps=steps, seed=0, num_frames=frames, height=side * scale, width=side * scale,
+                     latents=latents, target=target, guidance=g, keep=keep)  # CFG: the model's, else the official 7.5
     seconds = time.perf_counter() - t0
     peak, how = peak_memory()
     return {"model": model, "case": case, "seconds": seconds, "loop_seconds": out.seconds, "peak_bytes": peak,
