@@ -586,7 +586,8 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
                   outcome=achieved)
     _write_control(res, out, outputs, report, save_source, save_proxy, save_target)
     losses = res.result.losses
-    what = f"loss {losses[0]['loss']:.4g} -> {losses[-1]['loss']:.4g}" if losses else "unguided"
+    what = (f"loss {losses[0]['loss']:.4g} -> {losses[-1]['loss']:.4g}" if losses
+            else "cut-and-drag, no gradients" if plan.guidance.method == "cut-drag" else "unguided")
     typer.echo(f"wrote {out} and {outputs['the report']} ({res.result.seconds:.1f} s; {what})")
     if achieved is not None:
         typer.echo("\n".join(outcome_lines(achieved)))
