@@ -20,6 +20,10 @@ Bars (measured, reported as fractions; nothing is asserted here):
        removed (MOFT, all channels and motion channels only) against raw features; with its learning
        curve (accuracy on the first 8, 16, 32, ... videos per direction), since a linear classifier
        on 64-d features is data-limited at a hundred videos.
+    An image-to-video model also: frame 0's PSNR against the image beside the VAE's round trip, and the
+    share of samples that keep the image's object (``moft.eval.metrics.object_kept``: in every frame, no
+    jump, its size kept), which bar 1 alone misses (an object the model paints elsewhere from frame 1 on
+    still moves straight).
     Also (diagnostics, no bar): how much of the net motion the direction word decides, from the
     same noise under 'moving left/right/up/down' (variance split between words and the rest), and
     how far apart the text encoder puts prompts that differ in one direction, colour or shape word
@@ -44,7 +48,7 @@ from moft.front.extract import nearest_step  # noqa: E402
 from moft.method.features import remove_content_correlation, resize  # noqa: E402
 from moft.method.inversion import noise_latents, reference_features  # noqa: E402
 from moft.models.latents import encode_prompt, encode_video, vae_scale  # noqa: E402
-from moft.eval.metrics import direction_success, path_fit, track_centroid  # noqa: E402
+from moft.eval.metrics import direction_success, object_kept, path_fit, track_centroid  # noqa: E402
 from moft.method.channels import default_channels  # noqa: E402
 from moft.models.loading import denoiser, load_pipeline  # noqa: E402
 from moft.models.pipeline import default_video_size, is_flow  # noqa: E402
@@ -121,10 +125,14 @@ def image_to_video_quality(pipe, n: int, seed: int, guidance_scale: float, steps
         x = x.to(pipe.vae.device, pipe.vae.dtype)
         round_trip = pipe.vae.decode(pipe.vae.encode(x).latent_dist.mode()).sample  # (1, 3, 1, H, W)
         round_trip = (round_trip[0, :, 0].permute(1, 2, 0).float().cpu().numpy().clip(-1, 1) + 1) / 2  # (H, W, 3)
+        kept = object_kept(frames, COLORS[clip.colors[0]], max_step=2 * SPEED_RANGE[1] * min(height, width) / 32)
         rows.append({"prompt": clip.caption, "seed": seed + i,
                      "frame0_psnr": psnr(frames[0], image / 255), "vae_psnr": psnr(round_trip, image / 255),
+                     "object_kept": kept["kept"], "max_step_px": kept["max_step_px"],
+                     "area_ratio_min": kept["area_ratio_min"], "area_ratio_max": kept["area_ratio_max"],
                      **motion_row(frames, clip.colors[0], clip.directions[0])})
     return summarise_samples(rows) | {
+        "object_kept_fraction": float(np.mean([r["object_kept"] for r in rows])),
         "median_frame0_psnr": float(np.median([r["frame0_psnr"] for r in rows])),
         "median_vae_round_trip_psnr": float(np.median([r["vae_psnr"] for r in rows])),
         "min_frame0_minus_vae_psnr": float(min(r["frame0_psnr"] - r["vae_psnr"] for r in rows))}
@@ -350,6 +358,10 @@ def markdown(report: dict) -> str:
         lines.append(f"| frame 0 keeps the image: median PSNR against it (the VAE's own round trip) | ≈ round trip | "
                      f"{q['median_frame0_psnr']:.1f} dB ({q['median_vae_round_trip_psnr']:.1f} dB); worst sample "
                      f"{q['min_frame0_minus_vae_psnr']:+.1f} dB from its round trip |")
+        if "object_kept_fraction" in q:
+            lines.append("| the object keeps its place, colour and size through the clip (in every frame; no step over "
+                         "twice the fastest training speed; area within 0.5–2x frame 0's) | ≥ 90% | "
+                         f"{frac('object_kept_fraction')} |")
     if d:
         folds = d.get("fold_accuracies_moft_all_channels")
         spread = (f" (folds {100 * min(folds):.1f}–{100 * max(folds):.1f}%, standard error "

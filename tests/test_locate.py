@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from moft.front.locate import LocateError, locate, probe_clips, write_defaults
+from moft.front.locate import LocateError, locate, plan_locate, probe_clips, write_defaults
 from moft.io.synthetic import DIRECTIONS
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -326,3 +326,36 @@ def test_plan_locate_is_the_check_that_locate_runs():
     plan_locate(timesteps=(5000,))  # no scheduler known: only the loaded one bounds the timesteps
     with pytest.raises(LocateError, match="needs pans"):
         plan_locate(kinds=("object",))
+
+
+def test_an_image_to_video_model_sees_each_clip_as_the_animation_of_its_own_frame_0():
+    """On a TI2V build each probe clip's forward gets the clip's frame-0 latent as the image (clean, at timestep 0):
+    its frame-0 summary equals a forward given that latent by hand (the VAE alone), and differs from the
+    text-to-video forward the same transformer would make without it."""
+    from moft.front.locate import _clip_summaries
+    from moft.method.capture import capture
+    from moft.models.adapters import call_denoiser
+    from moft.method.features import region_mean, resize
+    from moft.method.inversion import noise_latents
+    from moft.models.latents import encode_prompt, encode_video
+    from moft.models.tiny import build_tiny_wan_i2v
+
+    pipe = build_tiny_wan_i2v(seed=0)
+    plan = plan_locate(timesteps=(300,), fractions=(), kinds=("object",), clips_per_direction=2)
+    clips = probe_clips(num_frames=9, height=32, width=32, per_direction=2, kinds=("object",), seed=SEED)
+    site = "blocks.0"
+    out, _ = _clip_summaries(pipe, clips, [site], plan, crop=0.5, seed=SEED)
+    for n in (0, 5):
+        z0 = encode_video(pipe, clips[n].frames)  # (1, F, C, h, w)
+        noise = torch.randn(z0.shape, generator=torch.Generator("cpu").manual_seed(SEED + n))
+        x = noise_latents(pipe, z0, noise, 300)
+        region = torch.nn.functional.interpolate(torch.from_numpy(clips[n].region)[None, None], size=z0.shape[-2:],
+                                                 mode="area")[0, 0]  # (h, w)
+        means = []
+        for cond in ({"first_frame": encode_video(pipe, clips[n].frames[:1])}, {}):
+            with capture(pipe.transformer, [site], detach=True, stop=True) as cap:
+                call_denoiser(pipe.transformer, x, torch.tensor(300), dict(cond, encoder_hidden_states=encode_prompt(pipe, "")))
+            f = resize(cap.features[site].float(), tuple(z0.shape[-2:]))[0, 0]  # (C, h, w) frame 0, latent grid
+            means.append(region_mean(f, region).numpy())  # (C,)
+        assert np.allclose(out.raw[site, 300][n], means[0], atol=1e-5)
+        assert not np.allclose(out.raw[site, 300][n], means[1], atol=1e-3)

@@ -628,3 +628,31 @@ def test_object_pieces_counts_the_synthetic_objects():
     assert len(clip.colors) == 2
     for name in clip.colors:
         assert object_pieces(clip.frames, COLORS[name]).tolist() == [1] * len(clip.frames)
+
+
+from moft.eval.metrics import object_kept  # noqa: E402
+
+
+def test_object_kept_passes_every_synthetic_clip_and_fails_a_jump_a_growth_and_a_loss():
+    """Planted: the training clips move their objects smoothly at SPEED_RANGE, so every one keeps its object;
+    the same clip with frame 0 moved away (the model ignored the image), the object grown or lost does not."""
+    from moft.io.synthetic import COLORS, SPEED_RANGE
+
+    for seed in range(6):
+        clip = make_clip(np.random.default_rng(seed), kind="object")
+        rgb = COLORS[clip.colors[0]]
+        assert object_kept(clip.frames, rgb, max_step=2 * SPEED_RANGE[1])["kept"]
+    video = _red_disk_video([(8 + k, 16) for k in range(8)])
+    red = (1.0, 0.0, 0.0)
+    assert object_kept(video, red, max_step=3.0)["kept"]
+    jumped = video.copy()
+    jumped[0] = _red_disk_video([(24, 16)])[0]  # frame 0 (the image) puts it elsewhere
+    assert not object_kept(jumped, red, max_step=3.0)["kept"]
+    grown = _red_disk_video([(8 + k, 16) for k in range(8)], radius=6)
+    grown[0] = video[0]
+    assert object_kept(grown, red, max_step=3.0)["area_ratio_max"] > 2.0
+    assert not object_kept(grown, red, max_step=3.0)["kept"]
+    lost = video.copy()
+    lost[5] = 0.0
+    assert object_kept(lost, red, max_step=3.0) | {"max_step_px": 0, "area_ratio_min": 0, "area_ratio_max": 0} == {
+        "kept": False, "present": False, "max_step_px": 0, "area_ratio_min": 0, "area_ratio_max": 0}

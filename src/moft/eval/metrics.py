@@ -1250,6 +1250,41 @@ def split(video: np.ndarray, source: np.ndarray, color, **kwargs) -> bool:
     return bool(object_pieces(video, color, **kwargs).max() > object_pieces(source, color, **kwargs).max())
 
 
+def object_kept(video: np.ndarray, color, *, max_step: float, area_band: tuple[float, float] = (0.5, 2.0),
+                threshold: float | None = None) -> dict:
+    """Whether an animation keeps frame 0's object (an image-to-video model's bar): the object of ``color``
+    is in every frame, its centroid never moves more than ``max_step`` px between consecutive frames (an
+    object that jumps away from where the image put it is another object) and its area in every frame is
+    within ``area_band`` times frame 0's (its size and shape kept, not grown or dissolved).
+
+    Example:
+        >>> video = np.zeros((3, 16, 16, 3)); video[:, 2:6, 2:6] = (1.0, 0.0, 0.0)      # (F, H, W, 3)
+        >>> object_kept(video, (1.0, 0.0, 0.0), max_step=3.0)["kept"]
+        True
+        >>> video[1:] = 0; video[1:, 8:14, 8:14] = (1.0, 0.0, 0.0)          # frame 1 starts a bigger one elsewhere
+        >>> r = object_kept(video, (1.0, 0.0, 0.0), max_step=3.0)
+        >>> r["kept"], round(r["max_step_px"], 1), r["area_ratio_max"]
+        (False, 9.9, 2.25)
+
+    Returns:
+        ``{"kept", "present", "max_step_px", "area_ratio_min", "area_ratio_max"}`` (NaN figures when some
+        frame lacks the object).
+    """
+    fg = color_mask(video, color, threshold)  # (F, H, W)
+    area = fg.sum(axis=(1, 2)).astype(float)  # (F,)
+    present = bool((area > 0).all())
+    if not present:
+        return {"kept": False, "present": False, "max_step_px": float("nan"), "area_ratio_min": float("nan"),
+                "area_ratio_max": float("nan")}
+    ys, xs = np.mgrid[: fg.shape[1], : fg.shape[2]]  # (H, W)
+    centre = np.stack([(fg * xs).sum(axis=(1, 2)) / area, (fg * ys).sum(axis=(1, 2)) / area], -1)  # (F, 2)
+    step = float(np.linalg.norm(np.diff(centre, axis=0), axis=-1).max()) if len(area) > 1 else 0.0
+    ratio = area / area[0]  # (F,)
+    kept = step <= max_step and area_band[0] <= ratio.min() and ratio.max() <= area_band[1]
+    return {"kept": bool(kept), "present": True, "max_step_px": step, "area_ratio_min": float(ratio.min()),
+            "area_ratio_max": float(ratio.max())}
+
+
 def _check_mask_frames(mask, num_frames: int, height: int, width: int) -> np.ndarray:
     mask = np.asarray(mask, dtype=bool)
     if mask.shape not in ((height, width), (num_frames, height, width)):

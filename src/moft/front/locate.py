@@ -41,8 +41,9 @@ from ..io.video import resize_video, to_uint8
 from ..method.capture import capture, capture_sites
 from ..method.channels import MotionChannels, axis_loadings, centre_crop, top_channels
 from ..method.features import cosine_map, region_mean, remove_content_correlation, resize
-from ..method.inversion import noised_features
+from ..method.inversion import clip_conditioning, noised_features
 from ..models.adapters import architecture_of, default_site
+from ..models.image import requires_image
 from ..models.latents import encode_prompt, encode_video
 from ..models.loading import placement
 from ..models.pipeline import CHANNELS_FILE, DEFAULTS_FILE, default_video_size, denoiser, resolve_model
@@ -209,7 +210,8 @@ class LocateReport:
             f"Direction decoding accuracy (8 directions, chance {CHANCE:.1%}) on {m['clips']['total']} held-out "
             f"synthetic clips ({', '.join(m['clips']['kinds'])}; {m['clips']['per_direction']} per direction and "
             f"kind; {m['clips']['frames']} frames x {m['clips']['height']}x{m['clips']['width']} px), "
-            f"{m['folds']}-fold cross-validated logistic regression on frame 0's region-mean feature. "
+            f"{m['folds']}-fold cross-validated logistic regression on frame 0's region-mean feature"
+            f"{'; each clip animated from its own frame 0 (the image)' if 'frame 0' in m.get('conditioning', '') else ''}. "
             "Each cell: **MOFT** (content removed) / raw.", "",
             head, "|---|" + "---|" * len(self.timesteps)]
         for i, s in enumerate(self.sites):
@@ -412,6 +414,8 @@ def locate(
         "folds": plan.folds, "crop": crop, "forwards": len(clips) * len(plan.timesteps), **placement(pipe),
         "seconds": {"forwards": round(forward_seconds, 1), "classifiers": round(classifier_seconds, 1)},
         "sample": "frame 0's feature averaged over the clip's motion region, on the latent grid",
+        "conditioning": ("the empty prompt and, as the image, the clip's own frame 0" if requires_image(pipe)
+                         else "the empty prompt"),
         "correspondence": f"share of clips whose frame-0 MOFT at a known point is most similar (cosine, all channels) "
                           f"within {FLOW_TOLERANCE} of the frame of where that content is in the last frame",
         "classifier": "StandardScaler + LogisticRegression (multinomial), stratified k-fold over clips",
@@ -451,8 +455,11 @@ def _clip_summaries(pipe, clips: list[ProbeClip], sites: list[str], plan: Locate
 
     Returns the summaries and the sites in the order they fired.
     """
-    cond = {"encoder_hidden_states": encode_prompt(pipe, "")}
+    text = {"encoder_hidden_states": encode_prompt(pipe, "")}
     latents = [encode_video(pipe, c.frames) for c in clips]  # [(1, F, C, h, w)]
+    _, height, width = clips[0].frames.shape[:3]
+    # an image-to-video model sees each clip as the animation of its own frame 0 (as extract and inversion do)
+    conds = [dict(text, **(clip_conditioning(pipe, c.frames, height, width) or {})) for c in clips]
     grid = tuple(latents[0].shape[-2:])
     regions = [torch.nn.functional.interpolate(torch.from_numpy(c.region)[None, None], size=grid, mode="area")[0, 0]
                for c in clips]  # [(h, w)]
@@ -462,7 +469,7 @@ def _clip_summaries(pipe, clips: list[ProbeClip], sites: list[str], plan: Locate
     for t in plan.timesteps:
         rows = {s: ([], [], []) for s in sites}
         for n, (clip, z0) in enumerate(zip(clips, latents)):
-            feats = noised_features(pipe, z0, cond, timestep=t, seed=seed + n, sites=sites)
+            feats = noised_features(pipe, z0, conds[n], timestep=t, seed=seed + n, sites=sites)
             order = order or [s for s in feats if s in sites]  # the order the sites fired in
             for s in sites:
                 x = resize(feats[s].float(), grid)  # (1, F, C, h, w) on the latent grid
