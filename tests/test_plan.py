@@ -251,3 +251,20 @@ def test_point_tracks_get_the_papers_point_drag_in_python_as_on_the_command_line
     given = plan_control(animatediff, tracks, prompt="a red disk", channels=tiny_channels, steps=3,
                          guidance=GuidanceConfig(steps=(0, 2)))
     assert given.guidance.points == "off"
+
+
+@pytest.mark.parametrize("layer, from_trajectory, drag_target, drags_image", [
+    ({"target_kind": "drag"}, True, True, True),  # a gradient drag: the image is its target's proxy
+    ({"target_kind": "drag"}, False, False, False),  # a reference clip or a ready target: nothing dragged
+    ({"target_kind": "curves"}, True, False, False),  # curves come from the trajectory's numbers, not a proxy
+    ({"target_kind": "drag", "points": "dift"}, True, False, False),  # the point loss alone: no target
+    ({"target_kind": "drag", "iterations": 0}, True, False, False),  # no gradient steps: no target to aim at
+    ({"method": "cut-drag", "start": "proxy", "release": 20}, True, False, True),  # the cut-and-drag start
+    ({"target_kind": "curves", "start": "proxy", "release": 12}, True, False, True),  # a proxy start under curves
+])
+def test_one_rule_says_what_a_run_drags(layer, from_trajectory, drag_target, drags_image):
+    """The rule ControlPlan and the suite runner both read (they used to write it twice): a drag target needs
+    iterations, a trajectory and kind drag; an image-to-video run drags its image for that target or a proxy start."""
+    run = resolve_settings(None, layer)
+    assert run.drag_target(from_trajectory=from_trajectory) is drag_target
+    assert run.drags_image(from_trajectory=from_trajectory) is drags_image

@@ -158,7 +158,7 @@ def _guided(pipe, suite: dict, item: dict, src, log, image, traj, reference, cha
     f, h, w = src.frames.shape[:3]
     # on image-to-video a drag target and a proxy start drag the image, held still (as make_target's from_image)
     still = still_frames(image, f) if image is not None else None  # (F, H, W, 3)
-    from_image = still is not None and (g.iterates and target_kind == "drag" or g.start == "proxy")
+    from_image = still is not None and run.drags_image(from_trajectory=reference is None)
     dragged = still if from_image else src.frames
     built = time.perf_counter()
     target = None

@@ -173,14 +173,14 @@ class ControlPlan:
     @property
     def drags(self) -> bool:
         """Whether the target is a drag target: a source dragged along the trajectory and inverted."""
-        return (self.guided and self.target is None and self.reference is None and self.settings.target_kind == "drag"
-                and self.guidance.points != "dift")  # the "dift" row runs the point loss alone: no target
+        return self.settings.drag_target(from_trajectory=self.target is None and self.reference is None)
 
     @property
     def from_image(self) -> bool:
         """Whether the run drags its image (image-to-video: a drag target's proxy, or the cut-and-drag start's,
         is the image held still and dragged, Time-to-Move's recipe)."""
-        return self.image is not None and (self.drags or self.guidance.start == "proxy")
+        return self.image is not None and self.settings.drags_image(
+            from_trajectory=self.target is None and self.reference is None)
 
     @property
     def needs_source(self) -> bool:

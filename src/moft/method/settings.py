@@ -365,6 +365,30 @@ class RunSettings:
     target_kind: str
     prompt: str
 
+    def drag_target(self, *, from_trajectory: bool) -> bool:
+        """Whether the run's target is a drag target (a source dragged along the trajectory and inverted):
+        guidance iterates toward a target made from a trajectory (not a reference clip or a ready target),
+        of kind ``drag``, and not the point loss alone (``points="dift"`` has no target).
+
+        Example:
+            >>> run = resolve_settings(None, {"target_kind": "drag"})
+            >>> run.drag_target(from_trajectory=True), run.drag_target(from_trajectory=False)
+            (True, False)
+        """
+        g = self.guidance
+        return from_trajectory and g.iterates and self.target_kind == "drag" and g.points != "dift"
+
+    def drags_image(self, *, from_trajectory: bool) -> bool:
+        """On an image-to-video model, whether the run drags its image, held still (Time-to-Move's recipe): the
+        image is the proxy of a drag target or of the cut-and-drag start, so no unguided source is needed for it.
+
+        Example:
+            >>> cut = resolve_settings(None, {"method": "cut-drag", "start": "proxy", "release": 20})
+            >>> cut.drags_image(from_trajectory=True), resolve_settings(None).drags_image(from_trajectory=False)
+            (True, False)
+        """
+        return self.drag_target(from_trajectory=from_trajectory) or self.guidance.start == "proxy"
+
 
 def record_layer(record: ModelRecord | None) -> dict:
     """The settings a model folder's record gives (its ``guidance`` entry, ``site``, CFG scale, target, prompt)."""
