@@ -4,6 +4,9 @@ Usage:
     OMP_NUM_THREADS=1 python scripts/point_drag.py --minutes 25          # moft-tiny, as many groups as fit
     python scripts/point_drag.py --model moft-tiny-wan --out docs/results/point_drag_wan
     python scripts/point_drag.py --settings "cut-drag*" --minutes 30      # only these rows (fnmatch patterns)
+    python scripts/point_drag.py --model moft-tiny-wan-i2v --out docs/results/moft-tiny-wan-i2v/point_drag
+    (an image-to-video model animates the image the suites make, ``moft.eval.objects.suite_image``, and the
+    point is the object's centre on that image, as ``moft control TRACKS --image`` takes it)
 
 Groups (prompt, seed, request) run in the suite's order (directions interleaved over seeds); each
 makes the unguided source and every setting's guided video from the same noise
@@ -33,18 +36,32 @@ import moft
 from moft.eval.point_drag import (load_point_suite, markdown_table, mean_distance, outside_mask, point_request_of,
                                   summarise)
 from moft.eval.metrics import split, ssim
-from moft.front.control import control, default_guidance
+from moft.front.control import POINTS_FOR_TRACKS, control, default_guidance, plan_settings
 from moft.io.synthetic import COLORS
 from moft.io.tracks import Tracks
-from moft.eval.objects import prompt_color
+from moft.eval.objects import prompt_color, suite_image
 from moft.method.sampler import GuidanceConfig, sample
-from moft.models.pipeline import pipeline_record
+from moft.models.image import requires_image, still_frames
+from moft.models.pipeline import default_video_size, pipeline_record
 
 
 def _row_file(work: Path, model: str, suite: dict, prompt: str, seed: int, req: dict, setting: dict) -> Path:
     key = json.dumps([model, suite.get("steps", 25), suite.get("guidance_scale", 4.0), suite.get("guidance", {}),
                       prompt, seed, req, setting], sort_keys=True)
     return work / (hashlib.sha256(key.encode()).hexdigest()[:16] + ".json")
+
+
+def setting_guidance(suite: dict, setting: dict, record) -> GuidanceConfig:
+    """A row's guidance: the model's ``moft.json``, then the suite's ``guidance``, then the row's fields."""
+    fields = {k: v for k, v in setting.items() if k in GuidanceConfig.__dataclass_fields__}
+    return default_guidance(record=record, **dict(suite.get("guidance", {}), **fields))
+
+
+def default_row(suite: dict, record, steps: int) -> str | None:
+    """The row that is what ``moft control TRACKS`` runs on this model when no guidance is given (tracks get
+    ``POINTS_FOR_TRACKS`` over the model's ``moft.json``), or None when no row is."""
+    shipped = plan_settings(record, steps=steps, flags={"points": POINTS_FOR_TRACKS}).guidance
+    return next((s["name"] for s in suite["settings"] if setting_guidance(suite, s, record) == shipped), None)
 
 
 def run_group(pipe, suite: dict, prompt: str, seed: int, req: dict, channels, record, settings: list[dict],
@@ -54,10 +71,14 @@ def run_group(pipe, suite: dict, prompt: str, seed: int, req: dict, channels, re
     if all(f.exists() for f in files.values()):
         return [json.loads(f.read_text()) for f in files.values()]
     steps, cfg = suite.get("steps", 25), suite.get("guidance_scale", 4.0)
+    image = None  # an image-to-video model animates the image the suites make; the point is on the image
+    if requires_image(pipe):
+        _, h, w = default_video_size(pipe)
+        image = suite_image(prompt, seed, h, w)[0]  # (H, W, 3) uint8
     start = time.perf_counter()
-    src = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg)
+    src = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, image=image)
     src_seconds = time.perf_counter() - start
-    made = point_request_of(src.frames, prompt, req)
+    made = point_request_of(src.frames if image is None else still_frames(image, len(src.frames)), prompt, req)
     base = {"prompt": prompt, "seed": seed, "request": req["name"]}
     if made is None:
         row = dict(base, setting="unguided", status=f"no {prompt_color(prompt)} object in source")
@@ -76,11 +97,11 @@ def run_group(pipe, suite: dict, prompt: str, seed: int, req: dict, channels, re
         if setting["name"] == "unguided":
             frames, seconds = src.frames, src_seconds
         else:
-            fields = {k: v for k, v in setting.items() if k in GuidanceConfig.__dataclass_fields__}
-            g = default_guidance(record=record, **dict(suite.get("guidance", {}), **fields))
+            g = setting_guidance(suite, setting, record)
             start = time.perf_counter()
             res = control(pipe, tracks, prompt=prompt, channels=channels, seed=seed, steps=steps, guidance_scale=cfg,
-                          guidance=g, init_latents=src.initial_latents, target_kind=setting.get("target", "drag"))
+                          guidance=g, init_latents=src.initial_latents, target_kind=setting.get("target", "drag"),
+                          image=image)
             frames, seconds = res.frames, time.perf_counter() - start
         md = mean_distance(frames, path)
         row = dict(base, setting=setting["name"], status="ok", mean_distance=None if math.isnan(md) else md,
@@ -121,16 +142,21 @@ def main():
     rows = [json.loads(f.read_text()) for p, s, r in groups for setting in [{"name": "unguided"}] + suite["settings"]
             if (f := _row_file(work, model, suite, p, s, r, setting)).exists()]
     table = summarise(rows)
+    shipped = default_row(suite, record, suite.get("steps", 25))
+    for t in table:
+        t["default"] = t["setting"] == shipped
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"suite": args.suite, "model": model, "groups_run": done, "groups_planned": len(groups),
               "minutes": round((time.perf_counter() - start) / 60, 1), "threads": 1,
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "settings": suite["settings"],
-              "guidance": suite.get("guidance", {}), "summary": table, "rows": rows}
+              "guidance": suite.get("guidance", {}), "default_row": shipped, "summary": table, "rows": rows}
     out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     out.with_suffix(".md").write_text(f"# Point drag: {report['model']}\n\n{len(groups)} planned requests (a source "
                                       f"without the prompt's object is not scored); each row counts those it has "
                                       f"run so far. This call ran {done} in {report['minutes']} min (1 thread). "
-                                      f"Written by `scripts/point_drag.py`.\n\n"
+                                      f"Written by `scripts/point_drag.py`."
+                                      + (f" The row marked *default* ({shipped}) is what `moft control TRACKS` runs "
+                                         "on this model when no guidance is given." if shipped else "") + "\n\n"
                                       + markdown_table(table) + "\n")
     print(markdown_table(table))
 

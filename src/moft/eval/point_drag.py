@@ -136,6 +136,7 @@ def markdown_table(table: list[dict]) -> str:
     for t in table:
         md = "n/a" if t["mean_distance"] is None else f"{t['mean_distance']:.3f}" + (
             f" ± {t['mean_distance_se']:.3f}" if t["mean_distance_se"] is not None else "")
-        lines.append(f"| {t['setting']} | {t['requests']} | {md} | {t['ssim_outside']:.3f} | "
+        name = t["setting"] + (" (*default*)" if t.get("default") else "")
+        lines.append(f"| {name} | {t['requests']} | {md} | {t['ssim_outside']:.3f} | "
                      f"{100 * t['split']:.0f}% | {t['cost']:.1f} |")
     return "\n".join(lines)
