@@ -46,7 +46,7 @@ import torch
 
 from moft.front.extract import nearest_step  # noqa: E402
 from moft.method.features import remove_content_correlation, resize  # noqa: E402
-from moft.method.inversion import noise_latents, reference_features  # noqa: E402
+from moft.method.inversion import clip_conditioning, noise_latents, reference_features  # noqa: E402
 from moft.models.latents import encode_prompt, encode_video, vae_scale  # noqa: E402
 from moft.eval.metrics import direction_success, object_kept, path_fit, track_centroid  # noqa: E402
 from moft.method.channels import default_channels  # noqa: E402
@@ -295,8 +295,10 @@ def moft_decoding(pipe, per_direction: int, seed: int, timestep: int, steps: int
             rng = np.random.default_rng(seed + 1000 * k + j)
             kind = "pan" if j % 2 else "object"
             clip = make_clip(rng, kind=kind, direction=name, speed=float(rng.uniform(1.0, 2.0)), n_frames=n_frames)
-            ref = reference_features(pipe, (clip.frames * 255).round().astype(np.uint8), timestep=timestep,
-                                     num_steps=steps)
+            frames = (clip.frames * 255).round().astype(np.uint8)  # (F, H, W, 3)
+            # an image-to-video model inverts the clip as the animation of its own frame 0
+            ref = reference_features(pipe, frames, timestep=timestep, num_steps=steps,
+                                     image_cond=clip_conditioning(pipe, frames, *frames.shape[1:3]))
             x = resize(ref.features.float(), tuple(ref.latents.shape[-2:]))[0]  # (F, C, h, w)
             # the object's grid cell at frame 0 (pans: the object's too, it moves with the scene)
             cx, cy = clip.tracks[0, 0]

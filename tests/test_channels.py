@@ -301,3 +301,4 @@ def test_save_writes_both_files_or_neither(tiny_channels, tmp_path, monkeypatch)
     with pytest.raises(OSError, match="disk full"):
         tiny_channels.save(tmp_path / "ch.safetensors")
     assert list(tmp_path.iterdir()) == []
+

@@ -44,7 +44,7 @@ from ..models.pipeline import (  # noqa: F401  (default_video_size re-exported)
     CHANNELS_FILE, ModelError, default_video_size, denoiser, latent_time_grid, pipeline_site, resolve_model,
     vae_scale)
 from .features import remove_content_correlation, resize
-from .inversion import reference_features
+from .inversion import clip_conditioning, reference_features
 
 
 class ChannelsError(ValueError):
@@ -281,7 +281,7 @@ def fit_channels(
     curves, targets = [], []  # region-mean CR features (F, C) and displacements (F, 2)
     for n, (frames, d, axis) in enumerate(videos):
         ref = reference_features(pipe, frames, timestep=timestep, num_steps=num_steps, site=site, mode=method,
-                                 seed=seed + n)
+                                 seed=seed + n, image_cond=clip_conditioning(pipe, frames, height, width))  # I2V: from its frame 0
         feats = ref.features
         x = remove_content_correlation(resize(feats.float(), (height // vae_scale(pipe), width // vae_scale(pipe))))
         centre = centre_crop(x[0], crop)  # (F, C, h, w)
