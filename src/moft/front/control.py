@@ -171,16 +171,20 @@ class ControlPlan:
         return self.settings.guidance.iterates
 
     @property
+    def from_trajectory(self) -> bool:
+        """Whether a target would be made from the trajectory (no reference clip, no ready target)."""
+        return self.target is None and self.reference is None
+
+    @property
     def drags(self) -> bool:
         """Whether the target is a drag target: a source dragged along the trajectory and inverted."""
-        return self.settings.drag_target(from_trajectory=self.target is None and self.reference is None)
+        return self.settings.drag_target(from_trajectory=self.from_trajectory)
 
     @property
     def from_image(self) -> bool:
         """Whether the run drags its image (image-to-video: a drag target's proxy, or the cut-and-drag start's,
         is the image held still and dragged, Time-to-Move's recipe)."""
-        return self.image is not None and self.settings.drags_image(
-            from_trajectory=self.target is None and self.reference is None)
+        return self.image is not None and self.settings.drags_image(from_trajectory=self.from_trajectory)
 
     @property
     def needs_source(self) -> bool:

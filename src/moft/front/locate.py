@@ -211,7 +211,7 @@ class LocateReport:
             f"synthetic clips ({', '.join(m['clips']['kinds'])}; {m['clips']['per_direction']} per direction and "
             f"kind; {m['clips']['frames']} frames x {m['clips']['height']}x{m['clips']['width']} px), "
             f"{m['folds']}-fold cross-validated logistic regression on frame 0's region-mean feature"
-            f"{'; each clip animated from its own frame 0 (the image)' if 'frame 0' in m.get('conditioning', '') else ''}. "
+            f"{'; each clip animated from its own frame 0 (the image)' if m.get('image_to_video') else ''}. "
             "Each cell: **MOFT** (content removed) / raw.", "",
             head, "|---|" + "---|" * len(self.timesteps)]
         for i, s in enumerate(self.sites):
@@ -414,8 +414,7 @@ def locate(
         "folds": plan.folds, "crop": crop, "forwards": len(clips) * len(plan.timesteps), **placement(pipe),
         "seconds": {"forwards": round(forward_seconds, 1), "classifiers": round(classifier_seconds, 1)},
         "sample": "frame 0's feature averaged over the clip's motion region, on the latent grid",
-        "conditioning": ("the empty prompt and, as the image, the clip's own frame 0" if requires_image(pipe)
-                         else "the empty prompt"),
+        "image_to_video": requires_image(pipe),  # then each clip is conditioned on its own frame 0 as the image
         "correspondence": f"share of clips whose frame-0 MOFT at a known point is most similar (cosine, all channels) "
                           f"within {FLOW_TOLERANCE} of the frame of where that content is in the last frame",
         "classifier": "StandardScaler + LogisticRegression (multinomial), stratified k-fold over clips",

@@ -280,8 +280,9 @@ def fit_channels(
     signs = {"horizontal": [], "vertical": []}  # +1 / -1: which of the axis' two pans each sample is from
     curves, targets = [], []  # region-mean CR features (F, C) and displacements (F, 2)
     for n, (frames, d, axis) in enumerate(videos):
+        # an image-to-video model reads each pan as the animation of its own frame 0 (as the targets read it)
         ref = reference_features(pipe, frames, timestep=timestep, num_steps=num_steps, site=site, mode=method,
-                                 seed=seed + n, image_cond=clip_conditioning(pipe, frames, height, width))  # I2V: from its frame 0
+                                 seed=seed + n, image_cond=clip_conditioning(pipe, frames, height, width))
         feats = ref.features
         x = remove_content_correlation(resize(feats.float(), (height // vae_scale(pipe), width // vae_scale(pipe))))
         centre = centre_crop(x[0], crop)  # (F, C, h, w)
