@@ -1,12 +1,13 @@
 """Make the README's point-drag demo: a point on the object dragged along a path, the requested path drawn.
 
 Usage:
-    python scripts/make_point_demo.py --points paper          # docs/demo-points.gif and docs/demo-points.json
-    python scripts/make_point_demo.py --points off --out /tmp/p.gif   # the model's drag defaults on the point's disk
+    python scripts/make_point_demo.py                         # docs/demo-points.gif and docs/demo-points.json
+    python scripts/make_point_demo.py --points paper --out /tmp/p.gif   # Eq. 9's point loss instead
 
 Samples the shipped model's unguided video, takes the centre of the prompt's object in frame 0 as the point,
 and drags it right, up-left and down (0.04 of the frame per frame) as a track (``moft.io.tracks.Tracks``, the
-form every track file is read into), with the paper's point drag (what a track file gets) or, ``--points off``, the model's drag defaults.
+form every track file is read into), with what a track file gets (the object under the point cut-and-dragged,
+``moft.front.control.TRACK_SETTINGS``) or, ``--points``, that point drag mode over the model's defaults.
 Tiles source | each request side by side (4x nearest upscale), the requested path drawn in white up to the
 current frame and its current point in yellow; writes the Mean Distance of each (``moft.eval.point_drag``)
 beside it.
@@ -56,14 +57,15 @@ def main():
     ap.add_argument("--prompt", default="a red disk standing still")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--speed", type=float, default=0.04)
-    ap.add_argument("--points", choices=("off", "paper", "dift"), default="paper")
+    ap.add_argument("--points", choices=("off", "paper", "dift"), default=None,
+                    help="a point drag mode (default: none given, as `moft control TRACKS` without --points)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "demo-points.gif")
     args = ap.parse_args()
     pipe = load_pipeline(args.model)
     src = sample(pipe, args.prompt, seed=args.seed, guidance_scale=default_guidance_scale(pipe))
     f, h, w = src.frames.shape[:3]
     start, _ = object_box(src.frames, prompt_color(args.prompt))
-    g = default_guidance(args.model, points=args.points)
+    g = default_guidance(args.model, points=args.points) if args.points else None  # None: what tracks get
     panels, report = [draw(src.frames, np.repeat(np.asarray(start)[None], f, 0))], {}
     for d in REQUESTS:
         path = start + np.arange(f)[:, None] * args.speed * np.array([w, h]) * np.asarray(DIRECTIONS[d])  # (F, 2)
@@ -71,7 +73,8 @@ def main():
         res = control(pipe, tracks, prompt=args.prompt, channels=default_channels(args.model), seed=args.seed,
                       init_latents=src.initial_latents, guidance=g)
         md = mean_distance(res.frames, path)
-        report[d] = {"requested": path.tolist(), "mean_distance": md, "guidance": res.report["guidance"]["method"]}
+        report[d] = {"requested": path.tolist(), "mean_distance": md, "guidance": res.report["guidance"]["method"],
+                     "point_region": res.report["guidance"]["point_region"]}
         panels.append(draw(res.frames, path))
         print(f"{d}: Mean Distance {md:.3f}")
     write_video(args.out, np.concatenate(panels, axis=2), fps=4)

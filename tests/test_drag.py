@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from moft.method.drag import drag_video, swept_masks
+from moft.method.drag import drag_video, grow_segment, object_regions, swept_masks
 from moft.io.trajectory import parse_trajectory
 
 
@@ -121,3 +121,44 @@ def test_uint8_frames_give_the_same_proxy_as_float_frames():
     as_uint8 = (still * 255).round().astype(np.uint8)
     traj = _traj({"box": [8 / 32, 12 / 32, 14 / 32, 18 / 32]}, "down")
     np.testing.assert_allclose(drag_video(as_uint8, traj), drag_video(as_uint8 / 255.0, traj), atol=1e-5)
+
+
+def _points(*tracks, frames=8, radius=0.05):
+    """A trajectory with one point region per track (each a list of (x, y) frame fractions)."""
+    return parse_trajectory({"version": 1, "frames": frames,
+                             "regions": [{"points": [list(p) for p in t], "radius": radius} for t in tracks]})
+
+
+def test_a_point_grows_into_the_object_under_it_and_no_further():
+    seg = grow_segment(_still()[0], np.array([[10.0, 14.0]]))  # a point inside the red square
+    square = np.zeros((32, 32), bool)
+    square[12:18, 8:14] = True
+    grown = cv2.dilate(square.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # plus its one-pixel rim
+    assert (seg == grown).all()
+    assert grow_segment(_still()[0], np.array([[40.0, 3.0]])) is None  # off the frame: nothing to grow
+    assert grow_segment(_still()[0], np.array([[25.0, 25.0]])) is None  # on the background: leaks past half the frame
+
+
+def test_dragging_the_object_under_a_point_moves_all_of_it_and_leaves_no_copy():
+    still = _still()
+    traj = _points([(11 / 32, 15 / 32), (25 / 32, 15 / 32)])  # the square's centre, 14 px right over the clip
+    disk = drag_video(still, traj)[-1]  # the point's disk (radius 1.6 px) alone: a piece of the square moves
+    whole = drag_video(still, object_regions(traj, still[0]))[-1]
+    red = lambda f: (f[..., 0] > 0.8) & (f[..., 1] < 0.2)  # noqa: E731
+    assert red(disk)[12:18, 8:14].sum() > 20  # most of the square stayed behind: the object torn
+    assert red(whole)[12:18, 8:14].sum() == 0 and red(whole).sum() == 36  # all 36 pixels arrived, none left
+    np.testing.assert_allclose(_red_centroid(whole), [10.5 + 14, 14.5], atol=0.1)
+
+
+def test_points_on_one_object_move_it_once_and_other_regions_are_kept():
+    still = _still()
+    box = {"mask": {"box": [0.0, 0.0, 0.2, 0.2]}, "direction": "down", "speed": 0.05}
+    traj = parse_trajectory({"version": 1, "frames": 8, "regions": [
+        box, {"points": [[10 / 32, 14 / 32], [16 / 32, 14 / 32]], "radius": 0.05},
+        {"points": [[12 / 32, 16 / 32], [20 / 32, 16 / 32]], "radius": 0.05}]})
+    grown = object_regions(traj, still[0])
+    assert len(grown.regions) == 2 and grown.regions[0] == traj.regions[0]  # the box as it was
+    merged = grown.regions[1]
+    assert merged.tracks.shape == (2, 8, 2) and merged.index == 1
+    np.testing.assert_allclose(merged.path, (traj.regions[1].path + traj.regions[2].path) / 2)  # their mean path
+    assert object_regions(_traj("all", "left"), still[0]) == _traj("all", "left")  # no point region: unchanged

@@ -237,17 +237,20 @@ def test_a_models_cut_drag_default_applies_to_drags_only_and_a_reference_cannot_
         plan_settings(record, drags=False, flags={"method": "cut-drag", "start": "proxy"})
 
 
-def test_point_tracks_get_the_papers_point_drag_in_python_as_on_the_command_line(animatediff, tiny_channels):
-    """A ``Tracks`` (what every track file is read into) without ``guidance`` runs Eq. 9's point drag, as ``moft
-    control TRACKS.json`` does; a caller's ``guidance`` is used as given."""
-    from moft.front.control import POINTS_FOR_TRACKS, plan_control
+def test_point_tracks_drag_their_objects_in_python_as_on_the_command_line(animatediff, tiny_channels):
+    """A ``Tracks`` (what every track file is read into) without ``guidance`` drags the object under each point
+    (``point_region="segment"``), the background not kept, as ``moft control TRACKS.json`` does; a caller's
+    ``guidance`` is used as given."""
+    from moft.front.control import TRACK_SETTINGS, plan_control
     from moft.io.tracks import Tracks
     from moft.method.settings import GuidanceConfig
 
     path = np.stack([np.linspace(8, 20, 8), np.full(8, 16.0)], axis=1)  # (F, 2) px
     tracks = Tracks(path[None], np.ones((1, 8), bool), (32, 32))
     plan = plan_control(animatediff, tracks, prompt="a red disk", channels=tiny_channels, steps=25)
-    assert POINTS_FOR_TRACKS == "paper" and plan.guidance.points == "paper" and plan.points is not None
+    assert TRACK_SETTINGS == {"point_region": "segment", "keep": "off"}
+    assert plan.guidance.point_region == "segment" and plan.guidance.keep == "off" and plan.guidance.points == "off"
+    assert plan.points is None and plan.trajectory.regions[0].tracks is not None  # one point region, no point loss
     given = plan_control(animatediff, tracks, prompt="a red disk", channels=tiny_channels, steps=3,
                          guidance=GuidanceConfig(steps=(0, 2)))
     assert given.guidance.points == "off"

@@ -117,14 +117,29 @@ def test_cli_malformed_track_file_is_one_line(tmp_path, content, message):
     assert res.output.count("\n") == 1 and message in res.output and not (tmp_path / "o.gif").exists()
 
 
-def test_cli_drags_comfyui_tracks(tmp_path):
-    """`moft control FILE` with a ComfyUI track file drawn on 64x64 runs point drag on the 32x32 output."""
+def test_cli_drags_the_objects_under_comfyui_tracks(tmp_path):
+    """`moft control FILE` with a ComfyUI track file and no --points: the object under each point cut-and-dragged
+    (the model's drag levers, the background not kept), no point loss."""
+    path = tmp_path / "drag.json"
+    path.write_text(json.dumps([[{"x": 20, "y": 32}, {"x": 44, "y": 32}], [{"x": 10, "y": 10}]]))
+    res = runner.invoke(app, ["control", str(path), "--out", str(tmp_path / "o.gif"), "--tracks-size", "64", "64",
+                              "--steps", "6", "--prompt", "a red disk"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "o.report.json").read_text())
+    g = report["guidance"]
+    assert report["points"] is None and g["point_region"] == "segment" and g["keep"] == "off"
+    assert g["method"] == "cut-drag" and g["start"] == "proxy"  # moft-tiny's drag levers
+
+
+def test_cli_drags_comfyui_tracks_with_the_papers_point_drag(tmp_path):
+    """`moft control FILE --points paper` with a ComfyUI track file drawn on 64x64 runs Eq. 9's point drag on the
+    32x32 output."""
     path = tmp_path / "drag.json"
     path.write_text(json.dumps([[{"x": 20, "y": 32}, {"x": 44, "y": 32}], [{"x": 10, "y": 10}]]))
     out = tmp_path / "o.gif"
     res = runner.invoke(app, ["control", str(path), "--out", str(out), "--tracks-size", "64", "64", "--steps", "6",
-                              "--iterations", "1", "--prompt", "a red disk"])
+                              "--iterations", "1", "--prompt", "a red disk", "--points", "paper"])
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "o.report.json").read_text())
-    assert report["points"] == {"mode": "paper", "tracks": 2}
+    assert report["points"] == {"mode": "paper", "tracks": 2} and report["guidance"]["point_region"] == "disk"
     assert any(r["point"] is not None for r in report["losses"]) and any(r["regions"] for r in report["losses"])

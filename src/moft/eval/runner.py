@@ -49,7 +49,7 @@ from .suite import check_suite, protocol, suite_layers
 from ..io.outputs import atomic_write_text
 from ..io.trajectory import TrajectoryError
 from ..method.control_target import build_target
-from ..method.drag import drag_video, swept_masks
+from ..method.drag import drag_video, object_regions, swept_masks
 from ..method.keep import LatentLog, keep_plan
 from ..method.sampler import GuidanceDiverged, sample
 from ..method.settings import GuidanceConfig, resolve_settings
@@ -160,6 +160,8 @@ def _guided(pipe, suite: dict, item: dict, src, log, image, traj, reference, cha
     still = still_frames(image, f) if image is not None else None  # (F, H, W, 3)
     from_image = still is not None and run.drags_image(from_trajectory=reference is None)
     dragged = still if from_image else src.frames
+    if g.point_region == "segment":  # a point drags the object under it
+        traj = object_regions(traj, dragged[0])
     built = time.perf_counter()
     target = None
     if g.method != "cut-drag":  # the proxy start alone: no target

@@ -51,7 +51,7 @@ from ..models.loading import load_pipeline
 from ..models.pipeline import (DEFAULTS_FILE, default_video_size, denoiser, latent_frames, model_record,
                                pipeline_record, resolve_model, temporal_scale, vae_scale)
 from .control import (ControlError, check_channels, check_init_latents, check_settings, check_trajectory_frames,
-                      plan_control, plan_settings, run_control, POINTS_FOR_TRACKS)
+                      plan_control, plan_settings, run_control, TRACK_SETTINGS)
 from .extract import extract as extract_features
 from .defaults import control_defaults_lines, vocabulary_line
 from .figures import extraction_figure, report_figure
@@ -435,9 +435,11 @@ def control(
     tracks_size: Optional[Tuple[int, int]] = typer.Option(None, help="W H of the frame point tracks were drawn on "
                                                          "(default: the output frame)"),
     points: Optional[str] = typer.Option(None, help="point drag: paper (Eq. 9: MOFT, then the point loss), dift "
-                                         "(the point loss alone) or off (default: paper for track files, else see "
-                                         "`moft info --model M`)"),
+                                         "(the point loss alone) or off (default: see `moft info --model M`; a track "
+                                         "file without --points drags the object under each point with the model's "
+                                         "drag levers: --point-region segment --keep off)"),
     point_weight: Optional[float] = typer.Option(None, help=_guidance_help("point_weight")),
+    point_region: Optional[str] = typer.Option(None, help=_guidance_help("point_region")),
     model: Optional[str] = typer.Option(None, help=MODEL_HELP),
     prompt: Optional[str] = typer.Option(None, help="text prompt (default: see `moft info --model M`)"),
     seed: int = typer.Option(0, help="initial noise, 0..2**63-1"),
@@ -501,7 +503,9 @@ def control(
                  "keep_until": keep_until, "start": start_from, "release": release, "method": method,
                  "checkpointing": checkpointing,
                  "autocast": None if autocast in (None, "none") else autocast, "point_weight": point_weight,
-                 "points": points if points is not None or not _is_tracks_file(trajectory) else POINTS_FOR_TRACKS}
+                 "point_region": point_region, "points": points}
+        if points is None and _is_tracks_file(trajectory):  # a track file: its objects dragged (unless --points)
+            flags = dict(flags, **{k: v for k, v in TRACK_SETTINGS.items() if flags[k] is None})
         where = _where(device, dtype, offload)
         _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
                  init_latents, save_source, save_proxy, channels, flags, gain, target_kind, (start, stride, fps, fit),

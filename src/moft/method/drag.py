@@ -25,12 +25,27 @@ a camera pan (region ``"all"``) shifts the whole frame. A ``"zoom"`` scales the 
 (or the whole frame, a camera zoom) about its centre instead of (or as well as) shifting it. DDIM-inverting the proxy
 (``moft.method.targets.drag_target``) gives the per-position target; the model's own rendering of
 the object is kept, only its motion is the trajectory's.
+
+A point region (point drag) is a few points and their tracks, not an object: dragging its disks moves
+a patch of the object and tears it (``docs/results/point_drag.md``). ``object_regions`` grows each
+point into the object under it on the frame being dragged (the pixels joined to the point whose colour
+is the point's, a flood fill) and drags that segment along the point's track, as DragAnything drags the
+SAM mask under a user's click; points whose segments are one object move it together.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
+
+# object_regions: a pixel joins a point's segment when its colour is within SEGMENT_TOLERANCE (RGB distance, colours
+# in [0, 1]) of the point's own (the median of its 3x3 pixels); a segment over SEGMENT_MAX_AREA of the frame has
+# leaked into the background and the point keeps its disk; segments overlapping by SEGMENT_SAME_OBJECT (IoU) are one
+SEGMENT_TOLERANCE = 0.25
+SEGMENT_MAX_AREA = 0.5
+SEGMENT_SAME_OBJECT = 0.5
 
 
 def _warp(image: np.ndarray, matrix: np.ndarray, border: int) -> np.ndarray:
@@ -121,3 +136,84 @@ def swept_masks(trajectory, size: tuple[int, int], grid: tuple[int, int]) -> np.
         cells = cv2.resize(swept, (grid[1], grid[0]), interpolation=cv2.INTER_AREA)  # (h, w)
         out.append(cells > 0.0)
     return np.stack(out)
+
+
+def grow_segment(frame: np.ndarray, seeds: np.ndarray, tolerance: float = SEGMENT_TOLERANCE,
+                 max_area: float = SEGMENT_MAX_AREA) -> np.ndarray | None:
+    """The object under some points: pixels 4-connected to a point through pixels of the point's colour.
+
+    Example:
+        >>> frame = np.zeros((16, 16, 3), np.float32); frame[4:9, 2:7] = (1.0, 0.2, 0.2)   # (H, W, 3): a red square
+        >>> seg = grow_segment(frame, np.array([[4.0, 6.0]]))      # a point (x, y) px on it
+        >>> int(seg.sum()), bool(seg[3:10, 1:8].all())             # the 5x5 square and the ring of pixels around it
+        (49, True)
+        >>> grow_segment(frame, np.array([[12.0, 12.0]])) is None  # on the background: it leaks over the frame
+        True
+
+    Args:
+        frame: ``(H, W, 3)`` float in [0, 1] or uint8.
+        seeds: ``(N, 2)`` points (x, y) in pixels (pixel centres at integers); a point off the frame adds nothing.
+        tolerance: RGB distance from the point's colour (the median of its 3x3 pixels) a pixel may have.
+        max_area: the largest segment, a fraction of the frame; beyond it the fill leaked and None is returned.
+
+    Returns:
+        ``(H, W)`` bool: the union of the points' fills, grown by one pixel (the object's blurred rim), or None
+        when no point is on the frame or the segment is over ``max_area``.
+    """
+    img = np.asarray(frame, dtype=np.float32)
+    img = img / 255.0 if np.asarray(frame).dtype == np.uint8 else img  # (H, W, 3)
+    h, w = img.shape[:2]
+    seg = np.zeros((h, w), bool)
+    for x, y in np.rint(np.asarray(seeds, dtype=np.float64)).astype(int):
+        if not (0 <= x < w and 0 <= y < h):
+            continue
+        colour = np.median(img[max(0, y - 1):y + 2, max(0, x - 1):x + 2].reshape(-1, 3), axis=0)  # (3,)
+        close = (np.linalg.norm(img - colour, axis=-1) <= tolerance).astype(np.uint8)  # (H, W)
+        _, labels = cv2.connectedComponents(close, connectivity=4)
+        seg |= (labels == labels[y, x]) & (close > 0)
+    if not seg.any():
+        return None
+    seg = cv2.dilate(seg.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    return seg if seg.mean() <= max_area else None
+
+
+def object_regions(trajectory, frame: np.ndarray):
+    """The trajectory with each point region's disks replaced by the object its points are on (``grow_segment``
+    on ``frame``, the frame being dragged); point regions whose objects are the same (IoU >= 0.5) become one
+    region, moved by the mean of their paths. Other regions, and a point whose fill leaks, are kept as they are.
+
+    Example:
+        >>> from moft.io.trajectory import parse_trajectory
+        >>> frame = np.zeros((16, 16, 3), np.float32); frame[4:9, 2:7] = (1.0, 0.2, 0.2)   # a red square
+        >>> traj = parse_trajectory({"version": 1, "frames": 2, "regions": [      # two points on it, moving right
+        ...     {"points": [[0.25, 0.4], [0.5, 0.4]], "radius": 0.05}, {"points": [[0.35, 0.35], [0.6, 0.35]], "radius": 0.05}]})
+        >>> grown = object_regions(traj, frame)
+        >>> len(grown.regions), int(grown.masks(16, 16).sum()), grown.regions[0].path[1].tolist()
+        (1, 49, [0.55, 0.375])
+
+    Args:
+        trajectory: a parsed ``Trajectory``.
+        frame: ``(H, W, 3)`` the frame the regions are dragged from (the image, or the unguided video's frame 0).
+
+    Returns:
+        a ``Trajectory`` (the same one when it has no point region).
+    """
+    h, w = np.asarray(frame).shape[:2]
+    size = np.array([w, h], dtype=np.float64)
+    grown = []  # [(region, segment or None)]
+    for region in trajectory.regions:
+        seg = None if region.tracks is None else grow_segment(frame, region.tracks[:, 0] * size - 0.5)  # (H, W)
+        for k, (other, other_seg) in enumerate(grown):
+            if seg is not None and other_seg is not None and (seg & other_seg).sum() >= SEGMENT_SAME_OBJECT * (
+                    seg | other_seg).sum():  # the same object: one region, its points' tracks together
+                tracks = np.concatenate([other.tracks, region.tracks])  # (N, F, 2)
+                grown[k] = (replace(other, tracks=tracks, path=tracks.mean(0), displacements=np.diff(tracks.mean(0), axis=0),
+                                    motion={"tracks": tracks.tolist(), "radius": other.radius}), other_seg | seg)
+                break
+        else:
+            grown.append((region, seg))
+    if all(seg is None for _, seg in grown) and len(grown) == len(trajectory.regions):
+        return trajectory
+    regions = tuple(replace(r, index=i) if seg is None else replace(
+        r, index=i, mask={"segment": r.tracks[:, 0].tolist()}, _grey=seg.astype(np.float32)) for i, (r, seg) in enumerate(grown))
+    return replace(trajectory, regions=regions)

@@ -47,6 +47,7 @@ MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range
 MAX_STEPS = 10_000  # any schedule longer than this is a typo; a model's own bound is checked once it loads
 OPTIMIZERS = ("sgd", "normalized", "adam")
 DISTANCES = ("l2", "cosine")
+POINT_REGIONS = ("disk", "segment")  # what a point region drags (moft.method.drag.object_regions)
 KEEPS = ("off", "latents")  # the keep levers (moft.method.keep)
 STARTS = ("noise", "source", "proxy")
 METHODS = ("gradient", "cut-drag")
@@ -188,6 +189,9 @@ class GuidanceConfig:
             ``"point_site"``, measured by ``scripts/point_sites.py``, else ``site``).
         point_radius: the point loss's neighbourhood radius in point-site feature cells, and the
             point gradient mask's radius in latent cells (plus one).
+        point_region: what a drag proxy (a drag target's, a cut-and-drag start's) moves for a point region:
+            ``"disk"`` (the disks of its ``radius`` around its points) or ``"segment"`` (the object under its
+            points, grown on the frame being dragged; ``moft.method.drag.object_regions``).
         keep: ``"off"`` or ``"latents"`` (outside the swept region, the latents are the unguided
             source's after every step before ``keep_until``; ``moft.method.keep``).
         keep_until: the step index where the background is released (None: kept to the end).
@@ -231,6 +235,8 @@ class GuidanceConfig:
     point_weight: float = _g(1.0, _REAL, "a finite number >= 0", "weight of the point loss")
     point_site: str | None = _g(None, _STR + _NONE, "a string or null", "capture site of the point loss")
     point_radius: float = _g(1.0, _REAL, "a finite number >= 0", "the point loss's neighbourhood radius (feature cells)")
+    point_region: str = _g("disk", _STR, "a string", "what a drag moves for a point: disk (its radius) or segment "
+                           "(the object under it, grown by colour on the frame being dragged)", POINT_REGIONS)
     keep: str = _g("off", _STR, "a string", "off or latents (outside the region the trajectory sweeps, the latents "
                    "are the unguided video's after every step)", KEEPS)
     keep_until: int | None = _g(None, _INT + _NONE, "an integer >= 0 or null", "with keep latents: the step where "
