@@ -36,7 +36,7 @@ import moft
 from moft.eval.point_drag import (load_point_suite, markdown_table, mean_distance, outside_mask, point_request_of,
                                   summarise)
 from moft.eval.metrics import split, ssim
-from moft.front.control import TRACK_SETTINGS, control, default_guidance, plan_settings
+from moft.front.control import control, default_guidance, plan_settings, track_settings
 from moft.io.synthetic import COLORS
 from moft.io.tracks import Tracks
 from moft.eval.objects import prompt_color, suite_image
@@ -59,8 +59,8 @@ def setting_guidance(suite: dict, setting: dict, record) -> GuidanceConfig:
 
 def default_row(suite: dict, record, steps: int) -> str | None:
     """The row that is what ``moft control TRACKS`` runs on this model when no guidance is given (tracks get
-    ``TRACK_SETTINGS`` over the model's ``moft.json``), or None when no row is."""
-    shipped = plan_settings(record, steps=steps, flags=TRACK_SETTINGS).guidance
+    ``track_settings`` over the model's ``moft.json``), or None when no row is."""
+    shipped = plan_settings(record, steps=steps, flags=track_settings(record)).guidance
     return next((s["name"] for s in suite["settings"] if setting_guidance(suite, s, record) == shipped), None)
 
 

@@ -4,6 +4,7 @@ Usage:
     python scripts/ship_model.py --run runs/shipped [--guidance-scale 4.0] [--out src/moft/models/shipped/moft-tiny]
     python scripts/ship_model.py --organism wan --run runs/wan --out src/moft/models/shipped/moft-tiny-wan
     python scripts/ship_model.py --organism wan-i2v --run runs/wan-i2v --out src/moft/models/shipped/moft-tiny-wan-i2v
+    python scripts/ship_model.py --out src/moft/models/shipped/moft-tiny --tracks-from docs/results/tune_point_drag.json
 
 Writes OUT (a diffusers pipeline folder, AnimateDiffPipeline or WanPipeline, loadable with from_pretrained) with
 ``motion_channels.safetensors`` (+ .json) fitted by DDIM inversion of synthetic pans, and ``moft.json``
@@ -97,6 +98,40 @@ def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
     return defaults
 
 
+# the point-drag goals (issue 27): Mean Distance, SSIM outside the dragged object, split rate, cost over unguided
+TRACK_GOALS = {"mean_distance": ("<=", 0.05), "ssim_outside": (">=", 0.90), "split": ("<=", 0.05), "cost": ("<=", 2.0)}
+
+
+def choose_track_settings(report_path: Path, defaults_path: Path) -> dict:
+    """Write the best row of a point-drag tuning report (``scripts/point_drag.py`` on
+    ``benchmarks/tune_point_drag.json``) into ``moft.json``'s ``tracks``: what a track file runs with.
+
+    Best: among the rows meeting every point-drag goal (``TRACK_GOALS``), the lowest Mean Distance; when none does,
+    the lowest split rate, then the lowest Mean Distance. The row is stored as the ``GuidanceConfig`` fields it was
+    measured with (the suite's ``guidance``, then the row's own), so a track run reproduces it.
+    """
+    from moft.method.settings import GUIDANCE_FIELDS
+
+    report = json.loads(report_path.read_text())
+    settings = {s["name"]: s for s in report["settings"]}
+    rows = [t for t in report["summary"] if t["setting"] in settings and t["mean_distance"] is not None]
+    if not rows:
+        raise SystemExit(f"{report_path}: no scored setting to choose from")
+    on_goal = [t for t in rows if all(t.get(k) is not None and (t[k] <= v if op == "<=" else t[k] >= v)
+                                      for k, (op, v) in TRACK_GOALS.items())]
+    best = min(on_goal, key=lambda t: t["mean_distance"]) if on_goal else min(
+        rows, key=lambda t: (t["split"], t["mean_distance"]))
+    fields = {k: v for k, v in dict(report.get("guidance", {}), **settings[best["setting"]]).items() if k in GUIDANCE_FIELDS}
+    defaults = json.loads(defaults_path.read_text()) if defaults_path.is_file() else {}
+    defaults["tracks"] = fields
+    defaults["tracks_chosen_by"] = {"report": str(report_path), "setting": best["setting"], "goals_met": bool(on_goal),
+                                    **{k: best.get(k) for k in ("requests", "mean_distance", "ssim_outside", "split",
+                                                                "cost")}}
+    defaults_path.write_text(json.dumps(defaults, indent=2) + "\n")
+    print(f"track defaults: {best['setting']} (Mean Distance {best['mean_distance']:.3f}, split {best['split']:.0%})")
+    return defaults
+
+
 def vae_steps(run: Path) -> int | None:
     """How long the run's VAE trained: its own checkpoint, else the last VAE row of the run's log (a run resumed
     from a committed resumption point keeps the finished VAE folder and the log, not the VAE's checkpoint); None
@@ -122,7 +157,13 @@ def main():
     ap.add_argument("--guidance-from", type=Path, default=None,
                     help="an evaluation report of control settings (benchmarks/tune_levers.json): write the best "
                          "one into moft.json's guidance and target defaults and exit")
+    ap.add_argument("--tracks-from", type=Path, default=None,
+                    help="a point-drag tuning report (scripts/point_drag.py on benchmarks/tune_point_drag.json): write "
+                         "the best row into moft.json's tracks (what a track file runs with) and exit")
     args = ap.parse_args()
+    if args.tracks_from is not None:
+        choose_track_settings(args.tracks_from, args.out / "moft.json")
+        return
     if args.guidance_from is not None:
         fraction = choose_control_defaults(args.guidance_from, args.out / "moft.json")["guidance_chosen_by"]["channel_fraction"]
         if fraction is not None:  # the chosen row steered with these channels: ship them

@@ -241,14 +241,14 @@ def test_point_tracks_drag_their_objects_in_python_as_on_the_command_line(animat
     """A ``Tracks`` (what every track file is read into) without ``guidance`` drags the object under each point
     (``point_region="segment"``), the background not kept, as ``moft control TRACKS.json`` does; a caller's
     ``guidance`` is used as given."""
-    from moft.front.control import TRACK_SETTINGS, plan_control
+    from moft.front.control import TRACK_SETTINGS, plan_control, track_settings
     from moft.io.tracks import Tracks
     from moft.method.settings import GuidanceConfig
 
     path = np.stack([np.linspace(8, 20, 8), np.full(8, 16.0)], axis=1)  # (F, 2) px
     tracks = Tracks(path[None], np.ones((1, 8), bool), (32, 32))
     plan = plan_control(animatediff, tracks, prompt="a red disk", channels=tiny_channels, steps=25)
-    assert TRACK_SETTINGS == {"point_region": "segment", "keep": "off"}
+    assert TRACK_SETTINGS == {"point_region": "segment"} == track_settings(None)  # a folder without "tracks"
     assert plan.guidance.point_region == "segment" and plan.guidance.keep == "off" and plan.guidance.points == "off"
     assert plan.points is None and plan.trajectory.regions[0].tracks is not None  # one point region, no point loss
     given = plan_control(animatediff, tracks, prompt="a red disk", channels=tiny_channels, steps=3,

@@ -320,6 +320,40 @@ def test_control_defaults_take_the_cheapest_setting_that_meets_every_goal(tmp_pa
     assert chosen["setting"] == "gradient, keep" and not chosen["goals_met"]
 
 
+def test_track_defaults_take_the_closest_row_on_every_point_drag_goal(tmp_path):
+    """Issue 27: among the point-drag rows meeting every goal the lowest Mean Distance wins, even over a closer row
+    that splits the object; stored as the fields it ran with (the suite's guidance, then the row's); with no row on
+    goal, the lowest split rate; and a track run of the folder then resolves to that row."""
+    from moft.front.control import plan_settings, track_settings
+    from moft.models.record import ModelRecord
+
+    settings = [{"name": "paper", "points": "paper"},
+                {"name": "segment 20", "method": "cut-drag", "start": "proxy", "release": 20, "point_region": "segment"},
+                {"name": "segment 24", "method": "cut-drag", "start": "proxy", "release": 24, "point_region": "segment"}]
+    row = lambda name, md, split, cost: {"setting": name, "requests": 24, "mean_distance": md,  # noqa: E731
+                                         "ssim_outside": 0.93, "split": split, "cost": cost}
+    summary = [row("unguided", 0.14, 0.0, 1.0), row("paper", 0.01, 1.0, 5.5), row("segment 20", 0.04, 0.0, 1.9),
+               row("segment 24", 0.02, 0.0, 1.9)]
+    report, defaults = tmp_path / "r.json", tmp_path / "moft.json"
+    guidance = {"method": "gradient", "start": "noise", "release": None, "keep": "off", "keep_until": None}
+    report.write_text(json.dumps({"settings": settings, "guidance": guidance, "summary": summary}))
+    written = _load("ship_model").choose_track_settings(report, defaults)
+    assert written["tracks_chosen_by"]["setting"] == "segment 24" and written["tracks_chosen_by"]["goals_met"]
+    assert written["tracks"] == {"method": "cut-drag", "start": "proxy", "release": 24, "keep": "off",
+                                 "keep_until": None, "point_region": "segment"}
+    record = ModelRecord.from_dict(written)
+    g = plan_settings(record, flags=track_settings(record)).guidance
+    assert (g.method, g.release, g.point_region, g.keep, g.points) == ("cut-drag", 24, "segment", "off", "off")
+    summary[3]["cost"] = 2.5  # over 2x: segment 20 is the only row on goal
+    report.write_text(json.dumps({"settings": settings, "guidance": guidance, "summary": summary}))
+    assert _load("ship_model").choose_track_settings(report, defaults)["tracks_chosen_by"]["setting"] == "segment 20"
+    summary[2]["split"] = summary[3]["split"] = 0.25  # none on goal: the fewest splits, then the closest
+    summary[3]["split"] = 0.2
+    report.write_text(json.dumps({"settings": settings, "guidance": guidance, "summary": summary}))
+    chosen = _load("ship_model").choose_track_settings(report, defaults)["tracks_chosen_by"]
+    assert chosen["setting"] == "segment 24" and not chosen["goals_met"]
+
+
 def test_vae_decoder_tuning_keeps_the_encoder_and_counts_its_steps(tmp_path):
     """Stage 1b moves the decoder only (the latents a denoiser trained on stay bit for bit), writes RUN/vae, and
     its step count survives in the log when the checkpoint is gone (a committed resumption point)."""

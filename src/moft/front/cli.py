@@ -51,7 +51,7 @@ from ..models.loading import load_pipeline
 from ..models.pipeline import (DEFAULTS_FILE, default_video_size, denoiser, latent_frames, model_record,
                                pipeline_record, resolve_model, temporal_scale, vae_scale)
 from .control import (ControlError, check_channels, check_init_latents, check_settings, check_trajectory_frames,
-                      plan_control, plan_settings, run_control, TRACK_SETTINGS)
+                      plan_control, plan_settings, run_control, track_settings)
 from .extract import extract as extract_features
 from .defaults import control_defaults_lines, vocabulary_line
 from .figures import extraction_figure, report_figure
@@ -505,7 +505,7 @@ def control(
                  "autocast": None if autocast in (None, "none") else autocast, "point_weight": point_weight,
                  "point_region": point_region, "points": points}
         if points is None and _is_tracks_file(trajectory):  # a track file: its objects dragged (unless --points)
-            flags = dict(flags, **{k: v for k, v in TRACK_SETTINGS.items() if flags[k] is None})
+            flags = dict(flags, **{k: v for k, v in track_settings(model_record(model)).items() if flags.get(k) is None})
         where = _where(device, dtype, offload)
         _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
                  init_latents, save_source, save_proxy, channels, flags, gain, target_kind, (start, stride, fps, fit),

@@ -49,10 +49,22 @@ class ControlError(SettingsError):
 
 
 # point tracks (a track file, ``Tracks``) without guidance given: the object under each point dragged along its track
-# (moft.method.drag.object_regions) with the model folder's drag levers (a cut-and-drag start on the shipped models),
-# the background not kept; chosen on benchmarks/tune_point_drag.json over Eq. 9's point loss (``points="paper"``,
-# which tore the object in every tuning request) and over keeping the background (a copy left behind)
-TRACK_SETTINGS = {"point_region": "segment", "keep": "off"}
+# (moft.method.drag.object_regions) with the model folder's drag levers (a cut-and-drag start on the shipped models);
+# chosen on benchmarks/tune_point_drag.json over Eq. 9's point loss (``points="paper"``, which tore the object in every
+# tuning request). A folder's ``moft.json`` ``"tracks"`` adds what its own tuning chose (``track_settings``)
+TRACK_SETTINGS = {"point_region": "segment"}
+
+
+def track_settings(record: ModelRecord | None) -> dict:
+    """The ``GuidanceConfig`` fields a point-track run takes over the model's defaults when no guidance is given:
+    ``TRACK_SETTINGS``, then the folder's ``moft.json`` ``"tracks"`` entry.
+
+    Example:
+        >>> from moft.models.pipeline import model_record
+        >>> track_settings(None), track_settings(model_record("moft-tiny"))["keep"]
+        ({'point_region': 'segment'}, 'off')
+    """
+    return dict(TRACK_SETTINGS, **((record.tracks or {}) if record is not None else {}))
 MAX_GAIN = 100.0  # curves this far past the channels' fitted response saturate; beyond, the loss overflows
 
 
@@ -268,7 +280,7 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
     tracked = isinstance(trajectory, Tracks) and guidance is None  # a track file's points: their objects dragged
     run = plan_settings(pipeline_record(pipe), steps=steps, seed=seed, gain=gain, guidance_scale=guidance_scale,
                         guidance=guidance, target_kind=target_kind, drags=reference is None and target is None,
-                        flags=TRACK_SETTINGS if tracked else None)
+                        flags=track_settings(pipeline_record(pipe)) if tracked else None)
     check_sample(pipe, prompt, steps=steps, seed=seed, guidance_scale=run.guidance_scale)
     f, h, w = default_video_size(pipe)
     if init_latents is not None:

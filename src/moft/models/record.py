@@ -61,8 +61,10 @@ class ModelRecord:
         point_site / point_timestep: where the point loss of point drag reads its features, and the
             timestep it was measured best at (``scripts/point_sites.py``); point_sites: that measurement (opaque).
         guidance: ``GuidanceConfig`` fields (the model's tuned guidance).
+        tracks: ``GuidanceConfig`` fields a point-track run takes over ``guidance`` (chosen on
+            ``benchmarks/tune_point_drag.json``; ``moft.front.control.track_settings``).
         target: how a trajectory becomes a target: ``curves`` or ``drag``.
-        training / guidance_chosen_by / locate / channels_fit_seconds: how the model and its
+        training / guidance_chosen_by / tracks_chosen_by / locate / channels_fit_seconds: how the model and its
             defaults were made (opaque, kept as written).
         source: the file it was read from (not a field of the file).
     """
@@ -79,9 +81,11 @@ class ModelRecord:
     point_timestep: int | None = _entry(None, _INT + _NONE, "an integer >= 0", "point site's measured timestep", lo=0)
     point_sites: dict | None = _entry(None, _OBJ + _NONE, "an object", "the point-site measurement (opaque)")
     guidance: dict = _entry(None, _OBJ + _NONE, "an object", "GuidanceConfig fields")
+    tracks: dict | None = _entry(None, _OBJ + _NONE, "an object", "GuidanceConfig fields of point-track runs")
     target: str | None = _entry(None, _STR + _NONE, "a string", "target kind (curves or drag)")
     training: dict | None = _entry(None, _OBJ + _NONE, "an object", "training record (opaque)")
     guidance_chosen_by: dict | None = _entry(None, _OBJ + _NONE, "an object", "tuning record (opaque)")
+    tracks_chosen_by: dict | None = _entry(None, _OBJ + _NONE, "an object", "point-drag tuning record (opaque)")
     locate: dict | None = _entry(None, _OBJ + _NONE, "an object", "moft locate's recommendation (opaque)")
     channels_fit_seconds: float | None = _entry(None, _NUM + _NONE, "a number", "time of the channel fit", lo=0)
     source: str | None = field(default=None, compare=False, repr=False, metadata={"internal": True})
