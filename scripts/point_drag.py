@@ -103,9 +103,9 @@ def run_group(pipe, suite: dict, prompt: str, seed: int, req: dict, channels, re
                           guidance=g, init_latents=src.initial_latents, target_kind=setting.get("target", "drag"),
                           image=image)
             frames, seconds = res.frames, time.perf_counter() - start
-        md = mean_distance(frames, path)
+        md, kept = mean_distance(frames, path), float(ssim(frames, src.frames, outside))  # NaN: no background left
         row = dict(base, setting=setting["name"], status="ok", mean_distance=None if math.isnan(md) else md,
-                   ssim_outside=float(ssim(frames, src.frames, outside)),
+                   ssim_outside=None if math.isnan(kept) else kept,
                    split=float(split(frames, src.frames, color)), seconds=seconds, cost=seconds / src_seconds)
         files[setting["name"]].write_text(json.dumps(row) + "\n")
         rows.append(row)
@@ -153,7 +153,8 @@ def main():
     out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     out.with_suffix(".md").write_text(f"# Point drag: {report['model']}\n\n{len(groups)} planned requests (a source "
                                       f"without the prompt's object is not scored); each row counts those it has "
-                                      f"run so far. This call ran {done} in {report['minutes']} min (1 thread). "
+                                      f"run so far (SSIM outside: over those whose object's boxes leave a "
+                                      f"background, their count in brackets when fewer). This call ran {done} in {report['minutes']} min (1 thread). "
                                       f"Written by `scripts/point_drag.py`."
                                       + (f" The row marked *default* ({shipped}) is what `moft control TRACKS` runs "
                                          "on this model when no guidance is given." if shipped else "") + "\n\n"

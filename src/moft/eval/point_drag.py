@@ -116,15 +116,26 @@ def outside_mask(box: list[float], path: np.ndarray, shape: tuple[int, int, int]
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Per setting: requests, mean Mean Distance, mean SSIM outside, split rate, median cost."""
+    """Per setting: requests, mean Mean Distance, mean SSIM outside (over the requests that have a background:
+    ``ssim_requests``), split rate, median cost.
+
+    Example:
+        >>> rows = [dict(setting="s", status="ok", mean_distance=d, ssim_outside=q, split=0.0, cost=1.5)
+        ...         for d, q in ((0.02, 0.9), (0.04, None))]      # the second: its boxes cover the whole frame
+        >>> t = summarise(rows)[0]
+        >>> t["requests"], round(t["mean_distance"], 3), t["ssim_outside"], t["ssim_requests"]
+        (2, 0.03, 0.9, 1)
+    """
     out = []
     for name in dict.fromkeys(r["setting"] for r in rows):
         ok = [r for r in rows if r["setting"] == name and r["status"] == "ok"]
         md = [r["mean_distance"] for r in ok if r["mean_distance"] is not None]
+        # SSIM outside is undefined (None, or NaN in older rows) when the object's boxes leave no background
+        kept = [r["ssim_outside"] for r in ok if r.get("ssim_outside") is not None and np.isfinite(r["ssim_outside"])]
         out.append({"setting": name, "requests": len(ok), "tracked": len(md),
                     "mean_distance": float(np.mean(md)) if md else None,
                     "mean_distance_se": float(np.std(md, ddof=1) / np.sqrt(len(md))) if len(md) > 1 else None,
-                    "ssim_outside": float(np.mean([r["ssim_outside"] for r in ok])) if ok else None,
+                    "ssim_outside": float(np.mean(kept)) if kept else None, "ssim_requests": len(kept),
                     "split": float(np.mean([r["split"] for r in ok])) if ok else None,
                     "cost": float(np.median([r["cost"] for r in ok])) if ok else None})
     return out
@@ -137,6 +148,8 @@ def markdown_table(table: list[dict]) -> str:
         md = "n/a" if t["mean_distance"] is None else f"{t['mean_distance']:.3f}" + (
             f" ± {t['mean_distance_se']:.3f}" if t["mean_distance_se"] is not None else "")
         name = t["setting"] + (" (*default*)" if t.get("default") else "")
-        lines.append(f"| {name} | {t['requests']} | {md} | {t['ssim_outside']:.3f} | "
+        ssim = "n/a" if t["ssim_outside"] is None else f"{t['ssim_outside']:.3f}" + (
+            f" ({t['ssim_requests']})" if t.get("ssim_requests", t["requests"]) != t["requests"] else "")
+        lines.append(f"| {name} | {t['requests']} | {md} | {ssim} | "
                      f"{100 * t['split']:.0f}% | {t['cost']:.1f} |")
     return "\n".join(lines)
