@@ -36,11 +36,12 @@ import moft
 from moft.eval.point_drag import (load_point_suite, markdown_table, mean_distance, outside_mask, point_request_of,
                                   summarise)
 from moft.eval.metrics import split, ssim
-from moft.front.control import control, default_guidance, plan_settings, track_settings
+from moft.front.control import control, default_guidance, plan_settings
 from moft.io.synthetic import COLORS
 from moft.io.tracks import Tracks
 from moft.eval.objects import prompt_color, suite_image
 from moft.method.sampler import GuidanceConfig, sample
+from moft.method.settings import track_settings
 from moft.models.image import requires_image, still_frames
 from moft.models.pipeline import default_video_size, pipeline_record
 

@@ -34,6 +34,25 @@ def test_info_lists_the_control_defaults_in_force(model_dir):
     assert "vocabulary" in r.stdout and " disk " in r.stdout
 
 
+def test_info_says_what_a_track_file_runs_from_the_folders_tracks_entry(model_dir):
+    """Without a ``"tracks"`` entry a track file drags each point's object with the folder's drag levers (here none:
+    gradient guidance); with one, its fields (a cut-and-drag released at 24) are what ``info`` names."""
+    from pathlib import Path
+
+    r = run("info", "--model", model_dir)
+    assert "  point tracks  each point drags the object under it: gradient guidance" in r.stdout, r.output
+    record = Path(model_dir) / "moft.json"
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps(dict(data, tracks={"method": "cut-drag", "start": "proxy", "release": 24,
+                                                    "point_region": "disk"})))
+    try:
+        r = run("info", "--model", model_dir)
+    finally:
+        record.write_text(json.dumps(data))
+    assert "  point tracks  each point drags its disk: cut-and-drag, no gradients; from the drag proxy at step 3, " \
+           "released at step 24 (--points paper: Eq. 9)" in r.stdout, r.output
+
+
 def test_help_points_to_info_and_says_sampling_steps_and_what_right_means():
     import typer
 

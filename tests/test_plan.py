@@ -241,7 +241,8 @@ def test_point_tracks_drag_their_objects_in_python_as_on_the_command_line(animat
     """A ``Tracks`` (what every track file is read into) without ``guidance`` drags the object under each point
     (``point_region="segment"``), the background not kept, as ``moft control TRACKS.json`` does; a caller's
     ``guidance`` is used as given."""
-    from moft.front.control import TRACK_SETTINGS, plan_control, track_settings
+    from moft.front.control import plan_control
+    from moft.method.settings import TRACK_SETTINGS, track_settings
     from moft.io.tracks import Tracks
     from moft.method.settings import GuidanceConfig
 

@@ -324,7 +324,8 @@ def test_track_defaults_take_the_closest_row_on_every_point_drag_goal(tmp_path):
     """Issue 27: among the point-drag rows meeting every goal the lowest Mean Distance wins, even over a closer row
     that splits the object; stored as the fields it ran with (the suite's guidance, then the row's); with no row on
     goal, the lowest split rate; and a track run of the folder then resolves to that row."""
-    from moft.front.control import plan_settings, track_settings
+    from moft.front.control import plan_settings
+    from moft.method.settings import track_settings
     from moft.models.record import ModelRecord
 
     settings = [{"name": "paper", "points": "paper"},

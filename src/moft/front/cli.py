@@ -39,7 +39,7 @@ from ..io.video import CLIP_FPS, check_clip_rule, read_clip, read_video, write_v
 from ..method.capture import capture, capture_sites
 from ..method.channels import MotionChannels, default_channels
 from ..method.channels import fit_channels as fit_motion_channels
-from ..method.settings import GUIDANCE_FIELDS, GuidanceConfig, resolve_settings
+from ..method.settings import GUIDANCE_FIELDS, GuidanceConfig, resolve_settings, track_settings
 from ..method.sampler import sample
 from ..method.targets import Target
 from ..models.adapters import architecture_of, call_denoiser, default_site
@@ -51,7 +51,7 @@ from ..models.loading import load_pipeline
 from ..models.pipeline import (DEFAULTS_FILE, default_video_size, denoiser, latent_frames, model_record,
                                pipeline_record, resolve_model, temporal_scale, vae_scale)
 from .control import (ControlError, check_channels, check_init_latents, check_settings, check_trajectory_frames,
-                      plan_control, plan_settings, run_control, track_settings)
+                      plan_control, plan_settings, run_control)
 from .extract import extract as extract_features
 from .defaults import control_defaults_lines, vocabulary_line
 from .figures import extraction_figure, report_figure
@@ -436,8 +436,8 @@ def control(
                                                          "(default: the output frame)"),
     points: Optional[str] = typer.Option(None, help="point drag: paper (Eq. 9: MOFT, then the point loss), dift "
                                          "(the point loss alone) or off (default: see `moft info --model M`; a track "
-                                         "file without --points drags the object under each point with the model's "
-                                         "drag levers: --point-region segment --keep off)"),
+                                         "file without --points drags the object under each point, --point-region "
+                                         "segment, with the model's track defaults: its `point tracks` line)"),
     point_weight: Optional[float] = typer.Option(None, help=_guidance_help("point_weight")),
     point_region: Optional[str] = typer.Option(None, help=_guidance_help("point_region")),
     model: Optional[str] = typer.Option(None, help=MODEL_HELP),

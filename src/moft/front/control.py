@@ -26,8 +26,8 @@ from ..method.inversion import InversionError, check_inverts
 from ..method.keep import Keep, LatentLog, keep_plan
 from ..method.points import PointRequest, point_request
 from ..method.sampler import SampleResult, check_latents, check_sample, sample
-from ..method.settings import (MAX_SEED, MAX_STEPS, GuidanceConfig, RunSettings, SettingsError, check_integer,
-                               check_number, config_dict, resolve_settings)
+from ..method.settings import (MAX_SEED, MAX_STEPS, GuidanceConfig, RunSettings, SettingsError,
+                               check_integer, check_number, config_dict, resolve_settings, track_settings)
 from ..method.targets import Target
 from ..models.adapters import architecture_of
 from ..models.image import image_conditioning, still_frames
@@ -48,25 +48,7 @@ class ControlError(SettingsError):
         self.field = field
 
 
-# point tracks (a track file, ``Tracks``) without guidance given: the object under each point dragged along its track
-# (moft.method.drag.object_regions) with the model folder's drag levers (a cut-and-drag start on the shipped models);
-# chosen on benchmarks/tune_point_drag.json over Eq. 9's point loss (``points="paper"``, which tore the object in every
-# tuning request). A folder's ``moft.json`` ``"tracks"`` adds what its own tuning chose (``track_settings``)
-TRACK_SETTINGS = {"point_region": "segment"}
-
-
-def track_settings(record: ModelRecord | None) -> dict:
-    """The ``GuidanceConfig`` fields a point-track run takes over the model's defaults when no guidance is given:
-    ``TRACK_SETTINGS``, then the folder's ``moft.json`` ``"tracks"`` entry.
-
-    Example:
-        >>> from moft.models.pipeline import model_record
-        >>> track_settings(None), track_settings(model_record("moft-tiny"))["keep"]
-        ({'point_region': 'segment'}, 'off')
-    """
-    return dict(TRACK_SETTINGS, **((record.tracks or {}) if record is not None else {}))
 MAX_GAIN = 100.0  # curves this far past the channels' fitted response saturate; beyond, the loss overflows
-
 
 def check_settings(*, steps: int = 25, seed: int = 0, guidance_scale: float | None = None, gain: float = 1.0,
                    guidance: GuidanceConfig | None = None) -> None:

@@ -12,20 +12,22 @@ Example:
       CFG           4
       prompt        'a red disk standing still'
       shared K/V    off; gradient mask all
+      point tracks  each point drags the object under it: cut-and-drag, no gradients; from the drag proxy at step 3, released at step 24 (--points paper: Eq. 9)
       frames        8
 """
 
 from __future__ import annotations
 
-from ..method.settings import resolve_settings
+from ..method.settings import resolve_settings, track_settings
 from ..models.record import ModelRecord
 
 TARGETS = {"drag": "the unguided video's regions dragged along the path, inverted",
            "curves": "region-mean curves synthesized from the channels' response (the paper's)"}
 
 
-def _method_line(g) -> str:
-    """How a drag from a trajectory runs: gradient guidance, or the keep levers (``moft.method.keep``)."""
+def _method_line(g, note: bool = False) -> str:
+    """How a drag from a trajectory runs: gradient guidance, or the keep levers (``moft.method.keep``); ``note``: say
+    that the levers are for drags only."""
     if g.method == "gradient" and g.start == "noise" and g.keep == "off":
         return "gradient guidance (the lines below)"
     parts = ["cut-and-drag, no gradients" if g.method == "cut-drag" else "gradient guidance"]
@@ -35,7 +37,7 @@ def _method_line(g) -> str:
         parts.append(f"from the unguided video at step {g.steps[0]}")
     if g.keep != "off":
         parts.append("the background kept" + (f" until step {g.keep_until}" if g.keep_until is not None else ""))
-    return "; ".join(parts) + " (drags; a reference clip or points: gradient guidance, the lines below)"
+    return "; ".join(parts) + (" (drags; a reference clip or points: gradient guidance, the lines below)" if note else "")
 
 
 def control_defaults_lines(record: ModelRecord, steps: int = 25) -> list[str]:
@@ -53,7 +55,7 @@ def control_defaults_lines(record: ModelRecord, steps: int = 25) -> list[str]:
     lines = [
         "control defaults (any `moft control` option overrides them):",
         f"  target        {kind}" + (f" ({TARGETS[kind]})" if kind in TARGETS else ""),
-        f"  method        {_method_line(g)}",
+        f"  method        {_method_line(g, note=True)}",
         f"  loss          {g.loss}, distance {g.distance}, {weight}",
         f"  optimiser     {g.optimizer}, {g.iterations} iterations per guided step, step size {size}",
         f"  guided steps  {g.steps[0]}:{g.steps[1]} of the {steps} sampling steps (--steps)",
@@ -61,6 +63,9 @@ def control_defaults_lines(record: ModelRecord, steps: int = 25) -> list[str]:
         f"  prompt        {prompt!r}",
         f"  shared K/V    {'on' if g.shared_kv else 'off'}; gradient mask {g.grad_mask}",
     ]
+    t = resolve_settings(record, track_settings(record)).guidance  # a track file without --points
+    under = "the object under it" if t.point_region == "segment" else "its disk"
+    lines.append(f"  point tracks  each point drags {under}: {_method_line(t)} (--points paper: Eq. 9)")
     if g.site:
         lines.append(f"  site          {g.site}")
     if record.frames:

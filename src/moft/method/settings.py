@@ -409,6 +409,25 @@ def record_layer(record: ModelRecord | None) -> dict:
     return dict(layer, **{k: v for k, v in given.items() if v is not None})
 
 
+# point tracks (a track file, ``Tracks``) without guidance given: the object under each point dragged along its track
+# (``moft.method.drag.object_regions``) with the model folder's drag levers (a cut-and-drag start on the shipped models);
+# chosen on benchmarks/tune_point_drag.json over Eq. 9's point loss (``points="paper"``, which tore the object in every
+# tuning request). A folder's ``moft.json`` ``"tracks"`` adds what its own tuning chose (``track_settings``)
+TRACK_SETTINGS = {"point_region": "segment"}
+
+
+def track_settings(record: ModelRecord | None) -> dict:
+    """The ``GuidanceConfig`` fields a point-track run takes over the model's defaults when no guidance is given:
+    ``TRACK_SETTINGS``, then the folder's ``moft.json`` ``"tracks"`` entry.
+
+    Example:
+        >>> from moft.models.pipeline import model_record
+        >>> track_settings(None), track_settings(model_record("moft-tiny"))["keep"]
+        ({'point_region': 'segment'}, 'off')
+    """
+    return dict(TRACK_SETTINGS, **((record.tracks or {}) if record is not None else {}))
+
+
 def resolve_settings(record: ModelRecord | None = None, *layers: dict,
                      guidance: GuidanceConfig | None = None, drags: bool = True) -> RunSettings:
     """One resolution of a run's settings: defaults -> ``record`` -> each layer in turn (see the module docstring).
