@@ -7,7 +7,7 @@ Usage:
 Samples the shipped model's unguided video, takes the centre of the prompt's object in frame 0 as the point,
 and drags it right, up-left and down (0.04 of the frame per frame) as a track (``moft.io.tracks.Tracks``, the
 form every track file is read into), with what a track file gets (the object under the point cut-and-dragged,
-``moft.front.control.TRACK_SETTINGS``) or, ``--points``, that point drag mode over the model's defaults.
+``moft.method.settings.track_settings``) or, ``--points``, that point drag mode over the model's defaults.
 Tiles source | each request side by side (4x nearest upscale), the requested path drawn in white up to the
 current frame and its current point in yellow; writes the Mean Distance of each (``moft.eval.point_drag``)
 beside it.

@@ -504,8 +504,6 @@ def control(
                  "checkpointing": checkpointing,
                  "autocast": None if autocast in (None, "none") else autocast, "point_weight": point_weight,
                  "point_region": point_region, "points": points}
-        if points is None and _is_tracks_file(trajectory):  # a track file: its objects dragged (unless --points)
-            flags = dict(flags, **{k: v for k, v in track_settings(model_record(model)).items() if flags.get(k) is None})
         where = _where(device, dtype, offload)
         _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
                  init_latents, save_source, save_proxy, channels, flags, gain, target_kind, (start, stride, fps, fit),
@@ -529,9 +527,13 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
             raise UsageError(f"{path}: {name} would replace an existing folder; give another --out")
     resolve_model(model)  # "no such model" before anything that reads the folder
     record = model_record(model)
+    tracks_file = _is_tracks_file(trajectory)
+    given = {k: v for k, v in flags.items() if v is not None}
+    if tracks_file and "points" not in given:  # a track file: the objects under its points dragged (unless --points)
+        given = dict(track_settings(record), **given)
     try:
         run = plan_settings(record, steps=steps, seed=seed, gain=gain, guidance_scale=guidance_scale,
-                            target_kind=target_kind, prompt=prompt, flags={k: v for k, v in flags.items() if v is not None},
+                            target_kind=target_kind, prompt=prompt, flags=given,
                             drags=reference is None and target is None)
     except ControlError as exc:  # a flag's value: name the flag (a moft.json's: the message names the file)
         if exc.field is None or not str(exc).startswith(exc.field):
@@ -546,7 +548,6 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
     check_clip_rule(start=start, stride=stride, fps=fps, fit=fit)
     if reference is not None:
         _probe_clip(reference)
-    tracks_file = _is_tracks_file(trajectory)
     if tracks_size is not None and (not tracks_file or min(tracks_size) < 1):
         raise UsageError("--tracks-size: W H, two positive integers, for a point track file")
     if tracks_file:  # point tracks: read (and checked) now when the folder names the video size

@@ -50,6 +50,7 @@ class ControlError(SettingsError):
 
 MAX_GAIN = 100.0  # curves this far past the channels' fitted response saturate; beyond, the loss overflows
 
+
 def check_settings(*, steps: int = 25, seed: int = 0, guidance_scale: float | None = None, gain: float = 1.0,
                    guidance: GuidanceConfig | None = None) -> None:
     """Raise ``ControlError`` (one line) on settings that cannot work, before any model work.
@@ -260,9 +261,10 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
     if not isinstance(prompt, str):
         raise ControlError(f"prompt must be a string, got {type(prompt).__name__}")
     tracked = isinstance(trajectory, Tracks) and guidance is None  # a track file's points: their objects dragged
-    run = plan_settings(pipeline_record(pipe), steps=steps, seed=seed, gain=gain, guidance_scale=guidance_scale,
+    record = pipeline_record(pipe)
+    run = plan_settings(record, steps=steps, seed=seed, gain=gain, guidance_scale=guidance_scale,
                         guidance=guidance, target_kind=target_kind, drags=reference is None and target is None,
-                        flags=track_settings(pipeline_record(pipe)) if tracked else None)
+                        flags=track_settings(record) if tracked else None)
     check_sample(pipe, prompt, steps=steps, seed=seed, guidance_scale=run.guidance_scale)
     f, h, w = default_video_size(pipe)
     if init_latents is not None:

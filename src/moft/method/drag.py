@@ -212,7 +212,7 @@ def object_regions(trajectory, frame: np.ndarray):
                 break
         else:
             grown.append((region, seg))
-    if all(seg is None for _, seg in grown) and len(grown) == len(trajectory.regions):
+    if all(seg is None for _, seg in grown):  # no object grown (so none merged): the trajectory as it was
         return trajectory
     regions = tuple(replace(r, index=i) if seg is None else replace(
         r, index=i, mask={"segment": r.tracks[:, 0].tolist()}, _grey=seg.astype(np.float32)) for i, (r, seg) in enumerate(grown))

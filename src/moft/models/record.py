@@ -62,7 +62,7 @@ class ModelRecord:
             timestep it was measured best at (``scripts/point_sites.py``); point_sites: that measurement (opaque).
         guidance: ``GuidanceConfig`` fields (the model's tuned guidance).
         tracks: ``GuidanceConfig`` fields a point-track run takes over ``guidance`` (chosen on
-            ``benchmarks/tune_point_drag.json``; ``moft.front.control.track_settings``).
+            ``benchmarks/tune_point_drag.json``; ``moft.method.settings.track_settings``).
         target: how a trajectory becomes a target: ``curves`` or ``drag``.
         training / guidance_chosen_by / tracks_chosen_by / locate / channels_fit_seconds: how the model and its
             defaults were made (opaque, kept as written).
