@@ -49,8 +49,7 @@ from .suite import check_suite, protocol, suite_layers
 from ..io.outputs import atomic_write_text
 from ..io.trajectory import TrajectoryError
 from ..method.control_target import build_target
-from ..method.drag import drag_video, object_regions, swept_masks
-from ..method.keep import LatentLog, keep_plan
+from ..method.keep import LatentLog, drag_inputs
 from ..method.sampler import GuidanceDiverged, sample
 from ..method.settings import GuidanceConfig, resolve_settings
 from ..method.targets import Target, TargetError
@@ -110,13 +109,14 @@ def _channel_subset(channels, fraction: float | None) -> torch.Tensor:
 
 
 def _target(pipe, reference, traj, channels, setting_extra, steps, source, kind, g: GuidanceConfig,
-            image_cond: dict | None = None) -> Target | str:
+            image_cond: dict | None = None, proxy=None) -> Target | str:
     """The request's target under a setting's feature mode, channel share and target kind
     (``moft.method.control_target.build_target``, as ``moft control`` builds it), or why there is none;
-    ``image_cond``: an image-to-video model's image conditioning (``source`` is then the image, held still)."""
+    ``image_cond``: an image-to-video model's image conditioning (``source`` is then the image, held still);
+    ``proxy``: ``source`` dragged along ``traj`` (``drag_inputs``)."""
     try:
         return build_target(pipe, traj, channels, kind=kind, steps=steps, guidance=g, video_size=source.shape[:3],
-                            reference=reference, source=source, gain=setting_extra["gain"] or 1.0,
+                            reference=reference, source=source, proxy=proxy, gain=setting_extra["gain"] or 1.0,
                             features=setting_extra["features"] or "moft",
                             indices=_channel_subset(channels, setting_extra["fraction"]), image_cond=image_cond)
     except (TargetError, TrajectoryError) as exc:  # vanilla without a reference; a zoom that curves cannot express
@@ -160,20 +160,16 @@ def _guided(pipe, suite: dict, item: dict, src, log, image, traj, reference, cha
     still = still_frames(image, f) if image is not None else None  # (F, H, W, 3)
     from_image = still is not None and run.drags_image(from_trajectory=reference is None)
     dragged = still if from_image else src.frames
-    if g.point_region == "segment":  # a point drags the object under it
-        traj = object_regions(traj, dragged[0])
     built = time.perf_counter()
+    # the regions (a point grown into its object), the drag proxy (F, H, W, 3), the keep levers (moft.method.keep)
+    traj, proxy, keep = drag_inputs(pipe, g, traj, dragged, steps=steps, size=(h, w),
+                                    latent_size=tuple(src.latents.shape[-2:]), log=log if g.needs_source else None)
     target = None
     if g.method != "cut-drag":  # the proxy start alone: no target
         cond = image_conditioning(pipe, image, num_frames=f) if image is not None else None
-        target = _target(pipe, reference, traj, channels, extra, steps, dragged, target_kind, g, cond)
+        target = _target(pipe, reference, traj, channels, extra, steps, dragged, target_kind, g, cond, proxy)
     if isinstance(target, str):
         return target, 0.0
-    keep = None  # the keep levers (moft.method.keep)
-    if g.needs_source:
-        masks = torch.from_numpy(swept_masks(traj, (h, w), tuple(src.latents.shape[-2:])))  # (R, h, w)
-        keep = keep_plan(pipe, g, steps=steps, masks=masks, log=log,
-                         proxy_frames=drag_video(dragged, traj) if g.start == "proxy" else None)
     seconds = time.perf_counter() - built
     try:
         return sample(pipe, item["prompt"], seed=item["seed"], steps=steps, guidance_scale=cfg,

@@ -21,9 +21,8 @@ from ..io.tracks import Tracks, rescale, tracks_trajectory, trajectory_tracks
 from ..io.trajectory import Trajectory
 from ..method.channels import ChannelsError, MotionChannels
 from ..method.control_target import build_target
-from ..method.drag import drag_video, object_regions, swept_masks
 from ..method.inversion import InversionError, check_inverts
-from ..method.keep import Keep, LatentLog, keep_plan
+from ..method.keep import Keep, LatentLog, drag_inputs
 from ..method.points import PointRequest, point_request
 from ..method.sampler import SampleResult, check_latents, check_sample, sample
 from ..method.settings import (MAX_SEED, MAX_STEPS, GuidanceConfig, RunSettings, SettingsError,
@@ -355,7 +354,7 @@ def make_target(pipe, plan: ControlPlan, progress=None) -> tuple[Target | None, 
     Without iterating guidance (``iterations=0``, ``method="cut-drag"``) there is no target."""
     phase = _phases(progress)
     g = plan.guidance
-    source = proxy = frames = log = keep = None
+    source = frames = log = None
     if plan.needs_source:
         log = LatentLog() if g.needs_source else None  # the source's latents after every step, for the keep levers
         source = sample(pipe, plan.prompt, seed=plan.seed, steps=plan.steps, guidance_scale=plan.settings.guidance_scale,
@@ -370,14 +369,9 @@ def make_target(pipe, plan: ControlPlan, progress=None) -> tuple[Target | None, 
         log = LatentLog(noise)
     if plan.from_image:  # the image itself, still: its regions are dragged
         frames = still_frames(plan.image, plan.size[0])  # (F, H, W, 3)
-    trajectory = plan.trajectory
-    if frames is not None and g.point_region == "segment":  # a point drags the object under it
-        trajectory = object_regions(trajectory, frames[0])
-    if frames is not None:
-        proxy = drag_video(frames, trajectory)  # (F, H, W, 3) what a drag target inverts
-    if log is not None:
-        masks = torch.from_numpy(swept_masks(trajectory, plan.size[1:], plan.latent_size))  # (R, h, w)
-        keep = keep_plan(pipe, g, steps=plan.steps, masks=masks, log=log, proxy_frames=proxy)
+    # the regions (a point grown into its object), the proxy a drag target inverts (F, H, W, 3), the keep levers
+    trajectory, proxy, keep = drag_inputs(pipe, g, plan.trajectory, frames, steps=plan.steps, size=plan.size[1:],
+                                          latent_size=plan.latent_size, log=log)
     if not plan.guided or plan.target is not None or g.points == "dift":  # "dift": the point loss alone, no target
         return plan.target if plan.guided else None, source, proxy, keep
     pictured = (image_conditioning(pipe, plan.image, num_frames=plan.size[0], seed=plan.seed)  # the draws sample makes

@@ -166,3 +166,47 @@ def keep_plan(pipe, g, *, steps: int, masks: torch.Tensor, log: LatentLog,
     keep_until = 0 if g.keep == "off" else (steps if g.keep_until is None else g.keep_until)
     return Keep(first, start, region_mask(masks), timesteps, log if g.keep != "off" else None, keep_until,
                 region, g.release or 0)
+
+
+def drag_inputs(pipe, g, trajectory, frames: np.ndarray | None, *, steps: int, size: tuple[int, int],
+                latent_size: tuple[int, int], log: LatentLog | None):
+    """What a drag run is made from (one procedure for ``moft control`` and the suites): the regions, a point
+    grown into the object under it on frame 0 when ``g.point_region == "segment"``
+    (``moft.method.drag.object_regions``); the drag proxy, ``frames`` cut and dragged along them; and the keep
+    levers' ``Keep`` (None when they are off or there is no ``log``).
+
+    Example:
+        >>> from moft.io.trajectory import parse_trajectory
+        >>> from moft.method.settings import GuidanceConfig
+        >>> frames = np.zeros((4, 32, 32, 3)); frames[:, 8:16, 8:16] = (1.0, 0.0, 0.0)   # (F, H, W, 3)
+        >>> traj = parse_trajectory({"version": 1, "frames": 4,                      # a point on it, moving right
+        ...                          "regions": [{"points": [[0.375, 0.375], [0.625, 0.375]], "radius": 0.05}]})
+        >>> traj, proxy, keep = drag_inputs(None, GuidanceConfig(point_region="segment"), traj, frames, steps=25,
+        ...                                 size=(32, 32), latent_size=(4, 4), log=None)
+        >>> proxy[-1, 8:16, 16:24].mean(axis=(0, 1)).tolist(), keep     # the whole square moved 8 px, no keep
+        ([1.0, 0.0, 0.0], None)
+
+    Args:
+        pipe: the pipeline (encodes the proxy for a proxy start).
+        g: the run's ``GuidanceConfig``.
+        trajectory: the request's ``Trajectory``.
+        frames: ``(F, H, W, 3)`` in [0, 1], what is dragged (the unguided source, or the image held still), or
+            None (nothing to drag: a reference clip's target).
+        steps: denoising steps of the run.
+        size: ``(H, W)`` of the video.
+        latent_size: ``(h, w)`` of its latent grid.
+        log: the source's ``LatentLog`` when a keep lever needs it, else None.
+
+    Returns:
+        ``(trajectory, proxy (F, H, W, 3) or None, Keep or None)``.
+    """
+    from .drag import drag_video, object_regions, swept_masks
+
+    if frames is not None and g.point_region == "segment":
+        trajectory = object_regions(trajectory, frames[0])
+    proxy = drag_video(frames, trajectory) if frames is not None else None  # (F, H, W, 3)
+    keep = None
+    if log is not None:
+        masks = torch.from_numpy(swept_masks(trajectory, size, latent_size))  # (R, h, w)
+        keep = keep_plan(pipe, g, steps=steps, masks=masks, log=log, proxy_frames=proxy)
+    return trajectory, proxy, keep
