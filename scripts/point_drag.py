@@ -11,8 +11,9 @@ Usage:
 Groups (prompt, seed, request) run in the suite's order (directions interleaved over seeds); each
 makes the unguided source and every setting's guided video from the same noise
 (``moft.eval.point_drag``). A new group starts only while ``--minutes`` allow. Every row is kept in
-``--work-dir`` (default OUT.parts/), one file per (prompt, seed, request, setting): a rerun skips what
-is there, so the suite can be run in pieces (the cheap rows for every request, the costly ones as time
+``--work-dir`` (default OUT.parts/), one file per (prompt, seed, request, setting) keyed by the group's
+point request too (its own file, under ``POINT_PROTOCOL``: a new protocol reruns only the groups whose
+point it moves): a rerun skips what is there, so the suite can be run in pieces (the cheap rows for every request, the costly ones as time
 allows); the report counts the requests each row has. Writes OUT.json (rows, summary, settings,
 timing) and OUT.md.
 """
@@ -33,8 +34,8 @@ import numpy as np
 import torch
 
 import moft
-from moft.eval.point_drag import (load_point_suite, markdown_table, mean_distance, outside_mask, point_request_of,
-                                  summarise)
+from moft.eval.point_drag import (POINT_PROTOCOL, load_point_suite, markdown_table, mean_distance, outside_mask,
+                                  point_request_of, summarise)
 from moft.eval.metrics import split, ssim
 from moft.front.control import control, default_guidance, plan_settings
 from moft.io.synthetic import COLORS
@@ -46,10 +47,21 @@ from moft.models.image import requires_image, still_frames
 from moft.models.pipeline import default_video_size, pipeline_record
 
 
-def _row_file(work: Path, model: str, suite: dict, prompt: str, seed: int, req: dict, setting: dict) -> Path:
-    key = json.dumps([model, suite.get("steps", 25), suite.get("guidance_scale", 4.0), suite.get("guidance", {}),
-                      prompt, seed, req, setting], sort_keys=True)
-    return work / (hashlib.sha256(key.encode()).hexdigest()[:16] + ".json")
+def _key_file(work: Path, *key) -> Path:
+    return work / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".json")
+
+
+def _request_file(work: Path, model: str, suite: dict, prompt: str, seed: int, req: dict) -> Path:
+    """Where a group's point request is kept (``{"path", "box"}``, or ``{"status"}`` without the object)."""
+    return _key_file(work, "request", POINT_PROTOCOL, model, suite.get("steps", 25), suite.get("guidance_scale", 4.0),
+                     prompt, seed, req)
+
+
+def _row_file(work: Path, model: str, suite: dict, prompt: str, seed: int, req: dict, setting: dict,
+              request: dict) -> Path:
+    """Where one row is kept: keyed by everything it is made from, the point request included."""
+    return _key_file(work, model, suite.get("steps", 25), suite.get("guidance_scale", 4.0), suite.get("guidance", {}),
+                     prompt, seed, req, setting, request)
 
 
 def setting_guidance(suite: dict, setting: dict, record) -> GuidanceConfig:
@@ -65,27 +77,53 @@ def default_row(suite: dict, record, steps: int) -> str | None:
     return next((s["name"] for s in suite["settings"] if setting_guidance(suite, s, record) == shipped), None)
 
 
-def run_group(pipe, suite: dict, prompt: str, seed: int, req: dict, channels, record, settings: list[dict],
-              work: Path, model: str) -> list[dict]:
-    """Every row of one (prompt, seed, request) not yet in ``work``: the unguided source, then each setting."""
-    files = {s["name"]: _row_file(work, model, suite, prompt, seed, req, s) for s in [{"name": "unguided"}] + settings}
-    if all(f.exists() for f in files.values()):
-        return [json.loads(f.read_text()) for f in files.values()]
-    steps, cfg = suite.get("steps", 25), suite.get("guidance_scale", 4.0)
-    image = None  # an image-to-video model animates the image the suites make; the point is on the image
+def suite_source(pipe, suite: dict, prompt: str, seed: int):
+    """The group's unguided source (``SampleResult``), its seconds, and the image an image-to-video model
+    animates (the suites' image, ``suite_image``; else None)."""
+    image = None
     if requires_image(pipe):
         _, h, w = default_video_size(pipe)
         image = suite_image(prompt, seed, h, w)[0]  # (H, W, 3) uint8
     start = time.perf_counter()
-    src = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, image=image)
-    src_seconds = time.perf_counter() - start
+    src = sample(pipe, prompt, seed=seed, steps=suite.get("steps", 25), guidance_scale=suite.get("guidance_scale", 4.0),
+                 image=image)
+    return src, time.perf_counter() - start, image
+
+
+def point_request(src, image, prompt: str, req: dict) -> dict:
+    """A group's request as JSON: the requested path and the object's box (rounded, so it keys the rows),
+    or the status when the source has no object of the prompt's colour. On an image-to-video model the point
+    is on the image."""
     made = point_request_of(src.frames if image is None else still_frames(image, len(src.frames)), prompt, req)
-    base = {"prompt": prompt, "seed": seed, "request": req["name"]}
     if made is None:
-        row = dict(base, setting="unguided", status=f"no {prompt_color(prompt)} object in source")
+        return {"status": f"no {prompt_color(prompt)} object in source"}
+    path, box = made
+    return {"path": np.round(path, 4).tolist(), "box": [round(float(v), 6) for v in box]}
+
+
+def run_group(pipe, suite: dict, prompt: str, seed: int, req: dict, channels, record, settings: list[dict],
+              work: Path, model: str) -> list[dict]:
+    """Every row of one (prompt, seed, request) not yet in ``work``: the unguided source, then each setting."""
+    source = None
+    request_file = _request_file(work, model, suite, prompt, seed, req)
+    if request_file.exists():
+        request = json.loads(request_file.read_text())
+    else:
+        source = suite_source(pipe, suite, prompt, seed)
+        request = point_request(source[0], source[2], prompt, req)
+        request_file.write_text(json.dumps(request) + "\n")
+    files = {s["name"]: _row_file(work, model, suite, prompt, seed, req, s, request)
+             for s in [{"name": "unguided"}] + settings}
+    base = {"prompt": prompt, "seed": seed, "request": req["name"]}
+    if "status" in request:
+        row = dict(base, setting="unguided", status=request["status"])
         files["unguided"].write_text(json.dumps(row) + "\n")
         return [row]
-    path, box = made
+    if all(f.exists() for f in files.values()):
+        return [json.loads(f.read_text()) for f in files.values()]
+    src, src_seconds, image = source or suite_source(pipe, suite, prompt, seed)
+    steps, cfg = suite.get("steps", 25), suite.get("guidance_scale", 4.0)
+    path, box = np.asarray(request["path"]), request["box"]
     f, h, w = src.frames.shape[:3]
     tracks = Tracks(path[None], np.ones((1, f), bool), (w, h))
     color = COLORS[prompt_color(prompt)]
@@ -140,8 +178,11 @@ def main():
         run_group(pipe, suite, prompt, seed, req, channels, record, settings, work, model)
         done += 1
         print(f"{done}/{len(groups)} groups, {time.perf_counter() - start:.0f} s", flush=True)
-    rows = [json.loads(f.read_text()) for p, s, r in groups for setting in [{"name": "unguided"}] + suite["settings"]
-            if (f := _row_file(work, model, suite, p, s, r, setting)).exists()]
+    requests = {(p, s, r["name"]): json.loads(f.read_text()) for p, s, r in groups
+                if (f := _request_file(work, model, suite, p, s, r)).exists()}
+    rows = [json.loads(f.read_text()) for p, s, r in groups if (p, s, r["name"]) in requests
+            for setting in [{"name": "unguided"}] + suite["settings"]
+            if (f := _row_file(work, model, suite, p, s, r, setting, requests[p, s, r["name"]])).exists()]
     table = summarise(rows)
     shipped = default_row(suite, record, suite.get("steps", 25))
     for t in table:

@@ -402,3 +402,28 @@ def test_reconstruction_loss_is_mse_plus_l1_and_weights_shift_it_to_the_objects(
     on, off = torch.ones(2, 1, 9, 4, 4), torch.ones(2, 1, 9, 4, 4)
     on[..., 0, 0], off[..., 3, 3] = 11.0, 11.0  # the object where the error is, or elsewhere
     assert train.reconstruction_loss(recon, x, on) > plain > train.reconstruction_loss(recon, x, off)
+
+
+def test_point_drag_rows_are_keyed_by_the_point_they_were_asked(tmp_path, monkeypatch):
+    """Issue 27: the suite's point is on the largest object of the prompt's colour (not between two of them), and a
+    row is cached under the request it ran: a moved point or a new point protocol never reuses it."""
+    from types import SimpleNamespace
+
+    from moft.io.synthetic import COLORS
+
+    m = _load("point_drag")
+    frames = np.zeros((4, 32, 32, 3))
+    frames[:, 4:10, 20:26] = COLORS["red"]  # (F, H, W, 3) the object, centre (22.5, 6.5)
+    frames[:, 24:27, 2:5] = COLORS["red"]  # a smaller one: together their centroid is on the background
+    req = {"name": "down", "direction": "down", "speed": 0.125}
+    request = m.point_request(SimpleNamespace(frames=frames), None, "a red disk", req)
+    assert request["path"] == [[22.5, 6.5], [22.5, 10.5], [22.5, 14.5], [22.5, 18.5]]
+    assert m.point_request(SimpleNamespace(frames=frames[..., ::-1]), None, "a red disk", req) == {
+        "status": "no red object in source"}
+    suite, setting = {"steps": 25}, {"name": "s", "method": "cut-drag"}
+    row = lambda r: m._row_file(tmp_path, "moft-tiny", suite, "a red disk", 900, req, setting, r)  # noqa: E731
+    assert row(request) == row(json.loads(json.dumps(request)))  # what a rerun reads back keys the same row
+    assert row(request) != row(dict(request, path=[[17.7, 12.5]] * 4))
+    before = m._request_file(tmp_path, "moft-tiny", suite, "a red disk", 900, req)
+    monkeypatch.setattr(m, "POINT_PROTOCOL", m.POINT_PROTOCOL + 1)
+    assert m._request_file(tmp_path, "moft-tiny", suite, "a red disk", 900, req) != before

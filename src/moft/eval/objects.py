@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import zlib
 
+import cv2
 import numpy as np
 
 from ..io.synthetic import COLORS, DIRECTIONS, SHAPES, make_clip, still_scene
@@ -77,21 +78,32 @@ def suite_image(prompt: str, seed: int, height: int, width: int) -> tuple[np.nda
     return (frame * 255).round().astype(np.uint8), centres, radii
 
 
-def object_box(frames: np.ndarray, color: str, pad: float = 1.5) -> tuple[np.ndarray, list[float]] | None:
+def object_box(frames: np.ndarray, color: str, pad: float = 1.5, *,
+               largest_piece: bool = False) -> tuple[np.ndarray, list[float]] | None:
     """Centroid (x, y) px and a square box [x0, y0, x1, y1] (fractions) around the object in frame 0,
     or None when fewer than 3 pixels have its colour.
+
+    With ``largest_piece`` only the largest 8-connected piece of the colour counts (where a model drew
+    several objects of the colour, the centroid of all of them can lie on the background between them:
+    a point a user would never click).
 
     Example:
         >>> frames = np.zeros((2, 32, 32, 3)); frames[:, 8:12, 20:24] = COLORS["red"]   # (F, H, W, 3)
         >>> centre, box = object_box(frames, "red")
         >>> centre.tolist(), object_box(frames, "blue")
         ([21.5, 9.5], None)
+        >>> frames[:, 24:26, 2:4] = COLORS["red"]                                         # a second, smaller one
+        >>> object_box(frames, "red")[0].round(1).tolist(), object_box(frames, "red", largest_piece=True)[0].tolist()
+        ([17.7, 12.5], [21.5, 9.5])
     """
     rgb = np.asarray(COLORS[color])
     dist = np.linalg.norm(frames[0] - rgb, axis=-1)  # (H, W)
     mask = dist < 0.25
     if mask.sum() < 3:
         return None
+    if largest_piece:
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        mask = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))  # label 0 is the background
     ys, xs = np.nonzero(mask)
     h, w = mask.shape
     c = np.array([xs.mean(), ys.mean()])

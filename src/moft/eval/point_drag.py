@@ -11,8 +11,8 @@ Example:
     0.0
 
 Protocol (the paper's, on the synthetic organisms): per (prompt, seed) the unguided *source* video
-is made; the prompt's coloured object is found in its frame 0 (``moft.eval.objects.object_box``) and its
-centre is the point; the request drags it in a direction at a speed (fractions of the frame per
+is made; the prompt's coloured object is found in its frame 0 (``moft.eval.objects.object_box``, its largest
+piece) and its centre is the point; the request drags it in a direction at a speed (fractions of the frame per
 frame), ``point_region`` pixels around it being the region a drag target moves. Every row is made
 from the same noise: ``unguided`` (the source), then each setting (a ``GuidanceConfig`` over the
 suite's ``guidance`` and the model's ``moft.json``): the point loss alone (``points: "dift"``), the
@@ -40,6 +40,8 @@ from .scoring import SSIM_REACH, dilate
 from .suite import SuiteError, guidance_settings
 from .metrics import region_points, split, ssim, track_points, trajectory_error
 
+# bumped whenever ``point_request_of`` puts the point elsewhere, so cached rows of two protocols never mix
+POINT_PROTOCOL = 2
 TRACK_RADIUS = 3.0  # px around the requested first point whose LK tracks are averaged
 SUITE_KEYS = {"name", "description", "steps", "guidance_scale", "guidance", "prompts", "seeds", "requests", "settings"}
 
@@ -90,10 +92,22 @@ def mean_distance(video: np.ndarray, requested: np.ndarray, radius: float = TRAC
     return trajectory_error(path, requested, height=h, width=w)
 
 
-def point_request_of(src_frames: np.ndarray, prompt: str, req: dict) -> tuple | None:
-    """The object's centre in the source and the requested path ``(F, 2)`` px, or None when not found."""
+def point_request_of(src_frames: np.ndarray, prompt: str, req: dict, *, largest_piece: bool = True) -> tuple | None:
+    """The object's centre in the source and the requested path ``(F, 2)`` px, or None when not found.
+
+    The point is the centroid of the largest piece of the prompt's colour in frame 0 (``POINT_PROTOCOL`` 2;
+    ``largest_piece=False``: protocol 1, the centroid of every pixel of the colour, which lies on the
+    background when the model drew several objects of it).
+
+    Example:
+        >>> frames = np.zeros((3, 32, 32, 3)); frames[:, 8:12, 20:24] = COLORS["red"]   # (F, H, W, 3)
+        >>> frames[:, 24:26, 2:4] = COLORS["red"]                                         # a second, smaller one
+        >>> path, box = point_request_of(frames, "a red disk", {"direction": "right", "speed": 0.125})
+        >>> path.tolist()                                  # 4 px a frame to the right, from the larger object
+        [[21.5, 9.5], [25.5, 9.5], [29.5, 9.5]]
+    """
     f, h, w = src_frames.shape[:3]
-    found = object_box(src_frames, prompt_color(prompt))
+    found = object_box(src_frames, prompt_color(prompt), largest_piece=largest_piece)
     if found is None:
         return None
     start, box = found
