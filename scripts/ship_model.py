@@ -106,9 +106,12 @@ def choose_track_settings(report_path: Path, defaults_path: Path) -> dict:
     """Write the best row of a point-drag tuning report (``scripts/point_drag.py`` on
     ``benchmarks/tune_point_drag.json``) into ``moft.json``'s ``tracks``: what a track file runs with.
 
-    Best: among the rows meeting every point-drag goal (``TRACK_GOALS``), the lowest Mean Distance; when none does,
-    the lowest split rate, then the lowest Mean Distance. The row is stored as the ``GuidanceConfig`` fields it was
-    measured with (the suite's ``guidance``, then the row's own), so a track run reproduces it.
+    Candidates: the rows run on the most requests (rows are compared on the same requests; a suite can run its
+    leading rows on more seeds). Best: among them, those meeting every point-drag goal (``TRACK_GOALS``), the lowest
+    Mean Distance, where Mean Distances within one standard error of the lowest are a tie, broken by the fewest
+    splits, then the lowest cost; when no row meets the goals, the lowest split rate, then the lowest Mean Distance.
+    The row is stored as the ``GuidanceConfig`` fields it was measured with (the suite's ``guidance``, then the
+    row's own), so a track run reproduces it.
     """
     from moft.method.settings import GUIDANCE_FIELDS
 
@@ -117,10 +120,16 @@ def choose_track_settings(report_path: Path, defaults_path: Path) -> dict:
     rows = [t for t in report["summary"] if t["setting"] in settings and t["mean_distance"] is not None]
     if not rows:
         raise SystemExit(f"{report_path}: no scored setting to choose from")
+    rows = [t for t in rows if t["requests"] == max(r["requests"] for r in rows)]
     on_goal = [t for t in rows if all(t.get(k) is not None and (t[k] <= v if op == "<=" else t[k] >= v)
                                       for k, (op, v) in TRACK_GOALS.items())]
-    best = min(on_goal, key=lambda t: t["mean_distance"]) if on_goal else min(
-        rows, key=lambda t: (t["split"], t["mean_distance"]))
+    if on_goal:
+        closest = min(on_goal, key=lambda t: t["mean_distance"])
+        reach = closest["mean_distance"] + (closest.get("mean_distance_se") or 0.0)  # within a standard error: a tie
+        tied = [t for t in on_goal if t["mean_distance"] <= reach]
+        best = min(tied, key=lambda t: (t["split"], t["cost"], t["mean_distance"]))
+    else:
+        best = min(rows, key=lambda t: (t["split"], t["mean_distance"]))
     fields = {k: v for k, v in dict(report.get("guidance", {}), **settings[best["setting"]]).items() if k in GUIDANCE_FIELDS}
     defaults = json.loads(defaults_path.read_text()) if defaults_path.is_file() else {}
     defaults["tracks"] = fields

@@ -322,8 +322,9 @@ def test_control_defaults_take_the_cheapest_setting_that_meets_every_goal(tmp_pa
 
 def test_track_defaults_take_the_closest_row_on_every_point_drag_goal(tmp_path):
     """Issue 27: among the point-drag rows meeting every goal the lowest Mean Distance wins, even over a closer row
-    that splits the object; stored as the fields it ran with (the suite's guidance, then the row's); with no row on
-    goal, the lowest split rate; and a track run of the folder then resolves to that row."""
+    that splits the object (ties within a standard error: fewest splits, then cheapest); stored as the fields it ran
+    with (the suite's guidance, then the row's); with no row on goal, the lowest split rate; and a track run of the
+    folder then resolves to that row."""
     from moft.front.control import plan_settings
     from moft.method.settings import track_settings
     from moft.models.record import ModelRecord
@@ -353,6 +354,18 @@ def test_track_defaults_take_the_closest_row_on_every_point_drag_goal(tmp_path):
     report.write_text(json.dumps({"settings": settings, "guidance": guidance, "summary": summary}))
     chosen = _load("ship_model").choose_track_settings(report, defaults)["tracks_chosen_by"]
     assert chosen["setting"] == "segment 24" and not chosen["goals_met"]
+    summary[2].update(requests=64, split=0.25)  # run on more requests: the only candidate, even off goal
+    report.write_text(json.dumps({"settings": settings, "guidance": guidance, "summary": summary}))
+    chosen = _load("ship_model").choose_track_settings(report, defaults)["tracks_chosen_by"]
+    assert chosen["setting"] == "segment 20" and chosen["requests"] == 64
+    # on goal, Mean Distances within a standard error of the closest tie: the fewest splits, then the cheapest
+    summary = [dict(row("segment 24", 0.020, 0.04, 1.9), mean_distance_se=0.002), row("segment 20", 0.021, 0.0, 1.9),
+               row("paper", 0.0215, 0.0, 1.5), row("unguided", 0.14, 0.0, 1.0)]
+    report.write_text(json.dumps({"settings": settings, "guidance": guidance, "summary": summary}))
+    assert _load("ship_model").choose_track_settings(report, defaults)["tracks_chosen_by"]["setting"] == "paper"
+    summary[2]["mean_distance"] = 0.023  # beyond the standard error: no longer a tie
+    report.write_text(json.dumps({"settings": settings, "guidance": guidance, "summary": summary}))
+    assert _load("ship_model").choose_track_settings(report, defaults)["tracks_chosen_by"]["setting"] == "segment 20"
 
 
 def test_vae_decoder_tuning_keeps_the_encoder_and_counts_its_steps(tmp_path):
