@@ -38,6 +38,7 @@ import torch
 
 from ..models.latents import encode_video
 from ..models.pipeline import sampling_scheduler
+from .drag import drag_video, object_regions, swept_masks
 from .inversion import noise_latents
 
 
@@ -200,8 +201,6 @@ def drag_inputs(pipe, g, trajectory, frames: np.ndarray | None, *, steps: int, s
     Returns:
         ``(trajectory, proxy (F, H, W, 3) or None, Keep or None)``.
     """
-    from .drag import drag_video, object_regions, swept_masks
-
     if frames is not None and g.point_region == "segment":
         trajectory = object_regions(trajectory, frames[0])
     proxy = drag_video(frames, trajectory) if frames is not None else None  # (F, H, W, 3)
