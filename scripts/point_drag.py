@@ -13,8 +13,8 @@ makes the unguided source and every setting's guided video from the same noise
 (``moft.eval.point_drag``). A new group starts only while ``--minutes`` allow. Every row is kept in
 ``--work-dir`` (default OUT.parts/), one file per (prompt, seed, request, setting) keyed by the group's
 point request too (its own file, under ``POINT_PROTOCOL``: a new protocol reruns only the groups whose
-point it moves): a rerun skips what is there, so the suite can be run in pieces (the cheap rows for every request, the costly ones as time
-allows); the report counts the requests each row has. Writes OUT.json (rows, summary, settings,
+point it moves): a rerun skips what is there, so the suite can be run in pieces (the cheap rows for every
+request, the costly ones as time allows); the report counts the requests each row has. Writes OUT.json (rows, summary, settings,
 timing) and OUT.md.
 """
 
@@ -47,21 +47,24 @@ from moft.models.image import requires_image, still_frames
 from moft.models.pipeline import default_video_size, pipeline_record
 
 
+def _schedule(suite: dict) -> tuple[int, float]:
+    """The suite's sampling steps and CFG scale (25 and 4 unless it says)."""
+    return suite.get("steps", 25), suite.get("guidance_scale", 4.0)
+
+
 def _key_file(work: Path, *key) -> Path:
     return work / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".json")
 
 
 def _request_file(work: Path, model: str, suite: dict, prompt: str, seed: int, req: dict) -> Path:
     """Where a group's point request is kept (``{"path", "box"}``, or ``{"status"}`` without the object)."""
-    return _key_file(work, "request", POINT_PROTOCOL, model, suite.get("steps", 25), suite.get("guidance_scale", 4.0),
-                     prompt, seed, req)
+    return _key_file(work, "request", POINT_PROTOCOL, model, *_schedule(suite), prompt, seed, req)
 
 
 def _row_file(work: Path, model: str, suite: dict, prompt: str, seed: int, req: dict, setting: dict,
               request: dict) -> Path:
     """Where one row is kept: keyed by everything it is made from, the point request included."""
-    return _key_file(work, model, suite.get("steps", 25), suite.get("guidance_scale", 4.0), suite.get("guidance", {}),
-                     prompt, seed, req, setting, request)
+    return _key_file(work, model, *_schedule(suite), suite.get("guidance", {}), prompt, seed, req, setting, request)
 
 
 def setting_guidance(suite: dict, setting: dict, record) -> GuidanceConfig:
@@ -84,9 +87,9 @@ def suite_source(pipe, suite: dict, prompt: str, seed: int):
     if requires_image(pipe):
         _, h, w = default_video_size(pipe)
         image = suite_image(prompt, seed, h, w)[0]  # (H, W, 3) uint8
+    steps, cfg = _schedule(suite)
     start = time.perf_counter()
-    src = sample(pipe, prompt, seed=seed, steps=suite.get("steps", 25), guidance_scale=suite.get("guidance_scale", 4.0),
-                 image=image)
+    src = sample(pipe, prompt, seed=seed, steps=steps, guidance_scale=cfg, image=image)
     return src, time.perf_counter() - start, image
 
 
@@ -122,7 +125,7 @@ def run_group(pipe, suite: dict, prompt: str, seed: int, req: dict, channels, re
     if all(f.exists() for f in files.values()):
         return [json.loads(f.read_text()) for f in files.values()]
     src, src_seconds, image = source or suite_source(pipe, suite, prompt, seed)
-    steps, cfg = suite.get("steps", 25), suite.get("guidance_scale", 4.0)
+    steps, cfg = _schedule(suite)
     path, box = np.asarray(request["path"]), request["box"]
     f, h, w = src.frames.shape[:3]
     tracks = Tracks(path[None], np.ones((1, f), bool), (w, h))
@@ -184,7 +187,7 @@ def main():
             for setting in [{"name": "unguided"}] + suite["settings"]
             if (f := _row_file(work, model, suite, p, s, r, setting, requests[p, s, r["name"]])).exists()]
     table = summarise(rows)
-    shipped = default_row(suite, record, suite.get("steps", 25))
+    shipped = default_row(suite, record, _schedule(suite)[0])
     for t in table:
         t["default"] = t["setting"] == shipped
     out.parent.mkdir(parents=True, exist_ok=True)
