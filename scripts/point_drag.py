@@ -42,7 +42,6 @@ from moft.io.synthetic import COLORS
 from moft.io.tracks import Tracks
 from moft.eval.objects import prompt_color, suite_image
 from moft.method.sampler import GuidanceConfig, sample
-from moft.method.settings import track_settings
 from moft.models.image import requires_image, still_frames
 from moft.models.pipeline import default_video_size, pipeline_record
 
@@ -76,7 +75,7 @@ def setting_guidance(suite: dict, setting: dict, record) -> GuidanceConfig:
 def default_row(suite: dict, record, steps: int) -> str | None:
     """The row that is what ``moft control TRACKS`` runs on this model when no guidance is given (tracks get
     ``track_settings`` over the model's ``moft.json``), or None when no row is."""
-    shipped = plan_settings(record, steps=steps, flags=track_settings(record)).guidance
+    shipped = plan_settings(record, steps=steps, tracks=True).guidance
     return next((s["name"] for s in suite["settings"] if setting_guidance(suite, s, record) == shipped), None)
 
 

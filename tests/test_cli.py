@@ -379,7 +379,7 @@ def test_out_naming_an_existing_folder_keeps_its_contents(model_dir, tmp_path):
     (["--steps", 0], "steps must be in 1..10000"), (["--steps", -1], "steps must be in 1..10000"),
     (["--steps", 100000], "steps must be in 1..10000"),
     (["--guided-steps", "30:40", "--steps", 25], "run no step of the 25-step schedule"),
-    (["--steps", 3], "guided steps 3:12 run no step of the 3-step schedule"),
+    (["--guided-steps", "3:12", "--steps", 3], "guided steps 3:12 run no step of the 3-step schedule"),
     (["--gain", 1e30], "gain must be <= 100"), (["--guidance-scale", "nan"], "--guidance-scale: must be a finite"),
     (["--weight", "nan"], "--weight: must be a finite"), (["--seed", 2**70], "seed must be in 0.."),
     (["--iterations", -1], "iterations"), (["--step-size", 0], "--step-size: must be > 0"),

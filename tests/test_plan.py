@@ -237,6 +237,30 @@ def test_a_models_cut_drag_default_applies_to_drags_only_and_a_reference_cannot_
         plan_settings(record, drags=False, flags={"method": "cut-drag", "start": "proxy"})
 
 
+def test_step_indices_nobody_set_keep_their_share_of_a_schedule_of_another_length():
+    """The folders' step indices were chosen on 25-step runs: moft-tiny-wan's track default guides from step 16 of 25
+    and releases at 24. On 10 steps it must still start at about 64% of the schedule (it used to stop the run: step 16
+    of a 10-step schedule), on 50 at the same share; indices the caller gives, or a whole GuidanceConfig, are literal."""
+    from moft.front.control import plan_settings
+    from moft.method.settings import track_settings
+    from moft.models.pipeline import model_record
+
+    record = model_record("moft-tiny-wan")
+    tracks = track_settings(record)
+    assert tuple(tracks["steps"]) == (16, 17) and tracks["release"] == 24  # the premise
+    for steps in (10, 25, 50, 100):
+        g = plan_settings(record, steps=steps, tracks=True).guidance  # what `moft control TRACKS --steps N` resolves
+        share = 16 / 25
+        assert abs(g.steps[0] / steps - share) <= 0.5 / steps and g.steps[1] > g.steps[0]
+        assert abs(g.release / steps - 24 / 25) <= 0.5 / steps
+    assert plan_settings(record, steps=25).guidance.steps == tuple(record.guidance["steps"])  # 25: as written
+    given = plan_settings(record, steps=10, flags={"steps": (2, 5), "release": 8}).guidance
+    assert (given.steps, given.release) == ((2, 5), 8)
+    assert plan_settings(record, steps=50, guidance=GuidanceConfig(steps=(3, 12))).guidance.steps == (3, 12)
+    with pytest.raises(ControlError, match="run no step of the 10-step schedule"):
+        plan_settings(record, steps=10, flags={"steps": (16, 17)})
+
+
 def test_point_tracks_drag_their_objects_in_python_as_on_the_command_line(animatediff, tiny_channels):
     """A ``Tracks`` (what every track file is read into) without ``guidance`` drags the object under each point
     (``point_region="segment"``), the background not kept, as ``moft control TRACKS.json`` does; a caller's

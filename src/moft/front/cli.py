@@ -39,7 +39,7 @@ from ..io.video import CLIP_FPS, check_clip_rule, read_clip, read_video, write_v
 from ..method.capture import capture, capture_sites
 from ..method.channels import MotionChannels, default_channels
 from ..method.channels import fit_channels as fit_motion_channels
-from ..method.settings import GUIDANCE_FIELDS, GuidanceConfig, resolve_settings, track_settings
+from ..method.settings import GUIDANCE_FIELDS, GuidanceConfig, resolve_settings
 from ..method.sampler import sample
 from ..method.targets import Target
 from ..models.adapters import architecture_of, call_denoiser, default_site
@@ -529,12 +529,10 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
     record = model_record(model)
     tracks_file = _is_tracks_file(trajectory)
     given = {k: v for k, v in flags.items() if v is not None}
-    if tracks_file and "points" not in given:  # a track file: the objects under its points dragged (unless --points)
-        given = dict(track_settings(record), **given)
-    try:
+    try:  # a track file: the objects under its points dragged with the folder's track settings (unless --points)
         run = plan_settings(record, steps=steps, seed=seed, gain=gain, guidance_scale=guidance_scale,
                             target_kind=target_kind, prompt=prompt, flags=given,
-                            drags=reference is None and target is None)
+                            drags=reference is None and target is None, tracks=tracks_file and "points" not in given)
     except ControlError as exc:  # a flag's value: name the flag (a moft.json's: the message names the file)
         if exc.field is None or not str(exc).startswith(exc.field):
             raise

@@ -26,7 +26,7 @@ from ..method.keep import Keep, LatentLog, drag_inputs
 from ..method.points import PointRequest, point_request
 from ..method.sampler import SampleResult, check_latents, check_sample, sample
 from ..method.settings import (MAX_SEED, MAX_STEPS, GuidanceConfig, RunSettings, SettingsError,
-                               check_integer, check_number, config_dict, resolve_settings, track_settings)
+                               check_integer, check_number, config_dict, resolve_settings)
 from ..method.targets import Target
 from ..models.adapters import architecture_of
 from ..models.image import image_conditioning, still_frames
@@ -197,10 +197,12 @@ class ControlPlan:
 def plan_settings(record: ModelRecord | None, *, steps: int = 25, seed: int = 0, gain: float = 1.0,
                   guidance_scale: float | None = None, guidance: GuidanceConfig | None = None,
                   target_kind: str | None = None, prompt: str | None = None, flags: dict | None = None,
-                  drags: bool = True) -> RunSettings:
+                  drags: bool = True, tracks: bool = False) -> RunSettings:
     """The settings of a control run, resolved over the model's ``record`` and checked (``check_settings``);
     runs before the model loads. ``flags``: ``GuidanceConfig`` fields given one by one (the CLI's);
-    ``drags``: False when a reference clip or a ready target replaces the trajectory's target.
+    ``drags``: False when a reference clip or a ready target replaces the trajectory's target; ``tracks``: the
+    run drags point tracks with the folder's track settings (``track_settings``). Step indices the caller does
+    not give are scaled to ``steps`` (``moft.method.settings.scale_step_fields``).
 
     Example:
         >>> from moft.models.pipeline import model_record
@@ -212,7 +214,8 @@ def plan_settings(record: ModelRecord | None, *, steps: int = 25, seed: int = 0,
     """
     given = dict(flags or {}, guidance_scale=guidance_scale, target_kind=target_kind, prompt=prompt)
     try:
-        run = resolve_settings(record, {k: v for k, v in given.items() if v is not None}, guidance=guidance, drags=drags)
+        run = resolve_settings(record, {k: v for k, v in given.items() if v is not None}, guidance=guidance, drags=drags,
+                               steps=steps, tracks=tracks)
     except SettingsError as exc:
         raise ControlError(str(exc), getattr(exc, "field", None)) from None
     check_settings(steps=steps, seed=seed, guidance_scale=run.guidance_scale, gain=gain, guidance=run.guidance)
@@ -263,7 +266,7 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
     record = pipeline_record(pipe)
     run = plan_settings(record, steps=steps, seed=seed, gain=gain, guidance_scale=guidance_scale,
                         guidance=guidance, target_kind=target_kind, drags=reference is None and target is None,
-                        flags=track_settings(record) if tracked else None)
+                        tracks=tracked)
     check_sample(pipe, prompt, steps=steps, seed=seed, guidance_scale=run.guidance_scale)
     f, h, w = default_video_size(pipe)
     if init_latents is not None:

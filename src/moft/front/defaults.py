@@ -18,7 +18,7 @@ Example:
 
 from __future__ import annotations
 
-from ..method.settings import resolve_settings, track_settings
+from ..method.settings import resolve_settings
 from ..models.record import ModelRecord
 
 TARGETS = {"drag": "the unguided video's regions dragged along the path, inverted",
@@ -63,7 +63,7 @@ def control_defaults_lines(record: ModelRecord, steps: int = 25) -> list[str]:
         f"  prompt        {prompt!r}",
         f"  shared K/V    {'on' if g.shared_kv else 'off'}; gradient mask {g.grad_mask}",
     ]
-    t = resolve_settings(record, track_settings(record)).guidance  # a track file without --points
+    t = resolve_settings(record, tracks=True).guidance  # a track file without --points
     under = "the object under it" if t.point_region == "segment" else "its disk"
     lines.append(f"  point tracks  each point drags {under}: {_method_line(t)} (--points paper: Eq. 9)")
     if g.site:

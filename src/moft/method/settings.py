@@ -25,6 +25,11 @@ transfer into an unguided run. A ``start`` other than ``proxy`` given over a fol
 also drops the folder's ``release`` and ``method`` (both need the proxy): ``--start-from noise``
 is plain gradient guidance, with whatever ``keep`` the folder or the caller says.
 
+Step indices (``STEP_FIELDS``: the guided steps, ``release``, ``keep_until``) that moft's defaults and the
+model folders give were chosen on 25-step schedules (``TUNED_STEPS``); a front-door run of another length
+(``moft control --steps``, ``moft.control(steps=)``) gets them scaled to the same share of its schedule
+(``scale_step_fields``). Indices a layer sets are taken as they are.
+
 ``GuidanceConfig`` owns every check of its fields (types, choices, ranges; ``__post_init__``),
 and each field's metadata says what it accepts and means: the suite schema and the CLI's help
 read it (``GUIDANCE_FIELDS``) instead of copying it.
@@ -54,6 +59,11 @@ METHODS = ("gradient", "cut-drag")
 RUN_KEYS = ("guidance_scale", "target_kind", "prompt")
 # levers of a drag from a trajectory (moft.method.keep): a model folder's values apply to that kind of run only
 DRAG_LEVERS = ("method", "start", "release", "keep", "keep_until")
+# step indices (GuidanceConfig fields) that moft's defaults and the model folders give for a TUNED_STEPS-step
+# schedule (every suite and tuning run samples 25, the official schedule); a run of S steps that does not set one
+# gets it scaled by S / TUNED_STEPS (``scale_step_fields``), as Eq. 9's thresholds scale (``paper_schedule``)
+TUNED_STEPS = 25
+STEP_FIELDS = ("steps", "release", "keep_until")
 
 
 class SettingsError(ValueError):
@@ -428,8 +438,36 @@ def track_settings(record: ModelRecord | None) -> dict:
     return dict(TRACK_SETTINGS, **((record.tracks or {}) if record is not None else {}))
 
 
+def _scaled(index: int, steps: int) -> int:
+    """Step ``index`` of a ``TUNED_STEPS``-step schedule on a ``steps``-step one, rounded half up."""
+    return math.floor(index * steps / TUNED_STEPS + 0.5)
+
+
+def scale_step_fields(values: dict, steps: int) -> dict:
+    """``values`` (``GuidanceConfig`` fields) with their step indices (``STEP_FIELDS``) moved from a
+    ``TUNED_STEPS``-step schedule to a ``steps``-step one: the same share of the schedule, a guided span of at
+    least one step that starts within it; None, 0 and other fields as they are.
+
+    Example:
+        >>> scale_step_fields({"steps": (16, 17), "release": 24, "keep_until": None, "iterations": 4}, 10)
+        {'steps': (6, 7), 'release': 10, 'keep_until': None, 'iterations': 4}
+        >>> scale_step_fields({"steps": (3, 12), "release": 20}, 50)
+        {'steps': (6, 24), 'release': 40}
+    """
+    out = dict(values)
+    if "steps" in out:
+        start, end = out["steps"]
+        new_start = min(_scaled(start, steps), steps - 1)
+        out["steps"] = (new_start, max(_scaled(end, steps), new_start + 1) if end > start else new_start)
+    for name in ("release", "keep_until"):
+        if out.get(name):
+            out[name] = _scaled(out[name], steps)
+    return out
+
+
 def resolve_settings(record: ModelRecord | None = None, *layers: dict,
-                     guidance: GuidanceConfig | None = None, drags: bool = True) -> RunSettings:
+                     guidance: GuidanceConfig | None = None, drags: bool = True,
+                     steps: int | None = None, tracks: bool = False) -> RunSettings:
     """One resolution of a run's settings: defaults -> ``record`` -> each layer in turn (see the module docstring).
 
     Args:
@@ -439,6 +477,11 @@ def resolve_settings(record: ModelRecord | None = None, *layers: dict,
         guidance: a whole ``GuidanceConfig`` that replaces the resolved guidance fields (the API's ``guidance=``).
         drags: whether the run's target would come from a trajectory (False with a reference clip or a
             ready target): the record's ``DRAG_LEVERS`` apply only to such runs (see the module docstring).
+        steps: the run's sampling steps, when its step indices that no layer sets (moft's defaults, the
+            record's) are to be scaled to them from the ``TUNED_STEPS`` they were chosen on (the front doors);
+            None takes every index as it is (a suite's, whose rows say their schedule).
+        tracks: the run drags point tracks with no point loss asked for: the record's ``track_settings`` join
+            its layer (they are the folder's, so scaled with it).
 
     Raises:
         SettingsError: a bad value or unknown key, naming the ``moft.json`` when the record's is bad.
@@ -451,8 +494,10 @@ def resolve_settings(record: ModelRecord | None = None, *layers: dict,
         'gradient'
         >>> resolve_settings(model_record("moft-tiny-wan"), {"points": "paper"}).guidance.start
         'noise'
+        >>> resolve_settings(model_record("moft-tiny"), steps=50).guidance.steps        # its 3:12 of 25
+        (6, 24)
     """
-    base = record_layer(record)
+    base = dict(record_layer(record), **(track_settings(record) if tracks else {}))
     try:
         GuidanceConfig.from_dict({k: v for k, v in base.items() if k not in RUN_KEYS})
     except SettingsError as exc:
@@ -469,8 +514,13 @@ def resolve_settings(record: ModelRecord | None = None, *layers: dict,
         for name in ("release", "method"):
             if name in base and name not in given:
                 merged[name] = GuidanceConfig.__dataclass_fields__[name].default
-    g = guidance if guidance is not None else GuidanceConfig.from_dict(
-        {k: v for k, v in merged.items() if k not in RUN_KEYS})
+    values = {k: v for k, v in merged.items() if k not in RUN_KEYS}
+    # the indices no layer set are for TUNED_STEPS steps (a steps value out of range is the caller's check to refuse)
+    if isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= MAX_STEPS and steps != TUNED_STEPS:
+        defaults = {name: getattr(GuidanceConfig(), name) for name in STEP_FIELDS}
+        scaled = scale_step_fields({name: values.get(name, defaults[name]) for name in STEP_FIELDS}, steps)
+        values.update({name: v for name, v in scaled.items() if name not in given})
+    g = guidance if guidance is not None else GuidanceConfig.from_dict(values)
     scale = merged.get("guidance_scale")
     try:
         scale = check_number("guidance_scale", OFFICIAL_CFG if scale is None else scale, lo=0)
