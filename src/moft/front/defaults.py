@@ -8,7 +8,7 @@ Example:
       method        cut-and-drag, no gradients; from the drag proxy at step 3, released at step 24; the background kept (drags; a reference clip or points: gradient guidance, the lines below)
       loss          per_position, distance cosine, weight 6 for one region / 8 for several
       optimiser     adam, 4 iterations per guided step, step size 0.15
-      guided steps  3:12 of the 25 sampling steps (--steps)
+      guided steps  3:12 of the 25 sampling steps (--steps N: the same share of N)
       CFG           4
       prompt        'a red disk standing still'
       shared K/V    off; gradient mask all
@@ -58,7 +58,7 @@ def control_defaults_lines(record: ModelRecord, steps: int = 25) -> list[str]:
         f"  method        {_method_line(g, note=True)}",
         f"  loss          {g.loss}, distance {g.distance}, {weight}",
         f"  optimiser     {g.optimizer}, {g.iterations} iterations per guided step, step size {size}",
-        f"  guided steps  {g.steps[0]}:{g.steps[1]} of the {steps} sampling steps (--steps)",
+        f"  guided steps  {g.steps[0]}:{g.steps[1]} of the {steps} sampling steps (--steps N: the same share of N)",
         f"  CFG           {cfg:g}" if isinstance(cfg, (int, float)) else f"  CFG           {cfg}",
         f"  prompt        {prompt!r}",
         f"  shared K/V    {'on' if g.shared_kv else 'off'}; gradient mask {g.grad_mask}",
