@@ -440,3 +440,14 @@ def test_point_drag_rows_are_keyed_by_the_point_they_were_asked(tmp_path, monkey
     before = m._request_file(tmp_path, "moft-tiny", suite, "a red disk", 900, req)
     monkeypatch.setattr(m, "POINT_PROTOCOL", m.POINT_PROTOCOL + 1)
     assert m._request_file(tmp_path, "moft-tiny", suite, "a red disk", 900, req) != before
+
+
+def test_split_origin_blames_the_first_stage_that_split_and_only_split_results():
+    """scripts/split_origin.py: a split result is attributed to the first of proxy -> VAE round trip -> result with
+    more pieces than the source; a result the model mended (no more pieces than the source) is no one's split."""
+    _load("point_drag")  # split_origin reads the suite as point_drag.py does (run as a script, scripts/ is on the path)
+    origin = _load("split_origin").origin
+    assert origin({"source": 1, "proxy": 2, "round trip": 2, "result": 2}) == "proxy"
+    assert origin({"source": 1, "proxy": 1, "round trip": 3, "result": 2}) == "round trip"
+    assert origin({"source": 2, "proxy": 2, "round trip": 2, "result": 3}) == "result"
+    assert origin({"source": 2, "proxy": 3, "round trip": 3, "result": 2}) is None
