@@ -260,6 +260,11 @@ def test_step_indices_nobody_set_keep_their_share_of_a_schedule_of_another_lengt
     with pytest.raises(ControlError, match="run no step of the 10-step schedule"):
         plan_settings(record, steps=10, flags={"steps": (16, 17)})
 
+    # a folder whose trajectories get curve targets still drags tracks with the levers its tracks entry chose
+    curves = ModelRecord(target="curves", tracks={"method": "cut-drag", "start": "proxy", "release": 24})
+    g = plan_settings(curves, tracks=True).guidance
+    assert (g.method, g.start, g.release) == ("cut-drag", "proxy", 24)
+
 
 def test_point_tracks_drag_their_objects_in_python_as_on_the_command_line(animatediff, tiny_channels):
     """A ``Tracks`` (what every track file is read into) without ``guidance`` drags the object under each point

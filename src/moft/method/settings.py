@@ -497,7 +497,8 @@ def resolve_settings(record: ModelRecord | None = None, *layers: dict,
         >>> resolve_settings(model_record("moft-tiny"), steps=50).guidance.steps        # its 3:12 of 25
         (6, 24)
     """
-    base = dict(record_layer(record), **(track_settings(record) if tracks else {}))
+    track = track_settings(record) if tracks else {}
+    base = dict(record_layer(record), **track)
     try:
         GuidanceConfig.from_dict({k: v for k, v in base.items() if k not in RUN_KEYS})
     except SettingsError as exc:
@@ -506,13 +507,14 @@ def resolve_settings(record: ModelRecord | None = None, *layers: dict,
     for layer in layers:
         merged.update(layer)
     given = {k for layer in layers for k in layer}
+    chosen = given | set(track)  # the folder's track levers were chosen for this kind of run: none is dropped
     if not drags or merged.get("target_kind") != "drag" or merged.get("points", "off") != "off":  # not what they were chosen on
         for name in DRAG_LEVERS:
-            if name in base and name not in given:
+            if name in base and name not in chosen:
                 merged[name] = GuidanceConfig.__dataclass_fields__[name].default
     if merged.get("start") != "proxy":  # a start given without the proxy: the folder's proxy-only levers go with it
         for name in ("release", "method"):
-            if name in base and name not in given:
+            if name in base and name not in chosen:
                 merged[name] = GuidanceConfig.__dataclass_fields__[name].default
     values = {k: v for k, v in merged.items() if k not in RUN_KEYS}
     # the indices no layer set are for TUNED_STEPS steps (a steps value out of range is the caller's check to refuse)
