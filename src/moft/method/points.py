@@ -153,6 +153,16 @@ def point_loss(feats: torch.Tensor, points: torch.Tensor, visible: torch.Tensor,
     return (dist * counted).sum() / counted.sum().clamp_min(1.0)
 
 
+def rescale_step(index: int, steps: int, of: int = PAPER_STEPS) -> int:
+    """Step ``index`` of an ``of``-step schedule moved to a ``steps``-step one: the same share, rounded half up.
+
+    Example:
+        >>> rescale_step(19, 50), rescale_step(16, 10)
+        (38, 6)
+    """
+    return math.floor(index * steps / of + 0.5)
+
+
 def paper_schedule(num_steps: int) -> list[tuple[str, ...]]:
     """Which losses run at each sampling step, after the paper's Eq. 9.
 
@@ -178,7 +188,7 @@ def paper_schedule(num_steps: int) -> list[tuple[str, ...]]:
     """
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
-    t1, t2, t3 = (math.floor(t * num_steps / PAPER_STEPS + 0.5) for t in PAPER_THRESHOLDS)
+    t1, t2, t3 = (rescale_step(t, num_steps) for t in PAPER_THRESHOLDS)
     out = []
     for i in range(num_steps):
         t = num_steps - 1 - i

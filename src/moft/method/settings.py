@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from ..models.pipeline import OFFICIAL_CFG
 from ..models.record import ModelRecord
-from .points import POINT_MODES
+from .points import POINT_MODES, rescale_step
 from .targets import TARGET_KINDS
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range
@@ -438,11 +438,6 @@ def track_settings(record: ModelRecord | None) -> dict:
     return dict(TRACK_SETTINGS, **((record.tracks or {}) if record is not None else {}))
 
 
-def _scaled(index: int, steps: int) -> int:
-    """Step ``index`` of a ``TUNED_STEPS``-step schedule on a ``steps``-step one, rounded half up."""
-    return math.floor(index * steps / TUNED_STEPS + 0.5)
-
-
 def scale_step_fields(values: dict, steps: int) -> dict:
     """``values`` (``GuidanceConfig`` fields) with their step indices (``STEP_FIELDS``) moved from a
     ``TUNED_STEPS``-step schedule to a ``steps``-step one: the same share of the schedule, a guided span of at
@@ -457,11 +452,12 @@ def scale_step_fields(values: dict, steps: int) -> dict:
     out = dict(values)
     if "steps" in out:
         start, end = out["steps"]
-        new_start = min(_scaled(start, steps), steps - 1)
-        out["steps"] = (new_start, max(_scaled(end, steps), new_start + 1) if end > start else new_start)
+        new_start = min(rescale_step(start, steps, TUNED_STEPS), steps - 1)
+        new_end = max(rescale_step(end, steps, TUNED_STEPS), new_start + 1) if end > start else new_start
+        out["steps"] = (new_start, new_end)
     for name in ("release", "keep_until"):
         if out.get(name):
-            out[name] = _scaled(out[name], steps)
+            out[name] = rescale_step(out[name], steps, TUNED_STEPS)
     return out
 
 
@@ -519,7 +515,7 @@ def resolve_settings(record: ModelRecord | None = None, *layers: dict,
     values = {k: v for k, v in merged.items() if k not in RUN_KEYS}
     # the indices no layer set are for TUNED_STEPS steps (a steps value out of range is the caller's check to refuse)
     if isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= MAX_STEPS and steps != TUNED_STEPS:
-        defaults = {name: getattr(GuidanceConfig(), name) for name in STEP_FIELDS}
+        defaults = {name: GuidanceConfig.__dataclass_fields__[name].default for name in STEP_FIELDS}
         scaled = scale_step_fields({name: values.get(name, defaults[name]) for name in STEP_FIELDS}, steps)
         values.update({name: v for name, v in scaled.items() if name not in given})
     g = guidance if guidance is not None else GuidanceConfig.from_dict(values)
