@@ -292,7 +292,9 @@ def moft_decoding(pipe, per_direction: int, seed: int, timestep: int, steps: int
     n_frames = default_video_size(pipe)[0]  # the model's clip length (moft-tiny 8, moft-tiny-wan 9)
     for k, name in enumerate(names):
         for j in range(per_direction):
-            rng = np.random.default_rng(seed + 1000 * k + j)
+            # seed + 1000 k + j for the first 1,000 per direction (the seeds earlier reports used); past them
+            # a seed per (seed, k, j), where seed + 1000 k + j would repeat the next direction's clips
+            rng = np.random.default_rng(seed + 1000 * k + j if j < 1000 else [seed, k, j])
             kind = "pan" if j % 2 else "object"
             clip = make_clip(rng, kind=kind, direction=name, speed=float(rng.uniform(1.0, 2.0)), n_frames=n_frames)
             frames = (clip.frames * 255).round().astype(np.uint8)  # (F, H, W, 3)
