@@ -305,8 +305,9 @@ def moft_decoding(pipe, per_direction: int, seed: int, timestep: int, steps: int
             # the object's grid cell at frame 0 (pans: the object's too, it moves with the scene)
             cx, cy = clip.tracks[0, 0]
             r, c = int(np.clip((cy + 0.5) / s, 0, x.shape[-2] - 1)), int(np.clip((cx + 0.5) / s, 0, x.shape[-1] - 1))
-            raw = x[0, :, r, c]
-            cr = remove_content_correlation(x[None])[0, 0, :, r, c]
+            # clones: a view would keep each video's whole feature map alive (GBs over thousands of videos)
+            raw = x[0, :, r, c].clone()  # (C,)
+            cr = remove_content_correlation(x[None])[0, 0, :, r, c].clone()  # (C,)
             feats["raw"].append(raw.numpy())
             feats["moft_all_channels"].append(cr.numpy())
             if ch is not None and ch.num_channels == cr.shape[0]:
