@@ -41,6 +41,7 @@ from moft.front.control import control, default_guidance, plan_settings
 from moft.io.synthetic import COLORS
 from moft.io.tracks import Tracks
 from moft.eval.objects import prompt_color, suite_image
+from moft.method.drag import SEGMENT_TOLERANCES
 from moft.method.sampler import GuidanceConfig, sample
 from moft.models.image import requires_image, still_frames
 from moft.models.pipeline import default_video_size, pipeline_record
@@ -61,9 +62,13 @@ def _request_file(work: Path, model: str, suite: dict, prompt: str, seed: int, r
 
 
 def _row_file(work: Path, model: str, suite: dict, prompt: str, seed: int, req: dict, setting: dict,
-              request: dict) -> Path:
-    """Where one row is kept: keyed by everything it is made from, the point request included."""
-    return _key_file(work, model, *_schedule(suite), suite.get("guidance", {}), prompt, seed, req, setting, request)
+              request: dict, record) -> Path:
+    """Where one row is kept: keyed by everything it is made from, the point request included, and for a row
+    that drags the object's segment the segmentation's tolerances (``SEGMENT_TOLERANCES``)."""
+    segment = setting["name"] != "unguided" and setting_guidance(suite, setting, record).point_region == "segment"
+    rule = [("segment", SEGMENT_TOLERANCES)] if segment else []  # other rows keep the keys they had
+    return _key_file(work, model, *_schedule(suite), suite.get("guidance", {}), prompt, seed, req, setting, request,
+                     *rule)
 
 
 def setting_guidance(suite: dict, setting: dict, record) -> GuidanceConfig:
@@ -114,7 +119,7 @@ def run_group(pipe, suite: dict, prompt: str, seed: int, req: dict, channels, re
         source = suite_source(pipe, suite, prompt, seed)
         request = point_request(source[0], source[2], prompt, req)
         request_file.write_text(json.dumps(request) + "\n")
-    files = {s["name"]: _row_file(work, model, suite, prompt, seed, req, s, request)
+    files = {s["name"]: _row_file(work, model, suite, prompt, seed, req, s, request, record)
              for s in [{"name": "unguided"}] + settings}
     base = {"prompt": prompt, "seed": seed, "request": req["name"]}
     if "status" in request:
@@ -184,7 +189,7 @@ def main():
                 if (f := _request_file(work, model, suite, p, s, r)).exists()}
     rows = [json.loads(f.read_text()) for p, s, r in groups if (p, s, r["name"]) in requests
             for setting in [{"name": "unguided"}] + suite["settings"]
-            if (f := _row_file(work, model, suite, p, s, r, setting, requests[p, s, r["name"]])).exists()]
+            if (f := _row_file(work, model, suite, p, s, r, setting, requests[p, s, r["name"]], record)).exists()]
     table = summarise(rows)
     shipped = default_row(suite, record, _schedule(suite)[0])
     for t in table:

@@ -139,6 +139,22 @@ def test_a_point_grows_into_the_object_under_it_and_no_further():
     assert grow_segment(_still()[0], np.array([[25.0, 25.0]])) is None  # on the background: leaks past half the frame
 
 
+def test_a_shaded_object_is_grown_whole_by_the_widest_tolerance_that_does_not_leak():
+    frame = _still()[0]
+    frame[12:14, 8:14] = (0.75, 0.1, 0.1)  # the square's top rows shaded darker: 0.3 from the point's red (0.25 away: no)
+    square = np.zeros((32, 32), bool)
+    square[12:18, 8:14] = True
+    whole = cv2.dilate(square.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    point = np.array([[10.0, 16.0]])  # on the bright part
+    assert not grow_segment(frame, point, 0.25)[12].any()  # one tolerance alone leaves the shaded rows behind
+    assert (grow_segment(frame, point) == whole).all()  # the ladder takes them
+    # a background within the widest tolerance of the point's colour: that fill leaks past half the frame, so the
+    # next tolerance is taken, which still joins the shaded rows
+    frame[:, :] = np.where(square[..., None], frame, np.float32([0.8, 0.2, 0.15]))  # 0.32 from the red
+    assert 0.3 < np.linalg.norm(frame[0, 0] - frame[16, 10]) < 0.35
+    assert (grow_segment(frame, point) == whole).all()
+    assert grow_segment(frame, point, 0.35) is None
+
 def test_dragging_the_object_under_a_point_moves_all_of_it_and_leaves_no_copy():
     still = _still()
     traj = _points([(11 / 32, 15 / 32), (25 / 32, 15 / 32)])  # the square's centre, 14 px right over the clip

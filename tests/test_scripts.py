@@ -434,9 +434,14 @@ def test_point_drag_rows_are_keyed_by_the_point_they_were_asked(tmp_path, monkey
     assert m.point_request(SimpleNamespace(frames=frames[..., ::-1]), None, "a red disk", req) == {
         "status": "no red object in source"}
     suite, setting = {"steps": 25}, {"name": "s", "method": "cut-drag"}
-    row = lambda r: m._row_file(tmp_path, "moft-tiny", suite, "a red disk", 900, req, setting, r)  # noqa: E731
+    row = lambda r, s=setting: m._row_file(tmp_path, "moft-tiny", suite, "a red disk", 900, req, s, r, None)  # noqa: E731
     assert row(request) == row(json.loads(json.dumps(request)))  # what a rerun reads back keys the same row
     assert row(request) != row(dict(request, path=[[17.7, 12.5]] * 4))
+    # a row that drags the object's segment is keyed by the segmentation's tolerances too; other rows are not
+    segment = {"name": "seg", "method": "cut-drag", "point_region": "segment"}
+    keys = (row(request), row(request, segment))
+    monkeypatch.setattr(m, "SEGMENT_TOLERANCES", (0.25,))
+    assert row(request) == keys[0] and row(request, segment) != keys[1]
     before = m._request_file(tmp_path, "moft-tiny", suite, "a red disk", 900, req)
     monkeypatch.setattr(m, "POINT_PROTOCOL", m.POINT_PROTOCOL + 1)
     assert m._request_file(tmp_path, "moft-tiny", suite, "a red disk", 900, req) != before
@@ -451,3 +456,22 @@ def test_split_origin_blames_the_first_stage_that_split_and_only_split_results()
     assert origin({"source": 1, "proxy": 1, "round trip": 3, "result": 2}) == "round trip"
     assert origin({"source": 2, "proxy": 2, "round trip": 2, "result": 3}) == "result"
     assert origin({"source": 2, "proxy": 3, "round trip": 3, "result": 2}) is None
+
+
+def test_segment_tolerance_counts_the_part_of_the_object_a_segment_leaves_behind():
+    """scripts/segment_tolerance.py: the object is its extent over every frame (frame 0 renders part of it dimmer);
+    a segment grown at one tolerance on frame 0 misses the dim part, the ladder takes it, a far pixel is a leak."""
+    from moft.method.drag import grow_segment
+
+    m = _load("segment_tolerance")
+    frames = np.zeros((3, 32, 32, 3), np.float32)  # (F, H, W, 3)
+    frames[:, 10:20, 10:20] = (1.0, 0.0, 0.0)
+    frames[0, 10:13, 10:20] = (0.8, 0.15, 0.1)  # frame 0: the top rows dimmer (0.26 from the red: outside 0.25)
+    extent = m.object_extent(frames, (1.0, 0.0, 0.0), np.array([15.0, 16.0]))
+    assert extent.sum() == 100  # the whole square: the later frames show the top rows
+    miss, leak = m.coverage(grow_segment(frames[0], np.array([[15.0, 16.0]]), 0.25), extent)
+    assert miss == pytest.approx(0.2) and leak == 0.0  # 2 of the 3 dim rows (the one-pixel rim takes the third)
+    assert m.coverage(grow_segment(frames[0], np.array([[15.0, 16.0]])), extent) == (0.0, 0.0)
+    assert m.coverage(None, extent) is None
+    cases = [{"t": (0.3, 0.0)}, {"t": (0.0, 0.5)}, {"t": None}]
+    assert m.summary(cases, "t") == {"fallback": 1, "miss_over": 1, "leak_over": 1, "miss_mean": 0.15, "leak_mean": 0.25}
