@@ -45,8 +45,9 @@ import numpy as np
 # leaked, i.e. is not over SEGMENT_MAX_AREA of the frame (none: the point keeps its disk); segments overlapping by
 # SEGMENT_SAME_OBJECT (IoU) are one. The ladder: an organism's frame 0 often shades part of the object darker than the
 # later frames render it, and a part left out of the segment stays behind as a second piece; on 128 tuning sources
-# (moft-tiny-wan, seeds 950-957, 16 prompts) 0.25 alone left over 10% of the object out in 10, the ladder in 4
-# (docs/control.md, "Point drag")
+# (moft-tiny-wan, seeds 950-957, 16 prompts) 0.25 alone left over 10% of the object out in 10, the ladder in 4, at the
+# price of 6 segments reaching over 10% into the background instead of 1 (scripts/segment_tolerance.py,
+# docs/results/moft-tiny-wan/segment_tolerance.md)
 SEGMENT_TOLERANCES = (0.35, 0.3, 0.25)
 SEGMENT_MAX_AREA = 0.5
 SEGMENT_SAME_OBJECT = 0.5
