@@ -88,7 +88,8 @@ def main():
     torch.set_num_threads(1)
     suite = json.loads(Path(args.suite).read_text())
     steps, cfg = suite.get("steps", 25), suite.get("guidance_scale", 4.0)
-    prompts = [f"{'an' if c[0] in 'aeiou' else 'a'} {c} {shape} standing still" for c in COLORS for shape in ("disk", "square")]
+    prompts = [f"{'an' if c[0] in 'aeiou' else 'a'} {c} {shape} standing still"
+               for c in COLORS for shape in ("disk", "square")]
     pipe = moft.load_pipeline(args.model)
     if requires_image(pipe):
         ap.error("an image-to-video model drags the segment of the image it is given, not of a frame it renders")

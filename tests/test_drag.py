@@ -141,7 +141,7 @@ def test_a_point_grows_into_the_object_under_it_and_no_further():
 
 def test_a_shaded_object_is_grown_whole_by_the_widest_tolerance_that_does_not_leak():
     frame = _still()[0]
-    frame[12:14, 8:14] = (0.75, 0.1, 0.1)  # the square's top rows shaded darker: 0.3 from the point's red (0.25 away: no)
+    frame[12:14, 8:14] = (0.75, 0.1, 0.1)  # the square's top rows shaded darker: 0.29 from the point's red
     square = np.zeros((32, 32), bool)
     square[12:18, 8:14] = True
     whole = cv2.dilate(square.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
@@ -154,6 +154,7 @@ def test_a_shaded_object_is_grown_whole_by_the_widest_tolerance_that_does_not_le
     assert 0.3 < np.linalg.norm(frame[0, 0] - frame[16, 10]) < 0.35
     assert (grow_segment(frame, point) == whole).all()
     assert grow_segment(frame, point, 0.35) is None
+
 
 def test_dragging_the_object_under_a_point_moves_all_of_it_and_leaves_no_copy():
     still = _still()
