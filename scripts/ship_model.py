@@ -82,16 +82,21 @@ def choose_control_defaults(report_path: Path, defaults_path: Path) -> dict:
         best = max(rows, key=rank)
     g, extra = guidance_settings(settings[best["setting"]], suite.get("guidance"))
     defaults = json.loads(defaults_path.read_text()) if defaults_path.is_file() else {}  # a hub model's folder has none
+    kept_transfer = {k: defaults.get(k, {}).get("transfer") for k in ("guidance", "guidance_chosen_by")}
     defaults["guidance"] = config_dict(g)
     defaults["target"] = extra["target"] or suite.get("target", "curves")
     if extra["features"] == "vanilla":
         raise SystemExit(f"{best['setting']}: vanilla features need a reference video; not a control default")
     fraction = 1.0 if extra["features"] == "cr" else extra["fraction"]  # None: the folder's channels as they are
+    if kept_transfer["guidance"] is not None:  # the transfer choice (choose_transfer) is made on another report
+        defaults["guidance"]["transfer"] = kept_transfer["guidance"]
     defaults["guidance_chosen_by"] = {"report": str(report_path), "setting": best["setting"],
                                       "constraints_met": bool(kept), "goals_met": bool(on_goal),
                                       "channel_fraction": fraction,
                                       **{k: best.get(k) for k in ("direction_success", "displacement_share", "toward_px",
                                                                   "ssim_outside", "glitch", "split", "seconds")}}
+    if kept_transfer["guidance_chosen_by"] is not None:
+        defaults["guidance_chosen_by"]["transfer"] = kept_transfer["guidance_chosen_by"]
     defaults_path.write_text(json.dumps(defaults, indent=2) + "\n")
     print(f"control defaults: {best['setting']} (direction success {best['direction_success']:.2f}, "
           f"pushed {best['toward_px']:+.1f} px toward the request)")
@@ -141,6 +146,31 @@ def choose_track_settings(report_path: Path, defaults_path: Path) -> dict:
     return defaults
 
 
+def choose_transfer(report_path: Path, defaults_path: Path) -> dict:
+    """Write the way a motion-transfer tuning report (``moft evaluate benchmarks/tune_transfer_image.json``) copied
+    its clips' motion best into ``moft.json``'s ``guidance.transfer``: the guided row with the highest Motion
+    Fidelity (LK), Motion Fidelities within 0.01 of it a tie broken by the lower ObjMC. The choice and its figures
+    are kept as ``guidance_chosen_by["transfer"]``.
+    """
+    report = json.loads(report_path.read_text())
+    settings = {s["name"]: s for s in report["suite"]["settings"]}
+    rows = [t for t in report["table"] if t["setting"] in settings and "transfer" in settings[t["setting"]]
+            and t["motion_fidelity_lk"] is not None]
+    if not rows:
+        raise SystemExit(f"{report_path}: no scored setting that names its transfer")
+    top = max(t["motion_fidelity_lk"] for t in rows)
+    best = min((t for t in rows if t["motion_fidelity_lk"] >= top - 0.01), key=lambda t: t["objmc_lk_px"])
+    defaults = json.loads(defaults_path.read_text()) if defaults_path.is_file() else {}
+    defaults.setdefault("guidance", {})["transfer"] = settings[best["setting"]]["transfer"]
+    defaults.setdefault("guidance_chosen_by", {})["transfer"] = {
+        "report": str(report_path), "setting": best["setting"], "requests": best["scored"],
+        **{k: best[k] for k in ("motion_fidelity_lk", "objmc_lk_px", "camera_error_flow_px", "ssim_outside", "glitch")}}
+    defaults_path.write_text(json.dumps(defaults, indent=2) + "\n")
+    print(f"transfer: {settings[best['setting']]['transfer']} ({best['setting']}: Motion Fidelity "
+          f"{best['motion_fidelity_lk']:.3f}, ObjMC {best['objmc_lk_px']:.2f} px)")
+    return defaults
+
+
 def vae_steps(run: Path) -> int | None:
     """How long the run's VAE trained: its own checkpoint, else the last VAE row of the run's log (a run resumed
     from a committed resumption point keeps the finished VAE folder and the log, not the VAE's checkpoint); None
@@ -166,10 +196,16 @@ def main():
     ap.add_argument("--guidance-from", type=Path, default=None,
                     help="an evaluation report of control settings (benchmarks/tune_levers.json): write the best "
                          "one into moft.json's guidance and target defaults and exit")
+    ap.add_argument("--transfer-from", type=Path, default=None,
+                    help="a motion-transfer tuning report (moft evaluate benchmarks/tune_transfer_image.json): write "
+                         "the way it copied a clip's motion best into moft.json's guidance.transfer and stop")
     ap.add_argument("--tracks-from", type=Path, default=None,
                     help="a point-drag tuning report (scripts/point_drag.py on benchmarks/tune_point_drag.json): write "
                          "the best row into moft.json's tracks (what a track file runs with) and exit")
     args = ap.parse_args()
+    if args.transfer_from is not None:
+        choose_transfer(args.transfer_from, args.out / "moft.json")
+        return
     if args.tracks_from is not None:
         choose_track_settings(args.tracks_from, args.out / "moft.json")
         return

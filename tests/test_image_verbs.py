@@ -335,6 +335,58 @@ def test_the_command_line_transfers_a_clips_motion_onto_an_image_and_refuses_bad
         assert not list(tmp_path.glob("x.*"))
 
 
+def test_transfer_drag_drags_the_image_along_the_clips_measured_motion(pipe):
+    """``transfer="drag"``: the clip's square moves 2 px a frame to the right (planted), so the image's region is
+    dragged exactly as a trajectory drawn by hand at 2/32 of the frame a frame would drag it (the reference
+    implementation: ``drag_video`` of that trajectory), and no MOFT target is made."""
+    from moft.front.control import ControlError, control
+    from moft.io.trajectory import parse_trajectory
+    from moft.method.drag import drag_video
+    from moft.method.settings import GuidanceConfig
+    from moft.models.image import still_frames
+
+    clip = np.roll(_clip(), -4, axis=2)  # the square at x 4..12, y 12..20 in frame 0, at x 20..28 in frame 8
+    box = {"box": [0.125, 0.375, 0.375, 0.625]}
+    traj = parse_trajectory({"version": 1, "frames": 3, "regions": [{"mask": box, "direction": "up", "speed": 0.1}]})
+    g = GuidanceConfig(steps=(1, 3), start="proxy", release=2, method="cut-drag", transfer="drag")
+    res = control(pipe, traj, prompt="a red disk", image=_image(5), reference=clip, steps=4, guidance=g,
+                  target_kind="drag", guidance_scale=1.0)
+    by_hand = parse_trajectory({"version": 1, "frames": FRAMES, "regions": [{"mask": box, "direction": "right",
+                                                                             "speed": 2 / SIZE}]})
+    np.testing.assert_allclose(res.proxy_frames, drag_video(still_frames(_image(5), FRAMES), by_hand), atol=0.02)
+    copied = np.array(res.report["copied_paths"][0])  # (F, 2) the region's path in the clip, frame fractions
+    assert np.abs((copied - copied[0]) * SIZE - [[2 * f, 0] for f in range(FRAMES)]).max() < 0.1
+    assert res.target is None and res.report["guidance"]["transfer"] == "drag"
+    points = parse_trajectory({"version": 1, "frames": FRAMES, "regions": [{"points": [[0.3, 0.5], [0.5, 0.5]],
+                                                                            "radius": 0.05}]})
+    with pytest.raises(ControlError, match="point regions follow their own tracks"):
+        control(pipe, points, prompt="a red disk", image=_image(5), reference=_clip(), steps=4, guidance=g)
+    with pytest.raises(ControlError, match="transfer drag drags the clip's measured motion"):
+        control(pipe, traj, prompt="a red disk", image=_image(5), reference=_clip(), steps=4,
+                guidance=GuidanceConfig(steps=(1, 3), start="proxy", release=2, method="cut-drag"))
+
+
+def test_the_command_line_copies_a_clips_motion_by_dragging_with_transfer_drag(i2v_folder, tmp_path):
+    from moft.io.video import read_video, write_video
+
+    Image.fromarray(_image(2)).save(tmp_path / "i.png")
+    write_video(tmp_path / "c.gif", _clip(-1))  # the square 2 px a frame to the left
+    (tmp_path / "t.json").write_text(json.dumps({"version": 1, "regions": [{"mask": "all", "direction": "right",
+                                                                             "speed": 0.03}]}))
+    r = _cli("control", tmp_path / "t.json", "--model", i2v_folder, "--image", tmp_path / "i.png", "--steps", 3,
+             "--reference", tmp_path / "c.gif", "--transfer", "drag", "--start-from", "proxy", "--method", "cut-drag",
+             "--release", 2, "--guided-steps", "1:2", "--target-kind", "drag", "--save-proxy", "--out", tmp_path / "o.gif")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "o.report.json").read_text())
+    assert report["guidance"]["transfer"] == "drag" and report["target"] is None and report["reference"]
+    proxy = read_video(tmp_path / "o.proxy.gif")  # the whole image panned by the clip's motion: mostly still
+    assert proxy.shape == (FRAMES, SIZE, SIZE, 3) and len(report["copied_paths"]) == 1
+    r = _cli("control", tmp_path / "t.json", "--model", i2v_folder, "--image", tmp_path / "i.png", "--steps", 3,
+             "--reference", tmp_path / "c.gif", "--transfer", "sideways", "--out", tmp_path / "x.gif")
+    assert r.exit_code == 2 and "--transfer" in r.output and r.output.count("\n") == 1, r.output
+    assert not list(tmp_path.glob("x.*"))
+
+
 def test_the_committed_example_image_is_what_its_script_renders(tmp_path):
     import runpy
     from pathlib import Path

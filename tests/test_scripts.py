@@ -290,6 +290,43 @@ def test_control_defaults_must_steer_and_record_the_channel_fraction(tmp_path):
     assert chosen["setting"] == "all channels" and chosen["constraints_met"] and chosen["channel_fraction"] == 1.0
 
 
+def test_the_transfer_choice_takes_the_highest_motion_fidelity_and_survives_a_new_control_choice(tmp_path):
+    """A motion-transfer tuning report: the guided row (one that names its transfer) of the highest Motion Fidelity wins,
+    rows within 0.01 of it a tie broken by the lower ObjMC; written as ``guidance.transfer`` with its figures; a later
+    ``--guidance-from`` (control defaults from another report) keeps it; and a reference run of the folder resolves
+    to it."""
+    from moft.method.settings import resolve_settings
+    from moft.models.record import ModelRecord
+
+    suite = {"settings": [{"name": "paper", "transfer": "target", "steps": [3, 12]}, {"name": "dragged", "transfer": "drag"},
+                          {"name": "plain"}]}
+    row = lambda name, fidelity, objmc: {"setting": name, "scored": 12, "motion_fidelity_lk": fidelity,  # noqa: E731
+                                         "objmc_lk_px": objmc, "camera_error_flow_px": 1.0, "ssim_outside": 0.9,
+                                         "glitch": 0.0}
+    report, defaults = tmp_path / "r.json", tmp_path / "moft.json"
+    for table, want in (([row("unguided", 0.9, 0.1), row("paper", 0.47, 4.8), row("dragged", 0.78, 2.1),
+                          row("plain", 0.95, 0.5)], "drag"),  # unguided and a row naming no transfer: not candidates
+                        ([row("paper", 0.785, 1.0), row("dragged", 0.78, 2.1)], "target"),  # a tie: the lower ObjMC
+                        ([row("paper", 0.80, 3.0), row("dragged", 0.78, 2.1)], "target")):
+        report.write_text(json.dumps({"suite": suite, "table": table}))
+        written = _load("ship_model").choose_transfer(report, defaults)
+        assert written["guidance"]["transfer"] == want, table
+    assert written["guidance_chosen_by"]["transfer"]["setting"] == "paper"
+    control = {"guidance": {"steps": [3, 12], "iterations": 4}, "target": "drag", "settings": [{"name": "cut-drag",
+               "method": "cut-drag", "start": "proxy", "release": 20}]}
+    report.write_text(json.dumps({"suite": control, "table": [{"setting": "cut-drag", "direction_success": 1.0,
+                                  "displacement_share": 0.9, "toward_px": 1.0, "ssim_outside": 0.99, "glitch": 0.0,
+                                  "split": 0.0, "seconds": 2.0}]}))
+    defaults.write_text(json.dumps(dict(json.loads(defaults.read_text()), guidance={"transfer": "drag"})))
+    written = _load("ship_model").choose_control_defaults(report, defaults)
+    assert written["guidance"]["transfer"] == "drag" and written["guidance"]["method"] == "cut-drag"
+    assert written["guidance_chosen_by"]["transfer"]["setting"] == "paper"  # the record of the transfer choice kept
+    record = ModelRecord.from_dict(written)
+    assert resolve_settings(record, reference=True).guidance.method == "cut-drag"  # a clip is dragged
+    written["guidance"]["transfer"] = "target"
+    assert resolve_settings(ModelRecord.from_dict(written), reference=True).guidance.method == "gradient"
+
+
 def test_control_defaults_take_the_cheapest_setting_that_meets_every_goal(tmp_path):
     """Issue 26: among rows meeting every goal the fewest seconds win, even over a larger share; a row missing one
     goal (here the split rate) is not a candidate however cheap; with no row on goal, the old rank decides."""

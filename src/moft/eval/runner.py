@@ -53,6 +53,7 @@ from ..method.keep import LatentLog, drag_inputs
 from ..method.sampler import GuidanceDiverged, sample
 from ..method.settings import GuidanceConfig, resolve_settings
 from ..method.targets import Target, TargetError
+from ..method.transfer import TransferError, transfer_trajectory
 from ..models.image import image_conditioning, requires_image, still_frames
 from ..models.latents import decode_latents, encode_video
 from ..models.pipeline import default_video_size, denoiser, pipeline_record, vae_scale
@@ -153,8 +154,13 @@ def _guided(pipe, suite: dict, item: dict, src, log, image, traj, reference, cha
     or a ``GuidanceDiverged``; with the seconds its target took."""
     record, steps = pipeline_record(pipe), suite.get("steps", 25)
     setting, cfg = item["setting"], resolve_settings(record, *suite_layers(suite)).guidance_scale  # the source's
-    run = resolve_settings(record, *suite_layers(suite, setting), drags=reference is None)  # a clip: gradient
+    run = resolve_settings(record, *suite_layers(suite, setting), reference=reference is not None)
     g, target_kind, extra = run.guidance, run.target_kind, {k: setting.get(k) for k in ("features", "fraction", "gain")}
+    if reference is not None and g.transfer == "drag":  # the clip's measured motion is the trajectory dragged
+        try:
+            traj, reference = transfer_trajectory(reference, traj), None
+        except TransferError as exc:  # point regions: they follow their own tracks
+            return str(exc), 0.0
     f, h, w = src.frames.shape[:3]
     # on image-to-video a drag target and a proxy start drag the image, held still (as make_target's from_image)
     still = still_frames(image, f) if image is not None else None  # (F, H, W, 3)

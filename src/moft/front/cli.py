@@ -477,6 +477,7 @@ def control(
     start_from: Optional[str] = typer.Option(None, help=_guidance_help("start")),
     release: Optional[int] = typer.Option(None, help=_guidance_help("release")),
     method: Optional[str] = typer.Option(None, help=_guidance_help("method")),
+    transfer: Optional[str] = typer.Option(None, help=_guidance_help("transfer")),
     gain: float = typer.Option(1.0, help="strength of synthesized target curves, 0 < gain <= 100"),
     target_kind: Optional[str] = typer.Option(None, help="curves (paper: region-mean curves from the channels) or "
                                               "drag (the unguided video's regions dragged along the trajectory, "
@@ -501,7 +502,7 @@ def control(
                  "step_size_end": step_size_end, "distance": distance, "grad_every": grad_every,
                  "target_mode": target_mode, "target_timesteps": target_timesteps, "keep": keep,
                  "keep_until": keep_until, "start": start_from, "release": release, "method": method,
-                 "checkpointing": checkpointing,
+                 "transfer": transfer, "checkpointing": checkpointing,
                  "autocast": None if autocast in (None, "none") else autocast, "point_weight": point_weight,
                  "point_region": point_region, "points": points}
         where = _where(device, dtype, offload)
@@ -532,14 +533,17 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
     try:  # a track file: the objects under its points dragged with the folder's track settings (unless --points)
         run = plan_settings(record, steps=steps, seed=seed, gain=gain, guidance_scale=guidance_scale,
                             target_kind=target_kind, prompt=prompt, flags=given,
-                            drags=reference is None and target is None, tracks=tracks_file and "points" not in given)
+                            drags=target is None, reference=reference is not None,
+                            tracks=tracks_file and "points" not in given)
     except ControlError as exc:  # a flag's value: name the flag (a moft.json's: the message names the file)
         if exc.field is None or not str(exc).startswith(exc.field):
             raise
         flag = FIELD_FLAGS.get(exc.field, f"--{exc.field.replace('_', '-')}")
         raise UsageError(f"{flag}: {str(exc)[len(exc.field):].strip()}") from None
-    if save_proxy and (run.target_kind != "drag" or target is not None or reference is not None):
-        raise UsageError("--save-proxy: only a drag target made from the trajectory has a proxy video")
+    if save_proxy and (run.target_kind != "drag" or target is not None
+                       or (reference is not None and run.guidance.transfer != "drag")):
+        raise UsageError("--save-proxy: only a drag target made from the trajectory (or from a clip's motion, "
+                         "--transfer drag) has a proxy video")
     if save_target is not None and not run.guidance.iterates and target is None:
         raise UsageError("--save-target: --iterations 0 or --method cut-drag runs no guidance and makes no target")
     start, stride, fps, fit = clip_rule

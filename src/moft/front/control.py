@@ -28,6 +28,7 @@ from ..method.sampler import SampleResult, check_latents, check_sample, sample
 from ..method.settings import (MAX_SEED, MAX_STEPS, GuidanceConfig, RunSettings, SettingsError,
                                check_integer, check_number, config_dict, resolve_settings)
 from ..method.targets import Target
+from ..method.transfer import TransferError, transfer_trajectory
 from ..models.adapters import architecture_of
 from ..models.image import image_conditioning, still_frames
 from ..models.latents import initial_noise
@@ -139,6 +140,8 @@ class ControlPlan:
         reference: the reference clip cut to ``frames``, or None.
         image: ``(H, W, 3)`` uint8, the image an image-to-video model animates, fitted to the run's size.
         points: the requested point paths of point drag (``points_request``), or None.
+        copied: with ``transfer="drag"``, the trajectory measured from the reference clip (``transfer_trajectory``),
+            which ``trajectory`` then is; ``reference`` is then None.
     """
 
     prompt: str
@@ -157,6 +160,7 @@ class ControlPlan:
     keep_source: bool = False
     image: np.ndarray | None = None
     points: PointRequest | None = None
+    copied: Trajectory | None = None
 
     @property
     def guidance(self) -> GuidanceConfig:
@@ -197,10 +201,11 @@ class ControlPlan:
 def plan_settings(record: ModelRecord | None, *, steps: int = 25, seed: int = 0, gain: float = 1.0,
                   guidance_scale: float | None = None, guidance: GuidanceConfig | None = None,
                   target_kind: str | None = None, prompt: str | None = None, flags: dict | None = None,
-                  drags: bool = True, tracks: bool = False) -> RunSettings:
+                  drags: bool = True, reference: bool = False, tracks: bool = False) -> RunSettings:
     """The settings of a control run, resolved over the model's ``record`` and checked (``check_settings``);
     runs before the model loads. ``flags``: ``GuidanceConfig`` fields given one by one (the CLI's);
-    ``drags``: False when a reference clip or a ready target replaces the trajectory's target; ``tracks``: the
+    ``drags``: False when a ready target replaces the trajectory's target; ``reference``: the run copies a reference
+    clip (a drag only with ``transfer="drag"``, ``resolve_settings``); ``tracks``: the
     run drags point tracks with the folder's track settings (``track_settings``). Step indices the caller does
     not give are scaled to ``steps`` (``moft.method.settings.scale_step_fields``).
 
@@ -215,14 +220,19 @@ def plan_settings(record: ModelRecord | None, *, steps: int = 25, seed: int = 0,
     given = dict(flags or {}, guidance_scale=guidance_scale, target_kind=target_kind, prompt=prompt)
     try:
         run = resolve_settings(record, {k: v for k, v in given.items() if v is not None}, guidance=guidance, drags=drags,
-                               steps=steps, tracks=tracks)
+                               reference=reference, steps=steps, tracks=tracks)
     except SettingsError as exc:
         raise ControlError(str(exc), getattr(exc, "field", None)) from None
     check_settings(steps=steps, seed=seed, guidance_scale=run.guidance_scale, gain=gain, guidance=run.guidance)
-    if not drags and (run.guidance.method == "cut-drag" or run.guidance.start == "proxy"):
-        name = "method" if run.guidance.method == "cut-drag" else "start"
-        raise ControlError(f"{name} {getattr(run.guidance, name)} drags the trajectory's regions; a reference clip or a "
-                           f"ready target has nothing to drag", name)
+    g = run.guidance
+    if g.method == "cut-drag" or g.start == "proxy":
+        name = "method" if g.method == "cut-drag" else "start"
+        if not drags:
+            raise ControlError(f"{name} {getattr(g, name)} drags the trajectory's regions; a ready target has nothing "
+                               f"to drag", name)
+        if reference and g.transfer != "drag":
+            raise ControlError(f"{name} {getattr(g, name)} drags the trajectory's regions; a reference clip copied as "
+                               f"a target has nothing to drag (transfer drag drags the clip's measured motion)", name)
     return run
 
 
@@ -265,8 +275,8 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
     tracked = isinstance(trajectory, Tracks) and guidance is None  # a track file's points: their objects dragged
     record = pipeline_record(pipe)
     run = plan_settings(record, steps=steps, seed=seed, gain=gain, guidance_scale=guidance_scale,
-                        guidance=guidance, target_kind=target_kind, drags=reference is None and target is None,
-                        tracks=tracked)
+                        guidance=guidance, target_kind=target_kind, drags=target is None,
+                        reference=reference is not None, tracks=tracked)
     check_sample(pipe, prompt, steps=steps, seed=seed, guidance_scale=run.guidance_scale)
     f, h, w = default_video_size(pipe)
     if init_latents is not None:
@@ -292,6 +302,13 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
             raise ControlError(f"the reference video has shape {reference.shape}; the run needs (F >= {f}, H, W, 3)"
                                " (read any clip with moft.read_video(path, num_frames=F, size=(H, W)))")
         reference = reference[:f]
+    copied = None
+    if reference is not None and run.guidance.transfer == "drag":  # the clip's measured motion, dragged
+        try:
+            trajectory = copied = transfer_trajectory(reference, trajectory)
+        except TransferError as exc:
+            raise ControlError(str(exc)) from None
+        reference = None
     if (run.guidance.iterates and target is None and reference is None and run.guidance.points != "dift"
             and (trajectory is None or channels is None)):
         raise ControlError("a target from a trajectory needs the trajectory and motion channels")
@@ -300,7 +317,7 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
         raise ControlError(f"keep={g.keep!r} / start={g.start!r} need a trajectory (the region that moves)")
     image = check_image(pipe, image, h, w, fit, error=ControlError)
     plan = ControlPlan(prompt, run, steps, seed, gain, reference_timestep, (f, h, w), size, trajectory, channels,
-                       reference, target, init_latents, keep_source, image, points)
+                       reference, target, init_latents, keep_source, image, points, copied)
     if plan.drags or plan.reference is not None or plan.guidance.start == "proxy":
         try:
             check_inverts(pipe)
@@ -417,6 +434,8 @@ def run_control(pipe, plan: ControlPlan, progress=None) -> ControlResult:
         "image": {"height": plan.image.shape[0], "width": plan.image.shape[1]} if plan.image is not None else None,
         "losses": out.losses, "counts": out.counts, "seconds": out.seconds,
         "points": None if plan.points is None else {"mode": g.points, "tracks": int(plan.points.points.shape[1])},
+        # transfer "drag": each region's path measured in the reference clip (frame fractions per frame)
+        "copied_paths": None if plan.copied is None else [r.path.tolist() for r in plan.copied.regions],
         **placement(pipe),  # device, dtype, offload, torch
     }
     return ControlResult(out.frames, out.source_frames, target, out, report, proxy)

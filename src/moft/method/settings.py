@@ -21,9 +21,11 @@ A model folder's drag levers (``DRAG_LEVERS``: a gradient-free cut-and-drag star
 kept) were chosen on drags from trajectories: they apply when the run's target is ``drag`` and no
 point loss is asked for. Any other run (a reference clip, curves, ``points``) takes moft's defaults
 for those fields unless a layer sets them, so a model's cut-drag default never turns a motion
-transfer into an unguided run. A ``start`` other than ``proxy`` given over a folder's proxy start
-also drops the folder's ``release`` and ``method`` (both need the proxy): ``--start-from noise``
-is plain gradient guidance, with whatever ``keep`` the folder or the caller says.
+transfer into an unguided run. A reference clip with ``transfer="drag"`` is a drag: its measured
+motion is the trajectory (``moft.method.transfer``), so the drag levers apply. A ``start`` other
+than ``proxy`` given over a folder's proxy start also drops the folder's ``release`` and ``method``
+(both need the proxy): ``--start-from noise`` is plain gradient guidance, with whatever ``keep``
+the folder or the caller says.
 
 Step indices (``STEP_FIELDS``: the guided steps, ``release``, ``keep_until``) that moft's defaults and the
 model folders give were chosen on 25-step schedules (``TUNED_STEPS``); a front-door run of another length
@@ -56,6 +58,7 @@ POINT_REGIONS = ("disk", "segment")  # what a point region drags (moft.method.dr
 KEEPS = ("off", "latents")  # the keep levers (moft.method.keep)
 STARTS = ("noise", "source", "proxy")
 METHODS = ("gradient", "cut-drag")
+TRANSFERS = ("target", "drag")  # how a reference clip's motion is copied (moft.method.transfer)
 RUN_KEYS = ("guidance_scale", "target_kind", "prompt")
 # levers of a drag from a trajectory (moft.method.keep): a model folder's values apply to that kind of run only
 DRAG_LEVERS = ("method", "start", "release", "keep", "keep_until")
@@ -211,6 +214,9 @@ class GuidanceConfig:
             index (the "dual clock"); None: only the start.
         method: ``"gradient"`` (MOFT guidance) or ``"cut-drag"`` (the proxy start alone, no
             gradient iterations; needs ``start="proxy"``).
+        transfer: how a reference clip's motion is copied: ``"target"`` (its inverted MOFT is the
+            target, the paper's) or ``"drag"`` (each region's motion in the clip, measured by block
+            matching, becomes its trajectory, dragged with the drag levers; ``moft.method.transfer``).
     """
 
     steps: tuple[int, int] = _g((3, 12), (tuple, list), "[start, end] (two integers, 0 <= start <= end)",
@@ -258,6 +264,9 @@ class GuidanceConfig:
                              "the noised proxy until this step (the dual clock; none: only the start)")
     method: str = _g("gradient", _STR, "a string", "gradient (MOFT guidance) or cut-drag (the proxy start alone, no "
                      "gradients; needs start proxy)", METHODS)
+    transfer: str = _g("target", _STR, "a string", "how a reference clip's motion is copied: target (its MOFT is the "
+                       "target, the paper's) or drag (each region's motion in the clip becomes its trajectory, dragged "
+                       "with the drag levers)", TRANSFERS)
 
     def __post_init__(self):
         for f in fields(self):
@@ -462,7 +471,7 @@ def scale_step_fields(values: dict, steps: int) -> dict:
 
 
 def resolve_settings(record: ModelRecord | None = None, *layers: dict,
-                     guidance: GuidanceConfig | None = None, drags: bool = True,
+                     guidance: GuidanceConfig | None = None, drags: bool = True, reference: bool = False,
                      steps: int | None = None, tracks: bool = False) -> RunSettings:
     """One resolution of a run's settings: defaults -> ``record`` -> each layer in turn (see the module docstring).
 
@@ -471,8 +480,10 @@ def resolve_settings(record: ModelRecord | None = None, *layers: dict,
         layers: dicts of ``GuidanceConfig`` fields and ``guidance_scale``, ``target_kind``, ``prompt``
             (a suite's settings, a suite row, the command line's flags that were given).
         guidance: a whole ``GuidanceConfig`` that replaces the resolved guidance fields (the API's ``guidance=``).
-        drags: whether the run's target would come from a trajectory (False with a reference clip or a
-            ready target): the record's ``DRAG_LEVERS`` apply only to such runs (see the module docstring).
+        drags: whether the run's target would come from a trajectory (False with a ready target): the record's
+            ``DRAG_LEVERS`` apply only to such runs (see the module docstring).
+        reference: the run copies a reference clip's motion: with ``transfer="drag"`` the clip's motion becomes
+            the trajectory that is dragged (the drag levers apply), else the clip's MOFT is the target (they do not).
         steps: the run's sampling steps, when its step indices that no layer sets (moft's defaults, the
             record's) are to be scaled to them from the ``TUNED_STEPS`` they were chosen on (the front doors);
             None takes every index as it is (a suite's, whose rows say their schedule).
@@ -486,8 +497,10 @@ def resolve_settings(record: ModelRecord | None = None, *layers: dict,
         >>> from moft.models.pipeline import model_record
         >>> resolve_settings(model_record("moft-tiny-wan")).guidance.method          # its drag default
         'cut-drag'
-        >>> resolve_settings(model_record("moft-tiny-wan"), drags=False).guidance.method   # a reference clip
+        >>> resolve_settings(model_record("moft-tiny-wan"), reference=True).guidance.method   # a reference clip
         'gradient'
+        >>> resolve_settings(model_record("moft-tiny-wan"), {"transfer": "drag"}, reference=True).guidance.method
+        'cut-drag'
         >>> resolve_settings(model_record("moft-tiny-wan"), {"points": "paper"}).guidance.start
         'noise'
         >>> resolve_settings(model_record("moft-tiny"), steps=50).guidance.steps        # its 3:12 of 25
@@ -504,6 +517,8 @@ def resolve_settings(record: ModelRecord | None = None, *layers: dict,
         merged.update(layer)
     given = {k for layer in layers for k in layer}
     chosen = given | set(track)  # the folder's track levers were chosen for this kind of run: none is dropped
+    # a reference clip is dragged only when its motion is copied as a trajectory (transfer "drag")
+    drags = drags and (not reference or merged.get("transfer", GuidanceConfig.transfer) == "drag")
     if not drags or merged.get("target_kind") != "drag" or merged.get("points", "off") != "off":  # not what they were chosen on
         for name in DRAG_LEVERS:
             if name in base and name not in chosen:
