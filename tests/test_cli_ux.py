@@ -53,6 +53,16 @@ def test_info_says_what_a_track_file_runs_from_the_folders_tracks_entry(model_di
            "released at step 24 (--points paper: Eq. 9)" in r.stdout, r.output
 
 
+def test_info_says_how_a_reference_clip_is_copied():
+    """moft-tiny copies a clip by its MOFT target (gradient guidance); the I2V organism's moft.json says
+    ``"transfer": "drag"``: a clip is measured and dragged with the drag levers, which then name reference clips."""
+    tiny, i2v = (run("info", "--model", m).stdout for m in ("moft-tiny", "moft-tiny-wan-i2v"))
+    assert "  reference     a clip's motion copied by its inverted MOFT as the target (transfer target)" in tiny
+    assert "(drags; a reference clip or points: gradient guidance, the lines below)" in tiny
+    assert "  reference     a clip's motion measured per region and dragged (transfer drag)" in i2v
+    assert "(drags and reference clips; points: gradient guidance, the lines below)" in i2v
+
+
 def test_help_points_to_info_and_says_sampling_steps_and_what_right_means():
     import typer
 

@@ -6,6 +6,7 @@ Example:
     control defaults (any `moft control` option overrides them):
       target        drag (the unguided video's regions dragged along the path, inverted)
       method        cut-and-drag, no gradients; from the drag proxy at step 3, released at step 24; the background kept (drags; a reference clip or points: gradient guidance, the lines below)
+      reference     a clip's motion copied by its inverted MOFT as the target (transfer target)
       loss          per_position, distance cosine, weight 6 for one region / 8 for several
       optimiser     adam, 4 iterations per guided step, step size 0.15
       guided steps  3:12 of the 25 sampling steps (--steps N: the same share of N)
@@ -27,7 +28,7 @@ TARGETS = {"drag": "the unguided video's regions dragged along the path, inverte
 
 def _method_line(g, note: bool = False) -> str:
     """How a drag from a trajectory runs: gradient guidance, or the keep levers (``moft.method.keep``); ``note``: say
-    that the levers are for drags only."""
+    which runs the levers are for (drags, and reference clips copied by dragging: ``transfer="drag"``)."""
     if g.method == "gradient" and g.start == "noise" and g.keep == "off":
         return "gradient guidance (the lines below)"
     parts = ["cut-and-drag, no gradients" if g.method == "cut-drag" else "gradient guidance"]
@@ -37,7 +38,9 @@ def _method_line(g, note: bool = False) -> str:
         parts.append(f"from the unguided video at step {g.steps[0]}")
     if g.keep != "off":
         parts.append("the background kept" + (f" until step {g.keep_until}" if g.keep_until is not None else ""))
-    return "; ".join(parts) + (" (drags; a reference clip or points: gradient guidance, the lines below)" if note else "")
+    others = "points" if g.transfer == "drag" else "a reference clip or points"
+    told = f" (drags{' and reference clips' if g.transfer == 'drag' else ''}; {others}: gradient guidance, the lines below)"
+    return "; ".join(parts) + (told if note else "")
 
 
 def control_defaults_lines(record: ModelRecord, steps: int = 25) -> list[str]:
@@ -56,6 +59,8 @@ def control_defaults_lines(record: ModelRecord, steps: int = 25) -> list[str]:
         "control defaults (any `moft control` option overrides them):",
         f"  target        {kind}" + (f" ({TARGETS[kind]})" if kind in TARGETS else ""),
         f"  method        {_method_line(g, note=True)}",
+        "  reference     a clip's motion " + ("measured per region and dragged (transfer drag)" if g.transfer == "drag"
+                                               else "copied by its inverted MOFT as the target (transfer target)"),
         f"  loss          {g.loss}, distance {g.distance}, {weight}",
         f"  optimiser     {g.optimizer}, {g.iterations} iterations per guided step, step size {size}",
         f"  guided steps  {g.steps[0]}:{g.steps[1]} of the {steps} sampling steps (--steps N: the same share of N)",
