@@ -12,7 +12,10 @@ centroid of the largest piece of the prompt's colour in frame 0), and the object
 the frames after it, and what the later frames show of the object is what a missed part becomes). Per tolerance:
 *miss*, the share of that object outside the segment; *leak*, the share of the segment more than 2 px from the
 object; *fallback*, no segment (every fill over ``SEGMENT_MAX_AREA``: the point keeps its disk). A ladder takes the
-widest tolerance whose fill has not leaked (``grow_segment`` with a sequence). Writes OUT.json and OUT.md.
+widest tolerance whose fill has not leaked (``grow_segment`` with a sequence), what ``object_regions`` grows.
+*ladder + later T* is a candidate measured here and not shipped: the ladder's segment joined by the part of the
+object the later frames show that frame 0 renders dimmer, within T of the point's colour on frame 0 (``join_later``).
+Writes OUT.json and OUT.md.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from moft.method.sampler import sample
 from moft.models.image import requires_image
 
 TOLERANCES = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+LATER = (0.35, 0.4, 0.45, 0.5)  # tolerances of the later frames' join (join_later), a candidate measured, not shipped
 BAD = 0.1  # a miss or leak over this share counts against a tolerance
 
 
@@ -69,6 +73,29 @@ def coverage(segment: np.ndarray | None, extent: np.ndarray) -> tuple[float, flo
         return None
     near = cv2.dilate(extent.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # the object and 2 px around it
     return float((extent & ~segment).sum() / extent.sum()), float((segment & ~near).sum() / segment.sum())
+
+
+def join_later(segment: np.ndarray, frame: np.ndarray, later: np.ndarray, seeds: np.ndarray,
+               tolerance: float) -> np.ndarray:
+    """A candidate rule (measured here, not in ``object_regions``): ``segment`` (grown on ``frame``) joined by what the
+    ``later`` frames show of the object: pixels in a later frame's fill of the same ``seeds`` (``grow_segment``) whose
+    colour on ``frame`` is within ``tolerance`` of the seeds' colour there and that touch the segment (grown by one
+    pixel, as a segment's rim). Frames: float in [0, 1]. ``(H, W)`` bool."""
+    h, w = frame.shape[:2]
+    shown, like = np.zeros((h, w), bool), np.zeros((h, w), bool)
+    for other in later:
+        fill = grow_segment(other, seeds)
+        shown |= fill if fill is not None else False
+    for x, y in np.rint(np.asarray(seeds, dtype=np.float64)).astype(int):
+        if 0 <= x < w and 0 <= y < h:
+            colour = np.median(frame[max(0, y - 1):y + 2, max(0, x - 1):x + 2].reshape(-1, 3), axis=0)  # (3,)
+            like |= np.linalg.norm(frame - colour, axis=-1) <= tolerance
+    extra = shown & like & ~segment
+    if not extra.any():
+        return segment
+    _, labels = cv2.connectedComponents((extra | segment).astype(np.uint8), connectivity=4)
+    joined = np.isin(labels, np.unique(labels[segment])) & extra  # the parts that touch the segment
+    return segment | (cv2.dilate(joined.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
 
 
 def summary(cases: list[dict], name: str) -> dict:
@@ -105,10 +132,14 @@ def main():
             case = {"prompt": prompt, "seed": seed, "object_px": int(extent.sum())}
             for t in TOLERANCES:
                 case[str(t)] = coverage(grow_segment(frames[0], point[None], t), extent)
-            case["ladder"] = coverage(grow_segment(frames[0], point[None], SEGMENT_TOLERANCES), extent)
+            ladder = grow_segment(frames[0], point[None], SEGMENT_TOLERANCES)
+            case["ladder"] = coverage(ladder, extent)
+            for t in LATER:  # the candidate: the ladder's segment joined by what the later frames show
+                case[f"ladder + later {t}"] = coverage(None if ladder is None else join_later(
+                    ladder, frames[0], frames[1:], point[None], t), extent)
             cases.append(case)
             print(prompt, seed, case["ladder"], flush=True)
-    names = [str(t) for t in TOLERANCES] + ["ladder"]
+    names = [str(t) for t in TOLERANCES] + ["ladder"] + [f"ladder + later {t}" for t in LATER]
     report = {"model": args.model or "moft-tiny", "suite": args.suite, "seeds": suite["seeds"], "prompts": prompts,
               "ladder": list(SEGMENT_TOLERANCES), "bad": BAD, "sources": len(cases),
               "minutes": round((time.perf_counter() - start) / 60, 1), "threads": 1,
@@ -121,7 +152,9 @@ def main():
              f"{len(cases)} sources (seeds {suite['seeds'][0]}-{suite['seeds'][-1]} of `{args.suite}`, {len(prompts)} "
              f"prompts: every palette colour as a disk and a square), {report['minutes']} min (1 thread). Written by "
              f"`scripts/segment_tolerance.py` (its docstring defines miss and leak). Ladder: the widest of "
-             f"{', '.join(map(str, SEGMENT_TOLERANCES))} whose fill has not leaked.", "",
+             f"{', '.join(map(str, SEGMENT_TOLERANCES))} whose fill has not leaked (what `object_regions` grows); ladder + "
+             f"later T: a candidate, not shipped: joined by what the later frames show within T of the point's colour "
+             f"on frame 0 (`join_later`).", "",
              f"| tolerance | no segment (disk) | miss > {BAD:.0%} | leak > {BAD:.0%} | mean miss | mean leak |",
              "|---|---|---|---|---|---|"]
     for n in names:

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -512,3 +513,26 @@ def test_segment_tolerance_counts_the_part_of_the_object_a_segment_leaves_behind
     assert m.coverage(None, extent) is None
     cases = [{"t": (0.3, 0.0)}, {"t": (0.0, 0.5)}, {"t": None}]
     assert m.summary(cases, "t") == {"fallback": 1, "miss_over": 1, "leak_over": 1, "miss_mean": 0.15, "leak_mean": 0.25}
+
+
+def test_segment_tolerance_measures_the_later_frames_join_a_candidate_not_shipped():
+    """join_later: a part of the object frame 0 renders dimmer (beyond every tolerance of the ladder) joins the segment
+    where a later frame's fill covers it and frame 0 has it within the join's tolerance; the background the object
+    grows onto later and a far speck of its colour stay out; a tolerance the dim part is beyond joins nothing."""
+    from moft.method.drag import SEGMENT_TOLERANCES, grow_segment
+
+    m = _load("segment_tolerance")
+    frame = np.zeros((32, 32, 3), np.float32)
+    frame[12:18, 8:14] = (1.0, 0.1, 0.1)
+    frame[12:14, 8:14] = (0.6, 0.05, 0.05)  # the square's top rows dim in frame 0
+    point = np.array([[10.0, 16.0]])
+    assert np.linalg.norm(frame[12, 10] - frame[16, 10]) > max(SEGMENT_TOLERANCES)
+    later = np.zeros((2, 32, 32, 3), np.float32)
+    later[:, 12:18, 8:17] = (1.0, 0.1, 0.1)  # bright later, and grown right onto the background
+    later[:, 2:5, 26:29] = (1.0, 0.1, 0.1)  # a red speck far away
+    segment = grow_segment(frame, point)
+    square = np.zeros((32, 32), bool)
+    square[12:18, 8:14] = True
+    whole = cv2.dilate(square.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    assert not segment[12].any() and (m.join_later(segment, frame, later, point, 0.5) == whole).all()
+    assert (m.join_later(segment, frame, later, point, 0.35) == segment).all()  # the dim rows are 0.41 away
