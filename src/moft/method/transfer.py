@@ -20,8 +20,8 @@ each of the trajectory's regions moves in the clip and drags the region (of the 
 along that path, as if the user had drawn it. A region's motion is the sum of the shifts between
 consecutive frames, each found by block matching (``frame_shift``: the whole-pixel shift of least mean squared
 difference over the region's pixels, refined to sub-pixel by a parabola), the region following its content as
-it moves. Translation only: a zoom or a rotation in the clip is not
-copied, and a region's own ``zoom`` or path is replaced by the clip's motion.
+it moves. Translation only: a zoom or a rotation in the clip is not copied, and a region's own ``zoom`` or path
+is replaced by the clip's motion.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..io.trajectory import Trajectory, parse_trajectory
-
 
 MIN_STEP = 0.01  # px: a region that moves less between two frames is still (block matching's own noise on a still clip)
 
