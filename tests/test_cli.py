@@ -131,6 +131,10 @@ def test_control_with_a_drag_target(model_dir, tmp_path):
     curves = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "c.gif",
                  "--target-kind", "curves", "--save-proxy")
     assert curves.exit_code == 2 and "--save-proxy" in curves.output and not (tmp_path / "c.gif").exists()
+    cut = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "k.gif", "--steps", 3,
+              "--guided-steps", "1:2", "--target-kind", "curves", "--start-from", "proxy", "--method", "cut-drag",
+              "--save-proxy")  # a cut-and-drag start makes a proxy whatever the target kind
+    assert cut.exit_code == 0 and (tmp_path / "k.proxy.gif").stat().st_size > 0, cut.output
     bad = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", tmp_path / "e.gif",
               "--target-kind", "sketch")
     assert bad.exit_code == 2 and "--target-kind" in bad.output and not (tmp_path / "e.gif").exists()

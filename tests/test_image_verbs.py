@@ -375,7 +375,7 @@ def test_the_command_line_copies_a_clips_motion_by_dragging_with_transfer_drag(i
                                                                              "speed": 0.03}]}))
     r = _cli("control", tmp_path / "t.json", "--model", i2v_folder, "--image", tmp_path / "i.png", "--steps", 3,
              "--reference", tmp_path / "c.gif", "--transfer", "drag", "--start-from", "proxy", "--method", "cut-drag",
-             "--release", 2, "--guided-steps", "1:2", "--target-kind", "drag", "--save-proxy", "--out", tmp_path / "o.gif")
+             "--release", 2, "--guided-steps", "1:2", "--save-proxy", "--out", tmp_path / "o.gif")  # a curves folder
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "o.report.json").read_text())
     assert report["guidance"]["transfer"] == "drag" and report["target"] is None and report["reference"]

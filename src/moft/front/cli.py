@@ -457,7 +457,7 @@ def control(
     save_target: Optional[Path] = typer.Option(None, help="write the target used to this .safetensors (default: not written)"),
     init_latents: Optional[Path] = typer.Option(None, help="initial noise (.safetensors written by an earlier run; default: from --seed)"),
     save_source: bool = typer.Option(False, help="also write OUT.source.EXT: the unguided video from the same noise"),
-    save_proxy: bool = typer.Option(False, help="also write OUT.proxy.EXT: the drag proxy (drag targets only)"),
+    save_proxy: bool = typer.Option(False, help="also write OUT.proxy.EXT: the drag proxy (drag targets and proxy starts)"),
     channels: Optional[Path] = typer.Option(None, help="motion channel file (default: the model's shipped one)"),
     guided_steps: Optional[str] = typer.Option(None, help=_guidance_help("steps")),
     iterations: Optional[int] = typer.Option(None, help=_guidance_help("iterations")),
@@ -540,10 +540,10 @@ def _control(trajectory, out, model, prompt, seed, steps, guidance_scale, refere
             raise
         flag = FIELD_FLAGS.get(exc.field, f"--{exc.field.replace('_', '-')}")
         raise UsageError(f"{flag}: {str(exc)[len(exc.field):].strip()}") from None
-    if save_proxy and (run.target_kind != "drag" or target is not None
-                       or (reference is not None and run.guidance.transfer != "drag")):
-        raise UsageError("--save-proxy: only a drag target made from the trajectory (or from a clip's motion, "
-                         "--transfer drag) has a proxy video")
+    proxied = run.target_kind == "drag" or run.guidance.start == "proxy"  # a drag target's or a cut-and-drag start's
+    if save_proxy and (not proxied or target is not None or (reference is not None and run.guidance.transfer != "drag")):
+        raise UsageError("--save-proxy: only a drag target or a proxy start made from the trajectory (or from a clip's "
+                         "motion, --transfer drag) has a proxy video")
     if save_target is not None and not run.guidance.iterates and target is None:
         raise UsageError("--save-target: --iterations 0 or --method cut-drag runs no guidance and makes no target")
     start, stride, fps, fit = clip_rule
