@@ -37,12 +37,13 @@ class TransferError(ValueError):
     """A reference clip or trajectory whose motion cannot be copied by dragging (one line)."""
 
 
-def _shift(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """``mask`` (H, W) moved by whole pixels, what leaves the frame dropped: (H, W) bool."""
-    out = np.zeros_like(mask)
-    h, w = mask.shape
-    out[max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)] = mask[max(0, -dy):h - max(0, dy),
-                                                                     max(0, -dx):w - max(0, dx)]
+def _moved(array: np.ndarray, dx: int, dy: int, fill) -> np.ndarray:
+    """``array`` (H, W, ...) with its content moved by whole pixels: ``out[y + dy, x + dx] = array[y, x]``; what
+    leaves the frame is dropped, what enters is ``fill``."""
+    h, w = array.shape[:2]
+    out = np.full(array.shape, fill, dtype=np.result_type(array, np.asarray(fill)))
+    out[max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)] = array[max(0, -dy):h - max(0, dy),
+                                                                      max(0, -dx):w - max(0, dx)]
     return out
 
 
@@ -52,16 +53,6 @@ def _vertex(left: float, mid: float, right: float) -> float:
     return float(np.clip(0.5 * (left - right) / curve, -0.5, 0.5)) if curve > 0 and np.isfinite(curve) else 0.0
 
 
-def _ahead(frame: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """``frame`` (H, W, C) read ``(dx, dy)`` whole pixels ahead: ``out[y, x] = frame[y + dy, x + dx]``, NaN where that
-    is outside the frame."""
-    h, w = frame.shape[:2]
-    out = np.full(frame.shape, np.nan)
-    out[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] = frame[max(0, dy):h + min(0, dy),
-                                                                         max(0, dx):w + min(0, dx)]
-    return out
-
-
 def frame_shift(before: np.ndarray, after: np.ndarray, region: np.ndarray, reach: int) -> np.ndarray:
     """The shift ``(dx, dy)`` px that best carries ``before``'s pixels in ``region`` onto ``after`` ((H, W, C)):
     the whole-pixel shift within ``reach`` of least mean squared difference over the region's pixels that stay in
@@ -69,7 +60,8 @@ def frame_shift(before: np.ndarray, after: np.ndarray, region: np.ndarray, reach
     matching)."""
     before, after = (x[..., None] if x.ndim == 2 else x for x in (before, after))
     span = range(-reach, reach + 1)
-    errors = {(dx, dy): ((before - _ahead(after, dx, dy)) ** 2).sum(-1) for dy in span for dx in span}  # (H, W) each
+    # each shift's squared difference per pixel, (H, W); NaN where the shifted pixel left the frame
+    errors = {(dx, dy): ((before - _moved(after, -dx, -dy, np.nan)) ** 2).sum(-1) for dy in span for dx in span}
     enough = max(4, int(region.sum()) // 4)
 
     def cost(shifts, pixels=None):
@@ -105,7 +97,7 @@ def region_shifts(clip: np.ndarray, mask: np.ndarray, reach: int | None = None) 
     path = [at.copy()]
     for before, after in zip(frames[:-1], frames[1:]):
         # the region where it has got to (whole pixels), unless that has left the frame
-        moved = _shift(mask, *np.round(at).astype(int))
+        moved = _moved(mask, *np.round(at).astype(int), False)
         at = at + frame_shift(before, after, moved if moved.sum() >= 4 else mask, reach)
         path.append(at.copy())
     return np.stack(path)  # (F, 2)
