@@ -35,7 +35,7 @@ from moft.eval.metrics import color_mask
 from moft.eval.objects import prompt_color
 from moft.eval.point_drag import point_request_of
 from moft.io.synthetic import COLORS
-from moft.method.drag import SEGMENT_TOLERANCES, grow_segment
+from moft.method.drag import SEGMENT_TOLERANCES, grow_segment, point_colour
 from moft.method.sampler import sample
 from moft.models.image import requires_image
 
@@ -88,8 +88,7 @@ def join_later(segment: np.ndarray, frame: np.ndarray, later: np.ndarray, seeds:
         shown |= fill if fill is not None else False
     for x, y in np.rint(np.asarray(seeds, dtype=np.float64)).astype(int):
         if 0 <= x < w and 0 <= y < h:
-            colour = np.median(frame[max(0, y - 1):y + 2, max(0, x - 1):x + 2].reshape(-1, 3), axis=0)  # (3,)
-            like |= np.linalg.norm(frame - colour, axis=-1) <= tolerance
+            like |= np.linalg.norm(frame - point_colour(frame, x, y), axis=-1) <= tolerance
     extra = shown & like & ~segment
     if not extra.any():
         return segment

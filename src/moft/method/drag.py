@@ -143,6 +143,17 @@ def swept_masks(trajectory, size: tuple[int, int], grid: tuple[int, int]) -> np.
     return np.stack(out)
 
 
+def point_colour(image: np.ndarray, x: int, y: int) -> np.ndarray:
+    """A point's colour: the median of its 3x3 pixels (fewer at the frame's edge), ``(3,)``.
+
+    Example:
+        >>> img = np.zeros((4, 4, 3), np.float32); img[1, 1] = 1.0   # one white pixel: noise the median ignores
+        >>> point_colour(img, 1, 1).tolist()
+        [0.0, 0.0, 0.0]
+    """
+    return np.median(image[max(0, y - 1):y + 2, max(0, x - 1):x + 2].reshape(-1, 3), axis=0)  # (3,)
+
+
 def grow_segment(frame: np.ndarray, seeds: np.ndarray, tolerance: float | tuple = SEGMENT_TOLERANCES,
                  max_area: float = SEGMENT_MAX_AREA) -> np.ndarray | None:
     """The object under some points: pixels 4-connected to a point through pixels of the point's colour.
@@ -178,7 +189,7 @@ def grow_segment(frame: np.ndarray, seeds: np.ndarray, tolerance: float | tuple 
     for x, y in np.rint(np.asarray(seeds, dtype=np.float64)).astype(int):
         if not (0 <= x < w and 0 <= y < h):
             continue
-        colour = np.median(img[max(0, y - 1):y + 2, max(0, x - 1):x + 2].reshape(-1, 3), axis=0)  # (3,)
+        colour = point_colour(img, x, y)  # (3,)
         close = (np.linalg.norm(img - colour, axis=-1) <= tolerance).astype(np.uint8)  # (H, W)
         _, labels = cv2.connectedComponents(close, connectivity=4)
         seg |= (labels == labels[y, x]) & (close > 0)
