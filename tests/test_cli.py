@@ -411,7 +411,8 @@ def test_bad_numbers_are_refused_before_the_model_loads(model_dir, tmp_path, mon
     (["--release", 9], "--release: 9 needs start 'proxy'"),
     (["--start-from", "proxy", "--keep-until", -1], "--keep-until: must be an integer >= 0"),
     (["--start-from", "proxy", "--method", "cut-drag", "--save-target", "t.safetensors"], "makes no target"),
-], ids=["keep", "start_from", "method", "release", "keep_until", "method_save_target"])
+    (["--drag-frame", -1], "--drag-frame: must be an integer >= 0"),
+], ids=["keep", "start_from", "method", "release", "keep_until", "method_save_target", "drag_frame"])
 def test_bad_keep_start_from_release_method_are_refused_before_the_model_loads(model_dir, tmp_path, monkeypatch,
                                                                                flags, text):
     import moft.front.cli
@@ -423,12 +424,22 @@ def test_bad_keep_start_from_release_method_are_refused_before_the_model_loads(m
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_drag_frame_past_the_run_is_refused_before_sampling(model_dir, tmp_path, monkeypatch):
+    import moft.front.control
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(moft.front.control, "sample", lambda *a, **k: pytest.fail("sampled before refusing"))
+    r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", "o.gif", "--drag-frame", 99)
+    assert_user_error(r, "drag_frame 99 is not a frame of the run's")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_keep_start_from_release_method_help_reads_the_settings_schema():
     from moft.method.settings import GUIDANCE_FIELDS
 
     text = " ".join(runner.invoke(app, ["control", "--help"], env={"COLUMNS": "400"}).output.split())
     for flag, name in (("--keep", "keep"), ("--keep-until", "keep_until"), ("--start-from", "start"),
-                       ("--release", "release"), ("--method", "method")):
+                       ("--release", "release"), ("--method", "method"), ("--drag-frame", "drag_frame")):
         assert flag in text and " ".join(GUIDANCE_FIELDS[name]["help"].split()) in text, flag
 
 

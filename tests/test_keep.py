@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from moft.front.control import ControlError, control
-from moft.io.trajectory import load_trajectory
+from moft.io.trajectory import load_trajectory, parse_trajectory
 from moft.method.drag import drag_video, swept_masks
-from moft.method.keep import LatentLog, blend, cut_drag_start, keep_plan, region_mask
+from moft.method.keep import LatentLog, blend, cut_drag_start, drag_inputs, keep_plan, region_mask
 from moft.method.sampler import GuidanceConfig, SamplerError, sample
 from moft.method.targets import drag_target
 from moft.models.latents import encode_video
@@ -144,6 +144,8 @@ def test_settings_check_the_levers():
         GuidanceConfig(keep="x0s")
     with pytest.raises(SamplerError, match="release"):
         GuidanceConfig(start="proxy", release=-1)
+    with pytest.raises(SamplerError, match="drag_frame must be an integer >= 0"):
+        GuidanceConfig(drag_frame=-1)
     assert not GuidanceConfig(start="proxy", method="cut-drag").iterates and GuidanceConfig().iterates
 
 
@@ -156,3 +158,22 @@ def test_control_cut_drag_makes_no_backward_and_keep_needs_a_trajectory(animated
     assert np.abs(res.frames - res.source_frames)[:, far].mean() < np.abs(res.frames - res.source_frames).mean()
     with pytest.raises(ControlError, match="need a trajectory"):
         control(animatediff, None, prompt="x", steps=6, guidance=g, target_kind="drag")
+
+
+def test_the_proxy_is_cut_from_the_drag_frame():
+    frames = np.zeros((4, 32, 32, 3), np.float32)  # (F, H, W, 3): a dim green square in frame 0, bright after
+    frames[0, 8:16, 8:16] = (0.0, 0.45, 0.0)
+    frames[1:, 7:17, 7:17] = (0.0, 1.0, 0.0)  # frames 1..3: the square as the later frames render it, a pixel larger
+    traj = parse_trajectory({"version": 1, "frames": 4, "regions": [{"points": [[0.36, 0.36], [0.61, 0.36]],
+                                                                      "radius": 0.05}]})  # its centre, 8 px right
+    green = lambda video: video[..., 1] > 0.8  # noqa: E731
+    for frame, bright, side in ((0, 0, 8), (1, 100, 10)):
+        g = GuidanceConfig(point_region="segment", drag_frame=frame)
+        grown, proxy, _ = drag_inputs(None, g, traj, frames, steps=25, size=(32, 32), latent_size=(4, 4), log=None)
+        assert green(proxy[0]).sum() == bright  # frame 0 of the proxy: the cut frame's square
+        cut = grown.regions[0]._grey > 0  # the segment: the square of the cut frame and a one-pixel rim
+        assert cut.sum() == (side + 2) ** 2
+        assert np.abs(proxy[-1, 8:16, 16:24] - frames[frame, 8:16, 8:16]).max() < 1e-6  # the square, moved 8 px
+    with pytest.raises(SamplerError, match="drag_frame must be below the run's 4 frames"):
+        drag_inputs(None, GuidanceConfig(drag_frame=4), traj, frames, steps=25, size=(32, 32), latent_size=(4, 4),
+                    log=None)

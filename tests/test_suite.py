@@ -103,6 +103,11 @@ def test_the_shipped_suites_load_and_fit_the_shipped_model():
         check_suite(pinned, 16, 32, 32, (16, 16))  # the file says 8 frames; the model makes 16
     with pytest.raises(SuiteError, match="too few frames: the clip has 16"):
         check_suite(dict(general, requests=general["requests"][4:]), 24, 32, 32, (16, 16))
+    check_suite(dict(pinned, settings=[{"name": "cut from frame 7", "start": "proxy", "drag_frame": 7}]), 8, 32, 32,
+                (16, 16))
+    late = dict(pinned, settings=[{"name": "cut from frame 8", "start": "proxy", "drag_frame": 8}])
+    with pytest.raises(SuiteError, match=r"settings\[0\].drag_frame: 8 is not a frame of the model's 8"):
+        check_suite(late, 8, 32, 32, (16, 16))
 
 
 def test_a_loaded_suite_is_a_suite_file_itself(tmp_path):
@@ -187,7 +192,8 @@ def test_the_image_to_video_suites_report_control_goals_requests_and_tune_on_the
     assert len(i2v["prompts"]) * len(i2v["seeds"]) * len(i2v["requests"]) == 48
     assert "guidance" not in i2v and "target" not in i2v  # nothing laid over the model's defaults but the rows
     paper, ttm, tuned = i2v["settings"]
-    assert set(GUIDANCE_FIELDS) - {"transfer"} <= set(paper)  # transfer: how a reference clip is copied (none here)
+    unused = {"transfer", "drag_frame"}  # how a reference clip is copied (none here); the frame cut (each is the image)
+    assert set(GUIDANCE_FIELDS) - unused <= set(paper)
     assert ttm["method"] == "cut-drag" and ttm["keep"] == "off" and ttm["release"] == 20 and ttm["steps"][0] == 3
     shipped = model_record("moft-tiny-wan-i2v").guidance
     assert all(shipped[k] == tuned[k] for k in ("method", "keep", "release", "start", "steps"))  # the tuned default
@@ -195,8 +201,8 @@ def test_the_image_to_video_suites_report_control_goals_requests_and_tune_on_the
     assert tune["seeds"] == [10, 11] and tune["prompts"] == ["a red disk standing still"] and len(tune["requests"]) == 8
     assert start["seeds"] == [10, 11, 12] and "a red disk standing still" in start["prompts"]
     assert not set(start["prompts"]) & set(i2v["prompts"]) and not set(start["seeds"]) & set(i2v["seeds"])
-    assert set(GUIDANCE_FIELDS) - {"transfer"} <= set(tune["guidance"])  # moft.json cannot change a tuning row
-    assert set(GUIDANCE_FIELDS) - {"point_region", "transfer"} <= set(start["guidance"])  # (object drags: no point region)
+    assert set(GUIDANCE_FIELDS) - unused <= set(tune["guidance"])  # moft.json cannot change a tuning row
+    assert set(GUIDANCE_FIELDS) - unused - {"point_region"} <= set(start["guidance"])  # (object drags: no point region)
     record = model_record("moft-tiny-wan-i2v")
     for suite in (tune, start, load_suite(BENCHMARKS / "goals_i2v.json")):
         check_suite(with_model_defaults(suite, record), 9, 32, 32, (16, 16), record)

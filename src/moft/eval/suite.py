@@ -335,7 +335,7 @@ def check_suite(suite: dict, frames: int, height: int, width: int, latent: tuple
 
     Raises:
         SuiteError: a trajectory of another frame count, a region that covers no pixel of the
-            latent grid, a clip too short or unreadable.
+            latent grid, a clip too short or unreadable, a setting's ``drag_frame`` past the frames.
     """
     plans = {}
     for i, req in enumerate(suite["requests"]):
@@ -359,6 +359,8 @@ def check_suite(suite: dict, frames: int, height: int, width: int, latent: tuple
             raise SuiteError(f"{where}: {exc}") from None
         plans[i] = {"trajectory": traj, "reference": ref}
     for i, s in enumerate(suite["settings"]):
-        _check_guidance(_guidance_fields(s), f"settings[{i}]", int(suite.get("steps", 25)), base=suite.get("guidance"),
-                        record=record)
+        g = _check_guidance(_guidance_fields(s), f"settings[{i}]", int(suite.get("steps", 25)),
+                            base=suite.get("guidance"), record=record)
+        if g.drag_frame >= frames:
+            raise SuiteError(f"settings[{i}].drag_frame: {g.drag_frame} is not a frame of the model's {frames}")
     return plans

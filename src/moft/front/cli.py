@@ -440,6 +440,7 @@ def control(
                                          "segment, with the model's track defaults: its `point tracks` line)"),
     point_weight: Optional[float] = typer.Option(None, help=_guidance_help("point_weight")),
     point_region: Optional[str] = typer.Option(None, help=_guidance_help("point_region")),
+    drag_frame: Optional[int] = typer.Option(None, help=_guidance_help("drag_frame")),
     model: Optional[str] = typer.Option(None, help=MODEL_HELP),
     prompt: Optional[str] = typer.Option(None, help="text prompt (default: see `moft info --model M`)"),
     seed: int = typer.Option(0, help="initial noise, 0..2**63-1"),
@@ -504,7 +505,7 @@ def control(
                  "keep_until": keep_until, "start": start_from, "release": release, "method": method,
                  "transfer": transfer, "checkpointing": checkpointing,
                  "autocast": None if autocast in (None, "none") else autocast, "point_weight": point_weight,
-                 "point_region": point_region, "points": points}
+                 "point_region": point_region, "drag_frame": drag_frame, "points": points}
         where = _where(device, dtype, offload)
         _control(trajectory, out, model, prompt, seed, steps, guidance_scale, reference, target, save_target,
                  init_latents, save_source, save_proxy, channels, flags, gain, target_kind, (start, stride, fps, fit),

@@ -312,6 +312,8 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
     if (run.guidance.iterates and target is None and reference is None and run.guidance.points != "dift"
             and (trajectory is None or channels is None)):
         raise ControlError("a target from a trajectory needs the trajectory and motion channels")
+    if run.guidance.drag_frame >= f:
+        raise ControlError(f"drag_frame {run.guidance.drag_frame} is not a frame of the run's {f} (0..{f - 1})")
     if run.guidance.needs_source and trajectory is None:
         g = run.guidance
         raise ControlError(f"keep={g.keep!r} / start={g.start!r} need a trajectory (the region that moves)")

@@ -33,7 +33,8 @@ def _method_line(g, note: bool = False) -> str:
         return "gradient guidance (the lines below)"
     parts = ["cut-and-drag, no gradients" if g.method == "cut-drag" else "gradient guidance"]
     if g.start == "proxy":
-        parts.append(f"from the drag proxy at step {g.steps[0]}" + (f", released at step {g.release}" if g.release else ""))
+        cut = f" (cut from the unguided video's frame {g.drag_frame})" if g.drag_frame else ""
+        parts.append(f"from the drag proxy{cut} at step {g.steps[0]}" + (f", released at step {g.release}" if g.release else ""))
     elif g.start == "source":
         parts.append(f"from the unguided video at step {g.steps[0]}")
     if g.keep != "off":

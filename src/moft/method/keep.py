@@ -40,6 +40,7 @@ from ..models.latents import encode_video
 from ..models.pipeline import sampling_scheduler
 from .drag import drag_video, object_regions, swept_masks
 from .inversion import noise_latents
+from .settings import GuidanceError
 
 
 def blend(z: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -172,9 +173,9 @@ def keep_plan(pipe, g, *, steps: int, masks: torch.Tensor, log: LatentLog,
 def drag_inputs(pipe, g, trajectory, frames: np.ndarray | None, *, steps: int, size: tuple[int, int],
                 latent_size: tuple[int, int], log: LatentLog | None):
     """What a drag run is made from (one procedure for ``moft control`` and the suites): the regions, a point
-    grown into the object under it on frame 0 when ``g.point_region == "segment"``
-    (``moft.method.drag.object_regions``); the drag proxy, ``frames`` cut and dragged along them; and the keep
-    levers' ``Keep`` (None when they are off or there is no ``log``).
+    grown into the object under it when ``g.point_region == "segment"`` (``moft.method.drag.object_regions``);
+    the drag proxy, frame ``g.drag_frame`` of ``frames`` cut and dragged along them; and the keep levers'
+    ``Keep`` (None when they are off or there is no ``log``).
 
     Example:
         >>> from moft.io.trajectory import parse_trajectory
@@ -201,6 +202,10 @@ def drag_inputs(pipe, g, trajectory, frames: np.ndarray | None, *, steps: int, s
     Returns:
         ``(trajectory, proxy (F, H, W, 3) or None, Keep or None)``.
     """
+    if frames is not None:
+        if g.drag_frame >= len(frames):
+            raise GuidanceError("drag_frame", f"must be below the run's {len(frames)} frames, got {g.drag_frame}")
+        frames = frames[g.drag_frame:]  # (F', H, W, 3): what is dragged is its first frame
     if frames is not None and g.point_region == "segment":
         trajectory = object_regions(trajectory, frames[0])
     proxy = drag_video(frames, trajectory) if frames is not None else None  # (F, H, W, 3)

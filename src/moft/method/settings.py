@@ -205,6 +205,9 @@ class GuidanceConfig:
         point_region: what a drag proxy (a drag target's, a cut-and-drag start's) moves for a point region:
             ``"disk"`` (the disks of its ``radius`` around its points) or ``"segment"`` (the object under its
             points, grown on the frame being dragged; ``moft.method.drag.object_regions``).
+        drag_frame: the frame of the unguided source a drag proxy is cut from (its regions, and the object a
+            point is grown into, are taken there and dragged from their paths' first positions); 0: frame 0. On
+            image-to-video every frame is the image.
         keep: ``"off"`` or ``"latents"`` (outside the swept region, the latents are the unguided
             source's after every step before ``keep_until``; ``moft.method.keep``).
         keep_until: the step index where the background is released (None: kept to the end).
@@ -253,6 +256,8 @@ class GuidanceConfig:
     point_radius: float = _g(1.0, _REAL, "a finite number >= 0", "the point loss's neighbourhood radius (feature cells)")
     point_region: str = _g("disk", _STR, "a string", "what a drag moves for a point: disk (its radius) or segment "
                            "(the object under it, grown by colour on the frame being dragged)", POINT_REGIONS)
+    drag_frame: int = _g(0, _INT, "an integer >= 0", "the frame of the unguided video a drag proxy is cut from "
+                         "(0: frame 0)")
     keep: str = _g("off", _STR, "a string", "off or latents (outside the region the trajectory sweeps, the latents "
                    "are the unguided video's after every step)", KEEPS)
     keep_until: int | None = _g(None, _INT + _NONE, "an integer >= 0 or null", "with keep latents: the step where "
@@ -284,7 +289,7 @@ class GuidanceConfig:
                 or not 0 <= steps[0] <= steps[1]):
             raise GuidanceError("steps", f"must be {fields(self)[0].metadata['accepts']}, got {_show(list(steps))}")
         self.steps = (int(steps[0]), int(steps[1]))
-        for name, lo in (("iterations", 0), ("grad_every", 1), ("keep_until", 0), ("release", 0)):
+        for name, lo in (("iterations", 0), ("grad_every", 1), ("keep_until", 0), ("release", 0), ("drag_frame", 0)):
             value = getattr(self, name)
             if value is not None and value < lo:
                 raise GuidanceError(name, f"must be an integer >= {lo}, got {value}")
