@@ -162,3 +162,62 @@ def test_the_example_track_file_drags_the_shipped_models_disk_whole():
     assert 7.0 < moved[-1, 0] - moved[0, 0] < 13.0 and abs(moved[-1, 1] - moved[0, 1]) < 2.0
     assert abs(still[-1, 0] - still[0, 0]) < 2.0
     assert not split(res.frames, res.source_frames, COLORS["red"])
+
+
+def _every_channel(pipe):
+    """Every channel of the pipeline's default site as motion channels (a tiny random build ships none)."""
+    from moft.front.extract import site_channels
+    from moft.method.channels import MotionChannels
+    from moft.models.adapters import architecture_of
+
+    every = torch.arange(site_channels(pipe))
+    ones = torch.ones(len(every))
+    return MotionChannels(every, every.clone(), {"horizontal": ones, "vertical": ones}, torch.zeros(len(every), 2),
+                          torch.zeros(len(every)), meta={"architecture": architecture_of(denoiser(pipe)).name})
+
+
+def _tiny(name: str):
+    """A tiny random build of each pipeline family, sized 32x32 (9 frames on the 4k+1 VAEs, 8 otherwise)."""
+    import conftest
+    from moft.models import tiny
+    from moft.models.record import ModelRecord
+
+    make = {"wan": conftest.tiny_wan, "wan 4x VAE": conftest.tiny_wan_4x, "cogvideox": conftest.tiny_cogvideox,
+            "modelscope": conftest.tiny_modelscope, "wan 2.2 ti2v": tiny.build_tiny_wan_i2v,
+            "wan 2.1 i2v": tiny.build_tiny_wan21_i2v, "cogvideox i2v": tiny.build_tiny_cogvideox_i2v,
+            "svd": tiny.build_tiny_svd, "sparsectrl": tiny.build_tiny_sparsectrl}[name]
+    pipe = make(seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    frames = 8 if name in ("modelscope", "svd", "sparsectrl") else 9
+    pipe.moft_record = ModelRecord(frames=frames, height=32, width=32)
+    return pipe, frames
+
+
+@pytest.mark.usefixtures("single_thread")
+@pytest.mark.parametrize("name", ["wan", "wan 4x VAE", "cogvideox", "modelscope", "wan 2.2 ti2v", "wan 2.1 i2v",
+                                  "cogvideox i2v", "svd", "sparsectrl"])
+def test_tracks_drag_on_every_pipeline_family(name):
+    """A track (what every track file is read into) on each tiny random build: with a drag target the object under
+    the point is dragged (on image-to-video, the image's red square: the drag proxy shows it 8 px on at the last
+    frame; SVD does not invert, so it takes the paper's curves), and the paper's point drag runs Eq. 9's losses
+    through the architecture's own capture, the point loss included."""
+    from moft.models.image import requires_image
+    from moft.models.pipeline import pipeline_record
+
+    pipe, f = _tiny(name)
+    image = np.full((32, 32, 3), (40, 60, 80), np.uint8)
+    image[10:20, 8:18] = (230, 30, 30)  # a red square, centre (12.5, 14.5) px
+    image = image if requires_image(pipe) else None
+    path = np.stack([np.linspace(12.5, 20.5, f), np.full(f, 14.5)], -1)[None]  # (1, F, 2): its centre, 8 px right
+    tracks = Tracks(path, np.ones((1, f), bool), (32, 32))
+    kw = dict(prompt="a red disk", steps=6, seed=0, channels=_every_channel(pipe), image=image)
+    plain = moft.control(pipe, tracks, target_kind="curves" if name == "svd" else "drag", **kw)
+    assert plain.frames.shape == (f, 32, 32, 3) and np.isfinite(plain.frames).all()
+    if image is not None and name != "svd":  # the image's square, grown from the point, moved along the track
+        red = (plain.proxy_frames[..., 0] > 0.8) & (plain.proxy_frames[..., 1] < 0.2)  # (F, H, W)
+        assert red[0, 10:20, 8:18].all() and red[-1, 10:20, 16:26].all() and red[-1].sum() == 100
+    paper = moft.control(pipe, tracks, guidance=moft.default_guidance(record=pipeline_record(pipe), points="paper"),
+                         **kw)
+    kinds = [tuple(sorted(r)) for r in paper.report["losses"]] if "losses" in paper.report else None
+    assert paper.result.counts["backwards"] > 0 and all(np.isfinite(r["loss"]) for r in paper.report["losses"]), kinds
+    assert any("point" in r for r in paper.report["losses"]), kinds  # the point loss ran on this architecture
