@@ -430,7 +430,7 @@ def test_a_drag_frame_past_the_run_is_refused_before_sampling(model_dir, tmp_pat
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(moft.front.control, "sample", lambda *a, **k: pytest.fail("sampled before refusing"))
     r = run("control", EXAMPLES / "object_left.json", "--model", model_dir, "--out", "o.gif", "--drag-frame", 99)
-    assert_user_error(r, "drag_frame 99 is not a frame of the run's")
+    assert_user_error(r, "drag_frame 99 is not a frame of the 8 made (0..7)")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -106,7 +106,7 @@ def test_the_shipped_suites_load_and_fit_the_shipped_model():
     check_suite(dict(pinned, settings=[{"name": "cut from frame 7", "start": "proxy", "drag_frame": 7}]), 8, 32, 32,
                 (16, 16))
     late = dict(pinned, settings=[{"name": "cut from frame 8", "start": "proxy", "drag_frame": 8}])
-    with pytest.raises(SuiteError, match=r"settings\[0\].drag_frame: 8 is not a frame of the model's 8"):
+    with pytest.raises(SuiteError, match=r"settings\[0\].drag_frame: 8 is not a frame of the 8 made"):
         check_suite(late, 8, 32, 32, (16, 16))
 
 

@@ -219,13 +219,15 @@ def with_model_defaults(suite: dict, record) -> dict:
 
 
 def _check_guidance(fields: dict, where: str, steps: int, base: dict | None = None, check_range: bool = True,
-                    record=None) -> GuidanceConfig:
+                    record=None, frames: int | None = None) -> GuidanceConfig:
     """A layer of guidance fields over ``base`` (and a model's ``record``), checked by ``GuidanceConfig``
-    itself, then the guided range."""
+    itself, then the guided range and, given the model's ``frames``, the frame a drag is cut from."""
     try:
         g = resolve_settings(record, dict(base or {}), fields).guidance
         if check_range:
             g.check_schedule(steps)
+        if frames is not None:
+            g.check_frames(frames)
     except SettingsError as exc:
         name = getattr(exc, "field", None)
         text = f"{where}.{name}: {exc.problem}" if name is not None else f"{where}: {exc}"
@@ -359,8 +361,6 @@ def check_suite(suite: dict, frames: int, height: int, width: int, latent: tuple
             raise SuiteError(f"{where}: {exc}") from None
         plans[i] = {"trajectory": traj, "reference": ref}
     for i, s in enumerate(suite["settings"]):
-        g = _check_guidance(_guidance_fields(s), f"settings[{i}]", int(suite.get("steps", 25)),
-                            base=suite.get("guidance"), record=record)
-        if g.drag_frame >= frames:
-            raise SuiteError(f"settings[{i}].drag_frame: {g.drag_frame} is not a frame of the model's {frames}")
+        _check_guidance(_guidance_fields(s), f"settings[{i}]", int(suite.get("steps", 25)), base=suite.get("guidance"),
+                        record=record, frames=frames)
     return plans

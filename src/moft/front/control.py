@@ -25,7 +25,7 @@ from ..method.inversion import InversionError, check_inverts
 from ..method.keep import Keep, LatentLog, drag_inputs
 from ..method.points import PointRequest, point_request
 from ..method.sampler import SampleResult, check_latents, check_sample, sample
-from ..method.settings import (MAX_SEED, MAX_STEPS, GuidanceConfig, RunSettings, SettingsError,
+from ..method.settings import (MAX_SEED, MAX_STEPS, GuidanceConfig, GuidanceError, RunSettings, SettingsError,
                                check_integer, check_number, config_dict, resolve_settings)
 from ..method.targets import Target
 from ..method.transfer import TransferError, transfer_trajectory
@@ -312,8 +312,10 @@ def plan_control(pipe, trajectory=None, *, prompt: str, channels: MotionChannels
     if (run.guidance.iterates and target is None and reference is None and run.guidance.points != "dift"
             and (trajectory is None or channels is None)):
         raise ControlError("a target from a trajectory needs the trajectory and motion channels")
-    if run.guidance.drag_frame >= f:
-        raise ControlError(f"drag_frame {run.guidance.drag_frame} is not a frame of the run's {f} (0..{f - 1})")
+    try:
+        run.guidance.check_frames(f)
+    except GuidanceError as exc:
+        raise ControlError(str(exc)) from None
     if run.guidance.needs_source and trajectory is None:
         g = run.guidance
         raise ControlError(f"keep={g.keep!r} / start={g.start!r} need a trajectory (the region that moves)")

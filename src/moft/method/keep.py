@@ -40,7 +40,6 @@ from ..models.latents import encode_video
 from ..models.pipeline import sampling_scheduler
 from .drag import drag_video, object_regions, swept_masks
 from .inversion import noise_latents
-from .settings import GuidanceError
 
 
 def blend(z: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -203,8 +202,7 @@ def drag_inputs(pipe, g, trajectory, frames: np.ndarray | None, *, steps: int, s
         ``(trajectory, proxy (F, H, W, 3) or None, Keep or None)``.
     """
     if frames is not None:
-        if g.drag_frame >= len(frames):
-            raise GuidanceError("drag_frame", f"must be below the run's {len(frames)} frames, got {g.drag_frame}")
+        g.check_frames(len(frames))
         frames = frames[g.drag_frame:]  # (F', H, W, 3): what is dragged is its first frame
     if frames is not None and g.point_region == "segment":
         trajectory = object_regions(trajectory, frames[0])

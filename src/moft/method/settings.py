@@ -337,6 +337,17 @@ class GuidanceConfig:
             raise GuidanceError("steps", f"{start}:{end} run no step of the {steps}-step schedule (0..{steps - 1}); "
                                          f"guide steps within it or sample more steps")
 
+    def check_frames(self, frames: int) -> None:
+        """Raise ``GuidanceError`` unless ``drag_frame`` is a frame of a ``frames``-frame video.
+
+        Example:
+            >>> GuidanceConfig(drag_frame=9).check_frames(9)
+            Traceback (most recent call last):
+            moft.method.settings.GuidanceError: drag_frame 9 is not a frame of the 9 made (0..8)
+        """
+        if self.drag_frame >= frames:
+            raise GuidanceError("drag_frame", f"{self.drag_frame} is not a frame of the {frames} made (0..{frames - 1})")
+
     @property
     def iterates(self) -> bool:
         """Whether guidance runs gradient iterations (``iterations > 0``, not ``method="cut-drag"``).
