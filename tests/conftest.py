@@ -105,6 +105,15 @@ def single_thread():
     torch.set_num_threads(before)
 
 
+
+def all_channels(width: int, architecture: str = "wan"):
+    """Every channel of a site ``width`` wide as motion channels (a tiny random build ships none; the loss reads all)."""
+    from moft.method.channels import MotionChannels
+
+    every = torch.arange(width)
+    return MotionChannels(every, every.clone(), {"horizontal": torch.ones(width), "vertical": torch.ones(width)},
+                          torch.zeros(width, 2), torch.zeros(width), meta={"architecture": architecture})
+
 # Diffusion transformers. Clips are 9 frames (4k+1, what Wan's and CogVideoX's VAEs take) of 32x32.
 DIT_FRAMES = 9
 

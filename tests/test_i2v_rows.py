@@ -21,6 +21,8 @@ from moft.models.latents import encode_prompt, initial_noise
 from moft.models.pipeline import default_guidance_scale
 from moft.models.tiny import build_tiny_cogvideox_i2v, build_tiny_sparsectrl, build_tiny_svd
 
+from conftest import all_channels
+
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 CONFIG_DIR = Path(__file__).parents[1] / "configs"
@@ -134,15 +136,6 @@ def test_cogvideox_5b_i2v_at_real_size_on_a_meta_build():
     assert tuple(cap.output.shape) == (1, 13, 3072, 30, 45)
 
 
-def _all_channels(width: int, architecture: str):
-    """Every channel of a block output as motion channels (the loss reads them all)."""
-    from moft.method.channels import MotionChannels
-
-    every = torch.arange(width)
-    return MotionChannels(every, every.clone(), {"horizontal": torch.ones(width), "vertical": torch.ones(width)},
-                          torch.zeros(width, 2), torch.zeros(width), meta={"architecture": architecture})
-
-
 def _save(pipe, folder: Path, frames: int, scale: float) -> Path:
     pipe.save_pretrained(folder)
     (folder / "moft.json").write_text(json.dumps({"frames": frames, "height": SIZE, "width": SIZE,
@@ -172,7 +165,7 @@ def _control(tmp_path: Path, folder: Path, channels, *extra):
 @pytest.mark.parametrize("kind", ["curves", "drag"])
 def test_moft_control_animates_an_image_on_a_saved_tiny_cogvideox_i2v(tmp_path, kind):
     folder = _save(_cog("plain"), tmp_path / "cog", COG_FRAMES, 4.0)
-    report = _control(tmp_path, folder, _all_channels(32, "cogvideox"), "--target-kind", kind)
+    report = _control(tmp_path, folder, all_channels(32, "cogvideox"), "--target-kind", kind)
     assert report["image"] == {"height": SIZE, "width": SIZE} and report["frames"] == COG_FRAMES
     assert report["counts"]["backwards"] == 2 and all(np.isfinite(r["loss"]) for r in report["losses"])
 
@@ -263,7 +256,7 @@ def test_the_shape_probe_takes_every_image_to_video_denoiser():
 
 def test_moft_control_animates_an_image_on_a_saved_tiny_svd(tmp_path):
     folder = _save(_svd(), tmp_path / "svd", SVD_FRAMES, 3.0)
-    report = _control(tmp_path, folder, _all_channels(64, "svd"), "--target-kind", "curves")
+    report = _control(tmp_path, folder, all_channels(64, "svd"), "--target-kind", "curves")
     assert report["image"] == {"height": SIZE, "width": SIZE} and report["frames"] == SVD_FRAMES
     assert report["counts"]["backwards"] == 2 and all(np.isfinite(r["loss"]) for r in report["losses"])
 
@@ -274,7 +267,7 @@ def test_moft_control_refuses_a_drag_target_on_svd_in_one_line(tmp_path):
     from moft.front.cli import app
 
     folder = _save(_svd(), tmp_path / "svd", SVD_FRAMES, 3.0)
-    _all_channels(64, "svd").save(tmp_path / "ch.safetensors")
+    all_channels(64, "svd").save(tmp_path / "ch.safetensors")
     Image.fromarray(_image(2)).save(tmp_path / "i.png")
     (tmp_path / "t.json").write_text(json.dumps({"version": 1, "regions": [
         {"mask": {"box": [0.25, 0.2, 0.7, 0.65]}, "direction": "right", "speed": 0.3}]}))
@@ -346,7 +339,7 @@ def test_sparsectrl_guess_mode_is_refused_in_one_line():
 @pytest.mark.parametrize("kind", ["curves", "drag"])
 def test_moft_control_animates_an_image_on_a_saved_tiny_sparsectrl(tmp_path, kind):
     folder = _save(_sparsectrl(), tmp_path / "sparse", SPARSE_FRAMES, 4.0)
-    report = _control(tmp_path, folder, _all_channels(64, "animatediff"), "--target-kind", kind)
+    report = _control(tmp_path, folder, all_channels(64, "animatediff"), "--target-kind", kind)
     assert report["image"] == {"height": SIZE, "width": SIZE} and report["frames"] == SPARSE_FRAMES
     assert report["counts"]["backwards"] == 2 and all(np.isfinite(r["loss"]) for r in report["losses"])
 

@@ -12,6 +12,8 @@ from moft.models.image import ImageInputError, fit_image, image_conditioning, im
 from moft.models.latents import encode_prompt, initial_noise
 from moft.models.tiny import build_tiny_wan, build_tiny_wan21_i2v, build_tiny_wan_i2v
 
+from conftest import all_channels
+
 FRAMES = 9
 
 
@@ -120,15 +122,6 @@ def test_sample_refuses_a_missing_or_misfit_image_and_an_image_on_text_to_video(
         sample(build_tiny_wan(), "a red disk", steps=1, height=32, width=32, num_frames=FRAMES, image=_image())
 
 
-def _all_channels(width: int = 128):
-    """Every channel of the tiny Wan's block output as motion channels (the drag target's loss reads them all)."""
-    from moft.method.channels import MotionChannels
-
-    every = torch.arange(width)
-    return MotionChannels(every, every.clone(), {"horizontal": torch.ones(width), "vertical": torch.ones(width)},
-                          torch.zeros(width, 2), torch.zeros(width), meta={"architecture": "wan"})
-
-
 @pytest.fixture(scope="module")
 def i2v_folder(tmp_path_factory):
     """The tiny TI2V pipeline as a model folder with a ``moft.json`` (9 frames of 32x32, as moft-tiny-wan)."""
@@ -151,7 +144,7 @@ def test_control_drags_the_images_own_regions_and_keeps_frame_zero(i2v_folder):
         {"mask": {"box": [0.25, 0.2, 0.7, 0.65]}, "direction": "right", "speed": 0.3}]})
     g = GuidanceConfig(steps=(0, 2), iterations=1, step_size=0.1, loss="per_position", optimizer="adam",
                        distance="cosine", site="blocks.3")
-    res = control(pipe, traj, prompt="a red disk", channels=_all_channels(), image=_image(2), steps=3, guidance=g,
+    res = control(pipe, traj, prompt="a red disk", channels=all_channels(128), image=_image(2), steps=3, guidance=g,
                   target_kind="drag", keep_source=True)
     assert res.frames.shape == (FRAMES, 32, 32, 3) and res.source_frames.shape == (FRAMES, 32, 32, 3)
     # the drag proxy is the image itself, dragged: its frame 0 is the image
@@ -188,7 +181,7 @@ def _cli(*args):
 def test_the_command_line_animates_an_image_and_refuses_bad_images_in_one_line(i2v_folder, tmp_path):
     import json
 
-    _all_channels().save(tmp_path / "ch.safetensors")
+    all_channels(128).save(tmp_path / "ch.safetensors")
     Image.fromarray(np.kron(_image(2), np.ones((3, 3, 1), np.uint8))).save(tmp_path / "big.png")  # 96x96: fitted
     traj = tmp_path / "t.json"
     traj.write_text(json.dumps({"version": 1, "regions": [

@@ -14,6 +14,8 @@ from moft.models.image import ImageInputError, image_conditioning
 from moft.models.latents import decode_latents, encode_video
 from moft.models.tiny import build_tiny_wan, build_tiny_wan_i2v
 
+from conftest import all_channels
+
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 FRAMES, SIZE, STEPS = 9, 32, 2
@@ -61,14 +63,6 @@ def t2v_folder(tmp_path_factory):
     (folder / "moft.json").write_text(json.dumps({"frames": FRAMES, "height": SIZE, "width": SIZE,
                                                   "guidance_scale": 1.0}))
     return folder
-
-
-def _all_channels(width: int = 128):
-    from moft.method.channels import MotionChannels
-
-    every = torch.arange(width)
-    return MotionChannels(every, every.clone(), {"horizontal": torch.ones(width), "vertical": torch.ones(width)},
-                          torch.zeros(width, 2), torch.zeros(width), meta={"architecture": "wan"})
 
 
 def _cli(*args):
@@ -238,7 +232,7 @@ def test_control_pans_and_zooms_an_image_from_the_image_itself(pipe, request_):
     image = _image(4)
     g = GuidanceConfig(steps=(0, 2), iterations=1, step_size=0.1, loss="per_position", optimizer="adam",
                        distance="cosine", site="blocks.3")
-    res = control(pipe, parse_trajectory(request_), prompt="a red disk", channels=_all_channels(), image=image,
+    res = control(pipe, parse_trajectory(request_), prompt="a red disk", channels=all_channels(128), image=image,
                   steps=3, guidance=g, target_kind="drag", guidance_scale=1.0)
     if request_ is PAN:
         for f in range(FRAMES):
@@ -297,12 +291,12 @@ def test_a_reference_clips_motion_target_comes_from_the_clip_whatever_the_image(
                                                                           "speed": 0.03}]})
     g = GuidanceConfig(steps=(0, 2), iterations=1, step_size=0.1, loss="per_position", optimizer="adam",
                        distance="cosine", site="blocks.3")
-    runs = [control(pipe, traj, prompt="a red disk", channels=_all_channels(), image=_image(seed), reference=clip,
+    runs = [control(pipe, traj, prompt="a red disk", channels=all_channels(128), image=_image(seed), reference=clip,
                     steps=3, guidance=g, guidance_scale=1.0) for seed, clip in [(1, _clip()), (2, _clip()), (1, _clip(-1))]]
     one, two, left = (r.target for r in runs)
     torch.testing.assert_close(one.maps, two.maps)  # the image animated does not enter the target
     assert (one.maps - left.maps).abs().max() > 1e-3  # the clip does
-    by_hand = reference_target(pipe, _clip(), channels=_all_channels(), num_steps=3, site="blocks.3",
+    by_hand = reference_target(pipe, _clip(), channels=all_channels(128), num_steps=3, site="blocks.3",
                                image_cond={"first_frame": encode_video(pipe, _clip()[:1])})  # the clip's frame 0
     torch.testing.assert_close(one.maps, by_hand.maps)
     for res, seed in zip(runs, (1, 2, 1)):  # each video starts from its own image
@@ -314,7 +308,7 @@ def test_the_command_line_transfers_a_clips_motion_onto_an_image_and_refuses_bad
                                                                                               tmp_path):
     from moft.io.video import write_video
 
-    _all_channels().save(tmp_path / "ch.safetensors")
+    all_channels(128).save(tmp_path / "ch.safetensors")
     Image.fromarray(_image(2)).save(tmp_path / "i.png")
     write_video(tmp_path / "c.gif", _clip())
     (tmp_path / "t.json").write_text(json.dumps({"version": 1, "regions": [{"mask": "all", "direction": "right",

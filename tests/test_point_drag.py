@@ -17,6 +17,8 @@ from moft.method.sampler import GuidanceConfig, GuidanceState, SamplerError, gui
 from moft.models.latents import text_conditioning
 from moft.models.loading import denoiser
 
+from conftest import all_channels, tiny_cogvideox, tiny_modelscope, tiny_wan, tiny_wan_4x
+
 runner = CliRunner()
 EXAMPLES = __import__("pathlib").Path(__file__).parents[1] / "examples"
 
@@ -167,24 +169,18 @@ def test_the_example_track_file_drags_the_shipped_models_disk_whole():
 def _every_channel(pipe):
     """Every channel of the pipeline's default site as motion channels (a tiny random build ships none)."""
     from moft.front.extract import site_channels
-    from moft.method.channels import MotionChannels
     from moft.models.adapters import architecture_of
 
-    every = torch.arange(site_channels(pipe))
-    ones = torch.ones(len(every))
-    return MotionChannels(every, every.clone(), {"horizontal": ones, "vertical": ones}, torch.zeros(len(every), 2),
-                          torch.zeros(len(every)), meta={"architecture": architecture_of(denoiser(pipe)).name})
+    return all_channels(site_channels(pipe), architecture_of(denoiser(pipe)).name)
 
 
 def _tiny(name: str):
     """A tiny random build of each pipeline family, sized 32x32 (9 frames on the 4k+1 VAEs, 8 otherwise)."""
-    import conftest
     from moft.models import tiny
     from moft.models.record import ModelRecord
 
-    make = {"wan": conftest.tiny_wan, "wan 4x VAE": conftest.tiny_wan_4x, "cogvideox": conftest.tiny_cogvideox,
-            "modelscope": conftest.tiny_modelscope, "wan 2.2 ti2v": tiny.build_tiny_wan_i2v,
-            "wan 2.1 i2v": tiny.build_tiny_wan21_i2v, "cogvideox i2v": tiny.build_tiny_cogvideox_i2v,
+    make = {"wan": tiny_wan, "wan 4x VAE": tiny_wan_4x, "cogvideox": tiny_cogvideox, "modelscope": tiny_modelscope,
+            "wan 2.2 ti2v": tiny.build_tiny_wan_i2v, "wan 2.1 i2v": tiny.build_tiny_wan21_i2v, "cogvideox i2v": tiny.build_tiny_cogvideox_i2v,
             "svd": tiny.build_tiny_svd, "sparsectrl": tiny.build_tiny_sparsectrl}[name]
     pipe = make(seed=0)
     pipe.set_progress_bar_config(disable=True)

@@ -204,8 +204,8 @@ def drag_inputs(pipe, g, trajectory, frames: np.ndarray | None, *, steps: int, s
     if frames is not None:
         g.check_frames(len(frames))
         frames = frames[g.drag_frame:]  # (F', H, W, 3): what is dragged is its first frame
-    if frames is not None and g.point_region == "segment":
-        trajectory = object_regions(trajectory, frames[0])
+        if g.point_region == "segment":
+            trajectory = object_regions(trajectory, frames[0])
     proxy = drag_video(frames, trajectory) if frames is not None else None  # (F, H, W, 3)
     keep = None
     if log is not None:
